@@ -1,0 +1,56 @@
+// Comm: the collectives the trainer sees.
+//
+// Implementations, chosen at start-up by make_comm():
+//   * "single" — one process, every collective is the identity;
+//   * "mpi"    — Open MPI on CPU tensors (bf16/fp16 are reduced in fp32);
+//   * "nccl"   — NCCL on CUDA tensors, its unique id broadcast over MPI
+//                (only in builds with ZERORL_WITH_CUDA);
+//   * "auto"   — nccl when CUDA is available and the process is under a
+//                launcher, mpi under a launcher (mpirun/srun), else single.
+//
+// Contract: collectives are blocking and must be called by every rank in
+// the same order with tensors of the same shape and dtype (checked where it
+// is cheap: allgather checks shapes).  Tensors are modified in place and must
+// be contiguous.  Not thread-safe: call from the main thread only.  A failure
+// throws zerorl::Error; main() turns that into MPI_Abort so no rank hangs.
+#pragma once
+
+#include <ATen/core/Tensor.h>
+
+#include <memory>
+#include <string>
+
+namespace zerorl {
+
+enum class ReduceOp { kSum, kMean, kMax, kMin };
+
+class Comm {
+ public:
+  virtual ~Comm() = default;
+  virtual int rank() const = 0;
+  virtual int size() const = 0;
+  virtual std::string backend() const = 0;
+
+  virtual void allreduce(at::Tensor& t, ReduceOp op = ReduceOp::kSum) = 0;
+  virtual void broadcast(at::Tensor& t, int root = 0) = 0;
+  // Returns a tensor of shape [size, *t.shape] holding every rank's t.
+  virtual at::Tensor allgather(const at::Tensor& t) = 0;
+  // Each rank sends t[i] (first dimension split into size equal parts) to rank i.
+  virtual at::Tensor alltoall(const at::Tensor& t) = 0;
+  virtual void barrier() = 0;
+
+  // Convenience for scalars (metrics): reduce a double across ranks.
+  double allreduce_scalar(double v, ReduceOp op = ReduceOp::kSum);
+};
+
+// Initialise MPI once if this process was started by a launcher (mpirun,
+// srun: detected from the launcher's environment), and finalise at exit.
+// Returns true when MPI is active.  Safe to call many times.
+bool mpi_init_if_launched(int* argc, char*** argv);
+bool mpi_active();
+// Abort every rank (MPI_Abort) when MPI is active; otherwise does nothing.
+void mpi_abort_all(int code);
+
+std::unique_ptr<Comm> make_comm(const std::string& backend = "auto");
+
+}  // namespace zerorl
