@@ -1,0 +1,144 @@
+// CausalLM: the policy, a DeepSeek-style MoE transformer (or Qwen2Moe),
+// numerically matched to Hugging Face transformers 5.x on the same weights.
+//
+//   tokens_BT -> embed -> L x [ x + attn(rmsnorm(x)); x + mlp_or_moe(rmsnorm(x)) ]
+//             -> rmsnorm -> (lm_head | tied embedding)
+//
+// Legend: B batch, T time, D hidden, V vocabulary, S cache slots, L layers,
+// E routed experts, K top-k, N flattened tokens.
+//
+// Parameters are registered as a torch::nn::Module tree whose dotted names
+// are Hugging Face's ("model.layers.0.self_attn.q_a_proj.weight"), except
+// that routed experts are stacked for the grouped GEMM:
+//   model.layers.i.mlp.experts.gate_proj  [E, F, D]
+//   model.layers.i.mlp.experts.up_proj    [E, F, D]
+//   model.layers.i.mlp.experts.down_proj  [E, D, F]
+// The aux-loss-free balancing bias is a buffer
+//   model.layers.i.mlp.gate.e_score_correction_bias [E] (fp32)
+// that is part of the weights (saved/loaded) but not a trainable parameter.
+// model/weights.h maps these to HDF5 and to Hugging Face per-expert names.
+//
+// Precision: parameters in any float dtype (to(dtype) as usual); norms,
+// router scores and log-probs are computed in fp32 as HF does.
+//
+// Threads: a CausalLM may be used for forward passes from one thread at a
+// time (it accumulates expert-load statistics).
+#pragma once
+
+#include <ATen/core/Tensor.h>
+#include <torch/nn/module.h>
+
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "kernels/logprob/logprob.h"
+#include "model/config.h"
+#include "model/kv_cache.h"
+
+namespace zerorl::model {
+
+class Backbone;  // model/layers.h (internal)
+
+struct ForwardOptions {
+  // bool [B,T]; undefined = every token valid.  Invalid tokens (padding) are
+  // still computed (causal attention keeps them from affecting valid tokens
+  // before them when padding is on the right) but are excluded from the
+  // expert-load statistics and the sequence-wise balance loss.
+  at::Tensor valid_BT;
+  // Add this forward's routed-token counts to the expert-load accumulator
+  // (the trainer sets it for the policy-update forward only).
+  bool record_expert_load = false;
+  // Keep each MoE layer's chosen experts (topk_idx [B*T, K]) for inspection
+  // via last_routing() (tests, diagnostics).
+  bool record_routing = false;
+};
+
+struct LogprobOutput {
+  at::Tensor logp_BT;     // fp32 (fp64 for fp64 models): log p(targets_BT[b,t] | tokens_BT[b, <=t])
+  at::Tensor entropy_BT;  // defined only with LogprobOptions::with_entropy
+  at::Tensor aux_loss;    // scalar: alpha-weighted sequence-wise balance loss summed over MoE layers; 0 if alpha == 0
+};
+
+struct ParamReport {
+  int64_t total = 0;             // every trainable parameter (tied embedding counted once)
+  int64_t active_per_token = 0;  // parameters one token touches: all but the (E - K) unused routed experts per MoE layer
+  int64_t embedding = 0;         // embed_tokens (+ lm_head when untied)
+  int64_t routed_experts = 0;    // all routed-expert weights
+  std::string to_string() const;
+};
+
+class CausalLM : public torch::nn::Module {
+ public:
+  // Random initialisation as HF does (normal(0, init_std) for matrices,
+  // ones for norms, zeros for biases and the balancing bias), drawn from the
+  // stream stream_seed(cfg.seed, 0, 0, 0, kInit): same config -> same bits.
+  explicit CausalLM(const ModelConfig& cfg);
+  const ModelConfig& config() const { return cfg_; }
+
+  // ---- (a) full sequences: training and teacher-forced scoring ----
+  // Final hidden states [B,T,D] (after the last RMSNorm).  `aux_loss` (if not
+  // null) receives the balance loss scalar.
+  at::Tensor hidden_states(const at::Tensor& tokens_BT, const ForwardOptions& fo = {},
+                           at::Tensor* aux_loss = nullptr);
+  // log p of given next tokens via kernels::chosen_logprob: the [B*T, V]
+  // logits are never materialised beyond one chunk.  targets_BT int64, any
+  // value in [0, V) (use any valid id at padded positions and mask later).
+  LogprobOutput logprobs(const at::Tensor& tokens_BT, const at::Tensor& targets_BT,
+                         const kernels::LogprobOptions& lo = {}, const ForwardOptions& fo = {});
+  // Full logits [B,T,V] in the parameters' dtype (tests, small evaluations).
+  at::Tensor logits(const at::Tensor& tokens_BT, const ForwardOptions& fo = {});
+  // The output projection [V,D] (lm_head.weight, or the embedding when tied).
+  at::Tensor output_weight() const;
+  // Chosen experts per MoE layer of the last forward run with record_routing
+  // (int64 [N, K], in layer order); empty otherwise.
+  const std::vector<at::Tensor>& last_routing() const { return last_routing_; }
+
+  // ---- (b) incremental decoding with a KV cache (runs without autograd) ----
+  KvCache make_cache(int64_t num_slots, int64_t max_len) const;  // model's device and dtype
+  // Append each token list to its slot (at the slot's current length; usually
+  // 0 after reset) and return the logits of each list's last token [N, V]
+  // (fp32).  Lists may have different lengths (>= 1 each).
+  at::Tensor prefill(KvCache& cache, const std::vector<int64_t>& slots,
+                     const std::vector<std::vector<int64_t>>& tokens);
+  // One new token per listed slot, each at its own position length(slot);
+  // returns next-token logits [S, V] (fp32), row i for slots[i].
+  // tokens_S: int64 [S], on any device.
+  at::Tensor decode(KvCache& cache, const std::vector<int64_t>& slots, const at::Tensor& tokens_S);
+
+  // ---- expert load and the aux-loss-free balancing bias ----
+  // MoE layer indices (into 0..num_layers-1), in order; rows of expert_load_LE.
+  const std::vector<int64_t>& moe_layers() const { return moe_layers_; }
+  // Routed-token counts accumulated by forwards with record_expert_load since
+  // the last reset: int64 [num_moe_layers, E] on the CPU.  (Data-parallel:
+  // allreduce it before update_balance_bias so all ranks agree.)
+  at::Tensor expert_load_LE() const;
+  void reset_expert_load();
+  // DeepSeek-V3 aux-loss-free update, per MoE layer:
+  //   bias_E += gamma * sign(mean(load_E) - load_E)
+  // (no-op when gamma == 0 or the config has no score bias).  Call after each
+  // optimizer step with the (allreduced) load; gamma defaults to the config's.
+  void update_balance_bias(const at::Tensor& load_LE);
+  void update_balance_bias(const at::Tensor& load_LE, double gamma);
+
+  // ---- weights ----
+  // Every tensor that is part of the weights: parameters and the balancing
+  // bias buffers, by their dotted names, in registration order.
+  std::vector<std::pair<std::string, at::Tensor>> named_weights() const;
+  ParamReport param_report() const;
+
+ private:
+  at::Tensor run_backbone(const at::Tensor& tokens_BT, const ForwardOptions& fo, at::Tensor* aux_loss);
+  at::Tensor extend(KvCache& cache, const std::vector<int64_t>& slots,
+                    const std::vector<std::vector<int64_t>>& tokens);
+
+  ModelConfig cfg_;
+  std::shared_ptr<Backbone> backbone_;
+  at::Tensor lm_head_;  // undefined when tied
+  std::vector<int64_t> moe_layers_;
+  at::Tensor load_LE_;  // int64 CPU accumulator
+  std::vector<at::Tensor> last_routing_;
+};
+
+}  // namespace zerorl::model
