@@ -1,0 +1,54 @@
+// A character-level tokenizer for the synthetic tasks and the tiny models.
+//
+// Every id is one token string: a single character (a Unicode code point) or
+// a multi-character token such as "<think>" or "<eos>".  Encoding takes, at
+// each position, the longest multi-character token that matches, else the
+// character; a character outside the vocabulary becomes <unk> when the
+// vocabulary has one and is an Error (naming the character and byte offset)
+// otherwise.  Special tokens (<pad>, <bos>, <eos>, <unk>) are matched in text
+// like any multi-character token, as Hugging Face tokenizers do.
+//
+// Saved with a model as JSON (to_json(); an HDF5 string attribute holds it):
+//   {"type": "zerorl-char", "version": 1, "tokens": [...], "special": [...]}
+// where tokens[i] is the string of id i.
+#pragma once
+
+#include <string>
+#include <unordered_map>
+#include <vector>
+
+#include "data/tokenizer.h"
+
+namespace zerorl::data {
+
+class CharTokenizer final : public Tokenizer {
+ public:
+  // tokens[i] is id i; `special` lists which of them are special.  Ids of
+  // "<pad>", "<bos>", "<eos>" become pad/bos/eos when present.
+  CharTokenizer(std::vector<std::string> tokens, std::vector<std::string> special);
+
+  // The vocabulary zerorl's synthetic tasks and corpus use: <pad> <bos> <eos>
+  // <unk>, the four reasoning tags, newline and printable ASCII (space..~).
+  static CharTokenizer for_tasks();
+  static CharTokenizer from_json(const std::string& json_text, const std::string& source);
+
+  std::string kind() const override { return "char"; }
+  std::vector<int32_t> encode(std::string_view text) const override;
+  std::string decode(const int32_t* ids, size_t n, bool skip_special = false) const override;
+  int32_t vocab_size() const override { return static_cast<int32_t>(tokens_.size()); }
+  int32_t token_to_id(std::string_view token) const override;
+  std::string id_to_token(int32_t id) const override;
+  bool is_special(int32_t id) const override;
+  std::string to_json() const override;
+
+ private:
+  std::vector<std::string> tokens_;
+  std::vector<std::string> special_names_;
+  std::vector<uint8_t> special_;
+  std::unordered_map<std::string, int32_t> index_;
+  std::vector<int32_t> ascii_;          // byte < 128 -> id of that character, -1 if none
+  std::vector<int32_t> multi_;          // ids of multi-character tokens, longest first
+  int32_t unk_id_ = -1;
+};
+
+}  // namespace zerorl::data

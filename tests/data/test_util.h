@@ -1,0 +1,44 @@
+// Shared helpers for the data tests: scratch folders and the Python oracle.
+#pragma once
+
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
+#include <sstream>
+#include <string>
+
+namespace zerorl::data::testing {
+
+// A fresh folder under the build tree, unique per test name.
+inline std::filesystem::path scratch_dir(const std::string& name) {
+  auto dir = std::filesystem::path(ZR_BINARY_DIR) / "test_scratch" / "data" / name;
+  std::filesystem::remove_all(dir);
+  std::filesystem::create_directories(dir);
+  return dir;
+}
+
+inline std::string slurp(const std::filesystem::path& p) {
+  std::ifstream in(p, std::ios::binary);
+  std::ostringstream ss;
+  ss << in.rdbuf();
+  return ss.str();
+}
+
+inline void spit(const std::filesystem::path& p, const std::string& text) {
+  std::ofstream out(p, std::ios::binary);
+  out << text;
+}
+
+// Runs a shell command; returns its exit status.
+inline int run_shell(const std::string& cmd) { return std::system(cmd.c_str()); }
+
+inline std::string oracle_script() {
+  return std::string(ZR_SOURCE_DIR) + "/tests/data/bpe_oracle.py";
+}
+
+// Whether the venv python can import `tokenizers` (the oracle).
+inline bool have_tokenizers() {
+  return run_shell(std::string(ZR_PYTHON) + " -c 'import tokenizers' >/dev/null 2>&1") == 0;
+}
+
+}  // namespace zerorl::data::testing
