@@ -1,0 +1,79 @@
+// The pretraining corpus for the tiny base model that the R1-Zero
+// reproduction starts from.  Design and reasoning: docs/DATA.md.
+//
+// Like web text it mixes five kinds of documents about the task's TRAIN split
+// problems (the test split never appears):
+//   bare           the problem and its answer, no working ("12 + 7 = 19")
+//   worked         the problem and a correct step-by-step solution
+//   tagged_bare    template + "<think> short remark </think> <answer>A</answer>"
+//   tagged_worked  template + "<think> worked steps </think> <answer>A</answer>"
+//   noise          random characters, answers with a wrong digit, truncations
+// `mix` sets the shares of bare / worked / tagged / noise, and
+// tagged_worked_fraction the share of tagged documents that think in worked
+// steps.  Keeping that share low makes the base prefer a bare guess after
+// "<think>" (weak at temperature 0.6 and greedy), while the untagged worked
+// documents teach the skill: RL only has to make the model choose it.
+//
+// document(i) is a pure function of (config, i); the generator is immutable
+// and thread-safe.  Documents never contain "<eos>": the trainer separates them.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "data/task.h"
+#include "data/template.h"
+
+namespace zerorl {
+class ConfigNode;
+}
+
+namespace zerorl::data {
+
+enum class DocKind { kBare, kWorked, kTaggedBare, kTaggedWorked, kNoise };
+const char* doc_kind_name(DocKind k);
+
+struct CorpusConfig {
+  TaskConfig task;
+  TemplateConfig prompt_template = {"tiny", ""};
+  uint64_t seed = 0;
+  double bare = 0.30, worked = 0.40, tagged = 0.25, noise = 0.05;  // normalised shares
+  double tagged_worked_fraction = 0.25;
+  // Reads a `corpus:` section: task, template, seed, mix {bare, worked,
+  // tagged, noise}, tagged_worked_fraction.
+  static CorpusConfig from(const ConfigNode& n);
+  void validate() const;
+};
+
+struct Document {
+  std::string text;
+  DocKind kind;
+  std::string prompt;  // the problem it is about (a train-split prompt)
+  std::string answer;  // the gold answer of its problem ("" for noise)
+};
+
+class CorpusGenerator {
+ public:
+  explicit CorpusGenerator(CorpusConfig cfg);
+  Document document(uint64_t index) const;
+  std::vector<Document> documents(uint64_t begin, uint64_t count) const;
+  const CorpusConfig& config() const { return cfg_; }
+  const Task& task() const { return *task_; }
+
+  // The completion of a tagged document (what follows the template):
+  // " <think-content> </think> <answer>A</answer>" for the tiny template.
+  std::string tagged_completion(const Example& ex, bool worked, uint64_t variant) const;
+
+ private:
+  CorpusConfig cfg_;
+  std::unique_ptr<Task> task_;
+  PromptTemplate template_;
+};
+
+// Whether a completion thinks in worked steps: at least two '=' (every
+// worked style writes one per step and a final "So ...=A"; bare remarks none).
+bool uses_worked_steps(std::string_view completion);
+
+}  // namespace zerorl::data
