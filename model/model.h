@@ -39,7 +39,8 @@
 
 namespace zerorl::model {
 
-class Backbone;  // model/layers.h (internal)
+class Backbone;  // model/backbone.h (internal)
+class Linear;    // model/layers.h (internal)
 
 struct ForwardOptions {
   // bool [B,T]; undefined = every token valid.  Invalid tokens (padding) are
@@ -74,7 +75,9 @@ class CausalLM : public torch::nn::Module {
   // Random initialisation as HF does (normal(0, init_std) for matrices,
   // ones for norms, zeros for biases and the balancing bias), drawn from the
   // stream stream_seed(cfg.seed, 0, 0, 0, kInit): same config -> same bits.
-  explicit CausalLM(const ModelConfig& cfg);
+  // random_init = false leaves the weights uninitialised (about to be loaded).
+  // The model is built in fp32 on the CPU; use to(device/dtype) afterwards.
+  explicit CausalLM(const ModelConfig& cfg, bool random_init = true);
   const ModelConfig& config() const { return cfg_; }
 
   // ---- (a) full sequences: training and teacher-forced scoring ----
@@ -135,7 +138,7 @@ class CausalLM : public torch::nn::Module {
 
   ModelConfig cfg_;
   std::shared_ptr<Backbone> backbone_;
-  at::Tensor lm_head_;  // undefined when tied
+  std::shared_ptr<Linear> lm_head_;  // null when tied
   std::vector<int64_t> moe_layers_;
   at::Tensor load_LE_;  // int64 CPU accumulator
   std::vector<at::Tensor> last_routing_;

@@ -1,0 +1,72 @@
+// Attention layers (internal to model/): GQA/MHA (Qwen2Moe) and Multi-head
+// Latent Attention (DeepSeek-V2/V3), each with a full-sequence causal path
+// (training, HF-identical arithmetic) and a KV-cache path (decoding).
+//
+// Legend: B batch, T time, D width, H heads, S cache slots, Q new tokens per
+// slot (padded), L cached length, N valid new tokens (flattened), R rotary dim.
+#pragma once
+
+#include <ATen/core/Tensor.h>
+#include <torch/nn/module.h>
+
+#include <memory>
+
+#include "model/config.h"
+#include "model/kv_cache.h"
+#include "model/layers.h"
+
+namespace zerorl::model {
+
+// Everything one cache step needs that is the same for all layers.
+struct CacheStep {
+  at::Tensor cos_N, sin_N;     // rotary tables of each new token's position [N, R/2]
+  at::Tensor slot_N, pos_N;    // int64 [N]: where each new token's K/V goes in the cache
+  at::Tensor slots_S;          // int64 [S]: the slots of this step, in call order
+  at::Tensor flat_N;           // int64 [N]: row of each new token in the padded [S*Q] layout
+  at::Tensor allowed_S1QL;     // bool: query (s,q) may attend cached position l
+  int64_t num_slots = 0, q_len = 0, kv_len = 0;
+};
+
+class Attention : public torch::nn::Module {
+ public:
+  // x_BTD -> [B,T,D]; cos/sin [T, R/2] for positions 0..T-1; causal.
+  virtual at::Tensor forward_full(const at::Tensor& x_BTD, const at::Tensor& cos, const at::Tensor& sin) = 0;
+  // x_ND (valid new tokens, flattened) -> [N,D]; writes this layer's K/V for
+  // them into `cache` and attends over each slot's cached prefix.
+  virtual at::Tensor forward_cached(const at::Tensor& x_ND, const CacheStep& step, KvCache& cache,
+                                    int64_t layer) = 0;
+};
+
+class GqaAttention : public Attention {
+ public:
+  GqaAttention(const ModelConfig& cfg, std::shared_ptr<const Rope> rope);
+  at::Tensor forward_full(const at::Tensor& x_BTD, const at::Tensor& cos, const at::Tensor& sin) override;
+  at::Tensor forward_cached(const at::Tensor& x_ND, const CacheStep& step, KvCache& cache,
+                            int64_t layer) override;
+
+ private:
+  int64_t H_, Hkv_, Dh_;
+  double scale_;
+  std::shared_ptr<const Rope> rope_;
+  std::shared_ptr<Linear> q_proj_, k_proj_, v_proj_, o_proj_;
+};
+
+class MlaAttention : public Attention {
+ public:
+  MlaAttention(const ModelConfig& cfg, std::shared_ptr<const Rope> rope);
+  at::Tensor forward_full(const at::Tensor& x_BTD, const at::Tensor& cos, const at::Tensor& sin) override;
+  // Keys/values stay compressed: kv_b_proj is absorbed into the query
+  // (scores against the latent) and into the output.
+  at::Tensor forward_cached(const at::Tensor& x_ND, const CacheStep& step, KvCache& cache,
+                            int64_t layer) override;
+
+ private:
+  at::Tensor query(const at::Tensor& x) const;  // [..., H, Dn + Dr] before RoPE
+  int64_t H_, R_, Dn_, Dr_, Dv_;
+  double scale_;
+  std::shared_ptr<const Rope> rope_;
+  std::shared_ptr<Linear> q_proj_, q_a_proj_, q_b_proj_, kv_a_proj_, kv_b_proj_, o_proj_;
+  std::shared_ptr<RMSNorm> q_a_norm_, kv_a_norm_;
+};
+
+}  // namespace zerorl::model

@@ -1,0 +1,231 @@
+#include "model/model.h"
+
+#include <ATen/ATen.h>
+
+#include <algorithm>
+#include <sstream>
+
+#include "core/error.h"
+#include "model/backbone.h"
+
+namespace zerorl::model {
+
+CausalLM::CausalLM(const ModelConfig& cfg, bool random_init) : cfg_(cfg) {
+  cfg_.validate();
+  backbone_ = register_module("model", std::make_shared<Backbone>(cfg_));
+  if (!cfg_.tie_embeddings)
+    lm_head_ = register_module("lm_head", std::make_shared<Linear>(cfg_.hidden_size, cfg_.vocab_size, false));
+  for (int64_t i = 0; i < cfg_.num_layers; ++i)
+    if (cfg_.layer_is_moe(i)) moe_layers_.push_back(i);
+  load_LE_ = at::zeros({static_cast<int64_t>(moe_layers_.size()), std::max<int64_t>(cfg_.moe.num_experts, 0)}, at::kLong);
+  if (random_init) init_weights(*this, cfg_.init_std, cfg_.seed);
+}
+
+at::Tensor CausalLM::output_weight() const { return lm_head_ ? lm_head_->weight : backbone_->embed_tokens->weight; }
+
+static void check_tokens(const at::Tensor& t, const char* name, int64_t V) {
+  ZR_CHECK(t.defined() && t.dim() == 2, "CausalLM: ", name, " must be [B,T], got ", t.defined() ? t.dim() : -1,
+           " dims");
+  ZR_CHECK(t.scalar_type() == at::kLong, "CausalLM: ", name, " must be int64");
+  ZR_CHECK(t.size(0) > 0 && t.size(1) > 0, "CausalLM: ", name, " is empty");
+  if (t.device().is_cpu()) {
+    int64_t lo = t.min().item<int64_t>(), hi = t.max().item<int64_t>();
+    ZR_CHECK(lo >= 0 && hi < V, "CausalLM: ", name, " holds ids outside [0, ", V, "): min ", lo, ", max ", hi);
+  }
+}
+
+at::Tensor CausalLM::run_backbone(const at::Tensor& tokens_BT, const ForwardOptions& fo, at::Tensor* aux_loss) {
+  check_tokens(tokens_BT, "tokens_BT", cfg_.vocab_size);
+  int64_t B = tokens_BT.size(0), T = tokens_BT.size(1);
+  at::Tensor tokens = tokens_BT.to(output_weight().device());
+  at::Tensor valid_N;
+  if (fo.valid_BT.defined()) {
+    ZR_CHECK(fo.valid_BT.sizes() == tokens_BT.sizes(), "CausalLM: valid_BT must have the shape of tokens_BT");
+    valid_N = fo.valid_BT.to(tokens.device()).to(at::kBool).reshape({B * T});
+  }
+  std::vector<MoeCall> calls(moe_layers_.size());
+  for (auto& c : calls) {
+    c.valid_N = valid_N;
+    c.batch = B;
+    c.want_counts = fo.record_expert_load;
+    c.want_routing = fo.record_routing;
+    c.want_aux = aux_loss != nullptr && at::GradMode::is_enabled() && cfg_.moe.seq_aux_loss_alpha > 0;
+  }
+  at::Tensor h = backbone_->forward_full(tokens, calls);
+  if (fo.record_routing) {
+    last_routing_.clear();
+    for (auto& c : calls) last_routing_.push_back(c.topk_idx_NK);
+  }
+  if (fo.record_expert_load)
+    for (size_t m = 0; m < calls.size(); ++m) load_LE_[m].add_(calls[m].counts_E.to(at::kCPU));
+  if (aux_loss) {
+    at::Tensor total = at::zeros({}, h.options().dtype(h.scalar_type() == at::kDouble ? at::kDouble : at::kFloat));
+    for (auto& c : calls)
+      if (c.aux_loss.defined()) total = total + c.aux_loss.to(total.scalar_type());
+    *aux_loss = total;
+  }
+  return h;
+}
+
+at::Tensor CausalLM::hidden_states(const at::Tensor& tokens_BT, const ForwardOptions& fo, at::Tensor* aux_loss) {
+  return run_backbone(tokens_BT, fo, aux_loss);
+}
+
+LogprobOutput CausalLM::logprobs(const at::Tensor& tokens_BT, const at::Tensor& targets_BT,
+                                 const kernels::LogprobOptions& lo, const ForwardOptions& fo) {
+  check_tokens(targets_BT, "targets_BT", cfg_.vocab_size);
+  ZR_CHECK(targets_BT.sizes() == tokens_BT.sizes(), "CausalLM::logprobs: targets_BT ", targets_BT.sizes(),
+           " must match tokens_BT ", tokens_BT.sizes());
+  LogprobOutput out;
+  at::Tensor h = run_backbone(tokens_BT, fo, &out.aux_loss);
+  int64_t B = h.size(0), T = h.size(1);
+  at::Tensor W = output_weight();
+  if (W.scalar_type() != h.scalar_type()) W = W.to(h.scalar_type());
+  kernels::LogprobResult r = kernels::chosen_logprob(h.reshape({B * T, h.size(2)}), W,
+                                                     targets_BT.to(h.device()).reshape({B * T}), lo);
+  out.logp_BT = r.logp_N.view({B, T});
+  if (r.entropy_N.defined()) out.entropy_BT = r.entropy_N.view({B, T});
+  return out;
+}
+
+at::Tensor CausalLM::logits(const at::Tensor& tokens_BT, const ForwardOptions& fo) {
+  at::Tensor h = run_backbone(tokens_BT, fo, nullptr);
+  at::Tensor W = output_weight();
+  return at::linear(h, W.scalar_type() == h.scalar_type() ? W : W.to(h.scalar_type()));
+}
+
+// ---- KV cache ------------------------------------------------------------------
+
+KvCache CausalLM::make_cache(int64_t num_slots, int64_t max_len) const {
+  at::Tensor w = backbone_->embed_tokens->weight;
+  return KvCache(cfg_, num_slots, max_len, w.options().requires_grad(false));
+}
+
+at::Tensor CausalLM::extend(KvCache& cache, const std::vector<int64_t>& slots,
+                            const std::vector<std::vector<int64_t>>& tokens) {
+  at::NoGradGuard no_grad;
+  ZR_CHECK(!slots.empty(), "CausalLM: no slots given");
+  ZR_CHECK(cache.num_layers() == cfg_.num_layers && cache.is_mla() == (cfg_.attn.kind == AttentionConfig::Kind::kMla),
+           "CausalLM: the KV cache was made for a different model");
+  std::vector<int64_t> n(slots.size());
+  for (size_t i = 0; i < slots.size(); ++i) n[i] = static_cast<int64_t>(tokens[i].size());
+  cache.check_append(slots, n);
+  int64_t S = static_cast<int64_t>(slots.size());
+  int64_t Q = *std::max_element(n.begin(), n.end());
+  int64_t L = 0;
+  std::vector<int64_t> tok_N, slot_N, pos_N, flat_N, last_S, len_S;
+  for (int64_t i = 0; i < S; ++i) {
+    int64_t len = cache.length(slots[i]);
+    len_S.push_back(len);
+    L = std::max(L, len + n[i]);
+    for (int64_t t = 0; t < n[i]; ++t) {
+      int64_t id = tokens[i][t];
+      ZR_CHECK(id >= 0 && id < cfg_.vocab_size, "CausalLM: token id ", id, " for slot ", slots[i],
+               " is outside [0, ", cfg_.vocab_size, ")");
+      tok_N.push_back(id);
+      slot_N.push_back(slots[i]);
+      pos_N.push_back(len + t);
+      flat_N.push_back(i * Q + t);
+    }
+    last_S.push_back(static_cast<int64_t>(tok_N.size()) - 1);
+  }
+  at::Device dev = backbone_->embed_tokens->weight.device();
+  auto to_dev = [&](const std::vector<int64_t>& v) { return at::tensor(v, at::kLong).to(dev); };
+  CacheStep st;
+  st.num_slots = S;
+  st.q_len = Q;
+  st.kv_len = L;
+  st.slot_N = to_dev(slot_N);
+  st.pos_N = to_dev(pos_N);
+  st.slots_S = to_dev(slots);
+  st.flat_N = to_dev(flat_N);
+  at::Tensor qpos_SQ = to_dev(len_S).unsqueeze(1) + at::arange(Q, at::TensorOptions().dtype(at::kLong).device(dev));
+  st.allowed_S1QL =
+      (at::arange(L, at::TensorOptions().dtype(at::kLong).device(dev)).view({1, 1, L}) <= qpos_SQ.unsqueeze(2))
+          .unsqueeze(1);
+  at::ScalarType dt = backbone_->embed_tokens->weight.scalar_type();
+  std::tie(st.cos_N, st.sin_N) = backbone_->rope().tables(st.pos_N, dt);
+
+  at::Tensor h_N = backbone_->forward_cached(to_dev(tok_N), st, cache);
+  cache.advance(slots, n);
+  at::Tensor h_S = h_N.index_select(0, to_dev(last_S));
+  at::ScalarType acc = dt == at::kDouble ? at::kDouble : at::kFloat;
+  return at::linear(h_S.to(acc), output_weight().to(acc));
+}
+
+at::Tensor CausalLM::prefill(KvCache& cache, const std::vector<int64_t>& slots,
+                             const std::vector<std::vector<int64_t>>& tokens) {
+  ZR_CHECK(slots.size() == tokens.size(), "CausalLM::prefill: ", slots.size(), " slots but ", tokens.size(),
+           " token lists");
+  return extend(cache, slots, tokens);
+}
+
+at::Tensor CausalLM::decode(KvCache& cache, const std::vector<int64_t>& slots, const at::Tensor& tokens_S) {
+  ZR_CHECK(tokens_S.dim() == 1 && tokens_S.size(0) == static_cast<int64_t>(slots.size()),
+           "CausalLM::decode: tokens_S must be [", slots.size(), "], got ", tokens_S.sizes());
+  at::Tensor t = tokens_S.to(at::kCPU).to(at::kLong).contiguous();
+  std::vector<std::vector<int64_t>> lists(slots.size());
+  const int64_t* p = t.data_ptr<int64_t>();
+  for (size_t i = 0; i < slots.size(); ++i) lists[i] = {p[i]};
+  return extend(cache, slots, lists);
+}
+
+// ---- expert load -----------------------------------------------------------------
+
+at::Tensor CausalLM::expert_load_LE() const { return load_LE_.clone(); }
+
+void CausalLM::reset_expert_load() { load_LE_.zero_(); }
+
+void CausalLM::update_balance_bias(const at::Tensor& load_LE) { update_balance_bias(load_LE, cfg_.moe.balance_bias_gamma); }
+
+void CausalLM::update_balance_bias(const at::Tensor& load_LE, double gamma) {
+  int64_t M = static_cast<int64_t>(moe_layers_.size());
+  ZR_CHECK(load_LE.dim() == 2 && load_LE.size(0) == M && load_LE.size(1) == cfg_.moe.num_experts,
+           "update_balance_bias: load must be [", M, ", ", cfg_.moe.num_experts, "], got ", load_LE.sizes());
+  for (int64_t m = 0; m < M; ++m) backbone_->layers[moe_layers_[m]]->moe->update_bias(load_LE[m], gamma);
+}
+
+// ---- weights -------------------------------------------------------------------------
+
+std::vector<std::pair<std::string, at::Tensor>> CausalLM::named_weights() const {
+  std::vector<std::pair<std::string, at::Tensor>> out;
+  for (const auto& p : named_parameters(true)) out.emplace_back(p.key(), p.value());
+  for (const auto& b : named_buffers(true)) out.emplace_back(b.key(), b.value());
+  return out;
+}
+
+ParamReport CausalLM::param_report() const {
+  ParamReport r;
+  int64_t E = cfg_.moe.num_experts, K = cfg_.moe.top_k;
+  int64_t inactive = 0;
+  for (const auto& p : named_parameters(true)) {
+    const std::string& name = p.key();
+    int64_t n = p.value().numel();
+    r.total += n;
+    if (name == "model.embed_tokens.weight" || name == "lm_head.weight") r.embedding += n;
+    if (name.find(".mlp.experts.") != std::string::npos) {
+      r.routed_experts += n;
+      inactive += n / E * (E - K);
+    }
+  }
+  r.active_per_token = r.total - inactive;
+  return r;
+}
+
+std::string ParamReport::to_string() const {
+  auto fmt = [](int64_t n) {
+    std::ostringstream os;
+    os.precision(3);
+    if (n >= 1000000000) os << n / 1e9 << "B";
+    else if (n >= 1000000) os << n / 1e6 << "M";
+    else if (n >= 1000) os << n / 1e3 << "K";
+    else os << n;
+    return os.str();
+  };
+  std::ostringstream os;
+  os << "parameters: " << total << " total (" << fmt(total) << "), " << active_per_token << " active per token ("
+     << fmt(active_per_token) << "); embeddings " << fmt(embedding) << ", routed experts " << fmt(routed_experts);
+  return os.str();
+}
+
+}  // namespace zerorl::model

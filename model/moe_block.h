@@ -1,0 +1,60 @@
+// DeepSeekMoE / Qwen2Moe sparse block (internal to model/): router (with the
+// aux-loss-free balancing bias buffer), stacked routed experts run by
+// kernels::moe_experts, shared expert(s) (Qwen2Moe: behind a sigmoid gate),
+// and the optional sequence-wise balance loss.
+//
+// Legend: N tokens (flattened B*T), D width, E routed experts, K top-k,
+// F expert width.
+#pragma once
+
+#include <ATen/core/Tensor.h>
+#include <torch/nn/module.h>
+
+#include <memory>
+
+#include "model/config.h"
+#include "model/layers.h"
+
+namespace zerorl::model {
+
+// HF names: mlp.gate.weight [E,D], mlp.gate.e_score_correction_bias [E].
+class Router : public torch::nn::Module {
+ public:
+  Router(int64_t dim, int64_t num_experts, bool score_bias);
+  at::Tensor weight;  // [E,D] (router logits are computed in fp32)
+  at::Tensor bias;    // buffer e_score_correction_bias [E] fp32, or undefined
+};
+
+// HF (zerorl-stacked) names: mlp.experts.gate_proj [E,F,D], up_proj [E,F,D], down_proj [E,D,F].
+class RoutedExperts : public torch::nn::Module {
+ public:
+  RoutedExperts(int64_t num_experts, int64_t dim, int64_t hidden);
+  at::Tensor gate_proj, up_proj, down_proj;
+};
+
+struct MoeCall {
+  at::Tensor valid_N;        // bool [N] or undefined (all valid)
+  int64_t batch = 1;         // N = batch * T, rows in sequence order (for the balance loss)
+  bool want_counts = false;  // fill counts_E (valid tokens only)
+  bool want_routing = false; // fill topk_idx_NK
+  bool want_aux = false;     // fill aux_loss (when seq_aux_loss_alpha > 0)
+  at::Tensor counts_E, topk_idx_NK, aux_loss;  // outputs
+};
+
+class MoeBlock : public torch::nn::Module {
+ public:
+  explicit MoeBlock(const ModelConfig& cfg);
+  at::Tensor forward(const at::Tensor& x_ND, MoeCall& call);
+  // bias_E += gamma * sign(mean(load_E) - load_E)
+  void update_bias(const at::Tensor& load_E, double gamma);
+  const MoeConfig& config() const { return cfg_; }
+  std::shared_ptr<Router> gate;
+  std::shared_ptr<RoutedExperts> experts;
+  std::shared_ptr<Mlp> shared;         // "shared_experts" (DeepSeek) / "shared_expert" (Qwen) or null
+  std::shared_ptr<Linear> shared_gate; // Qwen2Moe "shared_expert_gate" [1,D] or null
+
+ private:
+  MoeConfig cfg_;
+};
+
+}  // namespace zerorl::model
