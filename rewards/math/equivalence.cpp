@@ -1,0 +1,766 @@
+#include "rewards/math/equivalence.h"
+
+#include <ginac/ginac.h>
+#include <gmpxx.h>
+
+#include <algorithm>
+#include <cmath>
+#include <complex>
+#include <functional>
+#include <map>
+#include <mutex>
+#include <set>
+
+namespace zerorl::rewards::math {
+namespace {
+
+using K = NodeKind;
+
+void tick(Budget& b) {
+  if (++b.steps > b.max_steps) throw BudgetExceeded{"step budget exhausted"};
+  if ((b.steps & 63) == 0 && b.expired()) throw BudgetExceeded{"deadline"};
+}
+
+NodeP make(K k, std::vector<NodeP> kids, std::string text = "") {
+  auto n = std::make_shared<Node>();
+  n->kind = k;
+  n->kids = std::move(kids);
+  n->text = std::move(text);
+  for (auto& c : n->kids) n->has_decimal = n->has_decimal || c->has_decimal;
+  return n;
+}
+
+// ------------------------------------------------------- exact rationals
+
+constexpr long kMaxExponent = 1000;
+constexpr size_t kMaxBits = 70000;  // ~20000 decimal digits
+
+bool literal_to_mpq(const std::string& lit, mpq_class& out) {
+  std::string digits;
+  size_t frac = 0;
+  bool seen_dot = false;
+  for (char c : lit) {
+    if (c == '.') { seen_dot = true; continue; }
+    if (c < '0' || c > '9') return false;
+    digits += c;
+    if (seen_dot) ++frac;
+  }
+  if (digits.empty() || digits.size() > 5000) return false;
+  mpz_class num(digits, 10), den;
+  mpz_ui_pow_ui(den.get_mpz_t(), 10, frac);
+  out = mpq_class(num, den);
+  out.canonicalize();
+  return true;
+}
+
+// Pure rational expression -> exact value.  false when the tree has anything
+// else (symbols, radicals, structure) or divides by zero.
+bool eval_rational(const NodeP& n, mpq_class& out, Budget& b) {
+  tick(b);
+  switch (n->kind) {
+    case K::Num: return literal_to_mpq(n->text, out);
+    case K::Neg:
+      if (!eval_rational(n->kids[0], out, b)) return false;
+      out = -out;
+      return true;
+    case K::Add: {
+      mpq_class acc = 0, t;
+      for (auto& k : n->kids) {
+        if (!eval_rational(k, t, b)) return false;
+        acc += t;
+      }
+      out = acc;
+      return true;
+    }
+    case K::Mul: {
+      mpq_class acc = 1, t;
+      for (auto& k : n->kids) {
+        if (!eval_rational(k, t, b)) return false;
+        acc *= t;
+        if (mpz_sizeinbase(acc.get_num_mpz_t(), 2) + mpz_sizeinbase(acc.get_den_mpz_t(), 2) > kMaxBits)
+          throw BudgetExceeded{"number too large"};
+      }
+      out = acc;
+      return true;
+    }
+    case K::Div: {
+      mpq_class a, c;
+      if (!eval_rational(n->kids[0], a, b) || !eval_rational(n->kids[1], c, b)) return false;
+      if (c == 0) return false;
+      out = a / c;
+      return true;
+    }
+    case K::Pow: {
+      mpq_class base, e;
+      if (!eval_rational(n->kids[1], e, b)) return false;
+      if (e.get_den() != 1) return false;
+      if (abs(e) > kMaxExponent) throw BudgetExceeded{"exponent too large"};
+      if (!eval_rational(n->kids[0], base, b)) return false;
+      long ei = e.get_num().get_si();
+      size_t bits = mpz_sizeinbase(base.get_num_mpz_t(), 2) + mpz_sizeinbase(base.get_den_mpz_t(), 2);
+      if (bits * (size_t)std::labs(ei) > kMaxBits) throw BudgetExceeded{"power too large"};
+      if (base == 0 && ei < 0) return false;
+      mpz_class pn, pd;
+      mpz_pow_ui(pn.get_mpz_t(), base.get_num_mpz_t(), (unsigned long)std::labs(ei));
+      mpz_pow_ui(pd.get_mpz_t(), base.get_den_mpz_t(), (unsigned long)std::labs(ei));
+      out = ei >= 0 ? mpq_class(pn, pd) : mpq_class(pd, pn);
+      out.canonicalize();
+      return true;
+    }
+    case K::Func: {
+      if (n->text != "factorial") return false;
+      mpq_class a;
+      if (!eval_rational(n->kids[0], a, b) || a.get_den() != 1 || a < 0) return false;
+      if (a > kMaxExponent) throw BudgetExceeded{"factorial too large"};
+      mpz_class f;
+      mpz_fac_ui(f.get_mpz_t(), a.get_num().get_ui());
+      out = f;
+      return true;
+    }
+    default: return false;
+  }
+}
+
+mpz_class round_places(const mpq_class& x, int places) {
+  mpz_class scale;
+  mpz_ui_pow_ui(scale.get_mpz_t(), 10, (unsigned long)std::max(0, places));
+  mpq_class y = abs(x) * scale + mpq_class(1, 2);
+  mpz_class r;
+  mpz_fdiv_q(r.get_mpz_t(), y.get_num_mpz_t(), y.get_den_mpz_t());
+  return x < 0 ? mpz_class(-r) : r;
+}
+
+// ------------------------------------------------------------- GiNaC
+
+std::timed_mutex& ginac_mutex() {
+  static std::timed_mutex mu;
+  return mu;
+}
+
+struct Unsupported {};
+
+struct GinacCtx {
+  std::map<std::string, GiNaC::symbol> syms;
+  Budget& b;
+  GiNaC::ex sym(const std::string& name) {
+    if (name == "pi") return GiNaC::Pi;
+    if (name == "e") return GiNaC::exp(GiNaC::ex(1));
+    if (name == "i") return GiNaC::I;
+    auto it = syms.find(name);
+    if (it == syms.end()) it = syms.emplace(name, GiNaC::symbol(name)).first;
+    return it->second;
+  }
+};
+
+void check_power(const GiNaC::ex& base, const GiNaC::ex& e) {
+  if (!GiNaC::is_a<GiNaC::numeric>(e)) return;
+  const auto& en = GiNaC::ex_to<GiNaC::numeric>(e);
+  if (!en.is_real()) throw Unsupported{};
+  GiNaC::numeric mag = GiNaC::abs(en.is_rational() ? en.numer() : en);
+  if (mag > kMaxExponent) throw BudgetExceeded{"exponent too large"};
+  if (en.is_rational() && GiNaC::abs(en.denom()) > kMaxExponent) throw BudgetExceeded{"root too large"};
+  if (GiNaC::is_a<GiNaC::numeric>(base)) {
+    const auto& bn = GiNaC::ex_to<GiNaC::numeric>(base);
+    if (bn.is_rational()) {
+      double digits = (double)(GiNaC::abs(bn.numer()) + GiNaC::abs(bn.denom())).int_length();
+      if (digits * GiNaC::abs(en).to_double() > kMaxBits) throw BudgetExceeded{"power too large"};
+    }
+  }
+}
+
+GiNaC::ex to_ex(const NodeP& n, GinacCtx& c) {
+  tick(c.b);
+  using namespace GiNaC;
+  switch (n->kind) {
+    case K::Num: {
+      mpq_class q;
+      if (!literal_to_mpq(n->text, q)) throw Unsupported{};
+      std::string num = q.get_num().get_str(), den = q.get_den().get_str();
+      return numeric(cln::cl_I(num.c_str())) / numeric(cln::cl_I(den.c_str()));
+    }
+    case K::Sym: return c.sym(n->text);
+    case K::Neg: return -to_ex(n->kids[0], c);
+    case K::Add: {
+      ex s = 0;
+      for (auto& k : n->kids) s += to_ex(k, c);
+      return s;
+    }
+    case K::Mul: {
+      ex p = 1;
+      for (auto& k : n->kids) p *= to_ex(k, c);
+      return p;
+    }
+    case K::Div: {
+      ex d = to_ex(n->kids[1], c);
+      if (d.is_zero()) throw Unsupported{};
+      return to_ex(n->kids[0], c) / d;
+    }
+    case K::Pow: {
+      ex base = to_ex(n->kids[0], c), e = to_ex(n->kids[1], c);
+      check_power(base, e);
+      if (base.is_zero() && is_a<numeric>(e) && ex_to<numeric>(e).is_negative()) throw Unsupported{};
+      return pow(base, e);
+    }
+    case K::Func: {
+      const std::string& f = n->text;
+      std::vector<ex> a;
+      for (auto& k : n->kids) a.push_back(to_ex(k, c));
+      if (a.empty()) throw Unsupported{};
+      if (f == "sin") return sin(a[0]);
+      if (f == "cos") return cos(a[0]);
+      if (f == "tan") return tan(a[0]);
+      if (f == "sec") return 1 / cos(a[0]);
+      if (f == "csc") return 1 / sin(a[0]);
+      if (f == "cot") return cos(a[0]) / sin(a[0]);
+      if (f == "arcsin") return asin(a[0]);
+      if (f == "arccos") return acos(a[0]);
+      if (f == "arctan") return atan(a[0]);
+      if (f == "sinh") return sinh(a[0]);
+      if (f == "cosh") return cosh(a[0]);
+      if (f == "tanh") return tanh(a[0]);
+      if (f == "ln" || f == "log") return log(a[0]);
+      if (f == "log10") return log(a[0]) / log(ex(10));
+      if (f == "logb" && a.size() == 2) return log(a[0]) / log(a[1]);
+      if (f == "exp") return exp(a[0]);
+      if (f == "sqrt") return sqrt(a[0]);
+      if (f == "abs") return abs(a[0]);
+      if (f == "factorial" || f == "binomial") {
+        for (auto& x : a)
+          if (is_a<numeric>(x) && abs(ex_to<numeric>(x)) > kMaxExponent)
+            throw BudgetExceeded{"factorial too large"};
+        return f == "factorial" ? factorial(a[0]) : (a.size() == 2 ? binomial(a[0], a[1]) : throw Unsupported{});
+      }
+      throw Unsupported{};
+    }
+    case K::Matrix: {
+      matrix m((unsigned)n->rows, (unsigned)n->cols);
+      for (int r = 0; r < n->rows; ++r)
+        for (int col = 0; col < n->cols; ++col) m(r, col) = to_ex(n->kids[r * n->cols + col], c);
+      return m;
+    }
+    default: throw Unsupported{};
+  }
+}
+
+bool contains_matrix(const NodeP& n) {
+  if (n->kind == K::Matrix) return true;
+  for (auto& k : n->kids)
+    if (contains_matrix(k)) return true;
+  return false;
+}
+
+// Numeric value of a closed expression at 30 digits; false if not numeric.
+bool to_complex(const GiNaC::ex& e, std::complex<double>& out, long double* re_hi = nullptr) {
+  GiNaC::ex v = GiNaC::evalf(e);
+  if (!GiNaC::is_a<GiNaC::numeric>(v)) return false;
+  const auto& num = GiNaC::ex_to<GiNaC::numeric>(v);
+  out = {GiNaC::real(num).to_double(), GiNaC::imag(num).to_double()};
+  if (re_hi) *re_hi = (long double)GiNaC::real(num).to_double();
+  return std::isfinite(out.real()) && std::isfinite(out.imag());
+}
+
+bool approx_equal(std::complex<double> a, std::complex<double> b, double rel) {
+  double scale = std::max({1.0, std::abs(a), std::abs(b)});
+  return std::abs(a - b) <= rel * scale;
+}
+
+bool rounded_equal(std::complex<double> a, std::complex<double> b, int places) {
+  if (std::abs(a.imag()) > 1e-12 || std::abs(b.imag()) > 1e-12) return approx_equal(a, b, 1e-12);
+  double s = std::pow(10.0, places);
+  return std::llround(a.real() * s) == std::llround(b.real() * s) ||
+         std::abs(a.real() - b.real()) < 1e-12 * std::max(1.0, std::abs(a.real()));
+}
+
+void collect_symbols(const GiNaC::ex& e, std::set<std::string>& out) {
+  if (GiNaC::is_a<GiNaC::symbol>(e)) {
+    out.insert(GiNaC::ex_to<GiNaC::symbol>(e).get_name());
+    return;
+  }
+  for (size_t i = 0; i < e.nops(); ++i) collect_symbols(e.op(i), out);
+}
+
+Comparison ginac_scalar(const GiNaC::ex& a, const GiNaC::ex& b, bool decimal, const CompareOptions& o,
+                        GinacCtx& c) {
+  using namespace GiNaC;
+  ex d = a - b;
+  try {
+    if (d.expand().is_zero()) return {true, "symbolic"};
+    if (normal(d).is_zero()) return {true, "symbolic"};
+  } catch (const std::exception&) {
+  }
+  std::set<std::string> sa, sb;
+  collect_symbols(a, sa);
+  collect_symbols(b, sb);
+  if (sa != sb && o.strict) return {false, "different variables"};
+  std::set<std::string> all = sa;
+  all.insert(sb.begin(), sb.end());
+  if (all.empty()) {
+    std::complex<double> va, vb;
+    if (!to_complex(a, va) || !to_complex(b, vb)) return {false, "not numeric"};
+    if (decimal)
+      return rounded_equal(va, vb, o.precision)
+                 ? Comparison{true, "rounded to " + std::to_string(o.precision) + " places"}
+                 : Comparison{false, "different values"};
+    return approx_equal(va, vb, 1e-12) ? Comparison{true, "numeric"} : Comparison{false, "different values"};
+  }
+  // Free variables: evaluate at fixed, irregular points.
+  int good = 0;
+  for (int k = 0; k < 4; ++k) {
+    exmap m;
+    int j = 0;
+    for (auto& name : all) {
+      m[c.sym(name)] = numeric(37 + 19 * j + 41 * k, 23 + 7 * k + 3 * j);
+      ++j;
+    }
+    std::complex<double> va, vb;
+    try {
+      if (!to_complex(a.subs(m), va) || !to_complex(b.subs(m), vb)) continue;
+    } catch (const std::exception&) {
+      continue;
+    }
+    if (!approx_equal(va, vb, 1e-9)) return {false, "different values at a test point"};
+    ++good;
+  }
+  if (good >= 2) return {true, "numeric at test points"};
+  return {false, "could not evaluate"};
+}
+
+// Runs f with the GiNaC lock held, waiting until the deadline at most.
+template <typename F>
+Comparison with_ginac(Budget& b, F f) {
+  std::unique_lock<std::timed_mutex> lock(ginac_mutex(), std::defer_lock);
+  if (!lock.try_lock_until(b.deadline)) throw BudgetExceeded{"deadline (waiting for the symbolic engine)"};
+  static bool digits_set = [] {
+    GiNaC::Digits = 30;
+    return true;
+  }();
+  (void)digits_set;
+  try {
+    return f();
+  } catch (const BudgetExceeded&) {
+    throw;
+  } catch (const Unsupported&) {
+    return {false, "unsupported"};
+  } catch (const std::exception& e) {
+    return {false, std::string("symbolic engine: ") + e.what()};
+  }
+}
+
+Comparison scalar_equal(const NodeP& g, const NodeP& p, const CompareOptions& o, Budget& b) {
+  mpq_class a, c;
+  bool decimal = g->has_decimal || p->has_decimal;
+  if (eval_rational(g, a, b) && eval_rational(p, c, b)) {
+    if (a == c) return {true, "exact"};
+    if (decimal && round_places(a, o.precision) == round_places(c, o.precision))
+      return {true, "rounded to " + std::to_string(o.precision) + " places"};
+    return {false, "different values"};
+  }
+  return with_ginac(b, [&]() -> Comparison {
+    GinacCtx ctx{{}, b};
+    GiNaC::ex ea = to_ex(g, ctx), eb = to_ex(p, ctx);
+    if (contains_matrix(g) || contains_matrix(p)) {
+      ea = ea.evalm();
+      eb = eb.evalm();
+      bool ma = GiNaC::is_a<GiNaC::matrix>(ea), mb = GiNaC::is_a<GiNaC::matrix>(eb);
+      if (ma != mb) return {false, "matrix vs non-matrix"};
+      if (ma) {
+        const auto& A = GiNaC::ex_to<GiNaC::matrix>(ea);
+        const auto& B = GiNaC::ex_to<GiNaC::matrix>(eb);
+        if (A.rows() != B.rows() || A.cols() != B.cols()) return {false, "matrix shapes differ"};
+        for (unsigned r = 0; r < A.rows(); ++r)
+          for (unsigned col = 0; col < A.cols(); ++col) {
+            auto cmp = ginac_scalar(A(r, col), B(r, col), decimal, o, ctx);
+            if (!cmp.equal) return {false, "matrix entries differ"};
+          }
+        return {true, "matrix entries equal"};
+      }
+    }
+    return ginac_scalar(ea, eb, decimal, o, ctx);
+  });
+}
+
+// (l1 - r1) = k (l2 - r2) for a constant k (> 0 when `positive`).
+Comparison proportional(const NodeP& d1, const NodeP& d2, bool positive, const CompareOptions& o,
+                        Budget& b) {
+  return with_ginac(b, [&]() -> Comparison {
+    GinacCtx ctx{{}, b};
+    GiNaC::ex e1 = to_ex(d1, ctx), e2 = to_ex(d2, ctx);
+    if (e2.is_zero() || e1.is_zero()) return {e1.is_zero() && e2.is_zero(), "trivial relation"};
+    GiNaC::ex r = GiNaC::normal(e1 / e2);
+    if (GiNaC::is_a<GiNaC::numeric>(r)) {
+      const auto& k = GiNaC::ex_to<GiNaC::numeric>(r);
+      if (!k.is_real() || k.is_zero()) return {false, "not proportional"};
+      if (positive && k.is_negative()) return {false, "relation reversed"};
+      return {true, "equivalent relation"};
+    }
+    // normal() may not cancel radicals; check the ratio numerically.
+    std::set<std::string> syms;
+    collect_symbols(r, syms);
+    std::complex<double> first;
+    int good = 0;
+    for (int k = 0; k < 4; ++k) {
+      GiNaC::exmap m;
+      int j = 0;
+      for (auto& name : syms) m[ctx.sym(name)] = GiNaC::numeric(37 + 19 * j++ + 41 * k, 23 + 7 * k);
+      std::complex<double> v;
+      try {
+        if (!to_complex(r.subs(m), v)) continue;
+      } catch (const std::exception&) {
+        continue;
+      }
+      if (good == 0) first = v;
+      else if (!approx_equal(first, v, 1e-9)) return {false, "not proportional"};
+      ++good;
+    }
+    if (good < 2 || std::abs(first) < 1e-12) return {false, "not proportional"};
+    if (positive && first.real() < 0) return {false, "relation reversed"};
+    return {true, "equivalent relation"};
+  });
+}
+
+// ------------------------------------------------------------ structure
+
+bool has_number_literal(const NodeP& n) {
+  if (n->kind == K::Num) return true;
+  if (n->kind == K::Sym) return false;  // subscripts live in the name
+  for (auto& k : n->kids)
+    if (has_number_literal(k)) return true;
+  return false;
+}
+
+bool is_eq(const NodeP& n) {
+  return n->kind == K::Rel && n->ops.size() == 1 && n->ops[0] == "=";
+}
+
+bool is_ineq(const NodeP& n) {
+  if (n->kind != K::Rel) return false;
+  for (auto& o : n->ops)
+    if (o == "=" || o == "in") return false;
+  return true;
+}
+
+// An assignment names its left side: "x = 3", "f(x) = 1", "(p, q) = (3, 2)".
+bool is_assignment(const NodeP& n) { return is_eq(n) && !has_number_literal(n->kids[0]); }
+
+// a = b = c keeps the last link; x \in S is S.
+NodeP simplify_relation(const NodeP& n) {
+  if (n->kind != K::Rel) return n;
+  if (n->ops.size() == 1 && n->ops[0] == "in") return n->kids[1];
+  bool all_eq = std::all_of(n->ops.begin(), n->ops.end(), [](auto& o) { return o == "="; });
+  if (all_eq && n->ops.size() >= 2) {
+    // "x = 5+5+1 = 11" assigns 11 to x: the left side is the last named part
+    // before the value, else the first part.
+    NodeP lhs = n->kids[0];
+    for (size_t i = n->kids.size() - 1; i-- > 0;)
+      if (!has_number_literal(n->kids[i])) {
+        lhs = n->kids[i];
+        break;
+      }
+    auto m = std::make_shared<Node>(*n);
+    m->kids = {lhs, n->kids.back()};
+    m->ops = {"="};
+    return m;
+  }
+  return n;
+}
+
+NodeP infinity(bool negative) {
+  NodeP inf = make(K::Sym, {}, "infty");
+  return negative ? make(K::Neg, {inf}) : inf;
+}
+
+// a < x <= b, x > a, ... -> interval; nullptr when not of that shape.
+NodeP relation_to_interval(const NodeP& n) {
+  if (!is_ineq(n)) return nullptr;
+  auto flip = [](const std::string& o) {
+    if (o == "<") return std::string(">");
+    if (o == ">") return std::string("<");
+    if (o == "<=") return std::string(">=");
+    if (o == ">=") return std::string("<=");
+    return o;
+  };
+  std::vector<NodeP> parts = n->kids;
+  std::vector<std::string> ops = n->ops;
+  if (ops.size() == 2) {
+    if ((ops[0] == ">" || ops[0] == ">=") && (ops[1] == ">" || ops[1] == ">=")) {
+      std::reverse(parts.begin(), parts.end());
+      std::reverse(ops.begin(), ops.end());
+      for (auto& o : ops) o = flip(o);
+    }
+    if (!((ops[0] == "<" || ops[0] == "<=") && (ops[1] == "<" || ops[1] == "<="))) return nullptr;
+    NodeP iv = make(K::Interval, {parts[0], parts[2]});
+    auto m = std::const_pointer_cast<Node>(iv);
+    m->left_closed = ops[0] == "<=";
+    m->right_closed = ops[1] == "<=";
+    return iv;
+  }
+  if (ops.size() != 1 || ops[0] == "!=") return nullptr;
+  // Put the variable on the left.
+  NodeP var = parts[0], bound = parts[1];
+  std::string op = ops[0];
+  if (has_number_literal(var) && !has_number_literal(bound)) {
+    std::swap(var, bound);
+    op = flip(op);
+  }
+  bool upper = op == "<" || op == "<=";
+  NodeP iv = upper ? make(K::Interval, {infinity(true), bound}) : make(K::Interval, {bound, infinity(false)});
+  auto m = std::const_pointer_cast<Node>(iv);
+  m->left_closed = !upper && op == ">=";
+  m->right_closed = upper && op == "<=";
+  return iv;
+}
+
+// ± expands to both values; at most 16 alternatives.
+std::vector<NodeP> expand_pm(const NodeP& n, Budget& b) {
+  tick(b);
+  bool any = false;
+  std::function<bool(const NodeP&)> has = [&](const NodeP& x) {
+    if (x->kind == K::PlusMinus) return true;
+    for (auto& k : x->kids)
+      if (has(k)) return true;
+    return false;
+  };
+  any = has(n);
+  if (!any) return {n};
+  if (n->kind == K::PlusMinus) {
+    std::vector<NodeP> out;
+    if (n->kids.size() == 1) {
+      for (auto& v : expand_pm(n->kids[0], b)) {
+        out.push_back(v);
+        out.push_back(make(K::Neg, {v}));
+      }
+    } else {
+      for (auto& l : expand_pm(n->kids[0], b))
+        for (auto& r : expand_pm(n->kids[1], b)) {
+          out.push_back(make(K::Add, {l, r}));
+          out.push_back(make(K::Add, {l, make(K::Neg, {r})}));
+        }
+    }
+    if (out.size() > 16) throw BudgetExceeded{"too many ± combinations"};
+    return out;
+  }
+  if (n->kind == K::Tuple || n->kind == K::List || n->kind == K::Set || n->kind == K::Rel ||
+      n->kind == K::Interval || n->kind == K::Matrix)
+    return {n};  // ± inside structure is expanded when its elements are compared
+  std::vector<std::vector<NodeP>> opts;
+  for (auto& k : n->kids) opts.push_back(expand_pm(k, b));
+  std::vector<NodeP> out;
+  std::vector<size_t> idx(opts.size(), 0);
+  for (;;) {
+    auto m = std::make_shared<Node>(*n);
+    for (size_t i = 0; i < opts.size(); ++i) m->kids[i] = opts[i][idx[i]];
+    out.push_back(m);
+    if (out.size() > 16) throw BudgetExceeded{"too many ± combinations"};
+    size_t i = 0;
+    while (i < idx.size() && ++idx[i] == opts[i].size()) idx[i++] = 0;
+    if (i == idx.size()) break;
+  }
+  return out;
+}
+
+bool is_collection(const NodeP& n) {
+  return n->kind == K::Tuple || n->kind == K::List || n->kind == K::Set || n->kind == K::Interval ||
+         n->kind == K::Union || n->kind == K::Intersect;
+}
+
+class Comparer {
+ public:
+  Comparer(const CompareOptions& o, Budget& b) : o_(o), b_(b) {}
+
+  Comparison eq(NodeP g, NodeP p, int depth = 0) {
+    tick(b_);
+    if (depth > 40) throw BudgetExceeded{"comparison nesting too deep"};
+    g = simplify_relation(g);
+    p = simplify_relation(p);
+
+    // ---- equations and assignments
+    if (is_eq(g) && is_eq(p)) {
+      auto l = eq(g->kids[0], p->kids[0], depth + 1);
+      if (l.equal && eq(g->kids[1], p->kids[1], depth + 1).equal) return {true, "same equation"};
+      auto d1 = make(K::Add, {g->kids[0], make(K::Neg, {g->kids[1]})});
+      auto d2 = make(K::Add, {p->kids[0], make(K::Neg, {p->kids[1]})});
+      if (!is_collection(g->kids[1]) && !is_collection(p->kids[1])) {
+        auto r = proportional(d1, d2, false, o_, b_);
+        if (r.equal) return r;
+      }
+      if (is_assignment(g) && is_assignment(p) && l.equal) return {false, "different values"};
+      if (is_assignment(g) && is_assignment(p)) return eq(g->kids[1], p->kids[1], depth + 1);
+      return {false, "different equations"};
+    }
+    if (is_eq(g)) {
+      if (is_assignment(g)) return eq(g->kids[1], p, depth + 1);
+      return {false, "gold is an equation, prediction is not"};
+    }
+    if (is_eq(p)) return eq(g, p->kids[1], depth + 1);
+
+    // ---- inequalities and intervals
+    if (is_ineq(g) || is_ineq(p)) {
+      if (is_ineq(g) && is_ineq(p)) return relation_eq(g, p, depth);
+      if (is_ineq(g)) {
+        NodeP iv = relation_to_interval(g);
+        if (iv && (p->kind == K::Interval || p->kind == K::Tuple || p->kind == K::Union))
+          return eq(iv, p, depth + 1);
+        return {false, "gold is an inequality, prediction is not"};
+      }
+      if (o_.allow_set_relation_comp) {
+        NodeP iv = relation_to_interval(p);
+        if (iv) return eq(g, iv, depth + 1);
+      }
+      return {false, "prediction is an inequality, gold is not"};
+    }
+
+    // ---- ±
+    auto ga = expand_pm(g, b_), pa = expand_pm(p, b_);
+    if (ga.size() > 1 || pa.size() > 1) {
+      if (p->kind == K::List || p->kind == K::Set) return unordered(ga, p->kids, depth);
+      if (g->kind == K::List || g->kind == K::Set) return unordered(g->kids, pa, depth);
+      return unordered(ga, pa, depth);
+    }
+
+    // ---- text
+    if (g->kind == K::Text || p->kind == K::Text) {
+      auto letters = [](const NodeP& n) {
+        std::string s;
+        for (char ch : to_string(n))
+          if (std::isalnum((unsigned char)ch)) s += (char)std::tolower((unsigned char)ch);
+        return s;
+      };
+      return letters(g) == letters(p) ? Comparison{true, "same text"} : Comparison{false, "different text"};
+    }
+
+    // ---- collections
+    if (g->kind == K::Union || p->kind == K::Union) {
+      NodeP gs = flatten_finite_union(g), ps = flatten_finite_union(p);
+      if (gs->kind == K::Union && ps->kind == K::Union) return unordered(gs->kids, ps->kids, depth);
+      if (gs->kind != K::Union && ps->kind != K::Union) return eq(gs, ps, depth + 1);
+      return {false, "union vs non-union"};
+    }
+    if (g->kind == K::Interval || p->kind == K::Interval) {
+      const NodeP& iv = g->kind == K::Interval ? g : p;
+      const NodeP& other = g->kind == K::Interval ? p : g;
+      if (other->kind == K::Interval) {
+        if (g->left_closed != p->left_closed || g->right_closed != p->right_closed)
+          return {false, "interval ends differ"};
+        return ordered(g->kids, p->kids, depth);
+      }
+      if (other->kind == K::Tuple && other->kids.size() == 2 && !iv->left_closed && !iv->right_closed)
+        return ordered(g->kids, p->kids, depth);
+      return {false, "interval vs non-interval"};
+    }
+    if (g->kind == K::Tuple && (p->kind == K::Tuple || p->kind == K::List))
+      return ordered(g->kids, p->kids, depth);
+    if (p->kind == K::Tuple && g->kind == K::List) return ordered(g->kids, p->kids, depth);
+    if ((g->kind == K::List || g->kind == K::Set) && (p->kind == K::List || p->kind == K::Set))
+      return unordered(g->kids, p->kids, depth);
+    if (g->kind == K::Ratio || p->kind == K::Ratio) {
+      if (g->kind != p->kind || g->kids.size() != p->kids.size()) return {false, "ratio shapes differ"};
+      auto r = ordered(g->kids, p->kids, depth);
+      if (r.equal || g->kids.size() != 2) return r;
+      mpq_class q1, q2;
+      if ((eval_rational(g->kids[1], q1, b_) && q1 == 0) || (eval_rational(p->kids[1], q2, b_) && q2 == 0))
+        return r;  // 12:00 is a time, not a ratio
+      // a:b = c:d when a d = b c (and the ratio is defined).
+      auto ad = make(K::Mul, {g->kids[0], p->kids[1]});
+      auto bc = make(K::Mul, {g->kids[1], p->kids[0]});
+      auto c = scalar_equal(ad, bc, o_, b_);
+      return c.equal ? Comparison{true, "equal ratios"} : Comparison{false, "different ratios"};
+    }
+    if (is_collection(g) || is_collection(p)) {
+      // A one-element list is its element.
+      if ((g->kind == K::List || g->kind == K::Set) && g->kids.size() == 1) return eq(g->kids[0], p, depth + 1);
+      if ((p->kind == K::List || p->kind == K::Set) && p->kids.size() == 1) return eq(g, p->kids[0], depth + 1);
+      return {false, "different kinds of answer"};
+    }
+    return scalar_equal(g, p, o_, b_);
+  }
+
+ private:
+  const CompareOptions& o_;
+  Budget& b_;
+
+  NodeP flatten_finite_union(const NodeP& n) {
+    if (n->kind != K::Union) return n;
+    bool all_sets = std::all_of(n->kids.begin(), n->kids.end(),
+                                [](auto& k) { return k->kind == K::Set || k->kind == K::List; });
+    if (!all_sets) return n;
+    std::vector<NodeP> items;
+    for (auto& k : n->kids) items.insert(items.end(), k->kids.begin(), k->kids.end());
+    return make(K::Set, items);
+  }
+
+  Comparison ordered(const std::vector<NodeP>& a, const std::vector<NodeP>& b, int depth) {
+    if (a.size() != b.size()) return {false, "different lengths"};
+    for (size_t i = 0; i < a.size(); ++i) {
+      auto c = eq(a[i], b[i], depth + 1);
+      if (!c.equal) return {false, "element " + std::to_string(i + 1) + ": " + c.how};
+    }
+    return {true, "all elements equal"};
+  }
+
+  // Set semantics: every element of each side equals one of the other.
+  Comparison unordered(const std::vector<NodeP>& a, const std::vector<NodeP>& b, int depth) {
+    if (a.size() > 64 || b.size() > 64) throw BudgetExceeded{"sets too large"};
+    std::vector<char> b_hit(b.size(), 0);
+    for (auto& x : a) {
+      bool found = false;
+      for (size_t j = 0; j < b.size(); ++j) {
+        if (eq(x, b[j], depth + 1).equal) {
+          found = true;
+          b_hit[j] = 1;
+        }
+      }
+      if (!found) return {false, "gold element " + to_string(x) + " missing"};
+    }
+    for (size_t j = 0; j < b.size(); ++j) {
+      if (b_hit[j]) continue;
+      bool found = false;
+      for (auto& x : a)
+        if (eq(x, b[j], depth + 1).equal) { found = true; break; }
+      if (!found) return {false, "extra element " + to_string(b[j])};
+    }
+    return {true, "same set"};
+  }
+
+  Comparison relation_eq(const NodeP& g, const NodeP& p, int depth) {
+    auto norm = [](const NodeP& n, std::vector<NodeP>& parts, std::vector<std::string>& ops) {
+      parts = n->kids;
+      ops = n->ops;
+      bool greater = std::all_of(ops.begin(), ops.end(), [](auto& o) { return o == ">" || o == ">="; });
+      if (greater) {
+        std::reverse(parts.begin(), parts.end());
+        std::reverse(ops.begin(), ops.end());
+        for (auto& o : ops) o = o == ">" ? "<" : "<=";
+      }
+    };
+    std::vector<NodeP> gp, pp;
+    std::vector<std::string> go, po;
+    norm(g, gp, go);
+    norm(p, pp, po);
+    if (go.size() == 1 && po.size() == 1) {
+      // a < b  ~  c < d  when a - b = k (c - d), k > 0; also a < b ~ d > c via sign.
+      bool gstrict = go[0] == "<" || go[0] == ">", pstrict = po[0] == "<" || po[0] == ">";
+      if (go[0] == "!=" || po[0] == "!=") {
+        if (go[0] != po[0]) return {false, "different relations"};
+      } else if (gstrict != pstrict) {
+        return {false, "strict vs non-strict"};
+      }
+      auto d1 = make(K::Add, {gp[0], make(K::Neg, {gp[1]})});
+      auto d2 = make(K::Add, {pp[0], make(K::Neg, {pp[1]})});
+      bool same_dir = (go[0] == "<" || go[0] == "<=") == (po[0] == "<" || po[0] == "<=");
+      if (go[0] == "!=") return proportional(d1, d2, false, o_, b_);
+      if (same_dir) return proportional(d1, d2, true, o_, b_);
+      return proportional(d1, make(K::Neg, {d2}), true, o_, b_);
+    }
+    if (go != po) return {false, "different relations"};
+    return ordered(gp, pp, depth);
+  }
+};
+
+}  // namespace
+
+Comparison equivalent(const NodeP& gold, const NodeP& pred, const CompareOptions& opt, Budget& budget) {
+  Comparer c(opt, budget);
+  return c.eq(gold, pred);
+}
+
+}  // namespace zerorl::rewards::math

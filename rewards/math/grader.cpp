@@ -1,0 +1,129 @@
+#include "rewards/math/grader.h"
+
+#include <algorithm>
+#include <cctype>
+
+namespace zerorl::rewards::math {
+namespace {
+
+std::string squash(const std::string& s) {
+  std::string o;
+  for (char c : s)
+    if (!std::isspace((unsigned char)c)) o += c;
+  return o;
+}
+
+struct Parsed {
+  NodeP node;
+  std::string norm;
+  std::string why;
+};
+
+Parsed parse(const std::string& answer, const GradeOptions& opt, Budget& b) {
+  Parsed p;
+  p.norm = normalize_answer(answer, opt.parse);
+  p.node = parse_answer(p.norm, opt.parse, b, &p.why);
+  return p;
+}
+
+Verdict compare_parsed(const Parsed& g, const Parsed& p, const GradeOptions& opt, Budget& b) {
+  Verdict v;
+  if (g.node && p.node) {
+    Comparison c = equivalent(g.node, p.node, opt.compare, b);
+    v.correct = c.equal;
+    v.reason = c.how;
+    return v;
+  }
+  // One side is unreadable: the normalised texts must match exactly.
+  bool same = !g.norm.empty() && squash(g.norm) == squash(p.norm);
+  v.correct = same;
+  v.reason = std::string(same ? "same text" : "different text") + " (" +
+             (!g.node ? "gold: " + g.why : "answer: " + p.why) + ")";
+  return v;
+}
+
+Budget make_budget(const GradeOptions& opt) {
+  Budget b;
+  b.deadline = std::chrono::steady_clock::now() +
+               std::chrono::microseconds((long long)(opt.timeout_ms * 1000.0));
+  return b;
+}
+
+}  // namespace
+
+Verdict grade(const std::string& gold, const std::string& completion_in, const GradeOptions& opt) {
+  Verdict v;
+  try {
+    Budget b = make_budget(opt);
+    std::string gold_answer = extract_gold(gold);
+    if (gold_answer.empty()) {
+      v.reason = "empty gold answer";
+      return v;
+    }
+    // The answer is at the end: keep the tail of an over-long completion.
+    const std::string& completion =
+        completion_in.size() > opt.max_completion_bytes
+            ? completion_in.substr(completion_in.size() - opt.max_completion_bytes)
+            : completion_in;
+    auto cands = extract_candidates(completion, opt.extract);
+    if (cands.empty()) {
+      v.reason = "no answer found";
+      return v;
+    }
+    Parsed g = parse(gold_answer, opt, b);
+    // The first candidate that parses is the answer; if none parses, the
+    // first one is compared as text.
+    size_t pick = 0;
+    Parsed p;
+    bool parsed = false;
+    // An unreadable gold is compared as text with the best candidate.
+    for (size_t i = 0; i < cands.size() && i < 4 && g.node; ++i) {
+      if (cands[i].text.empty()) continue;
+      Parsed q = parse(cands[i].text, opt, b);
+      if (q.node) {
+        p = q;
+        pick = i;
+        parsed = true;
+        break;
+      }
+      if (i == 0) p = q;
+    }
+    if (!parsed) p = parse(cands[0].text, opt, b);
+    v = compare_parsed(g, p, opt, b);
+    v.extracted = cands[pick].text;
+    v.reason = cands[pick].method + ": " + v.reason;
+  } catch (const BudgetExceeded& e) {
+    v.correct = false;
+    v.reason = (e.why == "deadline" ? "timeout" : "bounded work: " + e.why);
+  } catch (const std::exception& e) {
+    v.correct = false;
+    v.reason = std::string("grader error: ") + e.what();
+  }
+  return v;
+}
+
+Verdict compare_answers(const std::string& gold, const std::string& pred, const GradeOptions& opt) {
+  Verdict v;
+  try {
+    Budget b = make_budget(opt);
+    std::string ga = extract_gold(gold), pa = extract_gold(pred);
+    v.extracted = pa;
+    if (ga.empty() || pa.empty()) {
+      v.reason = ga.empty() ? "empty gold answer" : "empty answer";
+      return v;
+    }
+    Parsed g = parse(ga, opt, b), p = parse(pa, opt, b);
+    std::string extracted = v.extracted;
+    v = compare_parsed(g, p, opt, b);
+    v.extracted = extracted;
+  } catch (const BudgetExceeded& e) {
+    v.correct = false;
+    v.reason = (e.why == "deadline" ? "timeout" : "bounded work: " + e.why);
+  } catch (const std::exception& e) {
+    v.correct = false;
+    v.reason = std::string("grader error: ") + e.what();
+  }
+  return v;
+}
+
+}  // namespace zerorl::rewards::math

@@ -1,0 +1,71 @@
+// RewardPipeline: a weighted sum of named rewards, scored on a thread pool.
+//
+//   total(sample) = sum_i weight_i * reward_i.score(sample).value
+//
+// Each component is kept per sample (for logging), as is each reward's error
+// reason.  Threads: score() splits the batch over `num_threads` workers (each
+// reward must be thread-safe, see reward.h); results are returned in input
+// order and do not depend on the thread count.  A reward that throws costs
+// that sample that reward's component (0) with the exception text as reason;
+// the other samples and rewards are unaffected.  score() itself never throws
+// for bad completions.  The pipeline object may be shared read-only between
+// threads; error counters are atomic.
+//
+// Recipe (the `rewards:` section, one entry per reward instance, in order):
+//   rewards:
+//     accuracy: {type: math, weight: 1.0, precision: 6}
+//     format:   {type: format, weight: 0.2, mode: strict}
+// `type` defaults to the entry's name; `weight` to 1.0; the other keys are
+// the reward type's own options.
+#pragma once
+
+#include <atomic>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "core/config.h"
+#include "rewards/reward.h"
+
+namespace zerorl::rewards {
+
+struct ScoredSample {
+  double total = 0.0;
+  std::vector<double> values;       // one per reward, unweighted, pipeline order
+  std::vector<std::string> errors;  // one per reward, "" when scored normally
+  // "<name>" -> unweighted value, and "<name>.<component>" for each component.
+  std::map<std::string, double> components;
+};
+
+class RewardPipeline {
+ public:
+  // num_threads <= 0: std::thread::hardware_concurrency().
+  explicit RewardPipeline(int num_threads = 0);
+  RewardPipeline(RewardPipeline&&) noexcept;
+  RewardPipeline& operator=(RewardPipeline&&) noexcept;
+  ~RewardPipeline();
+
+  void add(const std::string& name, double weight, std::unique_ptr<Reward> reward);
+
+  ScoredSample score_one(const Sample& sample) const;
+  std::vector<ScoredSample> score(const std::vector<Sample>& samples) const;
+
+  size_t size() const;
+  const std::vector<std::string>& names() const;
+  const std::vector<double>& weights() const;
+  // Number of samples each reward has reported an error for so far.
+  std::vector<long long> error_counts() const;
+  int num_threads() const { return num_threads_; }
+
+ private:
+  struct Impl;
+  std::unique_ptr<Impl> impl_;
+  int num_threads_;
+};
+
+// Builds the pipeline from the `rewards:` section (see above); throws
+// zerorl::Error naming the key and position on a bad entry, and when the
+// section is empty.
+RewardPipeline build_reward_pipeline(const ConfigNode& rewards_section, int num_threads = 0);
+
+}  // namespace zerorl::rewards
