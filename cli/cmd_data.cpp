@@ -1,0 +1,130 @@
+// zerorl data: synthetic task splits and the pretraining corpus as JSONL.
+#include <cstdlib>
+#include <fstream>
+#include <iostream>
+#include <memory>
+
+#include <nlohmann/json.hpp>
+
+#include "cli/command.h"
+#include "data/corpus.h"
+#include "data/task.h"
+
+namespace zerorl::cli {
+
+static const char* kUsage =
+    "usage: zerorl data generate TASK [--split train|test] [--n N] [--seed S] [--out FILE]\n"
+    "                           [task options]\n"
+    "       zerorl data corpus [--task TASK] [--n N] [--seed S] [--out FILE]\n"
+    "                          [--template tiny|r1zero] [--tagged-worked-fraction F]\n"
+    "                          [task options]\n"
+    "\n"
+    "generate writes N distinct problems of a split of TASK (addition, multiplication,\n"
+    "countdown) as JSONL {id, prompt, answer, task, meta}; train and test never share a\n"
+    "problem, whatever the seeds.  corpus writes N pretraining documents {text, kind}\n"
+    "(see docs/DATA.md).  Output goes to --out, or stdout.\n"
+    "\n"
+    "task options (the difficulty knobs):\n"
+    "  --min-digits D --max-digits D          addition, multiplication (default 1..3)\n"
+    "  --num-count K --max-number M           countdown (default 4 numbers up to 50)\n"
+    "  --min-target T --max-target T          countdown (default 10..200)\n"
+    "  --test-fraction F                      share of problems held out (default 0.1)\n";
+
+static data::TaskConfig task_options(Args& args, const std::string& name, uint64_t seed) {
+  data::TaskConfig c;
+  c.name = name;
+  c.seed = seed;
+  c.min_digits = static_cast<int>(args.int_value("--min-digits", c.min_digits));
+  c.max_digits = static_cast<int>(args.int_value("--max-digits", c.max_digits));
+  c.num_count = static_cast<int>(args.int_value("--num-count", c.num_count));
+  c.max_number = static_cast<int>(args.int_value("--max-number", c.max_number));
+  c.min_target = static_cast<int>(args.int_value("--min-target", c.min_target));
+  c.max_target = static_cast<int>(args.int_value("--max-target", c.max_target));
+  c.test_fraction = args.double_value("--test-fraction", c.test_fraction);
+  if (name != "addition" && name != "multiplication" && name != "countdown")
+    throw UsageError("unknown task '" + name + "' (addition, multiplication, countdown)");
+  try {
+    c.validate();
+  } catch (const Error& e) {
+    throw UsageError(e.what());
+  }
+  return c;
+}
+
+static int run_data(Args& args) {
+  long long n = args.int_value("--n", 1000);
+  long long seed = args.int_value("--seed", 0);
+  std::string out_path = args.value("--out", "-");
+  auto split_opt = args.optional_value("--split");
+  auto task_opt = args.optional_value("--task");
+  auto tmpl_opt = args.optional_value("--template");
+  auto tw_opt = args.optional_value("--tagged-worked-fraction");
+  std::string split = split_opt.value_or("train");
+  std::string task_flag = task_opt.value_or("addition");
+  std::string tmpl = tmpl_opt.value_or("tiny");
+  double tagged_worked = 0.25;
+  if (tw_opt) {
+    char* end = nullptr;
+    tagged_worked = std::strtod(tw_opt->c_str(), &end);
+    if (tw_opt->empty() || *end != '\0')
+      throw UsageError("--tagged-worked-fraction expects a number, got '" + *tw_opt + "'");
+  }
+  auto pos = args.positionals();
+  if (pos.empty()) throw UsageError("missing action: generate or corpus");
+  if (n <= 0) throw UsageError("--n must be positive");
+  if (seed < 0) throw UsageError("--seed must be non-negative");
+  const std::string& action = pos[0];
+  std::string task_name;
+  if (action == "generate") {
+    if (pos.size() != 2) throw UsageError("generate takes exactly one TASK");
+    task_name = pos[1];
+    if (split != "train" && split != "test") throw UsageError("--split must be train or test");
+    if (task_opt || tmpl_opt || tw_opt)
+      throw UsageError("--task, --template and --tagged-worked-fraction belong to 'corpus'");
+  } else if (action == "corpus") {
+    if (pos.size() != 1) throw UsageError("corpus takes no positional arguments (use --task)");
+    task_name = task_flag;
+    if (tmpl != "tiny" && tmpl != "r1zero") throw UsageError("--template must be tiny or r1zero");
+    if (split_opt) throw UsageError("--split belongs to 'generate' (the corpus uses train only)");
+  } else {
+    throw UsageError("unknown action '" + action + "' (generate, corpus)");
+  }
+  data::TaskConfig task = task_options(args, task_name, static_cast<uint64_t>(seed));
+  args.finish();
+
+  std::ofstream file;
+  if (out_path != "-") {
+    file.open(out_path, std::ios::binary);
+    if (!file) throw Error("cannot write '" + out_path + "'");
+  }
+  std::ostream& out = out_path == "-" ? std::cout : file;
+  if (action == "generate") {
+    auto t = data::make_task(task);
+    for (const auto& ex : t->generate_split(data::split_from_name(split), static_cast<size_t>(n)))
+      out << ex.to_jsonl() << '\n';
+  } else {
+    data::CorpusConfig c;
+    c.task = task;
+    c.seed = static_cast<uint64_t>(seed);
+    c.prompt_template.name = tmpl;
+    c.tagged_worked_fraction = tagged_worked;
+    try {
+      c.validate();
+    } catch (const Error& e) {
+      throw UsageError(e.what());
+    }
+    data::CorpusGenerator gen(c);
+    for (long long i = 0; i < n; ++i) {
+      auto d = gen.document(static_cast<uint64_t>(i));
+      out << nlohmann::json{{"text", d.text}, {"kind", data::doc_kind_name(d.kind)}}.dump() << '\n';
+    }
+  }
+  out.flush();
+  if (!out) throw Error("write error on '" + out_path + "'");
+  return 0;
+}
+
+ZR_REGISTER_COMMAND(data, "synthetic task splits and the pretraining corpus as JSONL", kUsage,
+                    run_data);
+
+}  // namespace zerorl::cli
