@@ -5,6 +5,7 @@
 #include <nlohmann/json.hpp>
 
 #include "cli/command.h"
+#include "core/error.h"
 #include "data/char_tokenizer.h"
 #include "data/tokenizer.h"
 
