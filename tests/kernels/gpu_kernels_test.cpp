@@ -1,0 +1,263 @@
+// Every CUDA kernel against its CPU reference on random inputs, through the
+// functions the model calls (dispatch by device) and through the internal
+// entry points where one op has two CUDA paths.  Label `gpu`: each test skips,
+// naming the missing device, when there is no CUDA device.
+//
+// Tolerances (all against the reference evaluated in fp64 on the very same
+// input values, so input rounding is not counted):
+//   fp32: cuBLAS fp32 GEMMs and __expf (2 ulp): 1e-4 relative to the output's scale;
+//   bf16: dL/dz and the outputs are rounded to bf16 (8-bit mantissa), so
+//         2-3% of the output's scale; expert choices and permutations exactly.
+#include <ATen/ATen.h>
+#include <ATen/Context.h>
+#include <gtest/gtest.h>
+
+#include "kernels/logprob/logprob.h"
+#include "kernels/moe/moe.h"
+#include "kernels/moe/moe_impl.h"
+#include "kernels/rmsnorm/rmsnorm.h"
+
+namespace zk = zerorl::kernels;
+
+#define ZR_REQUIRE_CUDA() \
+  if (!at::hasCUDA()) GTEST_SKIP() << "no CUDA device"
+
+namespace {
+
+const at::Device kGpu(at::kCUDA, 0);
+
+// max |a - b| / max(|b|, tiny), a on any device, b on CPU.
+double rel_err(const at::Tensor& a, const at::Tensor& b) {
+  const at::Tensor ad = a.detach().cpu().to(at::kDouble), bd = b.detach().cpu().to(at::kDouble);
+  EXPECT_EQ(ad.sizes(), bd.sizes());
+  EXPECT_FALSE(at::isnan(ad).any().item<bool>()) << "NaN in the CUDA result";
+  const double scale = std::max(bd.abs().max().item<double>(), 1e-30);
+  return (ad - bd).abs().max().item<double>() / scale;
+}
+
+double tol_for(at::ScalarType dt) { return dt == at::kFloat ? 1e-4 : 3e-2; }
+
+}  // namespace
+
+// ---- logprob -------------------------------------------------------------
+TEST(GpuLogprob, MatchesReferenceForwardAndBackward) {
+  ZR_REQUIRE_CUDA();
+  struct Shape { int64_t N, D, V, chunk; };
+  for (at::ScalarType dt : {at::kFloat, at::kBFloat16}) {
+    for (Shape s : {Shape{300, 64, 1000, 128}, Shape{1, 8, 33, 1024}, Shape{257, 128, 4099, 64}}) {
+      SCOPED_TRACE(::testing::Message() << dt << " N=" << s.N << " D=" << s.D << " V=" << s.V);
+      at::manual_seed(100 + s.V);
+      const at::Tensor h = at::randn({s.N, s.D}).to(dt), w = (at::randn({s.V, s.D}) * 0.3).to(dt);
+      const at::Tensor tgt = at::randint(s.V, {s.N}, at::kLong);
+      const at::Tensor a = at::randn({s.N}, at::kDouble), b = at::randn({s.N}, at::kDouble);
+      zk::LogprobOptions opt;
+      opt.chunk_tokens = s.chunk;
+      opt.with_entropy = true;
+      opt.temperature = 0.8;
+
+      at::Tensor hg = h.to(kGpu).requires_grad_(true), wg = w.to(kGpu).requires_grad_(true);
+      const zk::LogprobResult rg = zk::chosen_logprob(hg, wg, tgt.to(kGpu), opt);
+      ((rg.logp_N.to(at::kDouble) * a.to(kGpu)).sum() + (rg.entropy_N.to(at::kDouble) * b.to(kGpu)).sum()).backward();
+
+      at::Tensor hc = h.to(at::kDouble).requires_grad_(true), wc = w.to(at::kDouble).requires_grad_(true);
+      const zk::LogprobResult rc = zk::chosen_logprob(hc, wc, tgt, opt);
+      ((rc.logp_N * a).sum() + (rc.entropy_N * b).sum()).backward();
+
+      EXPECT_EQ(rg.logp_N.scalar_type(), at::kFloat);
+      EXPECT_LT(rel_err(rg.logp_N, rc.logp_N), tol_for(dt));
+      EXPECT_LT(rel_err(rg.entropy_N, rc.entropy_N), tol_for(dt));
+      EXPECT_EQ(hg.grad().scalar_type(), dt);
+      EXPECT_LT(rel_err(hg.grad(), hc.grad()), tol_for(dt));
+      EXPECT_LT(rel_err(wg.grad(), wc.grad()), tol_for(dt));
+    }
+  }
+}
+
+TEST(GpuLogprob, Float64TakesTheReferencePathOnTheGpu) {
+  ZR_REQUIRE_CUDA();
+  at::manual_seed(101);
+  const at::Tensor h = at::randn({20, 16}, at::kDouble), w = at::randn({50, 16}, at::kDouble);
+  const at::Tensor tgt = at::randint(50, {20}, at::kLong);
+  const zk::LogprobResult rg = zk::chosen_logprob(h.to(kGpu), w.to(kGpu), tgt.to(kGpu));
+  const zk::LogprobResult rc = zk::chosen_logprob(h, w, tgt);
+  EXPECT_LT(rel_err(rg.logp_N, rc.logp_N), 1e-12);
+}
+
+TEST(GpuLogprob, OutOfRangeTargetGivesNaN) {
+  ZR_REQUIRE_CUDA();
+  const at::Tensor h = at::randn({3, 8}, kGpu), w = at::randn({5, 8}, kGpu);
+  const at::Tensor tgt = at::tensor({int64_t{0}, int64_t{7}, int64_t{4}}).to(kGpu);
+  const at::Tensor logp = zk::chosen_logprob(h, w, tgt).logp_N.cpu();
+  EXPECT_FALSE(std::isnan(logp[0].item<float>()));
+  EXPECT_TRUE(std::isnan(logp[1].item<float>()));
+  EXPECT_FALSE(std::isnan(logp[2].item<float>()));
+}
+
+// ---- rmsnorm -------------------------------------------------------------
+TEST(GpuRmsnorm, MatchesReferenceForwardAndBackward) {
+  ZR_REQUIRE_CUDA();
+  for (at::ScalarType dt : {at::kFloat, at::kBFloat16, at::kHalf}) {
+    for (int64_t D : {64, 1000, 4096}) {
+      SCOPED_TRACE(::testing::Message() << dt << " D=" << D);
+      at::manual_seed(200 + D);
+      const at::Tensor x = at::randn({3, 7, D}).to(dt), w = (1 + 0.1 * at::randn({D})).to(dt);
+      const at::Tensor g = at::randn({3, 7, D}, at::kDouble);
+      at::Tensor xg = x.to(kGpu).requires_grad_(true), wg = w.to(kGpu).requires_grad_(true);
+      const at::Tensor yg = zk::rmsnorm(xg, wg, 1e-6);
+      EXPECT_EQ(yg.scalar_type(), dt);
+      (yg.to(at::kDouble) * g.to(kGpu)).sum().backward();
+      at::Tensor xc = x.to(at::kDouble).requires_grad_(true), wc = w.to(at::kDouble).requires_grad_(true);
+      const at::Tensor yc = zk::rmsnorm(xc, wc, 1e-6);
+      (yc * g).sum().backward();
+      const double tol = dt == at::kFloat ? 1e-5 : 2e-2;
+      EXPECT_LT(rel_err(yg, yc), tol);
+      EXPECT_LT(rel_err(xg.grad(), xc.grad()), tol);
+      EXPECT_LT(rel_err(wg.grad(), wc.grad()), tol);
+      // Same inputs, same bits: the CPU reference in the input dtype rounds
+      // like the kernel up to the order of the sum of squares (1 ulp).
+      const at::Tensor y_same = zk::rmsnorm(x, w, 1e-6);
+      EXPECT_LT(rel_err(yg, y_same), dt == at::kFloat ? 1e-6 : 1e-2);
+    }
+  }
+}
+
+// ---- router --------------------------------------------------------------
+TEST(GpuMoeRoute, PicksTheSameExpertsAsTheReference) {
+  ZR_REQUIRE_CUDA();
+  struct Case { int64_t E, top_k, n_group, topk_group; bool sigmoid, bias; };
+  for (Case c : {Case{8, 1, 1, 1, false, false}, Case{8, 2, 1, 1, false, false}, Case{8, 8, 1, 1, false, false},
+                 Case{60, 4, 1, 1, false, false}, Case{64, 8, 8, 4, true, true}, Case{16, 4, 4, 2, true, true},
+                 Case{256, 8, 8, 4, true, true}, Case{16, 8, 4, 2, true, true}}) {
+    SCOPED_TRACE(::testing::Message() << "E=" << c.E << " top_k=" << c.top_k << " n_group=" << c.n_group
+                                      << " topk_group=" << c.topk_group);
+    at::manual_seed(300 + c.E + c.top_k);
+    const at::Tensor logits = at::randn({1000, c.E});
+    const at::Tensor bias = c.bias ? at::rand({c.E}) * 0.2 : at::Tensor();
+    zk::RouterOptions opt;
+    opt.top_k = c.top_k;
+    opt.sigmoid = c.sigmoid;
+    opt.n_group = c.n_group;
+    opt.topk_group = c.topk_group;
+    opt.routed_scaling_factor = c.sigmoid ? 2.5 : 1.0;
+    at::Tensor lg = logits.to(kGpu).requires_grad_(true), lc = logits.clone().requires_grad_(true);
+    const zk::RouterOutput rg = zk::moe_route(lg, c.bias ? bias.to(kGpu) : at::Tensor(), opt);
+    const zk::RouterOutput rc = zk::moe_route(lc, bias, opt);
+    EXPECT_TRUE(at::equal(rg.topk_idx_TK.cpu(), rc.topk_idx_TK));
+    EXPECT_LT(rel_err(rg.topk_weight_TK, rc.topk_weight_TK), 1e-5);
+    const at::Tensor g = at::randn({1000, c.top_k});
+    (rg.topk_weight_TK * g.to(kGpu)).sum().backward();
+    (rc.topk_weight_TK * g).sum().backward();
+    EXPECT_LT(rel_err(lg.grad(), lc.grad()), 1e-4);
+  }
+}
+
+// ---- permutation and experts --------------------------------------------
+namespace {
+
+struct Routing {
+  std::string name;
+  at::Tensor idx_TK;
+  int64_t E;
+};
+
+std::vector<Routing> routings(int64_t T, int64_t E) {
+  at::manual_seed(400);
+  std::vector<Routing> r;
+  const at::Tensor skew = at::arange(E - 1, at::kDouble).neg().div(3).exp();  // expert E-1 never chosen
+  at::Tensor ragged = at::empty({T, 2}, at::kLong);
+  for (int64_t t = 0; t < T; ++t) ragged[t] = at::multinomial(skew, 2, false);
+  r.push_back({"ragged counts, an expert with no tokens, top_k=2", ragged, E});
+  r.push_back({"all tokens on one expert, top_k=1", at::full({T, 1}, E / 2, at::kLong), E});
+  r.push_back({"top_k=1 ragged", ragged.narrow(1, 0, 1).contiguous(), E});
+  at::Tensor all = at::empty({T, E}, at::kLong);
+  for (int64_t t = 0; t < T; ++t) all[t] = at::randperm(E, at::kLong);
+  r.push_back({"top_k=E", all, E});
+  return r;
+}
+
+}  // namespace
+
+TEST(GpuMoePermute, IsBitIdenticalToTheReference) {
+  ZR_REQUIRE_CUDA();
+  std::vector<Routing> cases = routings(37, 8);
+  at::manual_seed(401);
+  cases.push_back({"many tiles: T=5000, K=8, E=64", at::randint(64, {5000, 8}, at::kLong), 64});
+  for (const Routing& c : cases) {
+    SCOPED_TRACE(c.name);
+    const zk::detail::ExpertPermutation pg = zk::detail::moe_permute_cuda(c.idx_TK.to(kGpu), c.E);
+    const zk::detail::ExpertPermutation pc = zk::detail::moe_permute_ref(c.idx_TK, c.E);
+    EXPECT_TRUE(at::equal(pg.src_slot_P.cpu(), pc.src_slot_P));
+    EXPECT_TRUE(at::equal(pg.row_of_slot_TK.cpu(), pc.row_of_slot_TK));
+    EXPECT_TRUE(at::equal(pg.tokens_per_expert_E.cpu(), pc.tokens_per_expert_E));
+    EXPECT_TRUE(at::equal(pg.offsets_E.cpu(), pc.offsets_E));
+  }
+}
+
+TEST(GpuMoeExperts, MatchesReferenceOnMoeShapesBothGemmPaths) {
+  ZR_REQUIRE_CUDA();
+  const int64_t T = 37, D = 64, F = 96, E = 8;
+  for (at::ScalarType dt : {at::kFloat, at::kBFloat16}) {
+    for (bool grouped : {false, true}) {
+      if (grouped && !zk::detail::moe_grouped_gemm_applies(at::empty({1, D}, at::TensorOptions(kGpu).dtype(dt)),
+                                                           at::empty({E, F, D}, at::TensorOptions(kGpu).dtype(dt))))
+        continue;  // grouped GEMM is bf16 on sm90+ only
+      for (const Routing& c : routings(T, E)) {
+        SCOPED_TRACE(::testing::Message() << dt << (grouped ? " grouped GEMM " : " per-expert GEMMs ") << c.name);
+        const int64_t K = c.idx_TK.size(1);
+        at::manual_seed(500 + K);
+        const at::Tensor x = at::randn({T, D}).to(dt), wk = at::rand({T, K});
+        const at::Tensor wg0 = (at::randn({E, F, D}) / 8).to(dt), wu0 = (at::randn({E, F, D}) / 8).to(dt);
+        const at::Tensor wd0 = (at::randn({E, D, F}) / 10).to(dt);
+        const at::Tensor g = at::randn({T, D}, at::kDouble);
+
+        std::vector<at::Tensor> gpu_in, cpu_in;
+        for (const at::Tensor& t : {x, wk, wg0, wu0, wd0}) {
+          gpu_in.push_back(t.to(kGpu).requires_grad_(true));
+          cpu_in.push_back(t.to(at::kDouble).requires_grad_(true));
+        }
+        const zk::MoeResult rg = zk::detail::moe_experts_cuda(gpu_in[0], c.idx_TK.to(kGpu), gpu_in[1], gpu_in[2],
+                                                              gpu_in[3], gpu_in[4], grouped);
+        const zk::MoeResult rc = zk::moe_experts(cpu_in[0], c.idx_TK, cpu_in[1], cpu_in[2], cpu_in[3], cpu_in[4]);
+        EXPECT_EQ(rg.y_TD.scalar_type(), dt);
+        EXPECT_TRUE(at::equal(rg.tokens_per_expert_E.cpu(), rc.tokens_per_expert_E));
+        EXPECT_LT(rel_err(rg.y_TD, rc.y_TD), tol_for(dt));
+        (rg.y_TD.to(at::kDouble) * g.to(kGpu)).sum().backward();
+        (rc.y_TD * g).sum().backward();
+        const char* names[] = {"x", "topk_weight", "w_gate", "w_up", "w_down"};
+        for (int i = 0; i < 5; ++i) {
+          ASSERT_TRUE(gpu_in[i].grad().defined()) << names[i];
+          EXPECT_LT(rel_err(gpu_in[i].grad(), cpu_in[i].grad()), tol_for(dt)) << names[i];
+        }
+        // An expert without tokens gets an exactly zero weight gradient.
+        const at::Tensor counts = rc.tokens_per_expert_E;
+        for (int64_t e = 0; e < E; ++e)
+          if (counts[e].item<int64_t>() == 0)
+            for (int i = 2; i < 5; ++i)
+              EXPECT_EQ(gpu_in[i].grad()[e].abs().max().item<double>(), 0.0) << names[i] << " expert " << e;
+      }
+    }
+  }
+}
+
+TEST(GpuMoeExperts, DispatchIsDeterministic) {
+  ZR_REQUIRE_CUDA();
+  at::manual_seed(600);
+  const int64_t T = 512, D = 128, F = 256, E = 16, K = 4;
+  const at::TensorOptions o = at::TensorOptions(kGpu).dtype(at::kBFloat16);
+  const at::Tensor x = at::randn({T, D}, o), idx = at::randint(E, {T, K}, at::TensorOptions(kGpu).dtype(at::kLong));
+  const at::Tensor wk = at::rand({T, K}, at::TensorOptions(kGpu));
+  const at::Tensor wg = at::randn({E, F, D}, o) / 10, wu = at::randn({E, F, D}, o) / 10, wd = at::randn({E, D, F}, o) / 16;
+  at::Tensor first_y, first_gx;
+  for (int rep = 0; rep < 2; ++rep) {
+    at::Tensor xr = x.clone().requires_grad_(true);
+    const zk::MoeResult r = zk::moe_experts(xr, idx, wk, wg, wu, wd);
+    r.y_TD.to(at::kFloat).sum().backward();
+    if (rep == 0) {
+      first_y = r.y_TD.detach();
+      first_gx = xr.grad();
+    } else {
+      EXPECT_TRUE(at::equal(first_y, r.y_TD.detach()));
+      EXPECT_TRUE(at::equal(first_gx, xr.grad()));
+    }
+  }
+}
