@@ -66,12 +66,14 @@ bool separator_only(const std::string& gap) {
   for (char c : g)
     if (c == '#' || c == '<' || c == '>' || c == ':' || c == '=') return false;
   int words = 0;
+  bool conj = false;
   for (size_t i = 0; i < g.size();) {
     if (is_alpha(g[i])) {
       size_t j = i;
       while (j < g.size() && is_alpha(g[j])) ++j;
       std::string w = lower(g.substr(i, j - i));
-      if (w != "and" && w != "or") ++words;
+      if (w == "and" || w == "or") conj = true;
+      else ++words;
       i = j;
     } else if (is_digit(g[i])) {
       return false;
@@ -79,7 +81,9 @@ bool separator_only(const std::string& gap) {
       ++i;
     }
   }
-  return words <= 2 && g.size() < 200;
+  // "\boxed{1} papers and \boxed{2} bins" is one answer in two boxes;
+  // "\boxed{3}, then \boxed{4}" is a correction.
+  return g.size() < 200 && (words == 0 || (conj && words <= 2));
 }
 
 std::vector<Span> find_boxed(const std::string& s) {

@@ -28,6 +28,12 @@ Parsed parse(const std::string& answer, const GradeOptions& opt, Budget& b) {
 
 Verdict compare_parsed(const Parsed& g, const Parsed& p, const GradeOptions& opt, Budget& b) {
   Verdict v;
+  // Identical answers are equal without evaluating them (10^{10^{10}} too).
+  if (!g.norm.empty() && squash(g.norm) == squash(p.norm)) {
+    v.correct = true;
+    v.reason = "same text";
+    return v;
+  }
   if (g.node && p.node) {
     Comparison c = equivalent(g.node, p.node, opt.compare, b);
     v.correct = c.equal;
