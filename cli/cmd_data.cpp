@@ -31,10 +31,10 @@ static const char* kUsage =
     "  --min-target T --max-target T          countdown (default 10..200)\n"
     "  --test-fraction F                      share of problems held out (default 0.1)\n";
 
-static data::TaskConfig task_options(Args& args, const std::string& name, uint64_t seed) {
+// Reads the task flags; call before Args::positionals() so that flag values
+// are not taken for positional arguments.
+static data::TaskConfig task_options(Args& args) {
   data::TaskConfig c;
-  c.name = name;
-  c.seed = seed;
   c.min_digits = static_cast<int>(args.int_value("--min-digits", c.min_digits));
   c.max_digits = static_cast<int>(args.int_value("--max-digits", c.max_digits));
   c.num_count = static_cast<int>(args.int_value("--num-count", c.num_count));
@@ -42,13 +42,6 @@ static data::TaskConfig task_options(Args& args, const std::string& name, uint64
   c.min_target = static_cast<int>(args.int_value("--min-target", c.min_target));
   c.max_target = static_cast<int>(args.int_value("--max-target", c.max_target));
   c.test_fraction = args.double_value("--test-fraction", c.test_fraction);
-  if (name != "addition" && name != "multiplication" && name != "countdown")
-    throw UsageError("unknown task '" + name + "' (addition, multiplication, countdown)");
-  try {
-    c.validate();
-  } catch (const Error& e) {
-    throw UsageError(e.what());
-  }
   return c;
 }
 
@@ -70,6 +63,7 @@ static int run_data(Args& args) {
     if (tw_opt->empty() || *end != '\0')
       throw UsageError("--tagged-worked-fraction expects a number, got '" + *tw_opt + "'");
   }
+  data::TaskConfig task = task_options(args);
   auto pos = args.positionals();
   if (pos.empty()) throw UsageError("missing action: generate or corpus");
   if (n <= 0) throw UsageError("--n must be positive");
@@ -90,7 +84,15 @@ static int run_data(Args& args) {
   } else {
     throw UsageError("unknown action '" + action + "' (generate, corpus)");
   }
-  data::TaskConfig task = task_options(args, task_name, static_cast<uint64_t>(seed));
+  if (task_name != "addition" && task_name != "multiplication" && task_name != "countdown")
+    throw UsageError("unknown task '" + task_name + "' (addition, multiplication, countdown)");
+  task.name = task_name;
+  task.seed = static_cast<uint64_t>(seed);
+  try {
+    task.validate();
+  } catch (const Error& e) {
+    throw UsageError(e.what());
+  }
   args.finish();
 
   std::ofstream file;
