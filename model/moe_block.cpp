@@ -31,7 +31,9 @@ MoeBlock::MoeBlock(const ModelConfig& cfg) : cfg_(cfg.moe) {
 
 at::Tensor MoeBlock::forward(const at::Tensor& x, MoeCall& call) {
   int64_t N = x.size(0), E = cfg_.num_experts, K = cfg_.top_k;
-  at::Tensor logits_NE = at::linear(x.to(at::kFloat), gate->weight.to(at::kFloat));
+  // Router logits in fp32 as HF does (fp64 for fp64 models, for gradient checks).
+  at::ScalarType acc = x.scalar_type() == at::kDouble ? at::kDouble : at::kFloat;
+  at::Tensor logits_NE = at::linear(x.to(acc), gate->weight.to(acc));
   kernels::RouterOptions ro;
   ro.top_k = K;
   ro.sigmoid = cfg_.sigmoid_scoring;

@@ -1,0 +1,75 @@
+// Small configs shared by the model tests.
+#pragma once
+
+#include "model/config.h"
+
+namespace zerorl::model::testing {
+
+// A small DeepSeek-style model: MLA with q low-rank, interleaved yarn RoPE,
+// 6 experts top-2 in 3 groups, one dense layer first.
+inline ModelConfig small_mla_config() {
+  ModelConfig c;
+  c.arch = Arch::kDeepseekV3;
+  c.vocab_size = 37;
+  c.hidden_size = 32;
+  c.num_layers = 3;
+  c.max_position = 128;
+  c.attn.kind = AttentionConfig::Kind::kMla;
+  c.attn.num_heads = 4;
+  c.attn.num_kv_heads = 4;
+  c.attn.q_lora_rank = 24;
+  c.attn.kv_lora_rank = 16;
+  c.attn.qk_nope_head_dim = 8;
+  c.attn.qk_rope_head_dim = 8;
+  c.attn.v_head_dim = 8;
+  c.rope.layout = RopeConfig::Layout::kInterleaved;
+  c.rope.scaling = RopeConfig::Scaling::kYarn;
+  c.rope.factor = 4;
+  c.rope.original_max_position = 32;
+  c.rope.mscale = 1.0;
+  c.rope.mscale_all_dim = 1.0;
+  c.moe.num_experts = 6;
+  c.moe.top_k = 2;
+  c.moe.expert_intermediate = 16;
+  c.moe.shared_intermediate = 16;
+  c.moe.n_group = 3;
+  c.moe.topk_group = 2;
+  c.moe.routed_scaling_factor = 2.0;
+  c.moe.first_k_dense_replace = 1;
+  c.moe.dense_intermediate = 48;
+  c.init_std = 0.1;
+  c.seed = 7;
+  return c;
+}
+
+// A small Qwen2Moe-style model: GQA (4 heads, 2 KV heads) with q/k/v bias,
+// half-split RoPE, softmax routing, gated shared expert.
+inline ModelConfig small_gqa_config() {
+  ModelConfig c;
+  c.arch = Arch::kQwen2Moe;
+  c.vocab_size = 41;
+  c.hidden_size = 32;
+  c.num_layers = 2;
+  c.max_position = 128;
+  c.attn.kind = AttentionConfig::Kind::kGqa;
+  c.attn.num_heads = 4;
+  c.attn.num_kv_heads = 2;
+  c.attn.head_dim = 8;
+  c.attn.qkv_bias = true;
+  c.rope.layout = RopeConfig::Layout::kHalf;
+  c.moe.num_experts = 4;
+  c.moe.top_k = 2;
+  c.moe.expert_intermediate = 16;
+  c.moe.shared_intermediate = 24;
+  c.moe.shared_expert_gate = true;
+  c.moe.sigmoid_scoring = false;
+  c.moe.score_bias = false;
+  c.moe.norm_topk_prob = false;
+  c.moe.first_k_dense_replace = 0;
+  c.moe.dense_intermediate = 48;
+  c.init_std = 0.1;
+  c.seed = 11;
+  return c;
+}
+
+}  // namespace zerorl::model::testing
