@@ -7,7 +7,8 @@
 # Builds build-fuzz/math_grade_fuzzer from rewards/math/*.cpp with
 # -fsanitize=fuzzer,address,undefined, seeds a corpus from the peer suites and
 # hostile inputs, runs for SECONDS (default 600) and prints executions,
-# crashes and the slowest input (libFuzzer's -report_slow_units).
+# crashes and the slowest input (libFuzzer's -report_slow_units).  Extra
+# libFuzzer flags go in $FUZZ_FLAGS (e.g. FUZZ_FLAGS=-detect_leaks=0).
 set -euo pipefail
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 secs=${1:-600}
@@ -39,7 +40,7 @@ log="$out/fuzz.log"
 set +e
 "$out/math_grade_fuzzer" "$out/corpus" -max_total_time="$secs" -max_len=8192 -timeout=10 \
   -rss_limit_mb=2048 -report_slow_units=1 -artifact_prefix="$out/artifacts/" \
-  -print_final_stats=1 2>&1 | tee "$log" | grep -E "^#[0-9]+.*(pulse|DONE|NEW)" | tail -n 3
+  -print_final_stats=1 ${FUZZ_FLAGS:-} 2>&1 | tee "$log" | grep -E "^#[0-9]+.*(pulse|DONE|NEW)" | tail -n 3
 rc=${PIPESTATUS[0]}
 set -e
 echo "---- summary ($log)"

@@ -198,7 +198,9 @@ GiNaC::ex to_ex(const NodeP& n, GinacCtx& c) {
     case K::Pow: {
       ex base = to_ex(n->kids[0], c), e = to_ex(n->kids[1], c);
       check_power(base, e);
-      if (base.is_zero() && is_a<numeric>(e) && ex_to<numeric>(e).is_negative()) throw Unsupported{};
+      // GiNaC throws from inside pow() for 0^0 and 0^-n and leaks the node it
+      // was building (found by the fuzzer): refuse those before it sees them.
+      if (base.is_zero() && !(is_a<numeric>(e) && ex_to<numeric>(e).is_positive())) throw Unsupported{};
       return pow(base, e);
     }
     case K::Func: {
@@ -206,12 +208,19 @@ GiNaC::ex to_ex(const NodeP& n, GinacCtx& c) {
       std::vector<ex> a;
       for (auto& k : n->kids) a.push_back(to_ex(k, c));
       if (a.empty()) throw Unsupported{};
+      // Poles GiNaC would throw on (and leak): log(0), 1/sin(0), 1/cos(pi/2), ...
+      if ((f == "ln" || f == "log" || f == "log10" || f == "logb") && a[0].is_zero()) throw Unsupported{};
       if (f == "sin") return sin(a[0]);
       if (f == "cos") return cos(a[0]);
-      if (f == "tan") return tan(a[0]);
-      if (f == "sec") return 1 / cos(a[0]);
-      if (f == "csc") return 1 / sin(a[0]);
-      if (f == "cot") return cos(a[0]) / sin(a[0]);
+      if (f == "tan" || f == "sec" || f == "csc" || f == "cot") {
+        ex cs = cos(a[0]), sn = sin(a[0]);
+        if (((f == "tan" || f == "sec") && cs.is_zero()) || ((f == "csc" || f == "cot") && sn.is_zero()))
+          throw Unsupported{};
+        if (f == "tan") return sn / cs;
+        if (f == "sec") return 1 / cs;
+        if (f == "csc") return 1 / sn;
+        return cs / sn;
+      }
       if (f == "arcsin") return asin(a[0]);
       if (f == "arccos") return acos(a[0]);
       if (f == "arctan") return atan(a[0]);
