@@ -34,6 +34,7 @@ class CharTokenizer final : public Tokenizer {
 
   std::string kind() const override { return "char"; }
   std::vector<int32_t> encode(std::string_view text) const override;
+  using Tokenizer::decode;
   std::string decode(const int32_t* ids, size_t n, bool skip_special = false) const override;
   int32_t vocab_size() const override { return static_cast<int32_t>(tokens_.size()); }
   int32_t token_to_id(std::string_view token) const override;

@@ -148,6 +148,12 @@ TEST_F(BpeParity, DecodeRoundTripsAnyValidUtf8) {
   EXPECT_EQ(tok->decode(tok->encode(all)), all);
 }
 
+TEST_F(BpeParity, SavedJsonLoadsBackToTheSameEncoder) {
+  auto tok = load_tokenizer((*dir_ / "qwen2.json").string());
+  auto back = tokenizer_from_json(tok->to_json(), "checkpoint attribute");
+  for (const auto& s : test_lines()) EXPECT_EQ(back->encode(s), tok->encode(s));
+}
+
 TEST_F(BpeParity, SpecialTokensAreSingleIdsAndSkippable) {
   auto tok = load_tokenizer((*dir_ / "qwen2.json").string());
   int32_t eot = tok->token_to_id("<|endoftext|>");
