@@ -28,6 +28,10 @@ std::vector<zr::Sample> samples(int n) {
     zr::Sample s;
     s.gold = std::to_string(i % 7);
     s.completion = "<think>t</think> <answer>\\boxed{" + std::to_string(i % 5) + "}</answer>";
+    if (i % 10 == 9) {  // symbolic answers: the GiNaC path, shared between threads
+      s.gold = "2\\sqrt{" + std::to_string(i % 3 + 2) + "}";
+      s.completion = "<answer>\\sqrt{" + std::to_string(4 * (i % 3 + 2) + (i % 20 == 9 ? 0 : 1)) + "}</answer>";
+    }
     v.push_back(s);
   }
   return v;
@@ -80,8 +84,11 @@ TEST(RewardPipeline, ResultsDoNotDependOnThreadCount) {
     EXPECT_EQ(a[i].values, b[i].values) << i;
     correct += a[i].values[0] > 0;
   }
-  // gold i%7 vs answer i%5 agree for i%35 in {0..4}: 5 of every 35.
-  EXPECT_EQ(correct, 300 / 35 * 5 + std::min(5, 300 % 35));
+  // Numeric samples (i % 10 != 9): gold i%7 vs answer i%5 agree when i%35 < 5.
+  // Symbolic ones (i % 10 == 9): right when i % 20 == 9.
+  int expected = 0;
+  for (int i = 0; i < 300; ++i) expected += (i % 10 == 9) ? (i % 20 == 9) : (i % 35 < 5);
+  EXPECT_EQ(correct, expected);
   EXPECT_EQ(one.names(), (std::vector<std::string>{"accuracy", "format"}));
 }
 
