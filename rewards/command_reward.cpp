@@ -30,6 +30,7 @@ struct CommandReward::Worker {
   pid_t pid = -1;
   int fd = -1;          // our end of the socketpair (child's stdin+stdout)
   std::string pending;  // bytes read past the last newline
+  bool fresh = false;   // started, not yet answered a request
 
   void kill_child() {
     if (pid > 0) {
@@ -71,6 +72,7 @@ struct CommandReward::Worker {
     pid = p;
     fd = sv[0];
     pending.clear();
+    fresh = true;
   }
 
   bool alive() {
@@ -92,6 +94,7 @@ CommandRewardConfig CommandRewardConfig::from(const ConfigNode& n) {
   c.command = n.get<std::string>("command");
   ZR_CHECK(!c.command.empty(), n.where("command"), ": ", n.path("command"), " is empty");
   c.timeout_ms = n.get<double>("timeout_ms", 5000.0);
+  c.startup_timeout_ms = n.get<double>("startup_timeout_ms", 10000.0);
   c.cpu_seconds = n.get<int>("cpu_seconds", 600);
   c.memory_mb = n.get<int>("memory_mb", 2048);
   c.processes = n.get<int>("processes", 1);
@@ -169,7 +172,8 @@ RewardResult CommandReward::score(const Sample& s) const {
     return fail(bad_, std::string("cannot encode sample: ") + e.what());
   }
 
-  const auto deadline = Clock::now() + std::chrono::microseconds((long long)(cfg_.timeout_ms * 1000));
+  const double budget_ms = cfg_.timeout_ms + (w->fresh ? cfg_.startup_timeout_ms : 0.0);
+  const auto deadline = Clock::now() + std::chrono::microseconds((long long)(budget_ms * 1000));
   auto remaining_ms = [&] {
     auto d = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - Clock::now()).count();
     return (int)std::max<long long>(0, d);
@@ -198,6 +202,7 @@ RewardResult CommandReward::score(const Sample& s) const {
     if (nl != std::string::npos) {
       std::string reply = w->pending.substr(0, nl);
       w->pending.erase(0, nl + 1);
+      w->fresh = false;
       nlohmann::json j;
       try {
         j = nlohmann::json::parse(reply);
@@ -221,7 +226,7 @@ RewardResult CommandReward::score(const Sample& s) const {
     int pr = wait > 0 ? ::poll(&pfd, 1, wait) : 0;
     if (pr == 0) {
       w->kill_child();
-      return fail(timeouts_, "timeout: no reply within " + std::to_string((int)cfg_.timeout_ms) + " ms");
+      return fail(timeouts_, "timeout: no reply within " + std::to_string((int)budget_ms) + " ms");
     }
     if (pr < 0) {
       if (errno == EINTR) continue;

@@ -17,7 +17,10 @@
 // Failure handling (each costs that sample its reward: 0 with the reason,
 // logged and counted in stats(); the run goes on):
 //   * no reply within timeout_ms       -> the process is killed, restarted on
-//                                         the next call ("timeout")
+//                                         the next call ("timeout"); the first
+//                                         call to a freshly started process may
+//                                         take startup_timeout_ms longer (an
+//                                         interpreter's start-up is not a hang)
 //   * the process exits / crashes       -> restarted on the next call ("crash")
 //   * the reply is not JSON, or has no numeric "reward" -> "bad reply" (the
 //     process is kept: the line protocol is still in step)
@@ -43,6 +46,7 @@ namespace zerorl::rewards {
 struct CommandRewardConfig {
   std::string command;
   double timeout_ms = 5000;
+  double startup_timeout_ms = 10000;
   int cpu_seconds = 600;
   int memory_mb = 2048;
   int processes = 1;

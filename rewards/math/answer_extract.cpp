@@ -236,7 +236,8 @@ bool sentence_like(const std::string& t) {
   return words >= 2;
 }
 
-void add_region(const std::string& r, const ExtractOptions& opt, std::vector<Candidate>& out) {
+void add_region(const std::string& r, const ExtractOptions& opt, std::vector<Candidate>& out,
+                bool whole_answer = false) {
   size_t boxed_end = 0, phrase_pos = 0;
   size_t first = out.size();
   if (opt.boxed) {
@@ -295,6 +296,12 @@ void add_region(const std::string& r, const ExtractOptions& opt, std::vector<Can
   // answer wins.
   if (out.size() == first + 2 && out[first].method == "boxed" && phrase_pos > boxed_end)
     std::swap(out[first], out[first + 1]);
+  // Inside <answer>...</answer> the whole block is the answer unless it is
+  // prose ("<answer>\\sqrt{8}</answer>" must not become "8").
+  if (whole_answer) {
+    std::string w = trim(r);
+    if (!w.empty() && w.size() <= 1000 && !sentence_like(w)) out.push_back({w, "answer_tag"});
+  }
   Span lat{0, 0, ""}, num{0, 0, ""};
   bool has_lat = false, has_num = false;
   std::vector<Span> spans;
@@ -323,8 +330,9 @@ std::vector<Candidate> extract_candidates(const std::string& text, const Extract
       size_t close = text.find("</answer>", start);
       region = text.substr(start, close == std::string::npos ? std::string::npos : close - start);
       std::vector<Candidate> inner;
-      add_region(region, opt, inner);
-      for (auto& c : inner) c.method = "answer_tag+" + c.method;
+      add_region(region, opt, inner, /*whole_answer=*/true);
+      for (auto& c : inner)
+        if (c.method != "answer_tag") c.method = "answer_tag+" + c.method;
       out.insert(out.end(), inner.begin(), inner.end());
       std::string whole = trim(region);
       if (!whole.empty() && whole.size() <= 1000) out.push_back({whole, "answer_tag"});

@@ -69,6 +69,7 @@ TEST(CommandReward, EachFailureCostsOneSampleAndTheRunGoesOn) {
   auto cfg = config();
   cfg.timeout_ms = 1500;
   zr::CommandReward r(cfg);
+  EXPECT_DOUBLE_EQ(r.score(sample("ok")).value, 3.0);  // started: the start-up allowance is used up
   auto t0 = std::chrono::steady_clock::now();
   auto hang = r.score(sample("hang"));
   double ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
