@@ -65,7 +65,7 @@ __global__ void route_select_kernel(const float* __restrict__ scores, const floa
     }
     const unsigned keep_mask = __ballot_sync(0xffffffffu, kept);
     for (int e = lane; e < E; e += 32)
-      if (!((keep_mask >> (e / per)) & 1u)) c[e] = 0.f;  // as HF: masked_fill(~mask, 0.0)
+      if (!((keep_mask >> (e / per)) & 1u)) c[e] = -INFINITY;  // as HF: masked_fill(~mask, -inf)
     __syncwarp();
   }
   for (int k = 0; k < top_k; ++k) {

@@ -35,8 +35,9 @@ struct RouterOutput {
 // undefined) is ADDED to the scores for SELECTION ONLY (DeepSeek-V3's
 // e_score_correction_bias); with n_group > 1 a group's score is the sum of its
 // top-2 biased scores, the best topk_group groups are kept and the other
-// experts' selection scores are set to 0.0 (exactly as HF DeepseekV3's
-// get_topk_indices).  Weights are gathered from the unbiased scores,
+// experts' selection scores are set to -inf (exactly as transformers 5.x's
+// DeepseekV3TopkRouter; 4.x wrote 0.0 there, which differs only when biased
+// scores are negative).  Weights are gathered from the unbiased scores,
 // renormalised over the top-k when norm_topk_prob, then multiplied by
 // routed_scaling_factor.  The experts chosen are those of HF transformers'
 // DeepseekV3 / Qwen2Moe routers; exact ties are broken by torch.topk on CPU and

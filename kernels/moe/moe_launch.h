@@ -13,7 +13,7 @@ namespace zerorl::kernels::cuda {
 
 // Expert selection from fp32 scores [T, E] (+ bias [E] or nullptr), HF
 // DeepseekV3 semantics (group top-2 sums, topk_group groups kept, the rest set
-// to 0.0, then top_k); ties go to the lower index.  n_group <= 32.
+// to -inf, then top_k); ties go to the lower index.  n_group <= 32.
 void moe_route_select(const float* scores_TE, const float* bias_E, int64_t T, int64_t E, int64_t top_k,
                       int64_t n_group, int64_t topk_group, int64_t* topk_idx_TK, cudaStream_t stream);
 

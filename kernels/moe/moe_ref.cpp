@@ -1,5 +1,6 @@
 // CPU reference for the MoE router and routed experts, in LibTorch ops.
 // Autograd flows through the ops themselves: no custom backward here.
+#include <limits>
 #include <vector>
 
 #include <ATen/ATen.h>
@@ -36,7 +37,7 @@ RouterOutput moe_route_ref(const at::Tensor& router_logits_TE, const at::Tensor&
     const at::Tensor group_idx = std::get<1>(at::topk(group_scores_TG, opt.topk_group, -1, true, false));
     const at::Tensor group_mask_TG = at::zeros_like(group_scores_TG).scatter_(1, group_idx, 1);
     const at::Tensor score_mask_TE = group_mask_TG.unsqueeze(-1).expand({T, G, E / G}).reshape({T, E});
-    choice_TE = choice_TE.masked_fill(score_mask_TE.logical_not(), 0.0);
+    choice_TE = choice_TE.masked_fill(score_mask_TE.logical_not(), -std::numeric_limits<float>::infinity());
   }
   r.topk_idx_TK = std::get<1>(at::topk(choice_TE, opt.top_k, -1, /*largest=*/true, /*sorted=*/true));
   at::Tensor w_TK = r.scores_TE.gather(1, r.topk_idx_TK);

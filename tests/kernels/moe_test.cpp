@@ -60,7 +60,7 @@ LoopRoute loop_route(const at::Tensor& logits_TE, const at::Tensor& bias_E, cons
       }
       const std::vector<int64_t> keep = top_indices(gscore, opt.topk_group);
       for (int64_t e = 0; e < E; ++e)
-        if (std::find(keep.begin(), keep.end(), e / per) == keep.end()) c[e] = 0.0;
+        if (std::find(keep.begin(), keep.end(), e / per) == keep.end()) c[e] = -INFINITY;
     }
     const std::vector<int64_t> pick = top_indices(c, opt.top_k);
     std::vector<double> w;
@@ -106,9 +106,8 @@ TEST(MoeRouteRef, SoftmaxTopKMatchesLoop) {
 TEST(MoeRouteRef, SigmoidWithBiasAndGroupLimitedRoutingMatchesLoop) {
   at::manual_seed(22);
   const at::Tensor logits = at::randn({40, 16});
-  // A positive bias keeps every biased score above the 0.0 that HF writes
-  // into dropped groups, so no exact ties decide the choice.
-  const at::Tensor bias = at::rand({16}) * 0.3;
+  // Negative biased scores included: dropped groups are -inf, never chosen.
+  const at::Tensor bias = at::randn({16}) * 0.3;
   zk::RouterOptions opt;
   opt.sigmoid = true;
   opt.routed_scaling_factor = 2.5;
