@@ -152,9 +152,14 @@ struct GinacCtx {
   }
 };
 
+constexpr long kMaxSymbolicExponent = 64;  // (x+1)^64 expands in microseconds; ^1000 in seconds
+
 void check_power(const GiNaC::ex& base, const GiNaC::ex& e) {
   if (!GiNaC::is_a<GiNaC::numeric>(e)) return;
   const auto& en = GiNaC::ex_to<GiNaC::numeric>(e);
+  if (!GiNaC::is_a<GiNaC::numeric>(base) && en.is_rational() &&
+      GiNaC::abs(en.numer()) > kMaxSymbolicExponent)
+    throw BudgetExceeded{"symbolic exponent too large"};
   if (!en.is_real()) throw Unsupported{};
   GiNaC::numeric mag = GiNaC::abs(en.is_rational() ? en.numer() : en);
   if (mag > kMaxExponent) throw BudgetExceeded{"exponent too large"};
@@ -179,24 +184,70 @@ GiNaC::ex to_ex(const NodeP& n, GinacCtx& c) {
       return numeric(cln::cl_I(num.c_str())) / numeric(cln::cl_I(den.c_str()));
     }
     case K::Sym: return c.sym(n->text);
-    case K::Neg: return -to_ex(n->kids[0], c);
+    // GiNaC throws (and leaks the node it was building) on matrix + scalar,
+    // matrix sums of different shapes, products of incompatible shapes and
+    // functions of matrices: those are refused here instead.
     case K::Add: {
-      ex s = 0;
-      for (auto& k : n->kids) s += to_ex(k, c);
+      std::vector<ex> terms;
+      for (auto& k : n->kids) terms.push_back(to_ex(k, c).evalm());
+      bool any_m = false, all_m = true;
+      for (auto& t : terms) {
+        bool m = is_a<matrix>(t);
+        any_m = any_m || m;
+        all_m = all_m && m;
+      }
+      if (any_m && !all_m) throw Unsupported{};
+      if (all_m) {
+        matrix acc = ex_to<matrix>(terms[0]);
+        for (size_t i = 1; i < terms.size(); ++i) {
+          const matrix& m = ex_to<matrix>(terms[i]);
+          if (m.rows() != acc.rows() || m.cols() != acc.cols()) throw Unsupported{};
+          acc = acc.add(m);
+        }
+        return acc;
+      }
+      ex s = terms[0];
+      for (size_t i = 1; i < terms.size(); ++i) s += terms[i];
       return s;
     }
     case K::Mul: {
-      ex p = 1;
-      for (auto& k : n->kids) p *= to_ex(k, c);
-      return p;
+      std::vector<ex> f;
+      for (auto& k : n->kids) f.push_back(to_ex(k, c).evalm());
+      ex scalar = 1;
+      bool have_m = false;
+      matrix acc(1, 1);
+      for (auto& x : f) {
+        if (!is_a<matrix>(x)) {
+          scalar *= x;
+          continue;
+        }
+        const matrix& m = ex_to<matrix>(x);
+        if (!have_m) {
+          acc = m;
+          have_m = true;
+        } else {
+          if (acc.cols() != m.rows()) throw Unsupported{};
+          acc = acc.mul(m);
+        }
+      }
+      if (!have_m) return scalar;
+      return acc.mul_scalar(scalar);
     }
     case K::Div: {
       ex d = to_ex(n->kids[1], c);
-      if (d.is_zero()) throw Unsupported{};
-      return to_ex(n->kids[0], c) / d;
+      if (d.is_zero() || is_a<matrix>(d.evalm())) throw Unsupported{};
+      ex num = to_ex(n->kids[0], c).evalm();
+      if (is_a<matrix>(num)) return ex_to<matrix>(num).mul_scalar(1 / d);
+      return num / d;
+    }
+    case K::Neg: {
+      ex v = to_ex(n->kids[0], c).evalm();
+      if (is_a<matrix>(v)) return ex_to<matrix>(v).mul_scalar(-1);
+      return -v;
     }
     case K::Pow: {
       ex base = to_ex(n->kids[0], c), e = to_ex(n->kids[1], c);
+      if (is_a<matrix>(base.evalm()) || is_a<matrix>(e.evalm())) throw Unsupported{};
       check_power(base, e);
       // GiNaC throws from inside pow() for 0^0 and 0^-n and leaks the node it
       // was building (found by the fuzzer): refuse those before it sees them.
@@ -206,7 +257,10 @@ GiNaC::ex to_ex(const NodeP& n, GinacCtx& c) {
     case K::Func: {
       const std::string& f = n->text;
       std::vector<ex> a;
-      for (auto& k : n->kids) a.push_back(to_ex(k, c));
+      for (auto& k : n->kids) {
+        a.push_back(to_ex(k, c));
+        if (is_a<matrix>(a.back().evalm())) throw Unsupported{};
+      }
       if (a.empty()) throw Unsupported{};
       // Poles GiNaC would throw on (and leak): log(0), 1/sin(0), 1/cos(pi/2), ...
       if ((f == "ln" || f == "log" || f == "log10" || f == "logb") && a[0].is_zero()) throw Unsupported{};
@@ -280,6 +334,13 @@ bool rounded_equal(std::complex<double> a, std::complex<double> b, int places) {
          std::abs(a.real() - b.real()) < 1e-12 * std::max(1.0, std::abs(a.real()));
 }
 
+// Number of nodes of e, counting stops at `cap`.
+size_t ex_size(const GiNaC::ex& e, size_t cap) {
+  size_t n = 1;
+  for (size_t i = 0; i < e.nops() && n <= cap; ++i) n += ex_size(e.op(i), cap - n);
+  return n;
+}
+
 void collect_symbols(const GiNaC::ex& e, std::set<std::string>& out) {
   if (GiNaC::is_a<GiNaC::symbol>(e)) {
     out.insert(GiNaC::ex_to<GiNaC::symbol>(e).get_name());
@@ -292,9 +353,12 @@ Comparison ginac_scalar(const GiNaC::ex& a, const GiNaC::ex& b, bool decimal, co
                         GinacCtx& c) {
   using namespace GiNaC;
   ex d = a - b;
+  // expand() and normal() cannot be interrupted: only small trees get them;
+  // larger ones go straight to numeric evaluation.
+  size_t size = ex_size(d, 400);
   try {
-    if (d.expand().is_zero()) return {true, "symbolic"};
-    if (normal(d).is_zero()) return {true, "symbolic"};
+    if (size <= 400 && d.expand().is_zero()) return {true, "symbolic"};
+    if (size <= 120 && normal(d).is_zero()) return {true, "symbolic"};
   } catch (const std::exception&) {
   }
   std::set<std::string> sa, sb;
@@ -318,7 +382,9 @@ Comparison ginac_scalar(const GiNaC::ex& a, const GiNaC::ex& b, bool decimal, co
     exmap m;
     int j = 0;
     for (auto& name : all) {
-      m[c.sym(name)] = numeric(37 + 19 * j + 41 * k, 23 + 7 * k + 3 * j);
+      // Floating-point points: exact rationals would make GiNaC compute
+      // rational powers exactly (unbounded bignum work).
+      m[c.sym(name)] = numeric(37 + 19 * j + 41 * k, 23 + 7 * k + 3 * j).evalf();
       ++j;
     }
     std::complex<double> va, vb;
@@ -366,10 +432,8 @@ Comparison scalar_equal(const NodeP& g, const NodeP& p, const CompareOptions& o,
   }
   return with_ginac(b, [&]() -> Comparison {
     GinacCtx ctx{{}, b};
-    GiNaC::ex ea = to_ex(g, ctx), eb = to_ex(p, ctx);
-    if (contains_matrix(g) || contains_matrix(p)) {
-      ea = ea.evalm();
-      eb = eb.evalm();
+    GiNaC::ex ea = to_ex(g, ctx).evalm(), eb = to_ex(p, ctx).evalm();
+    {
       bool ma = GiNaC::is_a<GiNaC::matrix>(ea), mb = GiNaC::is_a<GiNaC::matrix>(eb);
       if (ma != mb) return {false, "matrix vs non-matrix"};
       if (ma) {
@@ -395,7 +459,8 @@ Comparison proportional(const NodeP& d1, const NodeP& d2, bool positive, const C
     GinacCtx ctx{{}, b};
     GiNaC::ex e1 = to_ex(d1, ctx), e2 = to_ex(d2, ctx);
     if (e2.is_zero() || e1.is_zero()) return {e1.is_zero() && e2.is_zero(), "trivial relation"};
-    GiNaC::ex r = GiNaC::normal(e1 / e2);
+    GiNaC::ex q = e1 / e2;
+    GiNaC::ex r = ex_size(q, 120) <= 120 ? GiNaC::normal(q) : q;
     if (GiNaC::is_a<GiNaC::numeric>(r)) {
       const auto& k = GiNaC::ex_to<GiNaC::numeric>(r);
       if (!k.is_real() || k.is_zero()) return {false, "not proportional"};
@@ -410,7 +475,7 @@ Comparison proportional(const NodeP& d1, const NodeP& d2, bool positive, const C
     for (int k = 0; k < 4; ++k) {
       GiNaC::exmap m;
       int j = 0;
-      for (auto& name : syms) m[ctx.sym(name)] = GiNaC::numeric(37 + 19 * j++ + 41 * k, 23 + 7 * k);
+      for (auto& name : syms) m[ctx.sym(name)] = GiNaC::numeric(37 + 19 * j++ + 41 * k, 23 + 7 * k).evalf();
       std::complex<double> v;
       try {
         if (!to_complex(r.subs(m), v)) continue;

@@ -59,6 +59,7 @@ Budget make_budget(const GradeOptions& opt) {
 
 Verdict grade(const std::string& gold, const std::string& completion_in, const GradeOptions& opt) {
   Verdict v;
+  std::string extracted, method;
   try {
     Budget b = make_budget(opt);
     std::string gold_answer = extract_gold(gold);
@@ -76,13 +77,14 @@ Verdict grade(const std::string& gold, const std::string& completion_in, const G
       v.reason = "no answer found";
       return v;
     }
+    extracted = cands[0].text;
+    method = cands[0].method;
     Parsed g = parse(gold_answer, opt, b);
-    // The first candidate that parses is the answer; if none parses, the
-    // first one is compared as text.
+    // The first candidate that parses is the answer; if none parses (or the
+    // gold does not), the first one is compared as text.
     size_t pick = 0;
     Parsed p;
     bool parsed = false;
-    // An unreadable gold is compared as text with the best candidate.
     for (size_t i = 0; i < cands.size() && i < 4 && g.node; ++i) {
       if (cands[i].text.empty()) continue;
       Parsed q = parse(cands[i].text, opt, b);
@@ -92,12 +94,12 @@ Verdict grade(const std::string& gold, const std::string& completion_in, const G
         parsed = true;
         break;
       }
-      if (i == 0) p = q;
     }
     if (!parsed) p = parse(cands[0].text, opt, b);
+    extracted = cands[pick].text;
+    method = cands[pick].method;
     v = compare_parsed(g, p, opt, b);
-    v.extracted = cands[pick].text;
-    v.reason = cands[pick].method + ": " + v.reason;
+    v.reason = method + ": " + v.reason;
   } catch (const BudgetExceeded& e) {
     v.correct = false;
     v.reason = (e.why == "deadline" ? "timeout" : "bounded work: " + e.why);
@@ -105,6 +107,7 @@ Verdict grade(const std::string& gold, const std::string& completion_in, const G
     v.correct = false;
     v.reason = std::string("grader error: ") + e.what();
   }
+  v.extracted = extracted;
   return v;
 }
 
