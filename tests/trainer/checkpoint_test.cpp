@@ -1,0 +1,402 @@
+#include "trainer/checkpoint.h"
+
+#include <ATen/ATen.h>
+#include <gtest/gtest.h>
+#include <unistd.h>
+
+#include <condition_variable>
+#include <cstring>
+#include <filesystem>
+#include <fstream>
+#include <limits>
+#include <mutex>
+#include <thread>
+
+#include "core/error.h"
+#include "core/h5.h"
+#include "core/rng.h"
+#include "trainer/run_dir.h"
+
+namespace fs = std::filesystem;
+
+namespace zerorl {
+namespace {
+
+// A fresh directory per test, removed afterwards.
+class TempDir {
+ public:
+  TempDir() {
+    const auto* info = ::testing::UnitTest::GetInstance()->current_test_info();
+    path_ = (fs::temp_directory_path() /
+             (std::string("zr_ckpt_") + info->name() + "_" + std::to_string(::getpid())))
+                .string();
+    remove_tree(path_);
+    fs::create_directories(path_);
+  }
+  ~TempDir() { remove_tree(path_); }
+  const std::string& path() const { return path_; }
+
+ private:
+  std::string path_;
+};
+
+bool same_bits(const at::Tensor& a, const at::Tensor& b) {
+  if (a.scalar_type() != b.scalar_type() || a.sizes() != b.sizes()) return false;
+  at::Tensor ca = a.contiguous(), cb = b.contiguous();
+  return ca.nbytes() == cb.nbytes() && std::memcmp(ca.data_ptr(), cb.data_ptr(), ca.nbytes()) == 0;
+}
+
+// A small but varied checkpoint; `seed` changes every value.
+Checkpoint make_checkpoint(int64_t step, int rank = 0, int world = 1, uint64_t seed = 1) {
+  at::manual_seed(seed);
+  Checkpoint c;
+  c.step = step;
+  c.rank = rank;
+  c.world_size = world;
+  c.recipe_yaml = "run:\n  name: t\ntrainer:\n  lr: 1.0e-4\n  seed: " + std::to_string(seed) + "\n";
+  c.model_config_json = R"({"model_type": "zerorl_moe", "hidden_size": 8})";
+  at::Tensor w = at::randn({4, 6});
+  w[0][0] = std::numeric_limits<float>::quiet_NaN();
+  w[0][1] = -0.0f;
+  w[0][2] = std::numeric_limits<float>::infinity();
+  c.weights = {
+      {"model.embed_tokens.weight", w},
+      {"model.layers.0.mlp.experts.gate_proj", at::randn({3, 5, 2}).to(at::kBFloat16)},
+      {"model.norm.weight", at::randn({6}).to(at::kHalf)},
+      {"lm_head.weight", at::randn({6, 4}).t()},  // non-contiguous on purpose
+      {"model.layers.0.mlp.gate.e_score_correction_bias", at::randn({3}, at::kDouble)},
+  };
+  c.optimizer = {
+      {"exp_avg/model.embed_tokens.weight", at::randn({4, 6})},
+      {"step/model.embed_tokens.weight", at::full({}, step, at::kLong)},
+      {"optimizer/num_updates", at::full({}, step, at::kLong)},
+      {"empty/thing", at::zeros({0, 3})},
+      {"mask", at::randn({5}) > 0},
+      {"ids", at::randint(-1000, 1000, {7}, at::kInt)},
+  };
+  c.reference = {{"model.embed_tokens.weight", at::randn({4, 6})}};
+  Rng r(seed, step, rank, 0, RngPurpose::kSample);
+  r.next_u64();
+  c.rng = {{"sample", r.state_string()}, {"data", Rng(seed + 7).state_string()}};
+  c.data_cursor = R"({"epoch": 1, "offset": )" + std::to_string(step * 16) + "}";
+  c.ints = {{"reference_reset_step", 400}, {"negative", -5}};
+  c.doubles = {{"nan", std::nan("")},
+               {"neg_zero", -0.0},
+               {"tiny", 4.9406564584124654e-324},
+               {"third", 1.0 / 3.0}};
+  c.strings = {{"note", "line one\nline two, ünïcode"}};
+  return c;
+}
+
+void expect_groups_equal(const NamedTensors& a, const NamedTensors& b, const char* group) {
+  ASSERT_EQ(a.size(), b.size()) << group;
+  for (size_t i = 0; i < a.size(); ++i) {
+    EXPECT_EQ(a[i].first, b[i].first) << group;
+    EXPECT_TRUE(same_bits(a[i].second, b[i].second))
+        << group << "/" << a[i].first << " did not round-trip bit-exactly";
+  }
+}
+
+std::string saved(const Checkpoint& c, const std::string& root) { return save_checkpoint(c, root); }
+
+void truncate_file(const std::string& path, double keep_fraction) {
+  auto n = fs::file_size(path);
+  fs::resize_file(path, static_cast<uintmax_t>(n * keep_fraction));
+}
+
+TEST(Checkpoint, RoundTripIsBitExact) {
+  TempDir d;
+  Checkpoint c = make_checkpoint(12);
+  std::string path = saved(c, d.path());
+  EXPECT_EQ(path, d.path() + "/step_12/rank_0.h5");
+  EXPECT_TRUE(fs::exists(path));
+
+  Checkpoint r = load_checkpoint(path);
+  EXPECT_EQ(r.step, 12);
+  EXPECT_EQ(r.rank, 0);
+  EXPECT_EQ(r.world_size, 1);
+  EXPECT_EQ(r.recipe_yaml, c.recipe_yaml);
+  EXPECT_EQ(r.model_config_json, c.model_config_json);
+  EXPECT_EQ(r.data_cursor, c.data_cursor);
+  EXPECT_EQ(r.rng, c.rng);
+  EXPECT_EQ(r.ints, c.ints);
+  EXPECT_EQ(r.strings, c.strings);
+  ASSERT_EQ(r.doubles.size(), c.doubles.size());
+  for (const auto& [k, v] : c.doubles) {
+    uint64_t a, b;
+    std::memcpy(&a, &v, 8);
+    std::memcpy(&b, &r.doubles.at(k), 8);
+    EXPECT_EQ(a, b) << "double '" << k << "' changed bits";
+  }
+  expect_groups_equal(c.weights, r.weights, "model");
+  expect_groups_equal(c.optimizer, r.optimizer, "optimizer");
+  expect_groups_equal(c.reference, r.reference, "reference");
+
+  // The restored RNG continues the saved stream exactly.
+  Rng a(1, 12, 0, 0, RngPurpose::kSample);
+  a.next_u64();
+  Rng b;
+  b.set_state_string(r.rng.at("sample"));
+  EXPECT_EQ(a.next_u64(), b.next_u64());
+
+  // The model group reads as a model file (config attribute for model::read_config).
+  H5File f(path, H5File::Mode::kRead);
+  EXPECT_EQ(f.read_attr_string("model", "config_json"), c.model_config_json);
+  EXPECT_EQ(f.read_attr_int("model", "zerorl_format"), 1);
+  EXPECT_TRUE(verify_checkpoint(path).empty());
+}
+
+TEST(Checkpoint, WeightsHashIgnoresOptimizerAndSeesOneBit) {
+  TempDir d;
+  Checkpoint a = make_checkpoint(3);
+  Checkpoint b = make_checkpoint(3);
+  b.optimizer[0].second.add_(1.0);
+  b.step = 4;
+  EXPECT_EQ(weights_hash(a), weights_hash(b));
+  // Same weights after a save/load round trip.
+  EXPECT_EQ(weights_hash(load_checkpoint(saved(a, d.path()))), weights_hash(a));
+  // One flipped mantissa bit in a bf16 weight changes the hash.
+  at::Tensor w = b.weights[1].second;
+  w.view(at::kShort).view(-1)[5].bitwise_xor_(1);
+  EXPECT_NE(weights_hash(a), weights_hash(b));
+  EXPECT_EQ(weights_hash(a).size(), 16u);
+}
+
+TEST(Checkpoint, TruncatedNewestIsSkippedWithAWarning) {
+  TempDir d;
+  for (int64_t s : {2, 4, 6}) saved(make_checkpoint(s), d.path());
+  std::string newest = checkpoint_rank_file(checkpoint_step_dir(d.path(), 6), 0);
+  truncate_file(newest, 0.6);
+  EXPECT_FALSE(verify_checkpoint(newest).empty());
+
+  ::testing::internal::CaptureStderr();
+  ResumePoint rp = find_resume_checkpoint(d.path(), 0, 1);
+  std::string err = ::testing::internal::GetCapturedStderr();
+  EXPECT_EQ(rp.step, 4);
+  EXPECT_EQ(rp.path, checkpoint_rank_file(checkpoint_step_dir(d.path(), 4), 0));
+  EXPECT_NE(err.find("WARN"), std::string::npos) << err;
+  EXPECT_NE(err.find(newest), std::string::npos) << "the warning must name the file: " << err;
+  EXPECT_NE(err.find("truncated"), std::string::npos) << err;
+  EXPECT_EQ(load_checkpoint(rp.path).step, 4);
+
+  // Truncated to almost nothing, and to zero bytes: still skipped.
+  truncate_file(checkpoint_rank_file(checkpoint_step_dir(d.path(), 4), 0), 0.01);
+  ::testing::internal::CaptureStderr();
+  EXPECT_EQ(find_resume_checkpoint(d.path(), 0, 1).step, 2);
+  ::testing::internal::GetCapturedStderr();
+  fs::resize_file(checkpoint_rank_file(checkpoint_step_dir(d.path(), 2), 0), 0);
+  ::testing::internal::CaptureStderr();
+  EXPECT_FALSE(find_resume_checkpoint(d.path(), 0, 1).found());
+  ::testing::internal::GetCapturedStderr();
+}
+
+TEST(Checkpoint, NoCheckpointsMeansNothingToResume) {
+  TempDir d;
+  EXPECT_FALSE(find_resume_checkpoint(d.path() + "/missing", 0, 1).found());
+  EXPECT_FALSE(find_resume_checkpoint(d.path(), 0, 1).found());
+}
+
+TEST(Checkpoint, CorruptedDatasetByteIsDetectedByTheChecksum) {
+  TempDir d;
+  saved(make_checkpoint(1), d.path());
+  Checkpoint c = make_checkpoint(2);
+  // A recognisable run of bytes, to find the dataset inside the file.
+  at::Tensor marker = at::arange(1000, 1064, at::kFloat);
+  c.weights.emplace_back("marker", marker);
+  std::string path = saved(c, d.path());
+
+  std::string bytes;
+  {
+    std::ifstream in(path, std::ios::binary);
+    bytes.assign(std::istreambuf_iterator<char>(in), {});
+  }
+  std::string needle(static_cast<const char*>(marker.data_ptr()), marker.nbytes());
+  size_t pos = bytes.find(needle);
+  ASSERT_NE(pos, std::string::npos) << "marker dataset not found in the file";
+  {
+    std::fstream io(path, std::ios::binary | std::ios::in | std::ios::out);
+    io.seekp(static_cast<std::streamoff>(pos + 37));
+    char b = bytes[pos + 37] ^ 0x10;
+    io.write(&b, 1);
+  }
+  std::string why = verify_checkpoint(path);
+  EXPECT_NE(why.find("checksum mismatch"), std::string::npos) << why;
+  try {
+    load_checkpoint(path);
+    ADD_FAILURE() << "load_checkpoint accepted a corrupt file";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find(path), std::string::npos) << e.what();
+    EXPECT_NE(std::string(e.what()).find("checksum mismatch"), std::string::npos) << e.what();
+  }
+  ::testing::internal::CaptureStderr();
+  EXPECT_EQ(find_resume_checkpoint(d.path(), 0, 1).step, 1);
+  std::string err = ::testing::internal::GetCapturedStderr();
+  EXPECT_NE(err.find("checksum mismatch"), std::string::npos) << err;
+}
+
+TEST(Checkpoint, KeepsTheLastKAndOnlyThisRanksFiles) {
+  TempDir d;
+  for (int64_t s = 1; s <= 5; ++s) {
+    saved(make_checkpoint(s, 0, 2), d.path());
+    saved(make_checkpoint(s, 1, 2), d.path());
+    prune_checkpoints(d.path(), 0, s, 2);  // rank 0 prunes; rank 1 has not yet
+  }
+  EXPECT_EQ(list_checkpoint_steps(d.path()), (std::vector<int64_t>{1, 2, 3, 4, 5}));
+  for (int64_t s = 1; s <= 3; ++s) {
+    std::string dir = checkpoint_step_dir(d.path(), s);
+    EXPECT_FALSE(fs::exists(checkpoint_rank_file(dir, 0))) << s;
+    EXPECT_TRUE(fs::exists(checkpoint_rank_file(dir, 1))) << "rank 0 deleted rank 1's file " << s;
+  }
+  std::vector<int64_t> gone = prune_checkpoints(d.path(), 1, 5, 2);
+  EXPECT_EQ(gone, (std::vector<int64_t>{1, 2, 3}));
+  EXPECT_EQ(list_checkpoint_steps(d.path()), (std::vector<int64_t>{4, 5}))
+      << "emptied step directories must be removed";
+  for (int64_t s : {4, 5})
+    for (int r : {0, 1})
+      EXPECT_TRUE(verify_checkpoint(checkpoint_rank_file(checkpoint_step_dir(d.path(), s), r)).empty());
+
+  // keep_last <= 0 keeps everything.
+  saved(make_checkpoint(6, 0, 2), d.path());
+  EXPECT_TRUE(prune_checkpoints(d.path(), 0, 6, 0).empty());
+  EXPECT_EQ(list_checkpoint_steps(d.path()), (std::vector<int64_t>{4, 5, 6}));
+}
+
+TEST(Checkpoint, StepsNewerThanTheCurrentOneArePruned) {
+  // Resumed at step 2 from a run that had reached 3: step 3 is another timeline.
+  TempDir d;
+  for (int64_t s : {1, 2, 3}) saved(make_checkpoint(s), d.path());
+  ::testing::internal::CaptureStderr();
+  prune_checkpoints(d.path(), 0, 2, 5);
+  std::string err = ::testing::internal::GetCapturedStderr();
+  EXPECT_EQ(list_checkpoint_steps(d.path()), (std::vector<int64_t>{1, 2}));
+  EXPECT_NE(err.find("step_3"), std::string::npos) << err;
+}
+
+TEST(Checkpoint, TempFileIsNeverTakenForACheckpoint) {
+  TempDir d;
+  saved(make_checkpoint(3), d.path());
+  // "Crash" after writing step 4's temp file but before the rename.
+  std::string tmp = write_checkpoint_temp(make_checkpoint(4), d.path());
+  std::string final_path = checkpoint_rank_file(checkpoint_step_dir(d.path(), 4), 0);
+  EXPECT_EQ(tmp, final_path + ".tmp");
+  EXPECT_TRUE(fs::exists(tmp));
+  EXPECT_FALSE(fs::exists(final_path)) << "the final name appeared before the commit";
+  ::testing::internal::CaptureStderr();
+  ResumePoint rp = find_resume_checkpoint(d.path(), 0, 1);
+  std::string err = ::testing::internal::GetCapturedStderr();
+  EXPECT_EQ(rp.step, 3);
+  EXPECT_NE(err.find(final_path), std::string::npos) << "missing file should be named: " << err;
+
+  // The temp file was complete: committing it makes step 4 the newest.
+  EXPECT_EQ(commit_checkpoint_temp(tmp), final_path);
+  EXPECT_FALSE(fs::exists(tmp));
+  EXPECT_EQ(find_resume_checkpoint(d.path(), 0, 1).step, 4);
+
+  // A half-written temp left by a crash is removed by the next prune.
+  std::string tmp5 = write_checkpoint_temp(make_checkpoint(5), d.path());
+  truncate_file(tmp5, 0.5);
+  saved(make_checkpoint(6), d.path());
+  prune_checkpoints(d.path(), 0, 6, 3);
+  EXPECT_FALSE(fs::exists(tmp5));
+  EXPECT_EQ(list_checkpoint_steps(d.path()), (std::vector<int64_t>{3, 4, 6}));
+}
+
+TEST(Checkpoint, FailedWriteLeavesNoFile) {
+  TempDir d;
+  Checkpoint c = make_checkpoint(1);
+  c.weights.emplace_back("bad/", at::zeros({1}));
+  EXPECT_THROW(save_checkpoint(c, d.path()), Error);
+  Checkpoint u = make_checkpoint(1);
+  u.weights.emplace_back("unsigned", at::zeros({2}, at::kUInt16));  // HDF5 writer refuses it
+  EXPECT_THROW(save_checkpoint(u, d.path()), Error);
+  std::string dir = checkpoint_step_dir(d.path(), 1);
+  EXPECT_FALSE(fs::exists(checkpoint_rank_file(dir, 0)));
+  EXPECT_FALSE(fs::exists(checkpoint_rank_file(dir, 0) + ".tmp"));
+}
+
+TEST(Checkpoint, WorldSizeMismatchIsAnError) {
+  TempDir d;
+  saved(make_checkpoint(5, 0, 2), d.path());
+  try {
+    find_resume_checkpoint(d.path(), 0, 1);
+    ADD_FAILURE() << "resumed a 2-rank checkpoint with 1 rank";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("2 ranks"), std::string::npos) << e.what();
+  }
+}
+
+TEST(Checkpoint, ExplicitResumePath) {
+  TempDir d;
+  saved(make_checkpoint(3), d.path());
+  saved(make_checkpoint(7), d.path());
+  std::string dir3 = checkpoint_step_dir(d.path(), 3);
+  ResumePoint rp = resolve_resume_path(dir3, 0, 1);
+  EXPECT_EQ(rp.step, 3);
+  EXPECT_EQ(rp.path, checkpoint_rank_file(dir3, 0));
+  EXPECT_EQ(resolve_resume_path(rp.path, 0, 1).step, 3);
+  // An explicit checkpoint that is bad is an error, not a silent fallback.
+  truncate_file(checkpoint_rank_file(checkpoint_step_dir(d.path(), 7), 0), 0.5);
+  EXPECT_THROW(resolve_resume_path(checkpoint_step_dir(d.path(), 7), 0, 1), Error);
+  EXPECT_THROW(resolve_resume_path(d.path() + "/step_9", 0, 1), Error);
+  EXPECT_THROW(resolve_resume_path(dir3, 1, 2), Error);  // no rank_1.h5
+}
+
+// Ranks as threads, taking turns: a thread runs only while it holds the baton
+// (HDF5 is not thread-safe), and min_over_ranks is a barrier that passes it on.
+class FakeWorld {
+ public:
+  explicit FakeWorld(int n) : n_(n) {}
+  std::function<int64_t(int64_t)> min_fn(std::unique_lock<std::mutex>& baton) {
+    return [this, &baton](int64_t v) {
+      int64_t gen = gen_;
+      acc_ = arrived_ == 0 ? v : std::min(acc_, v);
+      if (++arrived_ == n_) {
+        result_ = acc_;
+        arrived_ = 0;
+        ++gen_;
+        cv_.notify_all();
+      } else {
+        cv_.wait(baton, [&] { return gen_ != gen; });
+      }
+      ++calls_;
+      return result_;
+    };
+  }
+  std::mutex mu;
+  int calls() const { return calls_; }
+
+ private:
+  int n_;
+  int arrived_ = 0;
+  int64_t gen_ = 0, acc_ = 0, result_ = 0;
+  int calls_ = 0;
+  std::condition_variable cv_;
+};
+
+TEST(Checkpoint, RanksAgreeOnTheNewestStepValidEverywhere) {
+  TempDir d;
+  for (int64_t s : {1, 2, 3, 4})
+    for (int r : {0, 1}) saved(make_checkpoint(s, r, 2), d.path());
+  // Rank 1's step 4 is truncated, rank 0's step 3 corrupt: only step 2 is
+  // good on both.
+  truncate_file(checkpoint_rank_file(checkpoint_step_dir(d.path(), 4), 1), 0.5);
+  truncate_file(checkpoint_rank_file(checkpoint_step_dir(d.path(), 3), 0), 0.3);
+
+  FakeWorld world(2);
+  ResumePoint got[2];
+  auto rank_main = [&](int r) {
+    std::unique_lock<std::mutex> baton(world.mu);
+    got[r] = find_resume_checkpoint(d.path(), r, 2, world.min_fn(baton));
+  };
+  ::testing::internal::CaptureStderr();
+  std::thread t0(rank_main, 0), t1(rank_main, 1);
+  t0.join();
+  t1.join();
+  ::testing::internal::GetCapturedStderr();
+  EXPECT_EQ(got[0].step, 2);
+  EXPECT_EQ(got[1].step, 2);
+  EXPECT_EQ(got[1].path, checkpoint_rank_file(checkpoint_step_dir(d.path(), 2), 1));
+}
+
+}  // namespace
+}  // namespace zerorl

@@ -1,0 +1,166 @@
+// Training checkpoints: one HDF5 file per rank per step, written atomically,
+// checksummed, pruned to the last K, and found again for `--resume auto`.
+//
+// Layout on disk (<root> is runs/<name>/checkpoints):
+//   <root>/step_<N>/rank_<r>.h5        N unpadded ("step_12"), r the rank
+// Inside each file (core/h5.h conventions):
+//   model/<name>        the policy's weights (group attrs "config_json" and
+//                       "zerorl_format" = 1 when model_config_json is set, so
+//                       model::load_weights / read_config read it as a model)
+//   optimizer/<name>    optimizer state (names may contain '/')
+//   reference/<name>    reference model, only when it differs from the policy
+//   meta/manifest       JSON bytes: tensor names per group, RNG states, data
+//                       cursor, free-form metadata (doubles as exact bit patterns)
+//   meta/recipe_yaml    the resolved recipe, bytes
+//   root attributes     zerorl_checkpoint_format, step, world_size, rank,
+//                       checksum_xxh3 (16 hex digits)
+// The checksum is XXH3-64 over every dataset (sorted by full name: name,
+// dtype, shape, raw bytes, each length-prefixed) followed by the step,
+// world_size and rank attributes.  Tensors round-trip bit-exactly (bf16, f16
+// and bool included).
+//
+// Write discipline (save_checkpoint = write_checkpoint_temp + commit):
+//   the file is written as "rank_<r>.h5.tmp", flushed, closed and fsync'd,
+//   then renamed onto "rank_<r>.h5" and the directory fsync'd.  A crash
+//   leaves at most a *.tmp file, which nothing ever reads; the final name
+//   only ever holds a complete file.  A failed write removes its temp file.
+//
+// Resume: find_resume_checkpoint() verifies this rank's files newest first
+// and agrees with the other ranks on the newest step that verifies on all of
+// them; a corrupt or truncated file is skipped with ZR_LOG_WARN naming the
+// file and why.  A file that verifies but was written by a different world
+// size or rank is an error (resuming it could not be bit-identical).
+//
+// Threads: none of this is thread-safe (HDF5 and the file system state);
+// call from the training thread.  Errors throw zerorl::Error naming the file.
+#pragma once
+
+#include <ATen/core/Tensor.h>
+
+#include <cstdint>
+#include <functional>
+#include <map>
+#include <optional>
+#include <string>
+#include <utility>
+#include <vector>
+
+namespace zerorl {
+
+class Comm;
+
+using NamedTensors = std::vector<std::pair<std::string, at::Tensor>>;
+
+struct Checkpoint {
+  int64_t step = 0;     // the number of completed training steps
+  int world_size = 1;
+  int rank = 0;
+  std::string recipe_yaml;        // Recipe::dump() of the run
+  std::string model_config_json;  // the policy's HF config.json (may be empty)
+
+  NamedTensors weights;    // -> model/
+  NamedTensors optimizer;  // -> optimizer/ (Optimizer::state())
+  NamedTensors reference;  // -> reference/; empty when it equals the policy
+
+  std::map<std::string, std::string> rng;  // stream name -> Rng::state_string()
+  std::string data_cursor;                 // the PromptSource position, opaque
+
+  // Free-form metadata (e.g. "reference_reset_step", "best_reward").
+  std::map<std::string, int64_t> ints;
+  std::map<std::string, double> doubles;  // stored as bit patterns: exact, NaN too
+  std::map<std::string, std::string> strings;
+};
+
+// ---- paths ----
+std::string checkpoint_step_dir(const std::string& root, int64_t step);
+std::string checkpoint_rank_file(const std::string& step_dir, int rank);
+// Step numbers of the step_<N> directories under root, ascending (a missing
+// root gives none).  Other entries are ignored.
+std::vector<int64_t> list_checkpoint_steps(const std::string& root);
+
+// ---- writing ----
+// Writes <root>/step_<step>/rank_<rank>.h5 atomically (see above) and returns
+// its path.  Tensors may live on any device (copied to the CPU one at a time).
+std::string save_checkpoint(const Checkpoint& ckpt, const std::string& root);
+// The two halves of save_checkpoint, exposed so a crash between them can be
+// tested: write the complete, fsync'd temp file (returns its path) ...
+std::string write_checkpoint_temp(const Checkpoint& ckpt, const std::string& root);
+// ... and rename it onto its final name, fsync'ing the directories.
+std::string commit_checkpoint_temp(const std::string& temp_path);
+
+// Keeps this rank's files of the newest `keep_last` steps <= newest_step and
+// deletes the rest of this rank's files (older steps, stale *.tmp files, and
+// steps > newest_step, which belong to an abandoned timeline: logged).  A
+// step directory left empty is removed.  Call after save_checkpoint returned,
+// so the new checkpoint is complete before anything is deleted.
+// keep_last <= 0 keeps everything.  Returns the steps deleted.
+std::vector<int64_t> prune_checkpoints(const std::string& root, int rank, int64_t newest_step,
+                                       int keep_last);
+
+// ---- reading ----
+// Reads and verifies a checkpoint file; tensors come back on the CPU.
+// Throws zerorl::Error naming the file and the reason (truncated, not HDF5,
+// checksum mismatch, missing tensor, ...).
+Checkpoint load_checkpoint(const std::string& path);
+// Verifies a file without keeping its tensors.  Returns "" when it is good,
+// otherwise the reason.  Never throws.
+std::string verify_checkpoint(const std::string& path);
+// Hash of the weights alone (model/ tensors: names, dtypes, shapes, bytes),
+// as 16 hex digits: equal for two runs that reached the same weights.
+std::string weights_hash(const Checkpoint& ckpt);
+// The same for a checkpoint file or a step directory (every rank file is
+// loaded and verified; throws if one is bad).  When all ranks hold the same
+// weights (data parallel) the result equals any one rank's hash, so runs on
+// different world sizes compare; otherwise it hashes the per-rank hashes in
+// rank order.
+std::string checkpoint_weights_hash(const std::string& path);
+// The rank_<r>.h5 files of a step directory, by rank (temp files excluded).
+std::vector<std::string> list_rank_files(const std::string& step_dir);
+
+// Summary of a file without reading tensor data (for `zerorl ckpt inspect`).
+struct CheckpointInfo {
+  int64_t step = 0;
+  int world_size = 0;
+  int rank = 0;
+  std::string recipe_yaml;
+  std::string stored_checksum;
+  struct TensorInfo {
+    std::string name;  // within its group
+    std::string dtype;
+    std::vector<int64_t> shape;
+    int64_t bytes = 0;
+  };
+  std::map<std::string, std::vector<TensorInfo>> groups;  // "model", "optimizer", "reference"
+  std::map<std::string, std::string> rng;
+  std::string data_cursor;
+  std::map<std::string, int64_t> ints;
+  std::map<std::string, double> doubles;
+  std::map<std::string, std::string> strings;
+};
+CheckpointInfo inspect_checkpoint(const std::string& path);
+
+// ---- resume ----
+struct ResumePoint {
+  int64_t step = -1;  // -1: nothing to resume from
+  std::string path;   // this rank's file
+  bool found() const { return step >= 0; }
+};
+
+// Collective when world_size > 1: `min_over_ranks(v)` must return the minimum
+// of v over all ranks (every rank calls it the same number of times); the
+// default is the identity (one process).  Each rank verifies its own files
+// lazily, newest first; the ranks settle on the newest step that verifies on
+// every rank.  Bad files are skipped with a warning.  Returns step -1 when
+// the root is missing or holds no usable step.
+ResumePoint find_resume_checkpoint(const std::string& root, int rank, int world_size,
+                                   const std::function<int64_t(int64_t)>& min_over_ranks = {});
+// The same through a Comm (allreduce_scalar with kMin: exact for steps < 2^53).
+ResumePoint find_resume_checkpoint(const std::string& root, Comm& comm);
+
+// `--resume PATH`: PATH is a step directory (its rank_<rank>.h5 is used) or a
+// checkpoint file.  Verifies it and checks rank and world size; throws
+// zerorl::Error naming the file and the reason otherwise (no fallback: the
+// user asked for this one).
+ResumePoint resolve_resume_path(const std::string& path, int rank, int world_size);
+
+}  // namespace zerorl

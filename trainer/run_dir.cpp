@@ -1,0 +1,274 @@
+#include "trainer/run_dir.h"
+
+#include <fcntl.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cmath>
+#include <cstdio>
+#include <cstring>
+#include <filesystem>
+#include <fstream>
+#include <nlohmann/json.hpp>
+#include <sstream>
+
+#include "core/error.h"
+#include "core/log.h"
+
+namespace fs = std::filesystem;
+
+namespace zerorl {
+
+namespace {
+
+const char* const kJsonlFiles[] = {"metrics.jsonl", "samples.jsonl", "eval.jsonl"};
+
+// NaN/inf are not JSON: null, which read_metrics_jsonl reads back as NaN.
+nlohmann::json number(double v) { return std::isfinite(v) ? nlohmann::json(v) : nlohmann::json(); }
+
+std::string read_text(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  ZR_CHECK(in, "cannot read '", path, "': ", std::strerror(errno));
+  std::ostringstream ss;
+  ss << in.rdbuf();
+  return ss.str();
+}
+
+void check_key(const std::string& k, const char* what) {
+  ZR_CHECK(!k.empty(), what, ": empty key");
+  ZR_CHECK(k != "step" && k != "time", what, ": '", k, "' is reserved");
+}
+
+// First line where a and b differ, 1-based, for the clobber message.
+std::string first_difference(const std::string& a, const std::string& b) {
+  std::istringstream sa(a), sb(b);
+  std::string la, lb;
+  for (int line = 1;; ++line) {
+    bool ga = static_cast<bool>(std::getline(sa, la)), gb = static_cast<bool>(std::getline(sb, lb));
+    if (!ga && !gb) return "";
+    if (!ga) la = "<end of file>";
+    if (!gb) lb = "<end of file>";
+    if (la != lb || !ga || !gb)
+      return str_cat("line ", line, ": existing '", la, "', this run '", lb, "'");
+  }
+}
+
+void flatten(const nlohmann::json& j, const std::string& prefix, std::map<std::string, double>& out) {
+  for (auto it = j.begin(); it != j.end(); ++it) {
+    std::string key = prefix.empty() ? it.key() : prefix + "/" + it.key();
+    if (it->is_number()) out[key] = it->get<double>();
+    else if (it->is_null()) out[key] = std::nan("");
+    else if (it->is_object()) flatten(*it, key, out);
+  }
+}
+
+}  // namespace
+
+void write_file_atomic(const std::string& path, const std::string& text) {
+  std::string tmp = path + ".tmp";
+  {
+    std::FILE* f = std::fopen(tmp.c_str(), "wb");
+    ZR_CHECK(f, "cannot write '", tmp, "': ", std::strerror(errno));
+    size_t n = std::fwrite(text.data(), 1, text.size(), f);
+    bool ok = n == text.size() && std::fflush(f) == 0 && ::fsync(fileno(f)) == 0;
+    int err = errno;
+    std::fclose(f);
+    if (!ok) {
+      std::remove(tmp.c_str());
+      ZR_THROW("cannot write '", tmp, "': ", std::strerror(err));
+    }
+  }
+  ZR_CHECK(std::rename(tmp.c_str(), path.c_str()) == 0, "cannot rename '", tmp, "' to '", path,
+           "': ", std::strerror(errno));
+}
+
+void remove_tree(const std::string& path) {
+  std::error_code ec;
+  fs::file_status st = fs::symlink_status(path, ec);
+  if (ec || !fs::exists(st)) return;
+  if (fs::is_directory(st)) {
+    std::vector<std::string> children;
+    for (const auto& e : fs::directory_iterator(path, ec)) children.push_back(e.path().string());
+    ZR_CHECK(!ec, "cannot list '", path, "': ", ec.message());
+    for (const auto& c : children) remove_tree(c);
+  }
+  fs::remove(path, ec);
+  ZR_CHECK(!ec, "cannot remove '", path, "': ", ec.message());
+}
+
+std::string run_dir_path(const std::string& root, const std::string& name) {
+  bool ok = !name.empty() && name != "." && name != ".." &&
+            name.find_first_not_of("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
+                                   "0123456789._-") == std::string::npos;
+  ZR_CHECK(ok, "run name '", name, "' must be letters, digits, '.', '_' or '-'");
+  return (fs::path(root) / name).string();
+}
+
+RunDir::RunDir(const std::string& root, const std::string& name, const std::string& recipe,
+               Mode mode)
+    : path_(run_dir_path(root, name)) {
+  std::error_code ec;
+  std::string recipe_path = file("recipe.resolved.yaml");
+  if (fs::exists(recipe_path, ec)) {
+    std::string old = read_text(recipe_path);
+    if (old != recipe) {
+      ZR_CHECK(mode == Mode::kResume, "run directory '", path_,
+               "' already holds a different run (its recipe.resolved.yaml differs at ",
+               first_difference(old, recipe),
+               "); choose another run name, remove the directory, or resume it");
+      ZR_LOG_WARN("resuming '", path_, "' with a changed recipe (", first_difference(old, recipe),
+                  "); the previous one is kept as recipe.resolved.prev.yaml");
+      write_file_atomic(file("recipe.resolved.prev.yaml"), old);
+    }
+  }
+  if (mode == Mode::kFresh && fs::exists(path_, ec)) {
+    // Same recipe (or none): start afresh, leaving nothing of the old run
+    // that `--resume auto` or a plot could later mistake for this one.
+    bool had_outputs = false;
+    for (const char* f : kJsonlFiles)
+      if (fs::exists(file(f), ec) && fs::file_size(file(f), ec) > 0) had_outputs = true;
+    for (const char* d : {"checkpoints", "plots"})
+      if (fs::exists(file(d), ec) && !fs::is_empty(file(d), ec)) had_outputs = true;
+    if (fs::exists(file("summary.json"), ec)) had_outputs = true;
+    if (had_outputs)
+      ZR_LOG_WARN("starting run '", path_, "' afresh: removing its previous metrics, samples, ",
+                  "eval, summary, plots and checkpoints");
+    for (const char* f : kJsonlFiles) fs::remove(file(f), ec);
+    fs::remove(file("summary.json"), ec);
+    remove_tree(file("plots"));
+    remove_tree(file("checkpoints"));
+  }
+  fs::create_directories(path_, ec);
+  ZR_CHECK(!ec, "cannot create run directory '", path_, "': ", ec.message());
+  write_file_atomic(recipe_path, recipe);
+  for (const char* f : kJsonlFiles) {
+    if (fs::exists(file(f), ec)) continue;
+    std::ofstream out(file(f), std::ios::binary);
+    ZR_CHECK(out, "cannot create '", file(f), "': ", std::strerror(errno));
+  }
+}
+
+std::string RunDir::file(const std::string& name) const { return (fs::path(path_) / name).string(); }
+
+void RunDir::append_line(const std::string& file_name, const std::string& line) {
+  std::string p = file(file_name);
+  std::FILE* f = std::fopen(p.c_str(), "ab");
+  ZR_CHECK(f, "cannot append to '", p, "': ", std::strerror(errno));
+  std::string text = line + "\n";
+  bool ok = std::fwrite(text.data(), 1, text.size(), f) == text.size();
+  ok = std::fclose(f) == 0 && ok;  // a line is complete on disk (page cache) when this returns
+  ZR_CHECK(ok, "cannot append to '", p, "': ", std::strerror(errno));
+}
+
+std::string format_metrics_line(int64_t step, const std::map<std::string, double>& values,
+                                const std::map<std::string, double>& timings) {
+  nlohmann::json j = nlohmann::json::object();
+  j["step"] = step;
+  for (const auto& [k, v] : values) {
+    check_key(k, "metrics");
+    j[k] = number(v);
+  }
+  if (!timings.empty()) {
+    nlohmann::json t = nlohmann::json::object();
+    for (const auto& [k, v] : timings) t[k] = number(v);
+    j["time"] = t;
+  }
+  return j.dump();
+}
+
+void RunDir::append_metrics(int64_t step, const std::map<std::string, double>& values,
+                            const std::map<std::string, double>& timings) {
+  append_line("metrics.jsonl", format_metrics_line(step, values, timings));
+}
+
+void RunDir::append_samples(int64_t step, const std::vector<SampleRecord>& samples) {
+  std::string text;
+  for (const SampleRecord& s : samples) {
+    nlohmann::json j = nlohmann::json::object();
+    for (const auto& [k, v] : s.numbers) j[k] = number(v);
+    for (const auto& [k, v] : s.texts) j[k] = v;
+    j["step"] = step;
+    j["index"] = s.index;
+    j["prompt"] = s.prompt;
+    j["completion"] = s.completion;
+    if (!s.gold.empty()) j["gold"] = s.gold;
+    j["reward"] = number(s.reward);
+    nlohmann::json c = nlohmann::json::object();
+    for (const auto& [k, v] : s.components) c[k] = number(v);
+    j["components"] = c;
+    if (!s.reason.empty()) j["reason"] = s.reason;
+    // Invalid UTF-8 in a completion (a byte-level model can emit any byte)
+    // is replaced rather than failing the run.
+    text += j.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace) + "\n";
+  }
+  if (text.empty()) return;
+  text.pop_back();
+  append_line("samples.jsonl", text);
+}
+
+void RunDir::append_eval(int64_t step, const std::map<std::string, double>& values) {
+  nlohmann::json j = nlohmann::json::object();
+  j["step"] = step;
+  for (const auto& [k, v] : values) {
+    check_key(k, "eval");
+    j[k] = number(v);
+  }
+  append_line("eval.jsonl", j.dump());
+}
+
+void RunDir::write_summary(const nlohmann::json& summary) {
+  write_file_atomic(file("summary.json"),
+                    summary.dump(2, ' ', false, nlohmann::json::error_handler_t::replace) + "\n");
+}
+
+int64_t RunDir::truncate_after(int64_t step) {
+  int64_t dropped = 0;
+  for (const char* name : kJsonlFiles) {
+    std::string p = file(name);
+    std::error_code ec;
+    if (!fs::exists(p, ec)) continue;
+    std::istringstream in(read_text(p));
+    std::string line, kept;
+    int64_t n = 0, dropped_here = 0;
+    while (std::getline(in, line)) {
+      ++n;
+      if (line.empty()) continue;
+      nlohmann::json j = nlohmann::json::parse(line, nullptr, /*allow_exceptions=*/false);
+      if (j.is_discarded() || !j.is_object() || !j.contains("step") ||
+          !j["step"].is_number_integer()) {
+        ZR_LOG_WARN(p, ":", n, ": dropping an unreadable line (a crash mid-write?)");
+        ++dropped_here;
+        continue;
+      }
+      if (j["step"].get<int64_t>() > step) {
+        ++dropped_here;
+        continue;
+      }
+      kept += line + "\n";
+    }
+    if (dropped_here > 0) write_file_atomic(p, kept);
+    dropped += dropped_here;
+  }
+  return dropped;
+}
+
+std::vector<MetricsRow> read_metrics_jsonl(const std::string& path) {
+  std::istringstream in(read_text(path));
+  std::vector<MetricsRow> rows;
+  std::string line;
+  for (int64_t n = 1; std::getline(in, line); ++n) {
+    if (line.empty()) continue;
+    nlohmann::json j = nlohmann::json::parse(line, nullptr, false);
+    ZR_CHECK(!j.is_discarded() && j.is_object(), path, ":", n, ": not a JSON object");
+    ZR_CHECK(j.contains("step") && j["step"].is_number_integer(), path, ":", n,
+             ": no integer \"step\"");
+    MetricsRow r;
+    r.step = j["step"].get<int64_t>();
+    j.erase("step");
+    flatten(j, "", r.values);
+    rows.push_back(std::move(r));
+  }
+  return rows;
+}
+
+}  // namespace zerorl

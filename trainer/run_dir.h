@@ -1,0 +1,116 @@
+// The run directory: everything a run writes, under <root>/<name>/.
+//
+//   recipe.resolved.yaml   the resolved recipe (Recipe::dump())
+//   metrics.jsonl          one JSON object per step: {"step": N, <metric>: x, ...,
+//                          "time": {<timing>: seconds, ...}}
+//   samples.jsonl          one object per logged completion (prompt, completion,
+//                          reward and its breakdown), every N steps
+//   eval.jsonl             one object per evaluation: {"step": N, <metric>: x}
+//   summary.json           written at the end (write_summary)
+//   checkpoints/           see trainer/checkpoint.h
+//   plots/                 see trainer/plot.h
+//
+// Byte-stability: keys are sorted and doubles printed as the shortest text
+// that reads back as the same double, so two runs that compute the same
+// numbers write byte-identical lines.  Wall-clock values belong in the
+// "time" sub-object (of metrics lines) so that everything else can be
+// compared between runs.  NaN and infinities are written as null.
+//
+// The `step` of a line is the number of completed training steps when it was
+// logged (Checkpoint::step after that step; evaluation before training is
+// step 0).  Resuming from a checkpoint of step S calls truncate_after(S):
+// lines with step > S (and a torn last line) are removed, so appending again
+// never duplicates a step.
+//
+// Clobbering: opening a directory that holds a run with a different
+// recipe.resolved.yaml throws unless resuming.  Opening it fresh with the
+// same recipe starts the run afresh: previous metrics, samples, eval,
+// summary, plots and checkpoints are removed (logged).
+//
+// Multi-rank: only rank 0 constructs a RunDir (and should do so before the
+// other ranks touch checkpoints/, then barrier); the others use
+// run_dir_path() for paths.  Not thread-safe.  I/O errors throw
+// zerorl::Error naming the file.
+#pragma once
+
+#include <cstdint>
+#include <map>
+#include <nlohmann/json_fwd.hpp>
+#include <string>
+#include <vector>
+
+namespace zerorl {
+
+// <root>/<name>; the name must be [A-Za-z0-9._-]+ and not "." or "..".
+std::string run_dir_path(const std::string& root, const std::string& name);
+
+// One completion for samples.jsonl.
+struct SampleRecord {
+  int64_t index = 0;       // sample index within the step (prompt-major: prompt*G + g)
+  std::string prompt;
+  std::string completion;
+  std::string gold;        // reference answer, may be empty
+  double reward = 0;
+  std::map<std::string, double> components;  // reward breakdown (accuracy, format, ...)
+  std::string reason;      // the reward's explanation, may be empty
+  std::map<std::string, double> numbers;     // extra numeric fields (advantage, tokens, ...)
+  std::map<std::string, std::string> texts;  // extra text fields (finish_reason, ...)
+};
+
+// One parsed metrics line, nested objects flattened with '/' ("time/rollout").
+struct MetricsRow {
+  int64_t step = 0;
+  std::map<std::string, double> values;  // null -> NaN
+};
+
+class RunDir {
+ public:
+  enum class Mode { kFresh, kResume };
+
+  // Creates or reopens <root>/<name>/ and writes recipe.resolved.yaml (see
+  // the top of this file for clobbering).  Creates empty metrics.jsonl,
+  // samples.jsonl and eval.jsonl when missing.
+  RunDir(const std::string& root, const std::string& name, const std::string& resolved_recipe,
+         Mode mode);
+
+  const std::string& path() const { return path_; }
+  std::string file(const std::string& name) const;  // path() + "/" + name
+  std::string checkpoints_dir() const { return file("checkpoints"); }
+  std::string plots_dir() const { return file("plots"); }
+
+  // Resume: drops every line with step > `step` from the three JSONL files
+  // (atomically: rewrite to a temp file, rename).  Unparseable lines (a crash
+  // mid-write) are dropped with a warning.  Returns the number of lines dropped.
+  int64_t truncate_after(int64_t step);
+
+  // Appends one line; metric names may not be "step" or "time".
+  void append_metrics(int64_t step, const std::map<std::string, double>& values,
+                      const std::map<std::string, double>& timings = {});
+  void append_samples(int64_t step, const std::vector<SampleRecord>& samples);
+  void append_eval(int64_t step, const std::map<std::string, double>& values);
+  // summary.json, pretty-printed, written atomically.
+  void write_summary(const nlohmann::json& summary);
+
+ private:
+  void append_line(const std::string& file_name, const std::string& line);
+  std::string path_;
+};
+
+// The exact line append_metrics writes (without the newline).
+std::string format_metrics_line(int64_t step, const std::map<std::string, double>& values,
+                                const std::map<std::string, double>& timings);
+// Reads a metrics.jsonl (or eval.jsonl); a line that does not parse or lacks
+// "step" throws naming the file and line number.  Non-numeric values are skipped.
+std::vector<MetricsRow> read_metrics_jsonl(const std::string& path);
+
+// Writes `text` to `path` atomically (temp file, fsync, rename).
+void write_file_atomic(const std::string& path, const std::string& text);
+
+// Removes a file or a directory tree; a missing path is fine; throws
+// zerorl::Error naming the first entry it cannot remove.  Use it instead of
+// std::filesystem::remove_all: libtorch.so exports its own copy of the
+// std::filesystem functions, and its remove_all segfaults on a non-empty
+// directory (seen with torch 2.11 + GCC 12).
+void remove_tree(const std::string& path);
+
+}  // namespace zerorl
