@@ -1,7 +1,7 @@
 """Hugging Face `tokenizers` as the oracle for zerorl's byte-level BPE.
 
   bpe_oracle.py train OUT_DIR        train byte-level BPEs on generated text and
-                                     write OUT_DIR/{qwen2,gpt2,llama3}.json
+                                     write OUT_DIR/{qwen2,gpt2,gpt2_prefix,llama3}.json
   bpe_oracle.py encode TOK LINES OUT LINES is a JSON list of strings; OUT gets
                                      {"ids": [[...]], "decoded": [...]}
 
@@ -98,6 +98,11 @@ def train(out_dir):
                         AddedToken("</answer>", normalized=False)])
         tok.add_special_tokens([AddedToken("<mask>", lstrip=True, rstrip=True, normalized=False)])
         tok.save(f"{out_dir}/{name}.json")
+        if name == "gpt2":
+            # GPT-2/RoBERTa style with a prefix space added to every segment.
+            doc = json.loads(tok.to_str())
+            doc["pre_tokenizer"]["add_prefix_space"] = True
+            Tokenizer.from_str(json.dumps(doc)).save(f"{out_dir}/gpt2_prefix.json")
         if name == "qwen2":
             # Llama 3 style: same pipeline, whole-word vocabulary hits skip the merges.
             doc = json.loads(tok.to_str())

@@ -1,6 +1,6 @@
 // Byte-level BPE parity with Hugging Face `tokenizers`: the oracle trains
-// three tokenizers (Qwen2-style split + NFC, GPT-2 ByteLevel regex, and the
-// Qwen2 pipeline with ignore_merges as Llama 3 has) on generated multilingual,
+// tokenizers (Qwen2-style split + NFC, GPT-2 ByteLevel regex with and without
+// add_prefix_space, and the Qwen2 pipeline with ignore_merges as Llama 3 has) on generated multilingual,
 // code and math text; zerorl must produce the identical ids on every line of a
 // separate test text.  Tolerance: none, ids are integers.
 #include <gtest/gtest.h>
@@ -83,6 +83,11 @@ class BpeParity : public ::testing::Test {
                           dir_->string());
     ASSERT_EQ(rc, 0) << "oracle training failed";
   }
+  static void TearDownTestSuite() {
+    if (dir_) std::filesystem::remove_all(*dir_);
+    delete dir_;
+    dir_ = nullptr;
+  }
   void SetUp() override {
     if (!t::have_tokenizers())
       GTEST_SKIP() << "the venv python (" << ZR_PYTHON << ") cannot import tokenizers";
@@ -129,6 +134,7 @@ std::filesystem::path* BpeParity::dir_ = nullptr;
 TEST_F(BpeParity, Qwen2SplitWithNfcMatchesTokenizers) { check_parity("qwen2"); }
 TEST_F(BpeParity, Gpt2ByteLevelRegexMatchesTokenizers) { check_parity("gpt2"); }
 TEST_F(BpeParity, IgnoreMergesMatchesTokenizers) { check_parity("llama3"); }
+TEST_F(BpeParity, AddPrefixSpaceMatchesTokenizers) { check_parity("gpt2_prefix"); }
 
 TEST_F(BpeParity, DecodeRoundTripsAnyValidUtf8) {
   auto tok = load_tokenizer((*dir_ / "gpt2.json").string());  // no normalizer

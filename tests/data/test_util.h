@@ -7,11 +7,15 @@
 #include <sstream>
 #include <string>
 
+#include <unistd.h>
+
 namespace zerorl::data::testing {
 
-// A fresh folder under the build tree, unique per test name.
+// A fresh folder under the build tree, unique per name and process (ctest -j
+// runs test cases of one suite in parallel processes).
 inline std::filesystem::path scratch_dir(const std::string& name) {
-  auto dir = std::filesystem::path(ZR_BINARY_DIR) / "test_scratch" / "data" / name;
+  auto dir = std::filesystem::path(ZR_BINARY_DIR) / "test_scratch" / "data" /
+             (name + "." + std::to_string(::getpid()));
   std::filesystem::remove_all(dir);
   std::filesystem::create_directories(dir);
   return dir;
@@ -36,9 +40,11 @@ inline std::string oracle_script() {
   return std::string(ZR_SOURCE_DIR) + "/tests/data/bpe_oracle.py";
 }
 
-// Whether the venv python can import `tokenizers` (the oracle).
+// Whether the venv python can import `tokenizers` (the oracle); asked once.
 inline bool have_tokenizers() {
-  return run_shell(std::string(ZR_PYTHON) + " -c 'import tokenizers' >/dev/null 2>&1") == 0;
+  static const bool ok =
+      run_shell(std::string(ZR_PYTHON) + " -c 'import tokenizers' >/dev/null 2>&1") == 0;
+  return ok;
 }
 
 }  // namespace zerorl::data::testing
