@@ -18,7 +18,7 @@
 //   model:
 //     arch: deepseek_v3            # deepseek_v3 | qwen2_moe
 //     vocab_size: 96
-//     hidden_size: 192 ...         # same key names as config.json
+//     hidden_size: 128 ...         # same key names as config.json
 //   plus zerorl-only keys: balance_bias_gamma (aux-loss-free bias speed,
 //   0 disables updates), seq_aux_loss_alpha (sequence-wise balance loss,
 //   0 disables), init_std, seed (weight init stream).
@@ -69,7 +69,7 @@ struct AttentionConfig {
   int64_t num_heads = 4;
   // GQA
   int64_t num_kv_heads = 4;
-  int64_t head_dim = 48;
+  int64_t head_dim = 32;
   bool qkv_bias = false;   // q/k/v projection biases (Qwen2Moe: true)
   // MLA
   int64_t q_lora_rank = 0;  // 0: plain q_proj (V2-Lite style); > 0: q_a_proj -> norm -> q_b_proj
@@ -99,18 +99,18 @@ struct MoeConfig {
   double balance_bias_gamma = 0.0;    // aux-loss-free bias update speed (0: frozen)
   double seq_aux_loss_alpha = 0.0;    // sequence-wise balance loss weight (0: off)
   // Which layers are MoE (others use the dense MLP of width dense_intermediate):
-  int64_t first_k_dense_replace = 0;     // DeepSeek: layers < k are dense
+  int64_t first_k_dense_replace = 1;     // DeepSeek: layers < k are dense
   int64_t decoder_sparse_step = 1;       // Qwen2Moe: layer i is MoE iff (i+1) % step == 0
   std::vector<int64_t> mlp_only_layers;  // Qwen2Moe: forced dense
-  int64_t dense_intermediate = 256;      // intermediate_size
+  int64_t dense_intermediate = 512;      // intermediate_size
 };
 
 struct ModelConfig {
   Arch arch = Arch::kDeepseekV3;
   int64_t vocab_size = 96;
-  int64_t hidden_size = 192;
+  int64_t hidden_size = 128;
   int64_t num_layers = 4;
-  int64_t max_position = 2048;  // max_position_embeddings (KV cache lengths are checked against it)
+  int64_t max_position = 1024;  // max_position_embeddings (KV cache lengths are checked against it)
   double rms_norm_eps = 1e-6;
   bool tie_embeddings = false;
   int64_t bos_token_id = -1, eos_token_id = -1, pad_token_id = -1;  // -1: absent

@@ -59,7 +59,9 @@ void KvCache::copy_slot(int64_t src, const std::vector<int64_t>& dsts) {
         at::Tensor rows = t->select(0, src).narrow(0, 0, n).unsqueeze(0);
         std::vector<int64_t> shape(rows.sizes().begin(), rows.sizes().end());
         shape[0] = static_cast<int64_t>(dsts.size());
-        t->narrow(1, 0, n).index_copy_(0, dst_idx, rows.expand(shape).contiguous());
+        // clone(): the source rows are a view of the same storage (for a full
+        // slot even a contiguous one), and index_copy_ refuses overlap.
+        t->narrow(1, 0, n).index_copy_(0, dst_idx, rows.expand(shape).clone());
       }
     }
   }

@@ -49,7 +49,7 @@ at::Tensor CausalLM::run_backbone(const at::Tensor& tokens_BT, const ForwardOpti
     c.batch = B;
     c.want_counts = fo.record_expert_load;
     c.want_routing = fo.record_routing;
-    c.want_aux = aux_loss != nullptr && at::GradMode::is_enabled() && cfg_.moe.seq_aux_loss_alpha > 0;
+    c.want_aux = aux_loss != nullptr && cfg_.moe.seq_aux_loss_alpha > 0;
   }
   at::Tensor h = backbone_->forward_full(tokens, calls);
   if (fo.record_routing) {

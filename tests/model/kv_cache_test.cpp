@@ -86,8 +86,14 @@ TEST(KvCache, CopySlotServesAGroupFromOnePrefill) {
   ModelConfig cfg = testing::small_mla_config();
   CausalLM m(cfg);
   std::vector<int64_t> prompt = random_seq(6, cfg.vocab_size, 42);
-  KvCache cache = m.make_cache(4, 10);
+  KvCache cache = m.make_cache(4, 7);  // the prompt fills all but one position
   m.prefill(cache, {1}, {prompt});
+  {
+    KvCache full = m.make_cache(2, 6);  // copying a completely full slot
+    m.prefill(full, {0}, {prompt});
+    full.copy_slot(0, {1});
+    EXPECT_EQ(full.length(1), 6);
+  }
   cache.copy_slot(1, {0, 3});
   EXPECT_EQ(cache.length(0), 6);
   EXPECT_EQ(cache.length(3), 6);

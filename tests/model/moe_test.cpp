@@ -29,21 +29,21 @@ at::Tensor expert_ref(const MoeBlock& b, int64_t e, const at::Tensor& x) {
                     ex.down_proj[e].t());
 }
 
-struct Run {
+struct MoeRun {
   at::Tensor y, counts, idx;
 };
 
-Run run(MoeBlock& b, const at::Tensor& x) {
+MoeRun run(MoeBlock& b, const at::Tensor& x) {
   MoeCall call;
   call.want_counts = call.want_routing = true;
-  Run r;
+  MoeRun r;
   r.y = b.forward(x, call);
   r.counts = call.counts_E;
   r.idx = call.topk_idx_NK;
   return r;
 }
 
-void expect_grads_follow_usage(MoeBlock& b, const Run& r) {
+void expect_grads_follow_usage(MoeBlock& b, const MoeRun& r) {
   r.y.square().sum().backward();
   ASSERT_TRUE(b.gate->weight.grad().defined());
   EXPECT_GT(b.gate->weight.grad().abs().sum().item<double>(), 0) << "no gradient reaches the router";
@@ -68,7 +68,7 @@ TEST(Moe, IdleExpertGetsNoTokensAndNoGradient) {
     b.gate->bias[4].fill_(-100.0);  // selection only: expert 4 can never win
   }
   at::Tensor x = at::randn({20, c.hidden_size}, at::TensorOptions().dtype(at::kFloat));
-  Run r = run(b, x);
+  MoeRun r = run(b, x);
   EXPECT_EQ(r.counts[4].item<int64_t>(), 0);
   EXPECT_EQ(r.counts.sum().item<int64_t>(), 20 * 2);
   EXPECT_TRUE(r.y.isfinite().all().item<bool>());
@@ -85,7 +85,7 @@ TEST(Moe, EveryTokenOnOneExpertTopK1) {
     b.gate->bias[2].fill_(100.0);
   }
   at::Tensor x = at::randn({16, c.hidden_size});
-  Run r = run(b, x);
+  MoeRun r = run(b, x);
   EXPECT_EQ(r.counts[2].item<int64_t>(), 16);
   EXPECT_TRUE(at::equal(r.idx, at::full({16, 1}, 2, at::kLong)));
   // y = rsf * sigmoid(score_2) * expert_2(x) + shared(x)
@@ -104,7 +104,7 @@ TEST(Moe, EveryTokenOnOneExpertGradients) {
     at::NoGradGuard ng;
     b.gate->bias[1].fill_(100.0);
   }
-  Run r = run(b, at::randn({16, c.hidden_size}));
+  MoeRun r = run(b, at::randn({16, c.hidden_size}));
   expect_grads_follow_usage(b, r);
 }
 
@@ -115,7 +115,7 @@ TEST(Moe, TopKEqualsNumExpertsIsTheWeightedSumOfAllExperts) {
     MoeBlock b(c);
     init_weights(b, 0.1, 3);
     at::Tensor x = at::randn({10, c.hidden_size});
-    Run r = run(b, x);
+    MoeRun r = run(b, x);
     EXPECT_TRUE(at::equal(r.counts, at::full({4}, 10, at::kLong)));
     at::NoGradGuard ng;
     at::Tensor logits = at::linear(x, b.gate->weight);
@@ -131,7 +131,7 @@ TEST(Moe, GradientsReachEveryUsedExpertAndTheRouter) {
   ModelConfig c = moe_config(6, 2);
   MoeBlock b(c);
   init_weights(b, 0.1, 4);
-  Run r = run(b, at::randn({40, c.hidden_size}));
+  MoeRun r = run(b, at::randn({40, c.hidden_size}));
   EXPECT_GE((r.counts > 0).sum().item<int64_t>(), 4);
   expect_grads_follow_usage(b, r);
 }

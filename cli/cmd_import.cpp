@@ -1,0 +1,37 @@
+// zerorl import: Hugging Face folder -> zerorl HDF5 model file.
+#include <iostream>
+
+#include "cli/command.h"
+#include "model/hf.h"
+#include "model/weights.h"
+
+namespace zerorl::cli {
+
+static const char* kUsage =
+    "usage: zerorl import --hf DIR --out PATH\n"
+    "\n"
+    "Reads a Hugging Face model folder (config.json + model.safetensors, or shards\n"
+    "listed in model.safetensors.index.json; fp32, bf16 or fp16; per-expert or\n"
+    "fused expert tensors) of a supported family (deepseek_v3, qwen2_moe) and\n"
+    "writes a zerorl model file: HDF5 group 'model' with one dataset per weight\n"
+    "(HF names, routed experts stacked) and the config as attribute. Each tensor\n"
+    "keeps its dtype, so `zerorl export` gives back the same bytes.\n"
+    "\n"
+    "  --hf DIR     the Hugging Face folder\n"
+    "  --out PATH   the .h5 file to write (written to PATH.tmp, then renamed)\n";
+
+static int run_import(Args& args) {
+  std::string dir = args.value("--hf");
+  std::string out = args.value("--out");
+  args.finish();
+  auto model = model::load_hf(dir);
+  model::save_model_h5(*model, out);
+  std::cout << "imported " << dir << " -> " << out << "\n"
+            << "  " << model->config().summary() << "\n"
+            << "  " << model->param_report().to_string() << "\n";
+  return 0;
+}
+
+ZR_REGISTER_COMMAND(import, "Hugging Face folder -> zerorl model file", kUsage, run_import);
+
+}  // namespace zerorl::cli
