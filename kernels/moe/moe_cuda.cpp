@@ -128,7 +128,9 @@ ExpertPermutation moe_permute_cuda(const at::Tensor& topk_idx_TK, int64_t num_ex
 }
 
 RouterOutput moe_route_cuda(const at::Tensor& router_logits_TE, const at::Tensor& bias_E, const RouterOptions& opt) {
-  if (opt.n_group > 32) return moe_route_ref(router_logits_TE, bias_E, opt);
+  // The selection kernel keeps a warp's row in shared memory (2E floats per
+  // warp, 4 warps) and one group per lane: beyond that, the ATen reference.
+  if (opt.n_group > 32 || router_logits_TE.size(1) > 1024) return moe_route_ref(router_logits_TE, bias_E, opt);
   const c10::cuda::CUDAGuard guard(router_logits_TE.device());
   const int64_t T = router_logits_TE.size(0), E = router_logits_TE.size(1);
   const at::Tensor logits_TE = router_logits_TE.to(at::kFloat);
