@@ -1,0 +1,162 @@
+// Engine: batched generation of G completions per prompt with the policy's
+// KV cache -- the rollout phase of a GRPO step.
+//
+//   RolloutBatch b = engine.generate(policy, prompts, /*group_size=*/G, params);
+//   b.samples[p * G + g]  is sample g of prompts[p]
+//
+// How it runs (continuous batching over a fixed number of cache slots):
+//   * The work is the queue of (prompt, sample) pairs, prompt-major.  Free
+//     slots are filled from the front of the queue: a prompt is prefilled
+//     ONCE into one slot, then KvCache::copy_slot gives each of its samples
+//     that fits an identical cache; all prompts admitted in one round go
+//     through one batched prefill call.  If fewer slots are free than the
+//     group still needs, the prefilled slot is held back (not decoded) as the
+//     group's template until its last sample gets a slot -- the template slot
+//     then becomes that last sample -- so the prompt is still prefilled once.
+//     Only when no sequence is running and the template cannot be copied
+//     anywhere (num_slots < group_size) does the template slot decode itself
+//     and the prompt get prefilled again for the rest of its group.
+//   * Every decode step feeds one token to each running slot (each at its own
+//     position; prompts of different lengths mix freely).  A sample that
+//     finishes frees its slot, which the next waiting sample takes before the
+//     next step, so the batch stays full while work remains.
+//   * Sampling happens on the host in fp64 over the fp32 logits
+//     (rollout/sampling.h), each sample from its own stream
+//     Rng(params.seed, params.step, prompt.id, sample_index, RngPurpose::kSample).
+//     A completion is therefore a function of (weights, prompt, params, ids)
+//     only: not of num_slots, the other prompts, their order, or how many
+//     ranks share the work.  (The model's logits for a row can differ in the
+//     last bits between batch shapes -- GEMM blocking -- so a token sitting
+//     exactly on a sampling boundary could in principle flip; the
+//     reproducibility tests check this does not happen in practice.)
+//
+// Behaviour log-probs: completion token t gets
+//   logp[t] = log_softmax(logits_t / T)[token_t]      (T = params.temperature; 1 if greedy)
+// from the full tempered distribution, not the top-k/top-p truncated one
+// (what verl/TRL record).  The trainer recomputes the same quantity by
+// teacher forcing: CausalLM::logprobs(prompt ++ completion) with
+// LogprobOptions::temperature = T.  Tested to agree within 1e-5 in fp32.
+//
+// Finishing (checked in this order after each sampled token):
+//   1. the token is the end-of-text id or one of params.stop_token_ids
+//      -> kEndOfText (the token is kept as the last completion token);
+//   2. the completion text now contains a stop string -> kStopString (the
+//      stop string is kept in `text`; bytes of the last token after the stop
+//      string are cut from `text`, the token itself is kept);
+//   3. the completion has params.max_new_tokens tokens -> kLength.
+//
+// Threads: generate() runs on the calling thread (the host sampler may use
+// ATen's intra-op thread pool, with results independent of its size).  Each
+// call allocates its KvCache (num_slots x (longest prompt + max_new_tokens))
+// on the policy's device and frees it on return; an Engine holds no tensors
+// between calls, so one Engine may serve several policies.  The policy must
+// not be used by another thread during generate().  Only logits rows come
+// back to the host.
+//
+// Errors (zerorl::Error): empty prompts, duplicate prompt ids, token ids
+// outside the vocabulary, prompt + max_new_tokens beyond the model's
+// max_position, invalid params, stop strings without a TokenText, NaN logits
+// (naming the prompt id and sample).
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "rollout/sampling.h"
+#include "rollout/token_text.h"
+
+namespace zerorl::model {
+class CausalLM;
+}
+
+namespace zerorl::rollout {
+
+struct PromptInput {
+  int64_t id = 0;               // stream coordinate; unique within one generate() call
+  std::vector<int64_t> tokens;  // >= 1 token (the caller adds BOS if the model wants one)
+};
+
+enum class FinishReason { kStopString, kEndOfText, kLength };
+// "stop" / "eos" / "length"
+const char* finish_reason_name(FinishReason r);
+
+struct RolloutSample {
+  int64_t prompt_id = 0;
+  int64_t sample_index = 0;  // g in [0, G)
+  std::vector<int64_t> prompt_tokens;
+  std::vector<int64_t> completion_tokens;  // >= 1 token
+  std::vector<double> logp;                // behaviour log-prob of each completion token
+  FinishReason finish = FinishReason::kLength;
+  std::string text;  // completion text, valid UTF-8 (see "Finishing"); empty without a TokenText
+
+  int64_t prompt_length() const { return static_cast<int64_t>(prompt_tokens.size()); }
+  int64_t completion_length() const { return static_cast<int64_t>(completion_tokens.size()); }
+};
+
+// Throughput accounting of one generate() call (wall-clock; device work is
+// synchronised by the host copy of the logits, so the times are real).
+struct RolloutStats {
+  int64_t num_samples = 0;
+  int64_t num_slots = 0;
+  int64_t num_prefills = 0;      // prompt prefills (== number of prompts unless num_slots < G)
+  int64_t prefill_tokens = 0;    // prompt tokens run through prefill
+  int64_t decode_tokens = 0;     // tokens run through decode steps
+  int64_t generated_tokens = 0;  // completion tokens (= decode_tokens + first tokens from prefill logits)
+  int64_t decode_steps = 0;
+  double prefill_seconds = 0.0;  // prefill calls + cache copies + first-token sampling
+  double decode_seconds = 0.0;   // decode calls + host sampling + stop checks
+  double total_seconds = 0.0;    // the whole generate() call
+
+  double prefill_tokens_per_s() const { return prefill_seconds > 0 ? prefill_tokens / prefill_seconds : 0.0; }
+  double decode_tokens_per_s() const { return decode_seconds > 0 ? decode_tokens / decode_seconds : 0.0; }
+  // Mean fraction of the slots running per decode step (1 = always full).
+  double occupancy() const {
+    return decode_steps > 0 ? static_cast<double>(decode_tokens) / (static_cast<double>(decode_steps) * num_slots)
+                            : 0.0;
+  }
+  std::string to_string() const;  // one line for logs
+};
+
+struct RolloutBatch {
+  int64_t group_size = 0;
+  std::vector<RolloutSample> samples;  // prompt-major: samples[p * G + g]
+  RolloutStats stats;
+};
+
+struct EngineOptions {
+  int64_t num_slots = 64;  // sequences decoded together (KV cache slots)
+  // End-of-text id that finishes a sample; nullopt: the policy config's
+  // eos_token_id (if it has one).  -1: none.
+  std::optional<int64_t> eos_token_id;
+
+  EngineOptions& slots(int64_t n) {
+    num_slots = n;
+    return *this;
+  }
+  EngineOptions& eos(int64_t id) {
+    eos_token_id = id;
+    return *this;
+  }
+};
+
+class Engine {
+ public:
+  // `text` turns tokens into completion text and enables stop strings; it
+  // may be null (then texts are empty and stop strings are refused).
+  explicit Engine(EngineOptions options = {}, std::shared_ptr<const TokenText> text = nullptr);
+
+  RolloutBatch generate(model::CausalLM& policy, const std::vector<PromptInput>& prompts, int64_t group_size,
+                        const SamplingParams& params);
+
+  const EngineOptions& options() const { return options_; }
+  const std::shared_ptr<const TokenText>& text() const { return text_; }
+
+ private:
+  EngineOptions options_;
+  std::shared_ptr<const TokenText> text_;
+};
+
+}  // namespace zerorl::rollout

@@ -1,0 +1,105 @@
+// Token sampling on the host: SamplingParams and the sampler that turns one
+// row of fp32 logits into a token and its behaviour log-probability.
+//
+// Legend: V vocabulary.
+//
+// Why the host, in fp64: a completion must not depend on batch size, batch
+// composition or the number of ranks.  Each sample draws from its own stream
+// Rng(seed, step, prompt_id, sample_index, RngPurpose::kSample) and the draw
+// is a pure function of (its logits row, its stream), computed in double
+// precision by one scalar code path whatever the device or batch.
+//
+// The distribution sampled (temperature T > 0):
+//   p_v      = softmax(logits / T)_v                     (fp64 over fp32 logits)
+//   top_k    : keep the k most probable ids (0 = off)
+//   top_p    : of those, keep the smallest most-probable-first prefix whose
+//              renormalised mass reaches top_p (1 = off; always >= 1 id)
+//   draw     : one uniform u from the stream, inverted through the cumulative
+//              mass of the kept ids in order (prob descending, id ascending)
+// Ties are broken by the lower id, so the kept set is deterministic.
+// With no truncation (top_k = 0, top_p = 1) the walk is in id order and no
+// sort happens.
+//
+// Greedy (temperature == 0): argmax, lowest id on ties; no random draw.
+//
+// Behaviour log-prob (what the trainer's importance ratio divides by):
+//   logp = log_softmax(logits / T)[token]  -- the full tempered model
+// distribution, NOT the top-k/top-p truncated one.  This is what verl and TRL
+// record, and what the trainer recomputes by teacher forcing at the same
+// temperature (model::CausalLM::logprobs with LogprobOptions::temperature =
+// T).  For greedy decoding T = 1 is used: logp = log_softmax(logits)[argmax].
+//
+// Errors: NaN or +-inf-only logits throw zerorl::Error (the caller adds which
+// sample); invalid params throw from validate() naming the field.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "core/rng.h"
+
+namespace zerorl {
+class ConfigNode;
+}
+
+namespace zerorl::rollout {
+
+struct SamplingParams {
+  double temperature = 1.0;       // 0: greedy
+  double top_p = 1.0;             // (0, 1]; 1: off
+  int64_t top_k = 0;              // >= 0; 0: off
+  int64_t max_new_tokens = 256;   // >= 1; a completion is cut at exactly this many tokens
+  // Stop when the decoded completion text contains one of these (matched on
+  // bytes, across token boundaries).  The stop string is kept in the text.
+  std::vector<std::string> stop_strings;
+  // Stop after sampling one of these ids (kept as the last completion token).
+  // The engine also stops at its end-of-text id (EngineOptions::eos_token_id)
+  // unless that is -1.
+  std::vector<int64_t> stop_token_ids;
+  uint64_t seed = 0;  // stream coordinates: Rng(seed, step, prompt_id, sample_index, kSample)
+  uint64_t step = 0;
+
+  bool greedy() const { return temperature == 0.0; }
+  // Temperature the behaviour log-probs are taken at (1 for greedy).
+  double logprob_temperature() const { return greedy() ? 1.0 : temperature; }
+
+  // Throws zerorl::Error naming the offending field (prefixed by `where`).
+  void validate(const std::string& where = "sampling") const;
+
+  // From a recipe section, e.g. `rollout.sampling`:
+  //   temperature: 1.0
+  //   top_p: 1.0
+  //   top_k: 0
+  //   max_new_tokens: 256
+  //   stop_strings: ["</answer>"]
+  //   stop_token_ids: []
+  //   seed: 0
+  // (`step` is set by the caller each GRPO step).  Validated; errors name the
+  // key and its position in the recipe.
+  static SamplingParams from_config(const ConfigNode& node);
+};
+
+struct SampledToken {
+  int64_t id = -1;
+  double logp = 0.0;  // behaviour log-prob, see the header comment
+};
+
+// Reusable buffers so the sampler does not allocate per token.  One per
+// thread.
+struct SamplerScratch {
+  std::vector<double> z;       // tempered logits, then probabilities
+  std::vector<int32_t> order;  // ids of the kept set, most probable first
+};
+
+// Draw one token from logits_V[0..V) (fp32, contiguous) under `params`,
+// consuming the stream `rng` (exactly one uniform per call unless greedy).
+SampledToken sample_token(const float* logits_V, int64_t V, const SamplingParams& params, Rng& rng,
+                          SamplerScratch& scratch);
+
+// The probabilities the sampler draws from (after temperature, top-k, top-p
+// and renormalisation), for tests and diagnostics: a [V] fp64 vector summing
+// to 1 (greedy: one-hot at the argmax).
+std::vector<double> sampling_distribution(const float* logits_V, int64_t V, const SamplingParams& params);
+
+}  // namespace zerorl::rollout
