@@ -1,0 +1,275 @@
+// AdamW against torch::optim::AdamW, the schedule, clipping, the skip rule,
+// bit-exact state round trip, and GradSync's bucketing on one process.
+#include "trainer/optimizer.h"
+
+#include <ATen/ATen.h>
+#include <gtest/gtest.h>
+#include <torch/optim/adamw.h>
+
+#include <cmath>
+#include <random>
+
+#include "core/comm.h"
+#include "core/config.h"
+#include "core/error.h"
+#include "trainer/grad_sync.h"
+
+namespace zerorl {
+namespace {
+
+at::Tensor randn(std::mt19937_64& gen, std::vector<int64_t> shape, at::ScalarType dt = at::kFloat) {
+  std::normal_distribution<double> nrm(0, 1);
+  int64_t n = 1;
+  for (int64_t d : shape) n *= d;
+  std::vector<double> v(n);
+  for (double& x : v) x = nrm(gen);
+  return at::tensor(v, at::kDouble).view(shape).to(dt);
+}
+
+std::vector<NamedParam> make_params(uint64_t seed) {
+  std::mt19937_64 gen(seed);
+  return {{"w1", randn(gen, {4, 5}).requires_grad_(true), true},
+          {"b1", randn(gen, {5}).requires_grad_(true), true},
+          {"w2", randn(gen, {5, 3}).requires_grad_(true), true}};
+}
+
+void set_grads(const std::vector<NamedParam>& ps, std::mt19937_64& gen, double scale = 1.0) {
+  for (const NamedParam& p : ps) p.param.mutable_grad() = randn(gen, p.param.sizes().vec()) * scale;
+}
+
+bool same_bits(const at::Tensor& a, const at::Tensor& b) {
+  return a.sizes() == b.sizes() && a.scalar_type() == b.scalar_type() && at::equal(a, b);
+}
+
+TEST(AdamW, MatchesTorchOptimAdamWBitForBit) {
+  auto mine = make_params(1);
+  auto theirs = make_params(1);
+  std::vector<at::Tensor> tp;
+  for (auto& p : theirs) tp.push_back(p.param);
+  torch::optim::AdamW ref(tp, torch::optim::AdamWOptions(3e-2).betas({0.9, 0.95}).eps(1e-8).weight_decay(0.1));
+  AdamW adam(mine, 0.9, 0.95, 1e-8, 0.1);
+  std::mt19937_64 g1(5), g2(5);
+  for (int step = 0; step < 6; ++step) {
+    set_grads(mine, g1);
+    set_grads(theirs, g2);
+    adam.step(3e-2);
+    ref.step();
+  }
+  for (size_t i = 0; i < mine.size(); ++i) {
+    EXPECT_TRUE(same_bits(mine[i].param, theirs[i].param))
+        << mine[i].name << " max diff " << (mine[i].param - theirs[i].param).abs().max().item<double>();
+  }
+  EXPECT_FALSE(same_bits(mine[0].param, make_params(1)[0].param));  // it did move
+}
+
+TEST(AdamW, ParametersWithoutDecayAreNotDecayed) {
+  auto ps = make_params(2);
+  ps[1].decay = false;
+  const at::Tensor b1_before = ps[1].param.detach().clone();
+  AdamW adam(ps, 0.9, 0.999, 1e-8, 0.5);
+  for (auto& p : ps) p.param.mutable_grad() = at::zeros_like(p.param);
+  adam.step(0.1);
+  EXPECT_TRUE(same_bits(ps[1].param.detach(), b1_before));          // zero grad, no decay: unchanged
+  EXPECT_FALSE(same_bits(ps[0].param.detach(), make_params(2)[0].param.detach()));  // decayed
+}
+
+TEST(LrSchedule, WarmupThenConstantOrCosine) {
+  OptimizerConfig c;
+  c.lr = 1e-3;
+  c.warmup_steps = 4;
+  EXPECT_DOUBLE_EQ(lr_at(c, 0), 0.25e-3);
+  EXPECT_DOUBLE_EQ(lr_at(c, 3), 1e-3);
+  EXPECT_DOUBLE_EQ(lr_at(c, 100), 1e-3);
+  c.schedule = OptimizerConfig::Schedule::kCosine;
+  c.total_steps = 14;
+  c.min_lr_ratio = 0.1;
+  EXPECT_DOUBLE_EQ(lr_at(c, 4), 1e-3);
+  EXPECT_NEAR(lr_at(c, 9), 0.55e-3, 1e-15);  // half-way: mean of lr and floor
+  EXPECT_NEAR(lr_at(c, 14), 1e-4, 1e-15);
+  EXPECT_NEAR(lr_at(c, 50), 1e-4, 1e-15);
+  for (int64_t u = 4; u < 14; ++u) EXPECT_GT(lr_at(c, u), lr_at(c, u + 1));
+}
+
+TEST(Clip, GlobalNormAndTorchClipRule) {
+  auto ps = make_params(3);
+  std::mt19937_64 gen(9);
+  set_grads(ps, gen);
+  std::vector<at::Tensor> t;
+  double ss = 0;
+  for (auto& p : ps) {
+    t.push_back(p.param);
+    ss += p.param.grad().to(at::kDouble).square().sum().item<double>();
+  }
+  const double norm = global_grad_norm(t);
+  EXPECT_NEAR(norm, std::sqrt(ss), 1e-6 * std::sqrt(ss));
+  EXPECT_EQ(clip_grads_to_norm(t, norm, 2 * norm), 1.0);  // under the cap: untouched
+  const double coef = clip_grads_to_norm(t, norm, 0.5);
+  EXPECT_NEAR(coef, 0.5 / (norm + 1e-6), 1e-15);
+  EXPECT_NEAR(global_grad_norm(t), 0.5, 1e-5);
+}
+
+class SingleOptimizer : public ::testing::Test {
+ protected:
+  std::unique_ptr<Comm> comm = make_comm("single");
+};
+
+TEST_F(SingleOptimizer, NonFiniteLossOrGradientSkipsAndKeepsWeights) {
+  auto ps = make_params(4);
+  OptimizerConfig c;
+  c.lr = 1e-2;
+  c.warmup_steps = 3;
+  Optimizer opt(ps, c, *comm);
+  std::mt19937_64 gen(1);
+  std::vector<at::Tensor> before;
+  for (auto& p : ps) before.push_back(p.param.detach().clone());
+
+  set_grads(ps, gen);
+  StepReport r = opt.step(/*local_loss_finite=*/false);
+  EXPECT_FALSE(r.applied);
+  EXPECT_EQ(r.num_skipped, 1);
+  set_grads(ps, gen);
+  ps[2].param.mutable_grad()[1][1] = std::numeric_limits<float>::infinity();
+  r = opt.step();
+  EXPECT_FALSE(r.applied);
+  EXPECT_FALSE(std::isfinite(r.grad_norm));
+  EXPECT_EQ(r.num_skipped, 2);
+  EXPECT_EQ(r.num_updates, 0);
+  for (size_t i = 0; i < ps.size(); ++i) {
+    EXPECT_TRUE(same_bits(ps[i].param.detach(), before[i])) << ps[i].name;
+    EXPECT_FALSE(ps[i].param.grad().defined()) << "gradients are cleared after a skip";
+  }
+  for (const auto& [k, v] : opt.state()) {
+    if (k.rfind("exp_avg", 0) == 0) {
+      EXPECT_EQ(v.abs().sum().item<double>(), 0.0) << k;
+    }
+  }
+  set_grads(ps, gen);
+  r = opt.step();
+  EXPECT_TRUE(r.applied);
+  EXPECT_DOUBLE_EQ(r.lr, lr_at(c, 0));  // skipped steps do not advance the schedule
+  EXPECT_EQ(r.num_updates, 1);
+  EXPECT_EQ(r.num_skipped, 2);
+}
+
+TEST_F(SingleOptimizer, StateRoundTripContinuesBitIdentically) {
+  OptimizerConfig c;
+  c.lr = 1e-2;
+  c.weight_decay = 0.01;
+  c.warmup_steps = 2;
+  c.schedule = OptimizerConfig::Schedule::kCosine;
+  c.total_steps = 6;
+  c.max_grad_norm = 0.5;
+  auto a = make_params(6);
+  Optimizer oa(a, c, *comm);
+  std::mt19937_64 ga(3);
+  for (int s = 0; s < 3; ++s) {
+    set_grads(a, ga);
+    oa.step(s != 1);  // one skipped step inside the saved history
+  }
+  // Snapshot: weights + optimizer state, deep copies.
+  std::vector<std::pair<std::string, at::Tensor>> saved;
+  for (auto& [k, v] : oa.state()) saved.emplace_back(k, v.clone());
+  auto b = make_params(6);
+  for (size_t i = 0; i < a.size(); ++i) b[i].param.detach().copy_(a[i].param.detach());
+  Optimizer ob(b, c, *comm);
+  ob.load_state(saved);
+  EXPECT_EQ(ob.num_updates(), 2);
+  EXPECT_EQ(ob.num_skipped(), 1);
+  std::mt19937_64 gb = ga;
+  for (int s = 0; s < 3; ++s) {
+    set_grads(a, ga);
+    set_grads(b, gb);
+    oa.step();
+    ob.step();
+  }
+  for (size_t i = 0; i < a.size(); ++i) EXPECT_TRUE(same_bits(a[i].param.detach(), b[i].param.detach())) << a[i].name;
+
+  // Bad state is rejected with the tensor's name.
+  auto bad = saved;
+  bad[0].second = at::zeros({7});
+  try {
+    ob.load_state(bad);
+    FAIL();
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("exp_avg/w1"), std::string::npos) << e.what();
+  }
+}
+
+TEST_F(SingleOptimizer, GradSyncBucketsByBytesAndDtypeAndKeepsGradients) {
+  std::mt19937_64 gen(2);
+  // 20 + 5 + 15 floats, then a double tensor: with 64-byte buckets,
+  // w1 (80 B) alone, b1 + ... as they fit, the double one separately.
+  std::vector<at::Tensor> ps = {randn(gen, {4, 5}).requires_grad_(true), randn(gen, {5}).requires_grad_(true),
+                                randn(gen, {3}).requires_grad_(true), randn(gen, {2}, at::kDouble).requires_grad_(true)};
+  GradSync sync(ps, *comm, 64);
+  EXPECT_EQ(sync.num_buckets(), 3);  // [w1], [b1 (20 B), c (12 B)], [double]
+  EXPECT_EQ(sync.bucket_numel(0), 20);
+  EXPECT_EQ(sync.bucket_numel(1), 8);
+  EXPECT_EQ(sync.bucket_numel(2), 2);
+  std::vector<at::Tensor> want;
+  for (size_t i = 0; i < ps.size(); ++i) {
+    if (i == 2) {
+      want.push_back(at::zeros_like(ps[i]));  // no gradient on this rank: zeros after sync
+      continue;
+    }
+    ps[i].mutable_grad() = randn(gen, ps[i].sizes().vec(), ps[i].scalar_type());
+    want.push_back(ps[i].grad().clone());
+  }
+  sync.allreduce_grads();
+  for (size_t i = 0; i < ps.size(); ++i) {
+    ASSERT_TRUE(ps[i].grad().defined());
+    EXPECT_TRUE(same_bits(ps[i].grad(), want[i])) << i;
+  }
+}
+
+TEST(MetricReducer, LocalMeansSumsAndExtremes) {
+  MetricReducer m;
+  m.add_mean("a", 3, 2);
+  m.add_mean("a", 1, 2);
+  m.add_sum("s", 1.5);
+  m.add_sum("s", 2);
+  m.add_max("x", 1);
+  m.add_max("x", 4);
+  m.add_min("n", 1);
+  m.add_min("n", -2);
+  m.add_mean("empty", 0, 0);
+  const auto v = m.reduce(*make_comm("single"));
+  EXPECT_DOUBLE_EQ(v.at("a"), 1.0);
+  EXPECT_DOUBLE_EQ(v.at("s"), 3.5);
+  EXPECT_DOUBLE_EQ(v.at("x"), 4);
+  EXPECT_DOUBLE_EQ(v.at("n"), -2);
+  EXPECT_TRUE(std::isnan(v.at("empty")));
+}
+
+TEST(OptimizerConfig, FromRecipeWithValidation) {
+  Recipe r = Recipe::from_string(
+      "opt:\n  lr: 3e-6\n  beta2: 0.95\n  weight_decay: 0.1\n  warmup_steps: 10\n  schedule: cosine\n"
+      "  total_steps: 400\n  min_lr_ratio: 0.1\n  max_grad_norm: 1.0\n  bucket_mb: 50\n  grad_reduce: mean\n",
+      "o.yaml");
+  const OptimizerConfig c = OptimizerConfig::from(r.section("opt"));
+  EXPECT_DOUBLE_EQ(c.lr, 3e-6);
+  EXPECT_DOUBLE_EQ(c.beta2, 0.95);
+  EXPECT_EQ(c.schedule, OptimizerConfig::Schedule::kCosine);
+  EXPECT_EQ(c.total_steps, 400);
+  EXPECT_EQ(c.grad_reduce, ReduceOp::kMean);
+  EXPECT_NO_THROW(r.check_all_read());
+  auto error_of = [](const std::string& yaml) -> std::string {
+    Recipe bad = Recipe::from_string(yaml, "bad.yaml");
+    try {
+      OptimizerConfig::from(bad.section("opt"));
+    } catch (const Error& e) {
+      return e.what();
+    }
+    return "";
+  };
+  std::string e = error_of("opt:\n  lr: 0\n");
+  EXPECT_NE(e.find("bad.yaml:2"), std::string::npos) << e;
+  EXPECT_NE(e.find("opt.lr"), std::string::npos) << e;
+  e = error_of("opt:\n  schedule: cosine\n  warmup_steps: 5\n");
+  EXPECT_NE(e.find("total_steps"), std::string::npos) << e;
+  e = error_of("opt:\n  beta1: 1.0\n");
+  EXPECT_NE(e.find("opt.beta1"), std::string::npos) << e;
+}
+
+}  // namespace
+}  // namespace zerorl
