@@ -14,7 +14,10 @@
 
 #include "core/error.h"
 #include "core/h5.h"
+#include "core/config.h"
 #include "core/rng.h"
+#include "model/model.h"
+#include "model/weights.h"
 #include "trainer/run_dir.h"
 
 namespace fs = std::filesystem;
@@ -396,6 +399,25 @@ TEST(Checkpoint, RanksAgreeOnTheNewestStepValidEverywhere) {
   EXPECT_EQ(got[0].step, 2);
   EXPECT_EQ(got[1].step, 2);
   EXPECT_EQ(got[1].path, checkpoint_rank_file(checkpoint_step_dir(d.path(), 2), 1));
+}
+
+TEST(Checkpoint, ModelGroupLoadsAsAModelFile) {
+  // `--model runs/x/checkpoints/step_N/rank_0.h5` goes through
+  // model::load_model_h5: the checkpoint's model group must read as a model.
+  TempDir d;
+  model::ModelConfig cfg = model::ModelConfig::from_recipe(Recipe::from_string("{}").root());
+  model::CausalLM m(cfg);
+  Checkpoint c = make_checkpoint(9);
+  c.weights = m.named_weights();
+  c.model_config_json = cfg.to_hf_json();
+  std::string path = saved(c, d.path());
+  std::shared_ptr<model::CausalLM> back = model::load_model_h5(path);
+  NamedTensors got = back->named_weights();
+  ASSERT_EQ(got.size(), c.weights.size());
+  for (size_t i = 0; i < got.size(); ++i) {
+    EXPECT_EQ(got[i].first, c.weights[i].first);
+    EXPECT_TRUE(same_bits(got[i].second, c.weights[i].second)) << got[i].first;
+  }
 }
 
 }  // namespace
