@@ -51,7 +51,8 @@
 //   mask_BT       1 on completion tokens that count (bool or 0/1 floating);
 //   entropy_BT    optional per-token policy entropy (may be differentiable).
 // Values at masked-out positions are ignored, even NaN or inf, and receive
-// zero gradient.  All tensors on one device; computed in logp_BT's dtype.
+// zero gradient.  All tensors on one device; computed in logp_BT's dtype,
+// except bf16/fp16, which are computed (and the loss returned) in fp32.
 //
 // Errors: a shape/dtype mismatch or a missing required tensor throws
 // zerorl::Error naming the tensor.  Thread-compatible (no shared state).

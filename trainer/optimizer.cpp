@@ -84,9 +84,14 @@ double global_grad_norm(const std::vector<at::Tensor>& params) {
   std::vector<at::Tensor> norms;
   for (const at::Tensor& p : params) {
     const at::Tensor& g = p.grad();
-    if (g.defined()) norms.push_back(g.detach().norm().to(at::kDouble).cpu());
+    if (g.defined()) norms.push_back(g.detach().norm().to(at::kDouble));
   }
   if (norms.empty()) return 0.0;
+  // One device->host copy, unless the parameters live on several devices.
+  bool mixed = false;
+  for (const at::Tensor& n : norms) mixed = mixed || n.device() != norms[0].device();
+  if (mixed)
+    for (at::Tensor& n : norms) n = n.cpu();
   return at::stack(norms).square().sum().sqrt().item<double>();
 }
 

@@ -341,6 +341,26 @@ TEST(GrpoLoss, OnPolicyGrpoGradientIsMinusAdvantageOverLength) {
   EXPECT_NEAR(out.loss.item<double>(), -(1.5 - 0.5) / 2, 1e-15);
 }
 
+TEST(GrpoLoss, Bfloat16InputsAreComputedInFloat32) {
+  const Batch b = random_batch(13, 5, 8);
+  const LossConfig c = config_of(all_variants()[4]);  // grpo, k3 KL, entropy bonus
+  // The reference on the bf16-rounded inputs: the only error left is fp32's.
+  Batch rb = b;
+  for (auto* v : {&rb.logp, &rb.old_logp, &rb.ref_logp, &rb.entropy}) {
+    const at::Tensor t = at::tensor(*v, at::kDouble).to(at::kBFloat16).to(at::kDouble).contiguous();
+    v->assign(t.data_ptr<double>(), t.data_ptr<double>() + t.numel());
+  }
+  rb.adv.clear();
+  const at::Tensor a = at::tensor(b.adv, at::kDouble).to(at::kBFloat16).to(at::kDouble).contiguous();
+  rb.adv.assign(a.data_ptr<double>(), a.data_ptr<double>() + a.numel());
+  double ntok = 0;
+  for (uint8_t m : b.mask) ntok += m;
+  const Ref ref = reference(rb, c, true, true, b.B, ntok);
+  const ImplRun got = run_impl(b, c, true, true, at::kBFloat16);
+  EXPECT_EQ(got.out.loss.scalar_type(), at::kFloat);
+  EXPECT_NEAR(got.out.loss.item<double>(), ref.loss, 2e-5 * std::fabs(ref.loss) + 1e-7);
+}
+
 TEST(GrpoLoss, MissingOrMisshapedTensorsAreNamed) {
   LossInputs in;
   in.logp_BT = at::zeros({2, 3}, at::kDouble);
