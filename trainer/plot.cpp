@@ -216,8 +216,15 @@ Ticks nice_ticks(double lo, double hi, int target) {
   double mag = std::pow(10.0, std::floor(std::log10(raw)));
   double m = raw / mag;
   t.step = (m < 1.5 ? 1 : m < 3.5 ? 2 : m < 7.5 ? 5 : 10) * mag;
-  for (double v = std::ceil(lo / t.step - 1e-9) * t.step; v <= hi + t.step * 1e-9; v += t.step)
+  // Index-based, so a step below the values' resolution (1e10 +- 1e-7)
+  // cannot loop forever; absurd ranges get no ticks rather than thousands.
+  if (!std::isfinite(t.step) || !(t.step > 0)) return t;
+  double k0 = std::ceil(lo / t.step - 1e-9), k1 = std::floor(hi / t.step + 1e-9);
+  if (!std::isfinite(k0) || !std::isfinite(k1) || !(k1 - k0 < 50)) return t;
+  for (int i = 0; k0 + i <= k1; ++i) {
+    double v = (k0 + i) * t.step;
     t.at.push_back(std::fabs(v) < t.step * 1e-9 ? 0.0 : v);
+  }
   return t;
 }
 
@@ -318,8 +325,10 @@ void write_line_chart_png(const std::string& path, const std::string& title,
     double pad = ylo == 0 ? 1 : std::fabs(ylo) * 0.1;
     ylo -= pad, yhi += pad;
   } else {
-    double pad = (yhi - ylo) * 0.05;
-    ylo -= pad, yhi += pad;
+    // Halves keep the range finite even for values near +-DBL_MAX.
+    double pad = (yhi * 0.5 - ylo * 0.5) * 0.1;
+    const double kMax = std::numeric_limits<double>::max();
+    ylo = std::max(-kMax, ylo - pad), yhi = std::min(kMax, yhi + pad);
   }
   Ticks yt = nice_ticks(ylo, yhi, 6), xt = nice_ticks(xlo, xhi, 8);
 
@@ -345,11 +354,17 @@ void write_line_chart_png(const std::string& path, const std::string& title,
   const int top = kLegendY + legend_rows * kRowH + 8, bottom = height - (14 + 10 + 14 + 16);
   ZR_CHECK(right - left > 20 && bottom - top > 20, "chart ", width, "x", height,
            " too small for its labels");
+  // Fractions computed on halves (finite for any finite inputs) and clamped,
+  // so a pixel coordinate is always a sane int.
+  auto frac = [](double v, double lo, double hi) {
+    double f = (v * 0.5 - lo * 0.5) / (hi * 0.5 - lo * 0.5);
+    return std::isfinite(f) ? std::clamp(f, -0.01, 1.01) : 0.0;
+  };
   auto px = [&](double x) {
-    return left + static_cast<int>(std::lround((x - xlo) / (xhi - xlo) * (right - left)));
+    return left + static_cast<int>(std::lround(frac(x, xlo, xhi) * (right - left)));
   };
   auto py = [&](double y) {
-    return bottom - static_cast<int>(std::lround((y - ylo) / (yhi - ylo) * (bottom - top)));
+    return bottom - static_cast<int>(std::lround(frac(y, ylo, yhi) * (bottom - top)));
   };
 
   cv.text((width - Canvas::text_width(title, kS)) / 2, 16, title, kS, kText);

@@ -169,6 +169,12 @@ TEST(Plot, SinglePointAndConstantSeriesStillDraw) {
   write_line_chart_png(p, "flat", "step", {{"x", {1, 2, 3}, {2, 2, 2}}});
   EXPECT_GT(count_color(decode_png(p), kBlue, 0, 800, 0, 450), 200);
   EXPECT_THROW(write_line_chart_png(p, "bad", "step", {{"x", {1, 2}, {1}}}), Error);
+  // Ranges below a double's resolution at that magnitude, and huge ones,
+  // must finish (no tick loop that cannot advance) and still draw.
+  write_line_chart_png(p, "tiny range", "step", {{"x", {1, 2, 3}, {1e10, 1e10 + 2e-6, 1e10}}});
+  EXPECT_GT(count_color(decode_png(p), kBlue, 0, 800, 0, 450), 100);
+  write_line_chart_png(p, "huge", "step", {{"x", {1, 2}, {-1.7e308, 1.7e308}}});
+  EXPECT_GT(count_color(decode_png(p), kBlue, 0, 800, 0, 450), 100);
   fs::remove(p);
 }
 
