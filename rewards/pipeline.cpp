@@ -2,16 +2,60 @@
 
 #include <algorithm>
 #include <cmath>
+#include <condition_variable>
+#include <functional>
+#include <mutex>
 #include <thread>
 
 namespace zerorl::rewards {
 
+// A fixed pool of num_threads - 1 workers (the calling thread is the last
+// one), started lazily by the first batch and joined by the destructor.  One
+// batch runs at a time (batch_mu); workers pull sample indices dynamically.
 struct RewardPipeline::Impl {
   std::vector<std::string> names;
   std::vector<double> weights;
   std::vector<std::unique_ptr<Reward>> rewards;
   std::unique_ptr<std::atomic<long long>[]> errors;
   size_t errors_cap = 0;
+
+  std::mutex batch_mu;  // one score() batch at a time
+  std::mutex mu;
+  std::condition_variable wake, done;
+  std::vector<std::thread> workers;
+  std::function<void()> job;  // the current batch's work loop
+  long long generation = 0;   // bumped per batch
+  int busy = 0;               // workers still in the current batch
+  bool stop = false;
+
+  void start(int n) {
+    for (int t = 0; t < n; ++t)
+      workers.emplace_back([this] {
+        long long seen = 0;
+        for (;;) {
+          std::function<void()> f;
+          {
+            std::unique_lock<std::mutex> l(mu);
+            wake.wait(l, [&] { return stop || generation != seen; });
+            if (stop) return;
+            seen = generation;
+            f = job;
+          }
+          f();
+          std::lock_guard<std::mutex> l(mu);
+          if (--busy == 0) done.notify_all();
+        }
+      });
+  }
+
+  ~Impl() {
+    {
+      std::lock_guard<std::mutex> l(mu);
+      stop = true;
+    }
+    wake.notify_all();
+    for (auto& t : workers) t.join();
+  }
 };
 
 RewardPipeline::RewardPipeline(int num_threads) : impl_(std::make_unique<Impl>()) {
@@ -69,11 +113,12 @@ ScoredSample RewardPipeline::score_one(const Sample& sample) const {
 
 std::vector<ScoredSample> RewardPipeline::score(const std::vector<Sample>& samples) const {
   std::vector<ScoredSample> out(samples.size());
-  const int workers = (int)std::min<size_t>((size_t)num_threads_, samples.size());
-  if (workers <= 1) {
+  if (num_threads_ <= 1 || samples.size() <= 1) {
     for (size_t i = 0; i < samples.size(); ++i) out[i] = score_one(samples[i]);
     return out;
   }
+  Impl& im = *impl_;
+  std::lock_guard<std::mutex> batch(im.batch_mu);
   // Dynamic scheduling: grading cost varies by orders of magnitude between a
   // plain integer and a symbolic expression, so workers pull indices.
   std::atomic<size_t> next{0};
@@ -81,11 +126,18 @@ std::vector<ScoredSample> RewardPipeline::score(const std::vector<Sample>& sampl
     for (size_t i = next.fetch_add(1); i < samples.size(); i = next.fetch_add(1))
       out[i] = score_one(samples[i]);
   };
-  std::vector<std::thread> pool;
-  pool.reserve(workers - 1);
-  for (int t = 1; t < workers; ++t) pool.emplace_back(work);
+  {
+    std::lock_guard<std::mutex> l(im.mu);
+    if (im.workers.empty()) im.start(num_threads_ - 1);
+    im.job = work;
+    im.busy = (int)im.workers.size();
+    ++im.generation;
+  }
+  im.wake.notify_all();
   work();
-  for (auto& t : pool) t.join();
+  std::unique_lock<std::mutex> l(im.mu);
+  im.done.wait(l, [&] { return im.busy == 0; });
+  im.job = nullptr;
   return out;
 }
 

@@ -3,9 +3,12 @@
 //   total(sample) = sum_i weight_i * reward_i.score(sample).value
 //
 // Each component is kept per sample (for logging), as is each reward's error
-// reason.  Threads: score() splits the batch over `num_threads` workers (each
-// reward must be thread-safe, see reward.h); results are returned in input
-// order and do not depend on the thread count.  A reward that throws costs
+// reason.  Threads: a pool of `num_threads` (num_threads - 1 workers plus the
+// calling thread), started by the first batch and joined by the destructor,
+// pulls samples dynamically (each reward must be thread-safe, see reward.h);
+// results are returned in input order and do not depend on the thread count.
+// Concurrent score() calls on one pipeline are safe and run one after the
+// other.  A reward that throws costs
 // that sample that reward's component (0) with the exception text as reason;
 // the other samples and rewards are unaffected.  score() itself never throws
 // for bad completions.  The pipeline object may be shared read-only between

@@ -2,6 +2,7 @@
 #include <gtest/gtest.h>
 
 #include <stdexcept>
+#include <thread>
 
 #include "core/config.h"
 #include "rewards/pipeline.h"
@@ -119,4 +120,23 @@ TEST(RewardRegistry, CustomTypesCanBeRegistered) {
   auto names = zr::registered_rewards();
   for (const char* n : {"math", "format", "countdown", "plugin", "command", "length_test"})
     EXPECT_NE(std::find(names.begin(), names.end(), n), names.end()) << n;
+}
+
+TEST(RewardPipeline, BatchesFromSeveralThreadsShareThePool) {
+  auto recipe = zerorl::Recipe::from_string("rewards:\n  accuracy: {type: math}\n");
+  auto serial = zr::build_reward_pipeline(recipe.section("rewards"), 1);
+  auto pooled = zr::build_reward_pipeline(recipe.section("rewards"), 3);
+  auto v = samples(120);
+  auto want = serial.score(v);
+  std::vector<std::vector<zr::ScoredSample>> got(4);
+  std::vector<std::thread> callers;
+  for (int t = 0; t < 4; ++t)
+    callers.emplace_back([&, t] {
+      for (int rep = 0; rep < 3; ++rep) got[t] = pooled.score(v);  // the pool is reused
+    });
+  for (auto& c : callers) c.join();
+  for (auto& g : got) {
+    ASSERT_EQ(g.size(), want.size());
+    for (size_t i = 0; i < g.size(); ++i) EXPECT_EQ(g[i].total, want[i].total) << i;
+  }
 }
