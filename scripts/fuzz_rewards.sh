@@ -11,6 +11,17 @@
 # libFuzzer flags go in $FUZZ_FLAGS (e.g. FUZZ_FLAGS=-detect_leaks=0).
 set -euo pipefail
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+if [ "${1:-}" = "--tsan" ]; then
+  # scripts/fuzz_rewards.sh --tsan: ThreadSanitizer run of the pipeline pool +
+  # grader + GiNaC lock (tests/rewards/fuzz/tsan_pipeline_driver.cpp).
+  out=$here/build-fuzz
+  mkdir -p "$out"
+  ${CXX_FUZZ:-clang++} -std=c++17 -O1 -g -fsanitize=thread -I"$here" $(pkg-config --cflags ginac) \
+    "$here/tests/rewards/fuzz/tsan_pipeline_driver.cpp" "$here"/rewards/*.cpp "$here"/rewards/math/*.cpp \
+    "$here/core/config.cpp" "$here/core/error.cpp" "$here/core/log.cpp" -o "$out/tsan_pipeline_driver" \
+    $(pkg-config --libs ginac) -lgmpxx -lgmp -lyaml-cpp -ldl -lpthread
+  TSAN_OPTIONS=halt_on_error=1 exec "$out/tsan_pipeline_driver"
+fi
 secs=${1:-600}
 out=${2:-$here/build-fuzz}
 mkdir -p "$out/corpus" "$out/artifacts"

@@ -9,6 +9,7 @@
 #include <functional>
 #include <map>
 #include <mutex>
+#include <thread>
 #include <set>
 
 namespace zerorl::rewards::math {
@@ -132,8 +133,8 @@ mpz_class round_places(const mpq_class& x, int places) {
 
 // ------------------------------------------------------------- GiNaC
 
-std::timed_mutex& ginac_mutex() {
-  static std::timed_mutex mu;
+std::mutex& ginac_mutex() {
+  static std::mutex mu;
   return mu;
 }
 
@@ -403,8 +404,14 @@ Comparison ginac_scalar(const GiNaC::ex& a, const GiNaC::ex& b, bool decimal, co
 // Runs f with the GiNaC lock held, waiting until the deadline at most.
 template <typename F>
 Comparison with_ginac(Budget& b, F f) {
-  std::unique_lock<std::timed_mutex> lock(ginac_mutex(), std::defer_lock);
-  if (!lock.try_lock_until(b.deadline)) throw BudgetExceeded{"deadline (waiting for the symbolic engine)"};
+  // Waits until the deadline at most.  try_lock() with a short back-off rather
+  // than timed_mutex::try_lock_until: the latter's pthread_mutex_clocklock is
+  // invisible to ThreadSanitizer, which then reports every GiNaC access.
+  std::unique_lock<std::mutex> lock(ginac_mutex(), std::defer_lock);
+  for (int backoff_us = 5; !lock.try_lock(); backoff_us = std::min(backoff_us * 2, 200)) {
+    if (b.expired()) throw BudgetExceeded{"deadline (waiting for the symbolic engine)"};
+    std::this_thread::sleep_for(std::chrono::microseconds(backoff_us));
+  }
   static bool digits_set = [] {
     GiNaC::Digits = 30;
     return true;
