@@ -1,0 +1,194 @@
+// zerorl generate: sample completions from a checkpoint with the rollout engine.
+#include <ATen/core/Tensor.h>
+#include <torch/nn/module.h>
+#include <unistd.h>
+
+#include <cstdio>
+#include <fstream>
+#include <iostream>
+#include <memory>
+#include <nlohmann/json.hpp>
+#include <string>
+#include <vector>
+
+#include "cli/command.h"
+#include "core/error.h"
+#include "core/h5.h"
+#include "data/char_tokenizer.h"
+#include "data/tokenizer.h"
+#include "model/hf.h"
+#include "model/weights.h"
+#include "rollout/engine.h"
+
+namespace zerorl::cli {
+namespace {
+
+const char* kUsage =
+    "usage: zerorl generate --model PATH [--prompt TEXT ...] [options]\n"
+    "\n"
+    "Sample completions with the rollout engine (KV cache, continuous batching).\n"
+    "PATH is a zerorl checkpoint (.h5) or a Hugging Face folder (config.json,\n"
+    "*.safetensors, tokenizer.json).  With no --prompt: an interactive prompt loop\n"
+    "when stdin is a terminal, else one prompt per line of stdin.\n"
+    "\n"
+    "  --prompt TEXT        prompt text (repeatable)\n"
+    "  --greedy             argmax decoding (same as --temperature 0)\n"
+    "  --temperature T      sampling temperature (default 1.0)\n"
+    "  --top-p P            nucleus sampling mass in (0, 1] (default 1.0)\n"
+    "  --top-k K            keep the K most probable tokens, 0 = off (default 0)\n"
+    "  --max-new-tokens N   completion length limit (default 256)\n"
+    "  --stop TEXT          stop string, kept in the output (repeatable)\n"
+    "  --num-samples G      completions per prompt (default 1)\n"
+    "  --seed S             sampling seed (default 0)\n"
+    "  --slots N            sequences decoded together (default 16)\n"
+    "  --tokenizer PATH     tokenizer.json, a zerorl char tokenizer JSON, or 'char'\n"
+    "                       for the built-in task vocabulary (default:\n"
+    "                       the model folder's tokenizer.json, or the checkpoint's\n"
+    "                       'tokenizer_json' attribute on its 'model' group)\n"
+    "  --bos                prepend the tokenizer's BOS token to each prompt\n"
+    "  --json               one JSON object per completion on stdout\n"
+    "  --stats              print throughput figures to stderr\n";
+
+std::shared_ptr<model::CausalLM> load_policy(const std::string& path) {
+  if (model::is_hf_dir(path)) return model::load_hf(path);
+  return model::load_model_h5(path);
+}
+
+std::unique_ptr<data::Tokenizer> find_tokenizer(const std::string& model_path, const std::optional<std::string>& flag) {
+  if (flag && *flag == "char") return std::make_unique<data::CharTokenizer>(data::CharTokenizer::for_tasks());
+  if (flag) return data::load_tokenizer(*flag);
+  if (model::is_hf_dir(model_path)) {
+    if (std::ifstream(model_path + "/tokenizer.json").good()) return data::load_tokenizer(model_path);
+    ZR_THROW(model_path, ": no tokenizer.json in the model folder; pass --tokenizer PATH");
+  }
+  H5File f(model_path, H5File::Mode::kRead);
+  if (f.has_attr("model", "tokenizer_json"))
+    return data::tokenizer_from_json(f.read_attr_string("model", "tokenizer_json"), model_path + ":model/tokenizer_json");
+  ZR_THROW(model_path, ": the checkpoint stores no tokenizer (attribute model/tokenizer_json); pass --tokenizer PATH");
+}
+
+struct Session {
+  std::shared_ptr<model::CausalLM> policy;
+  std::unique_ptr<data::Tokenizer> tok;
+  std::unique_ptr<rollout::Engine> engine;
+  rollout::SamplingParams params;
+  int64_t group = 1;
+  bool bos = false, json = false, stats = false;
+  uint64_t next_id = 0;
+
+  rollout::PromptInput encode(const std::string& text) {
+    rollout::PromptInput p;
+    p.id = static_cast<int64_t>(next_id++);
+    if (bos) {
+      ZR_CHECK(tok->bos_id() >= 0, "--bos: the tokenizer has no BOS token");
+      p.tokens.push_back(tok->bos_id());
+    }
+    for (int32_t id : tok->encode(text)) p.tokens.push_back(id);
+    ZR_CHECK(!p.tokens.empty(), "prompt ", p.id, " is empty; give some text (or --bos)");
+    return p;
+  }
+
+  void run(const std::vector<std::string>& texts) {
+    std::vector<rollout::PromptInput> prompts;
+    for (const auto& t : texts) prompts.push_back(encode(t));
+    const rollout::RolloutBatch b = engine->generate(*policy, prompts, group, params);
+    for (size_t i = 0; i < b.samples.size(); ++i) {
+      const rollout::RolloutSample& s = b.samples[i];
+      const std::string& prompt = texts[i / static_cast<size_t>(group)];
+      if (json) {
+        nlohmann::json j;
+        j["prompt"] = rollout::utf8_sanitize(prompt);
+        j["prompt_id"] = s.prompt_id;
+        j["sample"] = s.sample_index;
+        j["completion"] = s.text;
+        j["finish"] = rollout::finish_reason_name(s.finish);
+        j["prompt_tokens"] = s.prompt_tokens;
+        j["tokens"] = s.completion_tokens;
+        j["logprobs"] = s.logp;
+        std::cout << j.dump() << "\n";
+      } else {
+        if (group > 1 || texts.size() > 1)
+          std::cout << "--- prompt " << s.prompt_id << ", sample " << s.sample_index << " ---\n";
+        std::cout << prompt << s.text << "\n[" << rollout::finish_reason_name(s.finish) << ", "
+                  << s.completion_length() << " tokens]\n";
+      }
+    }
+    std::cout.flush();
+    if (stats) std::cerr << "generate: " << b.stats.to_string() << "\n";
+  }
+};
+
+int run_generate(Args& args) {
+  const std::string model_path = args.value("--model");
+  std::vector<std::string> prompts = args.values("--prompt");
+  const bool greedy = args.flag("--greedy");
+  rollout::SamplingParams sp;
+  sp.temperature = args.double_value("--temperature", 1.0);
+  if (greedy) sp.temperature = 0.0;
+  sp.top_p = args.double_value("--top-p", 1.0);
+  sp.top_k = args.int_value("--top-k", 0);
+  sp.max_new_tokens = args.int_value("--max-new-tokens", 256);
+  sp.stop_strings = args.values("--stop");
+  const long long seed = args.int_value("--seed", 0);
+  if (seed < 0) throw UsageError("--seed must be >= 0");
+  sp.seed = static_cast<uint64_t>(seed);
+  const long long group = args.int_value("--num-samples", 1);
+  const long long slots = args.int_value("--slots", 16);
+  const auto tok_path = args.optional_value("--tokenizer");
+  Session s;
+  s.bos = args.flag("--bos");
+  s.json = args.flag("--json");
+  s.stats = args.flag("--stats");
+  args.finish();
+  if (group < 1) throw UsageError("--num-samples must be >= 1");
+  if (slots < 1) throw UsageError("--slots must be >= 1");
+  try {
+    sp.validate("generate");
+  } catch (const Error& e) {
+    throw UsageError(e.what());
+  }
+  s.params = sp;
+  s.group = group;
+
+  s.policy = load_policy(model_path);
+  s.policy->eval();
+  // Half precision on the CPU is slow and gains nothing for generation.
+  if (s.policy->output_weight().device().is_cpu() && s.policy->output_weight().scalar_type() != at::kFloat &&
+      s.policy->output_weight().scalar_type() != at::kDouble)
+    s.policy->to(at::kFloat);
+  s.tok = find_tokenizer(model_path, tok_path);
+  auto text = std::make_shared<rollout::TokenText>(rollout::TokenText::from_tokenizer(*s.tok));
+  rollout::EngineOptions eo;
+  eo.num_slots = slots;
+  if (s.policy->config().eos_token_id < 0 && s.tok->eos_id() >= 0) eo.eos_token_id = s.tok->eos_id();
+  s.engine = std::make_unique<rollout::Engine>(eo, text);
+
+  if (!prompts.empty()) {
+    s.run(prompts);
+    return 0;
+  }
+  const bool tty = isatty(STDIN_FILENO) != 0;
+  if (tty) std::cerr << s.policy->config().summary() << "\nenter a prompt (empty line or Ctrl-D to quit)\n";
+  std::string line;
+  while (true) {
+    if (tty) std::cerr << "> " << std::flush;
+    if (!std::getline(std::cin, line)) break;
+    if (line.empty()) {
+      if (tty) break;
+      continue;
+    }
+    if (tty) {
+      s.run({line});  // one at a time, answered immediately
+    } else {
+      prompts.push_back(line);
+    }
+  }
+  if (!prompts.empty()) s.run(prompts);
+  return 0;
+}
+
+}  // namespace
+
+ZR_REGISTER_COMMAND(generate, "sample completions from a checkpoint (KV cache, batched)", kUsage, run_generate);
+
+}  // namespace zerorl::cli
