@@ -84,7 +84,7 @@ class BpeParity : public ::testing::Test {
     ASSERT_EQ(rc, 0) << "oracle training failed";
   }
   static void TearDownTestSuite() {
-    if (dir_) std::filesystem::remove_all(*dir_);
+    if (dir_) t::remove_tree(*dir_);
     delete dir_;
     dir_ = nullptr;
   }

@@ -11,12 +11,22 @@
 
 namespace zerorl::data::testing {
 
+// Runs a shell command; returns its exit status.
+inline int run_shell(const std::string& cmd) { return std::system(cmd.c_str()); }
+
+// Deletes a folder tree.  Not std::filesystem::remove_all: the binary links
+// libtorch.so, which exports its own copy of that symbol, and that copy
+// crashes (SIGSEGV, null call) here.
+inline void remove_tree(const std::filesystem::path& dir) {
+  run_shell("rm -rf '" + dir.string() + "'");
+}
+
 // A fresh folder under the build tree, unique per name and process (ctest -j
 // runs test cases of one suite in parallel processes).
 inline std::filesystem::path scratch_dir(const std::string& name) {
   auto dir = std::filesystem::path(ZR_BINARY_DIR) / "test_scratch" / "data" /
              (name + "." + std::to_string(::getpid()));
-  std::filesystem::remove_all(dir);
+  remove_tree(dir);
   std::filesystem::create_directories(dir);
   return dir;
 }
@@ -32,9 +42,6 @@ inline void spit(const std::filesystem::path& p, const std::string& text) {
   std::ofstream out(p, std::ios::binary);
   out << text;
 }
-
-// Runs a shell command; returns its exit status.
-inline int run_shell(const std::string& cmd) { return std::system(cmd.c_str()); }
 
 inline std::string oracle_script() {
   return std::string(ZR_SOURCE_DIR) + "/tests/data/bpe_oracle.py";
