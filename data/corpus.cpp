@@ -22,8 +22,7 @@ bool uses_worked_steps(std::string_view completion) { return count_worked_steps(
 CorpusConfig CorpusConfig::from(const ConfigNode& n) {
   CorpusConfig c;
   c.task = TaskConfig::from(n.section("task"));
-  c.prompt_template = TemplateConfig::from(n.section("template"));
-  if (!n.section("template").has("name")) c.prompt_template.name = "tiny";
+  c.prompt_template = TemplateConfig::from(n.section("template"), "tiny");
   c.seed = n.get<uint64_t>("seed", c.seed);
   ConfigNode mix = n.section("mix");
   c.bare = mix.get<double>("bare", c.bare);

@@ -7,9 +7,9 @@ namespace zerorl::data {
 
 static constexpr std::string_view kPlaceholder = "{prompt}";
 
-TemplateConfig TemplateConfig::from(const ConfigNode& n) {
+TemplateConfig TemplateConfig::from(const ConfigNode& n, const std::string& default_name) {
   TemplateConfig c;
-  c.name = n.choice("name", {"r1zero", "tiny", "custom"}, c.name);
+  c.name = n.choice("name", {"r1zero", "tiny", "custom"}, default_name);
   if (c.name == "custom") {
     c.text = n.get<std::string>("text");
     ZR_CHECK(c.text.find(kPlaceholder) != std::string::npos, n.where("text"), ": ",

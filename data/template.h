@@ -25,8 +25,8 @@ struct TemplateConfig {
   std::string name = "r1zero";  // r1zero | tiny | custom
   std::string text;             // custom only: must contain {prompt}
   // Reads a `template:` section; a custom text without {prompt} is an error
-  // naming the key.
-  static TemplateConfig from(const ConfigNode& n);
+  // naming the key.  `default_name` is used when the section has no name.
+  static TemplateConfig from(const ConfigNode& n, const std::string& default_name = "r1zero");
 };
 
 class PromptTemplate {

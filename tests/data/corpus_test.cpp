@@ -137,6 +137,9 @@ TEST(Corpus, ConfigFromRecipeWithR1ZeroTemplateOpensTheThinkTagItself) {
     auto verdict = check_countdown(d.text.substr(a, e - a), nums, std::stoll(m[2]));
     EXPECT_TRUE(verdict.correct) << d.text << ": " << verdict.reason;
   }
+  // Without a template section the corpus uses the tiny template.
+  auto plain = Recipe::from_string("corpus:\n  seed: 1\n", "p.yaml");
+  EXPECT_EQ(CorpusConfig::from(plain.section("corpus")).prompt_template.name, "tiny");
   auto bad = Recipe::from_string("corpus:\n  tagged_worked_fraction: 2\n", "b.yaml");
   EXPECT_THROW(CorpusConfig::from(bad.section("corpus")), Error);
 }
