@@ -173,6 +173,19 @@ TEST_F(BpeParity, SpecialTokensAreSingleIdsAndSkippable) {
   EXPECT_FALSE(tok->is_special(tok->token_to_id("<think>")));
 }
 
+TEST_F(BpeParity, FolderWithTokenizerConfigNamesTheSpecialIds) {
+  auto folder = *dir_ / "model_folder";
+  std::filesystem::create_directories(folder);
+  t::spit(folder / "tokenizer.json", t::slurp(*dir_ / "qwen2.json"));
+  t::spit(folder / "tokenizer_config.json",
+          R"({"eos_token": {"content": "<|im_end|>"}, "bos_token": null, "pad_token": "<|endoftext|>"})");
+  auto tok = load_tokenizer(folder.string());
+  EXPECT_EQ(tok->eos_id(), tok->token_to_id("<|im_end|>"));
+  EXPECT_EQ(tok->pad_id(), tok->token_to_id("<|endoftext|>"));
+  EXPECT_EQ(tok->bos_id(), -1);
+  EXPECT_GE(tok->eos_id(), 0);
+}
+
 TEST_F(BpeParity, InvalidUtf8AndBadIdsAreErrors) {
   auto tok = load_tokenizer((*dir_ / "gpt2.json").string());
   try {
