@@ -24,6 +24,10 @@
 //      max / (norm + 1e-6) when that is < 1), AdamW with lr_at(num_updates),
 //      clear gradients, num_updates incremented.
 // The schedule counts applied updates, so a skipped step does not advance it.
+// After step 1 every parameter has a gradient (zeros where no rank produced
+// one, e.g. an expert that received no tokens anywhere), so every parameter
+// takes an AdamW step (momentum and decay still move it): give the Optimizer
+// trainable parameters only.
 //
 // Not thread-safe.  Errors (bad config, state of the wrong shape on load)
 // throw zerorl::Error naming the key or tensor.
