@@ -21,6 +21,12 @@
 #include "core/config.h"
 #include "model/model.h"
 
+static double cpu_seconds() {
+  rusage u{};
+  getrusage(RUSAGE_SELF, &u);
+  return u.ru_utime.tv_sec + u.ru_stime.tv_sec + 1e-6 * (u.ru_utime.tv_usec + u.ru_stime.tv_usec);
+}
+
 static long peak_rss_kb() {
   rusage u{};
   getrusage(RUSAGE_SELF, &u);
@@ -50,22 +56,25 @@ int main(int argc, char** argv) {
   at::manual_seed(0);
   at::Tensor tokens = at::randint(0, cfg.vocab_size, {B, T}, at::kLong);
   at::Tensor targets = at::randint(0, cfg.vocab_size, {B, T}, at::kLong);
-  std::vector<double> secs;
+  std::vector<double> secs, cpu;
   for (int s = 0; s <= steps; ++s) {
     auto t0 = std::chrono::steady_clock::now();
+    double c0 = cpu_seconds();
     m.zero_grad();
     model::ForwardOptions fo;
     fo.record_expert_load = true;
     model::LogprobOutput o = m.logprobs(tokens, targets, {}, fo);
     (o.logp_BT.mean() + o.aux_loss).backward();
     double dt = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-    if (s > 0) secs.push_back(dt);  // step 0 warms up allocators and thread pools
+    if (s > 0) secs.push_back(dt), cpu.push_back(cpu_seconds() - c0);  // step 0 warms up
   }
   std::sort(secs.begin(), secs.end());
-  double med = secs[secs.size() / 2];
+  std::sort(cpu.begin(), cpu.end());
+  double med = secs[secs.size() / 2], cmed = cpu[cpu.size() / 2];
   std::printf("model: %s\n%s\n", cfg.summary().c_str(), m.param_report().to_string().c_str());
-  std::printf("threads %d, B=%lld T=%lld: forward+backward %.1f ms/step (median of %d), %.0f tokens/s\n",
-              at::get_num_threads(), (long long)B, (long long)T, med * 1e3, steps, B * T / med);
+  std::printf("threads %d, B=%lld T=%lld: forward+backward %.1f ms/step wall (median of %d), %.0f tokens/s; "
+              "%.2f CPU-s/step, %.0f tokens per CPU-second\n",
+              at::get_num_threads(), (long long)B, (long long)T, med * 1e3, steps, B * T / med, cmed, B * T / cmed);
   std::printf("peak RSS %.1f MiB (%.1f MiB before the first step)\n", peak_rss_kb() / 1024.0, rss0 / 1024.0);
   return 0;
 }
