@@ -22,7 +22,7 @@ log() { printf '[setup] %s\n' "$*"; }
 apt_pkgs=(build-essential cmake ninja-build ccache pkg-config git
           openmpi-bin libopenmpi-dev libyaml-cpp-dev libhdf5-dev hdf5-tools
           libgtest-dev libgmock-dev libgmp-dev libginac-dev libcln-dev
-          libpcre2-dev nlohmann-json3-dev libxxhash-dev libpng-dev zlib1g-dev
+          libpcre2-dev libicu-dev nlohmann-json3-dev libxxhash-dev libpng-dev zlib1g-dev
           python3-venv clang libclang-rt-14-dev)
 missing=()
 for p in "${apt_pkgs[@]}"; do
