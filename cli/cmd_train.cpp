@@ -1,0 +1,47 @@
+#include <iomanip>
+#include <iostream>
+
+#include "cli/command.h"
+#include "cli/recipe_args.h"
+#include "core/comm.h"
+#include "trainer/grpo_trainer.h"
+
+namespace zerorl::cli {
+
+static void print_table(const TrainResult& r) {
+  std::cout << "\n" << std::left << std::setw(24) << "metric" << std::setw(12) << "step 0"
+            << std::setw(12) << "final" << "\n";
+  for (auto& [k, v] : r.last_eval) {
+    auto it = r.first_eval.find(k);
+    std::cout << std::setw(24) << k << std::setw(12)
+              << (it == r.first_eval.end() ? std::string("-") : std::to_string(it->second))
+              << std::setw(12) << v << "\n";
+  }
+  std::cout << "steps " << r.steps_done << ", " << r.wall_seconds << " s; outputs in " << r.run_dir
+            << "\n";
+}
+
+static int run_train_cmd(Args& args) {
+  std::string resume = args.value("--resume", "");
+  if (!resume.empty() && resume != "auto" && resume.rfind("-", 0) == 0)
+    throw UsageError("--resume takes auto or a checkpoint path");
+  Recipe recipe = recipe_from_args(args);
+  args.finish();
+  auto comm = make_comm(recipe.root().get<std::string>("comm", "auto"));
+  auto res = run_train(recipe, *comm, resume);
+  if (comm->rank() == 0) print_table(res);
+  return 0;
+}
+
+ZR_REGISTER_COMMAND(train, "GRPO training (R1-Zero style) from a recipe",
+                    "usage: zerorl train RECIPE [key.sub=value ...] [--resume auto|PATH]\n"
+                    "\n"
+                    "Runs the GRPO loop of the recipe: rollout, reward, advantage, reference\n"
+                    "log-probs, update, log, evaluate, checkpoint.  Outputs go to\n"
+                    "<run.dir>/<run.name>/.  --resume auto continues from the newest\n"
+                    "checkpoint that verifies (falling back past corrupt ones); --resume PATH\n"
+                    "from a checkpoint step directory.  Under mpirun every rank rolls out its\n"
+                    "own groups and gradients are summed across ranks.\n",
+                    run_train_cmd);
+
+}  // namespace zerorl::cli

@@ -1,0 +1,196 @@
+// End-to-end tests of the GRPO loop on a tiny random policy: outputs, exact
+// resume, fallback past a truncated checkpoint, and early recipe errors.
+#include "trainer/grpo_trainer.h"
+
+#include <gtest/gtest.h>
+
+#include <filesystem>
+#include <fstream>
+#include <nlohmann/json.hpp>
+#include <sstream>
+
+#include "core/comm.h"
+#include "core/config.h"
+#include "core/error.h"
+#include "data/char_tokenizer.h"
+#include "model/model.h"
+#include "trainer/checkpoint.h"
+#include "trainer/policy_file.h"
+
+using namespace zerorl;
+namespace fs = std::filesystem;
+
+namespace {
+
+fs::path scratch() {
+  fs::path d = fs::temp_directory_path() / ("zerorl_trainer_" + std::to_string(::getpid()));
+  fs::create_directories(d);
+  return d;
+}
+
+// A tiny random MoE policy with the task character tokenizer.
+std::string tiny_policy() {
+  static std::string path;
+  if (!path.empty()) return path;
+  auto tok = data::CharTokenizer::for_tasks();
+  model::ModelConfig c;
+  c.vocab_size = tok.vocab_size();
+  c.hidden_size = 32;
+  c.num_layers = 2;
+  c.max_position = 256;
+  c.attn.num_heads = 2;
+  c.attn.num_kv_heads = 2;
+  c.attn.kv_lora_rank = 16;
+  c.attn.qk_nope_head_dim = 8;
+  c.attn.qk_rope_head_dim = 8;
+  c.attn.v_head_dim = 8;
+  c.moe.num_experts = 4;
+  c.moe.top_k = 2;
+  c.moe.expert_intermediate = 32;
+  c.moe.shared_intermediate = 32;
+  c.moe.dense_intermediate = 64;
+  c.moe.first_k_dense_replace = 0;
+  c.moe.balance_bias_gamma = 0.01;
+  c.eos_token_id = tok.eos_id();
+  c.seed = 3;
+  c.validate();
+  model::CausalLM m(c);
+  path = (scratch() / "policy.h5").string();
+  save_policy(path, m, tok);
+  return path;
+}
+
+std::string recipe_text(const std::string& name, const std::string& extra = "") {
+  std::ostringstream r;
+  r << "run: {name: " << name << ", dir: " << (scratch() / "runs").string() << "}\n"
+    << "policy: {init: " << tiny_policy() << "}\n"
+    << "template: {name: tiny}\n"
+    << "data:\n  source: task\n  task: {name: addition, min_digits: 1, max_digits: 2, seed: 0}\n"
+    << "  train_size: 200\n  test_size: 8\n  seed: 1\n"
+    << "rollout:\n  num_slots: 16\n  sampling: {temperature: 1.0, max_new_tokens: 12, stop_strings: [\"</answer>\"]}\n"
+    << "rewards:\n  accuracy: {type: math}\n  format: {type: format, weight: 0.5}\n"
+    << "loss: {beta: 0.04, eps_high: 0.28}\n"
+    << "optimizer: {lr: 1.0e-3, max_grad_norm: 1.0}\n"
+    << "train: {steps: 6, prompts_per_step: 4, group_size: 4, sample_every: 2}\n"
+    << "eval: {every: 3, num_problems: 4, k: 2}\n"
+    << "checkpoint: {every: 1, keep_last: 10}\n"
+    << "reward_threads: 1\n"
+    << extra;
+  return r.str();
+}
+
+TrainResult train(const std::string& text, const std::vector<std::string>& overrides = {},
+                  const std::string& resume = "") {
+  Recipe r = Recipe::from_string(text, "test.yaml");
+  r.apply_overrides(overrides);
+  auto comm = make_comm("single");
+  return run_train(r, *comm, resume);
+}
+
+std::vector<std::string> lines_without_time(const std::string& path) {
+  std::vector<std::string> out;
+  std::ifstream in(path);
+  std::string line;
+  while (std::getline(in, line)) {
+    auto j = nlohmann::json::parse(line);
+    j.erase("time");
+    out.push_back(j.dump());
+  }
+  return out;
+}
+
+std::string final_hash(const std::string& run_dir, long step) {
+  return checkpoint_weights_hash(
+      checkpoint_rank_file(checkpoint_step_dir(run_dir + "/checkpoints", step), 0));
+}
+
+}  // namespace
+
+TEST(GrpoTrainer, ShortRunWritesEveryOutputFile) {
+  auto res = train(recipe_text("outputs"), {"train.steps=2", "eval.every=1"});
+  fs::path d = res.run_dir;
+  for (auto f : {"recipe.resolved.yaml", "metrics.jsonl", "samples.jsonl", "eval.jsonl", "summary.json"})
+    EXPECT_TRUE(fs::exists(d / f)) << f;
+  auto metrics = lines_without_time((d / "metrics.jsonl").string());
+  ASSERT_EQ(metrics.size(), 2u);
+  auto m = nlohmann::json::parse(metrics[1]);
+  EXPECT_EQ(m["step"], 2);
+  for (auto k : {"reward/mean", "reward/std", "reward/accuracy", "reward/format", "loss/kl", "loss/entropy",
+                 "loss/clip_frac_low", "loss/clip_frac_high", "optim/grad_norm", "optim/lr",
+                 "response/length_mean", "response/truncated_rate", "advantage/zero_spread_frac"})
+    EXPECT_TRUE(m.contains(k)) << k << " missing from " << metrics[1];
+  // eval before training and after each step
+  EXPECT_EQ(lines_without_time((d / "eval.jsonl").string()).size(), 3u);
+  auto samples = lines_without_time((d / "samples.jsonl").string());
+  ASSERT_FALSE(samples.empty());
+  auto s = nlohmann::json::parse(samples[0]);
+  EXPECT_TRUE(s.contains("completion") && s.contains("prompt") && s.contains("reward"));
+  std::ifstream sj((d / "summary.json").string());
+  auto summary = nlohmann::json::parse(sj);
+  EXPECT_EQ(summary["steps"], 2);
+  EXPECT_TRUE(summary["base"].contains("pass_at_1"));
+  EXPECT_TRUE(summary["final"].contains("greedy_accuracy"));
+  EXPECT_TRUE(summary["final"].contains("worked_rate"));
+  EXPECT_FALSE(fs::is_empty(d / "plots"));
+  EXPECT_EQ(verify_checkpoint(checkpoint_rank_file(checkpoint_step_dir((d / "checkpoints").string(), 2), 0)), "");
+  // The recipe written is the resolved one and parses back.
+  Recipe back = Recipe::from_file((d / "recipe.resolved.yaml").string());
+  EXPECT_EQ(back.section("train").get<long>("steps"), 2);
+}
+
+TEST(GrpoTrainer, ResumeContinuesBitIdentically) {
+  auto straight = train(recipe_text("straight"));
+  auto first = train(recipe_text("resumed"), {"train.steps=3"});
+  auto second = train(recipe_text("resumed"), {}, "auto");
+  EXPECT_EQ(second.steps_done, 6);
+  EXPECT_EQ(final_hash(straight.run_dir, 6), final_hash(second.run_dir, 6));
+  auto a = lines_without_time(straight.run_dir + "/metrics.jsonl");
+  auto b = lines_without_time(second.run_dir + "/metrics.jsonl");
+  ASSERT_EQ(a.size(), 6u);
+  EXPECT_EQ(a, b);
+}
+
+TEST(GrpoTrainer, TruncatedNewestCheckpointIsSkipped) {
+  auto run = train(recipe_text("trunc"), {"train.steps=3"});
+  auto before = lines_without_time(run.run_dir + "/metrics.jsonl");
+  std::string newest = checkpoint_rank_file(checkpoint_step_dir(run.run_dir + "/checkpoints", 3), 0);
+  fs::resize_file(newest, fs::file_size(newest) / 2);
+  auto resumed = train(recipe_text("trunc"), {"train.steps=3"}, "auto");
+  // Resumed from step 2 and recomputed step 3 exactly.
+  auto after = lines_without_time(resumed.run_dir + "/metrics.jsonl");
+  EXPECT_EQ(before, after);
+  EXPECT_EQ(verify_checkpoint(newest), "");  // rewritten whole
+}
+
+TEST(GrpoTrainer, TypoInRecipeNamesKeyAndLine) {
+  std::string text = recipe_text("typo", "trian: {steps: 3}\n");
+  try {
+    train(text);
+    FAIL() << "expected an error";
+  } catch (const Error& e) {
+    std::string msg = e.what();
+    EXPECT_NE(msg.find("'trian'"), std::string::npos) << msg;
+    EXPECT_NE(msg.find("test.yaml:"), std::string::npos) << msg;
+  }
+  try {
+    train(recipe_text("typo2"), {"loss.bta=0.1"});
+    FAIL() << "expected an error";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("loss.bta"), std::string::npos) << e.what();
+  }
+}
+
+TEST(GrpoTrainer, MissingDatasetFailsBeforeAnyCompute) {
+  std::string text = recipe_text("nodata");
+  text.replace(text.find("  source: task"), std::string("  source: task").size(),
+               "  source: jsonl\n  path: /nonexistent/train.jsonl");
+  auto t0 = std::chrono::steady_clock::now();
+  try {
+    train(text);
+    FAIL() << "expected an error";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("/nonexistent/train.jsonl"), std::string::npos) << e.what();
+  }
+  EXPECT_LT(std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count(), 5.0);
+  EXPECT_FALSE(fs::exists(scratch() / "runs" / "nodata" / "checkpoints"));
+}

@@ -1,0 +1,560 @@
+// The GRPO step loop.  Legend: B completions on this rank, P prompts on this
+// rank, G group size, T padded sequence length, C padded completion length.
+#include "trainer/grpo_trainer.h"
+
+#include <ATen/ATen.h>
+#include <torch/csrc/autograd/grad_mode.h>
+
+#include <chrono>
+#include <cmath>
+#include <filesystem>
+#include <nlohmann/json.hpp>
+
+#include "core/comm.h"
+#include "core/config.h"
+#include "core/log.h"
+#include "core/progress.h"
+#include "data/dataset.h"
+#include "data/prompt_source.h"
+#include "data/template.h"
+#include "model/model.h"
+#include "rewards/pipeline.h"
+#include "rollout/engine.h"
+#include "trainer/advantages.h"
+#include "trainer/checkpoint.h"
+#include "trainer/evaluate.h"
+#include "trainer/grad_sync.h"
+#include "trainer/grpo_loss.h"
+#include "trainer/optimizer.h"
+#include "trainer/plot.h"
+#include "trainer/policy_file.h"
+#include "trainer/run_dir.h"
+
+namespace zerorl {
+
+TrainConfig TrainConfig::from(const ConfigNode& n) {
+  TrainConfig c;
+  c.steps = n.get<long>("steps", c.steps);
+  c.prompts_per_step = n.get<long>("prompts_per_step", c.prompts_per_step);
+  c.group_size = n.get<long>("group_size", c.group_size);
+  c.epochs = n.get<long>("epochs", c.epochs);
+  c.minibatches = n.get<long>("minibatches", c.minibatches);
+  c.micro_batch = n.get<long>("micro_batch", c.micro_batch);
+  c.old_logprobs = n.choice("old_logprobs", {"auto", "rollout", "recompute"}, c.old_logprobs);
+  c.ref_reset_every = n.get<long>("ref_reset_every", c.ref_reset_every);
+  c.sample_every = n.get<long>("sample_every", c.sample_every);
+  c.samples_per_log = n.get<long>("samples_per_log", c.samples_per_log);
+  c.seed = n.get<unsigned long long>("seed", c.seed);
+  ZR_CHECK(c.steps >= 0, n.where("steps"), ": train.steps must be >= 0");
+  ZR_CHECK(c.prompts_per_step > 0, n.where("prompts_per_step"), ": train.prompts_per_step must be > 0");
+  ZR_CHECK(c.group_size >= 2, n.where("group_size"), ": train.group_size must be >= 2 (GRPO compares within a group)");
+  ZR_CHECK(c.epochs >= 1 && c.minibatches >= 1 && c.micro_batch >= 0, n.where(),
+           ": train.epochs and minibatches must be >= 1, micro_batch >= 0");
+  return c;
+}
+
+namespace {
+
+using Clock = std::chrono::steady_clock;
+double seconds_since(Clock::time_point t) {
+  return std::chrono::duration<double>(Clock::now() - t).count();
+}
+
+// Everything a run holds; built once by setup().
+struct Run {
+  TrainConfig train;
+  AdvantageConfig adv;
+  LossConfig loss;
+  OptimizerConfig optim;
+  EvalConfig eval;
+  long ckpt_every = 0, keep_last = 3;
+  bool prepend_bos = false;
+  std::string recipe_yaml, run_path;
+
+  Policy policy;
+  std::shared_ptr<model::CausalLM> reference;  // null when beta == 0
+  std::unique_ptr<Optimizer> opt;
+  data::PromptTemplate tmpl = data::PromptTemplate::tiny();
+  std::unique_ptr<data::PromptSource> source;
+  std::vector<data::Example> test_set;
+  std::unique_ptr<rewards::RewardPipeline> rewards;
+  std::unique_ptr<rollout::Engine> engine;
+  rollout::SamplingParams sampling;
+  std::unique_ptr<RunDir> dir;  // rank 0 only
+  long start_step = 0;
+  long ref_reset_step = 0;
+};
+
+// One scored group-batch for the update.
+struct StepBatch {
+  rollout::RolloutBatch rollout;
+  std::vector<std::string> prompts_rendered;  // [P]
+  std::vector<const data::Example*> examples;  // [P]
+  std::vector<rewards::ScoredSample> scores;  // [B]
+  std::vector<double> rewards;                // [B] after shaping
+  GroupAdvantages adv;
+};
+
+void copy_weights(model::CausalLM& dst, const model::CausalLM& src) {
+  torch::NoGradGuard g;
+  auto s = src.named_weights();
+  auto d = dst.named_weights();
+  ZR_CHECK(s.size() == d.size(), "reference and policy differ in structure");
+  for (size_t i = 0; i < s.size(); ++i) d[i].second.copy_(s[i].second);
+}
+
+// ---- setup -----------------------------------------------------------------------
+
+void setup(Run& run, Recipe& recipe, Comm& comm, const std::string& resume) {
+  auto rn = recipe.section("run");
+  std::string name = rn.get<std::string>("name");
+  std::string root = rn.get<std::string>("dir", "runs");
+  auto pol = recipe.section("policy");
+  std::string init = pol.get<std::string>("init");
+  run.prepend_bos = pol.get<bool>("prepend_bos", false);
+  run.tmpl = data::PromptTemplate::from_config(data::TemplateConfig::from(recipe.section("template")));
+  auto data_cfg = data::DatasetConfig::from(recipe.section("data"));
+  auto ro = recipe.section("rollout");
+  long num_slots = ro.get<long>("num_slots", 64);
+  run.sampling = rollout::SamplingParams::from_config(ro.section("sampling"));
+  auto rw = recipe.section("rewards");
+  int reward_threads = static_cast<int>(recipe.root().get<long>("reward_threads", 0));
+  run.rewards = std::make_unique<rewards::RewardPipeline>(rewards::build_reward_pipeline(rw, reward_threads));
+  run.adv = AdvantageConfig::from(recipe.section("advantage"));
+  run.loss = LossConfig::from(recipe.section("loss"));
+  run.optim = OptimizerConfig::from(recipe.section("optimizer"));
+  run.eval = EvalConfig::from(recipe.section("eval"));
+  run.train = TrainConfig::from(recipe.section("train"));
+  auto ck = recipe.section("checkpoint");
+  run.ckpt_every = ck.get<long>("every", 0);
+  run.keep_last = ck.get<long>("keep_last", 3);
+  recipe.root().get<std::string>("comm", "auto");  // read by the command
+  log::set_level(log::level_from_string(recipe.section("log").get<std::string>("level", "info")));
+  recipe.check_all_read();
+  ZR_CHECK(run.train.prompts_per_step % comm.size() == 0, "train.prompts_per_step (",
+           run.train.prompts_per_step, ") must be a multiple of the ", comm.size(), " ranks");
+  const long local_prompts = run.train.prompts_per_step / comm.size();
+  ZR_CHECK(local_prompts % run.train.minibatches == 0, "train.minibatches (", run.train.minibatches,
+           ") must divide the prompts per rank (", local_prompts, ")");
+  if (run.loss.aggregation == LossConfig::Aggregation::kDrGrpo || run.loss.overlong == LossConfig::Overlong::kSoft)
+    if (run.loss.max_completion_length == 0) run.loss.max_completion_length = run.sampling.max_new_tokens;
+  run.recipe_yaml = recipe.dump();
+
+  // Data first: a missing file fails before any compute.
+  auto train_set = data::load_examples(data_cfg, data::Split::kTrain);
+  run.test_set = data::load_examples(data_cfg, data::Split::kTest);
+  run.source = std::make_unique<data::PromptSource>(train_set, data_cfg, local_prompts * comm.size(),
+                                                    comm.rank(), comm.size());
+
+  run.policy = load_policy(init);
+  auto& model = *run.policy.model;
+  ZR_LOG_INFO("policy ", model.config().summary(), "; ", model.param_report().to_string());
+  if (run.loss.needs_reference()) {
+    run.reference = std::make_shared<model::CausalLM>(model.config());
+    copy_weights(*run.reference, model);
+    for (auto& p : run.reference->parameters()) p.set_requires_grad(false);
+  }
+  std::vector<NamedParam> params;
+  for (auto& p : model.named_parameters(true)) params.push_back({p.key(), p.value(), p.value().dim() >= 2});
+  run.opt = std::make_unique<Optimizer>(params, run.optim, comm);
+  auto text = std::make_shared<rollout::TokenText>(rollout::TokenText::from_tokenizer(*run.policy.tokenizer));
+  rollout::EngineOptions eo;
+  eo.slots(num_slots);
+  if (run.policy.tokenizer->eos_id() >= 0) eo.eos(run.policy.tokenizer->eos_id());
+  run.engine = std::make_unique<rollout::Engine>(eo, text);
+
+  // Outputs and resume.
+  run.run_path = run_dir_path(root, name);
+  ResumePoint rp;
+  if (!resume.empty()) {
+    if (resume == "auto") {
+      rp = find_resume_checkpoint(run.run_path + "/checkpoints", comm);
+    } else {
+      rp = resolve_resume_path(resume, comm.rank(), comm.size());
+    }
+  }
+  if (comm.rank() == 0)
+    run.dir = std::make_unique<RunDir>(root, name, run.recipe_yaml,
+                                       rp.found() ? RunDir::Mode::kResume : RunDir::Mode::kFresh);
+  comm.barrier();
+  if (rp.found()) {
+    Checkpoint c = load_checkpoint(rp.path);
+    ZR_CHECK(c.world_size == comm.size(), rp.path, ": written by ", c.world_size,
+             " ranks, resumed on ", comm.size(), "; exact resume needs the same world size");
+    {
+      torch::NoGradGuard g;
+      auto w = model.named_weights();
+      std::map<std::string, at::Tensor> saved(c.weights.begin(), c.weights.end());
+      for (auto& [n, t] : w) {
+        auto it = saved.find(n);
+        ZR_CHECK(it != saved.end(), rp.path, ": weight '", n, "' missing");
+        t.copy_(it->second);
+      }
+      if (run.reference) {
+        if (c.reference.empty()) {
+          copy_weights(*run.reference, model);
+        } else {
+          std::map<std::string, at::Tensor> ref(c.reference.begin(), c.reference.end());
+          for (auto& [n, t] : run.reference->named_weights()) t.copy_(ref.at(n));
+        }
+      }
+    }
+    run.opt->load_state(c.optimizer);
+    run.source->restore(data::DataCursor::from_string(c.data_cursor));
+    run.start_step = c.step;
+    run.ref_reset_step = c.ints.count("ref_reset_step") ? c.ints["ref_reset_step"] : 0;
+    if (run.dir) run.dir->truncate_after(c.step);
+    ZR_LOG_INFO("resumed from ", rp.path, " at step ", c.step);
+  }
+}
+
+// ---- phases ------------------------------------------------------------------------
+
+// rollout: G completions of each of this rank's prompts.  Prompt ids are
+// global stream positions, so a completion does not depend on the world size.
+void rollout_phase(Run& run, Comm& comm, long step, long round, const std::vector<data::Example>& prompts,
+                   StepBatch& out) {
+  std::vector<rollout::PromptInput> inputs;
+  const long P = static_cast<long>(prompts.size());
+  for (long i = 0; i < P; ++i) {
+    std::string text = run.tmpl.render(prompts[i].prompt);
+    rollout::PromptInput in;
+    in.id = (round * run.train.prompts_per_step) + comm.rank() * P + i;
+    if (run.prepend_bos && run.policy.tokenizer->bos_id() >= 0) in.tokens.push_back(run.policy.tokenizer->bos_id());
+    for (int32_t t : run.policy.tokenizer->encode(text)) in.tokens.push_back(t);
+    inputs.push_back(std::move(in));
+    out.prompts_rendered.push_back(text);
+    out.examples.push_back(&prompts[i]);
+  }
+  rollout::SamplingParams sp = run.sampling;
+  sp.seed = run.train.seed;
+  sp.step = static_cast<uint64_t>(step);
+  torch::NoGradGuard g;
+  out.rollout = run.engine->generate(*run.policy.model, inputs, run.train.group_size, sp);
+}
+
+// reward: the pipeline's weighted sum per completion (never throws on bad text).
+void reward_phase(Run& run, StepBatch& b) {
+  const long G = run.train.group_size;
+  std::vector<rewards::Sample> samples;
+  for (size_t j = 0; j < b.rollout.samples.size(); ++j) {
+    const auto& ex = *b.examples[j / G];
+    samples.push_back({b.prompts_rendered[j / G], scored_response(b.prompts_rendered[j / G], b.rollout.samples[j].text),
+                       ex.answer, ex.task, ex.meta.dump()});
+  }
+  b.scores = run.rewards->score(samples);
+  b.rewards.clear();
+  for (auto& s : b.scores) b.rewards.push_back(s.total);
+  std::vector<int64_t> lengths;
+  for (auto& s : b.rollout.samples) lengths.push_back(s.completion_length());
+  apply_overlong_shaping(b.rewards, lengths, run.loss);
+}
+
+// The packed tensors of a batch: rows are completions.
+struct Packed {
+  at::Tensor tokens_BT, targets_BT, valid_BT;  // prompt ++ completion, shifted
+  at::Tensor comp_idx_BC;                      // positions in T of completion tokens
+  at::Tensor mask_BC;                          // completion tokens (float 0/1)
+  at::Tensor behaviour_logp_BC;
+  at::Tensor truncated_B;
+};
+
+Packed pack(const rollout::RolloutBatch& rb, const std::vector<int64_t>& rows) {
+  const int64_t B = static_cast<int64_t>(rows.size());
+  int64_t T = 1, C = 1;
+  for (auto r : rows) {
+    const auto& s = rb.samples[r];
+    T = std::max<int64_t>(T, s.prompt_length() + s.completion_length() - 1);
+    C = std::max<int64_t>(C, s.completion_length());
+  }
+  Packed p;
+  p.tokens_BT = at::zeros({B, T}, at::kLong);
+  p.targets_BT = at::zeros({B, T}, at::kLong);
+  p.valid_BT = at::zeros({B, T}, at::kBool);
+  p.comp_idx_BC = at::zeros({B, C}, at::kLong);
+  p.mask_BC = at::zeros({B, C}, at::kFloat);
+  p.behaviour_logp_BC = at::zeros({B, C}, at::kFloat);
+  p.truncated_B = at::zeros({B}, at::kBool);
+  auto tok = p.tokens_BT.accessor<int64_t, 2>();
+  auto tgt = p.targets_BT.accessor<int64_t, 2>();
+  auto val = p.valid_BT.accessor<bool, 2>();
+  auto idx = p.comp_idx_BC.accessor<int64_t, 2>();
+  auto msk = p.mask_BC.accessor<float, 2>();
+  auto blp = p.behaviour_logp_BC.accessor<float, 2>();
+  for (int64_t b = 0; b < B; ++b) {
+    const auto& s = rb.samples[rows[b]];
+    std::vector<int64_t> seq = s.prompt_tokens;
+    seq.insert(seq.end(), s.completion_tokens.begin(), s.completion_tokens.end());
+    for (size_t t = 0; t + 1 < seq.size(); ++t) {
+      tok[b][t] = seq[t];
+      tgt[b][t] = seq[t + 1];
+      val[b][t] = true;
+    }
+    for (int64_t j = 0; j < s.completion_length(); ++j) {
+      idx[b][j] = s.prompt_length() + j - 1;
+      msk[b][j] = 1.0f;
+      blp[b][j] = static_cast<float>(s.logp[j]);
+    }
+    p.truncated_B[b] = s.finish == rollout::FinishReason::kLength;
+  }
+  return p;
+}
+
+// Teacher-forced log-probs (and entropies) of the completion tokens [B, C].
+std::pair<at::Tensor, at::Tensor> completion_logprobs(model::CausalLM& m, const Packed& p, double temperature,
+                                                      bool entropy, bool record_load) {
+  kernels::LogprobOptions lo;
+  lo.temperature = temperature;
+  lo.with_entropy = entropy;
+  model::ForwardOptions fo;
+  fo.valid_BT = p.valid_BT;
+  fo.record_expert_load = record_load;
+  auto out = m.logprobs(p.tokens_BT, p.targets_BT, lo, fo);
+  at::Tensor logp = out.logp_BT.gather(1, p.comp_idx_BC);
+  at::Tensor ent = entropy ? out.entropy_BT.gather(1, p.comp_idx_BC) : at::Tensor();
+  return {logp, ent};
+}
+
+at::Tensor select_rows(const at::Tensor& t, const std::vector<int64_t>& rows) {
+  return t.index_select(0, at::tensor(rows, at::kLong));
+}
+
+// update: mu epochs x minibatches optimizer steps; each optimizer step is a
+// collective (gradient all-reduce inside Optimizer::step).
+void update_phase(Run& run, Comm& comm, StepBatch& b, const at::Tensor& ref_logp_BC, MetricReducer& m) {
+  auto& model = *run.policy.model;
+  const long G = run.train.group_size;
+  const int64_t B = static_cast<int64_t>(b.rollout.samples.size());
+  std::vector<int64_t> all(B);
+  for (int64_t i = 0; i < B; ++i) all[i] = i;
+  Packed full = pack(b.rollout, all);
+  at::Tensor mask_BC = full.mask_BC;
+  if (run.loss.overlong == LossConfig::Overlong::kMask) mask_BC = mask_truncated(mask_BC, full.truncated_B);
+  const double T = run.sampling.logprob_temperature();
+  const bool use_rollout_old =
+      run.train.old_logprobs == "rollout" ||
+      (run.train.old_logprobs == "auto" && run.train.epochs == 1 && run.train.minibatches == 1);
+  at::Tensor old_logp_BC = full.behaviour_logp_BC;
+  if (!use_rollout_old) {
+    torch::NoGradGuard g;
+    old_logp_BC = completion_logprobs(model, full, T, false, false).first.detach();
+  }
+  at::Tensor adv_B = at::tensor(b.adv.advantages, at::kDouble).to(at::kFloat);
+  const long M = run.train.minibatches;
+  for (long epoch = 0; epoch < run.train.epochs; ++epoch) {
+    for (long mb = 0; mb < M; ++mb) {
+      // Minibatch mb: the groups whose local index is = mb (mod M); with the
+      // prompts per rank a multiple of M this is the same global set at
+      // every world size.
+      std::vector<int64_t> rows;
+      for (int64_t i = 0; i < B; ++i)
+        if ((i / G) % M == mb) rows.push_back(i);
+      LossScale scale = LossScale::of(select_rows(mask_BC, rows)).allreduced(comm);
+      const int64_t micro = run.train.micro_batch > 0 ? run.train.micro_batch : static_cast<int64_t>(rows.size());
+      bool finite = true;
+      for (size_t s = 0; s < rows.size(); s += micro) {
+        std::vector<int64_t> part(rows.begin() + s, rows.begin() + std::min(rows.size(), s + micro));
+        Packed p = pack(b.rollout, part);
+        auto [logp, ent] = completion_logprobs(model, p, T, true, true);
+        LossInputs in;
+        in.logp_BT = logp;
+        in.old_logp_BT = select_rows(old_logp_BC, part).narrow(1, 0, logp.size(1));
+        if (ref_logp_BC.defined()) in.ref_logp_BT = select_rows(ref_logp_BC, part).narrow(1, 0, logp.size(1));
+        in.advantages_B = select_rows(adv_B, part);
+        in.mask_BT = select_rows(mask_BC, part).narrow(1, 0, logp.size(1));
+        in.entropy_BT = ent;
+        auto out = grpo_loss(in, run.loss, scale);
+        finite = finite && std::isfinite(out.stats.loss);
+        out.loss.backward();
+        if (epoch == 0) out.stats.add_to(m, "loss/");
+      }
+      StepReport rep = run.opt->step(finite);
+      // MoE balancing bias: from the load all ranks saw, after the update.
+      at::Tensor load = model.expert_load_LE();
+      if (load.numel() > 0) {
+        comm.allreduce(load);
+        if (rep.applied) model.update_balance_bias(load);
+        at::Tensor lf = load.to(at::kDouble);
+        at::Tensor mean = lf.mean(1).clamp_min(1.0);
+        m.add_max("moe/load_imbalance_max", (lf.amax(1) / mean).max().item<double>());
+      }
+      model.reset_expert_load();
+      m.add_mean("optim/grad_norm", rep.grad_norm, 1);
+      m.add_max("optim/lr", rep.lr);
+      m.add_max("optim/skipped_total", static_cast<double>(rep.num_skipped));
+    }
+  }
+}
+
+void add_batch_metrics(Run& run, const StepBatch& b, MetricReducer& m) {
+  const auto& names = run.rewards->names();
+  for (size_t j = 0; j < b.scores.size(); ++j) {
+    const auto& s = b.scores[j];
+    m.add_mean("reward/mean", b.rewards[j], 1);
+    m.add_mean("reward/sq", b.rewards[j] * b.rewards[j], 1);
+    for (size_t r = 0; r < names.size(); ++r) m.add_mean("reward/" + names[r], s.values[r], 1);
+    const auto& smp = b.rollout.samples[j];
+    m.add_mean("response/length_mean", static_cast<double>(smp.completion_length()), 1);
+    m.add_max("response/length_max", static_cast<double>(smp.completion_length()));
+    m.add_mean("response/truncated_rate", smp.finish == rollout::FinishReason::kLength, 1);
+  }
+  const double groups = static_cast<double>(b.adv.has_signal.size());
+  m.add_mean("advantage/zero_spread_frac", static_cast<double>(b.adv.num_zero_spread_groups), groups);
+  m.add_sum("rollout/generated_tokens", static_cast<double>(b.rollout.stats.generated_tokens));
+  m.add_sum("rollout/prefill_tokens", static_cast<double>(b.rollout.stats.prefill_tokens));
+  m.add_mean("rollout/occupancy", b.rollout.stats.occupancy(), 1);
+}
+
+std::vector<SampleRecord> sample_records(Run& run, const StepBatch& b) {
+  std::vector<SampleRecord> out;
+  const long G = run.train.group_size;
+  for (size_t j = 0; j < b.scores.size() && static_cast<long>(out.size()) < run.train.samples_per_log; ++j) {
+    SampleRecord r;
+    r.index = static_cast<int64_t>(j);
+    r.prompt = b.prompts_rendered[j / G];
+    r.completion = b.rollout.samples[j].text;
+    r.gold = b.examples[j / G]->answer;
+    r.reward = b.rewards[j];
+    r.components = b.scores[j].components;
+    for (auto& e : b.scores[j].errors)
+      if (!e.empty()) r.reason += (r.reason.empty() ? "" : "; ") + e;
+    r.numbers["advantage"] = b.adv.advantages[j];
+    r.numbers["tokens"] = static_cast<double>(b.rollout.samples[j].completion_length());
+    r.texts["finish_reason"] = rollout::finish_reason_name(b.rollout.samples[j].finish);
+    out.push_back(std::move(r));
+  }
+  return out;
+}
+
+std::map<std::string, double> evaluate_phase(Run& run, Comm& comm, long step) {
+  EvalContext ctx;
+  ctx.policy = run.policy.model.get();
+  ctx.tokenizer = run.policy.tokenizer.get();
+  ctx.prompt_template = &run.tmpl;
+  ctx.rewards = run.rewards.get();
+  ctx.engine = run.engine.get();
+  ctx.sampling = run.sampling;
+  ctx.prepend_bos = run.prepend_bos;
+  auto res = evaluate(ctx, run.test_set, run.eval, comm);
+  if (run.dir) run.dir->append_eval(step, res.metrics);
+  std::string line;
+  for (auto& [k, v] : res.metrics) line += " " + k + "=" + std::to_string(v);
+  ZR_LOG_INFO("eval step ", step, ":", line);
+  return res.metrics;
+}
+
+void checkpoint_phase(Run& run, Comm& comm, long step) {
+  Checkpoint c;
+  c.step = step;
+  c.world_size = comm.size();
+  c.rank = comm.rank();
+  c.recipe_yaml = run.recipe_yaml;
+  c.model_config_json = run.policy.model->config().to_hf_json();
+  for (auto& [n, t] : run.policy.model->named_weights()) c.weights.push_back({n, t});
+  c.optimizer = run.opt->state();
+  if (run.reference && run.ref_reset_step != step)
+    for (auto& [n, t] : run.reference->named_weights()) c.reference.push_back({n, t});
+  c.data_cursor = run.source->cursor().to_string();
+  c.ints["ref_reset_step"] = run.ref_reset_step;
+  std::string root = run.run_path + "/checkpoints";
+  save_checkpoint(c, root);
+  comm.barrier();  // every rank's file is complete before any prunes
+  prune_checkpoints(root, comm.rank(), step, static_cast<int>(run.keep_last));
+}
+
+}  // namespace
+
+// ---- the loop --------------------------------------------------------------------------
+
+TrainResult run_train(Recipe& recipe, Comm& comm, const std::string& resume) {
+  auto t_run = Clock::now();
+  Run run;
+  setup(run, recipe, comm, resume);
+  TrainResult result;
+  result.run_dir = run.run_path;
+  const bool eval_on = run.eval.every > 0 && !run.test_set.empty();
+  if (eval_on && run.start_step == 0) result.first_eval = evaluate_phase(run, comm, 0);
+
+  Progress progress("train", run.train.steps);
+  for (long step = run.start_step; step < run.train.steps; ++step) {
+    std::map<std::string, double> timing;
+    auto t = Clock::now();
+    MetricReducer m;
+    // rollout + reward + advantage (dynamic sampling may take extra rounds)
+    StepBatch b;
+    std::vector<data::Example> prompts = run.source->next_batch();
+    rollout_phase(run, comm, step, 0, prompts, b);
+    timing["rollout"] = seconds_since(t);
+    t = Clock::now();
+    reward_phase(run, b);
+    timing["reward"] = seconds_since(t);
+    // reference log-probs (no grad): for the KL term and its metric
+    t = Clock::now();
+    at::Tensor ref_logp_BC;
+    if (run.reference) {
+      if (run.train.ref_reset_every > 0 && step > 0 && step % run.train.ref_reset_every == 0 &&
+          run.ref_reset_step != step) {
+        copy_weights(*run.reference, *run.policy.model);
+        run.ref_reset_step = step;
+        ZR_LOG_INFO("reference reset to the policy at step ", step);
+      }
+      torch::NoGradGuard g;
+      std::vector<int64_t> all(b.rollout.samples.size());
+      for (size_t i = 0; i < all.size(); ++i) all[i] = static_cast<int64_t>(i);
+      Packed full = pack(b.rollout, all);
+      ref_logp_BC = completion_logprobs(*run.reference, full, run.sampling.logprob_temperature(), false, false)
+                        .first.detach();
+      if (run.loss.kl_in == LossConfig::KlIn::kReward) {
+        auto pen = kl_reward_penalty(full.behaviour_logp_BC, ref_logp_BC, full.mask_BC, run.loss);
+        for (size_t j = 0; j < pen.size(); ++j) b.rewards[j] -= pen[j];
+      }
+    }
+    timing["reference"] = seconds_since(t);
+    b.adv = compute_advantages(b.rewards, run.train.group_size, run.adv);
+    // update (+ gradient sync inside each optimizer step)
+    t = Clock::now();
+    update_phase(run, comm, b, ref_logp_BC, m);
+    timing["update"] = seconds_since(t);
+    // log
+    add_batch_metrics(run, b, m);
+    auto metrics = m.reduce(comm);
+    double mean = metrics["reward/mean"];
+    metrics["reward/std"] = std::sqrt(std::max(0.0, metrics["reward/sq"] - mean * mean));
+    metrics.erase("reward/sq");
+    const double gen = metrics["rollout/generated_tokens"];
+    timing["rollout_tokens_per_s"] = timing["rollout"] > 0 ? gen / timing["rollout"] : 0.0;
+    if (run.dir) {
+      run.dir->append_metrics(step + 1, metrics, timing);
+      if (run.train.sample_every > 0 && (step + 1) % run.train.sample_every == 0)
+        run.dir->append_samples(step + 1, sample_records(run, b));
+    }
+    result.last_metrics = metrics;
+    progress.update(step + 1 - run.start_step, {{"reward", mean}, {"len", metrics["response/length_mean"]}});
+    // evaluate, checkpoint
+    if (eval_on && (step + 1) % run.eval.every == 0) result.last_eval = evaluate_phase(run, comm, step + 1);
+    if ((run.ckpt_every > 0 && (step + 1) % run.ckpt_every == 0) || step + 1 == run.train.steps)
+      checkpoint_phase(run, comm, step + 1);
+    result.steps_done = step + 1;
+  }
+  progress.finish();
+  if (eval_on && result.last_eval.empty() && run.train.steps > run.start_step)
+    result.last_eval = evaluate_phase(run, comm, run.train.steps);
+  result.wall_seconds = seconds_since(t_run);
+  if (run.dir) {
+    plot_run(run.dir->path());
+    nlohmann::json summary;
+    auto pick = [](const std::map<std::string, double>& e) {
+      nlohmann::json j = nlohmann::json::object();
+      for (auto& [k, v] : e) j[k] = v;
+      return j;
+    };
+    summary["base"] = pick(result.first_eval);
+    summary["final"] = pick(result.last_eval);
+    summary["steps"] = result.steps_done;
+    summary["wall_seconds"] = result.wall_seconds;
+    run.dir->write_summary(summary);
+  }
+  return result;
+}
+
+}  // namespace zerorl

@@ -1,0 +1,66 @@
+// The R1-Zero training loop: GRPO steps over a policy in colocated mode
+// (every rank rolls out its whole groups and learns; gradients are summed
+// across ranks through Comm).
+//
+// One step, as run_train() reads (phases are named functions in
+// grpo_trainer.cpp):
+//   rollout -> reward -> advantage -> reference log-probs -> update (with
+//   gradient sync) -> log -> evaluate -> checkpoint
+//
+// Recipe sections (each component validates its own; unknown keys fail):
+//   run:        name, dir                     outputs under <dir>/<name>/
+//   policy:     init (policy file or Hugging Face folder), prepend_bos
+//   template:   data::TemplateConfig          (r1zero | tiny | custom)
+//   data:       data::DatasetConfig           (jsonl files or a synthetic task)
+//   rollout:    num_slots, sampling: rollout::SamplingParams
+//   rewards:    rewards::build_reward_pipeline, threads
+//   advantage:  AdvantageConfig               loss: LossConfig
+//   optimizer:  OptimizerConfig               eval: EvalConfig
+//   train:      TrainConfig (below)           checkpoint: every, keep_last
+//   comm:       auto | single | mpi | nccl    log: level
+//
+// Determinism: same recipe, seed and world size -> same bits; the prompt
+// stream and every sample's random stream do not depend on the world size.
+// Resume continues bit-identically (weights, AdamW state, data cursor, step,
+// reference model and balancing biases are in the checkpoint; sampling
+// streams are derived from (seed, step, prompt, sample)).
+#pragma once
+
+#include <map>
+#include <string>
+
+namespace zerorl {
+
+class Recipe;
+class Comm;
+class ConfigNode;
+
+struct TrainConfig {
+  long steps = 100;
+  long prompts_per_step = 8;  // global, whole groups; a multiple of the world size
+  long group_size = 8;        // G
+  long epochs = 1;            // mu: passes over each batch
+  long minibatches = 1;       // optimizer steps per pass
+  long micro_batch = 0;       // completions per forward/backward (0: a whole minibatch)
+  std::string old_logprobs = "auto";  // auto | rollout | recompute
+  long ref_reset_every = 0;   // copy the policy into the reference every N steps (0: never)
+  long sample_every = 5;      // write completions to samples.jsonl every N steps (0: never)
+  long samples_per_log = 8;
+  uint64_t seed = 1;          // sampling streams
+  static TrainConfig from(const ConfigNode& n);
+};
+
+struct TrainResult {
+  long steps_done = 0;
+  double wall_seconds = 0;
+  std::map<std::string, double> first_eval, last_eval;  // empty when eval is off
+  std::map<std::string, double> last_metrics;
+  std::string run_dir;
+};
+
+// resume: "" (fresh run), "auto" (newest verifying checkpoint of this run,
+// falling back past corrupt ones; fresh when there is none) or a checkpoint
+// step directory.  Collective.
+TrainResult run_train(Recipe& recipe, Comm& comm, const std::string& resume = "");
+
+}  // namespace zerorl
