@@ -259,6 +259,11 @@ class Run {
   // ---- one decode step over every running sample ----
   void decode_step() {
     const auto t0 = Clock::now();
+    // Ascending slots: when every slot runs, the step lists 0..S-1 in order,
+    // the layout a model can serve without gathering its cache.
+    std::sort(running_.begin(), running_.end(), [this](int64_t a, int64_t b) {
+      return seqs_[static_cast<size_t>(a)].slot < seqs_[static_cast<size_t>(b)].slot;
+    });
     const int64_t A = static_cast<int64_t>(running_.size());
     std::vector<int64_t> slots(static_cast<size_t>(A));
     at::Tensor tokens_A = at::empty({A}, at::TensorOptions().dtype(at::kLong));

@@ -37,6 +37,9 @@
 // teacher forcing: CausalLM::logprobs(prompt ++ completion) with
 // LogprobOptions::temperature = T.  Tested to agree within 1e-5 in fp32.
 //
+// For the learner, rollout/batch_tensors.h lays a RolloutBatch out as padded
+// tokens/targets/masks/behaviour log-probs aligned with CausalLM::logprobs.
+//
 // Finishing (checked in this order after each sampled token):
 //   1. the token is the end-of-text id or one of params.stop_token_ids
 //      -> kEndOfText (the token is kept as the last completion token);
