@@ -22,6 +22,19 @@ inline std::string read_text(const std::string& path) {
   return ss.str();
 }
 
+// Recursive delete without std::filesystem::remove_all: libtorch.so exports
+// its own copy of that symbol, which wins at dynamic link time and crashes
+// (null call) on a non-empty directory.  Iterators are not exported, so this
+// post-order walk uses libstdc++'s.
+inline void remove_tree(const std::filesystem::path& p) {
+  namespace fs = std::filesystem;
+  std::error_code ec;
+  if (!fs::exists(fs::symlink_status(p, ec))) return;
+  if (fs::is_directory(fs::symlink_status(p, ec)))
+    for (const auto& e : fs::directory_iterator(p, ec)) remove_tree(e.path());
+  fs::remove(p, ec);
+}
+
 // Returns the fixture folder, or "" with *why set when it cannot be made.
 inline std::string hf_fixture_dir(std::string* why) {
   namespace fs = std::filesystem;
@@ -34,7 +47,7 @@ inline std::string hf_fixture_dir(std::string* why) {
     return "";
   }
   const std::string tmp = dir + ".tmp." + std::to_string(::getpid());
-  fs::remove_all(tmp);
+  remove_tree(tmp);
   std::string cmd = std::string(ZR_PYTHON) + " " + script + " " + tmp + " > " + tmp + ".log 2>&1";
   fs::create_directories(tmp);
   if (std::system(cmd.c_str()) != 0) {
@@ -45,10 +58,10 @@ inline std::string hf_fixture_dir(std::string* why) {
   fs::remove(tmp + ".log");
   std::error_code ec;
   if (!(fs::exists(dir + "/STAMP") && read_text(dir + "/STAMP") == stamp)) {  // another process may have won
-    fs::remove_all(dir, ec);
+    remove_tree(dir);
     fs::rename(tmp, dir, ec);
   }
-  fs::remove_all(tmp, ec);
+  remove_tree(tmp);
   return dir;
 }
 

@@ -111,7 +111,7 @@ TEST(HfExport, RoundTripIsBitLosslessAndTransformersLayoutCompatible) {
   ZR_HF_FIXTURES(fx);
   namespace fs = std::filesystem;
   std::string out = std::string(ZR_BINARY_DIR) + "/model_hf_export_test";
-  fs::remove_all(out);
+  testing::remove_tree(out);
   for (const char* src : {"deepseek_v3_bf16_sharded", "qwen2_moe", "deepseek_lite"}) {
     auto a = load_hf(fx + "/" + src);
     HfSaveOptions opt;
@@ -141,7 +141,7 @@ TEST(HfImport, MissingTensorNamesFileAndTensor) {
   ZR_HF_FIXTURES(fx);
   namespace fs = std::filesystem;
   std::string dir = std::string(ZR_BINARY_DIR) + "/model_hf_missing_test";
-  fs::remove_all(dir);
+  testing::remove_tree(dir);
   fs::create_directories(dir);
   fs::copy_file(fx + "/qwen2_moe/config.json", dir + "/config.json");
   SafetensorsReader r(fx + "/qwen2_moe/model.safetensors");
