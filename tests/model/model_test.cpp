@@ -17,12 +17,15 @@
 namespace zerorl::model {
 namespace {
 
-// The models here are tiny: LibTorch's OpenMP pool only adds overhead, and on
+// Seeded inputs, and one thread.  The models here are tiny: LibTorch's OpenMP pool only adds overhead, and on
 // a loaded machine its spin-waiting dominates (seen: 100x slower).  One
 // thread for the whole binary.
 class OneThread : public ::testing::Environment {
  public:
-  void SetUp() override { at::set_num_threads(1); }
+  void SetUp() override {
+    at::set_num_threads(1);
+    at::manual_seed(0);  // random test inputs are the same on every run
+  }
 };
 const auto* const kOneThread = ::testing::AddGlobalTestEnvironment(new OneThread);
 
