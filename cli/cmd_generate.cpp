@@ -43,8 +43,8 @@ const char* kUsage =
     "  --slots N            sequences decoded together (default 16)\n"
     "  --tokenizer PATH     tokenizer.json, a zerorl char tokenizer JSON, or 'char'\n"
     "                       for the built-in task vocabulary (default:\n"
-    "                       the model folder's tokenizer.json, or the checkpoint's\n"
-    "                       'tokenizer_json' attribute on its 'model' group)\n"
+    "                       the model folder's tokenizer.json, or the policy\n"
+    "                       file's 'tokenizer_json')\n"
     "  --bos                prepend the tokenizer's BOS token to each prompt\n"
     "  --json               one JSON object per completion on stdout\n"
     "  --stats              print throughput figures to stderr\n";
@@ -62,6 +62,9 @@ std::unique_ptr<data::Tokenizer> find_tokenizer(const std::string& model_path, c
     ZR_THROW(model_path, ": no tokenizer.json in the model folder; pass --tokenizer PATH");
   }
   H5File f(model_path, H5File::Mode::kRead);
+  // A policy file (trainer/policy_file.h) keeps it as a byte dataset.
+  if (f.exists("tokenizer_json"))
+    return data::tokenizer_from_json(f.read_bytes("tokenizer_json"), model_path + ":tokenizer_json");
   if (f.has_attr("model", "tokenizer_json"))
     return data::tokenizer_from_json(f.read_attr_string("model", "tokenizer_json"), model_path + ":model/tokenizer_json");
   ZR_THROW(model_path, ": the checkpoint stores no tokenizer (attribute model/tokenizer_json); pass --tokenizer PATH");
