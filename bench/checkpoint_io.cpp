@@ -36,9 +36,12 @@ int main(int argc, char** argv) {
   int reps = 3;
   std::string dir = "/tmp/zr_bench_checkpoint_io";
   for (int i = 1; i + 1 < argc; i += 2) {
-    if (!std::strcmp(argv[i], "--mb")) mb = std::atof(argv[i + 1]);
-    else if (!std::strcmp(argv[i], "--dir")) dir = argv[i + 1];
-    else if (!std::strcmp(argv[i], "--reps")) reps = std::atoi(argv[i + 1]);
+    if (!std::strcmp(argv[i], "--mb"))
+      mb = std::atof(argv[i + 1]);
+    else if (!std::strcmp(argv[i], "--dir"))
+      dir = argv[i + 1];
+    else if (!std::strcmp(argv[i], "--reps"))
+      reps = std::atoi(argv[i + 1]);
     else {
       std::fprintf(stderr, "usage: %s [--mb N] [--dir PATH] [--reps N]\n", argv[0]);
       return 2;

@@ -47,7 +47,9 @@ class TrackingAllocator final : public c10::Allocator {
     return {data, data, &release, c10::Device(c10::DeviceType::CPU)};
   }
   c10::DeleterFnPtr raw_deleter() const override { return &release; }
-  void copy_data(void* dst, const void* src, std::size_t n) const override { std::memcpy(dst, src, n); }
+  void copy_data(void* dst, const void* src, std::size_t n) const override {
+    std::memcpy(dst, src, n);
+  }
   void reset_peak() {
     std::lock_guard<std::mutex> lock(mu_);
     peak_ = base_line_ = live_;
@@ -79,9 +81,9 @@ class TrackingAllocator final : public c10::Allocator {
 };
 
 std::map<std::string, std::string> parse(int argc, char** argv) {
-  std::map<std::string, std::string> a{{"device", "cpu"}, {"dtype", "float32"}, {"N", "16384"}, {"V", "32768"},
-                                       {"D", "1024"},     {"chunk", "1024"},    {"entropy", "0"}, {"mode", "both"},
-                                       {"reps", "1"}};
+  std::map<std::string, std::string> a{{"device", "cpu"}, {"dtype", "float32"}, {"N", "16384"},
+                                       {"V", "32768"},    {"D", "1024"},        {"chunk", "1024"},
+                                       {"entropy", "0"},  {"mode", "both"},     {"reps", "1"}};
   for (int i = 1; i + 1 < argc; i += 2) {
     std::string k = argv[i];
     if (k.rfind("--", 0) != 0 || !a.count(k.substr(2))) {
@@ -94,22 +96,25 @@ std::map<std::string, std::string> parse(int argc, char** argv) {
 }
 
 struct Measure {
-  double seconds;      // wall clock, best of reps
-  double cpu_seconds;  // process CPU time (user + system) of that rep: meaningful on a shared machine
+  double seconds;  // wall clock, best of reps
+  double
+      cpu_seconds;  // process CPU time (user + system) of that rep: meaningful on a shared machine
   int64_t peak_bytes;
 };
 
 double process_cpu_seconds() {
   rusage u{};
   getrusage(RUSAGE_SELF, &u);
-  return u.ru_utime.tv_sec + u.ru_utime.tv_usec * 1e-6 + u.ru_stime.tv_sec + u.ru_stime.tv_usec * 1e-6;
+  return u.ru_utime.tv_sec + u.ru_utime.tv_usec * 1e-6 + u.ru_stime.tv_sec +
+         u.ru_stime.tv_usec * 1e-6;
 }
 
 }  // namespace
 
 int main(int argc, char** argv) {
   auto a = parse(argc, argv);
-  const int64_t N = std::stoll(a["N"]), V = std::stoll(a["V"]), D = std::stoll(a["D"]), chunk = std::stoll(a["chunk"]);
+  const int64_t N = std::stoll(a["N"]), V = std::stoll(a["V"]), D = std::stoll(a["D"]),
+                chunk = std::stoll(a["chunk"]);
   const bool entropy = a["entropy"] == "1", cuda = a["device"] == "cuda";
   const int reps = std::stoi(a["reps"]);
   const at::ScalarType dt = a["dtype"] == "bfloat16" ? at::kBFloat16 : at::kFloat;
@@ -191,17 +196,19 @@ int main(int argc, char** argv) {
     return best;
   };
 
-  std::printf("device=%s dtype=%s N=%lld V=%lld D=%lld chunk=%lld entropy=%d\n", a["device"].c_str(),
-              a["dtype"].c_str(), (long long)N, (long long)V, (long long)D, (long long)chunk, entropy ? 1 : 0);
-  std::printf("%-8s %10s %12s %12s %10s\n", "mode", "seconds", "cpu_seconds", "peak_MiB", "TFLOP/s");
+  std::printf("device=%s dtype=%s N=%lld V=%lld D=%lld chunk=%lld entropy=%d\n",
+              a["device"].c_str(), a["dtype"].c_str(), (long long)N, (long long)V, (long long)D,
+              (long long)chunk, entropy ? 1 : 0);
+  std::printf("%-8s %10s %12s %12s %10s\n", "mode", "seconds", "cpu_seconds", "peak_MiB",
+              "TFLOP/s");
   const double nvd = double(N) * V * D;
   for (const char* mode : {"chunked", "naive"}) {
     if (a["mode"] != "both" && a["mode"] != mode) continue;
     const bool chunked = std::string(mode) == "chunked";
     const Measure m = run(chunked);
     const double flops = (chunked ? 8.0 : 6.0) * nvd;
-    std::printf("%-8s %10.3f %12.3f %12.1f %10.2f\n", mode, m.seconds, m.cpu_seconds, m.peak_bytes / 1048576.0,
-                flops / m.seconds / 1e12);
+    std::printf("%-8s %10.3f %12.3f %12.1f %10.2f\n", mode, m.seconds, m.cpu_seconds,
+                m.peak_bytes / 1048576.0, flops / m.seconds / 1e12);
     std::fflush(stdout);
   }
   return 0;

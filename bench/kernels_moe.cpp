@@ -21,8 +21,9 @@
 namespace {
 
 std::map<std::string, std::string> parse(int argc, char** argv) {
-  std::map<std::string, std::string> a{{"device", "cpu"}, {"dtype", "float32"}, {"T", "8192"}, {"D", "2048"},
-                                       {"F", "1408"},     {"E", "64"},          {"K", "6"},    {"reps", "5"}};
+  std::map<std::string, std::string> a{{"device", "cpu"}, {"dtype", "float32"}, {"T", "8192"},
+                                       {"D", "2048"},     {"F", "1408"},        {"E", "64"},
+                                       {"K", "6"},        {"reps", "5"}};
   for (int i = 1; i + 1 < argc; i += 2) {
     const std::string k = argv[i];
     if (k.rfind("--", 0) != 0 || !a.count(k.substr(2))) {
@@ -34,15 +35,16 @@ std::map<std::string, std::string> parse(int argc, char** argv) {
   return a;
 }
 
-at::Tensor composition(const at::Tensor& x, const at::Tensor& idx, const at::Tensor& w, const at::Tensor& wg,
-                       const at::Tensor& wu, const at::Tensor& wd) {
+at::Tensor composition(const at::Tensor& x, const at::Tensor& idx, const at::Tensor& w,
+                       const at::Tensor& wg, const at::Tensor& wu, const at::Tensor& wd) {
   at::Tensor y = at::zeros(x.sizes(), x.options().dtype(at::kFloat));
   for (int64_t e = 0; e < wg.size(0); ++e) {
     const at::Tensor hit = (idx == e).nonzero();  // [n, 2]: token, slot
     if (hit.size(0) == 0) continue;
     const at::Tensor tok = hit.select(1, 0), slot = hit.select(1, 1);
     const at::Tensor xe = x.index_select(0, tok);
-    const at::Tensor out = at::mm(at::silu(at::mm(xe, wg[e].t())) * at::mm(xe, wu[e].t()), wd[e].t());
+    const at::Tensor out =
+        at::mm(at::silu(at::mm(xe, wg[e].t())) * at::mm(xe, wu[e].t()), wd[e].t());
     y = y.index_add(0, tok, out.to(at::kFloat) * w.index({tok, slot}).unsqueeze(1));
   }
   return y.to(x.scalar_type());
@@ -53,12 +55,13 @@ at::Tensor composition(const at::Tensor& x, const at::Tensor& idx, const at::Ten
 int main(int argc, char** argv) {
   auto a = parse(argc, argv);
   if (a.empty()) return 2;
-  const int64_t T = std::stoll(a["T"]), D = std::stoll(a["D"]), F = std::stoll(a["F"]), E = std::stoll(a["E"]),
-                K = std::stoll(a["K"]);
+  const int64_t T = std::stoll(a["T"]), D = std::stoll(a["D"]), F = std::stoll(a["F"]),
+                E = std::stoll(a["E"]), K = std::stoll(a["K"]);
   const int reps = std::stoi(a["reps"]);
   const bool cuda = a["device"] == "cuda";
   const at::ScalarType dt = a["dtype"] == "bfloat16" ? at::kBFloat16 : at::kFloat;
-  const at::TensorOptions o = at::TensorOptions(cuda ? at::Device(at::kCUDA, 0) : at::Device(at::kCPU)).dtype(dt);
+  const at::TensorOptions o =
+      at::TensorOptions(cuda ? at::Device(at::kCUDA, 0) : at::Device(at::kCPU)).dtype(dt);
   auto sync = [&] {
 #ifdef ZERORL_WITH_CUDA
     if (cuda) c10::cuda::device_synchronize();
@@ -90,13 +93,13 @@ int main(int argc, char** argv) {
     return best;
   };
   const double route_s = time([&] { zerorl::kernels::moe_route(logits, at::Tensor(), ro); });
-  const double kern_s = time([&] {
-    zerorl::kernels::moe_experts(x, idx, w, wg, wu, wd).y_TD.backward(gy);
-  });
+  const double kern_s =
+      time([&] { zerorl::kernels::moe_experts(x, idx, w, wg, wu, wd).y_TD.backward(gy); });
   const double comp_s = time([&] { composition(x, idx, w, wg, wu, wd).backward(gy); });
   const double flops = 18.0 * T * K * D * F;
-  std::printf("device=%s dtype=%s T=%lld D=%lld F=%lld E=%lld K=%lld\n", a["device"].c_str(), a["dtype"].c_str(),
-              (long long)T, (long long)D, (long long)F, (long long)E, (long long)K);
+  std::printf("device=%s dtype=%s T=%lld D=%lld F=%lld E=%lld K=%lld\n", a["device"].c_str(),
+              a["dtype"].c_str(), (long long)T, (long long)D, (long long)F, (long long)E,
+              (long long)K);
   std::printf("%-22s %10s %10s\n", "what", "ms", "TFLOP/s");
   std::printf("%-22s %10.3f %10s\n", "moe_route", route_s * 1e3, "-");
   std::printf("%-22s %10.3f %10.2f\n", "moe_experts fwd+bwd", kern_s * 1e3, flops / kern_s / 1e12);

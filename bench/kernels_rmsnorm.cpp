@@ -20,8 +20,8 @@
 #include "kernels/rmsnorm/rmsnorm.h"
 
 int main(int argc, char** argv) {
-  std::map<std::string, std::string> a{{"device", "cpu"}, {"dtype", "float32"}, {"rows", "16384"}, {"D", "4096"},
-                                       {"reps", "20"}};
+  std::map<std::string, std::string> a{
+      {"device", "cpu"}, {"dtype", "float32"}, {"rows", "16384"}, {"D", "4096"}, {"reps", "20"}};
   for (int i = 1; i + 1 < argc; i += 2) {
     const std::string k = argv[i];
     if (k.rfind("--", 0) != 0 || !a.count(k.substr(2))) {
@@ -34,14 +34,16 @@ int main(int argc, char** argv) {
   const int reps = std::stoi(a["reps"]);
   const bool cuda = a["device"] == "cuda";
   const at::ScalarType dt = a["dtype"] == "bfloat16" ? at::kBFloat16 : at::kFloat;
-  const at::TensorOptions o = at::TensorOptions(cuda ? at::Device(at::kCUDA, 0) : at::Device(at::kCPU)).dtype(dt);
+  const at::TensorOptions o =
+      at::TensorOptions(cuda ? at::Device(at::kCUDA, 0) : at::Device(at::kCPU)).dtype(dt);
   auto sync = [&] {
 #ifdef ZERORL_WITH_CUDA
     if (cuda) c10::cuda::device_synchronize();
 #endif
   };
   at::manual_seed(0);
-  at::Tensor x = at::randn({rows, D}, o).requires_grad_(true), w = at::ones({D}, o).requires_grad_(true);
+  at::Tensor x = at::randn({rows, D}, o).requires_grad_(true),
+             w = at::ones({D}, o).requires_grad_(true);
   const at::Tensor g = at::randn({rows, D}, o);
   auto time = [&](auto&& fn) {
     double best = 1e30;
@@ -60,8 +62,8 @@ int main(int argc, char** argv) {
   const double fused = time([&] { zerorl::kernels::rmsnorm(x, w, 1e-6).backward(g); });
   const double comp = time([&] { zerorl::kernels::detail::rmsnorm_ref(x, w, 1e-6).backward(g); });
   const double bytes = 5.0 * rows * D * at::elementSize(dt);
-  std::printf("device=%s dtype=%s rows=%lld D=%lld\n", a["device"].c_str(), a["dtype"].c_str(), (long long)rows,
-              (long long)D);
+  std::printf("device=%s dtype=%s rows=%lld D=%lld\n", a["device"].c_str(), a["dtype"].c_str(),
+              (long long)rows, (long long)D);
   std::printf("%-22s %10s %10s\n", "what", "ms", "GB/s");
   std::printf("%-22s %10.3f %10.1f\n", "rmsnorm fwd+bwd", fused * 1e3, bytes / fused / 1e9);
   std::printf("%-22s %10.3f %10.1f\n", "composition fwd+bwd", comp * 1e3, bytes / comp / 1e9);

@@ -2,7 +2,8 @@
 // (default: the `tiny` R1-Zero demo model, model/tiny.yaml), as the learner
 // runs it: CausalLM::logprobs (chunked chosen-token log-probs) + backward.
 //
-//   (from the repository root) build/bench_model_train_step [--recipe model/tiny.yaml] [--B 8] [--T 128]
+//   (from the repository root) build/bench_model_train_step [--recipe model/tiny.yaml] [--B 8] [--T
+//   128]
 //       [--steps 5] [--threads 0 (= LibTorch default)]
 //
 // Prints tokens/s (B*T per step, median of --steps after one warm-up step),
@@ -35,8 +36,8 @@ static long peak_rss_kb() {
 
 int main(int argc, char** argv) {
   using namespace zerorl;
-  std::map<std::string, std::string> a{{"recipe", "model/tiny.yaml"},
-                                       {"B", "8"}, {"T", "128"}, {"steps", "5"}, {"threads", "0"}};
+  std::map<std::string, std::string> a{
+      {"recipe", "model/tiny.yaml"}, {"B", "8"}, {"T", "128"}, {"steps", "5"}, {"threads", "0"}};
   for (int i = 1; i + 1 < argc; i += 2) {
     std::string k = argv[i];
     if (k.rfind("--", 0) != 0 || !a.count(k.substr(2))) {
@@ -72,9 +73,13 @@ int main(int argc, char** argv) {
   std::sort(cpu.begin(), cpu.end());
   double med = secs[secs.size() / 2], cmed = cpu[cpu.size() / 2];
   std::printf("model: %s\n%s\n", cfg.summary().c_str(), m.param_report().to_string().c_str());
-  std::printf("threads %d, B=%lld T=%lld: forward+backward %.1f ms/step wall (median of %d), %.0f tokens/s; "
-              "%.2f CPU-s/step, %.0f tokens per CPU-second\n",
-              at::get_num_threads(), (long long)B, (long long)T, med * 1e3, steps, B * T / med, cmed, B * T / cmed);
-  std::printf("peak RSS %.1f MiB (%.1f MiB before the first step)\n", peak_rss_kb() / 1024.0, rss0 / 1024.0);
+  std::printf(
+      "threads %d, B=%lld T=%lld: forward+backward %.1f ms/step wall (median of %d), %.0f "
+      "tokens/s; "
+      "%.2f CPU-s/step, %.0f tokens per CPU-second\n",
+      at::get_num_threads(), (long long)B, (long long)T, med * 1e3, steps, B * T / med, cmed,
+      B * T / cmed);
+  std::printf("peak RSS %.1f MiB (%.1f MiB before the first step)\n", peak_rss_kb() / 1024.0,
+              rss0 / 1024.0);
   return 0;
 }

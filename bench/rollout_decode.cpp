@@ -61,11 +61,16 @@ int main(int argc, char** argv) {
       }
       return argv[++i];
     };
-    if (a == "--batch") batches = parse_list(next());
-    else if (a == "--prompt-len") prompt_len = std::stoll(next());
-    else if (a == "--new") num_new = std::stoll(next());
-    else if (a == "--repeat") repeat = std::stoll(next());
-    else if (a == "--export-hf") export_dir = next();
+    if (a == "--batch")
+      batches = parse_list(next());
+    else if (a == "--prompt-len")
+      prompt_len = std::stoll(next());
+    else if (a == "--new")
+      num_new = std::stoll(next());
+    else if (a == "--repeat")
+      repeat = std::stoll(next());
+    else if (a == "--export-hf")
+      export_dir = next();
     else {
       std::fprintf(stderr, "unknown argument %s\n", a.c_str());
       return 2;
@@ -81,11 +86,11 @@ int main(int argc, char** argv) {
     model::save_hf(*policy, export_dir);
     std::printf("exported HF checkpoint to %s\n", export_dir.c_str());
   }
-  std::printf("model: %s\nthreads: %d, prompt_len %lld, new tokens %lld, best of %lld\n", cfg.summary().c_str(),
-              at::get_num_threads(), static_cast<long long>(prompt_len), static_cast<long long>(num_new),
-              static_cast<long long>(repeat));
-  std::printf("%6s %14s %14s %14s %14s %10s\n", "batch", "gen tok/s", "gen tok/cpu-s", "decode tok/s", "prefill tok/s",
-              "occupancy");
+  std::printf("model: %s\nthreads: %d, prompt_len %lld, new tokens %lld, best of %lld\n",
+              cfg.summary().c_str(), at::get_num_threads(), static_cast<long long>(prompt_len),
+              static_cast<long long>(num_new), static_cast<long long>(repeat));
+  std::printf("%6s %14s %14s %14s %14s %10s\n", "batch", "gen tok/s", "gen tok/cpu-s",
+              "decode tok/s", "prefill tok/s", "occupancy");
 
   rollout::SamplingParams sp;
   sp.temperature = 1.0;
@@ -96,7 +101,8 @@ int main(int argc, char** argv) {
     for (int64_t p = 0; p < B; ++p) {
       prompts[static_cast<size_t>(p)].id = p;
       for (int64_t t = 0; t < prompt_len; ++t)
-        prompts[static_cast<size_t>(p)].tokens.push_back(static_cast<int64_t>(rng.below(cfg.vocab_size)));
+        prompts[static_cast<size_t>(p)].tokens.push_back(
+            static_cast<int64_t>(rng.below(cfg.vocab_size)));
     }
     rollout::Engine engine(rollout::EngineOptions().slots(B).eos(-1));
     {  // warm-up
@@ -117,8 +123,9 @@ int main(int argc, char** argv) {
         best = b.stats;
       }
     }
-    std::printf("%6lld %14.1f %14.1f %14.1f %14.1f %10.2f\n", static_cast<long long>(B), best_rate, best_cpu_rate,
-                best.decode_tokens_per_s(), best.prefill_tokens_per_s(), best.occupancy());
+    std::printf("%6lld %14.1f %14.1f %14.1f %14.1f %10.2f\n", static_cast<long long>(B), best_rate,
+                best_cpu_rate, best.decode_tokens_per_s(), best.prefill_tokens_per_s(),
+                best.occupancy());
     std::fflush(stdout);
   }
   return 0;

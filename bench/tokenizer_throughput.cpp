@@ -21,12 +21,16 @@ int main(int argc, char** argv) {
   std::string tok_path, text_path;
   int repeat = 5;
   for (int i = 1; i + 1 < argc; i += 2) {
-    if (!std::strcmp(argv[i], "--tokenizer")) tok_path = argv[i + 1];
-    else if (!std::strcmp(argv[i], "--text")) text_path = argv[i + 1];
-    else if (!std::strcmp(argv[i], "--repeat")) repeat = std::atoi(argv[i + 1]);
+    if (!std::strcmp(argv[i], "--tokenizer"))
+      tok_path = argv[i + 1];
+    else if (!std::strcmp(argv[i], "--text"))
+      text_path = argv[i + 1];
+    else if (!std::strcmp(argv[i], "--repeat"))
+      repeat = std::atoi(argv[i + 1]);
   }
   if (tok_path.empty() || text_path.empty() || repeat < 1) {
-    std::cerr << "usage: bench_tokenizer_throughput --tokenizer FILE --text LINES.json [--repeat N]\n";
+    std::cerr
+        << "usage: bench_tokenizer_throughput --tokenizer FILE --text LINES.json [--repeat N]\n";
     return 2;
   }
   try {
@@ -55,8 +59,9 @@ int main(int argc, char** argv) {
     auto t0 = std::chrono::steady_clock::now();
     for (auto& s : lines) cold_tok->encode(s);
     double cold = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-    std::printf("zerorl encode: %.2f MB/s (%zu tokens, %.2f MB, best of %d); cold first pass %.2f MB/s\n",
-                mb / best, tokens, mb, repeat, mb / cold);
+    std::printf(
+        "zerorl encode: %.2f MB/s (%zu tokens, %.2f MB, best of %d); cold first pass %.2f MB/s\n",
+        mb / best, tokens, mb, repeat, mb / cold);
   } catch (const std::exception& e) {
     std::cerr << "error: " << e.what() << "\n";
     return 1;

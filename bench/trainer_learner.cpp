@@ -37,10 +37,14 @@ int main(int argc, char** argv) {
   double params_m = 10;
   for (int i = 1; i + 1 < argc; i += 2) {
     const std::string k = argv[i];
-    if (k == "--B") B = std::atoll(argv[i + 1]);
-    else if (k == "--T") T = std::atoll(argv[i + 1]);
-    else if (k == "--params-m") params_m = std::atof(argv[i + 1]);
-    else if (k == "--reps") reps = std::atoll(argv[i + 1]);
+    if (k == "--B")
+      B = std::atoll(argv[i + 1]);
+    else if (k == "--T")
+      T = std::atoll(argv[i + 1]);
+    else if (k == "--params-m")
+      params_m = std::atof(argv[i + 1]);
+    else if (k == "--reps")
+      reps = std::atoll(argv[i + 1]);
     else {
       std::fprintf(stderr, "unknown flag %s\n", argv[i]);
       return 2;
@@ -59,7 +63,7 @@ int main(int argc, char** argv) {
   in.mask_BT = at::arange(T).unsqueeze(0) < at::randint(1, T + 1, {B, 1});
   for (const char* agg : {"grpo", "dapo", "dr_grpo"}) {
     LossConfig c;
-    c.aggregation = std::string(agg) == "grpo" ? LossConfig::Aggregation::kGrpo
+    c.aggregation = std::string(agg) == "grpo"   ? LossConfig::Aggregation::kGrpo
                     : std::string(agg) == "dapo" ? LossConfig::Aggregation::kDapo
                                                  : LossConfig::Aggregation::kDrGrpo;
     c.beta = 0.04;
@@ -82,7 +86,8 @@ int main(int argc, char** argv) {
   const int64_t n_total = static_cast<int64_t>(params_m * 1e6), n_tensors = 32;
   std::vector<NamedParam> ps;
   for (int64_t i = 0; i < n_tensors; ++i)
-    ps.push_back({"p" + std::to_string(i), at::randn({n_total / n_tensors}).requires_grad_(true), true});
+    ps.push_back(
+        {"p" + std::to_string(i), at::randn({n_total / n_tensors}).requires_grad_(true), true});
   OptimizerConfig oc;
   oc.lr = 1e-4;
   oc.weight_decay = 0.01;
@@ -97,7 +102,7 @@ int main(int argc, char** argv) {
   }
   if (comm->rank() == 0)
     std::printf("optimizer step (%s x%d, %.1fM fp32 params, %ld buckets): %.1f ms\n",
-                comm->backend().c_str(), comm->size(), params_m, (long)opt.grad_sync().num_buckets(),
-                median(t) * 1e3);
+                comm->backend().c_str(), comm->size(), params_m,
+                (long)opt.grad_sync().num_buckets(), median(t) * 1e3);
   return 0;
 }

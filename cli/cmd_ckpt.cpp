@@ -99,7 +99,8 @@ void inspect_one(const std::string& file, bool all, bool full_recipe) {
   std::cout << "checkpoint:   " << file << "\n"
             << "step:         " << info.step << "\n"
             << "world size:   " << info.world_size << " (this file: rank " << info.rank << ")\n"
-            << "checksum:     " << info.stored_checksum << " (stored; `zerorl ckpt verify` checks it)\n"
+            << "checksum:     " << info.stored_checksum
+            << " (stored; `zerorl ckpt verify` checks it)\n"
             << "tensors:      " << count << ", " << human_bytes(bytes) << "\n";
   for (const char* g : {"model", "optimizer", "reference"}) {
     auto it = info.groups.find(g);
@@ -158,8 +159,10 @@ static int run_ckpt(Args& args) {
     bool ok = true;
     for (const std::string& f : files_of(path)) {
       std::string why = verify_checkpoint(f);
-      if (why.empty()) std::cout << "ok       " << f << "\n";
-      else std::cout << "CORRUPT  " << f << ": " << why << "\n";
+      if (why.empty())
+        std::cout << "ok       " << f << "\n";
+      else
+        std::cout << "CORRUPT  " << f << ": " << why << "\n";
       ok = ok && why.empty();
     }
     return ok ? 0 : 1;

@@ -28,10 +28,14 @@ static int run_export(Args& args) {
   long long shard_mb = args.int_value("--max-shard-mb", 0);
   args.finish();
   model::HfSaveOptions opt;
-  if (dtype == "fp32") opt.dtype = at::kFloat;
-  else if (dtype == "bf16") opt.dtype = at::kBFloat16;
-  else if (dtype == "fp16") opt.dtype = at::kHalf;
-  else if (dtype != "keep") throw UsageError("--dtype must be keep, fp32, bf16 or fp16, got '" + dtype + "'");
+  if (dtype == "fp32")
+    opt.dtype = at::kFloat;
+  else if (dtype == "bf16")
+    opt.dtype = at::kBFloat16;
+  else if (dtype == "fp16")
+    opt.dtype = at::kHalf;
+  else if (dtype != "keep")
+    throw UsageError("--dtype must be keep, fp32, bf16 or fp16, got '" + dtype + "'");
   if (shard_mb < 0) throw UsageError("--max-shard-mb must be >= 0");
   opt.max_shard_bytes = shard_mb * (1LL << 20);
   auto model = model::load_model_h5(ckpt);

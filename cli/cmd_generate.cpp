@@ -54,20 +54,27 @@ std::shared_ptr<model::CausalLM> load_policy(const std::string& path) {
   return model::load_model_h5(path);
 }
 
-std::unique_ptr<data::Tokenizer> find_tokenizer(const std::string& model_path, const std::optional<std::string>& flag) {
-  if (flag && *flag == "char") return std::make_unique<data::CharTokenizer>(data::CharTokenizer::for_tasks());
+std::unique_ptr<data::Tokenizer> find_tokenizer(const std::string& model_path,
+                                                const std::optional<std::string>& flag) {
+  if (flag && *flag == "char")
+    return std::make_unique<data::CharTokenizer>(data::CharTokenizer::for_tasks());
   if (flag) return data::load_tokenizer(*flag);
   if (model::is_hf_dir(model_path)) {
-    if (std::ifstream(model_path + "/tokenizer.json").good()) return data::load_tokenizer(model_path);
+    if (std::ifstream(model_path + "/tokenizer.json").good())
+      return data::load_tokenizer(model_path);
     ZR_THROW(model_path, ": no tokenizer.json in the model folder; pass --tokenizer PATH");
   }
   H5File f(model_path, H5File::Mode::kRead);
   // A policy file (trainer/policy_file.h) keeps it as a byte dataset.
   if (f.exists("tokenizer_json"))
-    return data::tokenizer_from_json(f.read_bytes("tokenizer_json"), model_path + ":tokenizer_json");
+    return data::tokenizer_from_json(f.read_bytes("tokenizer_json"),
+                                     model_path + ":tokenizer_json");
   if (f.has_attr("model", "tokenizer_json"))
-    return data::tokenizer_from_json(f.read_attr_string("model", "tokenizer_json"), model_path + ":model/tokenizer_json");
-  ZR_THROW(model_path, ": the checkpoint stores no tokenizer (attribute model/tokenizer_json); pass --tokenizer PATH");
+    return data::tokenizer_from_json(f.read_attr_string("model", "tokenizer_json"),
+                                     model_path + ":model/tokenizer_json");
+  ZR_THROW(model_path,
+           ": the checkpoint stores no tokenizer (attribute model/tokenizer_json); pass "
+           "--tokenizer PATH");
 }
 
 struct Session {
@@ -156,14 +163,16 @@ int run_generate(Args& args) {
   s.policy = load_policy(model_path);
   s.policy->eval();
   // Half precision on the CPU is slow and gains nothing for generation.
-  if (s.policy->output_weight().device().is_cpu() && s.policy->output_weight().scalar_type() != at::kFloat &&
+  if (s.policy->output_weight().device().is_cpu() &&
+      s.policy->output_weight().scalar_type() != at::kFloat &&
       s.policy->output_weight().scalar_type() != at::kDouble)
     s.policy->to(at::kFloat);
   s.tok = find_tokenizer(model_path, tok_path);
   auto text = std::make_shared<rollout::TokenText>(rollout::TokenText::from_tokenizer(*s.tok));
   rollout::EngineOptions eo;
   eo.num_slots = slots;
-  if (s.policy->config().eos_token_id < 0 && s.tok->eos_id() >= 0) eo.eos_token_id = s.tok->eos_id();
+  if (s.policy->config().eos_token_id < 0 && s.tok->eos_id() >= 0)
+    eo.eos_token_id = s.tok->eos_id();
   s.engine = std::make_unique<rollout::Engine>(eo, text);
 
   if (!prompts.empty()) {
@@ -171,7 +180,9 @@ int run_generate(Args& args) {
     return 0;
   }
   const bool tty = isatty(STDIN_FILENO) != 0;
-  if (tty) std::cerr << s.policy->config().summary() << "\nenter a prompt (empty line or Ctrl-D to quit)\n";
+  if (tty)
+    std::cerr << s.policy->config().summary()
+              << "\nenter a prompt (empty line or Ctrl-D to quit)\n";
   std::string line;
   while (true) {
     if (tty) std::cerr << "> " << std::flush;
@@ -192,6 +203,7 @@ int run_generate(Args& args) {
 
 }  // namespace
 
-ZR_REGISTER_COMMAND(generate, "sample completions from a checkpoint (KV cache, batched)", kUsage, run_generate);
+ZR_REGISTER_COMMAND(generate, "sample completions from a checkpoint (KV cache, batched)", kUsage,
+                    run_generate);
 
 }  // namespace zerorl::cli

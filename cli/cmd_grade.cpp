@@ -42,9 +42,11 @@ static int run_grade(Args& args) {
     if (!in.is_object() || !in.contains("gold") || !in.contains("completion") ||
         !in["gold"].is_string() || !in["completion"].is_string()) {
       ++bad;
-      out = {{"correct", false}, {"extracted", ""},
-             {"reason", str_cat("bad input line ", lines,
-                                ": expected a JSON object with string \"gold\" and \"completion\"")}};
+      out = {
+          {"correct", false},
+          {"extracted", ""},
+          {"reason", str_cat("bad input line ", lines,
+                             ": expected a JSON object with string \"gold\" and \"completion\"")}};
     } else {
       auto v = rewards::math::grade(in["gold"].get<std::string>(),
                                     in["completion"].get<std::string>(), opt);
@@ -57,9 +59,12 @@ static int run_grade(Args& args) {
   }
   std::cout.flush();
   if (summary) {
-    nlohmann::json s = {{"lines", lines},          {"correct", correct},
-                        {"incorrect", lines - correct - bad}, {"no_answer", no_answer},
-                        {"timeout_or_bounded", bounded}, {"bad_lines", bad}};
+    nlohmann::json s = {{"lines", lines},
+                        {"correct", correct},
+                        {"incorrect", lines - correct - bad},
+                        {"no_answer", no_answer},
+                        {"timeout_or_bounded", bounded},
+                        {"bad_lines", bad}};
     std::cerr << s.dump() << '\n';
   }
   return 0;

@@ -14,8 +14,8 @@ static int run_pretrain_cmd(Args& args) {
   auto comm = make_comm(recipe.root().get<std::string>("comm", "auto"));
   auto res = run_pretrain(recipe, *comm);
   if (comm->rank() == 0)
-    std::cout << "pretrained " << res.steps << " steps in " << res.wall_seconds
-              << " s, final nll " << res.final_loss << "\npolicy: " << res.policy_path << "\n";
+    std::cout << "pretrained " << res.steps << " steps in " << res.wall_seconds << " s, final nll "
+              << res.final_loss << "\npolicy: " << res.policy_path << "\n";
   return 0;
 }
 

@@ -46,8 +46,8 @@ static int run_tokenize(Args& args) {
     try {
       ids = nlohmann::json::parse(line).get<std::vector<int32_t>>();
     } catch (const nlohmann::json::exception& e) {
-      throw Error(str_cat("stdin line ", lineno, ": expected a JSON list of integer ids (",
-                          e.what(), ")"));
+      throw Error(
+          str_cat("stdin line ", lineno, ": expected a JSON list of integer ids (", e.what(), ")"));
     }
     std::cout << tok->decode(ids, skip_special) << '\n';
   }

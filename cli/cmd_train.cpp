@@ -9,8 +9,10 @@
 namespace zerorl::cli {
 
 static void print_table(const TrainResult& r) {
-  std::cout << "\n" << std::left << std::setw(24) << "metric" << std::setw(12) << "step 0"
-            << std::setw(12) << "final" << "\n";
+  std::cout << "\n"
+            << std::left << std::setw(24) << "metric" << std::setw(12) << "step 0" << std::setw(12)
+            << "final"
+            << "\n";
   for (auto& [k, v] : r.last_eval) {
     auto it = r.first_eval.find(k);
     std::cout << std::setw(24) << k << std::setw(12)

@@ -33,6 +33,6 @@ const std::vector<Command>& commands();
 
 }  // namespace zerorl::cli
 
-#define ZR_REGISTER_COMMAND(name, summary, usage, fn)                          \
-  static const bool zr_registered_##name =                                     \
+#define ZR_REGISTER_COMMAND(name, summary, usage, fn) \
+  static const bool zr_registered_##name =            \
       ::zerorl::cli::register_command({#name, summary, usage, fn})

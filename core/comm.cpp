@@ -95,14 +95,22 @@ class SingleComm final : public Comm {
 
 MPI_Datatype mpi_type(at::ScalarType s) {
   switch (s) {
-    case at::kFloat: return MPI_FLOAT;
-    case at::kDouble: return MPI_DOUBLE;
-    case at::kInt: return MPI_INT32_T;
-    case at::kLong: return MPI_INT64_T;
-    case at::kByte: return MPI_UINT8_T;
-    case at::kChar: return MPI_INT8_T;
-    case at::kBool: return MPI_C_BOOL;
-    default: ZR_THROW("MPI Comm: unsupported dtype ", at::toString(s));
+    case at::kFloat:
+      return MPI_FLOAT;
+    case at::kDouble:
+      return MPI_DOUBLE;
+    case at::kInt:
+      return MPI_INT32_T;
+    case at::kLong:
+      return MPI_INT64_T;
+    case at::kByte:
+      return MPI_UINT8_T;
+    case at::kChar:
+      return MPI_INT8_T;
+    case at::kBool:
+      return MPI_C_BOOL;
+    default:
+      ZR_THROW("MPI Comm: unsupported dtype ", at::toString(s));
   }
 }
 
@@ -152,8 +160,8 @@ class MpiComm final : public Comm {
                           MPI_COMM_WORLD));
       return;
     }
-    MPI_CHECK(MPI_Bcast(t.data_ptr(), static_cast<int>(t.numel()), mpi_type(t.scalar_type()),
-                        root, MPI_COMM_WORLD));
+    MPI_CHECK(MPI_Bcast(t.data_ptr(), static_cast<int>(t.numel()), mpi_type(t.scalar_type()), root,
+                        MPI_COMM_WORLD));
   }
 
   at::Tensor allgather(const at::Tensor& t_in) override {

@@ -22,15 +22,24 @@ namespace {
 
 ncclDataType_t nccl_type(at::ScalarType s) {
   switch (s) {
-    case at::kFloat: return ncclFloat32;
-    case at::kDouble: return ncclFloat64;
-    case at::kHalf: return ncclFloat16;
-    case at::kBFloat16: return ncclBfloat16;
-    case at::kInt: return ncclInt32;
-    case at::kLong: return ncclInt64;
-    case at::kByte: return ncclUint8;
-    case at::kChar: return ncclInt8;
-    default: ZR_THROW("NCCL Comm: unsupported dtype ", at::toString(s));
+    case at::kFloat:
+      return ncclFloat32;
+    case at::kDouble:
+      return ncclFloat64;
+    case at::kHalf:
+      return ncclFloat16;
+    case at::kBFloat16:
+      return ncclBfloat16;
+    case at::kInt:
+      return ncclInt32;
+    case at::kLong:
+      return ncclInt64;
+    case at::kByte:
+      return ncclUint8;
+    case at::kChar:
+      return ncclInt8;
+    default:
+      ZR_THROW("NCCL Comm: unsupported dtype ", at::toString(s));
   }
 }
 
@@ -41,7 +50,8 @@ class NcclComm final : public Comm {
     MPI_CHECK(MPI_Comm_rank(MPI_COMM_WORLD, &rank_));
     MPI_CHECK(MPI_Comm_size(MPI_COMM_WORLD, &size_));
     MPI_Comm local;
-    MPI_CHECK(MPI_Comm_split_type(MPI_COMM_WORLD, MPI_COMM_TYPE_SHARED, rank_, MPI_INFO_NULL, &local));
+    MPI_CHECK(
+        MPI_Comm_split_type(MPI_COMM_WORLD, MPI_COMM_TYPE_SHARED, rank_, MPI_INFO_NULL, &local));
     int local_rank = 0;
     MPI_CHECK(MPI_Comm_rank(local, &local_rank));
     MPI_Comm_free(&local);
@@ -68,8 +78,8 @@ class NcclComm final : public Comm {
     if (op == ReduceOp::kMax) nop = ncclMax;
     if (op == ReduceOp::kMin) nop = ncclMin;
     if (op == ReduceOp::kMean) nop = ncclAvg;
-    NCCL_CHECK(ncclAllReduce(t.data_ptr(), t.data_ptr(), t.numel(), nccl_type(t.scalar_type()),
-                             nop, comm_, stream()));
+    NCCL_CHECK(ncclAllReduce(t.data_ptr(), t.data_ptr(), t.numel(), nccl_type(t.scalar_type()), nop,
+                             comm_, stream()));
   }
   void broadcast(at::Tensor& t, int root) override {
     check(t, "broadcast");
@@ -97,8 +107,10 @@ class NcclComm final : public Comm {
     auto ty = nccl_type(t.scalar_type());
     NCCL_CHECK(ncclGroupStart());
     for (int r = 0; r < size_; ++r) {
-      NCCL_CHECK(ncclSend(static_cast<char*>(t.data_ptr()) + r * bytes, per, ty, r, comm_, stream()));
-      NCCL_CHECK(ncclRecv(static_cast<char*>(out.data_ptr()) + r * bytes, per, ty, r, comm_, stream()));
+      NCCL_CHECK(
+          ncclSend(static_cast<char*>(t.data_ptr()) + r * bytes, per, ty, r, comm_, stream()));
+      NCCL_CHECK(
+          ncclRecv(static_cast<char*>(out.data_ptr()) + r * bytes, per, ty, r, comm_, stream()));
     }
     NCCL_CHECK(ncclGroupEnd());
     return out;

@@ -9,8 +9,8 @@ namespace detail {
 
 struct RecipeState {
   YAML::Node root;
-  std::string name;                          // file path or "<string>"
-  std::set<std::string> read;                // dotted keys read (and their prefixes)
+  std::string name;                           // file path or "<string>"
+  std::set<std::string> read;                 // dotted keys read (and their prefixes)
   std::map<std::string, std::string> origin;  // dotted key -> "command line 'k=v'"
 };
 
@@ -52,19 +52,51 @@ YAML::Node walk(const YAML::Node& root, const std::string& prefix) {
   return n;
 }
 
-template <typename T> struct TypeName;
-template <> struct TypeName<int> { static constexpr const char* v = "an integer"; };
-template <> struct TypeName<long> { static constexpr const char* v = "an integer"; };
-template <> struct TypeName<long long> { static constexpr const char* v = "an integer"; };
-template <> struct TypeName<unsigned long> { static constexpr const char* v = "a non-negative integer"; };
-template <> struct TypeName<unsigned long long> { static constexpr const char* v = "a non-negative integer"; };
-template <> struct TypeName<double> { static constexpr const char* v = "a number"; };
-template <> struct TypeName<float> { static constexpr const char* v = "a number"; };
-template <> struct TypeName<bool> { static constexpr const char* v = "a boolean (true/false)"; };
-template <> struct TypeName<std::string> { static constexpr const char* v = "a string"; };
-template <typename T> struct TypeName<std::vector<T>> { static constexpr const char* v = "a list"; };
+template <typename T>
+struct TypeName;
+template <>
+struct TypeName<int> {
+  static constexpr const char* v = "an integer";
+};
+template <>
+struct TypeName<long> {
+  static constexpr const char* v = "an integer";
+};
+template <>
+struct TypeName<long long> {
+  static constexpr const char* v = "an integer";
+};
+template <>
+struct TypeName<unsigned long> {
+  static constexpr const char* v = "a non-negative integer";
+};
+template <>
+struct TypeName<unsigned long long> {
+  static constexpr const char* v = "a non-negative integer";
+};
+template <>
+struct TypeName<double> {
+  static constexpr const char* v = "a number";
+};
+template <>
+struct TypeName<float> {
+  static constexpr const char* v = "a number";
+};
+template <>
+struct TypeName<bool> {
+  static constexpr const char* v = "a boolean (true/false)";
+};
+template <>
+struct TypeName<std::string> {
+  static constexpr const char* v = "a string";
+};
+template <typename T>
+struct TypeName<std::vector<T>> {
+  static constexpr const char* v = "a list";
+};
 
-template <typename T> struct Convert {
+template <typename T>
+struct Convert {
   static bool run(const YAML::Node& n, T& out) {
     if (!n.IsScalar()) return false;
     // yaml-cpp accepts "1.5" as int by truncation in some versions; be strict.
@@ -80,14 +112,16 @@ template <typename T> struct Convert {
     }
   }
 };
-template <> struct Convert<std::string> {
+template <>
+struct Convert<std::string> {
   static bool run(const YAML::Node& n, std::string& out) {
     if (!n.IsScalar()) return false;
     out = n.Scalar();
     return true;
   }
 };
-template <typename T> struct Convert<std::vector<T>> {
+template <typename T>
+struct Convert<std::vector<T>> {
   static bool run(const YAML::Node& n, std::vector<T>& out) {
     if (!n.IsSequence()) return false;
     out.clear();
@@ -100,8 +134,8 @@ template <typename T> struct Convert<std::vector<T>> {
   }
 };
 
-void collect_unread(const YAML::Node& n, const std::string& prefix,
-                    const detail::RecipeState& st, std::vector<std::pair<std::string, YAML::Mark>>& out) {
+void collect_unread(const YAML::Node& n, const std::string& prefix, const detail::RecipeState& st,
+                    std::vector<std::pair<std::string, YAML::Mark>>& out) {
   if (!n.IsMap()) return;
   for (auto it = n.begin(); it != n.end(); ++it) {
     std::string key = prefix + it->first.Scalar();
@@ -249,8 +283,8 @@ std::string ConfigNode::choice(const std::string& key,
   ZR_THROW(where(key), ": '", path(key), "' must be one of {", list, "}, got '", v, "'");
 }
 
-#define ZR_CONFIG_INSTANTIATE(T)                                        \
-  template T ConfigNode::get<T>(const std::string&) const;              \
+#define ZR_CONFIG_INSTANTIATE(T)                           \
+  template T ConfigNode::get<T>(const std::string&) const; \
   template T ConfigNode::get<T>(const std::string&, const T&) const;
 ZR_CONFIG_INSTANTIATE(int)
 ZR_CONFIG_INSTANTIATE(long)
@@ -278,7 +312,8 @@ Recipe Recipe::from_string(const std::string& yaml, const std::string& name) {
   } catch (const YAML::ParserException& e) {
     ZR_THROW(mark_text(name, e.mark), ": YAML syntax error: ", e.msg);
   }
-  if (!r.st_->root.IsDefined() || r.st_->root.IsNull()) r.st_->root = YAML::Node(YAML::NodeType::Map);
+  if (!r.st_->root.IsDefined() || r.st_->root.IsNull())
+    r.st_->root = YAML::Node(YAML::NodeType::Map);
   ZR_CHECK(r.st_->root.IsMap(), name, ": a recipe must be a map of sections at the top level");
   return r;
 }

@@ -34,7 +34,8 @@ namespace zerorl {
 
 namespace detail {
 struct RecipeState;  // shared by a Recipe and all its nodes
-template <typename T> struct YamlTypeName;
+template <typename T>
+struct YamlTypeName;
 }  // namespace detail
 
 class ConfigNode {
@@ -42,9 +43,11 @@ class ConfigNode {
   ConfigNode() = default;
 
   // Required value; throws if absent.
-  template <typename T> T get(const std::string& key) const;
+  template <typename T>
+  T get(const std::string& key) const;
   // Optional value; the default is written into the tree when absent.
-  template <typename T> T get(const std::string& key, const T& dflt) const;
+  template <typename T>
+  T get(const std::string& key, const T& dflt) const;
   // A string restricted to a set of choices.
   std::string choice(const std::string& key, const std::vector<std::string>& choices,
                      const std::string& dflt) const;
@@ -71,8 +74,8 @@ class ConfigNode {
   friend class Recipe;
   ConfigNode(std::shared_ptr<detail::RecipeState> st, std::string prefix)
       : st_(std::move(st)), prefix_(std::move(prefix)) {}
-  YAML::Node node() const;          // this section's node (may be undefined)
-  YAML::Node ensure_node() const;   // creates the section map if absent
+  YAML::Node node() const;         // this section's node (may be undefined)
+  YAML::Node ensure_node() const;  // creates the section map if absent
   void read_mark(const std::string& key) const;
   [[noreturn]] void type_error(const std::string& key, const char* want) const;
 

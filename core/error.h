@@ -45,9 +45,9 @@ using detail::str_cat;
 
 }  // namespace zerorl
 
-#define ZR_CHECK(cond, ...)                                                 \
-  do {                                                                      \
-    if (!(cond)) throw ::zerorl::Error(::zerorl::str_cat(__VA_ARGS__));     \
+#define ZR_CHECK(cond, ...)                                             \
+  do {                                                                  \
+    if (!(cond)) throw ::zerorl::Error(::zerorl::str_cat(__VA_ARGS__)); \
   } while (0)
 
 #define ZR_THROW(...) throw ::zerorl::Error(::zerorl::str_cat(__VA_ARGS__))

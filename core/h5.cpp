@@ -30,14 +30,22 @@ struct Handle {  // closes an HDF5 id with the matching function
 
 hid_t h5_type(at::ScalarType s) {
   switch (s) {
-    case at::kFloat: return H5T_NATIVE_FLOAT;
-    case at::kDouble: return H5T_NATIVE_DOUBLE;
-    case at::kLong: return H5T_NATIVE_INT64;
-    case at::kInt: return H5T_NATIVE_INT32;
-    case at::kShort: return H5T_NATIVE_INT16;
-    case at::kByte: return H5T_NATIVE_UINT8;
-    case at::kChar: return H5T_NATIVE_INT8;
-    default: return -1;
+    case at::kFloat:
+      return H5T_NATIVE_FLOAT;
+    case at::kDouble:
+      return H5T_NATIVE_DOUBLE;
+    case at::kLong:
+      return H5T_NATIVE_INT64;
+    case at::kInt:
+      return H5T_NATIVE_INT32;
+    case at::kShort:
+      return H5T_NATIVE_INT16;
+    case at::kByte:
+      return H5T_NATIVE_UINT8;
+    case at::kChar:
+      return H5T_NATIVE_INT8;
+    default:
+      return -1;
   }
 }
 
@@ -106,9 +114,9 @@ void H5File::write_tensor(const std::string& name, const at::Tensor& t_in) {
                H5Sclose);
   Handle lcpl(lcpl_intermediate(), H5Pclose);
   if (exists(name)) H5Ldelete(static_cast<hid_t>(id_), name.c_str(), H5P_DEFAULT);
-  Handle ds(H5Dcreate2(static_cast<hid_t>(id_), name.c_str(), ty, space, lcpl, H5P_DEFAULT,
-                       H5P_DEFAULT),
-            H5Dclose);
+  Handle ds(
+      H5Dcreate2(static_cast<hid_t>(id_), name.c_str(), ty, space, lcpl, H5P_DEFAULT, H5P_DEFAULT),
+      H5Dclose);
   ZR_CHECK(ds.id >= 0, path_, ": cannot create dataset '", name, "'");
   if (t.numel() > 0)
     ZR_CHECK(H5Dwrite(ds, ty, H5S_ALL, H5S_ALL, H5P_DEFAULT, t.data_ptr()) >= 0, path_,
@@ -129,14 +137,20 @@ at::Tensor H5File::read_tensor(const std::string& name) const {
   H5T_class_t cls = H5Tget_class(ftype);
   size_t size = H5Tget_size(ftype);
   at::ScalarType st;
-  if (cls == H5T_FLOAT && size == 4) st = at::kFloat;
-  else if (cls == H5T_FLOAT && size == 8) st = at::kDouble;
-  else if (cls == H5T_INTEGER && size == 8) st = at::kLong;
-  else if (cls == H5T_INTEGER && size == 4) st = at::kInt;
-  else if (cls == H5T_INTEGER && size == 2) st = at::kShort;
+  if (cls == H5T_FLOAT && size == 4)
+    st = at::kFloat;
+  else if (cls == H5T_FLOAT && size == 8)
+    st = at::kDouble;
+  else if (cls == H5T_INTEGER && size == 8)
+    st = at::kLong;
+  else if (cls == H5T_INTEGER && size == 4)
+    st = at::kInt;
+  else if (cls == H5T_INTEGER && size == 2)
+    st = at::kShort;
   else if (cls == H5T_INTEGER && size == 1)
     st = H5Tget_sign(ftype) == H5T_SGN_NONE ? at::kByte : at::kChar;
-  else ZR_THROW(path_, ": dataset '", name, "' has an unsupported element type");
+  else
+    ZR_THROW(path_, ": dataset '", name, "' has an unsupported element type");
   std::vector<int64_t> shape(dims.begin(), dims.end());
   at::Tensor out = at::empty(shape, at::TensorOptions().dtype(st));
   if (out.numel() > 0)
@@ -144,9 +158,12 @@ at::Tensor H5File::read_tensor(const std::string& name) const {
              ": cannot read dataset '", name, "' (truncated or corrupt file?)");
   if (has_attr(name, "zerorl_dtype")) {
     std::string tag = read_attr_string(name, "zerorl_dtype");
-    if (tag == "bfloat16") out = out.view(at::kBFloat16);
-    else if (tag == "float16") out = out.view(at::kHalf);
-    else if (tag == "bool") out = out.to(at::kBool);
+    if (tag == "bfloat16")
+      out = out.view(at::kBFloat16);
+    else if (tag == "float16")
+      out = out.view(at::kHalf);
+    else if (tag == "bool")
+      out = out.to(at::kBool);
   }
   return out;
 }
@@ -204,8 +221,8 @@ void H5File::write_attr(const std::string& obj, const std::string& key, double v
 
 std::string H5File::read_attr_string(const std::string& obj, const std::string& key) const {
   ZR_CHECK(has_attr(obj, key), path_, ": no attribute '", key, "' on '", obj_path(obj), "'");
-  Handle a(H5Aopen_by_name(static_cast<hid_t>(id_), obj_path(obj).c_str(), key.c_str(),
-                           H5P_DEFAULT, H5P_DEFAULT),
+  Handle a(H5Aopen_by_name(static_cast<hid_t>(id_), obj_path(obj).c_str(), key.c_str(), H5P_DEFAULT,
+                           H5P_DEFAULT),
            H5Aclose);
   Handle ty(H5Aget_type(a), H5Tclose);
   ZR_CHECK(H5Tget_class(ty) == H5T_STRING, path_, ": attribute '", key, "' is not a string");
@@ -219,8 +236,8 @@ std::string H5File::read_attr_string(const std::string& obj, const std::string& 
 
 int64_t H5File::read_attr_int(const std::string& obj, const std::string& key) const {
   ZR_CHECK(has_attr(obj, key), path_, ": no attribute '", key, "' on '", obj_path(obj), "'");
-  Handle a(H5Aopen_by_name(static_cast<hid_t>(id_), obj_path(obj).c_str(), key.c_str(),
-                           H5P_DEFAULT, H5P_DEFAULT),
+  Handle a(H5Aopen_by_name(static_cast<hid_t>(id_), obj_path(obj).c_str(), key.c_str(), H5P_DEFAULT,
+                           H5P_DEFAULT),
            H5Aclose);
   int64_t v = 0;
   ZR_CHECK(H5Aread(a, H5T_NATIVE_INT64, &v) >= 0, path_, ": cannot read attribute '", key, "'");
@@ -229,8 +246,8 @@ int64_t H5File::read_attr_int(const std::string& obj, const std::string& key) co
 
 double H5File::read_attr_double(const std::string& obj, const std::string& key) const {
   ZR_CHECK(has_attr(obj, key), path_, ": no attribute '", key, "' on '", obj_path(obj), "'");
-  Handle a(H5Aopen_by_name(static_cast<hid_t>(id_), obj_path(obj).c_str(), key.c_str(),
-                           H5P_DEFAULT, H5P_DEFAULT),
+  Handle a(H5Aopen_by_name(static_cast<hid_t>(id_), obj_path(obj).c_str(), key.c_str(), H5P_DEFAULT,
+                           H5P_DEFAULT),
            H5Aclose);
   double v = 0;
   ZR_CHECK(H5Aread(a, H5T_NATIVE_DOUBLE, &v) >= 0, path_, ": cannot read attribute '", key, "'");

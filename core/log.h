@@ -26,10 +26,9 @@ void write(Level level, const std::string& message);
 
 }  // namespace zerorl::log
 
-#define ZR_LOG_AT(lvl, ...)                                                   \
-  do {                                                                        \
-    if (::zerorl::log::enabled(lvl))                                          \
-      ::zerorl::log::write(lvl, ::zerorl::str_cat(__VA_ARGS__));              \
+#define ZR_LOG_AT(lvl, ...)                                                                     \
+  do {                                                                                          \
+    if (::zerorl::log::enabled(lvl)) ::zerorl::log::write(lvl, ::zerorl::str_cat(__VA_ARGS__)); \
   } while (0)
 #define ZR_LOG_DEBUG(...) ZR_LOG_AT(::zerorl::log::Level::kDebug, __VA_ARGS__)
 #define ZR_LOG_INFO(...) ZR_LOG_AT(::zerorl::log::Level::kInfo, __VA_ARGS__)

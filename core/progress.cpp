@@ -27,16 +27,18 @@ std::string Progress::format_duration(double s) {
   if (!std::isfinite(s) || s < 0) return "?";
   long t = std::lround(s);
   char buf[32];
-  if (t >= 3600) std::snprintf(buf, sizeof(buf), "%ldh%02ldm", t / 3600, (t % 3600) / 60);
-  else if (t >= 60) std::snprintf(buf, sizeof(buf), "%ldm%02lds", t / 60, t % 60);
-  else std::snprintf(buf, sizeof(buf), "%lds", t);
+  if (t >= 3600)
+    std::snprintf(buf, sizeof(buf), "%ldh%02ldm", t / 3600, (t % 3600) / 60);
+  else if (t >= 60)
+    std::snprintf(buf, sizeof(buf), "%ldm%02lds", t / 60, t % 60);
+  else
+    std::snprintf(buf, sizeof(buf), "%lds", t);
   return buf;
 }
 
 std::string Progress::render(long done, const std::vector<std::pair<std::string, double>>& live,
                              int width) const {
-  double elapsed =
-      std::chrono::duration<double>(std::chrono::steady_clock::now() - start_).count();
+  double elapsed = std::chrono::duration<double>(std::chrono::steady_clock::now() - start_).count();
   double frac = total_ > 0 ? std::min(1.0, static_cast<double>(done) / total_) : 0.0;
   double eta = done > 0 ? elapsed / done * (total_ - done) : NAN;
   std::ostringstream os;
@@ -45,8 +47,7 @@ std::string Progress::render(long done, const std::vector<std::pair<std::string,
     int filled = static_cast<int>(std::lround(frac * width));
     os << "[" << std::string(filled, '#') << std::string(width - filled, '.') << "] ";
   }
-  os << done << "/" << total_ << " " << format_duration(elapsed) << " ETA "
-     << format_duration(eta);
+  os << done << "/" << total_ << " " << format_duration(elapsed) << " ETA " << format_duration(eta);
   for (auto& [k, v] : live) {
     char buf[48];
     std::snprintf(buf, sizeof(buf), " %s %.4g", k.c_str(), v);

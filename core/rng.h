@@ -18,9 +18,9 @@ namespace zerorl {
 
 // Named purposes keep streams of the same coordinates apart.
 enum class RngPurpose : uint64_t {
-  kInit = 1,       // weight initialisation
-  kData = 2,       // dataset shuffling and task generation
-  kSample = 3,     // token sampling in rollout
+  kInit = 1,    // weight initialisation
+  kData = 2,    // dataset shuffling and task generation
+  kSample = 3,  // token sampling in rollout
   kDropout = 4,
   kEval = 5,
   kOther = 6,

@@ -20,8 +20,9 @@ struct DtypeName {
   at::ScalarType type;
 };
 const DtypeName kDtypes[] = {
-    {"F64", at::kDouble}, {"F32", at::kFloat}, {"F16", at::kHalf},  {"BF16", at::kBFloat16}, {"I64", at::kLong},
-    {"I32", at::kInt},    {"I16", at::kShort}, {"I8", at::kChar},   {"U8", at::kByte},       {"BOOL", at::kBool},
+    {"F64", at::kDouble}, {"F32", at::kFloat}, {"F16", at::kHalf},  {"BF16", at::kBFloat16},
+    {"I64", at::kLong},   {"I32", at::kInt},   {"I16", at::kShort}, {"I8", at::kChar},
+    {"U8", at::kByte},    {"BOOL", at::kBool},
 };
 
 bool dtype_from_name(const std::string& s, at::ScalarType* out) {
@@ -52,8 +53,10 @@ SafetensorsReader::SafetensorsReader(const std::string& path) : path_(path) {
   f.read(reinterpret_cast<char*>(len_bytes), 8);
   uint64_t n = 0;
   for (int i = 7; i >= 0; --i) n = (n << 8) | len_bytes[i];
-  ZR_CHECK(n > 0 && n <= size - 8, path, ": bad safetensors header length ", n, " (file has ", size, " bytes)");
-  ZR_CHECK(n < (uint64_t(100) << 20), path, ": safetensors header of ", n, " bytes is implausibly large");
+  ZR_CHECK(n > 0 && n <= size - 8, path, ": bad safetensors header length ", n, " (file has ", size,
+           " bytes)");
+  ZR_CHECK(n < (uint64_t(100) << 20), path, ": safetensors header of ", n,
+           " bytes is implausibly large");
   std::string header(n, '\0');
   f.read(header.data(), static_cast<std::streamsize>(n));
   ZR_CHECK(f.good(), path, ": cannot read the safetensors header");
@@ -75,8 +78,9 @@ SafetensorsReader::SafetensorsReader(const std::string& path) : path_(path) {
       continue;
     }
     const json& v = it.value();
-    ZR_CHECK(v.is_object() && v.contains("dtype") && v.contains("shape") && v.contains("data_offsets"), path,
-             ": tensor '", name, "': header entry needs dtype, shape and data_offsets");
+    ZR_CHECK(
+        v.is_object() && v.contains("dtype") && v.contains("shape") && v.contains("data_offsets"),
+        path, ": tensor '", name, "': header entry needs dtype, shape and data_offsets");
     Entry e;
     std::string dt = v["dtype"].is_string() ? v["dtype"].get<std::string>() : v["dtype"].dump();
     ZR_CHECK(dtype_from_name(dt, &e.dtype), path, ": tensor '", name, "': unsupported dtype ", dt);
@@ -96,10 +100,11 @@ SafetensorsReader::SafetensorsReader(const std::string& path) : path_(path) {
       numel *= static_cast<uint64_t>(d);
     }
     uint64_t want = numel * c10::elementSize(e.dtype);
-    ZR_CHECK(e.begin <= e.end && e.end - e.begin == want, path, ": tensor '", name, "': data_offsets [", e.begin,
-             ", ", e.end, ") hold ", e.end - e.begin, " bytes but shape and dtype need ", want);
-    ZR_CHECK(e.end <= data_size, path, ": tensor '", name, "' ends at byte ", e.end, " of the data but the file has ",
-             data_size, " data bytes (truncated file?)");
+    ZR_CHECK(e.begin <= e.end && e.end - e.begin == want, path, ": tensor '", name,
+             "': data_offsets [", e.begin, ", ", e.end, ") hold ", e.end - e.begin,
+             " bytes but shape and dtype need ", want);
+    ZR_CHECK(e.end <= data_size, path, ": tensor '", name, "' ends at byte ", e.end,
+             " of the data but the file has ", data_size, " data bytes (truncated file?)");
     entries_[name] = std::move(e);
   }
 }
@@ -118,7 +123,9 @@ const SafetensorsReader::Entry& SafetensorsReader::entry(const std::string& name
   return it->second;
 }
 
-std::vector<int64_t> SafetensorsReader::shape(const std::string& name) const { return entry(name).shape; }
+std::vector<int64_t> SafetensorsReader::shape(const std::string& name) const {
+  return entry(name).shape;
+}
 at::ScalarType SafetensorsReader::dtype(const std::string& name) const { return entry(name).dtype; }
 
 at::Tensor SafetensorsReader::read(const std::string& name) const {
@@ -130,19 +137,21 @@ at::Tensor SafetensorsReader::read(const std::string& name) const {
   ZR_CHECK(f.good(), path_, ": cannot open to read tensor '", name, "'");
   f.seekg(static_cast<std::streamoff>(data_start_ + e.begin));
   f.read(static_cast<char*>(t.data_ptr()), static_cast<std::streamsize>(nbytes));
-  ZR_CHECK(f.good() && static_cast<uint64_t>(f.gcount()) == nbytes, path_, ": short read of tensor '", name,
-           "' (truncated file?)");
+  ZR_CHECK(f.good() && static_cast<uint64_t>(f.gcount()) == nbytes, path_,
+           ": short read of tensor '", name, "' (truncated file?)");
   return t;
 }
 
-void write_safetensors(const std::string& path, const std::vector<std::pair<std::string, at::Tensor>>& tensors,
+void write_safetensors(const std::string& path,
+                       const std::vector<std::pair<std::string, at::Tensor>>& tensors,
                        const std::map<std::string, std::string>& metadata) {
   json header = json::object();
   if (!metadata.empty()) header["__metadata__"] = metadata;
   std::vector<at::Tensor> data;
   uint64_t offset = 0;
   for (const auto& [name, t0] : tensors) {
-    ZR_CHECK(name != "__metadata__" && !header.contains(name), path, ": duplicate or reserved tensor name '", name, "'");
+    ZR_CHECK(name != "__metadata__" && !header.contains(name), path,
+             ": duplicate or reserved tensor name '", name, "'");
     at::Tensor t = t0.detach().to(at::kCPU).contiguous();
     uint64_t nbytes = t.nbytes();
     header[name] = {{"dtype", dtype_to_name(t.scalar_type())},
@@ -160,7 +169,8 @@ void write_safetensors(const std::string& path, const std::vector<std::pair<std:
   for (int i = 0; i < 8; ++i) len_bytes[i] = static_cast<unsigned char>((n >> (8 * i)) & 0xff);
   f.write(reinterpret_cast<const char*>(len_bytes), 8);
   f.write(h.data(), static_cast<std::streamsize>(h.size()));
-  for (const auto& t : data) f.write(static_cast<const char*>(t.data_ptr()), static_cast<std::streamsize>(t.nbytes()));
+  for (const auto& t : data)
+    f.write(static_cast<const char*>(t.data_ptr()), static_cast<std::streamsize>(t.nbytes()));
   f.flush();
   ZR_CHECK(f.good(), path, ": write failed (disk full?)");
 }

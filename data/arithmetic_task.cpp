@@ -61,7 +61,8 @@ static uint64_t pow10(int d) {
 }
 
 static uint64_t draw_operand(Rng& rng, int min_digits, int max_digits) {
-  int d = min_digits + static_cast<int>(rng.below(static_cast<uint64_t>(max_digits - min_digits + 1)));
+  int d =
+      min_digits + static_cast<int>(rng.below(static_cast<uint64_t>(max_digits - min_digits + 1)));
   uint64_t lo = d == 1 ? 0 : pow10(d - 1), hi = pow10(d);
   return lo + rng.below(hi - lo);
 }

@@ -84,8 +84,8 @@ ByteLevelBpe::ByteLevelBpe(const std::string& json_text, const json* config,
   std::vector<AddedToken> added;
   for (const auto& a : doc.value("added_tokens", json::array())) {
     AddedToken t{a.at("content").get<std::string>(), a.at("id").get<int32_t>(),
-                 a.value("special", false), a.value("lstrip", false), a.value("rstrip", false),
-                 a.value("single_word", false)};
+                 a.value("special", false),          a.value("lstrip", false),
+                 a.value("rstrip", false),           a.value("single_word", false)};
     ZR_CHECK(!t.content.empty() && t.id >= 0, source, ": bad added token entry ", a.dump());
     vocab_[t.content] = t.id;
     max_id = std::max(max_id, t.id);
@@ -140,7 +140,8 @@ ByteLevelBpe::ByteLevelBpe(const std::string& json_text, const json* config,
     ++rank;
   }
 
-  bos_id_ = find_special(config, "bos_token", {"<|begin_of_text|>", "<s>", "<｜begin▁of▁sentence｜>"});
+  bos_id_ =
+      find_special(config, "bos_token", {"<|begin_of_text|>", "<s>", "<｜begin▁of▁sentence｜>"});
   eos_id_ = find_special(config, "eos_token",
                          {"<|endoftext|>", "<|end_of_text|>", "</s>", "<｜end▁of▁sentence｜>"});
   pad_id_ = find_special(config, "pad_token", {"<|pad|>", "<pad>"});
@@ -150,8 +151,9 @@ int32_t ByteLevelBpe::find_special(const json* config, const char* key,
                                    std::initializer_list<const char*> fallbacks) const {
   if (config && config->is_object() && config->contains(key)) {
     const json& v = (*config)[key];
-    std::string name = v.is_string() ? v.get<std::string>()
-                       : v.is_object() ? v.value("content", "") : "";
+    std::string name = v.is_string()   ? v.get<std::string>()
+                       : v.is_object() ? v.value("content", "")
+                                       : "";
     if (!name.empty()) return token_to_id(name);
     if (v.is_null()) return -1;
   }
@@ -211,7 +213,8 @@ std::vector<int32_t> ByteLevelBpe::encode(std::string_view text) const {
     }
     size_t start = i, stop = i + hit->content.size();
     if (hit->lstrip)
-      while (start > seg_start && is_space_byte(static_cast<unsigned char>(text[start - 1]))) --start;
+      while (start > seg_start && is_space_byte(static_cast<unsigned char>(text[start - 1])))
+        --start;
     if (hit->rstrip)
       while (stop < n && is_space_byte(static_cast<unsigned char>(text[stop]))) ++stop;
     if (start > seg_start) encode_segment(text.substr(seg_start, start - seg_start), out);

@@ -80,7 +80,7 @@ class ByteLevelBpe final : public Tokenizer {
   std::array<int32_t, 256> byte_id_{};              // byte -> id of its one-byte token
   std::unordered_map<uint64_t, Merge> merges_;      // (left id, right id) -> merge
 
-  std::vector<AddedToken> added_;                   // sorted longest first
+  std::vector<AddedToken> added_;  // sorted longest first
   std::array<bool, 256> added_first_byte_{};
 
   mutable std::mutex cache_mu_;

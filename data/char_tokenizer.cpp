@@ -29,15 +29,17 @@ CharTokenizer::CharTokenizer(std::vector<std::string> tokens, std::vector<std::s
              " is not valid UTF-8");
     ZR_CHECK(index_.emplace(t, static_cast<int32_t>(i)).second, "char tokenizer: token '", t,
              "' appears twice");
-    if (num_codepoints(t) > 1) multi_.push_back(static_cast<int32_t>(i));
-    else if (t.size() == 1) ascii_[static_cast<unsigned char>(t[0])] = static_cast<int32_t>(i);
+    if (num_codepoints(t) > 1)
+      multi_.push_back(static_cast<int32_t>(i));
+    else if (t.size() == 1)
+      ascii_[static_cast<unsigned char>(t[0])] = static_cast<int32_t>(i);
   }
-  std::stable_sort(multi_.begin(), multi_.end(), [&](int32_t a, int32_t b) {
-    return tokens_[a].size() > tokens_[b].size();
-  });
+  std::stable_sort(multi_.begin(), multi_.end(),
+                   [&](int32_t a, int32_t b) { return tokens_[a].size() > tokens_[b].size(); });
   for (const auto& s : special_names_) {
     auto it = index_.find(s);
-    ZR_CHECK(it != index_.end(), "char tokenizer: special token '", s, "' is not in the vocabulary");
+    ZR_CHECK(it != index_.end(), "char tokenizer: special token '", s,
+             "' is not in the vocabulary");
     special_[it->second] = 1;
   }
   pad_id_ = token_to_id("<pad>");
@@ -47,8 +49,8 @@ CharTokenizer::CharTokenizer(std::vector<std::string> tokens, std::vector<std::s
 }
 
 CharTokenizer CharTokenizer::for_tasks() {
-  std::vector<std::string> tokens = {"<pad>", "<bos>", "<eos>", "<unk>",
-                                     "<think>", "</think>", "<answer>", "</answer>", "\n"};
+  std::vector<std::string> tokens = {"<pad>",    "<bos>",    "<eos>",     "<unk>", "<think>",
+                                     "</think>", "<answer>", "</answer>", "\n"};
   for (char c = ' '; c <= '~'; ++c) tokens.emplace_back(1, c);
   return CharTokenizer(tokens, {"<pad>", "<bos>", "<eos>", "<unk>"});
 }

@@ -47,8 +47,8 @@ class CharTokenizer final : public Tokenizer {
   std::vector<std::string> special_names_;
   std::vector<uint8_t> special_;
   std::unordered_map<std::string, int32_t> index_;
-  std::vector<int32_t> ascii_;          // byte < 128 -> id of that character, -1 if none
-  std::vector<int32_t> multi_;          // ids of multi-character tokens, longest first
+  std::vector<int32_t> ascii_;  // byte < 128 -> id of that character, -1 if none
+  std::vector<int32_t> multi_;  // ids of multi-character tokens, longest first
   int32_t unk_id_ = -1;
 };
 

@@ -8,11 +8,16 @@ namespace zerorl::data {
 
 const char* doc_kind_name(DocKind k) {
   switch (k) {
-    case DocKind::kBare: return "bare";
-    case DocKind::kWorked: return "worked";
-    case DocKind::kTaggedBare: return "tagged_bare";
-    case DocKind::kTaggedWorked: return "tagged_worked";
-    case DocKind::kNoise: return "noise";
+    case DocKind::kBare:
+      return "bare";
+    case DocKind::kWorked:
+      return "worked";
+    case DocKind::kTaggedBare:
+      return "tagged_bare";
+    case DocKind::kTaggedWorked:
+      return "tagged_worked";
+    case DocKind::kNoise:
+      return "noise";
   }
   return "?";
 }
@@ -40,8 +45,9 @@ CorpusConfig CorpusConfig::from(const ConfigNode& n) {
 
 void CorpusConfig::validate() const {
   task.validate();
-  ZR_CHECK(bare >= 0 && worked >= 0 && tagged >= 0 && noise >= 0 && bare + worked + tagged + noise > 0,
-           "mix shares must be >= 0 and not all zero");
+  ZR_CHECK(
+      bare >= 0 && worked >= 0 && tagged >= 0 && noise >= 0 && bare + worked + tagged + noise > 0,
+      "mix shares must be >= 0 and not all zero");
   ZR_CHECK(tagged_worked_fraction >= 0 && tagged_worked_fraction <= 1,
            "tagged_worked_fraction must be in [0, 1], got ", tagged_worked_fraction);
 }
@@ -72,26 +78,38 @@ std::string bare_doc(const Example& ex, Rng& rng) {
     static const char* const forms[] = {"%P\nAnswer: %A", "%P %A", "Q: %P\nA: %A"};
     std::string f = pick(rng, forms), out;
     for (size_t i = 0; i < f.size(); ++i) {
-      if (f[i] == '%' && f[i + 1] == 'P') { out += ex.prompt; ++i; }
-      else if (f[i] == '%' && f[i + 1] == 'A') { out += ex.answer; ++i; }
-      else out += f[i];
+      if (f[i] == '%' && f[i + 1] == 'P') {
+        out += ex.prompt;
+        ++i;
+      } else if (f[i] == '%' && f[i + 1] == 'A') {
+        out += ex.answer;
+        ++i;
+      } else
+        out += f[i];
     }
     return out;
   }
   std::string p = problem_phrase(ex);
   switch (rng.below(4)) {
-    case 0: return str_cat(p, " = ", ex.answer);
-    case 1: return str_cat(ex.prompt, " ", ex.answer);
-    case 2: return str_cat("Q: ", ex.prompt, "\nA: ", ex.answer);
-    default: return str_cat(ex.prompt, "\nThe answer is ", ex.answer, ".");
+    case 0:
+      return str_cat(p, " = ", ex.answer);
+    case 1:
+      return str_cat(ex.prompt, " ", ex.answer);
+    case 2:
+      return str_cat("Q: ", ex.prompt, "\nA: ", ex.answer);
+    default:
+      return str_cat(ex.prompt, "\nThe answer is ", ex.answer, ".");
   }
 }
 
 std::string worked_doc(const Example& ex, const std::string& worked, Rng& rng) {
   switch (rng.below(3)) {
-    case 0: return str_cat(ex.prompt, " ", worked);
-    case 1: return str_cat("Q: ", ex.prompt, "\nA: ", worked);
-    default: return str_cat(ex.prompt, "\nStep by step: ", worked);
+    case 0:
+      return str_cat(ex.prompt, " ", worked);
+    case 1:
+      return str_cat("Q: ", ex.prompt, "\nA: ", worked);
+    default:
+      return str_cat(ex.prompt, "\nStep by step: ", worked);
   }
 }
 
@@ -126,7 +144,7 @@ std::string CorpusGenerator::tagged_completion(const Example& ex, bool worked,
     think = task_->worked_solution(ex);
   } else {
     // Short remarks without '=' (so uses_worked_steps() tells them apart).
-    static const char* const remarks[] = {"I know this one.", "Easy.", "The answer is %A.",
+    static const char* const remarks[] = {"I know this one.",  "Easy.",      "The answer is %A.",
                                           "I think it is %A.", "Quick: %A.", ""};
     std::string r = remarks[variant % std::size(remarks)];
     size_t at = r.find("%A");

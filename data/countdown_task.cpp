@@ -16,10 +16,20 @@ struct Frac {
 };
 
 Frac make_frac(__int128 n, __int128 d, bool& overflow) {
-  if (d < 0) { n = -n; d = -d; }
+  if (d < 0) {
+    n = -n;
+    d = -d;
+  }
   __int128 a = n < 0 ? -n : n, b = d;
-  while (b) { __int128 t = a % b; a = b; b = t; }
-  if (a > 1) { n /= a; d /= a; }
+  while (b) {
+    __int128 t = a % b;
+    a = b;
+    b = t;
+  }
+  if (a > 1) {
+    n /= a;
+    d /= a;
+  }
   const __int128 lim = static_cast<__int128>(1) << 62;
   if (n > lim || n < -lim || d > lim) overflow = true;
   return {static_cast<int64_t>(n), static_cast<int64_t>(d)};
@@ -38,10 +48,15 @@ struct Parser {
   std::string error;
   bool overflow = false;
 
-  void skip() { while (i < s.size() && (s[i] == ' ' || s[i] == '\t')) ++i; }
+  void skip() {
+    while (i < s.size() && (s[i] == ' ' || s[i] == '\t')) ++i;
+  }
   bool eat(std::string_view tok) {
     skip();
-    if (s.compare(i, tok.size(), tok) == 0) { i += tok.size(); return true; }
+    if (s.compare(i, tok.size(), tok) == 0) {
+      i += tok.size();
+      return true;
+    }
     return false;
   }
   bool fail(std::string why) {
@@ -51,9 +66,15 @@ struct Parser {
   bool apply(char op, Frac a, Frac b, Frac& out) {
     __int128 an = a.num, ad = a.den, bn = b.num, bd = b.den;
     switch (op) {
-      case '+': out = make_frac(an * bd + bn * ad, ad * bd, overflow); break;
-      case '-': out = make_frac(an * bd - bn * ad, ad * bd, overflow); break;
-      case '*': out = make_frac(an * bn, ad * bd, overflow); break;
+      case '+':
+        out = make_frac(an * bd + bn * ad, ad * bd, overflow);
+        break;
+      case '-':
+        out = make_frac(an * bd - bn * ad, ad * bd, overflow);
+        break;
+      case '*':
+        out = make_frac(an * bn, ad * bd, overflow);
+        break;
       default:
         if (b.num == 0) return fail("division by zero");
         out = make_frac(an * bd, ad * bn, overflow);
@@ -71,7 +92,8 @@ struct Parser {
     }
     size_t start = i;
     while (i < s.size() && s[i] >= '0' && s[i] <= '9') ++i;
-    if (i == start) return fail(i < s.size() ? str_cat("unexpected '", s[i], "'") : "expression ends early");
+    if (i == start)
+      return fail(i < s.size() ? str_cat("unexpected '", s[i], "'") : "expression ends early");
     if (i - start > 12) return fail("number too large");
     int64_t v = std::stoll(std::string(s.substr(start, i - start)));
     used.push_back(v);
@@ -82,9 +104,12 @@ struct Parser {
     if (!factor(out)) return false;
     for (;;) {
       char op;
-      if (eat("*") || eat("x") || eat("\xc3\x97")) op = '*';
-      else if (eat("/") || eat("\xc3\xb7")) op = '/';
-      else return true;
+      if (eat("*") || eat("x") || eat("\xc3\x97"))
+        op = '*';
+      else if (eat("/") || eat("\xc3\xb7"))
+        op = '/';
+      else
+        return true;
       Frac rhs;
       if (!factor(rhs) || !apply(op, out, rhs, out)) return false;
     }
@@ -93,9 +118,12 @@ struct Parser {
     if (!term(out)) return false;
     for (;;) {
       char op;
-      if (eat("+")) op = '+';
-      else if (eat("-") || eat("\xe2\x88\x92")) op = '-';
-      else return true;
+      if (eat("+"))
+        op = '+';
+      else if (eat("-") || eat("\xe2\x88\x92"))
+        op = '-';
+      else
+        return true;
       Frac rhs;
       if (!term(rhs) || !apply(op, out, rhs, out)) return false;
     }
@@ -134,7 +162,11 @@ Example CountdownTask::draw(uint64_t rng_seed) const {
   Rng rng(rng_seed);
   for (int attempt = 0; attempt < 10000; ++attempt) {
     std::vector<int64_t> numbers;
-    struct Item { int64_t v; std::string e; bool atom; };
+    struct Item {
+      int64_t v;
+      std::string e;
+      bool atom;
+    };
     std::vector<Item> pool;
     for (int k = 0; k < cfg_.num_count; ++k) {
       int64_t v = 1 + static_cast<int64_t>(rng.below(static_cast<uint64_t>(cfg_.max_number)));

@@ -79,7 +79,8 @@ JsonlLoad load_jsonl(const std::string& path, const std::string& prompt_field,
         why = str_cat("no prompt field '", pname, "'");
       } else if (!p->is_string()) {
         why = str_cat("prompt field '", pname, "' is not a string");
-      } else if (!(a = pick_field(obj, answer_field, {"answer", "ground_truth", "solution"}, aname)) ||
+      } else if (!(a = pick_field(obj, answer_field, {"answer", "ground_truth", "solution"},
+                                  aname)) ||
                  a->is_null()) {
         why = str_cat("no answer field '", aname, "'");
       } else {
@@ -88,7 +89,7 @@ JsonlLoad load_jsonl(const std::string& path, const std::string& prompt_field,
         if (obj.contains("task") && obj["task"].is_string()) ex.task = obj["task"];
         if (obj.contains("meta") && obj["meta"].is_object()) ex.meta = obj["meta"];
         ex.id = obj.contains("id") && obj["id"].is_string() ? obj["id"].get<std::string>()
-                                                           : str_cat(path, ":", lineno);
+                                                            : str_cat(path, ":", lineno);
       }
     } catch (const json::exception& e) {
       why = str_cat("invalid JSON (", e.what(), ")");
@@ -108,15 +109,15 @@ JsonlLoad load_jsonl(const std::string& path, const std::string& prompt_field,
 
 std::vector<Example> load_examples(const DatasetConfig& cfg, Split split) {
   if (cfg.source == "task")
-    return make_task(cfg.task)->generate_split(split, split == Split::kTrain ? cfg.train_size
-                                                                             : cfg.test_size);
+    return make_task(cfg.task)->generate_split(
+        split, split == Split::kTrain ? cfg.train_size : cfg.test_size);
   const std::string& path = split == Split::kTrain ? cfg.path : cfg.test_path;
   ZR_CHECK(!path.empty(), "data: no ", split == Split::kTrain ? "path" : "test_path",
            " given for the ", split_name(split), " split");
   JsonlLoad load = load_jsonl(path, cfg.prompt_field, cfg.answer_field, cfg.on_malformed == "skip");
   if (load.skipped) {
-    ZR_LOG_WARN("dataset ", path, ": skipped ", load.skipped, " malformed line(s); first: ",
-                load.skip_reasons.front());
+    ZR_LOG_WARN("dataset ", path, ": skipped ", load.skipped,
+                " malformed line(s); first: ", load.skip_reasons.front());
   }
   ZR_CHECK(!load.examples.empty(), "dataset '", path, "' holds no usable examples");
   return std::move(load.examples);

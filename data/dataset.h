@@ -24,15 +24,15 @@ class ConfigNode;
 namespace zerorl::data {
 
 struct DatasetConfig {
-  std::string source = "jsonl";       // jsonl | task
-  std::string path;                   // jsonl: the training file
-  std::string test_path;              // jsonl: the held-out file (evaluation)
+  std::string source = "jsonl";  // jsonl | task
+  std::string path;              // jsonl: the training file
+  std::string test_path;         // jsonl: the held-out file (evaluation)
   std::string prompt_field = "auto";
   std::string answer_field = "auto";
   std::string on_malformed = "error";  // error | skip
-  TaskConfig task;                    // source: task
-  size_t train_size = 10000;          // source: task
-  size_t test_size = 500;             // source: task
+  TaskConfig task;                     // source: task
+  size_t train_size = 10000;           // source: task
+  size_t test_size = 500;              // source: task
   // How PromptSource walks the examples.
   bool shuffle = true;
   uint64_t seed = 0;

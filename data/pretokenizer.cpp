@@ -18,7 +18,10 @@ using nlohmann::json;
 std::string nfc_normalize(std::string_view text) {
   bool ascii = true;
   for (unsigned char c : text)
-    if (c >= 0x80) { ascii = false; break; }
+    if (c >= 0x80) {
+      ascii = false;
+      break;
+    }
   if (ascii) return std::string(text);
   UErrorCode err = U_ZERO_ERROR;
   const UNormalizer2* nfc = unorm2_getNFCInstance(&err);
@@ -136,8 +139,8 @@ struct PreTokenizer::Step {
         while (start < len && (subject[start] & 0xC0) == 0x80) ++start;
         continue;
       }
-      out.push_back({static_cast<uint32_t>(piece.begin + ov[0]),
-                     static_cast<uint32_t>(piece.begin + ov[1])});
+      out.push_back(
+          {static_cast<uint32_t>(piece.begin + ov[0]), static_cast<uint32_t>(piece.begin + ov[1])});
       start = ov[1];
     }
   }
@@ -167,15 +170,19 @@ struct PreTokenizer::Step {
           break;
         case Behavior::kMergedWithPrevious:
           for (auto& [s, m] : parts) {
-            if (m && out.size() > first_out) out.back().end = s.end;
-            else out.push_back(s);
+            if (m && out.size() > first_out)
+              out.back().end = s.end;
+            else
+              out.push_back(s);
           }
           break;
         case Behavior::kMergedWithNext: {
           bool pending = false;
           for (auto& [s, m] : parts) {
-            if (pending) out.back().end = s.end;
-            else out.push_back(s);
+            if (pending)
+              out.back().end = s.end;
+            else
+              out.push_back(s);
             pending = m;
           }
           break;
@@ -183,8 +190,10 @@ struct PreTokenizer::Step {
         case Behavior::kContiguous: {
           bool prev_match = false;
           for (auto& [s, m] : parts) {
-            if (m && prev_match && out.size() > first_out) out.back().end = s.end;
-            else out.push_back(s);
+            if (m && prev_match && out.size() > first_out)
+              out.back().end = s.end;
+            else
+              out.push_back(s);
             prev_match = m;
           }
           break;
@@ -202,8 +211,8 @@ static std::shared_ptr<const PreTokenizer::Step> make_step(const std::string& pa
   PCRE2_SIZE offset = 0;
   step->code.reset(pcre2_compile(reinterpret_cast<PCRE2_SPTR>(pattern.data()), pattern.size(),
                                  PCRE2_UTF | PCRE2_UCP, &err, &offset, nullptr));
-  ZR_CHECK(step->code, source, ": pre-tokenizer pattern does not compile at offset ", offset,
-           ": ", pcre2_message(err), " (pattern: ", pattern, ")");
+  ZR_CHECK(step->code, source, ": pre-tokenizer pattern does not compile at offset ", offset, ": ",
+           pcre2_message(err), " (pattern: ", pattern, ")");
   pcre2_jit_compile(step->code.get(), PCRE2_JIT_COMPLETE);  // falls back to the interpreter
   step->behavior = behavior;
   step->invert = invert;
@@ -242,23 +251,31 @@ void PreTokenizer::parse(const json& j, const std::string& source, bool first) {
   } else if (type == "Split") {
     const json& pat = j.at("pattern");
     std::string pattern;
-    if (pat.contains("Regex")) pattern = pat["Regex"].get<std::string>();
-    else if (pat.contains("String")) pattern = regex_escape(pat["String"].get<std::string>());
-    else ZR_THROW(source, ": Split pattern must be {\"Regex\": ...} or {\"String\": ...}");
+    if (pat.contains("Regex"))
+      pattern = pat["Regex"].get<std::string>();
+    else if (pat.contains("String"))
+      pattern = regex_escape(pat["String"].get<std::string>());
+    else
+      ZR_THROW(source, ": Split pattern must be {\"Regex\": ...} or {\"String\": ...}");
     std::string b = j.value("behavior", "Isolated");
     Behavior behavior;
-    if (b == "Isolated") behavior = Behavior::kIsolated;
-    else if (b == "Removed") behavior = Behavior::kRemoved;
-    else if (b == "MergedWithPrevious") behavior = Behavior::kMergedWithPrevious;
-    else if (b == "MergedWithNext") behavior = Behavior::kMergedWithNext;
-    else if (b == "Contiguous") behavior = Behavior::kContiguous;
-    else ZR_THROW(source, ": Split behavior '", b, "' is not supported");
+    if (b == "Isolated")
+      behavior = Behavior::kIsolated;
+    else if (b == "Removed")
+      behavior = Behavior::kRemoved;
+    else if (b == "MergedWithPrevious")
+      behavior = Behavior::kMergedWithPrevious;
+    else if (b == "MergedWithNext")
+      behavior = Behavior::kMergedWithNext;
+    else if (b == "Contiguous")
+      behavior = Behavior::kContiguous;
+    else
+      ZR_THROW(source, ": Split behavior '", b, "' is not supported");
     steps_.push_back(make_step(pattern, behavior, j.value("invert", false), source));
   } else if (type == "Digits") {
     bool individual = j.value("individual_digits", false);
-    steps_.push_back(make_step("[0-9]",
-                               individual ? Behavior::kIsolated : Behavior::kContiguous, false,
-                               source));
+    steps_.push_back(make_step("[0-9]", individual ? Behavior::kIsolated : Behavior::kContiguous,
+                               false, source));
   } else {
     ZR_THROW(source, ": pre_tokenizer type '", type,
              "' is not supported (zerorl supports ByteLevel, Split, Digits and Sequence)");

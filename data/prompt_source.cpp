@@ -44,9 +44,9 @@ PromptSource::PromptSource(std::vector<Example> examples, const DatasetConfig& c
   ZR_CHECK(examples_.size() < UINT32_MAX, "PromptSource: too many examples");
   ZR_CHECK(world_ >= 1 && rank_ >= 0 && rank_ < world_, "PromptSource: rank ", rank_,
            " outside world size ", world_);
-  ZR_CHECK(per_step_ > 0 && per_step_ % static_cast<size_t>(world_) == 0,
-           "prompts per step (", per_step_, ") must be a positive multiple of the world size (",
-           world_, ") so that every rank gets whole groups");
+  ZR_CHECK(per_step_ > 0 && per_step_ % static_cast<size_t>(world_) == 0, "prompts per step (",
+           per_step_, ") must be a positive multiple of the world size (", world_,
+           ") so that every rank gets whole groups");
 }
 
 const std::vector<uint32_t>& PromptSource::permutation(uint64_t epoch) const {
@@ -78,13 +78,22 @@ std::vector<Example> PromptSource::next_batch() {
   std::vector<Example> out;
   out.reserve(per_rank);
   uint64_t epoch = epoch_, offset = offset_ + per_rank * static_cast<size_t>(rank_);
-  while (offset >= n) { offset -= n; ++epoch; }
+  while (offset >= n) {
+    offset -= n;
+    ++epoch;
+  }
   for (size_t k = 0; k < per_rank; ++k) {
     out.push_back(examples_[permutation(epoch)[offset]]);
-    if (++offset == n) { offset = 0; ++epoch; }
+    if (++offset == n) {
+      offset = 0;
+      ++epoch;
+    }
   }
   offset_ += per_step_;
-  while (offset_ >= n) { offset_ -= n; ++epoch_; }
+  while (offset_ >= n) {
+    offset_ -= n;
+    ++epoch_;
+  }
   return out;
 }
 
@@ -94,8 +103,8 @@ void PromptSource::restore(const DataCursor& c) {
   ZR_CHECK(c.num_examples == examples_.size(), "data cursor (", c.to_string(),
            ") was saved on a dataset of ", c.num_examples, " prompts; this one has ",
            examples_.size());
-  ZR_CHECK(c.seed == seed_, "data cursor (", c.to_string(), ") was saved with shuffle seed ", c.seed,
-           "; the recipe now says ", seed_);
+  ZR_CHECK(c.seed == seed_, "data cursor (", c.to_string(), ") was saved with shuffle seed ",
+           c.seed, "; the recipe now says ", seed_);
   ZR_CHECK(c.offset < examples_.size(), "data cursor (", c.to_string(), ") is past the epoch end");
   epoch_ = c.epoch;
   offset_ = c.offset;

@@ -30,8 +30,8 @@
 namespace zerorl::data {
 
 struct DataCursor {
-  uint64_t epoch = 0;       // whole epochs consumed
-  uint64_t offset = 0;      // stream positions consumed in the current epoch (all ranks)
+  uint64_t epoch = 0;         // whole epochs consumed
+  uint64_t offset = 0;        // stream positions consumed in the current epoch (all ranks)
   uint64_t num_examples = 0;  // dataset size it was taken on (checked on restore)
   uint64_t seed = 0;          // shuffle seed it was taken with (checked on restore)
 

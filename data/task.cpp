@@ -11,8 +11,8 @@
 namespace zerorl::data {
 
 std::string Example::to_jsonl() const {
-  nlohmann::json j = {{"id", id}, {"prompt", prompt}, {"answer", answer}, {"task", task},
-                      {"meta", meta}};
+  nlohmann::json j = {
+      {"id", id}, {"prompt", prompt}, {"answer", answer}, {"task", task}, {"meta", meta}};
   return j.dump();
 }
 
@@ -71,8 +71,8 @@ Split Task::split_of(const Example& ex) const {
 
 Example Task::generate(Split split, uint64_t index) const {
   for (uint64_t attempt = 0; attempt < 100000; ++attempt) {
-    Example ex = draw(stream_seed(cfg_.seed, index, static_cast<uint64_t>(split), attempt,
-                                  RngPurpose::kData));
+    Example ex = draw(
+        stream_seed(cfg_.seed, index, static_cast<uint64_t>(split), attempt, RngPurpose::kData));
     if (split_of(ex) != split) continue;
     ex.id = str_cat(cfg_.name, "/", split_name(split), "/", index);
     return ex;

@@ -30,7 +30,7 @@ Split split_from_name(const std::string& name);  // "train" | "test"; throws oth
 struct TaskConfig {
   std::string name = "addition";  // addition | multiplication | countdown
   uint64_t seed = 0;
-  double test_fraction = 0.1;     // share of the problem space held out for test
+  double test_fraction = 0.1;  // share of the problem space held out for test
   // addition / multiplication: operands have min_digits..max_digits digits
   // (the difficulty knob).
   int min_digits = 1;

@@ -12,8 +12,8 @@ TemplateConfig TemplateConfig::from(const ConfigNode& n, const std::string& defa
   c.name = n.choice("name", {"r1zero", "tiny", "custom"}, default_name);
   if (c.name == "custom") {
     c.text = n.get<std::string>("text");
-    ZR_CHECK(c.text.find(kPlaceholder) != std::string::npos, n.where("text"), ": ",
-             n.path("text"), " must contain the placeholder {prompt}");
+    ZR_CHECK(c.text.find(kPlaceholder) != std::string::npos, n.where("text"), ": ", n.path("text"),
+             " must contain the placeholder {prompt}");
   }
   return c;
 }

@@ -42,7 +42,8 @@ class PromptTemplate {
   const std::string& text() const { return text_; }
 
  private:
-  PromptTemplate(std::string name, std::string text) : name_(std::move(name)), text_(std::move(text)) {}
+  PromptTemplate(std::string name, std::string text)
+      : name_(std::move(name)), text_(std::move(text)) {}
   std::string name_, text_;
 };
 

@@ -17,11 +17,17 @@ __device__ __forceinline__ float to_f32(__half v) { return __half2float(v); }
 template <typename T>
 __device__ __forceinline__ T from_f32(float v);
 template <>
-__device__ __forceinline__ float from_f32<float>(float v) { return v; }
+__device__ __forceinline__ float from_f32<float>(float v) {
+  return v;
+}
 template <>
-__device__ __forceinline__ __nv_bfloat16 from_f32<__nv_bfloat16>(float v) { return __float2bfloat16_rn(v); }
+__device__ __forceinline__ __nv_bfloat16 from_f32<__nv_bfloat16>(float v) {
+  return __float2bfloat16_rn(v);
+}
 template <>
-__device__ __forceinline__ __half from_f32<__half>(float v) { return __float2half_rn(v); }
+__device__ __forceinline__ __half from_f32<__half>(float v) {
+  return __float2half_rn(v);
+}
 
 __device__ __forceinline__ float warp_sum(float v) {
   for (int off = 16; off > 0; off >>= 1) v += __shfl_xor_sync(0xffffffffu, v, off);
@@ -42,23 +48,23 @@ __device__ __forceinline__ float block_sum(float v, float* scratch) {
 }
 
 // Dispatch a templated launch over the element type named by a DtypeCode.
-#define ZR_DISPATCH_DTYPE(code, T, ...)                  \
-  switch (code) {                                        \
-    case ::zerorl::kernels::DtypeCode::kFloat32: {       \
-      using T = float;                                   \
-      __VA_ARGS__;                                       \
-      break;                                             \
-    }                                                    \
-    case ::zerorl::kernels::DtypeCode::kBFloat16: {      \
-      using T = __nv_bfloat16;                           \
-      __VA_ARGS__;                                       \
-      break;                                             \
-    }                                                    \
-    case ::zerorl::kernels::DtypeCode::kFloat16: {       \
-      using T = __half;                                  \
-      __VA_ARGS__;                                       \
-      break;                                             \
-    }                                                    \
+#define ZR_DISPATCH_DTYPE(code, T, ...)             \
+  switch (code) {                                   \
+    case ::zerorl::kernels::DtypeCode::kFloat32: {  \
+      using T = float;                              \
+      __VA_ARGS__;                                  \
+      break;                                        \
+    }                                               \
+    case ::zerorl::kernels::DtypeCode::kBFloat16: { \
+      using T = __nv_bfloat16;                      \
+      __VA_ARGS__;                                  \
+      break;                                        \
+    }                                               \
+    case ::zerorl::kernels::DtypeCode::kFloat16: {  \
+      using T = __half;                             \
+      __VA_ARGS__;                                  \
+      break;                                        \
+    }                                               \
   }
 
 }  // namespace zerorl::kernels::cuda

@@ -14,10 +14,14 @@ namespace zerorl::kernels::detail {
 // The kernel dtype for t, or nullopt when the kernels are not instantiated for it.
 inline std::optional<DtypeCode> dtype_code(at::ScalarType t) {
   switch (t) {
-    case at::kFloat: return DtypeCode::kFloat32;
-    case at::kBFloat16: return DtypeCode::kBFloat16;
-    case at::kHalf: return DtypeCode::kFloat16;
-    default: return std::nullopt;
+    case at::kFloat:
+      return DtypeCode::kFloat32;
+    case at::kBFloat16:
+      return DtypeCode::kBFloat16;
+    case at::kHalf:
+      return DtypeCode::kFloat16;
+    default:
+      return std::nullopt;
   }
 }
 

@@ -12,7 +12,8 @@ cudaStream_t current_stream(const at::Tensor& t) {
 
 void check_launch(const char* what) {
   const cudaError_t rc = cudaGetLastError();
-  if (rc != cudaSuccess) ::zerorl::detail::throw_call_failure("CUDA", what, cudaGetErrorString(rc), __FILE__, __LINE__);
+  if (rc != cudaSuccess)
+    ::zerorl::detail::throw_call_failure("CUDA", what, cudaGetErrorString(rc), __FILE__, __LINE__);
 }
 
 }  // namespace zerorl::kernels::detail

@@ -11,18 +11,20 @@ namespace {
 
 // Causal softmax attention on [B,H,T,*] tensors; softmax in fp32 as HF's
 // eager path does.
-at::Tensor causal_attention(const at::Tensor& q_BHTd, const at::Tensor& k_BHTd, const at::Tensor& v_BHTd,
-                            double scale) {
+at::Tensor causal_attention(const at::Tensor& q_BHTd, const at::Tensor& k_BHTd,
+                            const at::Tensor& v_BHTd, double scale) {
   int64_t T = q_BHTd.size(2);
   at::Tensor scores = at::matmul(q_BHTd, k_BHTd.transpose(2, 3)) * scale;
-  at::Tensor future = at::ones({T, T}, at::TensorOptions().dtype(at::kBool).device(q_BHTd.device())).triu(1);
+  at::Tensor future =
+      at::ones({T, T}, at::TensorOptions().dtype(at::kBool).device(q_BHTd.device())).triu(1);
   scores = scores.masked_fill(future, -std::numeric_limits<double>::infinity());
   at::Tensor p = at::softmax(scores, -1, at::kFloat).to(q_BHTd.scalar_type());
   return at::matmul(p, v_BHTd);
 }
 
 at::Tensor masked_softmax(const at::Tensor& scores, const at::Tensor& allowed) {
-  at::Tensor s = scores.masked_fill(allowed.logical_not(), -std::numeric_limits<double>::infinity());
+  at::Tensor s =
+      scores.masked_fill(allowed.logical_not(), -std::numeric_limits<double>::infinity());
   return at::softmax(s, -1, at::kFloat).to(scores.scalar_type());
 }
 
@@ -42,7 +44,10 @@ at::Tensor pad_rows(const at::Tensor& x_N, const CacheStep& st) {
 // ---- GQA / MHA ----------------------------------------------------------------
 
 GqaAttention::GqaAttention(const ModelConfig& cfg, std::shared_ptr<const Rope> rope)
-    : H_(cfg.attn.num_heads), Hkv_(cfg.attn.num_kv_heads), Dh_(cfg.attn.head_dim), rope_(std::move(rope)) {
+    : H_(cfg.attn.num_heads),
+      Hkv_(cfg.attn.num_kv_heads),
+      Dh_(cfg.attn.head_dim),
+      rope_(std::move(rope)) {
   int64_t D = cfg.hidden_size;
   bool b = cfg.attn.qkv_bias;
   q_proj_ = register_module("q_proj", std::make_shared<Linear>(D, H_ * Dh_, b));
@@ -52,7 +57,8 @@ GqaAttention::GqaAttention(const ModelConfig& cfg, std::shared_ptr<const Rope> r
   scale_ = 1.0 / std::sqrt(static_cast<double>(Dh_)) * cfg.rope.softmax_scale_multiplier();
 }
 
-at::Tensor GqaAttention::forward_full(const at::Tensor& x, const at::Tensor& cos, const at::Tensor& sin) {
+at::Tensor GqaAttention::forward_full(const at::Tensor& x, const at::Tensor& cos,
+                                      const at::Tensor& sin) {
   int64_t B = x.size(0), T = x.size(1);
   at::Tensor q = q_proj_->forward(x).view({B, T, H_, Dh_});
   at::Tensor k = k_proj_->forward(x).view({B, T, Hkv_, Dh_});
@@ -70,7 +76,8 @@ at::Tensor GqaAttention::forward_full(const at::Tensor& x, const at::Tensor& cos
   return o_proj_->forward(o.transpose(1, 2).reshape({B, T, H_ * Dh_}));
 }
 
-at::Tensor GqaAttention::forward_cached(const at::Tensor& x, const CacheStep& st, KvCache& cache, int64_t layer) {
+at::Tensor GqaAttention::forward_cached(const at::Tensor& x, const CacheStep& st, KvCache& cache,
+                                        int64_t layer) {
   int64_t N = x.size(0), S = st.num_slots, Q = st.q_len, L = st.kv_len;
   at::Tensor q = q_proj_->forward(x).view({N, H_, Dh_});
   at::Tensor k = k_proj_->forward(x).view({N, Hkv_, Dh_});
@@ -107,14 +114,17 @@ MlaAttention::MlaAttention(const ModelConfig& cfg, std::shared_ptr<const Rope> r
   const auto& a = cfg.attn;
   int64_t D = cfg.hidden_size, Dq = Dn_ + Dr_;
   if (a.q_lora_rank > 0) {
-    q_a_proj_ = register_module("q_a_proj", std::make_shared<Linear>(D, a.q_lora_rank, a.attention_bias));
+    q_a_proj_ =
+        register_module("q_a_proj", std::make_shared<Linear>(D, a.q_lora_rank, a.attention_bias));
     // HF builds q_a_layernorm / kv_a_layernorm with the default eps 1e-6.
     q_a_norm_ = register_module("q_a_layernorm", std::make_shared<RMSNorm>(a.q_lora_rank, 1e-6));
-    q_b_proj_ = register_module("q_b_proj", std::make_shared<Linear>(a.q_lora_rank, H_ * Dq, false));
+    q_b_proj_ =
+        register_module("q_b_proj", std::make_shared<Linear>(a.q_lora_rank, H_ * Dq, false));
   } else {
     q_proj_ = register_module("q_proj", std::make_shared<Linear>(D, H_ * Dq, false));
   }
-  kv_a_proj_ = register_module("kv_a_proj_with_mqa", std::make_shared<Linear>(D, R_ + Dr_, a.attention_bias));
+  kv_a_proj_ = register_module("kv_a_proj_with_mqa",
+                               std::make_shared<Linear>(D, R_ + Dr_, a.attention_bias));
   kv_a_norm_ = register_module("kv_a_layernorm", std::make_shared<RMSNorm>(R_, 1e-6));
   kv_b_proj_ = register_module("kv_b_proj", std::make_shared<Linear>(R_, H_ * (Dn_ + Dv_), false));
   o_proj_ = register_module("o_proj", std::make_shared<Linear>(H_ * Dv_, D, a.attention_bias));
@@ -122,14 +132,16 @@ MlaAttention::MlaAttention(const ModelConfig& cfg, std::shared_ptr<const Rope> r
 }
 
 at::Tensor MlaAttention::query(const at::Tensor& x) const {
-  at::Tensor q = q_proj_ ? q_proj_->forward(x) : q_b_proj_->forward(q_a_norm_->forward(q_a_proj_->forward(x)));
+  at::Tensor q =
+      q_proj_ ? q_proj_->forward(x) : q_b_proj_->forward(q_a_norm_->forward(q_a_proj_->forward(x)));
   auto shape = x.sizes().vec();
   shape.back() = H_;
   shape.push_back(Dn_ + Dr_);
   return q.view(shape);
 }
 
-at::Tensor MlaAttention::forward_full(const at::Tensor& x, const at::Tensor& cos, const at::Tensor& sin) {
+at::Tensor MlaAttention::forward_full(const at::Tensor& x, const at::Tensor& cos,
+                                      const at::Tensor& sin) {
   int64_t B = x.size(0), T = x.size(1);
   at::Tensor q = query(x);  // [B,T,H,Dn+Dr]
   at::Tensor q_pass = q.narrow(-1, 0, Dn_);
@@ -145,29 +157,36 @@ at::Tensor MlaAttention::forward_full(const at::Tensor& x, const at::Tensor& cos
   return o_proj_->forward(o.transpose(1, 2).reshape({B, T, H_ * Dv_}));
 }
 
-at::Tensor MlaAttention::forward_cached(const at::Tensor& x, const CacheStep& st, KvCache& cache, int64_t layer) {
+at::Tensor MlaAttention::forward_cached(const at::Tensor& x, const CacheStep& st, KvCache& cache,
+                                        int64_t layer) {
   int64_t S = st.num_slots, Q = st.q_len, L = st.kv_len;
   at::Tensor q = query(x);  // [N,H,Dn+Dr]
   at::Tensor q_nope = q.narrow(-1, 0, Dn_);
-  at::Tensor q_rot = rope_->apply(q.narrow(-1, Dn_, Dr_), st.cos_N.unsqueeze(1), st.sin_N.unsqueeze(1));
+  at::Tensor q_rot =
+      rope_->apply(q.narrow(-1, Dn_, Dr_), st.cos_N.unsqueeze(1), st.sin_N.unsqueeze(1));
   at::Tensor ckv = kv_a_proj_->forward(x);  // [N,R+Dr]
   at::Tensor c = kv_a_norm_->forward(ckv.narrow(-1, 0, R_));
   at::Tensor kr = rope_->apply(ckv.narrow(-1, R_, Dr_), st.cos_N, st.sin_N);
   cache.a(layer).index_put_({st.slot_N, st.pos_N}, c.to(cache.a(layer).scalar_type()));
   cache.b(layer).index_put_({st.slot_N, st.pos_N}, kr.to(cache.b(layer).scalar_type()));
-  at::Tensor C = cache.a(layer).narrow(1, 0, L).index_select(0, st.slots_S).to(x.scalar_type());   // [S,L,R]
-  at::Tensor KR = cache.b(layer).narrow(1, 0, L).index_select(0, st.slots_S).to(x.scalar_type());  // [S,L,Dr]
+  at::Tensor C =
+      cache.a(layer).narrow(1, 0, L).index_select(0, st.slots_S).to(x.scalar_type());  // [S,L,R]
+  at::Tensor KR =
+      cache.b(layer).narrow(1, 0, L).index_select(0, st.slots_S).to(x.scalar_type());  // [S,L,Dr]
 
   at::Tensor W = kv_b_proj_->weight.to(x.scalar_type()).view({H_, Dn_ + Dv_, R_});
   at::Tensor W_uk = W.narrow(1, 0, Dn_), W_uv = W.narrow(1, Dn_, Dv_);
   at::Tensor q_lat = at::matmul(q_nope.transpose(0, 1), W_uk).transpose(0, 1);  // [N,H,R]
-  at::Tensor ql = pad_rows(q_lat, st).permute({0, 2, 1, 3});  // [S,H,Q,R]
-  at::Tensor qr = pad_rows(q_rot, st).permute({0, 2, 1, 3});  // [S,H,Q,Dr]
-  at::Tensor scores = at::matmul(ql, C.transpose(1, 2).unsqueeze(1)) + at::matmul(qr, KR.transpose(1, 2).unsqueeze(1));
+  at::Tensor ql = pad_rows(q_lat, st).permute({0, 2, 1, 3});                    // [S,H,Q,R]
+  at::Tensor qr = pad_rows(q_rot, st).permute({0, 2, 1, 3});                    // [S,H,Q,Dr]
+  at::Tensor scores = at::matmul(ql, C.transpose(1, 2).unsqueeze(1)) +
+                      at::matmul(qr, KR.transpose(1, 2).unsqueeze(1));
   at::Tensor p = masked_softmax(scores * scale_, st.allowed_S1QL);
   at::Tensor o_lat = at::matmul(p, C.unsqueeze(1));  // [S,H,Q,R]
-  o_lat = o_lat.permute({0, 2, 1, 3}).reshape({S * Q, H_, R_}).index_select(0, st.flat_N);  // [N,H,R]
-  at::Tensor o = at::matmul(o_lat.transpose(0, 1), W_uv.transpose(1, 2)).transpose(0, 1);  // [N,H,Dv]
+  o_lat =
+      o_lat.permute({0, 2, 1, 3}).reshape({S * Q, H_, R_}).index_select(0, st.flat_N);  // [N,H,R]
+  at::Tensor o =
+      at::matmul(o_lat.transpose(0, 1), W_uv.transpose(1, 2)).transpose(0, 1);  // [N,H,Dv]
   return o_proj_->forward(o.reshape({x.size(0), H_ * Dv_}));
 }
 

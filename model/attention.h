@@ -19,18 +19,19 @@ namespace zerorl::model {
 
 // Everything one cache step needs that is the same for all layers.
 struct CacheStep {
-  at::Tensor cos_N, sin_N;     // rotary tables of each new token's position [N, R/2]
-  at::Tensor slot_N, pos_N;    // int64 [N]: where each new token's K/V goes in the cache
-  at::Tensor slots_S;          // int64 [S]: the slots of this step, in call order
-  at::Tensor flat_N;           // int64 [N]: row of each new token in the padded [S*Q] layout
-  at::Tensor allowed_S1QL;     // bool: query (s,q) may attend cached position l
+  at::Tensor cos_N, sin_N;   // rotary tables of each new token's position [N, R/2]
+  at::Tensor slot_N, pos_N;  // int64 [N]: where each new token's K/V goes in the cache
+  at::Tensor slots_S;        // int64 [S]: the slots of this step, in call order
+  at::Tensor flat_N;         // int64 [N]: row of each new token in the padded [S*Q] layout
+  at::Tensor allowed_S1QL;   // bool: query (s,q) may attend cached position l
   int64_t num_slots = 0, q_len = 0, kv_len = 0;
 };
 
 class Attention : public torch::nn::Module {
  public:
   // x_BTD -> [B,T,D]; cos/sin [T, R/2] for positions 0..T-1; causal.
-  virtual at::Tensor forward_full(const at::Tensor& x_BTD, const at::Tensor& cos, const at::Tensor& sin) = 0;
+  virtual at::Tensor forward_full(const at::Tensor& x_BTD, const at::Tensor& cos,
+                                  const at::Tensor& sin) = 0;
   // x_ND (valid new tokens, flattened) -> [N,D]; writes this layer's K/V for
   // them into `cache` and attends over each slot's cached prefix.
   virtual at::Tensor forward_cached(const at::Tensor& x_ND, const CacheStep& step, KvCache& cache,
@@ -40,7 +41,8 @@ class Attention : public torch::nn::Module {
 class GqaAttention : public Attention {
  public:
   GqaAttention(const ModelConfig& cfg, std::shared_ptr<const Rope> rope);
-  at::Tensor forward_full(const at::Tensor& x_BTD, const at::Tensor& cos, const at::Tensor& sin) override;
+  at::Tensor forward_full(const at::Tensor& x_BTD, const at::Tensor& cos,
+                          const at::Tensor& sin) override;
   at::Tensor forward_cached(const at::Tensor& x_ND, const CacheStep& step, KvCache& cache,
                             int64_t layer) override;
 
@@ -54,7 +56,8 @@ class GqaAttention : public Attention {
 class MlaAttention : public Attention {
  public:
   MlaAttention(const ModelConfig& cfg, std::shared_ptr<const Rope> rope);
-  at::Tensor forward_full(const at::Tensor& x_BTD, const at::Tensor& cos, const at::Tensor& sin) override;
+  at::Tensor forward_full(const at::Tensor& x_BTD, const at::Tensor& cos,
+                          const at::Tensor& sin) override;
   // Keys/values stay compressed: kv_b_proj is absorbed into the query
   // (scores against the latent) and into the output.
   at::Tensor forward_cached(const at::Tensor& x_ND, const CacheStep& step, KvCache& cache,

@@ -8,7 +8,8 @@
 
 namespace zerorl::model {
 
-DecoderLayer::DecoderLayer(const ModelConfig& cfg, int64_t index, std::shared_ptr<const Rope> rope) {
+DecoderLayer::DecoderLayer(const ModelConfig& cfg, int64_t index,
+                           std::shared_ptr<const Rope> rope) {
   if (cfg.attn.kind == AttentionConfig::Kind::kMla)
     self_attn = register_module("self_attn", std::make_shared<MlaAttention>(cfg, rope));
   else
@@ -16,10 +17,12 @@ DecoderLayer::DecoderLayer(const ModelConfig& cfg, int64_t index, std::shared_pt
   if (cfg.layer_is_moe(index))
     moe = register_module("mlp", std::make_shared<MoeBlock>(cfg));
   else
-    dense = register_module("mlp", std::make_shared<Mlp>(cfg.hidden_size, cfg.moe.dense_intermediate));
-  input_layernorm = register_module("input_layernorm", std::make_shared<RMSNorm>(cfg.hidden_size, cfg.rms_norm_eps));
-  post_attention_layernorm =
-      register_module("post_attention_layernorm", std::make_shared<RMSNorm>(cfg.hidden_size, cfg.rms_norm_eps));
+    dense =
+        register_module("mlp", std::make_shared<Mlp>(cfg.hidden_size, cfg.moe.dense_intermediate));
+  input_layernorm = register_module("input_layernorm",
+                                    std::make_shared<RMSNorm>(cfg.hidden_size, cfg.rms_norm_eps));
+  post_attention_layernorm = register_module(
+      "post_attention_layernorm", std::make_shared<RMSNorm>(cfg.hidden_size, cfg.rms_norm_eps));
 }
 
 at::Tensor DecoderLayer::mlp(const at::Tensor& x, MoeCall& call) {
@@ -33,10 +36,12 @@ class LayerList : public torch::nn::Module {};
 
 Backbone::Backbone(const ModelConfig& cfg) : cfg_(cfg) {
   rope_ = std::make_shared<const Rope>(cfg.rope, cfg.attn.rope_dim());
-  embed_tokens = register_module("embed_tokens", std::make_shared<Embedding>(cfg.vocab_size, cfg.hidden_size));
+  embed_tokens =
+      register_module("embed_tokens", std::make_shared<Embedding>(cfg.vocab_size, cfg.hidden_size));
   auto list = register_module("layers", std::make_shared<LayerList>());
   for (int64_t i = 0; i < cfg.num_layers; ++i)
-    layers.push_back(list->register_module(std::to_string(i), std::make_shared<DecoderLayer>(cfg, i, rope_)));
+    layers.push_back(
+        list->register_module(std::to_string(i), std::make_shared<DecoderLayer>(cfg, i, rope_)));
   norm = register_module("norm", std::make_shared<RMSNorm>(cfg.hidden_size, cfg.rms_norm_eps));
 }
 
@@ -60,12 +65,14 @@ at::Tensor Backbone::forward_full(const at::Tensor& tokens, std::vector<MoeCall>
   return norm->forward(x);
 }
 
-at::Tensor Backbone::forward_cached(const at::Tensor& tokens_N, const CacheStep& step, KvCache& cache) {
+at::Tensor Backbone::forward_cached(const at::Tensor& tokens_N, const CacheStep& step,
+                                    KvCache& cache) {
   at::Tensor x = at::embedding(embed_tokens->weight, tokens_N);  // [N,D]
   MoeCall none;
   for (size_t l = 0; l < layers.size(); ++l) {
     auto& layer = layers[l];
-    x = x + layer->self_attn->forward_cached(layer->input_layernorm->forward(x), step, cache, int64_t(l));
+    x = x + layer->self_attn->forward_cached(layer->input_layernorm->forward(x), step, cache,
+                                             int64_t(l));
     x = x + layer->mlp(layer->post_attention_layernorm->forward(x), none);
   }
   return norm->forward(x);

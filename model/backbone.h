@@ -19,7 +19,9 @@ namespace zerorl::model {
 
 class Embedding : public torch::nn::Module {
  public:
-  Embedding(int64_t num, int64_t dim) { weight = register_parameter("weight", at::empty({num, dim})); }
+  Embedding(int64_t num, int64_t dim) {
+    weight = register_parameter("weight", at::empty({num, dim}));
+  }
   at::Tensor weight;
 };
 

@@ -62,9 +62,11 @@ void ModelConfig::validate(const std::string& where) const {
   if (attn.kind == AttentionConfig::Kind::kGqa) {
     pos(attn.num_kv_heads, "num_key_value_heads");
     pos(attn.head_dim, "head_dim");
-    ZR_CHECK(attn.num_heads % attn.num_kv_heads == 0, where, ": num_attention_heads (", attn.num_heads,
-             ") must be a multiple of num_key_value_heads (", attn.num_kv_heads, ")");
-    ZR_CHECK(attn.head_dim % 2 == 0, where, ": head_dim must be even for RoPE, got ", attn.head_dim);
+    ZR_CHECK(attn.num_heads % attn.num_kv_heads == 0, where, ": num_attention_heads (",
+             attn.num_heads, ") must be a multiple of num_key_value_heads (", attn.num_kv_heads,
+             ")");
+    ZR_CHECK(attn.head_dim % 2 == 0, where, ": head_dim must be even for RoPE, got ",
+             attn.head_dim);
   } else {
     ZR_CHECK(attn.q_lora_rank >= 0, where, ": q_lora_rank must be >= 0 (0 = none)");
     pos(attn.kv_lora_rank, "kv_lora_rank");
@@ -77,21 +79,23 @@ void ModelConfig::validate(const std::string& where) const {
   ZR_CHECK(rope.theta > 0, where, ": rope_theta must be > 0");
   if (rope.scaling != RopeConfig::Scaling::kDefault)
     ZR_CHECK(rope.factor > 0, where, ": rope scaling factor must be > 0, got ", rope.factor);
-  if (rope.scaling == RopeConfig::Scaling::kYarn) pos(rope.original_max_position, "original_max_position_embeddings");
+  if (rope.scaling == RopeConfig::Scaling::kYarn)
+    pos(rope.original_max_position, "original_max_position_embeddings");
   pos(moe.dense_intermediate, "intermediate_size");
   ZR_CHECK(moe.num_experts >= 0, where, ": n_routed_experts must be >= 0");
   if (moe.num_experts > 0) {
     pos(moe.expert_intermediate, "moe_intermediate_size");
-    ZR_CHECK(moe.top_k >= 1 && moe.top_k <= moe.num_experts, where, ": num_experts_per_tok must be in [1, ",
-             moe.num_experts, "], got ", moe.top_k);
+    ZR_CHECK(moe.top_k >= 1 && moe.top_k <= moe.num_experts, where,
+             ": num_experts_per_tok must be in [1, ", moe.num_experts, "], got ", moe.top_k);
     ZR_CHECK(moe.shared_intermediate >= 0, where, ": shared expert width must be >= 0");
     pos(moe.n_group, "n_group");
     ZR_CHECK(moe.num_experts % moe.n_group == 0, where, ": n_routed_experts (", moe.num_experts,
              ") must be divisible by n_group (", moe.n_group, ")");
-    ZR_CHECK(moe.topk_group >= 1 && moe.topk_group <= moe.n_group, where, ": topk_group must be in [1, n_group=",
-             moe.n_group, "], got ", moe.topk_group);
+    ZR_CHECK(moe.topk_group >= 1 && moe.topk_group <= moe.n_group, where,
+             ": topk_group must be in [1, n_group=", moe.n_group, "], got ", moe.topk_group);
     if (moe.n_group > 1) {
-      ZR_CHECK(moe.num_experts / moe.n_group >= 2, where, ": group-limited routing needs >= 2 experts per group");
+      ZR_CHECK(moe.num_experts / moe.n_group >= 2, where,
+               ": group-limited routing needs >= 2 experts per group");
       ZR_CHECK(moe.top_k <= moe.topk_group * (moe.num_experts / moe.n_group), where,
                ": num_experts_per_tok (", moe.top_k, ") exceeds the experts in topk_group groups");
     }
@@ -102,10 +106,11 @@ void ModelConfig::validate(const std::string& where) const {
     ZR_CHECK(moe.first_k_dense_replace >= 0, where, ": first_k_dense_replace must be >= 0");
   }
   if (arch == Arch::kQwen2Moe)
-    ZR_CHECK(attn.kind == AttentionConfig::Kind::kGqa, where, ": qwen2_moe uses GQA attention, not MLA");
+    ZR_CHECK(attn.kind == AttentionConfig::Kind::kGqa, where,
+             ": qwen2_moe uses GQA attention, not MLA");
   ZR_CHECK(init_std > 0, where, ": initializer_range must be > 0");
-  ZR_CHECK(pad_token_id < vocab_size && bos_token_id < vocab_size && eos_token_id < vocab_size, where,
-           ": special token ids must be < vocab_size (", vocab_size, ")");
+  ZR_CHECK(pad_token_id < vocab_size && bos_token_id < vocab_size && eos_token_id < vocab_size,
+           where, ": special token ids must be < vocab_size (", vocab_size, ")");
 }
 
 // ---- recipe ------------------------------------------------------------------
@@ -147,10 +152,12 @@ ModelConfig ModelConfig::from_recipe(const ConfigNode& n) {
 
   auto& r = c.rope;
   r.theta = n.get<double>("rope_theta", r.theta);
-  r.layout = n.get<bool>("rope_interleave", !qwen) ? RopeConfig::Layout::kInterleaved : RopeConfig::Layout::kHalf;
+  r.layout = n.get<bool>("rope_interleave", !qwen) ? RopeConfig::Layout::kInterleaved
+                                                   : RopeConfig::Layout::kHalf;
   std::string sc = n.choice("rope_scaling", {"default", "linear", "yarn"}, "default");
-  r.scaling = sc == "yarn" ? RopeConfig::Scaling::kYarn
-              : sc == "linear" ? RopeConfig::Scaling::kLinear : RopeConfig::Scaling::kDefault;
+  r.scaling = sc == "yarn"     ? RopeConfig::Scaling::kYarn
+              : sc == "linear" ? RopeConfig::Scaling::kLinear
+                               : RopeConfig::Scaling::kDefault;
   if (r.scaling != RopeConfig::Scaling::kDefault) r.factor = n.get<double>("rope_factor");
   if (r.scaling == RopeConfig::Scaling::kYarn) {
     r.original_max_position = n.get<long long>("rope_original_max_position_embeddings");
@@ -166,7 +173,8 @@ ModelConfig ModelConfig::from_recipe(const ConfigNode& n) {
   m.top_k = n.get<long long>("num_experts_per_tok", m.top_k);
   m.expert_intermediate = n.get<long long>("moe_intermediate_size", m.expert_intermediate);
   if (qwen) {
-    m.shared_intermediate = n.get<long long>("shared_expert_intermediate_size", m.shared_intermediate);
+    m.shared_intermediate =
+        n.get<long long>("shared_expert_intermediate_size", m.shared_intermediate);
     m.shared_expert_gate = true;
     m.sigmoid_scoring = false;
     m.score_bias = false;
@@ -191,7 +199,8 @@ ModelConfig ModelConfig::from_recipe(const ConfigNode& n) {
   m.balance_bias_gamma = n.get<double>("balance_bias_gamma", m.score_bias ? 0.001 : 0.0);
   m.seq_aux_loss_alpha = n.get<double>("seq_aux_loss_alpha", m.seq_aux_loss_alpha);
   if (m.balance_bias_gamma > 0)
-    ZR_CHECK(m.score_bias, n.where("balance_bias_gamma"), ": balance_bias_gamma > 0 needs score_bias: true");
+    ZR_CHECK(m.score_bias, n.where("balance_bias_gamma"),
+             ": balance_bias_gamma > 0 needs score_bias: true");
   c.validate(n.where());
   return c;
 }
@@ -203,7 +212,8 @@ namespace {
 struct JsonReader {
   const json& j;
   const std::string& name;
-  template <typename T> T get(const char* key, const T& dflt) const {
+  template <typename T>
+  T get(const char* key, const T& dflt) const {
     auto it = j.find(key);
     if (it == j.end() || it->is_null()) return dflt;
     try {
@@ -212,7 +222,8 @@ struct JsonReader {
       ZR_THROW(name, ": key '", key, "' has the wrong type (", it->dump(), ")");
     }
   }
-  template <typename T> T req(const char* key) const {
+  template <typename T>
+  T req(const char* key) const {
     auto it = j.find(key);
     ZR_CHECK(it != j.end() && !it->is_null(), name, ": required key '", key, "' is missing");
     try {
@@ -234,8 +245,10 @@ int64_t first_token_id(const json& j, const char* key) {
 // rope_parameters (transformers 5.x) or rope_scaling + rope_theta (hub configs).
 void read_rope(const JsonReader& r, RopeConfig& rope, int64_t max_position) {
   json params = json::object();
-  if (r.has("rope_parameters")) params = r.j.at("rope_parameters");
-  else if (r.has("rope_scaling")) params = r.j.at("rope_scaling");
+  if (r.has("rope_parameters"))
+    params = r.j.at("rope_parameters");
+  else if (r.has("rope_scaling"))
+    params = r.j.at("rope_scaling");
   ZR_CHECK(params.is_object(), r.name, ": rope_parameters/rope_scaling must be an object");
   JsonReader p{params, r.name};
   rope.theta = p.get<double>("rope_theta", r.get<double>("rope_theta", 10000.0));
@@ -247,8 +260,9 @@ void read_rope(const JsonReader& r, RopeConfig& rope, int64_t max_position) {
     rope.factor = p.req<double>("factor");
   } else if (type == "yarn") {
     rope.scaling = RopeConfig::Scaling::kYarn;
-    rope.original_max_position = p.get<int64_t>(
-        "original_max_position_embeddings", r.get<int64_t>("original_max_position_embeddings", max_position));
+    rope.original_max_position =
+        p.get<int64_t>("original_max_position_embeddings",
+                       r.get<int64_t>("original_max_position_embeddings", max_position));
     rope.factor = p.get<double>("factor", -1.0);
     if (rope.factor < 0) rope.factor = double(max_position) / double(rope.original_max_position);
     rope.beta_fast = p.get<double>("beta_fast", 32.0);
@@ -277,11 +291,14 @@ ModelConfig ModelConfig::from_hf_json_text(const std::string& text, const std::s
   JsonReader r{j, name};
   std::string type = r.get<std::string>("model_type", "");
   ModelConfig c;
-  if (type == "deepseek_v3") c.arch = Arch::kDeepseekV3;
-  else if (type == "qwen2_moe") c.arch = Arch::kQwen2Moe;
+  if (type == "deepseek_v3")
+    c.arch = Arch::kDeepseekV3;
+  else if (type == "qwen2_moe")
+    c.arch = Arch::kQwen2Moe;
   else
     ZR_THROW(name, ": model_type '", type,
-             "' is not supported; zerorl runs 'deepseek_v3' (DeepSeek-V3/R1, Moonlight, V2-Lite-style) and "
+             "' is not supported; zerorl runs 'deepseek_v3' (DeepSeek-V3/R1, Moonlight, "
+             "V2-Lite-style) and "
              "'qwen2_moe' checkpoints");
   std::string act = r.get<std::string>("hidden_act", "silu");
   ZR_CHECK(act == "silu", name, ": hidden_act '", act, "' is not supported (silu only)");
@@ -332,7 +349,7 @@ ModelConfig ModelConfig::from_hf_json_text(const std::string& text, const std::s
     a.v_head_dim = r.req<int64_t>("v_head_dim");
     a.attention_bias = r.get<bool>("attention_bias", false);
     c.rope.layout = r.get<bool>("rope_interleave", true) ? RopeConfig::Layout::kInterleaved
-                                                          : RopeConfig::Layout::kHalf;
+                                                         : RopeConfig::Layout::kHalf;
     m.num_experts = r.req<int64_t>("n_routed_experts");
     m.shared_intermediate = r.get<int64_t>("n_shared_experts", 1) * m.expert_intermediate;
     m.shared_expert_gate = false;
@@ -431,7 +448,9 @@ std::string ModelConfig::to_hf_json() const {
   json rp;
   rp["rope_theta"] = rope.theta;
   switch (rope.scaling) {
-    case RopeConfig::Scaling::kDefault: rp["rope_type"] = "default"; break;
+    case RopeConfig::Scaling::kDefault:
+      rp["rope_type"] = "default";
+      break;
     case RopeConfig::Scaling::kLinear:
       rp["rope_type"] = "linear";
       rp["factor"] = rope.factor;
@@ -464,8 +483,9 @@ std::string ModelConfig::summary() const {
   else
     os << " GQA(kv " << attn.num_kv_heads << ", d " << attn.head_dim << ")";
   if (moe.num_experts > 0)
-    os << " MoE(E" << moe.num_experts << " top" << moe.top_k << " F" << moe.expert_intermediate << " shared "
-       << moe.shared_intermediate << ", " << num_moe_layers() << "/" << num_layers << " layers)";
+    os << " MoE(E" << moe.num_experts << " top" << moe.top_k << " F" << moe.expert_intermediate
+       << " shared " << moe.shared_intermediate << ", " << num_moe_layers() << "/" << num_layers
+       << " layers)";
   return os.str();
 }
 

@@ -43,17 +43,20 @@ const char* arch_name(Arch a);  // "deepseek_v3" / "qwen2_moe" (HF model_type)
 
 // Rotary position embedding.
 struct RopeConfig {
-  enum class Layout { kHalf /* rotate_half, Llama/Qwen */, kInterleaved /* (x0,x1),(x2,x3).. DeepSeek rope_interleave */ };
+  enum class Layout {
+    kHalf /* rotate_half, Llama/Qwen */,
+    kInterleaved /* (x0,x1),(x2,x3).. DeepSeek rope_interleave */
+  };
   enum class Scaling { kDefault, kLinear, kYarn };
   Layout layout = Layout::kInterleaved;
   Scaling scaling = Scaling::kDefault;
   double theta = 10000.0;
-  double factor = 1.0;                       // linear / yarn
-  int64_t original_max_position = 4096;      // yarn
-  double beta_fast = 32.0, beta_slow = 1.0;  // yarn
-  double mscale = 0.0, mscale_all_dim = 0.0; // yarn (DeepSeek); 0 = absent
-  double attention_factor = -1.0;            // yarn: < 0 means derive from mscale as HF does
-  bool truncate = true;                      // yarn correction range rounding
+  double factor = 1.0;                        // linear / yarn
+  int64_t original_max_position = 4096;       // yarn
+  double beta_fast = 32.0, beta_slow = 1.0;   // yarn
+  double mscale = 0.0, mscale_all_dim = 0.0;  // yarn (DeepSeek); 0 = absent
+  double attention_factor = -1.0;             // yarn: < 0 means derive from mscale as HF does
+  bool truncate = true;                       // yarn correction range rounding
 
   // Multiplier on cos/sin (HF "attention_scaling"): 1 except for yarn.
   double cos_sin_scale() const;
@@ -70,34 +73,38 @@ struct AttentionConfig {
   // GQA
   int64_t num_kv_heads = 4;
   int64_t head_dim = 32;
-  bool qkv_bias = false;   // q/k/v projection biases (Qwen2Moe: true)
+  bool qkv_bias = false;  // q/k/v projection biases (Qwen2Moe: true)
   // MLA
   int64_t q_lora_rank = 0;  // 0: plain q_proj (V2-Lite style); > 0: q_a_proj -> norm -> q_b_proj
   int64_t kv_lora_rank = 64;
   int64_t qk_nope_head_dim = 32;
   int64_t qk_rope_head_dim = 16;
   int64_t v_head_dim = 32;
-  bool attention_bias = false;  // MLA: bias on q_a_proj, kv_a_proj_with_mqa and o_proj (HF attention_bias)
+  bool attention_bias =
+      false;  // MLA: bias on q_a_proj, kv_a_proj_with_mqa and o_proj (HF attention_bias)
 
-  int64_t qk_head_dim() const { return kind == Kind::kMla ? qk_nope_head_dim + qk_rope_head_dim : head_dim; }
+  int64_t qk_head_dim() const {
+    return kind == Kind::kMla ? qk_nope_head_dim + qk_rope_head_dim : head_dim;
+  }
   int64_t rope_dim() const { return kind == Kind::kMla ? qk_rope_head_dim : head_dim; }
   int64_t out_head_dim() const { return kind == Kind::kMla ? v_head_dim : head_dim; }
 };
 
 // DeepSeekMoE / Qwen2Moe sparse block and the dense MLP.
 struct MoeConfig {
-  int64_t num_experts = 8;            // routed experts (n_routed_experts / num_experts); 0: dense model
-  int64_t top_k = 2;                  // num_experts_per_tok
+  int64_t num_experts = 8;  // routed experts (n_routed_experts / num_experts); 0: dense model
+  int64_t top_k = 2;        // num_experts_per_tok
   int64_t expert_intermediate = 128;  // moe_intermediate_size
-  int64_t shared_intermediate = 128;  // shared expert(s) width; 0: none.  DeepSeek: n_shared_experts * moe_intermediate_size
-  bool shared_expert_gate = false;    // Qwen2Moe: sigmoid(Linear(D,1)) on the shared expert output
-  bool sigmoid_scoring = true;        // false: softmax
+  int64_t shared_intermediate =
+      128;  // shared expert(s) width; 0: none.  DeepSeek: n_shared_experts * moe_intermediate_size
+  bool shared_expert_gate = false;  // Qwen2Moe: sigmoid(Linear(D,1)) on the shared expert output
+  bool sigmoid_scoring = true;      // false: softmax
   bool norm_topk_prob = true;
   double routed_scaling_factor = 1.0;
   int64_t n_group = 1, topk_group = 1;  // group-limited routing
-  bool score_bias = true;             // e_score_correction_bias present (DeepSeek-V3 noaux_tc)
-  double balance_bias_gamma = 0.0;    // aux-loss-free bias update speed (0: frozen)
-  double seq_aux_loss_alpha = 0.0;    // sequence-wise balance loss weight (0: off)
+  bool score_bias = true;               // e_score_correction_bias present (DeepSeek-V3 noaux_tc)
+  double balance_bias_gamma = 0.0;      // aux-loss-free bias update speed (0: frozen)
+  double seq_aux_loss_alpha = 0.0;      // sequence-wise balance loss weight (0: off)
   // Which layers are MoE (others use the dense MLP of width dense_intermediate):
   int64_t first_k_dense_replace = 1;     // DeepSeek: layers < k are dense
   int64_t decoder_sparse_step = 1;       // Qwen2Moe: layer i is MoE iff (i+1) % step == 0

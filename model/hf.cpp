@@ -20,7 +20,9 @@ namespace zerorl::model {
 namespace fs = std::filesystem;
 using nlohmann::json;
 
-bool is_hf_dir(const std::string& path) { return fs::is_directory(path) && fs::exists(fs::path(path) / "config.json"); }
+bool is_hf_dir(const std::string& path) {
+  return fs::is_directory(path) && fs::exists(fs::path(path) / "config.json");
+}
 
 namespace {
 
@@ -51,7 +53,8 @@ HfTensors open_folder(const std::string& dir) {
     } catch (const std::exception& e) {
       ZR_THROW(index.string(), ": not valid JSON: ", e.what());
     }
-    ZR_CHECK(j.contains("weight_map") && j["weight_map"].is_object(), index.string(), ": no weight_map object");
+    ZR_CHECK(j.contains("weight_map") && j["weight_map"].is_object(), index.string(),
+             ": no weight_map object");
     std::set<std::string> unique;
     for (auto it = j["weight_map"].begin(); it != j["weight_map"].end(); ++it) {
       weight_map[it.key()] = it->get<std::string>();
@@ -72,7 +75,8 @@ HfTensors open_folder(const std::string& dir) {
     for (const auto& t : r->names()) {
       if (!weight_map.empty()) {
         auto it = weight_map.find(t);
-        if (it == weight_map.end() || it->second != name) continue;  // index says it lives elsewhere
+        if (it == weight_map.end() || it->second != name)
+          continue;  // index says it lives elsewhere
       }
       ZR_CHECK(h.where.emplace(t, r).second, path, ": tensor '", t, "' also appears in ",
                h.where.at(t)->path());
@@ -90,12 +94,14 @@ std::string shape_str(at::IntArrayRef s) {
   return os.str();
 }
 
-void check_shape(const HfTensors& h, const std::string& hf_name, at::IntArrayRef got, at::IntArrayRef want) {
-  ZR_CHECK(got == want, h.file(hf_name).path(), ": tensor '", hf_name, "' has shape ", shape_str(got),
-           " but config.json implies ", shape_str(want));
+void check_shape(const HfTensors& h, const std::string& hf_name, at::IntArrayRef got,
+                 at::IntArrayRef want) {
+  ZR_CHECK(got == want, h.file(hf_name).path(), ": tensor '", hf_name, "' has shape ",
+           shape_str(got), " but config.json implies ", shape_str(want));
 }
 
-const std::regex kExpertRe(R"(^(model\.layers\.\d+\.mlp\.experts)\.(gate_proj|up_proj|down_proj)$)");
+const std::regex kExpertRe(
+    R"(^(model\.layers\.\d+\.mlp\.experts)\.(gate_proj|up_proj|down_proj)$)");
 
 }  // namespace
 
@@ -118,7 +124,8 @@ std::shared_ptr<CausalLM> load_hf(const std::string& dir) {
         std::vector<at::Tensor> parts;
         for (int64_t e = 0; e < E; ++e) {
           std::string n = prefix + "." + std::to_string(e) + "." + which + ".weight";
-          ZR_CHECK(h.has(n), any_file, ": tensor '", n, "' is missing (config.json has ", E, " routed experts)");
+          ZR_CHECK(h.has(n), any_file, ": tensor '", n, "' is missing (config.json has ", E,
+                   " routed experts)");
           at::Tensor t = h.read(n);
           check_shape(h, n, t.sizes(), param.sizes().slice(1));
           parts.push_back(t.to(parts.empty() ? t.scalar_type() : parts.front().scalar_type()));
@@ -152,11 +159,13 @@ std::shared_ptr<CausalLM> load_hf(const std::string& dir) {
   for (const auto& [n, r] : h.where) {
     if (h.used.count(n)) continue;
     std::smatch lm;
-    if (std::regex_search(n, lm, layer_re) && std::stoll(lm[1]) >= cfg.num_layers) continue;  // MTP layers
+    if (std::regex_search(n, lm, layer_re) && std::stoll(lm[1]) >= cfg.num_layers)
+      continue;  // MTP layers
     ++unused;
     if (example.empty()) example = n;
   }
-  if (unused > 0) ZR_LOG_WARN(dir, ": ", unused, " tensor(s) not used by the model, e.g. '", example, "'");
+  if (unused > 0)
+    ZR_LOG_WARN(dir, ": ", unused, " tensor(s) not used by the model, e.g. '", example, "'");
   return model;
 }
 
@@ -177,15 +186,18 @@ void save_hf(const CausalLM& model, const std::string& dir, const HfSaveOptions&
     std::smatch m;
     if (std::regex_match(name, m, kExpertRe)) {
       for (int64_t e = 0; e < t.size(0); ++e)
-        out.emplace_back(std::string(m[1]) + "." + std::to_string(e) + "." + std::string(m[2]) + ".weight",
-                         cast(name, t.select(0, e)));
+        out.emplace_back(
+            std::string(m[1]) + "." + std::to_string(e) + "." + std::string(m[2]) + ".weight",
+            cast(name, t.select(0, e)));
     } else {
       out.emplace_back(name, cast(name, t));
       if (name == "model.embed_tokens.weight") main_dtype = out.back().second.scalar_type();
     }
   }
   json cj = json::parse(cfg.to_hf_json());
-  cj["dtype"] = main_dtype == at::kBFloat16 ? "bfloat16" : main_dtype == at::kHalf ? "float16" : "float32";
+  cj["dtype"] = main_dtype == at::kBFloat16 ? "bfloat16"
+                : main_dtype == at::kHalf   ? "float16"
+                                            : "float32";
   {
     std::ofstream f(fs::path(dir) / "config.json");
     f << cj.dump(2) << "\n";
@@ -193,7 +205,8 @@ void save_hf(const CausalLM& model, const std::string& dir, const HfSaveOptions&
   }
   // Remove shards of an earlier export so the folder holds one consistent set.
   for (const auto& e : fs::directory_iterator(dir))
-    if (e.path().extension() == ".safetensors" || e.path().filename() == "model.safetensors.index.json")
+    if (e.path().extension() == ".safetensors" ||
+        e.path().filename() == "model.safetensors.index.json")
       fs::remove(e.path());
   if (opt.max_shard_bytes <= 0) {
     write_safetensors((fs::path(dir) / "model.safetensors").string(), out);

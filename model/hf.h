@@ -2,9 +2,10 @@
 // (one file, or shards listed in model.safetensors.index.json).
 //
 // Name mapping (zerorl <-> HF), everything else is identical:
-//   model.layers.i.mlp.experts.gate_proj [E,F,D]  <->  model.layers.i.mlp.experts.e.gate_proj.weight [F,D]
-//   model.layers.i.mlp.experts.up_proj   [E,F,D]  <->  model.layers.i.mlp.experts.e.up_proj.weight   [F,D]
-//   model.layers.i.mlp.experts.down_proj [E,D,F]  <->  model.layers.i.mlp.experts.e.down_proj.weight [D,F]
+//   model.layers.i.mlp.experts.gate_proj [E,F,D]  <-> model.layers.i.mlp.experts.e.gate_proj.weight
+//   [F,D] model.layers.i.mlp.experts.up_proj   [E,F,D]  <->
+//   model.layers.i.mlp.experts.e.up_proj.weight   [F,D] model.layers.i.mlp.experts.down_proj
+//   [E,D,F]  <->  model.layers.i.mlp.experts.e.down_proj.weight [D,F]
 // Import also accepts transformers 5.x fused tensors
 //   model.layers.i.mlp.experts.gate_up_proj [E,2F,D] (gate rows first) and
 //   model.layers.i.mlp.experts.down_proj [E,D,F];

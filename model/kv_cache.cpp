@@ -8,11 +8,13 @@
 
 namespace zerorl::model {
 
-KvCache::KvCache(const ModelConfig& cfg, int64_t num_slots, int64_t max_len, const at::TensorOptions& options)
+KvCache::KvCache(const ModelConfig& cfg, int64_t num_slots, int64_t max_len,
+                 const at::TensorOptions& options)
     : num_slots_(num_slots), max_len_(max_len), mla_(cfg.attn.kind == AttentionConfig::Kind::kMla) {
   ZR_CHECK(num_slots > 0, "KvCache: num_slots must be > 0, got ", num_slots);
-  ZR_CHECK(max_len > 0 && max_len <= cfg.max_position, "KvCache: max_len must be in [1, max_position_embeddings=",
-           cfg.max_position, "], got ", max_len);
+  ZR_CHECK(max_len > 0 && max_len <= cfg.max_position,
+           "KvCache: max_len must be in [1, max_position_embeddings=", cfg.max_position, "], got ",
+           max_len);
   const auto& a = cfg.attn;
   for (int64_t l = 0; l < cfg.num_layers; ++l) {
     if (mla_) {
@@ -27,7 +29,8 @@ KvCache::KvCache(const ModelConfig& cfg, int64_t num_slots, int64_t max_len, con
 }
 
 void KvCache::check_slot(int64_t slot) const {
-  ZR_CHECK(slot >= 0 && slot < num_slots_, "KvCache: slot ", slot, " out of range [0, ", num_slots_, ")");
+  ZR_CHECK(slot >= 0 && slot < num_slots_, "KvCache: slot ", slot, " out of range [0, ", num_slots_,
+           ")");
 }
 
 int64_t KvCache::length(int64_t slot) const {
@@ -69,14 +72,15 @@ void KvCache::copy_slot(int64_t src, const std::vector<int64_t>& dsts) {
 }
 
 void KvCache::check_append(const std::vector<int64_t>& slots, const std::vector<int64_t>& n) const {
-  ZR_CHECK(slots.size() == n.size(), "KvCache: ", slots.size(), " slots but ", n.size(), " token counts");
+  ZR_CHECK(slots.size() == n.size(), "KvCache: ", slots.size(), " slots but ", n.size(),
+           " token counts");
   std::set<int64_t> seen;
   for (size_t i = 0; i < slots.size(); ++i) {
     check_slot(slots[i]);
     ZR_CHECK(seen.insert(slots[i]).second, "KvCache: slot ", slots[i], " listed twice in one step");
     ZR_CHECK(n[i] >= 1, "KvCache: slot ", slots[i], " gets no tokens");
-    ZR_CHECK(lengths_[slots[i]] + n[i] <= max_len_, "KvCache: slot ", slots[i], " holds ", lengths_[slots[i]],
-             " tokens; adding ", n[i], " exceeds max_len ", max_len_);
+    ZR_CHECK(lengths_[slots[i]] + n[i] <= max_len_, "KvCache: slot ", slots[i], " holds ",
+             lengths_[slots[i]], " tokens; adding ", n[i], " exceeds max_len ", max_len_);
   }
 }
 

@@ -49,7 +49,8 @@ namespace zerorl::model {
 class KvCache {
  public:
   // Allocates all layers for `cfg`.  max_len must be <= cfg.max_position.
-  KvCache(const ModelConfig& cfg, int64_t num_slots, int64_t max_len, const at::TensorOptions& options);
+  KvCache(const ModelConfig& cfg, int64_t num_slots, int64_t max_len,
+          const at::TensorOptions& options);
 
   int64_t num_slots() const { return num_slots_; }
   int64_t max_len() const { return max_len_; }

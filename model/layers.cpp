@@ -18,17 +18,21 @@ Linear::Linear(int64_t in, int64_t out, bool with_bias) {
 }
 
 at::Tensor Linear::forward(const at::Tensor& x) const {
-  const at::Tensor& w = weight.scalar_type() == x.scalar_type() ? weight : weight.to(x.scalar_type());
+  const at::Tensor& w =
+      weight.scalar_type() == x.scalar_type() ? weight : weight.to(x.scalar_type());
   if (!bias.defined()) return at::linear(x, w);
   return at::linear(x, w, bias.scalar_type() == x.scalar_type() ? bias : bias.to(x.scalar_type()));
 }
 
-RMSNorm::RMSNorm(int64_t dim, double eps_) : eps(eps_) { weight = register_parameter("weight", at::ones({dim})); }
+RMSNorm::RMSNorm(int64_t dim, double eps_) : eps(eps_) {
+  weight = register_parameter("weight", at::ones({dim}));
+}
 
 at::Tensor RMSNorm::forward(const at::Tensor& x) const {
   // HF multiplies weight (its own dtype) by the normalised x cast back to x's
   // dtype; with matching dtypes that is what the kernel computes.
-  const at::Tensor& w = weight.scalar_type() == x.scalar_type() ? weight : weight.to(x.scalar_type());
+  const at::Tensor& w =
+      weight.scalar_type() == x.scalar_type() ? weight : weight.to(x.scalar_type());
   return kernels::rmsnorm(x, w, eps);
 }
 
@@ -50,11 +54,15 @@ Rope::Rope(const RopeConfig& cfg, int64_t rotary_dim) : cfg_(cfg), dim_(rotary_d
   at::Tensor pos_freqs = at::pow(cfg.theta, exponents);
   at::Tensor inv = 1.0 / pos_freqs;
   switch (cfg.scaling) {
-    case RopeConfig::Scaling::kDefault: break;
-    case RopeConfig::Scaling::kLinear: inv = inv / cfg.factor; break;
+    case RopeConfig::Scaling::kDefault:
+      break;
+    case RopeConfig::Scaling::kLinear:
+      inv = inv / cfg.factor;
+      break;
     case RopeConfig::Scaling::kYarn: {
       auto correction_dim = [&](double rot) {
-        return (dim_ * std::log(cfg.original_max_position / (rot * 2 * M_PI))) / (2 * std::log(cfg.theta));
+        return (dim_ * std::log(cfg.original_max_position / (rot * 2 * M_PI))) /
+               (2 * std::log(cfg.theta));
       };
       double low = correction_dim(cfg.beta_fast), high = correction_dim(cfg.beta_slow);
       if (cfg.truncate) low = std::floor(low), high = std::ceil(high);
@@ -72,7 +80,8 @@ Rope::Rope(const RopeConfig& cfg, int64_t rotary_dim) : cfg_(cfg), dim_(rotary_d
   scale_ = cfg.cos_sin_scale();
 }
 
-std::pair<at::Tensor, at::Tensor> Rope::tables(const at::Tensor& positions, at::ScalarType dtype) const {
+std::pair<at::Tensor, at::Tensor> Rope::tables(const at::Tensor& positions,
+                                               at::ScalarType dtype) const {
   at::Tensor inv = inv_freq_.to(positions.device());
   at::Tensor freqs = positions.to(at::kFloat).unsqueeze(-1) * inv;  // [..., R/2]
   at::Tensor cos = freqs.cos(), sin = freqs.sin();
@@ -96,12 +105,14 @@ at::Tensor Rope::apply(const at::Tensor& x, const at::Tensor& cos, const at::Ten
 // ---- init --------------------------------------------------------------------
 
 static bool ends_with(const std::string& s, const std::string& suffix) {
-  return s.size() >= suffix.size() && s.compare(s.size() - suffix.size(), suffix.size(), suffix) == 0;
+  return s.size() >= suffix.size() &&
+         s.compare(s.size() - suffix.size(), suffix.size(), suffix) == 0;
 }
 
 void init_weights(torch::nn::Module& m, double std, uint64_t seed) {
   at::NoGradGuard no_grad;
-  auto gen = at::make_generator<at::CPUGeneratorImpl>(stream_seed(seed, 0, 0, 0, RngPurpose::kInit));
+  auto gen =
+      at::make_generator<at::CPUGeneratorImpl>(stream_seed(seed, 0, 0, 0, RngPurpose::kInit));
   for (auto& item : m.named_parameters(/*recurse=*/true)) {
     const std::string& name = item.key();
     at::Tensor& p = item.value();

@@ -14,33 +14,41 @@ CausalLM::CausalLM(const ModelConfig& cfg, bool random_init) : cfg_(cfg) {
   cfg_.validate();
   backbone_ = register_module("model", std::make_shared<Backbone>(cfg_));
   if (!cfg_.tie_embeddings)
-    lm_head_ = register_module("lm_head", std::make_shared<Linear>(cfg_.hidden_size, cfg_.vocab_size, false));
+    lm_head_ = register_module("lm_head",
+                               std::make_shared<Linear>(cfg_.hidden_size, cfg_.vocab_size, false));
   for (int64_t i = 0; i < cfg_.num_layers; ++i)
     if (cfg_.layer_is_moe(i)) moe_layers_.push_back(i);
-  load_LE_ = at::zeros({static_cast<int64_t>(moe_layers_.size()), std::max<int64_t>(cfg_.moe.num_experts, 0)}, at::kLong);
+  load_LE_ = at::zeros(
+      {static_cast<int64_t>(moe_layers_.size()), std::max<int64_t>(cfg_.moe.num_experts, 0)},
+      at::kLong);
   if (random_init) init_weights(*this, cfg_.init_std, cfg_.seed);
 }
 
-at::Tensor CausalLM::output_weight() const { return lm_head_ ? lm_head_->weight : backbone_->embed_tokens->weight; }
+at::Tensor CausalLM::output_weight() const {
+  return lm_head_ ? lm_head_->weight : backbone_->embed_tokens->weight;
+}
 
 static void check_tokens(const at::Tensor& t, const char* name, int64_t V) {
-  ZR_CHECK(t.defined() && t.dim() == 2, "CausalLM: ", name, " must be [B,T], got ", t.defined() ? t.dim() : -1,
-           " dims");
+  ZR_CHECK(t.defined() && t.dim() == 2, "CausalLM: ", name, " must be [B,T], got ",
+           t.defined() ? t.dim() : -1, " dims");
   ZR_CHECK(t.scalar_type() == at::kLong, "CausalLM: ", name, " must be int64");
   ZR_CHECK(t.size(0) > 0 && t.size(1) > 0, "CausalLM: ", name, " is empty");
   if (t.device().is_cpu()) {
     int64_t lo = t.min().item<int64_t>(), hi = t.max().item<int64_t>();
-    ZR_CHECK(lo >= 0 && hi < V, "CausalLM: ", name, " holds ids outside [0, ", V, "): min ", lo, ", max ", hi);
+    ZR_CHECK(lo >= 0 && hi < V, "CausalLM: ", name, " holds ids outside [0, ", V, "): min ", lo,
+             ", max ", hi);
   }
 }
 
-at::Tensor CausalLM::run_backbone(const at::Tensor& tokens_BT, const ForwardOptions& fo, at::Tensor* aux_loss) {
+at::Tensor CausalLM::run_backbone(const at::Tensor& tokens_BT, const ForwardOptions& fo,
+                                  at::Tensor* aux_loss) {
   check_tokens(tokens_BT, "tokens_BT", cfg_.vocab_size);
   int64_t B = tokens_BT.size(0), T = tokens_BT.size(1);
   at::Tensor tokens = tokens_BT.to(output_weight().device());
   at::Tensor valid_N;
   if (fo.valid_BT.defined()) {
-    ZR_CHECK(fo.valid_BT.sizes() == tokens_BT.sizes(), "CausalLM: valid_BT must have the shape of tokens_BT");
+    ZR_CHECK(fo.valid_BT.sizes() == tokens_BT.sizes(),
+             "CausalLM: valid_BT must have the shape of tokens_BT");
     valid_N = fo.valid_BT.to(tokens.device()).to(at::kBool).reshape({B * T});
   }
   std::vector<MoeCall> calls(moe_layers_.size());
@@ -59,7 +67,8 @@ at::Tensor CausalLM::run_backbone(const at::Tensor& tokens_BT, const ForwardOpti
   if (fo.record_expert_load)
     for (size_t m = 0; m < calls.size(); ++m) load_LE_[m].add_(calls[m].counts_E.to(at::kCPU));
   if (aux_loss) {
-    at::Tensor total = at::zeros({}, h.options().dtype(h.scalar_type() == at::kDouble ? at::kDouble : at::kFloat));
+    at::Tensor total =
+        at::zeros({}, h.options().dtype(h.scalar_type() == at::kDouble ? at::kDouble : at::kFloat));
     for (auto& c : calls)
       if (c.aux_loss.defined()) total = total + c.aux_loss.to(total.scalar_type());
     *aux_loss = total;
@@ -67,22 +76,23 @@ at::Tensor CausalLM::run_backbone(const at::Tensor& tokens_BT, const ForwardOpti
   return h;
 }
 
-at::Tensor CausalLM::hidden_states(const at::Tensor& tokens_BT, const ForwardOptions& fo, at::Tensor* aux_loss) {
+at::Tensor CausalLM::hidden_states(const at::Tensor& tokens_BT, const ForwardOptions& fo,
+                                   at::Tensor* aux_loss) {
   return run_backbone(tokens_BT, fo, aux_loss);
 }
 
 LogprobOutput CausalLM::logprobs(const at::Tensor& tokens_BT, const at::Tensor& targets_BT,
                                  const kernels::LogprobOptions& lo, const ForwardOptions& fo) {
   check_tokens(targets_BT, "targets_BT", cfg_.vocab_size);
-  ZR_CHECK(targets_BT.sizes() == tokens_BT.sizes(), "CausalLM::logprobs: targets_BT ", targets_BT.sizes(),
-           " must match tokens_BT ", tokens_BT.sizes());
+  ZR_CHECK(targets_BT.sizes() == tokens_BT.sizes(), "CausalLM::logprobs: targets_BT ",
+           targets_BT.sizes(), " must match tokens_BT ", tokens_BT.sizes());
   LogprobOutput out;
   at::Tensor h = run_backbone(tokens_BT, fo, &out.aux_loss);
   int64_t B = h.size(0), T = h.size(1);
   at::Tensor W = output_weight();
   if (W.scalar_type() != h.scalar_type()) W = W.to(h.scalar_type());
-  kernels::LogprobResult r = kernels::chosen_logprob(h.reshape({B * T, h.size(2)}), W,
-                                                     targets_BT.to(h.device()).reshape({B * T}), lo);
+  kernels::LogprobResult r = kernels::chosen_logprob(
+      h.reshape({B * T, h.size(2)}), W, targets_BT.to(h.device()).reshape({B * T}), lo);
   out.logp_BT = r.logp_N.view({B, T});
   if (r.entropy_N.defined()) out.entropy_BT = r.entropy_N.view({B, T});
   return out;
@@ -105,7 +115,8 @@ at::Tensor CausalLM::extend(KvCache& cache, const std::vector<int64_t>& slots,
                             const std::vector<std::vector<int64_t>>& tokens) {
   at::NoGradGuard no_grad;
   ZR_CHECK(!slots.empty(), "CausalLM: no slots given");
-  ZR_CHECK(cache.num_layers() == cfg_.num_layers && cache.is_mla() == (cfg_.attn.kind == AttentionConfig::Kind::kMla),
+  ZR_CHECK(cache.num_layers() == cfg_.num_layers &&
+               cache.is_mla() == (cfg_.attn.kind == AttentionConfig::Kind::kMla),
            "CausalLM: the KV cache was made for a different model");
   std::vector<int64_t> n(slots.size());
   for (size_t i = 0; i < slots.size(); ++i) n[i] = static_cast<int64_t>(tokens[i].size());
@@ -139,9 +150,11 @@ at::Tensor CausalLM::extend(KvCache& cache, const std::vector<int64_t>& slots,
   st.pos_N = to_dev(pos_N);
   st.slots_S = to_dev(slots);
   st.flat_N = to_dev(flat_N);
-  at::Tensor qpos_SQ = to_dev(len_S).unsqueeze(1) + at::arange(Q, at::TensorOptions().dtype(at::kLong).device(dev));
+  at::Tensor qpos_SQ =
+      to_dev(len_S).unsqueeze(1) + at::arange(Q, at::TensorOptions().dtype(at::kLong).device(dev));
   st.allowed_S1QL =
-      (at::arange(L, at::TensorOptions().dtype(at::kLong).device(dev)).view({1, 1, L}) <= qpos_SQ.unsqueeze(2))
+      (at::arange(L, at::TensorOptions().dtype(at::kLong).device(dev)).view({1, 1, L}) <=
+       qpos_SQ.unsqueeze(2))
           .unsqueeze(1);
   at::ScalarType dt = backbone_->embed_tokens->weight.scalar_type();
   std::tie(st.cos_N, st.sin_N) = backbone_->rope().tables(st.pos_N, dt);
@@ -155,12 +168,13 @@ at::Tensor CausalLM::extend(KvCache& cache, const std::vector<int64_t>& slots,
 
 at::Tensor CausalLM::prefill(KvCache& cache, const std::vector<int64_t>& slots,
                              const std::vector<std::vector<int64_t>>& tokens) {
-  ZR_CHECK(slots.size() == tokens.size(), "CausalLM::prefill: ", slots.size(), " slots but ", tokens.size(),
-           " token lists");
+  ZR_CHECK(slots.size() == tokens.size(), "CausalLM::prefill: ", slots.size(), " slots but ",
+           tokens.size(), " token lists");
   return extend(cache, slots, tokens);
 }
 
-at::Tensor CausalLM::decode(KvCache& cache, const std::vector<int64_t>& slots, const at::Tensor& tokens_S) {
+at::Tensor CausalLM::decode(KvCache& cache, const std::vector<int64_t>& slots,
+                            const at::Tensor& tokens_S) {
   ZR_CHECK(tokens_S.dim() == 1 && tokens_S.size(0) == static_cast<int64_t>(slots.size()),
            "CausalLM::decode: tokens_S must be [", slots.size(), "], got ", tokens_S.sizes());
   at::Tensor t = tokens_S.to(at::kCPU).to(at::kLong).contiguous();
@@ -176,13 +190,17 @@ at::Tensor CausalLM::expert_load_LE() const { return load_LE_.clone(); }
 
 void CausalLM::reset_expert_load() { load_LE_.zero_(); }
 
-void CausalLM::update_balance_bias(const at::Tensor& load_LE) { update_balance_bias(load_LE, cfg_.moe.balance_bias_gamma); }
+void CausalLM::update_balance_bias(const at::Tensor& load_LE) {
+  update_balance_bias(load_LE, cfg_.moe.balance_bias_gamma);
+}
 
 void CausalLM::update_balance_bias(const at::Tensor& load_LE, double gamma) {
   int64_t M = static_cast<int64_t>(moe_layers_.size());
   ZR_CHECK(load_LE.dim() == 2 && load_LE.size(0) == M && load_LE.size(1) == cfg_.moe.num_experts,
-           "update_balance_bias: load must be [", M, ", ", cfg_.moe.num_experts, "], got ", load_LE.sizes());
-  for (int64_t m = 0; m < M; ++m) backbone_->layers[moe_layers_[m]]->moe->update_bias(load_LE[m], gamma);
+           "update_balance_bias: load must be [", M, ", ", cfg_.moe.num_experts, "], got ",
+           load_LE.sizes());
+  for (int64_t m = 0; m < M; ++m)
+    backbone_->layers[moe_layers_[m]]->moe->update_bias(load_LE[m], gamma);
 }
 
 // ---- weights -------------------------------------------------------------------------
@@ -216,15 +234,20 @@ std::string ParamReport::to_string() const {
   auto fmt = [](int64_t n) {
     std::ostringstream os;
     os.precision(3);
-    if (n >= 1000000000) os << n / 1e9 << "B";
-    else if (n >= 1000000) os << n / 1e6 << "M";
-    else if (n >= 1000) os << n / 1e3 << "K";
-    else os << n;
+    if (n >= 1000000000)
+      os << n / 1e9 << "B";
+    else if (n >= 1000000)
+      os << n / 1e6 << "M";
+    else if (n >= 1000)
+      os << n / 1e3 << "K";
+    else
+      os << n;
     return os.str();
   };
   std::ostringstream os;
-  os << "parameters: " << total << " total (" << fmt(total) << "), " << active_per_token << " active per token ("
-     << fmt(active_per_token) << "); embeddings " << fmt(embedding) << ", routed experts " << fmt(routed_experts);
+  os << "parameters: " << total << " total (" << fmt(total) << "), " << active_per_token
+     << " active per token (" << fmt(active_per_token) << "); embeddings " << fmt(embedding)
+     << ", routed experts " << fmt(routed_experts);
   return os.str();
 }
 

@@ -59,14 +59,16 @@ struct ForwardOptions {
 struct LogprobOutput {
   at::Tensor logp_BT;     // fp32 (fp64 for fp64 models): log p(targets_BT[b,t] | tokens_BT[b, <=t])
   at::Tensor entropy_BT;  // defined only with LogprobOptions::with_entropy
-  at::Tensor aux_loss;    // scalar: alpha-weighted sequence-wise balance loss summed over MoE layers; 0 if alpha == 0
+  at::Tensor aux_loss;  // scalar: alpha-weighted sequence-wise balance loss summed over MoE layers;
+                        // 0 if alpha == 0
 };
 
 struct ParamReport {
-  int64_t total = 0;             // every trainable parameter (tied embedding counted once)
-  int64_t active_per_token = 0;  // parameters one token touches: all but the (E - K) unused routed experts per MoE layer
-  int64_t embedding = 0;         // embed_tokens (+ lm_head when untied)
-  int64_t routed_experts = 0;    // all routed-expert weights
+  int64_t total = 0;  // every trainable parameter (tied embedding counted once)
+  int64_t active_per_token =
+      0;  // parameters one token touches: all but the (E - K) unused routed experts per MoE layer
+  int64_t embedding = 0;       // embed_tokens (+ lm_head when untied)
+  int64_t routed_experts = 0;  // all routed-expert weights
   std::string to_string() const;
 };
 
@@ -132,7 +134,8 @@ class CausalLM : public torch::nn::Module {
   ParamReport param_report() const;
 
  private:
-  at::Tensor run_backbone(const at::Tensor& tokens_BT, const ForwardOptions& fo, at::Tensor* aux_loss);
+  at::Tensor run_backbone(const at::Tensor& tokens_BT, const ForwardOptions& fo,
+                          at::Tensor* aux_loss);
   at::Tensor extend(KvCache& cache, const std::vector<int64_t>& slots,
                     const std::vector<std::vector<int64_t>>& tokens);
 

@@ -9,7 +9,8 @@ namespace zerorl::model {
 
 Router::Router(int64_t dim, int64_t num_experts, bool score_bias) {
   weight = register_parameter("weight", at::empty({num_experts, dim}));
-  if (score_bias) bias = register_buffer("e_score_correction_bias", at::zeros({num_experts}, at::kFloat));
+  if (score_bias)
+    bias = register_buffer("e_score_correction_bias", at::zeros({num_experts}, at::kFloat));
 }
 
 RoutedExperts::RoutedExperts(int64_t E, int64_t D, int64_t F) {
@@ -21,11 +22,13 @@ RoutedExperts::RoutedExperts(int64_t E, int64_t D, int64_t F) {
 MoeBlock::MoeBlock(const ModelConfig& cfg) : cfg_(cfg.moe) {
   int64_t D = cfg.hidden_size;
   gate = register_module("gate", std::make_shared<Router>(D, cfg_.num_experts, cfg_.score_bias));
-  experts = register_module("experts", std::make_shared<RoutedExperts>(cfg_.num_experts, D, cfg_.expert_intermediate));
+  experts = register_module(
+      "experts", std::make_shared<RoutedExperts>(cfg_.num_experts, D, cfg_.expert_intermediate));
   if (cfg_.shared_intermediate > 0) {
     const char* name = cfg_.shared_expert_gate ? "shared_expert" : "shared_experts";
     shared = register_module(name, std::make_shared<Mlp>(D, cfg_.shared_intermediate));
-    if (cfg_.shared_expert_gate) shared_gate = register_module("shared_expert_gate", std::make_shared<Linear>(D, 1, false));
+    if (cfg_.shared_expert_gate)
+      shared_gate = register_module("shared_expert_gate", std::make_shared<Linear>(D, 1, false));
   }
 }
 
@@ -44,7 +47,9 @@ at::Tensor MoeBlock::forward(const at::Tensor& x, MoeCall& call) {
   kernels::RouterOutput r = kernels::moe_route(logits_NE, gate->bias, ro);
 
   const at::Tensor& w = experts->gate_proj;
-  auto cast = [&](const at::Tensor& t) { return t.scalar_type() == x.scalar_type() ? t : t.to(x.scalar_type()); };
+  auto cast = [&](const at::Tensor& t) {
+    return t.scalar_type() == x.scalar_type() ? t : t.to(x.scalar_type());
+  };
   kernels::MoeResult m = kernels::moe_experts(x, r.topk_idx_TK, r.topk_weight_TK, cast(w),
                                               cast(experts->up_proj), cast(experts->down_proj));
   at::Tensor y = m.y_TD;
@@ -74,9 +79,9 @@ at::Tensor MoeBlock::forward(const at::Tensor& x, MoeCall& call) {
     at::Tensor s = r.scores_TE;
     if (cfg_.sigmoid_scoring) s = s / (s.sum(-1, true) + 1e-20);
     at::Tensor sel = at::zeros({N, E}, s.options()).scatter_(1, r.topk_idx_TK, 1.0).view({B, T, E});
-    at::Tensor count = v.sum(1).clamp_min(1.0);                            // [B,1]
+    at::Tensor count = v.sum(1).clamp_min(1.0);                              // [B,1]
     at::Tensor f = (sel * v).sum(1) * (static_cast<double>(E) / K) / count;  // [B,E]
-    at::Tensor P = (s.view({B, T, E}) * v).sum(1) / count;                  // [B,E]
+    at::Tensor P = (s.view({B, T, E}) * v).sum(1) / count;                   // [B,E]
     call.aux_loss = (f * P).sum(-1).mean() * cfg_.seq_aux_loss_alpha;
   }
   return y;

@@ -33,11 +33,11 @@ class RoutedExperts : public torch::nn::Module {
 };
 
 struct MoeCall {
-  at::Tensor valid_N;        // bool [N] or undefined (all valid)
-  int64_t batch = 1;         // N = batch * T, rows in sequence order (for the balance loss)
-  bool want_counts = false;  // fill counts_E (valid tokens only)
-  bool want_routing = false; // fill topk_idx_NK
-  bool want_aux = false;     // fill aux_loss (when seq_aux_loss_alpha > 0)
+  at::Tensor valid_N;         // bool [N] or undefined (all valid)
+  int64_t batch = 1;          // N = batch * T, rows in sequence order (for the balance loss)
+  bool want_counts = false;   // fill counts_E (valid tokens only)
+  bool want_routing = false;  // fill topk_idx_NK
+  bool want_aux = false;      // fill aux_loss (when seq_aux_loss_alpha > 0)
   at::Tensor counts_E, topk_idx_NK, aux_loss;  // outputs
 };
 
@@ -50,8 +50,8 @@ class MoeBlock : public torch::nn::Module {
   const MoeConfig& config() const { return cfg_; }
   std::shared_ptr<Router> gate;
   std::shared_ptr<RoutedExperts> experts;
-  std::shared_ptr<Mlp> shared;         // "shared_experts" (DeepSeek) / "shared_expert" (Qwen) or null
-  std::shared_ptr<Linear> shared_gate; // Qwen2Moe "shared_expert_gate" [1,D] or null
+  std::shared_ptr<Mlp> shared;  // "shared_experts" (DeepSeek) / "shared_expert" (Qwen) or null
+  std::shared_ptr<Linear> shared_gate;  // Qwen2Moe "shared_expert_gate" [1,D] or null
 
  private:
   MoeConfig cfg_;

@@ -15,7 +15,8 @@ static std::string join(const std::string& group, const std::string& name) {
 }
 
 void save_weights(const CausalLM& model, H5File& file, const std::string& group) {
-  for (const auto& [name, t] : model.named_weights()) file.write_tensor(join(group, name), t.detach().to(at::kCPU));
+  for (const auto& [name, t] : model.named_weights())
+    file.write_tensor(join(group, name), t.detach().to(at::kCPU));
   std::string obj = group.empty() ? "" : group;
   file.write_attr(obj, "config_json", model.config().to_hf_json());
   file.write_attr(obj, "zerorl_format", int64_t{1});

@@ -159,7 +159,8 @@ RewardResult CommandReward::score(const Sample& s) const {
     restarts_.fetch_add(1);
   }
 
-  nlohmann::json req = {{"prompt", s.prompt}, {"completion", s.completion}, {"gold", s.gold}, {"task", s.task}};
+  nlohmann::json req = {
+      {"prompt", s.prompt}, {"completion", s.completion}, {"gold", s.gold}, {"task", s.task}};
   try {
     req["metadata"] = nlohmann::json::parse(s.metadata_json.empty() ? "{}" : s.metadata_json);
   } catch (const std::exception&) {
@@ -185,7 +186,8 @@ RewardResult CommandReward::score(const Sample& s) const {
     int pr = ::poll(&pfd, 1, remaining_ms());
     if (pr == 0) {
       w->kill_child();
-      return fail(timeouts_, "timeout writing the request after " + std::to_string((int)cfg_.timeout_ms) + " ms");
+      return fail(timeouts_, "timeout writing the request after " +
+                                 std::to_string((int)cfg_.timeout_ms) + " ms");
     }
     if (pr < 0 && errno == EINTR) continue;
     ssize_t n = ::send(w->fd, line.data() + off, line.size() - off, MSG_NOSIGNAL | MSG_DONTWAIT);
@@ -240,8 +242,10 @@ RewardResult CommandReward::score(const Sample& s) const {
       int st = 0;
       std::string how = "the command exited";
       if (w->pid > 0 && ::waitpid(w->pid, &st, 0) == w->pid) {
-        if (WIFSIGNALED(st)) how = "the command was killed by signal " + std::to_string(WTERMSIG(st));
-        else if (WIFEXITED(st)) how = "the command exited with status " + std::to_string(WEXITSTATUS(st));
+        if (WIFSIGNALED(st))
+          how = "the command was killed by signal " + std::to_string(WTERMSIG(st));
+        else if (WIFEXITED(st))
+          how = "the command exited with status " + std::to_string(WEXITSTATUS(st));
         w->pid = -1;
       }
       w->kill_child();

@@ -77,7 +77,8 @@ class Eval {
     if (s_[i_] == '-') {  // "-3" is not one of the numbers: a sign is not allowed
       throw Fail{"unary minus is not allowed"};
     }
-    if (!std::isdigit((unsigned char)s_[i_])) throw Fail{std::string("unexpected '") + s_[i_] + "'"};
+    if (!std::isdigit((unsigned char)s_[i_]))
+      throw Fail{std::string("unexpected '") + s_[i_] + "'"};
     size_t j = i_;
     while (j < s_.size() && std::isdigit((unsigned char)s_[j])) ++j;
     if (j - i_ > 12) throw Fail{"number too long"};

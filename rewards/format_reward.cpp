@@ -42,7 +42,8 @@ std::string FormatReward::check(const std::string& s, bool strict) {
   if (!blank(s, 0, t0)) return "text before <think>";
   if (!blank(s, t1 + 8, a0)) return "text between </think> and <answer>";
   std::string tail = s.substr(a1 + 9);
-  for (const char* eos : {"<|endoftext|>", "<|im_end|>", "</s>", "<｜end▁of▁sentence｜>", "<|eot_id|>"}) {
+  for (const char* eos :
+       {"<|endoftext|>", "<|im_end|>", "</s>", "<｜end▁of▁sentence｜>", "<|eot_id|>"}) {
     size_t p = tail.find(eos);
     if (p != std::string::npos && blank(tail, 0, p)) {
       tail = tail.substr(0, p) + tail.substr(p + std::string(eos).size());

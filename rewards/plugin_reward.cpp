@@ -13,7 +13,8 @@ namespace {
 nlohmann::json yaml_to_json_value(const YAML::Node& n) {
   switch (n.Type()) {
     case YAML::NodeType::Null:
-    case YAML::NodeType::Undefined: return nullptr;
+    case YAML::NodeType::Undefined:
+      return nullptr;
     case YAML::NodeType::Sequence: {
       auto a = nlohmann::json::array();
       for (const auto& x : n) a.push_back(yaml_to_json_value(x));
@@ -88,9 +89,16 @@ PluginReward::~PluginReward() {
 }
 
 RewardResult PluginReward::score(const Sample& s) const {
-  zr_reward_sample cs{s.prompt.data(),     s.prompt.size(),   s.completion.data(),
-                      s.completion.size(), s.gold.data(),     s.gold.size(),
-                      s.task.data(),       s.task.size(),     nullptr, 0};
+  zr_reward_sample cs{s.prompt.data(),
+                      s.prompt.size(),
+                      s.completion.data(),
+                      s.completion.size(),
+                      s.gold.data(),
+                      s.gold.size(),
+                      s.task.data(),
+                      s.task.size(),
+                      nullptr,
+                      0};
   const std::string meta = s.metadata_json.empty() ? std::string("{}") : s.metadata_json;
   cs.metadata_json = meta.data();
   cs.metadata_json_len = meta.size();
@@ -107,9 +115,10 @@ RewardResult PluginReward::score(const Sample& s) const {
   RewardResult r;
   if (rc != 0 || !std::isfinite(value)) {
     failures_.fetch_add(1);
-    r.error = str_cat("plug-in ", name_, ": ",
-                      rc != 0 ? (err[0] ? std::string(err) : "score failed (code " + std::to_string(rc) + ")")
-                              : std::string("non-finite value"));
+    r.error = str_cat(
+        "plug-in ", name_, ": ",
+        rc != 0 ? (err[0] ? std::string(err) : "score failed (code " + std::to_string(rc) + ")")
+                : std::string("non-finite value"));
     return r;
   }
   r.value = value;

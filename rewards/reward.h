@@ -27,10 +27,10 @@
 namespace zerorl::rewards {
 
 struct Sample {
-  std::string prompt;       // the prompt text as the policy saw it
-  std::string completion;   // the decoded completion (no prompt)
-  std::string gold;         // reference answer; empty when a task has none
-  std::string task;         // dataset's task name ("math", "countdown", ...)
+  std::string prompt;      // the prompt text as the policy saw it
+  std::string completion;  // the decoded completion (no prompt)
+  std::string gold;        // reference answer; empty when a task has none
+  std::string task;        // dataset's task name ("math", "countdown", ...)
   // Task metadata: a JSON object as text (the dataset row's extra fields),
   // e.g. {"numbers": [3, 5, 7], "target": 22} for countdown.  "" means {}.
   std::string metadata_json;

@@ -35,7 +35,10 @@ PaddedRollout pad_rollout(const RolloutBatch& batch, int64_t pad_id) {
   for (int64_t b = 0; b < B; ++b) {
     const RolloutSample& s = batch.samples[static_cast<size_t>(b)];
     const int64_t P = s.prompt_length(), n = P + s.completion_length();
-    auto at_ = [&](int64_t i) { return i < P ? s.prompt_tokens[static_cast<size_t>(i)] : s.completion_tokens[static_cast<size_t>(i - P)]; };
+    auto at_ = [&](int64_t i) {
+      return i < P ? s.prompt_tokens[static_cast<size_t>(i)]
+                   : s.completion_tokens[static_cast<size_t>(i - P)];
+    };
     for (int64_t t = 0; t < n - 1; ++t) {
       const int64_t k = b * T + t;
       tok[k] = at_(t);

@@ -19,9 +19,12 @@ namespace zerorl::rollout {
 
 const char* finish_reason_name(FinishReason r) {
   switch (r) {
-    case FinishReason::kStopString: return "stop";
-    case FinishReason::kEndOfText: return "eos";
-    case FinishReason::kLength: return "length";
+    case FinishReason::kStopString:
+      return "stop";
+    case FinishReason::kEndOfText:
+      return "eos";
+    case FinishReason::kLength:
+      return "length";
   }
   return "?";
 }
@@ -29,24 +32,29 @@ const char* finish_reason_name(FinishReason r) {
 std::string RolloutStats::to_string() const {
   char buf[320];
   std::snprintf(buf, sizeof buf,
-                "samples %lld, prefill %lld tok in %.3fs (%.0f tok/s, %lld prefills), decode %lld tok in %.3fs "
+                "samples %lld, prefill %lld tok in %.3fs (%.0f tok/s, %lld prefills), decode %lld "
+                "tok in %.3fs "
                 "(%.0f tok/s, %lld steps, occupancy %.2f of %lld slots), total %.3fs",
-                static_cast<long long>(num_samples), static_cast<long long>(prefill_tokens), prefill_seconds,
-                prefill_tokens_per_s(), static_cast<long long>(num_prefills), static_cast<long long>(decode_tokens),
-                decode_seconds, decode_tokens_per_s(), static_cast<long long>(decode_steps), occupancy(),
+                static_cast<long long>(num_samples), static_cast<long long>(prefill_tokens),
+                prefill_seconds, prefill_tokens_per_s(), static_cast<long long>(num_prefills),
+                static_cast<long long>(decode_tokens), decode_seconds, decode_tokens_per_s(),
+                static_cast<long long>(decode_steps), occupancy(),
                 static_cast<long long>(num_slots), total_seconds);
   return buf;
 }
 
 Engine::Engine(EngineOptions options, std::shared_ptr<const TokenText> text)
     : options_(std::move(options)), text_(std::move(text)) {
-  ZR_CHECK(options_.num_slots >= 1, "rollout engine: num_slots must be >= 1, got ", options_.num_slots);
+  ZR_CHECK(options_.num_slots >= 1, "rollout engine: num_slots must be >= 1, got ",
+           options_.num_slots);
 }
 
 namespace {
 
 using Clock = std::chrono::steady_clock;
-double seconds_since(Clock::time_point t0) { return std::chrono::duration<double>(Clock::now() - t0).count(); }
+double seconds_since(Clock::time_point t0) {
+  return std::chrono::duration<double>(Clock::now() - t0).count();
+}
 
 // Per-sample generation state beside its RolloutSample.
 struct SeqState {
@@ -62,7 +70,12 @@ class Run {
  public:
   Run(const EngineOptions& opt, const TokenText* text, model::CausalLM& policy,
       const std::vector<PromptInput>& prompts, int64_t G, const SamplingParams& params)
-      : text_(text), policy_(policy), prompts_(prompts), G_(G), params_(params), stops_(params.stop_strings) {
+      : text_(text),
+        policy_(policy),
+        prompts_(prompts),
+        G_(G),
+        params_(params),
+        stops_(params.stop_strings) {
     const auto& cfg = policy.config();
     V_ = cfg.vocab_size;
     const int64_t eos = opt.eos_token_id.value_or(cfg.eos_token_id);
@@ -78,16 +91,17 @@ class Run {
       ZR_CHECK(ids.insert(pr.id).second, "rollout: prompt id ", pr.id,
                " appears twice; ids seed the sampling streams and must be unique");
       for (size_t t = 0; t < pr.tokens.size(); ++t)
-        ZR_CHECK(pr.tokens[t] >= 0 && pr.tokens[t] < V_, "rollout: prompt ", pr.id, " token ", t, " = ",
-                 pr.tokens[t], " is outside the vocabulary [0, ", V_, ")");
+        ZR_CHECK(pr.tokens[t] >= 0 && pr.tokens[t] < V_, "rollout: prompt ", pr.id, " token ", t,
+                 " = ", pr.tokens[t], " is outside the vocabulary [0, ", V_, ")");
       longest = std::max(longest, static_cast<int64_t>(pr.tokens.size()));
     }
     // The last sampled token is never fed back (-1).  One position of slack
     // (+1) keeps a prompt from filling its slot exactly: KvCache::copy_slot
     // of a full slot trips ATen's overlap check (model/kv_cache.cpp).
     const int64_t need = longest + params.max_new_tokens - 1;
-    ZR_CHECK(need <= cfg.max_position, "rollout: longest prompt (", longest, " tokens) + max_new_tokens (",
-             params.max_new_tokens, ") - 1 exceeds the model's max_position ", cfg.max_position);
+    ZR_CHECK(need <= cfg.max_position, "rollout: longest prompt (", longest,
+             " tokens) + max_new_tokens (", params.max_new_tokens,
+             ") - 1 exceeds the model's max_position ", cfg.max_position);
     max_len_ = std::min(need + 1, cfg.max_position);
 
     num_slots_ = std::min<int64_t>(opt.num_slots, P * G);
@@ -100,10 +114,11 @@ class Run {
         s.prompt_id = prompts[static_cast<size_t>(p)].id;
         s.sample_index = g;
         s.prompt_tokens = prompts[static_cast<size_t>(p)].tokens;
-        s.completion_tokens.reserve(static_cast<size_t>(std::min<int64_t>(params.max_new_tokens, 4096)));
+        s.completion_tokens.reserve(
+            static_cast<size_t>(std::min<int64_t>(params.max_new_tokens, 4096)));
         seqs_[static_cast<size_t>(p * G + g)].rng =
-            Rng(params.seed, params.step, static_cast<uint64_t>(s.prompt_id), static_cast<uint64_t>(g),
-                RngPurpose::kSample);
+            Rng(params.seed, params.step, static_cast<uint64_t>(s.prompt_id),
+                static_cast<uint64_t>(g), RngPurpose::kSample);
       }
     }
     admitted_.assign(static_cast<size_t>(P), 0);
@@ -121,7 +136,7 @@ class Run {
       admit();
       if (running_.empty()) {
         if (held_ < 0) break;  // nothing running, nothing waiting
-        release_template();   // num_slots < G: the template must decode itself
+        release_template();    // num_slots < G: the template must decode itself
         continue;
       }
       decode_step();
@@ -135,7 +150,9 @@ class Run {
   }
 
  private:
-  RolloutSample& sample(int64_t p, int64_t g) { return batch_.samples[static_cast<size_t>(p * G_ + g)]; }
+  RolloutSample& sample(int64_t p, int64_t g) {
+    return batch_.samples[static_cast<size_t>(p * G_ + g)];
+  }
   int64_t num_prompts() const { return static_cast<int64_t>(prompts_.size()); }
 
   int64_t pop_free() {
@@ -216,7 +233,8 @@ class Run {
     }
     batch_.stats.prefill_seconds += seconds_since(t0);
     // A sample that finished on its first token freed its slot: fill it now.
-    if (!started.empty() && !free_.empty() && (held_ >= 0 || !reprefill_.empty() || next_prompt_ < num_prompts()))
+    if (!started.empty() && !free_.empty() &&
+        (held_ >= 0 || !reprefill_.empty() || next_prompt_ < num_prompts()))
       admit();
   }
 
@@ -229,15 +247,19 @@ class Run {
       batch_.stats.prefill_tokens += static_cast<int64_t>(tokens.back().size());
     }
     batch_.stats.num_prefills += static_cast<int64_t>(prompt_idx.size());
-    const at::Tensor logits_NV = host_logits(policy_.prefill(*cache_, slots, tokens), prompt_idx.size());
+    const at::Tensor logits_NV =
+        host_logits(policy_.prefill(*cache_, slots, tokens), prompt_idx.size());
     const float* base = logits_NV.data_ptr<float>();
     for (size_t i = 0; i < prompt_idx.size(); ++i)
-      template_logits_[static_cast<size_t>(prompt_idx[i])].assign(base + i * V_, base + (i + 1) * V_);
+      template_logits_[static_cast<size_t>(prompt_idx[i])].assign(base + i * V_,
+                                                                  base + (i + 1) * V_);
   }
 
   at::Tensor host_logits(const at::Tensor& logits, size_t rows) const {
-    ZR_CHECK(logits.dim() == 2 && logits.size(0) == static_cast<int64_t>(rows) && logits.size(1) == V_,
-             "rollout: model returned logits of shape ", logits.sizes(), ", expected [", rows, ", ", V_, "]");
+    ZR_CHECK(
+        logits.dim() == 2 && logits.size(0) == static_cast<int64_t>(rows) && logits.size(1) == V_,
+        "rollout: model returned logits of shape ", logits.sizes(), ", expected [", rows, ", ", V_,
+        "]");
     return logits.to(at::kCPU, at::kFloat).contiguous();
   }
 
@@ -251,8 +273,10 @@ class Run {
     st.slot = held_slot_;
     const SampledToken tok = draw(template_logits_[static_cast<size_t>(p)].data(), si, st);
     ++batch_.stats.generated_tokens;
-    if (accept(si, tok)) free_.push_back(held_slot_);
-    else running_.push_back(si);
+    if (accept(si, tok))
+      free_.push_back(held_slot_);
+    else
+      running_.push_back(si);
     if (admitted_[static_cast<size_t>(p)] < G_) reprefill_.push_front(p);
   }
 
@@ -273,7 +297,8 @@ class Run {
       slots[static_cast<size_t>(i)] = seqs_[static_cast<size_t>(si)].slot;
       tok[i] = batch_.samples[static_cast<size_t>(si)].completion_tokens.back();
     }
-    const at::Tensor logits_AV = host_logits(policy_.decode(*cache_, slots, tokens_A), static_cast<size_t>(A));
+    const at::Tensor logits_AV =
+        host_logits(policy_.decode(*cache_, slots, tokens_A), static_cast<size_t>(A));
     const float* base = logits_AV.data_ptr<float>();
 
     // Rows are independent (own stream, own logits), so the thread split
@@ -284,7 +309,8 @@ class Run {
       SamplerScratch scratch;
       for (int64_t i = begin; i < end; ++i) {
         const int64_t si = running_[static_cast<size_t>(i)];
-        drawn[static_cast<size_t>(i)] = draw(base + i * V_, si, seqs_[static_cast<size_t>(si)], &scratch);
+        drawn[static_cast<size_t>(i)] =
+            draw(base + i * V_, si, seqs_[static_cast<size_t>(si)], &scratch);
       }
     });
 
@@ -292,8 +318,10 @@ class Run {
     still.reserve(running_.size());
     for (int64_t i = 0; i < A; ++i) {
       const int64_t si = running_[static_cast<size_t>(i)];
-      if (accept(si, drawn[static_cast<size_t>(i)])) free_.push_back(seqs_[static_cast<size_t>(si)].slot);
-      else still.push_back(si);
+      if (accept(si, drawn[static_cast<size_t>(i)]))
+        free_.push_back(seqs_[static_cast<size_t>(si)].slot);
+      else
+        still.push_back(si);
     }
     running_.swap(still);
     batch_.stats.decode_tokens += A;
@@ -354,23 +382,25 @@ class Run {
   RolloutBatch batch_;
   std::vector<SeqState> seqs_;
   std::unique_ptr<model::KvCache> cache_;
-  std::vector<int64_t> free_;     // free slots (popped from the back)
-  std::vector<int64_t> running_;  // sample indices being decoded
-  std::vector<int64_t> admitted_;  // per prompt: samples given a slot so far
+  std::vector<int64_t> free_;                        // free slots (popped from the back)
+  std::vector<int64_t> running_;                     // sample indices being decoded
+  std::vector<int64_t> admitted_;                    // per prompt: samples given a slot so far
   std::vector<std::vector<float>> template_logits_;  // per prompt: last prompt token's logits [V]
   int64_t next_prompt_ = 0;
-  std::deque<int64_t> reprefill_;  // prompts whose template was consumed before their group was done
+  std::deque<int64_t>
+      reprefill_;  // prompts whose template was consumed before their group was done
   int64_t held_ = -1, held_slot_ = -1;  // prompt whose prefilled template waits for free slots
 };
 
 }  // namespace
 
-RolloutBatch Engine::generate(model::CausalLM& policy, const std::vector<PromptInput>& prompts, int64_t group_size,
-                              const SamplingParams& params) {
+RolloutBatch Engine::generate(model::CausalLM& policy, const std::vector<PromptInput>& prompts,
+                              int64_t group_size, const SamplingParams& params) {
   ZR_CHECK(group_size >= 1, "rollout: group_size must be >= 1, got ", group_size);
   params.validate("rollout sampling params");
   ZR_CHECK(text_ || params.stop_strings.empty(),
-           "rollout: stop strings need a TokenText (construct the Engine with the tokenizer's text table)");
+           "rollout: stop strings need a TokenText (construct the Engine with the tokenizer's text "
+           "table)");
   Run run(options_, text_.get(), policy, prompts, group_size, params);
   return run.run();
 }

@@ -104,20 +104,26 @@ struct RolloutSample {
 struct RolloutStats {
   int64_t num_samples = 0;
   int64_t num_slots = 0;
-  int64_t num_prefills = 0;      // prompt prefills (== number of prompts unless num_slots < G)
-  int64_t prefill_tokens = 0;    // prompt tokens run through prefill
-  int64_t decode_tokens = 0;     // tokens run through decode steps
-  int64_t generated_tokens = 0;  // completion tokens (= decode_tokens + first tokens from prefill logits)
+  int64_t num_prefills = 0;    // prompt prefills (== number of prompts unless num_slots < G)
+  int64_t prefill_tokens = 0;  // prompt tokens run through prefill
+  int64_t decode_tokens = 0;   // tokens run through decode steps
+  int64_t generated_tokens =
+      0;  // completion tokens (= decode_tokens + first tokens from prefill logits)
   int64_t decode_steps = 0;
   double prefill_seconds = 0.0;  // prefill calls + cache copies + first-token sampling
   double decode_seconds = 0.0;   // decode calls + host sampling + stop checks
   double total_seconds = 0.0;    // the whole generate() call
 
-  double prefill_tokens_per_s() const { return prefill_seconds > 0 ? prefill_tokens / prefill_seconds : 0.0; }
-  double decode_tokens_per_s() const { return decode_seconds > 0 ? decode_tokens / decode_seconds : 0.0; }
+  double prefill_tokens_per_s() const {
+    return prefill_seconds > 0 ? prefill_tokens / prefill_seconds : 0.0;
+  }
+  double decode_tokens_per_s() const {
+    return decode_seconds > 0 ? decode_tokens / decode_seconds : 0.0;
+  }
   // Mean fraction of the slots running per decode step (1 = always full).
   double occupancy() const {
-    return decode_steps > 0 ? static_cast<double>(decode_tokens) / (static_cast<double>(decode_steps) * num_slots)
+    return decode_steps > 0 ? static_cast<double>(decode_tokens) /
+                                  (static_cast<double>(decode_steps) * num_slots)
                             : 0.0;
   }
   std::string to_string() const;  // one line for logs
@@ -151,8 +157,8 @@ class Engine {
   // may be null (then texts are empty and stop strings are refused).
   explicit Engine(EngineOptions options = {}, std::shared_ptr<const TokenText> text = nullptr);
 
-  RolloutBatch generate(model::CausalLM& policy, const std::vector<PromptInput>& prompts, int64_t group_size,
-                        const SamplingParams& params);
+  RolloutBatch generate(model::CausalLM& policy, const std::vector<PromptInput>& prompts,
+                        int64_t group_size, const SamplingParams& params);
 
   const EngineOptions& options() const { return options_; }
   const std::shared_ptr<const TokenText>& text() const { return text_; }

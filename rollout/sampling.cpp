@@ -13,13 +13,15 @@ namespace zerorl::rollout {
 void SamplingParams::validate(const std::string& where) const {
   ZR_CHECK(std::isfinite(temperature) && temperature >= 0.0, where,
            ": temperature must be >= 0 (0 = greedy), got ", temperature);
-  ZR_CHECK(std::isfinite(top_p) && top_p > 0.0 && top_p <= 1.0, where, ": top_p must be in (0, 1], got ", top_p);
+  ZR_CHECK(std::isfinite(top_p) && top_p > 0.0 && top_p <= 1.0, where,
+           ": top_p must be in (0, 1], got ", top_p);
   ZR_CHECK(top_k >= 0, where, ": top_k must be >= 0 (0 = off), got ", top_k);
   ZR_CHECK(max_new_tokens >= 1, where, ": max_new_tokens must be >= 1, got ", max_new_tokens);
   for (size_t i = 0; i < stop_strings.size(); ++i)
     ZR_CHECK(!stop_strings[i].empty(), where, ": stop_strings[", i, "] is empty");
   for (size_t i = 0; i < stop_token_ids.size(); ++i)
-    ZR_CHECK(stop_token_ids[i] >= 0, where, ": stop_token_ids[", i, "] must be >= 0, got ", stop_token_ids[i]);
+    ZR_CHECK(stop_token_ids[i] >= 0, where, ": stop_token_ids[", i, "] must be >= 0, got ",
+             stop_token_ids[i]);
 }
 
 SamplingParams SamplingParams::from_config(const ConfigNode& n) {
@@ -34,9 +36,10 @@ SamplingParams SamplingParams::from_config(const ConfigNode& n) {
   // Name the key and its position rather than the struct field.
   ZR_CHECK(std::isfinite(p.temperature) && p.temperature >= 0.0, n.where("temperature"), ": ",
            n.path("temperature"), " must be >= 0 (0 = greedy), got ", p.temperature);
-  ZR_CHECK(std::isfinite(p.top_p) && p.top_p > 0.0 && p.top_p <= 1.0, n.where("top_p"), ": ", n.path("top_p"),
-           " must be in (0, 1], got ", p.top_p);
-  ZR_CHECK(p.top_k >= 0, n.where("top_k"), ": ", n.path("top_k"), " must be >= 0 (0 = off), got ", p.top_k);
+  ZR_CHECK(std::isfinite(p.top_p) && p.top_p > 0.0 && p.top_p <= 1.0, n.where("top_p"), ": ",
+           n.path("top_p"), " must be in (0, 1], got ", p.top_p);
+  ZR_CHECK(p.top_k >= 0, n.where("top_k"), ": ", n.path("top_k"), " must be >= 0 (0 = off), got ",
+           p.top_k);
   ZR_CHECK(p.max_new_tokens >= 1, n.where("max_new_tokens"), ": ", n.path("max_new_tokens"),
            " must be >= 1, got ", p.max_new_tokens);
   p.validate(n.where());
@@ -57,7 +60,8 @@ int64_t argmax_checked(const float* x, int64_t V) {
       best_v = xv;
     }
   }
-  ZR_CHECK(best_v > -std::numeric_limits<float>::infinity() && best_v < std::numeric_limits<float>::infinity(),
+  ZR_CHECK(best_v > -std::numeric_limits<float>::infinity() &&
+               best_v < std::numeric_limits<float>::infinity(),
            "sampler: logits have no finite maximum (max = ", best_v, ")");
   return best;
 }
@@ -79,7 +83,8 @@ double tempered_exp(const float* x, int64_t V, double T, int64_t argmax, std::ve
 // Ids kept by top-k/top-p, most probable first (ties: lower id first), given
 // unnormalised probabilities w.  Returns the mass of the kept ids (in w's
 // units).
-double truncate(const std::vector<double>& w, int64_t V, const SamplingParams& p, std::vector<int32_t>& order) {
+double truncate(const std::vector<double>& w, int64_t V, const SamplingParams& p,
+                std::vector<int32_t>& order) {
   order.resize(static_cast<size_t>(V));
   std::iota(order.begin(), order.end(), 0);
   auto more_probable = [&w](int32_t a, int32_t b) {
@@ -110,7 +115,9 @@ double truncate(const std::vector<double>& w, int64_t V, const SamplingParams& p
   return total;
 }
 
-bool truncating(const SamplingParams& p, int64_t V) { return (p.top_k > 0 && p.top_k < V) || p.top_p < 1.0; }
+bool truncating(const SamplingParams& p, int64_t V) {
+  return (p.top_k > 0 && p.top_k < V) || p.top_p < 1.0;
+}
 
 }  // namespace
 
@@ -158,7 +165,8 @@ SampledToken sample_token(const float* logits_V, int64_t V, const SamplingParams
   return {chosen, logp_of(chosen)};
 }
 
-std::vector<double> sampling_distribution(const float* logits_V, int64_t V, const SamplingParams& params) {
+std::vector<double> sampling_distribution(const float* logits_V, int64_t V,
+                                          const SamplingParams& params) {
   ZR_CHECK(V > 0, "sampler: empty logits row");
   std::vector<double> out(static_cast<size_t>(V), 0.0);
   const int64_t amax = argmax_checked(logits_V, V);

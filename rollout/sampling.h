@@ -46,10 +46,10 @@ class ConfigNode;
 namespace zerorl::rollout {
 
 struct SamplingParams {
-  double temperature = 1.0;       // 0: greedy
-  double top_p = 1.0;             // (0, 1]; 1: off
-  int64_t top_k = 0;              // >= 0; 0: off
-  int64_t max_new_tokens = 256;   // >= 1; a completion is cut at exactly this many tokens
+  double temperature = 1.0;      // 0: greedy
+  double top_p = 1.0;            // (0, 1]; 1: off
+  int64_t top_k = 0;             // >= 0; 0: off
+  int64_t max_new_tokens = 256;  // >= 1; a completion is cut at exactly this many tokens
   // Stop when the decoded completion text contains one of these (matched on
   // bytes, across token boundaries).  The stop string is kept in the text.
   std::vector<std::string> stop_strings;
@@ -100,6 +100,7 @@ SampledToken sample_token(const float* logits_V, int64_t V, const SamplingParams
 // The probabilities the sampler draws from (after temperature, top-k, top-p
 // and renormalisation), for tests and diagnostics: a [V] fp64 vector summing
 // to 1 (greedy: one-hot at the argmax).
-std::vector<double> sampling_distribution(const float* logits_V, int64_t V, const SamplingParams& params);
+std::vector<double> sampling_distribution(const float* logits_V, int64_t V,
+                                          const SamplingParams& params);
 
 }  // namespace zerorl::rollout

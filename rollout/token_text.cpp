@@ -11,11 +11,13 @@ TokenText::TokenText(std::vector<std::string> bytes) : bytes_(std::move(bytes)) 
 
 TokenText TokenText::from_tokenizer(const data::Tokenizer& tok) {
   std::vector<std::string> bytes(static_cast<size_t>(tok.vocab_size()));
-  for (int32_t id = 0; id < tok.vocab_size(); ++id) bytes[static_cast<size_t>(id)] = tok.decode(&id, 1, true);
+  for (int32_t id = 0; id < tok.vocab_size(); ++id)
+    bytes[static_cast<size_t>(id)] = tok.decode(&id, 1, true);
   return TokenText(std::move(bytes));
 }
 
-TokenText TokenText::from_function(int64_t vocab_size, const std::function<std::string(int64_t)>& bytes_of) {
+TokenText TokenText::from_function(int64_t vocab_size,
+                                   const std::function<std::string(int64_t)>& bytes_of) {
   ZR_CHECK(vocab_size >= 0, "TokenText: negative vocab_size ", vocab_size);
   std::vector<std::string> bytes(static_cast<size_t>(vocab_size));
   for (int64_t id = 0; id < vocab_size; ++id) bytes[static_cast<size_t>(id)] = bytes_of(id);
@@ -23,7 +25,8 @@ TokenText TokenText::from_function(int64_t vocab_size, const std::function<std::
 }
 
 const std::string& TokenText::bytes(int64_t id) const {
-  ZR_CHECK(id >= 0 && id < vocab_size(), "TokenText: token id ", id, " out of range [0, ", vocab_size(), ")");
+  ZR_CHECK(id >= 0 && id < vocab_size(), "TokenText: token id ", id, " out of range [0, ",
+           vocab_size(), ")");
   return bytes_[static_cast<size_t>(id)];
 }
 
@@ -34,7 +37,8 @@ std::string TokenText::decode(const std::vector<int64_t>& ids) const {
 }
 
 StopMatcher::StopMatcher(std::vector<std::string> stops) : stops_(std::move(stops)) {
-  for (size_t i = 0; i < stops_.size(); ++i) ZR_CHECK(!stops_[i].empty(), "stop string ", i, " is empty");
+  for (size_t i = 0; i < stops_.size(); ++i)
+    ZR_CHECK(!stops_[i].empty(), "stop string ", i, " is empty");
 }
 
 size_t StopMatcher::find_new(std::string_view text, size_t old_size) const {
@@ -106,9 +110,12 @@ size_t utf8_complete_prefix(std::string_view bytes) {
     const auto c = static_cast<unsigned char>(bytes[n - back]);
     if ((c & 0xC0) == 0x80) continue;  // continuation byte: keep looking
     size_t need = 1;
-    if (c >= 0xC0 && c <= 0xDF) need = 2;
-    else if (c >= 0xE0 && c <= 0xEF) need = 3;
-    else if (c >= 0xF0 && c <= 0xF7) need = 4;
+    if (c >= 0xC0 && c <= 0xDF)
+      need = 2;
+    else if (c >= 0xE0 && c <= 0xEF)
+      need = 3;
+    else if (c >= 0xF0 && c <= 0xF7)
+      need = 4;
     return need > back ? n - back : n;
   }
   return n;

@@ -35,7 +35,8 @@ class TokenText {
   // Every id in [0, vocab_size): decode({id}) with skip_special = true, so
   // special tokens (end-of-text, padding) do not appear in completion text.
   static TokenText from_tokenizer(const data::Tokenizer& tok);
-  static TokenText from_function(int64_t vocab_size, const std::function<std::string(int64_t)>& bytes_of);
+  static TokenText from_function(int64_t vocab_size,
+                                 const std::function<std::string(int64_t)>& bytes_of);
 
   int64_t vocab_size() const { return static_cast<int64_t>(bytes_.size()); }
   // Throws zerorl::Error for an id out of range.

@@ -32,9 +32,12 @@ AdvantageConfig AdvantageConfig::from(const ConfigNode& n) {
 
 std::string to_string(AdvantageConfig::Estimator e) {
   switch (e) {
-    case AdvantageConfig::Estimator::kGrpo: return "grpo";
-    case AdvantageConfig::Estimator::kDrGrpo: return "dr_grpo";
-    case AdvantageConfig::Estimator::kRloo: return "rloo";
+    case AdvantageConfig::Estimator::kGrpo:
+      return "grpo";
+    case AdvantageConfig::Estimator::kDrGrpo:
+      return "dr_grpo";
+    case AdvantageConfig::Estimator::kRloo:
+      return "rloo";
   }
   return "?";
 }
@@ -42,7 +45,8 @@ std::string to_string(AdvantageConfig::Estimator e) {
 namespace {
 
 void check_rewards(const std::vector<double>& rewards, int64_t group_size) {
-  ZR_CHECK(group_size >= 2, "advantages: group size must be >= 2 (a group of one has no baseline), got ",
+  ZR_CHECK(group_size >= 2,
+           "advantages: group size must be >= 2 (a group of one has no baseline), got ",
            group_size);
   const int64_t n = static_cast<int64_t>(rewards.size());
   ZR_CHECK(n % group_size == 0, "advantages: ", n, " rewards is not a multiple of the group size ",

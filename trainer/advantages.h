@@ -53,7 +53,7 @@ struct AdvantageConfig {
 std::string to_string(AdvantageConfig::Estimator e);
 
 struct GroupAdvantages {
-  std::vector<double> advantages;  // [B], same order as the rewards
+  std::vector<double> advantages;   // [B], same order as the rewards
   std::vector<uint8_t> has_signal;  // [num_groups]: 1 unless zero-spread
   int64_t num_zero_spread_groups = 0;
 };

@@ -152,7 +152,7 @@ std::string make_manifest(const Checkpoint& c) {
 
 // The manifest's non-tensor content goes into `out`; returns names per group.
 std::map<std::string, std::vector<std::string>> parse_manifest(const std::string& text,
-                                                                Checkpoint& out) {
+                                                               Checkpoint& out) {
   std::map<std::string, std::vector<std::string>> names;
   try {
     nlohmann::json j = nlohmann::json::parse(text);
@@ -164,7 +164,8 @@ std::map<std::string, std::vector<std::string>> parse_manifest(const std::string
     out.model_config_json = j.at("model_config_json").get<std::string>();
     out.ints = j.at("ints").get<std::map<std::string, int64_t>>();
     out.strings = j.at("strings").get<std::map<std::string, std::string>>();
-    for (auto& [k, v] : j.at("doubles").items()) out.doubles[k] = bits_double(v.get<std::string>(), k);
+    for (auto& [k, v] : j.at("doubles").items())
+      out.doubles[k] = bits_double(v.get<std::string>(), k);
   } catch (const nlohmann::json::exception& e) {
     ZR_THROW("the manifest is unreadable (", e.what(), ")");
   }
@@ -213,8 +214,10 @@ Checkpoint read_file(const std::string& path, const ReadOptions& opt) {
   Hasher h;
   for (const auto& [full, g] : order) {
     at::Tensor t;
-    if (full == kManifest) t = bytes_tensor(manifest);
-    else if (full == kRecipe) t = bytes_tensor(c.recipe_yaml);
+    if (full == kManifest)
+      t = bytes_tensor(manifest);
+    else if (full == kRecipe)
+      t = bytes_tensor(c.recipe_yaml);
     else {
       ZR_CHECK(f->exists(full), "tensor '", full, "' listed in the manifest is missing");
       t = f->read_tensor(full);
@@ -278,7 +281,8 @@ void fsync_path(const std::string& path, bool directory) {
 
 bool parse_step_dir(const std::string& name, int64_t* step) {
   const std::string prefix = "step_";
-  if (name.rfind(prefix, 0) != 0 || name.size() == prefix.size() || name.size() > prefix.size() + 18)
+  if (name.rfind(prefix, 0) != 0 || name.size() == prefix.size() ||
+      name.size() > prefix.size() + 18)
     return false;
   std::string digits = name.substr(prefix.size());
   if (digits.find_first_not_of("0123456789") != std::string::npos) return false;
@@ -321,8 +325,8 @@ std::vector<int64_t> list_checkpoint_steps(const std::string& root) {
 // ---------------------------------------------------------------- writing --
 
 std::string write_checkpoint_temp(const Checkpoint& c, const std::string& root) {
-  ZR_CHECK(c.world_size >= 1 && c.rank >= 0 && c.rank < c.world_size,
-           "checkpoint: rank ", c.rank, " outside world size ", c.world_size);
+  ZR_CHECK(c.world_size >= 1 && c.rank >= 0 && c.rank < c.world_size, "checkpoint: rank ", c.rank,
+           " outside world size ", c.world_size);
   std::string dir = checkpoint_step_dir(root, c.step);
   std::error_code ec;
   fs::create_directories(dir, ec);
@@ -337,11 +341,13 @@ std::string write_checkpoint_temp(const Checkpoint& c, const std::string& root) 
   };
   std::vector<Item> items;
   for (const char* g : kGroups)
-    for (const auto& kv : group_of(c, g)) items.push_back({std::string(g) + "/" + kv.first, &kv.second});
+    for (const auto& kv : group_of(c, g))
+      items.push_back({std::string(g) + "/" + kv.first, &kv.second});
   at::Tensor manifest_t = bytes_tensor(manifest), recipe_t = bytes_tensor(c.recipe_yaml);
   items.push_back({kManifest, &manifest_t});
   items.push_back({kRecipe, &recipe_t});
-  std::sort(items.begin(), items.end(), [](const Item& a, const Item& b) { return a.full < b.full; });
+  std::sort(items.begin(), items.end(),
+            [](const Item& a, const Item& b) { return a.full < b.full; });
 
   try {
     {
@@ -403,9 +409,11 @@ std::vector<int64_t> prune_checkpoints(const std::string& root, int rank, int64_
     if (s <= newest_step && fs::exists(checkpoint_rank_file(checkpoint_step_dir(root, s), rank)))
       mine.push_back(s);
   std::vector<int64_t> keep;
-  if (keep_last <= 0) keep = mine;
+  if (keep_last <= 0)
+    keep = mine;
   else
-    keep.assign(mine.end() - std::min<size_t>(mine.size(), static_cast<size_t>(keep_last)), mine.end());
+    keep.assign(mine.end() - std::min<size_t>(mine.size(), static_cast<size_t>(keep_last)),
+                mine.end());
 
   for (int64_t s : steps) {
     std::string dir = checkpoint_step_dir(root, s);
@@ -475,7 +483,8 @@ std::vector<std::string> list_rank_files(const std::string& step_dir) {
   std::error_code ec;
   for (const auto& e : fs::directory_iterator(step_dir, ec)) {
     std::string n = e.path().filename().string();
-    if (n.size() < 9 || n.rfind("rank_", 0) != 0 || n.compare(n.size() - 3, 3, ".h5") != 0) continue;
+    if (n.size() < 9 || n.rfind("rank_", 0) != 0 || n.compare(n.size() - 3, 3, ".h5") != 0)
+      continue;
     std::string digits = n.substr(5, n.size() - 8);
     if (digits.empty() || digits.size() > 9 ||
         digits.find_first_not_of("0123456789") != std::string::npos)
@@ -496,7 +505,8 @@ std::string checkpoint_weights_hash(const std::string& path) {
   ZR_CHECK(!files.empty(), "'", path, "' holds no rank_<r>.h5 checkpoint files");
   std::vector<std::string> hashes;
   for (const auto& f : files) hashes.push_back(weights_hash(load_checkpoint(f)));
-  if (std::all_of(hashes.begin(), hashes.end(), [&](const std::string& h) { return h == hashes[0]; }))
+  if (std::all_of(hashes.begin(), hashes.end(),
+                  [&](const std::string& h) { return h == hashes[0]; }))
     return hashes[0];
   Hasher h;
   for (const auto& x : hashes) h.str(x);
@@ -518,8 +528,8 @@ void check_identity(const std::string& path, int rank, int world_size) {
 
 ResumePoint find_resume_checkpoint(const std::string& root, int rank, int world_size,
                                    const std::function<int64_t(int64_t)>& min_over_ranks) {
-  ZR_CHECK(world_size >= 1 && rank >= 0 && rank < world_size, "find_resume_checkpoint: rank ",
-           rank, " outside world size ", world_size);
+  ZR_CHECK(world_size >= 1 && rank >= 0 && rank < world_size, "find_resume_checkpoint: rank ", rank,
+           " outside world size ", world_size);
   auto min_all = [&](int64_t v) { return min_over_ranks ? min_over_ranks(v) : v; };
   std::vector<int64_t> steps = list_checkpoint_steps(root);
   std::map<int64_t, bool> verdict;  // lazily verified, newest first
@@ -534,8 +544,7 @@ ResumePoint find_resume_checkpoint(const std::string& root, int rank, int world_
         if (why.empty()) {
           check_identity(file, rank, world_size);  // verified: a mismatch is the user's error
         } else {
-          ZR_LOG_WARN("skipping checkpoint '", file, "': ", why,
-                      "; falling back to an older step");
+          ZR_LOG_WARN("skipping checkpoint '", file, "': ", why, "; falling back to an older step");
         }
         v = verdict.emplace(s, why.empty()).first;
       }

@@ -52,7 +52,7 @@ class Comm;
 using NamedTensors = std::vector<std::pair<std::string, at::Tensor>>;
 
 struct Checkpoint {
-  int64_t step = 0;     // the number of completed training steps
+  int64_t step = 0;  // the number of completed training steps
   int world_size = 1;
   int rank = 0;
   std::string recipe_yaml;        // Recipe::dump() of the run

@@ -89,7 +89,8 @@ EvalResult evaluate(const EvalContext& ctx, const std::vector<data::Example>& al
     rendered.push_back(text);
     rollout::PromptInput in;
     in.id = static_cast<int64_t>(i);
-    if (ctx.prepend_bos && ctx.tokenizer->bos_id() >= 0) in.tokens.push_back(ctx.tokenizer->bos_id());
+    if (ctx.prepend_bos && ctx.tokenizer->bos_id() >= 0)
+      in.tokens.push_back(ctx.tokenizer->bos_id());
     for (int32_t t : ctx.tokenizer->encode(text)) in.tokens.push_back(t);
     prompts.push_back(std::move(in));
   }

@@ -37,8 +37,8 @@ GradSync::GradSync(std::vector<at::Tensor> params, Comm& comm, int64_t bucket_by
     ZR_CHECK(p.defined() && at::isFloatingType(p.scalar_type()), "GradSync: parameter ", i,
              " is undefined or not floating");
     const int64_t bytes = p.numel() * static_cast<int64_t>(p.element_size());
-    const bool same_kind = !cur.param_idx.empty() && p.scalar_type() == cur_dtype &&
-                           p.device() == cur_device;
+    const bool same_kind =
+        !cur.param_idx.empty() && p.scalar_type() == cur_dtype && p.device() == cur_device;
     if (!cur.param_idx.empty() && (!same_kind || cur_bytes + bytes > bucket_bytes)) close();
     if (cur.param_idx.empty()) {
       cur_dtype = p.scalar_type();
@@ -93,21 +93,26 @@ void MetricReducer::add_sum(const std::string& name, double v) { sums_[name] += 
 
 void MetricReducer::add_max(const std::string& name, double v) {
   auto it = maxs_.find(name);
-  if (it == maxs_.end()) maxs_[name] = v;
-  else it->second = std::max(it->second, v);
+  if (it == maxs_.end())
+    maxs_[name] = v;
+  else
+    it->second = std::max(it->second, v);
 }
 
 void MetricReducer::add_min(const std::string& name, double v) {
   auto it = mins_.find(name);
-  if (it == mins_.end()) mins_[name] = v;
-  else it->second = std::min(it->second, v);
+  if (it == mins_.end())
+    mins_[name] = v;
+  else
+    it->second = std::min(it->second, v);
 }
 
 namespace {
 
 // FNV-1a over the kind-tagged names, cut to 52 bits so a double holds it exactly.
 double names_hash(const std::map<std::string, std::pair<double, double>>& means,
-                  const std::map<std::string, double>& sums, const std::map<std::string, double>& maxs,
+                  const std::map<std::string, double>& sums,
+                  const std::map<std::string, double>& maxs,
                   const std::map<std::string, double>& mins) {
   uint64_t h = 1469598103934665603ull;
   auto mix = [&](char kind, const std::string& s) {
@@ -147,8 +152,8 @@ std::map<std::string, double> MetricReducer::reduce(Comm& comm) const {
   // Pad so that ranks with different key sets still call with equal sizes
   // long enough to compare hashes; the check below then throws everywhere.
   const double mx_len = comm.allreduce_scalar(static_cast<double>(mx.size()), ReduceOp::kMax);
-  at::Tensor tmx = at::full({static_cast<int64_t>(mx_len)}, -std::numeric_limits<double>::infinity(),
-                            at::kDouble);
+  at::Tensor tmx = at::full({static_cast<int64_t>(mx_len)},
+                            -std::numeric_limits<double>::infinity(), at::kDouble);
   std::copy(mx.begin(), mx.end() - 4, tmx.data_ptr<double>());
   std::copy(mx.end() - 4, mx.end(), tmx.data_ptr<double>() + tmx.numel() - 4);
   if (comm.backend() == "nccl") tmx = tmx.cuda();
@@ -156,8 +161,8 @@ std::map<std::string, double> MetricReducer::reduce(Comm& comm) const {
   tmx = tmx.cpu();
   const double* px = tmx.data_ptr<double>();
   const int64_t L = tmx.numel();
-  ZR_CHECK(px[L - 4] == -px[L - 3] && px[L - 2] == -px[L - 1] &&
-               px[L - 4] == h && static_cast<double>(mx.size()) == mx_len,
+  ZR_CHECK(px[L - 4] == -px[L - 3] && px[L - 2] == -px[L - 1] && px[L - 4] == h &&
+               static_cast<double>(mx.size()) == mx_len,
            "MetricReducer: ranks reported different metric names (rank ", comm.rank(), " has ",
            static_cast<int64_t>(n), " metrics); every rank must add the same names");
 

@@ -23,7 +23,7 @@ namespace zerorl {
 LossConfig LossConfig::from(const ConfigNode& n) {
   LossConfig c;
   const std::string agg = n.choice("aggregation", {"grpo", "dapo", "dr_grpo"}, "grpo");
-  c.aggregation = agg == "grpo" ? Aggregation::kGrpo
+  c.aggregation = agg == "grpo"   ? Aggregation::kGrpo
                   : agg == "dapo" ? Aggregation::kDapo
                                   : Aggregation::kDrGrpo;
   c.eps_low = n.get<double>("eps_low", c.eps_low);
@@ -36,7 +36,9 @@ LossConfig LossConfig::from(const ConfigNode& n) {
   ZR_CHECK(std::isfinite(c.beta) && c.beta >= 0, n.where("beta"), ": ", n.path("beta"),
            " must be a finite number >= 0, got ", c.beta);
   const std::string est = n.choice("kl_estimator", {"k1", "k2", "k3"}, "k3");
-  c.kl_estimator = est == "k1" ? KlEstimator::kK1 : est == "k2" ? KlEstimator::kK2 : KlEstimator::kK3;
+  c.kl_estimator = est == "k1"   ? KlEstimator::kK1
+                   : est == "k2" ? KlEstimator::kK2
+                                 : KlEstimator::kK3;
   c.kl_in = n.choice("kl_in", {"loss", "reward"}, "loss") == "loss" ? KlIn::kLoss : KlIn::kReward;
   c.max_completion_length = n.get<long>("max_completion_length", 0L);
   ZR_CHECK(c.max_completion_length >= 0, n.where("max_completion_length"), ": ",
@@ -69,9 +71,12 @@ LossConfig LossConfig::from(const ConfigNode& n) {
 
 std::string to_string(LossConfig::Aggregation a) {
   switch (a) {
-    case LossConfig::Aggregation::kGrpo: return "grpo";
-    case LossConfig::Aggregation::kDapo: return "dapo";
-    case LossConfig::Aggregation::kDrGrpo: return "dr_grpo";
+    case LossConfig::Aggregation::kGrpo:
+      return "grpo";
+    case LossConfig::Aggregation::kDapo:
+      return "dapo";
+    case LossConfig::Aggregation::kDrGrpo:
+      return "dr_grpo";
   }
   return "?";
 }
@@ -100,9 +105,12 @@ at::Tensor kl_per_token(const at::Tensor& logp_BT, const at::Tensor& ref_logp_BT
                         LossConfig::KlEstimator est) {
   const at::Tensor x = ref_logp_BT - logp_BT;
   switch (est) {
-    case LossConfig::KlEstimator::kK1: return -x;
-    case LossConfig::KlEstimator::kK2: return x.square() * 0.5;
-    case LossConfig::KlEstimator::kK3: return x.exp() - x - 1.0;
+    case LossConfig::KlEstimator::kK1:
+      return -x;
+    case LossConfig::KlEstimator::kK2:
+      return x.square() * 0.5;
+    case LossConfig::KlEstimator::kK3:
+      return x.exp() - x - 1.0;
   }
   ZR_THROW("kl_per_token: unknown estimator");
 }
@@ -111,10 +119,10 @@ namespace {
 
 void check_bt(const at::Tensor& t, const char* name, const at::Tensor& like) {
   ZR_CHECK(t.defined(), "grpo_loss: ", name, " is required");
-  ZR_CHECK(t.sizes() == like.sizes(), "grpo_loss: ", name, " has shape ", t.sizes(),
-           ", expected ", like.sizes(), " (as logp_BT)");
-  ZR_CHECK(t.device() == like.device(), "grpo_loss: ", name, " is on ", t.device(),
-           ", logp_BT on ", like.device());
+  ZR_CHECK(t.sizes() == like.sizes(), "grpo_loss: ", name, " has shape ", t.sizes(), ", expected ",
+           like.sizes(), " (as logp_BT)");
+  ZR_CHECK(t.device() == like.device(), "grpo_loss: ", name, " is on ", t.device(), ", logp_BT on ",
+           like.device());
 }
 
 at::Tensor bool_mask(const at::Tensor& mask_BT) {
@@ -185,8 +193,7 @@ LossOutput grpo_loss(const LossInputs& in, const LossConfig& cfg, const LossScal
       loss = per_token.sum() / std::max(scale.num_tokens, 1.0);
       break;
     case LossConfig::Aggregation::kDrGrpo:
-      loss = per_token.sum() /
-             (scale.num_seqs * static_cast<double>(cfg.max_completion_length));
+      loss = per_token.sum() / (scale.num_seqs * static_cast<double>(cfg.max_completion_length));
       break;
   }
   at::Tensor ent_m;
@@ -203,7 +210,8 @@ LossOutput grpo_loss(const LossInputs& in, const LossConfig& cfg, const LossScal
   {
     const at::Tensor r = ratio.detach();
     const double inf = std::numeric_limits<double>::infinity();
-    const at::Tensor dz = at::zeros_like(loss, loss.options().dtype(at::kDouble).requires_grad(false));
+    const at::Tensor dz =
+        at::zeros_like(loss, loss.options().dtype(at::kDouble).requires_grad(false));
     const auto as_d = [](const at::Tensor& t) { return t.to(at::kDouble); };
     const at::Tensor low = m & (r < 1.0 - cfg.eps_low) & (adv < 0);
     const at::Tensor high = m & (r > 1.0 + cfg.eps_high) & (adv > 0);
@@ -283,15 +291,16 @@ void apply_overlong_shaping(std::vector<double>& rewards, const std::vector<int6
   ZR_CHECK(rewards.size() == lengths.size(), "apply_overlong_shaping: ", rewards.size(),
            " rewards but ", lengths.size(), " lengths");
   for (size_t i = 0; i < rewards.size(); ++i) {
-    rewards[i] += overlong_soft_penalty(lengths[i], cfg.max_completion_length,
-                                        cfg.overlong_buffer, cfg.overlong_penalty);
+    rewards[i] += overlong_soft_penalty(lengths[i], cfg.max_completion_length, cfg.overlong_buffer,
+                                        cfg.overlong_penalty);
   }
 }
 
 at::Tensor mask_truncated(const at::Tensor& mask_BT, const at::Tensor& truncated_B) {
   ZR_CHECK(mask_BT.defined() && mask_BT.dim() == 2, "mask_truncated: mask_BT must be [B, T]");
-  ZR_CHECK(truncated_B.defined() && truncated_B.dim() == 1 && truncated_B.size(0) == mask_BT.size(0),
-           "mask_truncated: truncated_B must be [B] with B=", mask_BT.size(0));
+  ZR_CHECK(
+      truncated_B.defined() && truncated_B.dim() == 1 && truncated_B.size(0) == mask_BT.size(0),
+      "mask_truncated: truncated_B must be [B] with B=", mask_BT.size(0));
   const at::Tensor keep_B1 = bool_mask(truncated_B).logical_not().unsqueeze(1);
   if (mask_BT.scalar_type() == at::kBool) return mask_BT & keep_B1;
   return mask_BT * keep_B1.to(mask_BT.scalar_type());

@@ -85,8 +85,8 @@ struct LossConfig {
   int64_t max_completion_length = 0;  // required by dr_grpo and overlong = soft
   double entropy_coef = 0.0;
   Overlong overlong = Overlong::kNone;
-  int64_t overlong_buffer = 0;         // DAPO's L_cache, tokens before the cap
-  double overlong_penalty = 1.0;       // penalty at the cap (DAPO: 1)
+  int64_t overlong_buffer = 0;    // DAPO's L_cache, tokens before the cap
+  double overlong_penalty = 1.0;  // penalty at the cap (DAPO: 1)
 
   // Keys (all optional): aggregation: grpo|dapo|dr_grpo, eps_low, eps_high,
   // beta, kl_estimator: k1|k2|k3, kl_in: loss|reward, max_completion_length,

@@ -46,8 +46,10 @@ TrainConfig TrainConfig::from(const ConfigNode& n) {
   c.samples_per_log = n.get<long>("samples_per_log", c.samples_per_log);
   c.seed = n.get<unsigned long long>("seed", c.seed);
   ZR_CHECK(c.steps >= 0, n.where("steps"), ": train.steps must be >= 0");
-  ZR_CHECK(c.prompts_per_step > 0, n.where("prompts_per_step"), ": train.prompts_per_step must be > 0");
-  ZR_CHECK(c.group_size >= 2, n.where("group_size"), ": train.group_size must be >= 2 (GRPO compares within a group)");
+  ZR_CHECK(c.prompts_per_step > 0, n.where("prompts_per_step"),
+           ": train.prompts_per_step must be > 0");
+  ZR_CHECK(c.group_size >= 2, n.where("group_size"),
+           ": train.group_size must be >= 2 (GRPO compares within a group)");
   ZR_CHECK(c.epochs >= 1 && c.minibatches >= 1 && c.micro_batch >= 0, n.where(),
            ": train.epochs and minibatches must be >= 1, micro_batch >= 0");
   return c;
@@ -88,10 +90,10 @@ struct Run {
 // One scored group-batch for the update.
 struct StepBatch {
   rollout::RolloutBatch rollout;
-  std::vector<std::string> prompts_rendered;  // [P]
+  std::vector<std::string> prompts_rendered;   // [P]
   std::vector<const data::Example*> examples;  // [P]
-  std::vector<rewards::ScoredSample> scores;  // [B]
-  std::vector<double> rewards;                // [B] after shaping
+  std::vector<rewards::ScoredSample> scores;   // [B]
+  std::vector<double> rewards;                 // [B] after shaping
   GroupAdvantages adv;
 };
 
@@ -112,14 +114,16 @@ void setup(Run& run, Recipe& recipe, Comm& comm, const std::string& resume) {
   auto pol = recipe.section("policy");
   std::string init = pol.get<std::string>("init");
   run.prepend_bos = pol.get<bool>("prepend_bos", false);
-  run.tmpl = data::PromptTemplate::from_config(data::TemplateConfig::from(recipe.section("template")));
+  run.tmpl =
+      data::PromptTemplate::from_config(data::TemplateConfig::from(recipe.section("template")));
   auto data_cfg = data::DatasetConfig::from(recipe.section("data"));
   auto ro = recipe.section("rollout");
   long num_slots = ro.get<long>("num_slots", 64);
   run.sampling = rollout::SamplingParams::from_config(ro.section("sampling"));
   auto rw = recipe.section("rewards");
   int reward_threads = static_cast<int>(recipe.root().get<long>("reward_threads", 0));
-  run.rewards = std::make_unique<rewards::RewardPipeline>(rewards::build_reward_pipeline(rw, reward_threads));
+  run.rewards =
+      std::make_unique<rewards::RewardPipeline>(rewards::build_reward_pipeline(rw, reward_threads));
   run.adv = AdvantageConfig::from(recipe.section("advantage"));
   run.loss = LossConfig::from(recipe.section("loss"));
   run.optim = OptimizerConfig::from(recipe.section("optimizer"));
@@ -136,15 +140,17 @@ void setup(Run& run, Recipe& recipe, Comm& comm, const std::string& resume) {
   const long local_prompts = run.train.prompts_per_step / comm.size();
   ZR_CHECK(local_prompts % run.train.minibatches == 0, "train.minibatches (", run.train.minibatches,
            ") must divide the prompts per rank (", local_prompts, ")");
-  if (run.loss.aggregation == LossConfig::Aggregation::kDrGrpo || run.loss.overlong == LossConfig::Overlong::kSoft)
-    if (run.loss.max_completion_length == 0) run.loss.max_completion_length = run.sampling.max_new_tokens;
+  if (run.loss.aggregation == LossConfig::Aggregation::kDrGrpo ||
+      run.loss.overlong == LossConfig::Overlong::kSoft)
+    if (run.loss.max_completion_length == 0)
+      run.loss.max_completion_length = run.sampling.max_new_tokens;
   run.recipe_yaml = recipe.dump();
 
   // Data first: a missing file fails before any compute.
   auto train_set = data::load_examples(data_cfg, data::Split::kTrain);
   run.test_set = data::load_examples(data_cfg, data::Split::kTest);
-  run.source = std::make_unique<data::PromptSource>(train_set, data_cfg, local_prompts * comm.size(),
-                                                    comm.rank(), comm.size());
+  run.source = std::make_unique<data::PromptSource>(
+      train_set, data_cfg, local_prompts * comm.size(), comm.rank(), comm.size());
 
   run.policy = load_policy(init);
   auto& model = *run.policy.model;
@@ -155,9 +161,11 @@ void setup(Run& run, Recipe& recipe, Comm& comm, const std::string& resume) {
     for (auto& p : run.reference->parameters()) p.set_requires_grad(false);
   }
   std::vector<NamedParam> params;
-  for (auto& p : model.named_parameters(true)) params.push_back({p.key(), p.value(), p.value().dim() >= 2});
+  for (auto& p : model.named_parameters(true))
+    params.push_back({p.key(), p.value(), p.value().dim() >= 2});
   run.opt = std::make_unique<Optimizer>(params, run.optim, comm);
-  auto text = std::make_shared<rollout::TokenText>(rollout::TokenText::from_tokenizer(*run.policy.tokenizer));
+  auto text = std::make_shared<rollout::TokenText>(
+      rollout::TokenText::from_tokenizer(*run.policy.tokenizer));
   rollout::EngineOptions eo;
   eo.slots(num_slots);
   if (run.policy.tokenizer->eos_id() >= 0) eo.eos(run.policy.tokenizer->eos_id());
@@ -212,15 +220,16 @@ void setup(Run& run, Recipe& recipe, Comm& comm, const std::string& resume) {
 
 // rollout: G completions of each of this rank's prompts.  Prompt ids are
 // global stream positions, so a completion does not depend on the world size.
-void rollout_phase(Run& run, Comm& comm, long step, long round, const std::vector<data::Example>& prompts,
-                   StepBatch& out) {
+void rollout_phase(Run& run, Comm& comm, long step, long round,
+                   const std::vector<data::Example>& prompts, StepBatch& out) {
   std::vector<rollout::PromptInput> inputs;
   const long P = static_cast<long>(prompts.size());
   for (long i = 0; i < P; ++i) {
     std::string text = run.tmpl.render(prompts[i].prompt);
     rollout::PromptInput in;
     in.id = (round * run.train.prompts_per_step) + comm.rank() * P + i;
-    if (run.prepend_bos && run.policy.tokenizer->bos_id() >= 0) in.tokens.push_back(run.policy.tokenizer->bos_id());
+    if (run.prepend_bos && run.policy.tokenizer->bos_id() >= 0)
+      in.tokens.push_back(run.policy.tokenizer->bos_id());
     for (int32_t t : run.policy.tokenizer->encode(text)) in.tokens.push_back(t);
     inputs.push_back(std::move(in));
     out.prompts_rendered.push_back(text);
@@ -239,7 +248,8 @@ void reward_phase(Run& run, StepBatch& b) {
   std::vector<rewards::Sample> samples;
   for (size_t j = 0; j < b.rollout.samples.size(); ++j) {
     const auto& ex = *b.examples[j / G];
-    samples.push_back({b.prompts_rendered[j / G], scored_response(b.prompts_rendered[j / G], b.rollout.samples[j].text),
+    samples.push_back({b.prompts_rendered[j / G],
+                       scored_response(b.prompts_rendered[j / G], b.rollout.samples[j].text),
                        ex.answer, ex.task, ex.meta.dump()});
   }
   b.scores = run.rewards->score(samples);
@@ -301,8 +311,9 @@ Packed pack(const rollout::RolloutBatch& rb, const std::vector<int64_t>& rows) {
 }
 
 // Teacher-forced log-probs (and entropies) of the completion tokens [B, C].
-std::pair<at::Tensor, at::Tensor> completion_logprobs(model::CausalLM& m, const Packed& p, double temperature,
-                                                      bool entropy, bool record_load) {
+std::pair<at::Tensor, at::Tensor> completion_logprobs(model::CausalLM& m, const Packed& p,
+                                                      double temperature, bool entropy,
+                                                      bool record_load) {
   kernels::LogprobOptions lo;
   lo.temperature = temperature;
   lo.with_entropy = entropy;
@@ -321,7 +332,8 @@ at::Tensor select_rows(const at::Tensor& t, const std::vector<int64_t>& rows) {
 
 // update: mu epochs x minibatches optimizer steps; each optimizer step is a
 // collective (gradient all-reduce inside Optimizer::step).
-void update_phase(Run& run, Comm& comm, StepBatch& b, const at::Tensor& ref_logp_BC, MetricReducer& m) {
+void update_phase(Run& run, Comm& comm, StepBatch& b, const at::Tensor& ref_logp_BC,
+                  MetricReducer& m) {
   auto& model = *run.policy.model;
   const long G = run.train.group_size;
   const int64_t B = static_cast<int64_t>(b.rollout.samples.size());
@@ -329,7 +341,8 @@ void update_phase(Run& run, Comm& comm, StepBatch& b, const at::Tensor& ref_logp
   for (int64_t i = 0; i < B; ++i) all[i] = i;
   Packed full = pack(b.rollout, all);
   at::Tensor mask_BC = full.mask_BC;
-  if (run.loss.overlong == LossConfig::Overlong::kMask) mask_BC = mask_truncated(mask_BC, full.truncated_B);
+  if (run.loss.overlong == LossConfig::Overlong::kMask)
+    mask_BC = mask_truncated(mask_BC, full.truncated_B);
   const double T = run.sampling.logprob_temperature();
   const bool use_rollout_old =
       run.train.old_logprobs == "rollout" ||
@@ -350,16 +363,19 @@ void update_phase(Run& run, Comm& comm, StepBatch& b, const at::Tensor& ref_logp
       for (int64_t i = 0; i < B; ++i)
         if ((i / G) % M == mb) rows.push_back(i);
       LossScale scale = LossScale::of(select_rows(mask_BC, rows)).allreduced(comm);
-      const int64_t micro = run.train.micro_batch > 0 ? run.train.micro_batch : static_cast<int64_t>(rows.size());
+      const int64_t micro =
+          run.train.micro_batch > 0 ? run.train.micro_batch : static_cast<int64_t>(rows.size());
       bool finite = true;
       for (size_t s = 0; s < rows.size(); s += micro) {
-        std::vector<int64_t> part(rows.begin() + s, rows.begin() + std::min(rows.size(), s + micro));
+        std::vector<int64_t> part(rows.begin() + s,
+                                  rows.begin() + std::min(rows.size(), s + micro));
         Packed p = pack(b.rollout, part);
         auto [logp, ent] = completion_logprobs(model, p, T, true, true);
         LossInputs in;
         in.logp_BT = logp;
         in.old_logp_BT = select_rows(old_logp_BC, part).narrow(1, 0, logp.size(1));
-        if (ref_logp_BC.defined()) in.ref_logp_BT = select_rows(ref_logp_BC, part).narrow(1, 0, logp.size(1));
+        if (ref_logp_BC.defined())
+          in.ref_logp_BT = select_rows(ref_logp_BC, part).narrow(1, 0, logp.size(1));
         in.advantages_B = select_rows(adv_B, part);
         in.mask_BT = select_rows(mask_BC, part).narrow(1, 0, logp.size(1));
         in.entropy_BT = ent;
@@ -399,7 +415,8 @@ void add_batch_metrics(Run& run, const StepBatch& b, MetricReducer& m) {
     m.add_mean("response/truncated_rate", smp.finish == rollout::FinishReason::kLength, 1);
   }
   const double groups = static_cast<double>(b.adv.has_signal.size());
-  m.add_mean("advantage/zero_spread_frac", static_cast<double>(b.adv.num_zero_spread_groups), groups);
+  m.add_mean("advantage/zero_spread_frac", static_cast<double>(b.adv.num_zero_spread_groups),
+             groups);
   m.add_sum("rollout/generated_tokens", static_cast<double>(b.rollout.stats.generated_tokens));
   m.add_sum("rollout/prefill_tokens", static_cast<double>(b.rollout.stats.prefill_tokens));
   m.add_mean("rollout/occupancy", b.rollout.stats.occupancy(), 1);
@@ -408,7 +425,8 @@ void add_batch_metrics(Run& run, const StepBatch& b, MetricReducer& m) {
 std::vector<SampleRecord> sample_records(Run& run, const StepBatch& b) {
   std::vector<SampleRecord> out;
   const long G = run.train.group_size;
-  for (size_t j = 0; j < b.scores.size() && static_cast<long>(out.size()) < run.train.samples_per_log; ++j) {
+  for (size_t j = 0;
+       j < b.scores.size() && static_cast<long>(out.size()) < run.train.samples_per_log; ++j) {
     SampleRecord r;
     r.index = static_cast<int64_t>(j);
     r.prompt = b.prompts_rendered[j / G];
@@ -502,7 +520,8 @@ TrainResult run_train(Recipe& recipe, Comm& comm, const std::string& resume) {
       std::vector<int64_t> all(b.rollout.samples.size());
       for (size_t i = 0; i < all.size(); ++i) all[i] = static_cast<int64_t>(i);
       Packed full = pack(b.rollout, all);
-      ref_logp_BC = completion_logprobs(*run.reference, full, run.sampling.logprob_temperature(), false, false)
+      ref_logp_BC = completion_logprobs(*run.reference, full, run.sampling.logprob_temperature(),
+                                        false, false)
                         .first.detach();
       if (run.loss.kl_in == LossConfig::KlIn::kReward) {
         auto pen = kl_reward_penalty(full.behaviour_logp_BC, ref_logp_BC, full.mask_BC, run.loss);
@@ -529,9 +548,11 @@ TrainResult run_train(Recipe& recipe, Comm& comm, const std::string& resume) {
         run.dir->append_samples(step + 1, sample_records(run, b));
     }
     result.last_metrics = metrics;
-    progress.update(step + 1 - run.start_step, {{"reward", mean}, {"len", metrics["response/length_mean"]}});
+    progress.update(step + 1 - run.start_step,
+                    {{"reward", mean}, {"len", metrics["response/length_mean"]}});
     // evaluate, checkpoint
-    if (eval_on && (step + 1) % run.eval.every == 0) result.last_eval = evaluate_phase(run, comm, step + 1);
+    if (eval_on && (step + 1) % run.eval.every == 0)
+      result.last_eval = evaluate_phase(run, comm, step + 1);
     if ((run.ckpt_every > 0 && (step + 1) % run.ckpt_every == 0) || step + 1 == run.train.steps)
       checkpoint_phase(run, comm, step + 1);
     result.steps_done = step + 1;

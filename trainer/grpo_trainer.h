@@ -37,16 +37,16 @@ class ConfigNode;
 
 struct TrainConfig {
   long steps = 100;
-  long prompts_per_step = 8;  // global, whole groups; a multiple of the world size
-  long group_size = 8;        // G
-  long epochs = 1;            // mu: passes over each batch
-  long minibatches = 1;       // optimizer steps per pass
-  long micro_batch = 0;       // completions per forward/backward (0: a whole minibatch)
+  long prompts_per_step = 8;          // global, whole groups; a multiple of the world size
+  long group_size = 8;                // G
+  long epochs = 1;                    // mu: passes over each batch
+  long minibatches = 1;               // optimizer steps per pass
+  long micro_batch = 0;               // completions per forward/backward (0: a whole minibatch)
   std::string old_logprobs = "auto";  // auto | rollout | recompute
-  long ref_reset_every = 0;   // copy the policy into the reference every N steps (0: never)
-  long sample_every = 5;      // write completions to samples.jsonl every N steps (0: never)
+  long ref_reset_every = 0;           // copy the policy into the reference every N steps (0: never)
+  long sample_every = 5;              // write completions to samples.jsonl every N steps (0: never)
   long samples_per_log = 8;
-  uint64_t seed = 1;          // sampling streams
+  uint64_t seed = 1;  // sampling streams
   static TrainConfig from(const ConfigNode& n);
 };
 

@@ -60,8 +60,8 @@ OptimizerConfig OptimizerConfig::from(const ConfigNode& n) {
            n.path("max_grad_norm"), " must be >= 0 (0 disables clipping), got ", c.max_grad_norm);
   c.bucket_mb = n.get<double>("bucket_mb", c.bucket_mb);
   positive("bucket_mb", c.bucket_mb);
-  c.grad_reduce = n.choice("grad_reduce", {"sum", "mean"}, "sum") == "sum" ? ReduceOp::kSum
-                                                                            : ReduceOp::kMean;
+  c.grad_reduce =
+      n.choice("grad_reduce", {"sum", "mean"}, "sum") == "sum" ? ReduceOp::kSum : ReduceOp::kMean;
   return c;
 }
 
@@ -72,8 +72,7 @@ double lr_at(const OptimizerConfig& cfg, int64_t update) {
   }
   if (cfg.schedule == OptimizerConfig::Schedule::kConstant) return cfg.lr;
   const double span = static_cast<double>(std::max<int64_t>(1, cfg.total_steps - cfg.warmup_steps));
-  const double progress =
-      std::min(1.0, static_cast<double>(update - cfg.warmup_steps) / span);
+  const double progress = std::min(1.0, static_cast<double>(update - cfg.warmup_steps) / span);
   const double lo = cfg.min_lr_ratio * cfg.lr;
   return lo + (cfg.lr - lo) * 0.5 * (1.0 + std::cos(M_PI * progress));
 }
@@ -95,7 +94,8 @@ double global_grad_norm(const std::vector<at::Tensor>& params) {
   return at::stack(norms).square().sum().sqrt().item<double>();
 }
 
-double clip_grads_to_norm(const std::vector<at::Tensor>& params, double total_norm, double max_norm) {
+double clip_grads_to_norm(const std::vector<at::Tensor>& params, double total_norm,
+                          double max_norm) {
   if (max_norm <= 0 || !std::isfinite(total_norm)) return 1.0;
   const double coef = max_norm / (total_norm + 1e-6);
   if (coef >= 1.0) return 1.0;
@@ -110,7 +110,11 @@ double clip_grads_to_norm(const std::vector<at::Tensor>& params, double total_no
 
 AdamW::AdamW(std::vector<NamedParam> params, double beta1, double beta2, double eps,
              double weight_decay)
-    : params_(std::move(params)), beta1_(beta1), beta2_(beta2), eps_(eps), weight_decay_(weight_decay) {
+    : params_(std::move(params)),
+      beta1_(beta1),
+      beta2_(beta2),
+      eps_(eps),
+      weight_decay_(weight_decay) {
   std::set<std::string> names;
   for (const NamedParam& p : params_) {
     ZR_CHECK(p.param.defined() && at::isFloatingType(p.param.scalar_type()), "AdamW: parameter '",
@@ -199,9 +203,8 @@ Optimizer::Optimizer(std::vector<NamedParam> params, const OptimizerConfig& cfg,
       tensors_(tensors_of(params)),
       adam_(std::move(params), cfg.beta1, cfg.beta2, cfg.eps, cfg.weight_decay),
       comm_(comm) {
-  sync_ = std::make_unique<GradSync>(tensors_, comm,
-                                     static_cast<int64_t>(cfg.bucket_mb * 1024 * 1024),
-                                     cfg.grad_reduce);
+  sync_ = std::make_unique<GradSync>(
+      tensors_, comm, static_cast<int64_t>(cfg.bucket_mb * 1024 * 1024), cfg.grad_reduce);
 }
 
 Optimizer::~Optimizer() = default;

@@ -58,8 +58,8 @@ struct OptimizerConfig {
   double weight_decay = 0.0;  // applied to parameters with NamedParam::decay
   int64_t warmup_steps = 0;   // linear from lr/warmup_steps up to lr
   Schedule schedule = Schedule::kConstant;
-  int64_t total_steps = 0;    // cosine: the update at which lr reaches min
-  double min_lr_ratio = 0.0;  // cosine floor, as a fraction of lr
+  int64_t total_steps = 0;     // cosine: the update at which lr reaches min
+  double min_lr_ratio = 0.0;   // cosine floor, as a fraction of lr
   double max_grad_norm = 1.0;  // 0 disables clipping (the norm is still reported)
   double bucket_mb = 25.0;     // gradient all-reduce bucket size
   ReduceOp grad_reduce = ReduceOp::kSum;
@@ -85,11 +85,13 @@ struct NamedParam {
 // sqrt(sum_p ||grad_p||^2) in double; undefined gradients count as zero.
 double global_grad_norm(const std::vector<at::Tensor>& params);
 // Scales every defined gradient by torch's clip rule; returns the factor applied (<= 1).
-double clip_grads_to_norm(const std::vector<at::Tensor>& params, double total_norm, double max_norm);
+double clip_grads_to_norm(const std::vector<at::Tensor>& params, double total_norm,
+                          double max_norm);
 
 class AdamW {
  public:
-  AdamW(std::vector<NamedParam> params, double beta1, double beta2, double eps, double weight_decay);
+  AdamW(std::vector<NamedParam> params, double beta1, double beta2, double eps,
+        double weight_decay);
 
   // One update from the current gradients; parameters with an undefined
   // gradient are left alone (their step counter does not advance), as torch.
@@ -112,9 +114,9 @@ class AdamW {
 };
 
 struct StepReport {
-  bool applied = false;   // false: skipped for a non-finite loss or gradient
-  double grad_norm = 0;   // before clipping (NaN/inf when skipped for it)
-  double lr = 0;          // the rate used (0 when skipped)
+  bool applied = false;     // false: skipped for a non-finite loss or gradient
+  double grad_norm = 0;     // before clipping (NaN/inf when skipped for it)
+  double lr = 0;            // the rate used (0 when skipped)
   int64_t num_updates = 0;  // applied updates so far (after this step)
   int64_t num_skipped = 0;  // skipped steps so far (after this step)
 };

@@ -25,7 +25,7 @@ namespace {
 // Drawn by hand for zerorl; 6 px advance (one column of spacing).
 constexpr int kGlyphW = 5, kGlyphH = 7, kAdvance = 6;
 const uint8_t kFont[95][7] = {
-    {0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00},  //  
+    {0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00},  //
     {0x04, 0x04, 0x04, 0x04, 0x04, 0x00, 0x04},  // !
     {0x0a, 0x0a, 0x00, 0x00, 0x00, 0x00, 0x00},  // "
     {0x0a, 0x0a, 0x1f, 0x0a, 0x1f, 0x0a, 0x0a},  // #
@@ -140,8 +140,8 @@ struct Rgb {
 };
 constexpr Rgb kWhite{255, 255, 255}, kBlack{0, 0, 0}, kGrid{225, 225, 225}, kText{40, 40, 40};
 // Matplotlib's tab10, so the charts look familiar.
-constexpr Rgb kPalette[] = {{31, 119, 180}, {255, 127, 14}, {44, 160, 44},  {214, 39, 40},
-                            {148, 103, 189}, {140, 86, 75}, {227, 119, 194}, {127, 127, 127}};
+constexpr Rgb kPalette[] = {{31, 119, 180},  {255, 127, 14}, {44, 160, 44},   {214, 39, 40},
+                            {148, 103, 189}, {140, 86, 75},  {227, 119, 194}, {127, 127, 127}};
 
 class Canvas {
  public:
@@ -231,7 +231,8 @@ Ticks nice_ticks(double lo, double hi, int target) {
 std::string tick_label(double v, double step) {
   char buf[64];
   double a = std::max(std::fabs(v), step);
-  if (a >= 1e6 || a < 1e-4) std::snprintf(buf, sizeof buf, "%.2g", v);
+  if (a >= 1e6 || a < 1e-4)
+    std::snprintf(buf, sizeof buf, "%.2g", v);
   else {
     int decimals = std::max(0, static_cast<int>(-std::floor(std::log10(step) + 1e-9)));
     std::snprintf(buf, sizeof buf, "%.*f", decimals, v);
@@ -253,7 +254,8 @@ void write_png(const std::string& path, const Canvas& c) {
     std::remove(tmp.c_str());
     ZR_THROW("cannot write PNG '", path, "': ", why);
   }
-  ZR_CHECK(std::rename(tmp.c_str(), path.c_str()) == 0, "cannot rename '", tmp, "' to '", path, "'");
+  ZR_CHECK(std::rename(tmp.c_str(), path.c_str()) == 0, "cannot rename '", tmp, "' to '", path,
+           "'");
 }
 
 std::vector<std::string> split(const std::string& s, char sep) {
@@ -304,8 +306,8 @@ ChartSpec parse_chart_spec(const std::string& text) {
 void write_line_chart_png(const std::string& path, const std::string& title,
                           const std::string& x_label, const std::vector<Series>& series, int width,
                           int height) {
-  ZR_CHECK(width >= 200 && height >= 150 && width <= 8000 && height <= 8000,
-           "chart size ", width, "x", height, " out of range");
+  ZR_CHECK(width >= 200 && height >= 150 && width <= 8000 && height <= 8000, "chart size ", width,
+           "x", height, " out of range");
   double xlo = std::numeric_limits<double>::infinity(), xhi = -xlo, ylo = xlo, yhi = -xlo;
   for (const Series& s : series) {
     ZR_CHECK(s.x.size() == s.y.size(), "series '", s.label, "': ", s.x.size(), " x values but ",
@@ -335,7 +337,8 @@ void write_line_chart_png(const std::string& path, const std::string& title,
   const int kS = 2;  // text scale: 10x14 px glyphs
   Canvas cv(width, height);
   int label_w = 0;
-  for (double v : yt.at) label_w = std::max(label_w, Canvas::text_width(tick_label(v, yt.step), kS));
+  for (double v : yt.at)
+    label_w = std::max(label_w, Canvas::text_width(tick_label(v, yt.step), kS));
   const int left = 16 + label_w + 8, right = width - 24;
   // Legend entries (swatch + label) flow in rows between the title and the
   // plot area, so they never hide a line.
@@ -399,8 +402,7 @@ void write_line_chart_png(const std::string& path, const std::string& title,
       if (!std::isfinite(s.x[i]) || !std::isfinite(s.y[i])) continue;
       int x = px(s.x[i]), y = py(s.y[i]);
       bool prev_ok = i > 0 && std::isfinite(s.x[i - 1]) && std::isfinite(s.y[i - 1]);
-      bool next_ok =
-          i + 1 < s.x.size() && std::isfinite(s.x[i + 1]) && std::isfinite(s.y[i + 1]);
+      bool next_ok = i + 1 < s.x.size() && std::isfinite(s.x[i + 1]) && std::isfinite(s.y[i + 1]);
       if (prev_ok) cv.line(px(s.x[i - 1]), py(s.y[i - 1]), x, y, col, 2);
       if (sparse || (!prev_ok && !next_ok)) cv.fill(x - 2, y - 2, x + 2, y + 2, col);
     }
@@ -415,7 +417,8 @@ void write_line_chart_png(const std::string& path, const std::string& title,
   write_png(path, cv);
 }
 
-std::vector<std::string> plot_run(const std::string& run_dir, const std::vector<ChartSpec>& charts) {
+std::vector<std::string> plot_run(const std::string& run_dir,
+                                  const std::vector<ChartSpec>& charts) {
   std::string metrics_path = (fs::path(run_dir) / "metrics.jsonl").string();
   std::string eval_path = (fs::path(run_dir) / "eval.jsonl").string();
   ZR_CHECK(fs::exists(metrics_path), "'", run_dir, "' is not a run directory: no metrics.jsonl");

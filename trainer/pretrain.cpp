@@ -83,18 +83,19 @@ PretrainResult run_pretrain(Recipe& recipe, Comm& comm) {
   std::string output = pt.get<std::string>("output", "base.h5");
   auto opt_cfg = OptimizerConfig::from(pt.section("optimizer"));
   ZR_CHECK(steps > 0 && seq_len > 1, pt.where(), ": pretrain.steps and seq_len must be > 0 / > 1");
-  ZR_CHECK(batch > 0 && batch % comm.size() == 0, pt.where("batch_size"),
-           ": pretrain.batch_size ", batch, " must be a positive multiple of the ", comm.size(),
-           " ranks");
+  ZR_CHECK(batch > 0 && batch % comm.size() == 0, pt.where("batch_size"), ": pretrain.batch_size ",
+           batch, " must be a positive multiple of the ", comm.size(), " ranks");
   ZR_CHECK(seq_len + 1 <= model_cfg.max_position, pt.where("seq_len"), ": seq_len ", seq_len,
            " exceeds model.max_position_embeddings");
   recipe.check_all_read();
 
   std::unique_ptr<RunDir> dir;
   std::string run_path = run_dir_path(run_root, run_name);
-  if (comm.rank() == 0) dir = std::make_unique<RunDir>(run_root, run_name, recipe.dump(), RunDir::Mode::kFresh);
+  if (comm.rank() == 0)
+    dir = std::make_unique<RunDir>(run_root, run_name, recipe.dump(), RunDir::Mode::kFresh);
   comm.barrier();
-  std::string out_path = std::filesystem::path(output).is_absolute() ? output : run_path + "/" + output;
+  std::string out_path =
+      std::filesystem::path(output).is_absolute() ? output : run_path + "/" + output;
 
   // ---- model, optimizer, data ----
   at::manual_seed(static_cast<uint64_t>(model_cfg.seed));

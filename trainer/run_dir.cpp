@@ -53,12 +53,16 @@ std::string first_difference(const std::string& a, const std::string& b) {
   }
 }
 
-void flatten(const nlohmann::json& j, const std::string& prefix, std::map<std::string, double>& out) {
+void flatten(const nlohmann::json& j, const std::string& prefix,
+             std::map<std::string, double>& out) {
   for (auto it = j.begin(); it != j.end(); ++it) {
     std::string key = prefix.empty() ? it.key() : prefix + "/" + it.key();
-    if (it->is_number()) out[key] = it->get<double>();
-    else if (it->is_null()) out[key] = std::nan("");
-    else if (it->is_object()) flatten(*it, key, out);
+    if (it->is_number())
+      out[key] = it->get<double>();
+    else if (it->is_null())
+      out[key] = std::nan("");
+    else if (it->is_object())
+      flatten(*it, key, out);
   }
 }
 
@@ -98,8 +102,9 @@ void remove_tree(const std::string& path) {
 
 std::string run_dir_path(const std::string& root, const std::string& name) {
   bool ok = !name.empty() && name != "." && name != ".." &&
-            name.find_first_not_of("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
-                                   "0123456789._-") == std::string::npos;
+            name.find_first_not_of(
+                "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
+                "0123456789._-") == std::string::npos;
   ZR_CHECK(ok, "run name '", name, "' must be letters, digits, '.', '_' or '-'");
   return (fs::path(root) / name).string();
 }
@@ -148,7 +153,9 @@ RunDir::RunDir(const std::string& root, const std::string& name, const std::stri
   }
 }
 
-std::string RunDir::file(const std::string& name) const { return (fs::path(path_) / name).string(); }
+std::string RunDir::file(const std::string& name) const {
+  return (fs::path(path_) / name).string();
+}
 
 void RunDir::append_line(const std::string& file_name, const std::string& line) {
   std::string p = file(file_name);

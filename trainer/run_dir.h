@@ -46,13 +46,13 @@ std::string run_dir_path(const std::string& root, const std::string& name);
 
 // One completion for samples.jsonl.
 struct SampleRecord {
-  int64_t index = 0;       // sample index within the step (prompt-major: prompt*G + g)
+  int64_t index = 0;  // sample index within the step (prompt-major: prompt*G + g)
   std::string prompt;
   std::string completion;
-  std::string gold;        // reference answer, may be empty
+  std::string gold;  // reference answer, may be empty
   double reward = 0;
   std::map<std::string, double> components;  // reward breakdown (accuracy, format, ...)
-  std::string reason;      // the reward's explanation, may be empty
+  std::string reason;                        // the reward's explanation, may be empty
   std::map<std::string, double> numbers;     // extra numeric fields (advantage, tokens, ...)
   std::map<std::string, std::string> texts;  // extra text fields (finish_reason, ...)
 };

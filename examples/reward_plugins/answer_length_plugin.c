@@ -58,8 +58,8 @@ static const char* find_last(const char* hay, size_t len, const char* needle) {
   return NULL;
 }
 
-static int answer_length_score(void* state, const zr_reward_sample* sample, double* value, char* err,
-                               size_t err_cap) {
+static int answer_length_score(void* state, const zr_reward_sample* sample, double* value,
+                               char* err, size_t err_cap) {
   const state_t* s = (const state_t*)state;
   const char* text = sample->completion;
   size_t len = sample->completion_len;
@@ -89,7 +89,7 @@ static int answer_length_score(void* state, const zr_reward_sample* sample, doub
 static void answer_length_destroy(void* state) { free(state); }
 
 static const zr_reward_plugin_v1 kTable = {
-    ZR_REWARD_PLUGIN_ABI_VERSION, "answer_length", 1u,
+    ZR_REWARD_PLUGIN_ABI_VERSION, "answer_length",     1u,
     answer_length_init,           answer_length_score, answer_length_destroy};
 
 __attribute__((visibility("default"))) const zr_reward_plugin_v1* zr_reward_plugin_entry(

@@ -21,8 +21,10 @@ LogprobResult chosen_logprob(const at::Tensor& hidden_ND, const at::Tensor& weig
                              const at::Tensor& target_N, const LogprobOptions& opt) {
   ZR_CHECK(hidden_ND.defined() && weight_VD.defined() && target_N.defined(),
            "chosen_logprob: hidden_ND, weight_VD and target_N must all be defined");
-  ZR_CHECK(hidden_ND.dim() == 2, "chosen_logprob: hidden_ND must be [N, D], got ", hidden_ND.sizes());
-  ZR_CHECK(weight_VD.dim() == 2, "chosen_logprob: weight_VD must be [V, D], got ", weight_VD.sizes());
+  ZR_CHECK(hidden_ND.dim() == 2, "chosen_logprob: hidden_ND must be [N, D], got ",
+           hidden_ND.sizes());
+  ZR_CHECK(weight_VD.dim() == 2, "chosen_logprob: weight_VD must be [V, D], got ",
+           weight_VD.sizes());
   ZR_CHECK(target_N.dim() == 1, "chosen_logprob: target_N must be [N], got ", target_N.sizes());
   ZR_CHECK(hidden_ND.size(1) == weight_VD.size(1), "chosen_logprob: hidden_ND ", hidden_ND.sizes(),
            " and weight_VD ", weight_VD.sizes(), " disagree on D");
@@ -39,7 +41,8 @@ LogprobResult chosen_logprob(const at::Tensor& hidden_ND, const at::Tensor& weig
   ZR_CHECK(hidden_ND.device() == weight_VD.device() && hidden_ND.device() == target_N.device(),
            "chosen_logprob: tensors on different devices: hidden_ND ", hidden_ND.device(),
            ", weight_VD ", weight_VD.device(), ", target_N ", target_N.device());
-  ZR_CHECK(opt.chunk_tokens > 0, "chosen_logprob: chunk_tokens must be > 0, got ", opt.chunk_tokens);
+  ZR_CHECK(opt.chunk_tokens > 0, "chosen_logprob: chunk_tokens must be > 0, got ",
+           opt.chunk_tokens);
   ZR_CHECK(std::isfinite(opt.temperature) && opt.temperature > 0,
            "chosen_logprob: temperature must be finite and > 0, got ", opt.temperature);
 
@@ -47,7 +50,8 @@ LogprobResult chosen_logprob(const at::Tensor& hidden_ND, const at::Tensor& weig
 #ifdef ZERORL_WITH_CUDA
     return detail::chosen_logprob_cuda(hidden_ND, weight_VD, target_N, opt);
 #else
-    ZR_THROW("chosen_logprob: got CUDA tensors but zerorl was built without CUDA (ZERORL_CUDA=OFF)");
+    ZR_THROW(
+        "chosen_logprob: got CUDA tensors but zerorl was built without CUDA (ZERORL_CUDA=OFF)");
 #endif
   }
   ZR_CHECK(hidden_ND.is_cpu(), "chosen_logprob: unsupported device ", hidden_ND.device());

@@ -43,7 +43,8 @@ __device__ __forceinline__ Lse lse_warp(Lse a) {
   return a;
 }
 
-__global__ void rows_forward_kernel(const float* __restrict__ logits, const int64_t* __restrict__ target, int64_t V,
+__global__ void rows_forward_kernel(const float* __restrict__ logits,
+                                    const int64_t* __restrict__ target, int64_t V,
                                     float* __restrict__ logp, float* __restrict__ lse_out,
                                     float* __restrict__ entropy) {
   __shared__ Lse scratch[32];
@@ -69,10 +70,13 @@ __global__ void rows_forward_kernel(const float* __restrict__ logits, const int6
 }
 
 template <typename T>
-__global__ void rows_backward_kernel(const float* __restrict__ logits, const int64_t* __restrict__ target,
-                                     const float* __restrict__ lse, const float* __restrict__ entropy,
-                                     const float* __restrict__ g_logp, const float* __restrict__ g_ent,
-                                     float inv_temperature, int64_t V, T* __restrict__ grad) {
+__global__ void rows_backward_kernel(const float* __restrict__ logits,
+                                     const int64_t* __restrict__ target,
+                                     const float* __restrict__ lse,
+                                     const float* __restrict__ entropy,
+                                     const float* __restrict__ g_logp,
+                                     const float* __restrict__ g_ent, float inv_temperature,
+                                     int64_t V, T* __restrict__ grad) {
   const int64_t row = blockIdx.x;
   const float* z = logits + row * V;
   T* g = grad + row * V;
@@ -91,16 +95,17 @@ __global__ void rows_backward_kernel(const float* __restrict__ logits, const int
 
 }  // namespace
 
-void logprob_rows_forward(const float* logits_cV, const int64_t* target, int64_t rows, int64_t V, float* logp,
-                          float* lse, float* entropy, cudaStream_t stream) {
+void logprob_rows_forward(const float* logits_cV, const int64_t* target, int64_t rows, int64_t V,
+                          float* logp, float* lse, float* entropy, cudaStream_t stream) {
   if (rows == 0) return;
-  rows_forward_kernel<<<static_cast<unsigned>(rows), kThreads, 0, stream>>>(logits_cV, target, V, logp, lse,
-                                                                           entropy);
+  rows_forward_kernel<<<static_cast<unsigned>(rows), kThreads, 0, stream>>>(logits_cV, target, V,
+                                                                            logp, lse, entropy);
 }
 
-void logprob_rows_backward(const float* logits_cV, const int64_t* target, const float* lse, const float* entropy,
-                           const float* g_logp, const float* g_ent, float inv_temperature, int64_t rows, int64_t V,
-                           DtypeCode dt, void* grad_cV, cudaStream_t stream) {
+void logprob_rows_backward(const float* logits_cV, const int64_t* target, const float* lse,
+                           const float* entropy, const float* g_logp, const float* g_ent,
+                           float inv_temperature, int64_t rows, int64_t V, DtypeCode dt,
+                           void* grad_cV, cudaStream_t stream) {
   if (rows == 0) return;
   ZR_DISPATCH_DTYPE(dt, T,
                     rows_backward_kernel<T><<<static_cast<unsigned>(rows), kThreads, 0, stream>>>(

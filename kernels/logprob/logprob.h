@@ -39,9 +39,10 @@
 namespace zerorl::kernels {
 
 struct LogprobOptions {
-  int64_t chunk_tokens = 1024;  // rows per chunk; peak extra memory ~ a few x chunk_tokens x V floats
-  bool with_entropy = false;    // also return entropy_N
-  double temperature = 1.0;     // logits are divided by this (> 0)
+  int64_t chunk_tokens =
+      1024;                   // rows per chunk; peak extra memory ~ a few x chunk_tokens x V floats
+  bool with_entropy = false;  // also return entropy_N
+  double temperature = 1.0;   // logits are divided by this (> 0)
 };
 
 struct LogprobResult {

@@ -21,7 +21,9 @@ namespace {
 using torch::autograd::AutogradContext;
 using torch::autograd::variable_list;
 
-at::ScalarType compute_dtype(at::ScalarType t) { return t == at::kDouble ? at::kDouble : at::kFloat; }
+at::ScalarType compute_dtype(at::ScalarType t) {
+  return t == at::kDouble ? at::kDouble : at::kFloat;
+}
 
 // Tempered log-probabilities of one chunk: [n, V], computed in place.
 at::Tensor chunk_log_probs(const at::Tensor& h_cD, const at::Tensor& w_VD, double temperature,
@@ -47,9 +49,11 @@ struct LogprobRefFn : public torch::autograd::Function<LogprobRefFn> {
     for (int64_t s = 0; s < N; s += chunk) {
       const int64_t n = std::min(chunk, N - s);
       at::Tensor lse_c;
-      at::Tensor logp_cV = chunk_log_probs(hidden_ND.narrow(0, s, n).to(cdt), w_VD, temperature, &lse_c);
+      at::Tensor logp_cV =
+          chunk_log_probs(hidden_ND.narrow(0, s, n).to(cdt), w_VD, temperature, &lse_c);
       lse_N.narrow(0, s, n).copy_(lse_c);
-      logp_N.narrow(0, s, n).copy_(logp_cV.gather(1, target_N.narrow(0, s, n).unsqueeze(1)).squeeze(1));
+      logp_N.narrow(0, s, n).copy_(
+          logp_cV.gather(1, target_N.narrow(0, s, n).unsqueeze(1)).squeeze(1));
       if (with_entropy) {
         at::Tensor p_cV = logp_cV.exp();
         ent_N.narrow(0, s, n).copy_(-(p_cV.mul_(logp_cV)).sum(1));
@@ -78,7 +82,8 @@ struct LogprobRefFn : public torch::autograd::Function<LogprobRefFn> {
     const at::ScalarType cdt = compute_dtype(hidden_ND.scalar_type());
     const int64_t N = hidden_ND.size(0);
     const at::Tensor w_VD = weight_VD.to(cdt);
-    const at::Tensor g_logp_N = grad_out[0].defined() ? grad_out[0].to(cdt) : at::zeros({N}, lse_N.options());
+    const at::Tensor g_logp_N =
+        grad_out[0].defined() ? grad_out[0].to(cdt) : at::zeros({N}, lse_N.options());
     at::Tensor g_ent_N;
     if (with_entropy && grad_out.size() > 1 && grad_out[1].defined()) g_ent_N = grad_out[1].to(cdt);
 
@@ -89,14 +94,16 @@ struct LogprobRefFn : public torch::autograd::Function<LogprobRefFn> {
       const at::Tensor h_cD = hidden_ND.narrow(0, s, n).to(cdt);
       at::Tensor z_cV = at::mm(h_cD, w_VD.t());
       if (temperature != 1.0) z_cV.div_(temperature);
-      at::Tensor logp_cV = z_cV.sub_(lse_N.narrow(0, s, n).unsqueeze(1));  // in place: z is no longer needed
+      at::Tensor logp_cV =
+          z_cV.sub_(lse_N.narrow(0, s, n).unsqueeze(1));  // in place: z is no longer needed
       at::Tensor p_cV = logp_cV.exp();
       const at::Tensor g1_c = g_logp_N.narrow(0, s, n);
       // dL/dz = g1 (onehot - p) + g2 (-p (log p + H))
       at::Tensor dz_cV;
       if (g_ent_N.defined()) {
         const at::Tensor g2_c1 = g_ent_N.narrow(0, s, n).unsqueeze(1);
-        at::Tensor t = logp_cV.add_(ent_N.narrow(0, s, n).unsqueeze(1)).mul_(g2_c1).add_(g1_c.unsqueeze(1));
+        at::Tensor t =
+            logp_cV.add_(ent_N.narrow(0, s, n).unsqueeze(1)).mul_(g2_c1).add_(g1_c.unsqueeze(1));
         dz_cV = p_cV.mul_(t).neg_();
       } else {
         dz_cV = p_cV.mul_(g1_c.unsqueeze(1)).neg_();
@@ -111,7 +118,10 @@ struct LogprobRefFn : public torch::autograd::Function<LogprobRefFn> {
     }
     return {need_h ? gh_ND.to(hidden_ND.scalar_type()) : at::Tensor(),
             need_w ? gw_VD.to(weight_VD.scalar_type()) : at::Tensor(),
-            at::Tensor(), at::Tensor(), at::Tensor(), at::Tensor()};
+            at::Tensor(),
+            at::Tensor(),
+            at::Tensor(),
+            at::Tensor()};
   }
 };
 

@@ -27,8 +27,9 @@ __device__ __forceinline__ void warp_argmax(float& v, int& i, int none) {
 }
 
 // One warp per token; its biased scores and picked flags live in shared memory.
-__global__ void route_select_kernel(const float* __restrict__ scores, const float* __restrict__ bias, int64_t T,
-                                    int E, int top_k, int n_group, int topk_group, int64_t* __restrict__ idx_out) {
+__global__ void route_select_kernel(const float* __restrict__ scores,
+                                    const float* __restrict__ bias, int64_t T, int E, int top_k,
+                                    int n_group, int topk_group, int64_t* __restrict__ idx_out) {
   extern __shared__ float smem[];
   const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
   const int64_t t = static_cast<int64_t>(blockIdx.x) * kWarpsPerBlock + warp;
@@ -85,7 +86,8 @@ __global__ void route_select_kernel(const float* __restrict__ scores, const floa
   }
 }
 
-__global__ void count_kernel(const int64_t* __restrict__ idx, int64_t P, int64_t E, int64_t* __restrict__ counts) {
+__global__ void count_kernel(const int64_t* __restrict__ idx, int64_t P, int64_t E,
+                             int64_t* __restrict__ counts) {
   for (int64_t i = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x; i < P;
        i += static_cast<int64_t>(gridDim.x) * blockDim.x) {
     const int64_t e = idx[i];
@@ -97,8 +99,9 @@ __global__ void count_kernel(const int64_t* __restrict__ idx, int64_t P, int64_t
 // of (idx == e) gives each slot its row, so the order within an expert is the
 // flat slot order (stable), with no atomics.
 constexpr int kPlaceThreads = 1024;
-__global__ void place_kernel(const int64_t* __restrict__ idx, int64_t P, const int64_t* __restrict__ offsets,
-                             int64_t* __restrict__ src_slot, int64_t* __restrict__ row_of_slot) {
+__global__ void place_kernel(const int64_t* __restrict__ idx, int64_t P,
+                             const int64_t* __restrict__ offsets, int64_t* __restrict__ src_slot,
+                             int64_t* __restrict__ row_of_slot) {
   __shared__ int warp_totals[32];
   const int64_t e = blockIdx.x;
   const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
@@ -132,16 +135,17 @@ __global__ void mark_unplaced_kernel(const int64_t* __restrict__ idx, int64_t P,
 }
 
 template <typename T>
-__global__ void gather_rows_kernel(const T* __restrict__ x, const int64_t* __restrict__ src_slot, int64_t K,
-                                   int64_t D, T* __restrict__ out) {
+__global__ void gather_rows_kernel(const T* __restrict__ x, const int64_t* __restrict__ src_slot,
+                                   int64_t K, int64_t D, T* __restrict__ out) {
   const int64_t row = blockIdx.x;
   const T* src = x + (src_slot[row] / K) * D;
   for (int64_t d = threadIdx.x; d < D; d += blockDim.x) out[row * D + d] = src[d];
 }
 
 template <typename T>
-__global__ void gather_rows_backward_kernel(const T* __restrict__ g, const int64_t* __restrict__ row_of_slot,
-                                            int64_t K, int64_t D, T* __restrict__ gx) {
+__global__ void gather_rows_backward_kernel(const T* __restrict__ g,
+                                            const int64_t* __restrict__ row_of_slot, int64_t K,
+                                            int64_t D, T* __restrict__ gx) {
   const int64_t t = blockIdx.x;
   for (int64_t d = threadIdx.x; d < D; d += blockDim.x) {
     float acc = 0.f;
@@ -155,7 +159,8 @@ __global__ void gather_rows_backward_kernel(const T* __restrict__ g, const int64
 
 template <typename T>
 __global__ void combine_kernel(const T* __restrict__ out, const float* __restrict__ w,
-                               const int64_t* __restrict__ row_of_slot, int64_t K, int64_t D, T* __restrict__ y) {
+                               const int64_t* __restrict__ row_of_slot, int64_t K, int64_t D,
+                               T* __restrict__ y) {
   const int64_t t = blockIdx.x;
   for (int64_t d = threadIdx.x; d < D; d += blockDim.x) {
     float acc = 0.f;
@@ -170,8 +175,9 @@ __global__ void combine_kernel(const T* __restrict__ out, const float* __restric
 // One block per token: g_out rows of its K slots, and their weight gradients.
 template <typename T>
 __global__ void combine_backward_kernel(const T* __restrict__ out, const float* __restrict__ w,
-                                        const int64_t* __restrict__ row_of_slot, const T* __restrict__ gy,
-                                        int64_t K, int64_t D, T* __restrict__ g_out, float* __restrict__ g_w) {
+                                        const int64_t* __restrict__ row_of_slot,
+                                        const T* __restrict__ gy, int64_t K, int64_t D,
+                                        T* __restrict__ g_out, float* __restrict__ g_w) {
   __shared__ float scratch[32];
   const int64_t t = blockIdx.x;
   for (int64_t k = 0; k < K; ++k) {
@@ -191,13 +197,15 @@ __global__ void combine_backward_kernel(const T* __restrict__ out, const float* 
 }
 
 unsigned blocks_for(int64_t n, int threads) {
-  return static_cast<unsigned>(std::max<int64_t>(1, std::min<int64_t>((n + threads - 1) / threads, 65535)));
+  return static_cast<unsigned>(
+      std::max<int64_t>(1, std::min<int64_t>((n + threads - 1) / threads, 65535)));
 }
 
 }  // namespace
 
-void moe_route_select(const float* scores_TE, const float* bias_E, int64_t T, int64_t E, int64_t top_k,
-                      int64_t n_group, int64_t topk_group, int64_t* topk_idx_TK, cudaStream_t stream) {
+void moe_route_select(const float* scores_TE, const float* bias_E, int64_t T, int64_t E,
+                      int64_t top_k, int64_t n_group, int64_t topk_group, int64_t* topk_idx_TK,
+                      cudaStream_t stream) {
   if (T == 0) return;
   const size_t smem = sizeof(float) * 2 * E * kWarpsPerBlock;
   const unsigned blocks = static_cast<unsigned>((T + kWarpsPerBlock - 1) / kWarpsPerBlock);
@@ -206,52 +214,56 @@ void moe_route_select(const float* scores_TE, const float* bias_E, int64_t T, in
       static_cast<int>(topk_group), topk_idx_TK);
 }
 
-void moe_count(const int64_t* idx_P, int64_t P, int64_t E, int64_t* tokens_per_expert, cudaStream_t stream) {
+void moe_count(const int64_t* idx_P, int64_t P, int64_t E, int64_t* tokens_per_expert,
+               cudaStream_t stream) {
   cudaMemsetAsync(tokens_per_expert, 0, sizeof(int64_t) * E, stream);
   if (P == 0) return;
   count_kernel<<<blocks_for(P, 256), 256, 0, stream>>>(idx_P, P, E, tokens_per_expert);
 }
 
-void moe_place(const int64_t* idx_P, int64_t P, int64_t E, const int64_t* offsets_E, int64_t* src_slot_P,
-               int64_t* row_of_slot_P, cudaStream_t stream) {
+void moe_place(const int64_t* idx_P, int64_t P, int64_t E, const int64_t* offsets_E,
+               int64_t* src_slot_P, int64_t* row_of_slot_P, cudaStream_t stream) {
   if (P == 0) return;
-  mark_unplaced_kernel<<<static_cast<unsigned>((P + 255) / 256), 256, 0, stream>>>(idx_P, P, E, row_of_slot_P);
-  place_kernel<<<static_cast<unsigned>(E), kPlaceThreads, 0, stream>>>(idx_P, P, offsets_E, src_slot_P,
-                                                                       row_of_slot_P);
+  mark_unplaced_kernel<<<static_cast<unsigned>((P + 255) / 256), 256, 0, stream>>>(idx_P, P, E,
+                                                                                   row_of_slot_P);
+  place_kernel<<<static_cast<unsigned>(E), kPlaceThreads, 0, stream>>>(idx_P, P, offsets_E,
+                                                                       src_slot_P, row_of_slot_P);
 }
 
-void moe_gather_rows(DtypeCode dt, const void* x_TD, const int64_t* src_slot_P, int64_t P, int64_t K, int64_t D,
-                     void* x_PD, cudaStream_t stream) {
+void moe_gather_rows(DtypeCode dt, const void* x_TD, const int64_t* src_slot_P, int64_t P,
+                     int64_t K, int64_t D, void* x_PD, cudaStream_t stream) {
   if (P == 0 || D == 0) return;
   ZR_DISPATCH_DTYPE(dt, T,
                     gather_rows_kernel<T><<<static_cast<unsigned>(P), 128, 0, stream>>>(
                         static_cast<const T*>(x_TD), src_slot_P, K, D, static_cast<T*>(x_PD)));
 }
 
-void moe_gather_rows_backward(DtypeCode dt, const void* g_PD, const int64_t* row_of_slot_TK, int64_t T, int64_t K,
-                              int64_t D, void* gx_TD, cudaStream_t stream) {
+void moe_gather_rows_backward(DtypeCode dt, const void* g_PD, const int64_t* row_of_slot_TK,
+                              int64_t T, int64_t K, int64_t D, void* gx_TD, cudaStream_t stream) {
   if (T == 0 || D == 0) return;
-  ZR_DISPATCH_DTYPE(dt, TT,
-                    gather_rows_backward_kernel<TT><<<static_cast<unsigned>(T), 128, 0, stream>>>(
-                        static_cast<const TT*>(g_PD), row_of_slot_TK, K, D, static_cast<TT*>(gx_TD)));
+  ZR_DISPATCH_DTYPE(
+      dt, TT,
+      gather_rows_backward_kernel<TT><<<static_cast<unsigned>(T), 128, 0, stream>>>(
+          static_cast<const TT*>(g_PD), row_of_slot_TK, K, D, static_cast<TT*>(gx_TD)));
 }
 
-void moe_combine(DtypeCode dt, const void* out_PD, const float* w_TK, const int64_t* row_of_slot_TK, int64_t T,
-                 int64_t K, int64_t D, void* y_TD, cudaStream_t stream) {
+void moe_combine(DtypeCode dt, const void* out_PD, const float* w_TK, const int64_t* row_of_slot_TK,
+                 int64_t T, int64_t K, int64_t D, void* y_TD, cudaStream_t stream) {
   if (T == 0 || D == 0) return;
-  ZR_DISPATCH_DTYPE(dt, TT,
-                    combine_kernel<TT><<<static_cast<unsigned>(T), 128, 0, stream>>>(
-                        static_cast<const TT*>(out_PD), w_TK, row_of_slot_TK, K, D, static_cast<TT*>(y_TD)));
+  ZR_DISPATCH_DTYPE(
+      dt, TT,
+      combine_kernel<TT><<<static_cast<unsigned>(T), 128, 0, stream>>>(
+          static_cast<const TT*>(out_PD), w_TK, row_of_slot_TK, K, D, static_cast<TT*>(y_TD)));
 }
 
-void moe_combine_backward(DtypeCode dt, const void* out_PD, const float* w_TK, const int64_t* row_of_slot_TK,
-                          const void* g_y_TD, int64_t T, int64_t K, int64_t D, void* g_out_PD, float* g_w_TK,
-                          cudaStream_t stream) {
+void moe_combine_backward(DtypeCode dt, const void* out_PD, const float* w_TK,
+                          const int64_t* row_of_slot_TK, const void* g_y_TD, int64_t T, int64_t K,
+                          int64_t D, void* g_out_PD, float* g_w_TK, cudaStream_t stream) {
   if (T == 0) return;
   ZR_DISPATCH_DTYPE(dt, TT,
                     combine_backward_kernel<TT><<<static_cast<unsigned>(T), 128, 0, stream>>>(
-                        static_cast<const TT*>(out_PD), w_TK, row_of_slot_TK, static_cast<const TT*>(g_y_TD), K, D,
-                        static_cast<TT*>(g_out_PD), g_w_TK));
+                        static_cast<const TT*>(out_PD), w_TK, row_of_slot_TK,
+                        static_cast<const TT*>(g_y_TD), K, D, static_cast<TT*>(g_out_PD), g_w_TK));
 }
 
 }  // namespace zerorl::kernels::cuda

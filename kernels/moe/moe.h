@@ -18,15 +18,16 @@ namespace zerorl::kernels {
 
 struct RouterOptions {
   int64_t top_k = 2;
-  bool sigmoid = false;           // false: softmax over experts; true: per-expert sigmoid
-  bool norm_topk_prob = true;     // renormalise the K weights to sum to 1 (sum + 1e-20, as HF)
+  bool sigmoid = false;        // false: softmax over experts; true: per-expert sigmoid
+  bool norm_topk_prob = true;  // renormalise the K weights to sum to 1 (sum + 1e-20, as HF)
   double routed_scaling_factor = 1.0;
-  int64_t n_group = 1;            // group-limited routing (DeepSeek-V3): E splits into n_group groups
-  int64_t topk_group = 1;         // ... and only the best topk_group groups may be chosen
+  int64_t n_group = 1;     // group-limited routing (DeepSeek-V3): E splits into n_group groups
+  int64_t topk_group = 1;  // ... and only the best topk_group groups may be chosen
 };
 
 struct RouterOutput {
-  at::Tensor topk_idx_TK;     // int64 [T, K], per row in descending order of the (biased) selection score
+  at::Tensor
+      topk_idx_TK;  // int64 [T, K], per row in descending order of the (biased) selection score
   at::Tensor topk_weight_TK;  // float32 [T, K], differentiable w.r.t. router_logits_TE
   at::Tensor scores_TE;       // float32 [T, E] post-activation scores, unbiased (differentiable)
 };

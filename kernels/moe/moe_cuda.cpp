@@ -29,13 +29,14 @@ using torch::autograd::variable_list;
 
 // x_PD = x_TD[src_slot_P / K]; backward sums each token's K rows.
 struct GatherRowsFn : public torch::autograd::Function<GatherRowsFn> {
-  static at::Tensor forward(AutogradContext* ctx, const at::Tensor& x_TD, const at::Tensor& src_slot_P,
-                            const at::Tensor& row_of_slot_TK) {
+  static at::Tensor forward(AutogradContext* ctx, const at::Tensor& x_TD,
+                            const at::Tensor& src_slot_P, const at::Tensor& row_of_slot_TK) {
     const int64_t P = src_slot_P.size(0), K = row_of_slot_TK.size(1), D = x_TD.size(1);
     const at::Tensor x = x_TD.contiguous();
     at::Tensor x_PD = at::zeros({P, D}, x.options());
-    cuda::moe_gather_rows(*dtype_code(x.scalar_type()), x.data_ptr(), src_slot_P.data_ptr<int64_t>(), P, K, D,
-                          x_PD.data_ptr(), current_stream(x));
+    cuda::moe_gather_rows(*dtype_code(x.scalar_type()), x.data_ptr(),
+                          src_slot_P.data_ptr<int64_t>(), P, K, D, x_PD.data_ptr(),
+                          current_stream(x));
     check_launch("moe_gather_rows kernel");
     ctx->save_for_backward({row_of_slot_TK});
     return x_PD;
@@ -45,8 +46,9 @@ struct GatherRowsFn : public torch::autograd::Function<GatherRowsFn> {
     const at::Tensor g = grad_out[0].contiguous();
     const int64_t T = row_of_slot_TK.size(0), K = row_of_slot_TK.size(1), D = g.size(1);
     at::Tensor gx = at::empty({T, D}, g.options());
-    cuda::moe_gather_rows_backward(*dtype_code(g.scalar_type()), g.data_ptr(), row_of_slot_TK.data_ptr<int64_t>(),
-                                   T, K, D, gx.data_ptr(), current_stream(g));
+    cuda::moe_gather_rows_backward(*dtype_code(g.scalar_type()), g.data_ptr(),
+                                   row_of_slot_TK.data_ptr<int64_t>(), T, K, D, gx.data_ptr(),
+                                   current_stream(g));
     check_launch("moe_gather_rows_backward kernel");
     return {gx, at::Tensor(), at::Tensor()};
   }
@@ -60,7 +62,8 @@ struct CombineFn : public torch::autograd::Function<CombineFn> {
     const int64_t T = row_of_slot_TK.size(0), K = row_of_slot_TK.size(1), D = out.size(1);
     at::Tensor y = at::empty({T, D}, out.options());
     cuda::moe_combine(*dtype_code(out.scalar_type()), out.data_ptr(), w.data_ptr<float>(),
-                      row_of_slot_TK.data_ptr<int64_t>(), T, K, D, y.data_ptr(), current_stream(out));
+                      row_of_slot_TK.data_ptr<int64_t>(), T, K, D, y.data_ptr(),
+                      current_stream(out));
     check_launch("moe_combine kernel");
     ctx->save_for_backward({out, w, row_of_slot_TK});
     return y;
@@ -73,15 +76,16 @@ struct CombineFn : public torch::autograd::Function<CombineFn> {
     at::Tensor g_out = at::zeros_like(out);
     at::Tensor g_w = at::empty({T, K}, w.options());
     cuda::moe_combine_backward(*dtype_code(out.scalar_type()), out.data_ptr(), w.data_ptr<float>(),
-                               row_of_slot_TK.data_ptr<int64_t>(), gy.data_ptr(), T, K, D, g_out.data_ptr(),
-                               g_w.data_ptr<float>(), current_stream(out));
+                               row_of_slot_TK.data_ptr<int64_t>(), gy.data_ptr(), T, K, D,
+                               g_out.data_ptr(), g_w.data_ptr<float>(), current_stream(out));
     check_launch("moe_combine_backward kernel");
     return {g_out, g_w, at::Tensor()};
   }
 };
 
-at::Tensor expert_mlp_loop(const at::Tensor& x_PD, const at::Tensor& counts_E, const at::Tensor& w_gate_EFD,
-                           const at::Tensor& w_up_EFD, const at::Tensor& w_down_EDF) {
+at::Tensor expert_mlp_loop(const at::Tensor& x_PD, const at::Tensor& counts_E,
+                           const at::Tensor& w_gate_EFD, const at::Tensor& w_up_EFD,
+                           const at::Tensor& w_down_EDF) {
   const at::Tensor counts = counts_E.cpu();  // the one device sync of this path
   const int64_t* count = counts.data_ptr<int64_t>();
   std::vector<at::Tensor> parts;
@@ -98,8 +102,9 @@ at::Tensor expert_mlp_loop(const at::Tensor& x_PD, const at::Tensor& counts_E, c
   return parts.empty() ? at::zeros({0, w_down_EDF.size(1)}, x_PD.options()) : at::cat(parts, 0);
 }
 
-at::Tensor expert_mlp_grouped(const at::Tensor& x_PD, const at::Tensor& offsets_E, const at::Tensor& w_gate_EFD,
-                              const at::Tensor& w_up_EFD, const at::Tensor& w_down_EDF) {
+at::Tensor expert_mlp_grouped(const at::Tensor& x_PD, const at::Tensor& offsets_E,
+                              const at::Tensor& w_gate_EFD, const at::Tensor& w_up_EFD,
+                              const at::Tensor& w_down_EDF) {
   const at::Tensor offs = offsets_E.to(at::kInt);
   const at::Tensor gate = at::_grouped_mm(x_PD, w_gate_EFD.transpose(1, 2), offs);
   const at::Tensor up = at::_grouped_mm(x_PD, w_up_EFD.transpose(1, 2), offs);
@@ -115,7 +120,8 @@ ExpertPermutation moe_permute_cuda(const at::Tensor& topk_idx_TK, int64_t num_ex
   const cudaStream_t stream = current_stream(idx);
   ExpertPermutation p;
   p.tokens_per_expert_E = at::empty({num_experts}, idx.options());
-  cuda::moe_count(idx.data_ptr<int64_t>(), P, num_experts, p.tokens_per_expert_E.data_ptr<int64_t>(), stream);
+  cuda::moe_count(idx.data_ptr<int64_t>(), P, num_experts,
+                  p.tokens_per_expert_E.data_ptr<int64_t>(), stream);
   check_launch("moe_count kernel");
   p.offsets_E = at::cumsum(p.tokens_per_expert_E, 0);
   p.src_slot_P = at::empty({P}, idx.options());
@@ -127,10 +133,12 @@ ExpertPermutation moe_permute_cuda(const at::Tensor& topk_idx_TK, int64_t num_ex
   return p;
 }
 
-RouterOutput moe_route_cuda(const at::Tensor& router_logits_TE, const at::Tensor& bias_E, const RouterOptions& opt) {
+RouterOutput moe_route_cuda(const at::Tensor& router_logits_TE, const at::Tensor& bias_E,
+                            const RouterOptions& opt) {
   // The selection kernel keeps a warp's row in shared memory (2E floats per
   // warp, 4 warps) and one group per lane: beyond that, the ATen reference.
-  if (opt.n_group > 32 || router_logits_TE.size(1) > 1024) return moe_route_ref(router_logits_TE, bias_E, opt);
+  if (opt.n_group > 32 || router_logits_TE.size(1) > 1024)
+    return moe_route_ref(router_logits_TE, bias_E, opt);
   const c10::cuda::CUDAGuard guard(router_logits_TE.device());
   const int64_t T = router_logits_TE.size(0), E = router_logits_TE.size(1);
   const at::Tensor logits_TE = router_logits_TE.to(at::kFloat);
@@ -139,9 +147,9 @@ RouterOutput moe_route_cuda(const at::Tensor& router_logits_TE, const at::Tensor
   const at::Tensor choice = r.scores_TE.detach().contiguous();
   const at::Tensor bias = bias_E.defined() ? bias_E.to(at::kFloat).contiguous() : at::Tensor();
   r.topk_idx_TK = at::empty({T, opt.top_k}, logits_TE.options().dtype(at::kLong));
-  cuda::moe_route_select(choice.data_ptr<float>(), bias.defined() ? bias.data_ptr<float>() : nullptr, T, E,
-                         opt.top_k, opt.n_group, opt.topk_group, r.topk_idx_TK.data_ptr<int64_t>(),
-                         current_stream(choice));
+  cuda::moe_route_select(
+      choice.data_ptr<float>(), bias.defined() ? bias.data_ptr<float>() : nullptr, T, E, opt.top_k,
+      opt.n_group, opt.topk_group, r.topk_idx_TK.data_ptr<int64_t>(), current_stream(choice));
   check_launch("moe_route_select kernel");
   at::Tensor w_TK = r.scores_TE.gather(1, r.topk_idx_TK);
   if (opt.norm_topk_prob) w_TK = w_TK / (w_TK.sum(-1, true) + 1e-20);
@@ -151,12 +159,14 @@ RouterOutput moe_route_cuda(const at::Tensor& router_logits_TE, const at::Tensor
 
 bool moe_grouped_gemm_applies(const at::Tensor& x_TD, const at::Tensor& w_gate_EFD) {
   // CUTLASS grouped GEMM in ATen: bf16 on sm90+, 16-byte aligned rows.
-  return x_TD.scalar_type() == at::kBFloat16 && x_TD.size(1) % 8 == 0 && w_gate_EFD.size(1) % 8 == 0 &&
+  return x_TD.scalar_type() == at::kBFloat16 && x_TD.size(1) % 8 == 0 &&
+         w_gate_EFD.size(1) % 8 == 0 &&
          at::cuda::getDeviceProperties(x_TD.device().index())->major >= 9;
 }
 
-MoeResult moe_experts_cuda(const at::Tensor& x_TD, const at::Tensor& topk_idx_TK, const at::Tensor& topk_weight_TK,
-                           const at::Tensor& w_gate_EFD, const at::Tensor& w_up_EFD, const at::Tensor& w_down_EDF,
+MoeResult moe_experts_cuda(const at::Tensor& x_TD, const at::Tensor& topk_idx_TK,
+                           const at::Tensor& topk_weight_TK, const at::Tensor& w_gate_EFD,
+                           const at::Tensor& w_up_EFD, const at::Tensor& w_down_EDF,
                            bool grouped_gemm) {
   if (!dtype_code(x_TD.scalar_type()))
     return moe_experts_ref(x_TD, topk_idx_TK, topk_weight_TK, w_gate_EFD, w_up_EFD, w_down_EDF);
@@ -164,9 +174,10 @@ MoeResult moe_experts_cuda(const at::Tensor& x_TD, const at::Tensor& topk_idx_TK
   const int64_t E = w_gate_EFD.size(0);
   const ExpertPermutation perm = moe_permute_cuda(topk_idx_TK, E);
   const at::Tensor x_PD = GatherRowsFn::apply(x_TD, perm.src_slot_P, perm.row_of_slot_TK);
-  const at::Tensor out_PD = grouped_gemm
-                                ? expert_mlp_grouped(x_PD, perm.offsets_E, w_gate_EFD, w_up_EFD, w_down_EDF)
-                                : expert_mlp_loop(x_PD, perm.tokens_per_expert_E, w_gate_EFD, w_up_EFD, w_down_EDF);
+  const at::Tensor out_PD =
+      grouped_gemm
+          ? expert_mlp_grouped(x_PD, perm.offsets_E, w_gate_EFD, w_up_EFD, w_down_EDF)
+          : expert_mlp_loop(x_PD, perm.tokens_per_expert_E, w_gate_EFD, w_up_EFD, w_down_EDF);
   MoeResult r;
   r.y_TD = CombineFn::apply(out_PD, topk_weight_TK.to(at::kFloat), perm.row_of_slot_TK);
   r.tokens_per_expert_E = perm.tokens_per_expert_E;

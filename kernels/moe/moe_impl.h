@@ -12,10 +12,10 @@ namespace zerorl::kernels::detail {
 // flat order t*K+k).  Pure data movement: both implementations must agree
 // bit for bit.
 struct ExpertPermutation {
-  at::Tensor src_slot_P;           // int64 [P]: flat slot t*K+k placed at sorted row p
-  at::Tensor row_of_slot_TK;       // int64 [T, K]: the sorted row of slot (t, k); inverse of src_slot_P
+  at::Tensor src_slot_P;      // int64 [P]: flat slot t*K+k placed at sorted row p
+  at::Tensor row_of_slot_TK;  // int64 [T, K]: the sorted row of slot (t, k); inverse of src_slot_P
   at::Tensor tokens_per_expert_E;  // int64 [E]
-  at::Tensor offsets_E;            // int64 [E]: inclusive prefix sum of tokens_per_expert_E (row ends)
+  at::Tensor offsets_E;  // int64 [E]: inclusive prefix sum of tokens_per_expert_E (row ends)
 };
 
 ExpertPermutation moe_permute_ref(const at::Tensor& topk_idx_TK, int64_t num_experts);

@@ -33,13 +33,18 @@ RouterOutput moe_route_ref(const at::Tensor& router_logits_TE, const at::Tensor&
   if (opt.n_group > 1) {
     // HF DeepseekV3TopkRouter.get_topk_indices, op for op.
     const int64_t G = opt.n_group;
-    const at::Tensor group_scores_TG = std::get<0>(choice_TE.view({T, G, E / G}).topk(2, -1)).sum(-1);
-    const at::Tensor group_idx = std::get<1>(at::topk(group_scores_TG, opt.topk_group, -1, true, false));
+    const at::Tensor group_scores_TG =
+        std::get<0>(choice_TE.view({T, G, E / G}).topk(2, -1)).sum(-1);
+    const at::Tensor group_idx =
+        std::get<1>(at::topk(group_scores_TG, opt.topk_group, -1, true, false));
     const at::Tensor group_mask_TG = at::zeros_like(group_scores_TG).scatter_(1, group_idx, 1);
-    const at::Tensor score_mask_TE = group_mask_TG.unsqueeze(-1).expand({T, G, E / G}).reshape({T, E});
-    choice_TE = choice_TE.masked_fill(score_mask_TE.logical_not(), -std::numeric_limits<float>::infinity());
+    const at::Tensor score_mask_TE =
+        group_mask_TG.unsqueeze(-1).expand({T, G, E / G}).reshape({T, E});
+    choice_TE =
+        choice_TE.masked_fill(score_mask_TE.logical_not(), -std::numeric_limits<float>::infinity());
   }
-  r.topk_idx_TK = std::get<1>(at::topk(choice_TE, opt.top_k, -1, /*largest=*/true, /*sorted=*/true));
+  r.topk_idx_TK =
+      std::get<1>(at::topk(choice_TE, opt.top_k, -1, /*largest=*/true, /*sorted=*/true));
   at::Tensor w_TK = r.scores_TE.gather(1, r.topk_idx_TK);
   if (opt.norm_topk_prob) w_TK = w_TK / (w_TK.sum(-1, true) + 1e-20);
   r.topk_weight_TK = w_TK * opt.routed_scaling_factor;

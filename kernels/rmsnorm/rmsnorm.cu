@@ -10,8 +10,9 @@ namespace {
 constexpr int kThreads = 256;
 
 template <typename T>
-__global__ void rmsnorm_fwd_kernel(const T* __restrict__ x, const T* __restrict__ w, T* __restrict__ y,
-                                   float* __restrict__ rstd, int64_t D, float eps) {
+__global__ void rmsnorm_fwd_kernel(const T* __restrict__ x, const T* __restrict__ w,
+                                   T* __restrict__ y, float* __restrict__ rstd, int64_t D,
+                                   float eps) {
   __shared__ float scratch[32];
   const int64_t row = blockIdx.x;
   const T* xr = x + row * D;
@@ -32,8 +33,9 @@ __global__ void rmsnorm_fwd_kernel(const T* __restrict__ x, const T* __restrict_
 
 // dx = r (g w - xhat mean(g w xhat)), xhat = x r.
 template <typename T>
-__global__ void rmsnorm_bwd_dx_kernel(const T* __restrict__ gy, const T* __restrict__ x, const T* __restrict__ w,
-                                      const float* __restrict__ rstd, T* __restrict__ gx, int64_t D) {
+__global__ void rmsnorm_bwd_dx_kernel(const T* __restrict__ gy, const T* __restrict__ x,
+                                      const T* __restrict__ w, const float* __restrict__ rstd,
+                                      T* __restrict__ gx, int64_t D) {
   __shared__ float scratch[32];
   const int64_t row = blockIdx.x;
   const float r = rstd[row];
@@ -52,36 +54,41 @@ __global__ void rmsnorm_bwd_dx_kernel(const T* __restrict__ gy, const T* __restr
 // gw_partial[p, d] = sum over rows p, p + P, p + 2P, ... of g * xhat.
 template <typename T>
 __global__ void rmsnorm_bwd_dw_kernel(const T* __restrict__ gy, const T* __restrict__ x,
-                                      const float* __restrict__ rstd, float* __restrict__ gw_partial,
-                                      int64_t rows, int64_t D) {
+                                      const float* __restrict__ rstd,
+                                      float* __restrict__ gw_partial, int64_t rows, int64_t D) {
   const int64_t d = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
   if (d >= D) return;
   const int p = blockIdx.y, P = gridDim.y;
   float acc = 0.f;
-  for (int64_t row = p; row < rows; row += P) acc += to_f32(gy[row * D + d]) * to_f32(x[row * D + d]) * rstd[row];
+  for (int64_t row = p; row < rows; row += P)
+    acc += to_f32(gy[row * D + d]) * to_f32(x[row * D + d]) * rstd[row];
   gw_partial[static_cast<int64_t>(p) * D + d] = acc;
 }
 
 }  // namespace
 
-void rmsnorm_forward(DtypeCode dt, const void* x, const void* w, void* y, float* rstd, int64_t rows, int64_t D,
-                     float eps, cudaStream_t stream) {
+void rmsnorm_forward(DtypeCode dt, const void* x, const void* w, void* y, float* rstd, int64_t rows,
+                     int64_t D, float eps, cudaStream_t stream) {
   if (rows == 0) return;
-  ZR_DISPATCH_DTYPE(dt, T,
-                    rmsnorm_fwd_kernel<T><<<static_cast<unsigned>(rows), kThreads, 0, stream>>>(
-                        static_cast<const T*>(x), static_cast<const T*>(w), static_cast<T*>(y), rstd, D, eps));
+  ZR_DISPATCH_DTYPE(
+      dt, T,
+      rmsnorm_fwd_kernel<T><<<static_cast<unsigned>(rows), kThreads, 0, stream>>>(
+          static_cast<const T*>(x), static_cast<const T*>(w), static_cast<T*>(y), rstd, D, eps));
 }
 
-void rmsnorm_backward(DtypeCode dt, const void* gy, const void* x, const void* w, const float* rstd, void* gx,
-                      float* gw_partial, int num_partials, int64_t rows, int64_t D, cudaStream_t stream) {
+void rmsnorm_backward(DtypeCode dt, const void* gy, const void* x, const void* w, const float* rstd,
+                      void* gx, float* gw_partial, int num_partials, int64_t rows, int64_t D,
+                      cudaStream_t stream) {
   if (rows == 0) return;
-  const dim3 dw_grid(static_cast<unsigned>((D + kThreads - 1) / kThreads), static_cast<unsigned>(num_partials));
-  ZR_DISPATCH_DTYPE(dt, T,
-                    rmsnorm_bwd_dx_kernel<T><<<static_cast<unsigned>(rows), kThreads, 0, stream>>>(
-                        static_cast<const T*>(gy), static_cast<const T*>(x), static_cast<const T*>(w), rstd,
-                        static_cast<T*>(gx), D);
-                    rmsnorm_bwd_dw_kernel<T><<<dw_grid, kThreads, 0, stream>>>(
-                        static_cast<const T*>(gy), static_cast<const T*>(x), rstd, gw_partial, rows, D));
+  const dim3 dw_grid(static_cast<unsigned>((D + kThreads - 1) / kThreads),
+                     static_cast<unsigned>(num_partials));
+  ZR_DISPATCH_DTYPE(
+      dt, T,
+      rmsnorm_bwd_dx_kernel<T><<<static_cast<unsigned>(rows), kThreads, 0, stream>>>(
+          static_cast<const T*>(gy), static_cast<const T*>(x), static_cast<const T*>(w), rstd,
+          static_cast<T*>(gx), D);
+      rmsnorm_bwd_dw_kernel<T><<<dw_grid, kThreads, 0, stream>>>(
+          static_cast<const T*>(gy), static_cast<const T*>(x), rstd, gw_partial, rows, D));
 }
 
 }  // namespace zerorl::kernels::cuda

@@ -19,14 +19,16 @@ using torch::autograd::AutogradContext;
 using torch::autograd::variable_list;
 
 struct RmsnormCudaFn : public torch::autograd::Function<RmsnormCudaFn> {
-  static at::Tensor forward(AutogradContext* ctx, const at::Tensor& x, const at::Tensor& weight, double eps) {
+  static at::Tensor forward(AutogradContext* ctx, const at::Tensor& x, const at::Tensor& weight,
+                            double eps) {
     const c10::cuda::CUDAGuard guard(x.device());
     const int64_t D = x.size(-1), rows = x.numel() / std::max<int64_t>(D, 1);
     const at::Tensor xc = x.contiguous(), wc = weight.contiguous();
     at::Tensor y = at::empty_like(xc);
     at::Tensor rstd = at::empty({rows}, x.options().dtype(at::kFloat));
     cuda::rmsnorm_forward(*dtype_code(x.scalar_type()), xc.data_ptr(), wc.data_ptr(), y.data_ptr(),
-                          rstd.data_ptr<float>(), rows, D, static_cast<float>(eps), current_stream(x));
+                          rstd.data_ptr<float>(), rows, D, static_cast<float>(eps),
+                          current_stream(x));
     check_launch("rmsnorm_forward kernel");
     ctx->save_for_backward({xc, wc, rstd});
     return y;
@@ -42,8 +44,8 @@ struct RmsnormCudaFn : public torch::autograd::Function<RmsnormCudaFn> {
     const int num_partials = static_cast<int>(std::min<int64_t>(std::max<int64_t>(rows, 1), 128));
     at::Tensor gw_partial = at::zeros({num_partials, D}, x.options().dtype(at::kFloat));
     cuda::rmsnorm_backward(*dtype_code(x.scalar_type()), gy.data_ptr(), x.data_ptr(), w.data_ptr(),
-                           rstd.data_ptr<float>(), gx.data_ptr(), gw_partial.data_ptr<float>(), num_partials, rows,
-                           D, current_stream(x));
+                           rstd.data_ptr<float>(), gx.data_ptr(), gw_partial.data_ptr<float>(),
+                           num_partials, rows, D, current_stream(x));
     check_launch("rmsnorm_backward kernels");
     return {gx, gw_partial.sum(0).to(w.scalar_type()), at::Tensor()};
   }

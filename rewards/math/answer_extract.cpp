@@ -27,9 +27,14 @@ std::string lower(const std::string& s) {
 size_t match_brace(const std::string& s, size_t open) {
   int d = 0;
   for (size_t i = open; i < s.size(); ++i) {
-    if (s[i] == '\\' && i + 1 < s.size() && (s[i + 1] == '{' || s[i + 1] == '}')) { ++i; continue; }
-    if (s[i] == '{') ++d;
-    else if (s[i] == '}' && --d == 0) return i;
+    if (s[i] == '\\' && i + 1 < s.size() && (s[i + 1] == '{' || s[i + 1] == '}')) {
+      ++i;
+      continue;
+    }
+    if (s[i] == '{')
+      ++d;
+    else if (s[i] == '}' && --d == 0)
+      return i;
   }
   return std::string::npos;
 }
@@ -72,8 +77,10 @@ bool separator_only(const std::string& gap) {
       size_t j = i;
       while (j < g.size() && is_alpha(g[j])) ++j;
       std::string w = lower(g.substr(i, j - i));
-      if (w == "and" || w == "or") conj = true;
-      else ++words;
+      if (w == "and" || w == "or")
+        conj = true;
+      else
+        ++words;
       i = j;
     } else if (is_digit(g[i])) {
       return false;
@@ -126,18 +133,27 @@ std::vector<Span> find_latex(const std::string& s) {
       size_t e = s.find(close, i + 2);
       if (e == std::string::npos) break;
       std::string content = s.substr(i + 2, e - i - 2);
-      if (s[i + 1] == '(' && content.find('\n') != std::string::npos) { i += 2; continue; }
+      if (s[i + 1] == '(' && content.find('\n') != std::string::npos) {
+        i += 2;
+        continue;
+      }
       out.push_back({i, e + 2, content});
       i = e + 2;
       continue;
     }
-    if (c == '\\' && i + 1 < s.size()) { i += 2; continue; }
+    if (c == '\\' && i + 1 < s.size()) {
+      i += 2;
+      continue;
+    }
     if (c == '$') {
       bool dbl = i + 1 < s.size() && s[i + 1] == '$';
       size_t start = i + (dbl ? 2 : 1);
       size_t e = start;
       while (e < s.size()) {
-        if (s[e] == '\\') { e += 2; continue; }
+        if (s[e] == '\\') {
+          e += 2;
+          continue;
+        }
         if (s[e] == '$') break;
         if (!dbl && s[e] == '\n') break;
         ++e;
@@ -160,14 +176,16 @@ std::vector<Span> find_latex(const std::string& s) {
 // separators only ("$1$ and $2$", "\boxed{1}, \boxed{2}").
 std::string join_tail(const std::string& s, const std::vector<Span>& spans) {
   size_t k = spans.size() - 1;
-  while (k > 0 && separator_only(s.substr(spans[k - 1].end, spans[k].begin - spans[k - 1].end))) --k;
+  while (k > 0 && separator_only(s.substr(spans[k - 1].end, spans[k].begin - spans[k - 1].end)))
+    --k;
   std::string out;
   for (size_t j = k; j < spans.size(); ++j) out += (j > k ? ", " : "") + spans[j].content;
   return out;
 }
 
 bool number_char_ok_before(const std::string& s, size_t i) {
-  return i == 0 || !(is_alpha(s[i - 1]) || is_digit(s[i - 1]) || s[i - 1] == '_' || s[i - 1] == '^');
+  return i == 0 ||
+         !(is_alpha(s[i - 1]) || is_digit(s[i - 1]) || s[i - 1] == '_' || s[i - 1] == '^');
 }
 
 // The last number in prose: -1,234.5, 3/4, .5; not glued to letters.
@@ -184,7 +202,8 @@ bool last_number(const std::string& s, Span& out) {
         while (e < s.size() && is_digit(s[e])) ++e;
         // thousands group, decimal part, fraction
         if (e + 3 < s.size() + 0 && s[e] == ',' && e + 3 < s.size() && is_digit(s[e + 1]) &&
-            is_digit(s[e + 2]) && is_digit(s[e + 3]) && (e + 4 >= s.size() || !is_digit(s[e + 4]))) {
+            is_digit(s[e + 2]) && is_digit(s[e + 3]) &&
+            (e + 4 >= s.size() || !is_digit(s[e + 4]))) {
           e += 4;
           continue;
         }
@@ -195,9 +214,11 @@ bool last_number(const std::string& s, Span& out) {
         }
         break;
       }
-      bool glued = e < s.size() && is_alpha(s[e]) && !(e + 1 < s.size() && s[e] == 'm' && (unsigned char)s[e + 1] >= 0x80);
+      bool glued = e < s.size() && is_alpha(s[e]) &&
+                   !(e + 1 < s.size() && s[e] == 'm' && (unsigned char)s[e + 1] >= 0x80);
       // "2A" is glued; units like "cm" after a space are not.
-      if (glued && e + 1 < s.size() && is_alpha(s[e + 1]) && b > 0 && !is_alpha(s[b ? b - 1 : 0])) glued = false;
+      if (glued && e + 1 < s.size() && is_alpha(s[e + 1]) && b > 0 && !is_alpha(s[b ? b - 1 : 0]))
+        glued = false;
       if (!glued) {
         out = {b, e, s.substr(b, e - b)};
         found = true;
@@ -250,7 +271,8 @@ void add_region(const std::string& r, const ExtractOptions& opt, std::vector<Can
   if (opt.phrases) {
     std::string low = lower(r);
     size_t best = std::string::npos, best_end = 0;
-    for (const char* p : {"final answer is", "final answer:", "the answer is", "answer is", "answer:"}) {
+    for (const char* p :
+         {"final answer is", "final answer:", "the answer is", "answer is", "answer:"}) {
       size_t pos = low.rfind(p);
       if (pos != std::string::npos && (best == std::string::npos || pos > best)) {
         best = pos;
@@ -262,12 +284,18 @@ void add_region(const std::string& r, const ExtractOptions& opt, std::vector<Can
       // to the end of the sentence
       size_t stop = r.size();
       for (size_t k = best_end; k < r.size(); ++k) {
-        if (r[k] == '\n') { stop = k; break; }
+        if (r[k] == '\n') {
+          stop = k;
+          break;
+        }
         if (r[k] == '.' && (k + 1 == r.size() || is_space(r[k + 1])) &&
             !(k > 0 && is_digit(r[k - 1]) && k + 1 < r.size() && is_digit(r[k + 1]))) {
           // a period followed by space ends the sentence unless inside $...$
           size_t dollars = std::count(r.begin() + best_end, r.begin() + k, '$');
-          if (dollars % 2 == 0) { stop = k; break; }
+          if (dollars % 2 == 0) {
+            stop = k;
+            break;
+          }
         }
       }
       std::string seg = trim(r.substr(e, stop - e));
@@ -280,13 +308,16 @@ void add_region(const std::string& r, const ExtractOptions& opt, std::vector<Can
         {
           std::string t = seg;
           auto spans = find_latex(t);
-          for (size_t k = spans.size(); k-- > 0;) t.replace(spans[k].begin, spans[k].end - spans[k].begin, " X ");
+          for (size_t k = spans.size(); k-- > 0;)
+            t.replace(spans[k].begin, spans[k].end - spans[k].begin, " X ");
           prose = t;
         }
         Span num;
         std::string m;
-        if (sentence_like(prose) && last_number(seg, num)) m = num.content;
-        else m = strip_math_delims(seg);
+        if (sentence_like(prose) && last_number(seg, num))
+          m = num.content;
+        else
+          m = strip_math_delims(seg);
         phrase_pos = best;
         out.push_back({trim(m), "phrase"});
       }

@@ -41,7 +41,10 @@ bool literal_to_mpq(const std::string& lit, mpq_class& out) {
   size_t frac = 0;
   bool seen_dot = false;
   for (char c : lit) {
-    if (c == '.') { seen_dot = true; continue; }
+    if (c == '.') {
+      seen_dot = true;
+      continue;
+    }
     if (c < '0' || c > '9') return false;
     digits += c;
     if (seen_dot) ++frac;
@@ -59,7 +62,8 @@ bool literal_to_mpq(const std::string& lit, mpq_class& out) {
 bool eval_rational(const NodeP& n, mpq_class& out, Budget& b) {
   tick(b);
   switch (n->kind) {
-    case K::Num: return literal_to_mpq(n->text, out);
+    case K::Num:
+      return literal_to_mpq(n->text, out);
     case K::Neg:
       if (!eval_rational(n->kids[0], out, b)) return false;
       out = -out;
@@ -78,7 +82,8 @@ bool eval_rational(const NodeP& n, mpq_class& out, Budget& b) {
       for (auto& k : n->kids) {
         if (!eval_rational(k, t, b)) return false;
         acc *= t;
-        if (mpz_sizeinbase(acc.get_num_mpz_t(), 2) + mpz_sizeinbase(acc.get_den_mpz_t(), 2) > kMaxBits)
+        if (mpz_sizeinbase(acc.get_num_mpz_t(), 2) + mpz_sizeinbase(acc.get_den_mpz_t(), 2) >
+            kMaxBits)
           throw BudgetExceeded{"number too large"};
       }
       out = acc;
@@ -98,7 +103,8 @@ bool eval_rational(const NodeP& n, mpq_class& out, Budget& b) {
       if (abs(e) > kMaxExponent) throw BudgetExceeded{"exponent too large"};
       if (!eval_rational(n->kids[0], base, b)) return false;
       long ei = e.get_num().get_si();
-      size_t bits = mpz_sizeinbase(base.get_num_mpz_t(), 2) + mpz_sizeinbase(base.get_den_mpz_t(), 2);
+      size_t bits =
+          mpz_sizeinbase(base.get_num_mpz_t(), 2) + mpz_sizeinbase(base.get_den_mpz_t(), 2);
       if (bits * (size_t)std::labs(ei) > kMaxBits) throw BudgetExceeded{"power too large"};
       if (base == 0 && ei < 0) return false;
       mpz_class pn, pd;
@@ -118,7 +124,8 @@ bool eval_rational(const NodeP& n, mpq_class& out, Budget& b) {
       out = f;
       return true;
     }
-    default: return false;
+    default:
+      return false;
   }
 }
 
@@ -164,7 +171,8 @@ void check_power(const GiNaC::ex& base, const GiNaC::ex& e) {
   if (!en.is_real()) throw Unsupported{};
   GiNaC::numeric mag = GiNaC::abs(en.is_rational() ? en.numer() : en);
   if (mag > kMaxExponent) throw BudgetExceeded{"exponent too large"};
-  if (en.is_rational() && GiNaC::abs(en.denom()) > kMaxExponent) throw BudgetExceeded{"root too large"};
+  if (en.is_rational() && GiNaC::abs(en.denom()) > kMaxExponent)
+    throw BudgetExceeded{"root too large"};
   if (GiNaC::is_a<GiNaC::numeric>(base)) {
     const auto& bn = GiNaC::ex_to<GiNaC::numeric>(base);
     if (bn.is_rational()) {
@@ -184,7 +192,8 @@ GiNaC::ex to_ex(const NodeP& n, GinacCtx& c) {
       std::string num = q.get_num().get_str(), den = q.get_den().get_str();
       return numeric(cln::cl_I(num.c_str())) / numeric(cln::cl_I(den.c_str()));
     }
-    case K::Sym: return c.sym(n->text);
+    case K::Sym:
+      return c.sym(n->text);
     // GiNaC throws (and leaks the node it was building) on matrix + scalar,
     // matrix sums of different shapes, products of incompatible shapes and
     // functions of matrices: those are refused here instead.
@@ -252,7 +261,8 @@ GiNaC::ex to_ex(const NodeP& n, GinacCtx& c) {
       check_power(base, e);
       // GiNaC throws from inside pow() for 0^0 and 0^-n and leaks the node it
       // was building (found by the fuzzer): refuse those before it sees them.
-      if (base.is_zero() && !(is_a<numeric>(e) && ex_to<numeric>(e).is_positive())) throw Unsupported{};
+      if (base.is_zero() && !(is_a<numeric>(e) && ex_to<numeric>(e).is_positive()))
+        throw Unsupported{};
       return pow(base, e);
     }
     case K::Func: {
@@ -264,12 +274,14 @@ GiNaC::ex to_ex(const NodeP& n, GinacCtx& c) {
       }
       if (a.empty()) throw Unsupported{};
       // Poles GiNaC would throw on (and leak): log(0), 1/sin(0), 1/cos(pi/2), ...
-      if ((f == "ln" || f == "log" || f == "log10" || f == "logb") && a[0].is_zero()) throw Unsupported{};
+      if ((f == "ln" || f == "log" || f == "log10" || f == "logb") && a[0].is_zero())
+        throw Unsupported{};
       if (f == "sin") return sin(a[0]);
       if (f == "cos") return cos(a[0]);
       if (f == "tan" || f == "sec" || f == "csc" || f == "cot") {
         ex cs = cos(a[0]), sn = sin(a[0]);
-        if (((f == "tan" || f == "sec") && cs.is_zero()) || ((f == "csc" || f == "cot") && sn.is_zero()))
+        if (((f == "tan" || f == "sec") && cs.is_zero()) ||
+            ((f == "csc" || f == "cot") && sn.is_zero()))
           throw Unsupported{};
         if (f == "tan") return sn / cs;
         if (f == "sec") return 1 / cs;
@@ -292,7 +304,8 @@ GiNaC::ex to_ex(const NodeP& n, GinacCtx& c) {
         for (auto& x : a)
           if (is_a<numeric>(x) && abs(ex_to<numeric>(x)) > kMaxExponent)
             throw BudgetExceeded{"factorial too large"};
-        return f == "factorial" ? factorial(a[0]) : (a.size() == 2 ? binomial(a[0], a[1]) : throw Unsupported{});
+        return f == "factorial" ? factorial(a[0])
+                                : (a.size() == 2 ? binomial(a[0], a[1]) : throw Unsupported{});
       }
       throw Unsupported{};
     }
@@ -302,7 +315,8 @@ GiNaC::ex to_ex(const NodeP& n, GinacCtx& c) {
         for (int col = 0; col < n->cols; ++col) m(r, col) = to_ex(n->kids[r * n->cols + col], c);
       return m;
     }
-    default: throw Unsupported{};
+    default:
+      throw Unsupported{};
   }
 }
 
@@ -350,8 +364,8 @@ void collect_symbols(const GiNaC::ex& e, std::set<std::string>& out) {
   for (size_t i = 0; i < e.nops(); ++i) collect_symbols(e.op(i), out);
 }
 
-Comparison ginac_scalar(const GiNaC::ex& a, const GiNaC::ex& b, bool decimal, const CompareOptions& o,
-                        GinacCtx& c) {
+Comparison ginac_scalar(const GiNaC::ex& a, const GiNaC::ex& b, bool decimal,
+                        const CompareOptions& o, GinacCtx& c) {
   using namespace GiNaC;
   ex d = a - b;
   // expand() and normal() cannot be interrupted: only small trees get them;
@@ -375,7 +389,8 @@ Comparison ginac_scalar(const GiNaC::ex& a, const GiNaC::ex& b, bool decimal, co
       return rounded_equal(va, vb, o.precision)
                  ? Comparison{true, "rounded to " + std::to_string(o.precision) + " places"}
                  : Comparison{false, "different values"};
-    return approx_equal(va, vb, 1e-12) ? Comparison{true, "numeric"} : Comparison{false, "different values"};
+    return approx_equal(va, vb, 1e-12) ? Comparison{true, "numeric"}
+                                       : Comparison{false, "different values"};
   }
   // Free variables: evaluate at fixed, irregular points.
   int good = 0;
@@ -482,15 +497,18 @@ Comparison proportional(const NodeP& d1, const NodeP& d2, bool positive, const C
     for (int k = 0; k < 4; ++k) {
       GiNaC::exmap m;
       int j = 0;
-      for (auto& name : syms) m[ctx.sym(name)] = GiNaC::numeric(37 + 19 * j++ + 41 * k, 23 + 7 * k).evalf();
+      for (auto& name : syms)
+        m[ctx.sym(name)] = GiNaC::numeric(37 + 19 * j++ + 41 * k, 23 + 7 * k).evalf();
       std::complex<double> v;
       try {
         if (!to_complex(r.subs(m), v)) continue;
       } catch (const std::exception&) {
         continue;
       }
-      if (good == 0) first = v;
-      else if (!approx_equal(first, v, 1e-9)) return {false, "not proportional"};
+      if (good == 0)
+        first = v;
+      else if (!approx_equal(first, v, 1e-9))
+        return {false, "not proportional"};
       ++good;
     }
     if (good < 2 || std::abs(first) < 1e-12) return {false, "not proportional"};
@@ -509,9 +527,7 @@ bool has_number_literal(const NodeP& n) {
   return false;
 }
 
-bool is_eq(const NodeP& n) {
-  return n->kind == K::Rel && n->ops.size() == 1 && n->ops[0] == "=";
-}
+bool is_eq(const NodeP& n) { return n->kind == K::Rel && n->ops.size() == 1 && n->ops[0] == "="; }
 
 bool is_ineq(const NodeP& n) {
   if (n->kind != K::Rel) return false;
@@ -584,7 +600,8 @@ NodeP relation_to_interval(const NodeP& n) {
     op = flip(op);
   }
   bool upper = op == "<" || op == "<=";
-  NodeP iv = upper ? make(K::Interval, {infinity(true), bound}) : make(K::Interval, {bound, infinity(false)});
+  NodeP iv = upper ? make(K::Interval, {infinity(true), bound})
+                   : make(K::Interval, {bound, infinity(false)});
   auto m = std::const_pointer_cast<Node>(iv);
   m->left_closed = !upper && op == ">=";
   m->right_closed = upper && op == "<=";
@@ -706,7 +723,8 @@ class Comparer {
           if (std::isalnum((unsigned char)ch)) s += (char)std::tolower((unsigned char)ch);
         return s;
       };
-      return letters(g) == letters(p) ? Comparison{true, "same text"} : Comparison{false, "different text"};
+      return letters(g) == letters(p) ? Comparison{true, "same text"}
+                                      : Comparison{false, "different text"};
     }
 
     // ---- collections
@@ -724,7 +742,8 @@ class Comparer {
           return {false, "interval ends differ"};
         return ordered(g->kids, p->kids, depth);
       }
-      if (other->kind == K::Tuple && other->kids.size() == 2 && !iv->left_closed && !iv->right_closed)
+      if (other->kind == K::Tuple && other->kids.size() == 2 && !iv->left_closed &&
+          !iv->right_closed)
         return ordered(g->kids, p->kids, depth);
       return {false, "interval vs non-interval"};
     }
@@ -734,11 +753,13 @@ class Comparer {
     if ((g->kind == K::List || g->kind == K::Set) && (p->kind == K::List || p->kind == K::Set))
       return unordered(g->kids, p->kids, depth);
     if (g->kind == K::Ratio || p->kind == K::Ratio) {
-      if (g->kind != p->kind || g->kids.size() != p->kids.size()) return {false, "ratio shapes differ"};
+      if (g->kind != p->kind || g->kids.size() != p->kids.size())
+        return {false, "ratio shapes differ"};
       auto r = ordered(g->kids, p->kids, depth);
       if (r.equal || g->kids.size() != 2) return r;
       mpq_class q1, q2;
-      if ((eval_rational(g->kids[1], q1, b_) && q1 == 0) || (eval_rational(p->kids[1], q2, b_) && q2 == 0))
+      if ((eval_rational(g->kids[1], q1, b_) && q1 == 0) ||
+          (eval_rational(p->kids[1], q2, b_) && q2 == 0))
         return r;  // 12:00 is a time, not a ratio
       // a:b = c:d when a d = b c (and the ratio is defined).
       auto ad = make(K::Mul, {g->kids[0], p->kids[1]});
@@ -748,8 +769,10 @@ class Comparer {
     }
     if (is_collection(g) || is_collection(p)) {
       // A one-element list is its element.
-      if ((g->kind == K::List || g->kind == K::Set) && g->kids.size() == 1) return eq(g->kids[0], p, depth + 1);
-      if ((p->kind == K::List || p->kind == K::Set) && p->kids.size() == 1) return eq(g, p->kids[0], depth + 1);
+      if ((g->kind == K::List || g->kind == K::Set) && g->kids.size() == 1)
+        return eq(g->kids[0], p, depth + 1);
+      if ((p->kind == K::List || p->kind == K::Set) && p->kids.size() == 1)
+        return eq(g, p->kids[0], depth + 1);
       return {false, "different kinds of answer"};
     }
     return scalar_equal(g, p, o_, b_);
@@ -796,7 +819,10 @@ class Comparer {
       if (b_hit[j]) continue;
       bool found = false;
       for (auto& x : a)
-        if (eq(x, b[j], depth + 1).equal) { found = true; break; }
+        if (eq(x, b[j], depth + 1).equal) {
+          found = true;
+          break;
+        }
       if (!found) return {false, "extra element " + to_string(b[j])};
     }
     return {true, "same set"};
@@ -806,7 +832,8 @@ class Comparer {
     auto norm = [](const NodeP& n, std::vector<NodeP>& parts, std::vector<std::string>& ops) {
       parts = n->kids;
       ops = n->ops;
-      bool greater = std::all_of(ops.begin(), ops.end(), [](auto& o) { return o == ">" || o == ">="; });
+      bool greater =
+          std::all_of(ops.begin(), ops.end(), [](auto& o) { return o == ">" || o == ">="; });
       if (greater) {
         std::reverse(parts.begin(), parts.end());
         std::reverse(ops.begin(), ops.end());
@@ -839,7 +866,8 @@ class Comparer {
 
 }  // namespace
 
-Comparison equivalent(const NodeP& gold, const NodeP& pred, const CompareOptions& opt, Budget& budget) {
+Comparison equivalent(const NodeP& gold, const NodeP& pred, const CompareOptions& opt,
+                      Budget& budget) {
   Comparer c(opt, budget);
   return c.eq(gold, pred);
 }

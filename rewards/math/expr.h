@@ -31,9 +31,9 @@ enum class NodeKind {
   Interval,   // kids = {lo, hi}, left_closed/right_closed
   Union,      // kids: sets/intervals
   Intersect,
-  Rel,        // kids = chain parts, ops = relations between them
-  Ratio,      // a : b : c
-  Matrix,     // rows x cols, kids row-major
+  Rel,     // kids = chain parts, ops = relations between them
+  Ratio,   // a : b : c
+  Matrix,  // rows x cols, kids row-major
 };
 
 struct Node;

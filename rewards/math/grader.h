@@ -18,7 +18,7 @@ struct GradeOptions {
   ExtractOptions extract;
   ParseOptions parse;
   CompareOptions compare;
-  double timeout_ms = 1000.0;            // per grade() call
+  double timeout_ms = 1000.0;             // per grade() call
   size_t max_completion_bytes = 1 << 20;  // longer completions are cut (from the front)
 };
 

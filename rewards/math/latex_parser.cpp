@@ -32,17 +32,22 @@ void replace_all(std::string& s, const std::string& from, const std::string& to)
 size_t match_brace(const std::string& s, size_t open) {
   int d = 0;
   for (size_t i = open; i < s.size(); ++i) {
-    if (s[i] == '\\' && i + 1 < s.size()) { ++i; continue; }
-    if (s[i] == '{') ++d;
-    else if (s[i] == '}' && --d == 0) return i;
+    if (s[i] == '\\' && i + 1 < s.size()) {
+      ++i;
+      continue;
+    }
+    if (s[i] == '{')
+      ++d;
+    else if (s[i] == '}' && --d == 0)
+      return i;
   }
   return std::string::npos;
 }
 
 const std::set<std::string>& function_names() {
   static const std::set<std::string> f = {
-      "sin", "cos", "tan", "sec", "csc", "cot", "arcsin", "arccos", "arctan", "sinh", "cosh",
-      "tanh", "log", "ln", "exp", "lg", "sqrt", "arcsec", "arccsc", "arccot"};
+      "sin",  "cos",  "tan", "sec", "csc", "cot", "arcsin", "arccos", "arctan", "sinh",
+      "cosh", "tanh", "log", "ln",  "exp", "lg",  "sqrt",   "arcsec", "arccsc", "arccot"};
   return f;
 }
 
@@ -56,8 +61,10 @@ bool is_text_command(const std::string& c) {
 bool only_letters_spaces(const std::string& s) {
   bool any = false;
   for (char c : s) {
-    if (is_alpha(c)) any = true;
-    else if (!is_space(c) && c != '.') return false;
+    if (is_alpha(c))
+      any = true;
+    else if (!is_space(c) && c != '.')
+      return false;
   }
   return any;
 }
@@ -96,7 +103,8 @@ std::string strip_text_units(const std::string& s) {
             size_t q = e;
             while (q < s.size() && is_space(s[q])) ++q;
             if (q < s.size() && s[q] == '^') {
-              if (q + 1 < s.size() && is_digit(s[q + 1])) e = q + 2;
+              if (q + 1 < s.size() && is_digit(s[q + 1]))
+                e = q + 2;
               else if (q + 1 < s.size() && s[q + 1] == '{') {
                 size_t c2 = match_brace(s, q + 1);
                 if (c2 != std::string::npos && c2 - q <= 4) e = c2 + 1;
@@ -151,14 +159,16 @@ std::string strip_thousands(const std::string& s) {
       size_t k = j;
       int groups = 0;
       while (lead <= 3 && k + 4 <= s.size() && s[k] == ',' && is_digit(s[k + 1]) &&
-             is_digit(s[k + 2]) && is_digit(s[k + 3]) && (k + 4 == s.size() || !is_digit(s[k + 4]))) {
+             is_digit(s[k + 2]) && is_digit(s[k + 3]) &&
+             (k + 4 == s.size() || !is_digit(s[k + 4]))) {
         k += 4;
         ++groups;
       }
       // "(2,100)" is an interval or a pair, not two thousand one hundred.
       char before = i ? s[i - 1] : ' ';
       char after = k < s.size() ? s[k] : ' ';
-      if (groups == 1 && (before == '(' || before == '[') && (after == ')' || after == ']' || after == ','))
+      if (groups == 1 && (before == '(' || before == '[') &&
+          (after == ')' || after == ']' || after == ','))
         groups = 0;
       if (groups > 0 && !(s[i] == '0' && lead == 1)) {
         for (size_t q = i; q < k; ++q)
@@ -211,7 +221,8 @@ std::string normalize_answer(const std::string& in, const ParseOptions& opt) {
   }
   s = strip_thousands(s);
   s = trim(s);
-  while (!s.empty() && (s.back() == '.' || s.back() == ',' || s.back() == ';' || is_space(s.back())))
+  while (!s.empty() &&
+         (s.back() == '.' || s.back() == ',' || s.back() == ';' || is_space(s.back())))
     s.pop_back();
   while (!s.empty() && (s.front() == ',' || s.front() == ':' || is_space(s.front()))) s.erase(0, 1);
   if (opt.decimal_comma) {
@@ -222,7 +233,8 @@ std::string normalize_answer(const std::string& in, const ParseOptions& opt) {
       if (!is_digit(t[i]) && t[i] != ' ' && !(i == 0 && t[i] == '-')) spaced = false;
     if (spaced && t.find(' ') != std::string::npos) {
       std::string u;
-      for (char c : t) if (c != ' ') u += c;
+      for (char c : t)
+        if (c != ' ') u += c;
       s = u;
     }
     size_t c = s.find(',');
@@ -257,10 +269,33 @@ void lex_fail(const std::string& why) { throw ParseFail{why}; }
 
 // Commands that only change spacing or size.
 bool is_ignorable_command(const std::string& c) {
-  static const std::set<std::string> ign = {
-      "left", "right", "big", "Big", "bigg", "Bigg", "bigl", "bigr", "Bigl", "Bigr", "biggl",
-      "biggr", "displaystyle", "textstyle", "limits", "quad", "qquad", ",", ";", ":", " ", "!",
-      "nonumber", "hline", "middle", "mathrlap", "cdotp"};
+  static const std::set<std::string> ign = {"left",
+                                            "right",
+                                            "big",
+                                            "Big",
+                                            "bigg",
+                                            "Bigg",
+                                            "bigl",
+                                            "bigr",
+                                            "Bigl",
+                                            "Bigr",
+                                            "biggl",
+                                            "biggr",
+                                            "displaystyle",
+                                            "textstyle",
+                                            "limits",
+                                            "quad",
+                                            "qquad",
+                                            ",",
+                                            ";",
+                                            ":",
+                                            " ",
+                                            "!",
+                                            "nonumber",
+                                            "hline",
+                                            "middle",
+                                            "mathrlap",
+                                            "cdotp"};
   return ign.count(c) > 0;
 }
 
@@ -279,7 +314,10 @@ std::vector<Tok> lex(const std::string& s, Budget& budget) {
   while (i < s.size()) {
     if (++budget.steps > budget.max_steps) throw BudgetExceeded{"step budget"};
     char c = s[i];
-    if (is_space(c) || c == '~') { ++i; continue; }
+    if (is_space(c) || c == '~') {
+      ++i;
+      continue;
+    }
     if (is_digit(c) || (c == '.' && i + 1 < s.size() && is_digit(s[i + 1]))) {
       size_t j = i;
       while (j < s.size() && is_digit(s[j])) ++j;
@@ -308,15 +346,27 @@ std::vector<Tok> lex(const std::string& s, Budget& budget) {
       continue;
     }
     if (c == '\\') {
-      if (i + 1 >= s.size()) { ++i; continue; }
+      if (i + 1 >= s.size()) {
+        ++i;
+        continue;
+      }
       char d = s[i + 1];
       if (!is_alpha(d)) {
         std::string sym(1, d);
         i += 2;
-        if (d == '\\') { out.push_back({Tk::Cmd, "\\"}); continue; }
-        if (d == '{' || d == '}') { out.push_back({Tk::Op, d == '{' ? "\\{" : "\\}"}); continue; }
+        if (d == '\\') {
+          out.push_back({Tk::Cmd, "\\"});
+          continue;
+        }
+        if (d == '{' || d == '}') {
+          out.push_back({Tk::Op, d == '{' ? "\\{" : "\\}"});
+          continue;
+        }
         if (is_ignorable_command(sym)) continue;
-        if (d == '|') { out.push_back({Tk::Op, "|"}); continue; }
+        if (d == '|') {
+          out.push_back({Tk::Op, "|"});
+          continue;
+        }
         if (d == '#' || d == '&' || d == '_') continue;
         lex_fail("unsupported \\" + sym);
       }
@@ -370,7 +420,11 @@ std::vector<Tok> lex(const std::string& s, Budget& budget) {
       i += 2;
       continue;
     }
-    if (c == '=' && i + 1 < s.size() && s[i + 1] == '=') { out.push_back({Tk::Op, "="}); i += 2; continue; }
+    if (c == '=' && i + 1 < s.size() && s[i + 1] == '=') {
+      out.push_back({Tk::Op, "="});
+      i += 2;
+      continue;
+    }
     if (std::strchr("+-*/^_()[]{},;:=<>!|&'", c)) {
       if (c == '*' && i + 1 < s.size() && s[i + 1] == '*') {  // python power
         out.push_back({Tk::Op, "^"});
@@ -400,14 +454,16 @@ std::vector<Tok> lex(const std::string& s, Budget& budget) {
 // ---------------------------------------------------------------- parser
 
 bool is_relop_cmd(const std::string& c) {
-  static const std::set<std::string> r = {"le", "leq", "leqslant", "ge", "geq", "geqslant", "ne",
-                                          "neq", "lt", "gt", "approx", "in", "equiv", "sim"};
+  static const std::set<std::string> r = {"le",       "leq", "leqslant", "ge", "geq",
+                                          "geqslant", "ne",  "neq",      "lt", "gt",
+                                          "approx",   "in",  "equiv",    "sim"};
   return r.count(c) > 0;
 }
 
 std::string relop_of(const Tok& t) {
   if (t.kind == Tk::Op) {
-    if (t.s == "=" || t.s == "<" || t.s == ">" || t.s == "<=" || t.s == ">=" || t.s == "!=") return t.s;
+    if (t.s == "=" || t.s == "<" || t.s == ">" || t.s == "<=" || t.s == ">=" || t.s == "!=")
+      return t.s;
     return "";
   }
   if (t.kind != Tk::Cmd) return "";
@@ -425,10 +481,10 @@ std::string relop_of(const Tok& t) {
 
 bool is_greek(const std::string& c) {
   static const std::set<std::string> g = {
-      "alpha", "beta", "gamma", "delta", "epsilon", "varepsilon", "zeta", "eta", "theta",
-      "vartheta", "iota", "kappa", "lambda", "mu", "nu", "xi", "rho", "sigma", "tau", "upsilon",
-      "phi", "varphi", "chi", "psi", "omega", "Gamma", "Delta", "Theta", "Lambda", "Xi", "Pi",
-      "Sigma", "Phi", "Psi", "Omega", "ell"};
+      "alpha",    "beta",    "gamma", "delta",  "epsilon", "varepsilon", "zeta",  "eta",   "theta",
+      "vartheta", "iota",    "kappa", "lambda", "mu",      "nu",         "xi",    "rho",   "sigma",
+      "tau",      "upsilon", "phi",   "varphi", "chi",     "psi",        "omega", "Gamma", "Delta",
+      "Theta",    "Lambda",  "Xi",    "Pi",     "Sigma",   "Phi",        "Psi",   "Omega", "ell"};
   return g.count(c) > 0;
 }
 
@@ -579,7 +635,10 @@ class Parser {
       NodeKind k = c == "cup" ? NodeKind::Union : NodeKind::Intersect;
       NodeP b = additive();
       std::vector<NodeP> kids;
-      if (a->kind == k) kids = a->kids; else kids.push_back(a);
+      if (a->kind == k)
+        kids = a->kids;
+      else
+        kids.push_back(a);
       kids.push_back(b);
       a = mk(k, kids);
     }
@@ -612,7 +671,10 @@ class Parser {
 
   NodeP add(const NodeP& a, const NodeP& b) {
     std::vector<NodeP> kids;
-    if (a->kind == NodeKind::Add) kids = a->kids; else kids.push_back(a);
+    if (a->kind == NodeKind::Add)
+      kids = a->kids;
+    else
+      kids.push_back(a);
     kids.push_back(b);
     return mk(NodeKind::Add, kids);
   }
@@ -639,7 +701,10 @@ class Parser {
   bool starts_primary() const {
     const Tok& t = peek();
     switch (t.kind) {
-      case Tk::Num: case Tk::Letter: case Tk::TextGroup: return true;
+      case Tk::Num:
+      case Tk::Letter:
+      case Tk::TextGroup:
+        return true;
       case Tk::Op:
         return t.s == "(" || t.s == "{" || t.s == "\\{" || (t.s == "|" && abs_depth_ == 0) ||
                (t.s == "[" && false);
@@ -651,7 +716,8 @@ class Parser {
           return false;
         return true;
       }
-      default: return false;
+      default:
+        return false;
     }
   }
 
@@ -798,7 +864,10 @@ class Parser {
     NodeP content = semilist({")", "]"}, true);
     Tok close = next();
     if (close.kind != Tk::Op || (close.s != ")" && close.s != "]")) fail("unbalanced brackets");
-    if (content->kind == NodeKind::List) items = content->kids; else items = {content};
+    if (content->kind == NodeKind::List)
+      items = content->kids;
+    else
+      items = {content};
     if (items.size() == 1) {
       if (open == "(" && close.s == ")") return items[0];
       if (open == "[" && close.s == "]") return items[0];
@@ -864,13 +933,16 @@ class Parser {
     if (c.empty()) fail("empty text");
     if (c.size() == 1 && is_alpha(c[0])) return mk(NodeKind::Sym, {}, c);
     bool numeric = true;
-    for (char ch : c) if (!is_digit(ch) && ch != '.') numeric = false;
+    for (char ch : c)
+      if (!is_digit(ch) && ch != '.') numeric = false;
     if (numeric) return num(c);
     if (function_names().count(c) && peek().kind != Tk::End) return func(c);
     std::string low;
     for (char ch : c) {
-      if (is_alpha(ch) || is_digit(ch)) low += (char)std::tolower((unsigned char)ch);
-      else if (is_space(ch) && !low.empty() && low.back() != ' ') low += ' ';
+      if (is_alpha(ch) || is_digit(ch))
+        low += (char)std::tolower((unsigned char)ch);
+      else if (is_space(ch) && !low.empty() && low.back() != ' ')
+        low += ' ';
     }
     while (!low.empty() && low.back() == ' ') low.pop_back();
     if (low.empty()) fail("text without letters");
@@ -931,10 +1003,17 @@ class Parser {
     Depth d(this);
     Tok t = peek();
     switch (t.kind) {
-      case Tk::Num: next(); return num(t.s);
-      case Tk::Letter: next(); return mk(NodeKind::Sym, {}, t.s);
-      case Tk::TextGroup: next(); return text_group(t.s);
-      case Tk::End: fail("unexpected end of answer");
+      case Tk::Num:
+        next();
+        return num(t.s);
+      case Tk::Letter:
+        next();
+        return mk(NodeKind::Sym, {}, t.s);
+      case Tk::TextGroup:
+        next();
+        return text_group(t.s);
+      case Tk::End:
+        fail("unexpected end of answer");
       case Tk::Op: {
         if (t.s == "(" || t.s == "[") {
           next();
@@ -952,7 +1031,10 @@ class Parser {
           std::vector<NodeP> items;
           if (!is_op("\\}")) {
             NodeP c = semilist({"\\}"}, true);
-            if (c->kind == NodeKind::List) items = c->kids; else items = {c};
+            if (c->kind == NodeKind::List)
+              items = c->kids;
+            else
+              items = {c};
           }
           expect_op("\\}");
           return mk(NodeKind::Set, items);
@@ -1026,7 +1108,8 @@ class Parser {
 
 }  // namespace
 
-NodeP parse_answer(const std::string& s, const ParseOptions& opt, Budget& budget, std::string* why) {
+NodeP parse_answer(const std::string& s, const ParseOptions& opt, Budget& budget,
+                   std::string* why) {
   if (s.size() > opt.max_chars) {
     if (why) *why = "answer longer than " + std::to_string(opt.max_chars) + " characters";
     return nullptr;
@@ -1039,7 +1122,8 @@ NodeP parse_answer(const std::string& s, const ParseOptions& opt, Budget& budget
   // A plain word answer ("odd", "Evelyn") is text, not a product of letters.
   {
     bool words = t.size() >= 2 && is_alpha(t[0]);
-    for (char c : t) if (!is_alpha(c) && c != ' ') words = false;
+    for (char c : t)
+      if (!is_alpha(c) && c != ' ') words = false;
     if (words && !function_names().count(t) && t != "pi" && t != "infty") {
       auto n = std::make_shared<Node>();
       n->kind = NodeKind::Text;
@@ -1066,26 +1150,43 @@ std::string to_string(const NodeP& n) {
     return s;
   };
   switch (n->kind) {
-    case NodeKind::Num: case NodeKind::Sym: return n->text;
-    case NodeKind::Text: return "\\text{" + n->text + "}";
-    case NodeKind::Add: return "(" + join("+") + ")";
-    case NodeKind::Mul: return "(" + join("*") + ")";
-    case NodeKind::Div: return "(" + join("/") + ")";
-    case NodeKind::Neg: return "(-" + to_string(n->kids[0]) + ")";
-    case NodeKind::Pow: return "(" + join("^") + ")";
-    case NodeKind::Func: return n->text + "(" + join(",") + ")";
-    case NodeKind::PlusMinus: return "(" + join("±") + (n->kids.size() == 1 ? "±" : "") + ")";
-    case NodeKind::Tuple: return "(" + join(",") + ")";
-    case NodeKind::List: return join(",");
-    case NodeKind::Set: return "{" + join(",") + "}";
+    case NodeKind::Num:
+    case NodeKind::Sym:
+      return n->text;
+    case NodeKind::Text:
+      return "\\text{" + n->text + "}";
+    case NodeKind::Add:
+      return "(" + join("+") + ")";
+    case NodeKind::Mul:
+      return "(" + join("*") + ")";
+    case NodeKind::Div:
+      return "(" + join("/") + ")";
+    case NodeKind::Neg:
+      return "(-" + to_string(n->kids[0]) + ")";
+    case NodeKind::Pow:
+      return "(" + join("^") + ")";
+    case NodeKind::Func:
+      return n->text + "(" + join(",") + ")";
+    case NodeKind::PlusMinus:
+      return "(" + join("±") + (n->kids.size() == 1 ? "±" : "") + ")";
+    case NodeKind::Tuple:
+      return "(" + join(",") + ")";
+    case NodeKind::List:
+      return join(",");
+    case NodeKind::Set:
+      return "{" + join(",") + "}";
     case NodeKind::Interval:
       return std::string(n->left_closed ? "[" : "(") + join(",") + (n->right_closed ? "]" : ")");
-    case NodeKind::Union: return join(" ∪ ");
-    case NodeKind::Intersect: return join(" ∩ ");
-    case NodeKind::Ratio: return join(":");
+    case NodeKind::Union:
+      return join(" ∪ ");
+    case NodeKind::Intersect:
+      return join(" ∩ ");
+    case NodeKind::Ratio:
+      return join(":");
     case NodeKind::Rel: {
       std::string s = to_string(n->kids[0]);
-      for (size_t i = 0; i < n->ops.size(); ++i) s += " " + n->ops[i] + " " + to_string(n->kids[i + 1]);
+      for (size_t i = 0; i < n->ops.size(); ++i)
+        s += " " + n->ops[i] + " " + to_string(n->kids[i + 1]);
       return s;
     }
     case NodeKind::Matrix: {

@@ -12,12 +12,12 @@
 using namespace zerorl;
 
 static int failures = 0;
-#define EXPECT(cond, ...)                                                        \
-  do {                                                                           \
-    if (!(cond)) {                                                               \
-      ++failures;                                                                \
-      std::cerr << "FAILED " << #cond << ": " << str_cat(__VA_ARGS__) << "\n";   \
-    }                                                                            \
+#define EXPECT(cond, ...)                                                      \
+  do {                                                                         \
+    if (!(cond)) {                                                             \
+      ++failures;                                                              \
+      std::cerr << "FAILED " << #cond << ": " << str_cat(__VA_ARGS__) << "\n"; \
+    }                                                                          \
   } while (0)
 
 static void collectives(Comm& comm) {

@@ -55,10 +55,14 @@ TEST(Config, TypedAccessAndDefaultsAreResolved) {
 TEST(Config, UnknownKeyNamesKeyFileAndLine) {
   Recipe r = Recipe::from_string(std::string(kRecipe) + "  temprature: 0.6\n", "tiny.yaml");
   auto t = r.section("trainer");
-  t.get<double>("lr"); t.get<int>("steps"); t.get<std::string>("loss");
+  t.get<double>("lr");
+  t.get<int>("steps");
+  t.get<std::string>("loss");
   t.get<std::vector<double>>("betas");
   auto ro = r.section("rollout");
-  ro.get<int>("group_size"); ro.get<double>("temperature"); ro.get<std::vector<std::string>>("stop");
+  ro.get<int>("group_size");
+  ro.get<double>("temperature");
+  ro.get<std::vector<std::string>>("stop");
   r.root().get<std::string>("name");
   std::string e = error_of([&] { r.check_all_read(); });
   EXPECT_NE(e.find("rollout.temprature"), std::string::npos) << e;

@@ -61,7 +61,10 @@ TEST(H5, TensorsOfEveryDtypeRoundTripBitExactly) {
 
 TEST(H5, MissingObjectsAreNamed) {
   auto path = tmp_file("missing.h5").string();
-  { H5File f(path, H5File::Mode::kCreate); f.write_tensor("a", at::zeros({1})); }
+  {
+    H5File f(path, H5File::Mode::kCreate);
+    f.write_tensor("a", at::zeros({1}));
+  }
   H5File f(path, H5File::Mode::kRead);
   try {
     f.read_tensor("model/w");

@@ -38,11 +38,17 @@ TEST(Rng, NeighbouringStreamsAreUncorrelated) {
   double worst = 0;
   for (int s = 0; s + 1 < kStreams; ++s) {
     double mx = 0, my = 0, sxy = 0, sxx = 0, syy = 0;
-    for (int i = 0; i < kDraws; ++i) { mx += u[s][i]; my += u[s + 1][i]; }
-    mx /= kDraws; my /= kDraws;
+    for (int i = 0; i < kDraws; ++i) {
+      mx += u[s][i];
+      my += u[s + 1][i];
+    }
+    mx /= kDraws;
+    my /= kDraws;
     for (int i = 0; i < kDraws; ++i) {
       double dx = u[s][i] - mx, dy = u[s + 1][i] - my;
-      sxy += dx * dy; sxx += dx * dx; syy += dy * dy;
+      sxy += dx * dy;
+      sxx += dx * dx;
+      syy += dy * dy;
     }
     worst = std::max(worst, std::fabs(sxy / std::sqrt(sxx * syy)));
     EXPECT_NEAR(mx, 0.5, 0.03);
@@ -78,7 +84,11 @@ TEST(Rng, NormalHasUnitVariance) {
   Rng r(9);
   double s = 0, ss = 0;
   const int n = 50000;
-  for (int i = 0; i < n; ++i) { double x = r.normal(); s += x; ss += x * x; }
+  for (int i = 0; i < n; ++i) {
+    double x = r.normal();
+    s += x;
+    ss += x * x;
+  }
   EXPECT_NEAR(s / n, 0.0, 0.02);
   EXPECT_NEAR(ss / n, 1.0, 0.03);
 }

@@ -1,7 +1,7 @@
 // Byte-level BPE parity with Hugging Face `tokenizers`: the oracle trains
 // tokenizers (Qwen2-style split + NFC, GPT-2 ByteLevel regex with and without
-// add_prefix_space, and the Qwen2 pipeline with ignore_merges as Llama 3 has) on generated multilingual,
-// code and math text; zerorl must produce the identical ids on every line of a
+// add_prefix_space, and the Qwen2 pipeline with ignore_merges as Llama 3 has) on generated
+// multilingual, code and math text; zerorl must produce the identical ids on every line of a
 // separate test text.  Tolerance: none, ids are integers.
 #include <gtest/gtest.h>
 
@@ -23,11 +23,10 @@ namespace t = testing;
 std::string random_utf8_line(Rng& rng) {
   // Code point ranges that stress the split pattern and the byte map.
   static const std::vector<std::pair<uint32_t, uint32_t>> ranges = {
-      {0x20, 0x7E},     {0x20, 0x7E},     {0x30, 0x39},     {0xA0, 0xFF},
-      {0x300, 0x36F},   {0x391, 0x3C9},   {0x410, 0x44F},   {0x4E00, 0x9FFF},
-      {0x3040, 0x30FF}, {0xAC00, 0xD7A3}, {0x1F600, 0x1F64F}, {0x1F300, 0x1F5FF},
-      {0x660, 0x669},   {0xFF10, 0xFF19}, {0x2000, 0x200D}, {0x1D400, 0x1D7FF},
-      {0x0600, 0x06FF}, {0x0900, 0x097F}};
+      {0x20, 0x7E},       {0x20, 0x7E},       {0x30, 0x39},     {0xA0, 0xFF},     {0x300, 0x36F},
+      {0x391, 0x3C9},     {0x410, 0x44F},     {0x4E00, 0x9FFF}, {0x3040, 0x30FF}, {0xAC00, 0xD7A3},
+      {0x1F600, 0x1F64F}, {0x1F300, 0x1F5FF}, {0x660, 0x669},   {0xFF10, 0xFF19}, {0x2000, 0x200D},
+      {0x1D400, 0x1D7FF}, {0x0600, 0x06FF},   {0x0900, 0x097F}};
   static const uint32_t spaces[] = {' ', '\t', '\n', '\r', 0xA0, 0x3000, 0x2028, 0x85, 0x0B};
   std::string s;
   int n = 1 + static_cast<int>(rng.below(60));
@@ -98,8 +97,8 @@ class BpeParity : public ::testing::Test {
     auto out_path = *dir_ / (variant + "_ref.json");
     t::spit(lines_path, json(lines).dump());
     int rc = t::run_shell(std::string(ZR_PYTHON) + " " + t::oracle_script() + " encode " +
-                          (*dir_ / (variant + ".json")).string() + " " + lines_path.string() +
-                          " " + out_path.string());
+                          (*dir_ / (variant + ".json")).string() + " " + lines_path.string() + " " +
+                          out_path.string());
     EXPECT_EQ(rc, 0);
     return json::parse(t::slurp(out_path));
   }
@@ -118,8 +117,9 @@ class BpeParity : public ::testing::Test {
       auto ids = tok->encode(lines[i]);
       auto want = ref["ids"][i].get<std::vector<int32_t>>();
       if (ids != want && ++mismatches <= 5) {
-        ADD_FAILURE() << variant << " line " << i << " '" << lines[i] << "'\n zerorl: "
-                      << json(ids).dump() << "\n tokenizers: " << json(want).dump();
+        ADD_FAILURE() << variant << " line " << i << " '" << lines[i]
+                      << "'\n zerorl: " << json(ids).dump()
+                      << "\n tokenizers: " << json(want).dump();
       }
       EXPECT_EQ(tok->decode(want), ref["decoded"][i].get<std::string>())
           << variant << " decode of line " << i;
@@ -177,8 +177,9 @@ TEST_F(BpeParity, FolderWithTokenizerConfigNamesTheSpecialIds) {
   auto folder = *dir_ / "model_folder";
   std::filesystem::create_directories(folder);
   t::spit(folder / "tokenizer.json", t::slurp(*dir_ / "qwen2.json"));
-  t::spit(folder / "tokenizer_config.json",
-          R"({"eos_token": {"content": "<|im_end|>"}, "bos_token": null, "pad_token": "<|endoftext|>"})");
+  t::spit(
+      folder / "tokenizer_config.json",
+      R"({"eos_token": {"content": "<|im_end|>"}, "bos_token": null, "pad_token": "<|endoftext|>"})");
   auto tok = load_tokenizer(folder.string());
   EXPECT_EQ(tok->eos_id(), tok->token_to_id("<|im_end|>"));
   EXPECT_EQ(tok->pad_id(), tok->token_to_id("<|endoftext|>"));

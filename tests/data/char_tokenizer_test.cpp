@@ -60,7 +60,8 @@ TEST(CharTokenizer, UnknownCharactersBecomeUnkOrAnErrorWithoutOne) {
 }
 
 TEST(CharTokenizer, SavedJsonLoadsBackIdentically) {
-  CharTokenizer original({"<pad>", "<eos>", "<think>", "a", "\xce\xbb", "\n", " "}, {"<pad>", "<eos>"});
+  CharTokenizer original({"<pad>", "<eos>", "<think>", "a", "\xce\xbb", "\n", " "},
+                         {"<pad>", "<eos>"});
   std::string saved = original.to_json();
   auto back = tokenizer_from_json(saved, "attr");
   ASSERT_EQ(back->kind(), "char");

@@ -183,8 +183,8 @@ TEST(Jsonl, MalformedLineIsAnErrorNamingFileAndLineOrSkippedAndCounted) {
 }
 
 TEST(DatasetConfig, FromRecipeChecksTheFileBeforeAnyCompute) {
-  auto r = Recipe::from_string("data:\n  source: jsonl\n  path: /nonexistent/train.jsonl\n",
-                               "r.yaml");
+  auto r =
+      Recipe::from_string("data:\n  source: jsonl\n  path: /nonexistent/train.jsonl\n", "r.yaml");
   try {
     DatasetConfig::from(r.section("data"));
     FAIL() << "missing file accepted";

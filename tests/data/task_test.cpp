@@ -30,8 +30,15 @@ TaskConfig config(const std::string& name, uint64_t seed) {
   TaskConfig c;
   c.name = name;
   c.seed = seed;
-  if (name == "multiplication") { c.min_digits = 1; c.max_digits = 2; }
-  if (name == "countdown") { c.num_count = 3; c.max_number = 30; c.max_target = 100; }
+  if (name == "multiplication") {
+    c.min_digits = 1;
+    c.max_digits = 2;
+  }
+  if (name == "countdown") {
+    c.num_count = 3;
+    c.max_number = 30;
+    c.max_target = 100;
+  }
   return c;
 }
 
@@ -58,8 +65,8 @@ TEST_P(EachTask, GoldAnswersAndWorkedSolutionsPassTheTasksChecker) {
       ASSERT_GE(w.size(), 2u);
       std::string last = w.substr(w.rfind('=') + 1);
       last.pop_back();  // the final '.'
-      std::string value = ex.task == "countdown" ? std::to_string(ex.meta["target"].get<int64_t>())
-                                                 : ex.answer;
+      std::string value =
+          ex.task == "countdown" ? std::to_string(ex.meta["target"].get<int64_t>()) : ex.answer;
       EXPECT_EQ(last, value) << w;
       EXPECT_GE(count_worked_steps(w), 1) << w;
       EXPECT_FALSE(task->check("12345678", ex).correct) << ex.prompt;
@@ -119,9 +126,9 @@ TEST(Countdown, CheckerEnforcesNumbersOnceAndExactValue) {
   EXPECT_TRUE(check_countdown("(25+5)*3", nums, 90).correct);
   EXPECT_TRUE(check_countdown(" 3 × (5 + 25) = 90", nums, 90).correct);
   EXPECT_FALSE(check_countdown("(25+5)*3", nums, 91).correct);
-  EXPECT_FALSE(check_countdown("25*3+5+5", nums, 85).correct);        // 5 twice
-  EXPECT_FALSE(check_countdown("25*3", nums, 75).correct);            // 5 unused
-  EXPECT_FALSE(check_countdown("(25+5)*4", nums, 120).correct);       // 4 not given
+  EXPECT_FALSE(check_countdown("25*3+5+5", nums, 85).correct);            // 5 twice
+  EXPECT_FALSE(check_countdown("25*3", nums, 75).correct);                // 5 unused
+  EXPECT_FALSE(check_countdown("(25+5)*4", nums, 120).correct);           // 4 not given
   EXPECT_FALSE(check_countdown("25/(5-5)*3", {25, 5, 5, 3}, 0).correct);  // division by zero
   EXPECT_FALSE(check_countdown("(25+5*3", nums, 40).correct);
   EXPECT_TRUE(check_countdown("(25/5+3)", nums, 8).correct);

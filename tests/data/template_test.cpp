@@ -25,11 +25,13 @@ TEST(Template, TinyOpensTheThinkBlock) {
 
 TEST(Template, CustomFromRecipeReplacesEveryPlaceholderAndOnlyIt) {
   auto r = Recipe::from_string(
-      "template:\n  name: custom\n  text: \"<|im_start|>user\\n{prompt} {x}<|im_end|>\\n{prompt}\"\n",
+      "template:\n  name: custom\n  text: \"<|im_start|>user\\n{prompt} "
+      "{x}<|im_end|>\\n{prompt}\"\n",
       "t.yaml");
   auto t = PromptTemplate::from_config(TemplateConfig::from(r.section("template")));
   EXPECT_EQ(t.render("Q"), "<|im_start|>user\nQ {x}<|im_end|>\nQ");
-  auto bad = Recipe::from_string("template:\n  name: custom\n  text: \"no placeholder\"\n", "b.yaml");
+  auto bad =
+      Recipe::from_string("template:\n  name: custom\n  text: \"no placeholder\"\n", "b.yaml");
   try {
     TemplateConfig::from(bad.section("template"));
     FAIL() << "template without {prompt} accepted";

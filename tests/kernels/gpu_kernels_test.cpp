@@ -42,7 +42,9 @@ double tol_for(at::ScalarType dt) { return dt == at::kFloat ? 1e-4 : 3e-2; }
 // ---- logprob -------------------------------------------------------------
 TEST(GpuLogprob, MatchesReferenceForwardAndBackward) {
   ZR_REQUIRE_CUDA();
-  struct Shape { int64_t N, D, V, chunk; };
+  struct Shape {
+    int64_t N, D, V, chunk;
+  };
   for (at::ScalarType dt : {at::kFloat, at::kBFloat16}) {
     for (Shape s : {Shape{300, 64, 1000, 128}, Shape{1, 8, 33, 1024}, Shape{257, 128, 4099, 64}}) {
       SCOPED_TRACE(::testing::Message() << dt << " N=" << s.N << " D=" << s.D << " V=" << s.V);
@@ -57,9 +59,12 @@ TEST(GpuLogprob, MatchesReferenceForwardAndBackward) {
 
       at::Tensor hg = h.to(kGpu).requires_grad_(true), wg = w.to(kGpu).requires_grad_(true);
       const zk::LogprobResult rg = zk::chosen_logprob(hg, wg, tgt.to(kGpu), opt);
-      ((rg.logp_N.to(at::kDouble) * a.to(kGpu)).sum() + (rg.entropy_N.to(at::kDouble) * b.to(kGpu)).sum()).backward();
+      ((rg.logp_N.to(at::kDouble) * a.to(kGpu)).sum() +
+       (rg.entropy_N.to(at::kDouble) * b.to(kGpu)).sum())
+          .backward();
 
-      at::Tensor hc = h.to(at::kDouble).requires_grad_(true), wc = w.to(at::kDouble).requires_grad_(true);
+      at::Tensor hc = h.to(at::kDouble).requires_grad_(true),
+                 wc = w.to(at::kDouble).requires_grad_(true);
       const zk::LogprobResult rc = zk::chosen_logprob(hc, wc, tgt, opt);
       ((rc.logp_N * a).sum() + (rc.entropy_N * b).sum()).backward();
 
@@ -106,7 +111,8 @@ TEST(GpuRmsnorm, MatchesReferenceForwardAndBackward) {
       const at::Tensor yg = zk::rmsnorm(xg, wg, 1e-6);
       EXPECT_EQ(yg.scalar_type(), dt);
       (yg.to(at::kDouble) * g.to(kGpu)).sum().backward();
-      at::Tensor xc = x.to(at::kDouble).requires_grad_(true), wc = w.to(at::kDouble).requires_grad_(true);
+      at::Tensor xc = x.to(at::kDouble).requires_grad_(true),
+                 wc = w.to(at::kDouble).requires_grad_(true);
       const at::Tensor yc = zk::rmsnorm(xc, wc, 1e-6);
       (yc * g).sum().backward();
       const double tol = dt == at::kFloat ? 1e-5 : 2e-2;
@@ -124,12 +130,16 @@ TEST(GpuRmsnorm, MatchesReferenceForwardAndBackward) {
 // ---- router --------------------------------------------------------------
 TEST(GpuMoeRoute, PicksTheSameExpertsAsTheReference) {
   ZR_REQUIRE_CUDA();
-  struct Case { int64_t E, top_k, n_group, topk_group; bool sigmoid, bias; };
-  for (Case c : {Case{8, 1, 1, 1, false, false}, Case{8, 2, 1, 1, false, false}, Case{8, 8, 1, 1, false, false},
-                 Case{60, 4, 1, 1, false, false}, Case{64, 8, 8, 4, true, true}, Case{16, 4, 4, 2, true, true},
+  struct Case {
+    int64_t E, top_k, n_group, topk_group;
+    bool sigmoid, bias;
+  };
+  for (Case c : {Case{8, 1, 1, 1, false, false}, Case{8, 2, 1, 1, false, false},
+                 Case{8, 8, 1, 1, false, false}, Case{60, 4, 1, 1, false, false},
+                 Case{64, 8, 8, 4, true, true}, Case{16, 4, 4, 2, true, true},
                  Case{256, 8, 8, 4, true, true}, Case{16, 8, 4, 2, true, true}}) {
-    SCOPED_TRACE(::testing::Message() << "E=" << c.E << " top_k=" << c.top_k << " n_group=" << c.n_group
-                                      << " topk_group=" << c.topk_group);
+    SCOPED_TRACE(::testing::Message() << "E=" << c.E << " top_k=" << c.top_k << " n_group="
+                                      << c.n_group << " topk_group=" << c.topk_group);
     at::manual_seed(300 + c.E + c.top_k);
     const at::Tensor logits = at::randn({1000, c.E});
     const at::Tensor bias = c.bias ? at::rand({c.E}) * 0.2 : at::Tensor();
@@ -147,7 +157,8 @@ TEST(GpuMoeRoute, PicksTheSameExpertsAsTheReference) {
     const auto [ig, og] = rg.topk_idx_TK.cpu().sort(1);
     const auto [ic, oc] = rc.topk_idx_TK.sort(1);
     EXPECT_TRUE(at::equal(ig, ic));
-    EXPECT_LT(rel_err(rg.topk_weight_TK.cpu().gather(1, og), rc.topk_weight_TK.gather(1, oc)), 1e-5);
+    EXPECT_LT(rel_err(rg.topk_weight_TK.cpu().gather(1, og), rc.topk_weight_TK.gather(1, oc)),
+              1e-5);
     EXPECT_GT((rg.topk_idx_TK.cpu() == rc.topk_idx_TK).to(at::kFloat).mean().item<double>(), 0.99);
     const at::Tensor g = at::randn({1000, c.top_k});
     (rg.topk_weight_TK * g.to(kGpu)).sum().backward();
@@ -168,7 +179,8 @@ struct Routing {
 std::vector<Routing> routings(int64_t T, int64_t E) {
   at::manual_seed(400);
   std::vector<Routing> r;
-  const at::Tensor skew = at::arange(E - 1, at::kDouble).neg().div(3).exp();  // expert E-1 never chosen
+  const at::Tensor skew =
+      at::arange(E - 1, at::kDouble).neg().div(3).exp();  // expert E-1 never chosen
   at::Tensor ragged = at::empty({T, 2}, at::kLong);
   for (int64_t t = 0; t < T; ++t) ragged[t] = at::multinomial(skew, 2, false);
   r.push_back({"ragged counts, an expert with no tokens, top_k=2", ragged, E});
@@ -203,15 +215,18 @@ TEST(GpuMoeExperts, MatchesReferenceOnMoeShapesBothGemmPaths) {
   const int64_t T = 37, D = 64, F = 96, E = 8;
   for (at::ScalarType dt : {at::kFloat, at::kBFloat16}) {
     for (bool grouped : {false, true}) {
-      if (grouped && !zk::detail::moe_grouped_gemm_applies(at::empty({1, D}, at::TensorOptions(kGpu).dtype(dt)),
-                                                           at::empty({E, F, D}, at::TensorOptions(kGpu).dtype(dt))))
+      if (grouped && !zk::detail::moe_grouped_gemm_applies(
+                         at::empty({1, D}, at::TensorOptions(kGpu).dtype(dt)),
+                         at::empty({E, F, D}, at::TensorOptions(kGpu).dtype(dt))))
         continue;  // grouped GEMM is bf16 on sm90+ only
       for (const Routing& c : routings(T, E)) {
-        SCOPED_TRACE(::testing::Message() << dt << (grouped ? " grouped GEMM " : " per-expert GEMMs ") << c.name);
+        SCOPED_TRACE(::testing::Message()
+                     << dt << (grouped ? " grouped GEMM " : " per-expert GEMMs ") << c.name);
         const int64_t K = c.idx_TK.size(1);
         at::manual_seed(500 + K);
         const at::Tensor x = at::randn({T, D}).to(dt), wk = at::rand({T, K});
-        const at::Tensor wg0 = (at::randn({E, F, D}) / 8).to(dt), wu0 = (at::randn({E, F, D}) / 8).to(dt);
+        const at::Tensor wg0 = (at::randn({E, F, D}) / 8).to(dt),
+                         wu0 = (at::randn({E, F, D}) / 8).to(dt);
         const at::Tensor wd0 = (at::randn({E, D, F}) / 10).to(dt);
         const at::Tensor g = at::randn({T, D}, at::kDouble);
 
@@ -220,9 +235,10 @@ TEST(GpuMoeExperts, MatchesReferenceOnMoeShapesBothGemmPaths) {
           gpu_in.push_back(t.to(kGpu).requires_grad_(true));
           cpu_in.push_back(t.to(at::kDouble).requires_grad_(true));
         }
-        const zk::MoeResult rg = zk::detail::moe_experts_cuda(gpu_in[0], c.idx_TK.to(kGpu), gpu_in[1], gpu_in[2],
-                                                              gpu_in[3], gpu_in[4], grouped);
-        const zk::MoeResult rc = zk::moe_experts(cpu_in[0], c.idx_TK, cpu_in[1], cpu_in[2], cpu_in[3], cpu_in[4]);
+        const zk::MoeResult rg = zk::detail::moe_experts_cuda(
+            gpu_in[0], c.idx_TK.to(kGpu), gpu_in[1], gpu_in[2], gpu_in[3], gpu_in[4], grouped);
+        const zk::MoeResult rc =
+            zk::moe_experts(cpu_in[0], c.idx_TK, cpu_in[1], cpu_in[2], cpu_in[3], cpu_in[4]);
         EXPECT_EQ(rg.y_TD.scalar_type(), dt);
         EXPECT_TRUE(at::equal(rg.tokens_per_expert_E.cpu(), rc.tokens_per_expert_E));
         EXPECT_LT(rel_err(rg.y_TD, rc.y_TD), tol_for(dt));
@@ -238,7 +254,8 @@ TEST(GpuMoeExperts, MatchesReferenceOnMoeShapesBothGemmPaths) {
         for (int64_t e = 0; e < E; ++e)
           if (counts[e].item<int64_t>() == 0)
             for (int i = 2; i < 5; ++i)
-              EXPECT_EQ(gpu_in[i].grad()[e].abs().max().item<double>(), 0.0) << names[i] << " expert " << e;
+              EXPECT_EQ(gpu_in[i].grad()[e].abs().max().item<double>(), 0.0)
+                  << names[i] << " expert " << e;
       }
     }
   }
@@ -249,9 +266,11 @@ TEST(GpuMoeExperts, DispatchIsDeterministic) {
   at::manual_seed(600);
   const int64_t T = 512, D = 128, F = 256, E = 16, K = 4;
   const at::TensorOptions o = at::TensorOptions(kGpu).dtype(at::kBFloat16);
-  const at::Tensor x = at::randn({T, D}, o), idx = at::randint(E, {T, K}, at::TensorOptions(kGpu).dtype(at::kLong));
+  const at::Tensor x = at::randn({T, D}, o),
+                   idx = at::randint(E, {T, K}, at::TensorOptions(kGpu).dtype(at::kLong));
   const at::Tensor wk = at::rand({T, K}, at::TensorOptions(kGpu));
-  const at::Tensor wg = at::randn({E, F, D}, o) / 10, wu = at::randn({E, F, D}, o) / 10, wd = at::randn({E, D, F}, o) / 16;
+  const at::Tensor wg = at::randn({E, F, D}, o) / 10, wu = at::randn({E, F, D}, o) / 10,
+                   wd = at::randn({E, D, F}, o) / 16;
   at::Tensor first_y, first_gx;
   for (int rep = 0; rep < 2; ++rep) {
     at::Tensor xr = x.clone().requires_grad_(true);

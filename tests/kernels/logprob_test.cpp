@@ -28,7 +28,8 @@ struct Naive {
 
 // log_softmax of the full [N, V] logits: the memory-hungry computation the
 // kernel replaces.
-Naive naive_logprob(const at::Tensor& h_ND, const at::Tensor& w_VD, const at::Tensor& tgt_N, double temperature) {
+Naive naive_logprob(const at::Tensor& h_ND, const at::Tensor& w_VD, const at::Tensor& tgt_N,
+                    double temperature) {
   const at::Tensor logits_NV = at::mm(h_ND, w_VD.t()) / temperature;
   const at::Tensor logp_NV = at::log_softmax(logits_NV, 1);
   Naive r;
@@ -63,8 +64,10 @@ TEST(LogprobRef, ForwardMatchesNaiveInDouble) {
     const Naive n = naive_logprob(in.h_ND, in.w_VD, in.tgt_N, temperature);
     ASSERT_EQ(r.logp_N.scalar_type(), at::kDouble);
     ASSERT_EQ(r.logp_N.sizes(), n.logp_N.sizes());
-    EXPECT_LT((r.logp_N - n.logp_N).abs().max().item<double>(), 1e-10) << "temperature " << temperature;
-    EXPECT_LT((r.entropy_N - n.entropy_N).abs().max().item<double>(), 1e-10) << "temperature " << temperature;
+    EXPECT_LT((r.logp_N - n.logp_N).abs().max().item<double>(), 1e-10)
+        << "temperature " << temperature;
+    EXPECT_LT((r.entropy_N - n.entropy_N).abs().max().item<double>(), 1e-10)
+        << "temperature " << temperature;
     EXPECT_GT(r.entropy_N.min().item<double>(), 0.0);
   }
 }
@@ -89,8 +92,10 @@ TEST(LogprobRef, GradientsMatchNaiveInDouble) {
     loss2.backward();
     ASSERT_TRUE(h1.grad().defined() && w1.grad().defined());
     EXPECT_GT(h2.grad().abs().max().item<double>(), 1e-3);  // the comparison below is not vacuous
-    EXPECT_LT((h1.grad() - h2.grad()).abs().max().item<double>(), 1e-10) << "entropy bonus " << entropy_bonus;
-    EXPECT_LT((w1.grad() - w2.grad()).abs().max().item<double>(), 1e-10) << "entropy bonus " << entropy_bonus;
+    EXPECT_LT((h1.grad() - h2.grad()).abs().max().item<double>(), 1e-10)
+        << "entropy bonus " << entropy_bonus;
+    EXPECT_LT((w1.grad() - w2.grad()).abs().max().item<double>(), 1e-10)
+        << "entropy bonus " << entropy_bonus;
   }
 }
 
@@ -104,7 +109,8 @@ TEST(LogprobRef, ResultDoesNotDependOnChunkSize) {
     opt.chunk_tokens = chunk;
     const zk::LogprobResult r = zk::chosen_logprob(in.h_ND, in.w_VD, in.tgt_N, opt);
     EXPECT_LT((r.logp_N - whole.logp_N).abs().max().item<double>(), 1e-12) << "chunk " << chunk;
-    EXPECT_LT((r.entropy_N - whole.entropy_N).abs().max().item<double>(), 1e-12) << "chunk " << chunk;
+    EXPECT_LT((r.entropy_N - whole.entropy_N).abs().max().item<double>(), 1e-12)
+        << "chunk " << chunk;
   }
 }
 
@@ -139,10 +145,13 @@ TEST(LogprobRef, RejectsBadInputsNamingTheTensor) {
     }
   };
   expect_error([&] { zk::chosen_logprob(in.h_ND, in.w_VD, in.tgt_N + 5); }, "target_N");
-  expect_error([&] { zk::chosen_logprob(in.h_ND, in.w_VD.t().contiguous(), in.tgt_N); }, "disagree on D");
-  expect_error([&] { zk::chosen_logprob(in.h_ND, in.w_VD.to(at::kDouble), in.tgt_N); }, "weight_VD");
+  expect_error([&] { zk::chosen_logprob(in.h_ND, in.w_VD.t().contiguous(), in.tgt_N); },
+               "disagree on D");
+  expect_error([&] { zk::chosen_logprob(in.h_ND, in.w_VD.to(at::kDouble), in.tgt_N); },
+               "weight_VD");
   expect_error([&] { zk::chosen_logprob(in.h_ND, in.w_VD, in.tgt_N.to(at::kInt)); }, "int64");
-  expect_error([&] { zk::chosen_logprob(in.h_ND, in.w_VD, in.tgt_N.narrow(0, 0, 3)); }, "disagree on N");
+  expect_error([&] { zk::chosen_logprob(in.h_ND, in.w_VD, in.tgt_N.narrow(0, 0, 3)); },
+               "disagree on N");
   zk::LogprobOptions opt;
   opt.temperature = 0.0;
   expect_error([&] { zk::chosen_logprob(in.h_ND, in.w_VD, in.tgt_N, opt); }, "temperature");
@@ -171,7 +180,9 @@ class TrackingAllocator final : public c10::Allocator {
     return {data, data, &release, c10::Device(c10::DeviceType::CPU)};
   }
   c10::DeleterFnPtr raw_deleter() const override { return &release; }
-  void copy_data(void* dst, const void* src, std::size_t n) const override { std::memcpy(dst, src, n); }
+  void copy_data(void* dst, const void* src, std::size_t n) const override {
+    std::memcpy(dst, src, n);
+  }
   void reset_peak() {
     std::lock_guard<std::mutex> lock(mu_);
     peak_ = base_line_ = live_;

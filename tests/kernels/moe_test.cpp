@@ -36,7 +36,8 @@ struct LoopRoute {
 };
 
 // The DeepSeek-V3 / Qwen2-MoE router, one token at a time, in double.
-LoopRoute loop_route(const at::Tensor& logits_TE, const at::Tensor& bias_E, const zk::RouterOptions& opt) {
+LoopRoute loop_route(const at::Tensor& logits_TE, const at::Tensor& bias_E,
+                     const zk::RouterOptions& opt) {
   const int64_t T = logits_TE.size(0), E = logits_TE.size(1);
   const at::Tensor lg = logits_TE.to(at::kDouble).contiguous();
   LoopRoute out;
@@ -66,14 +67,16 @@ LoopRoute loop_route(const at::Tensor& logits_TE, const at::Tensor& bias_E, cons
     std::vector<double> w;
     double sum = 0;
     for (int64_t e : pick) sum += s[e];
-    for (int64_t e : pick) w.push_back((opt.norm_topk_prob ? s[e] / (sum + 1e-20) : s[e]) * opt.routed_scaling_factor);
+    for (int64_t e : pick)
+      w.push_back((opt.norm_topk_prob ? s[e] / (sum + 1e-20) : s[e]) * opt.routed_scaling_factor);
     out.idx.push_back(pick);
     out.weight.push_back(w);
   }
   return out;
 }
 
-void expect_route_matches_loop(const at::Tensor& logits_TE, const at::Tensor& bias_E, const zk::RouterOptions& opt) {
+void expect_route_matches_loop(const at::Tensor& logits_TE, const at::Tensor& bias_E,
+                               const zk::RouterOptions& opt) {
   const zk::RouterOutput r = zk::moe_route(logits_TE, bias_E, opt);
   const LoopRoute l = loop_route(logits_TE, bias_E, opt);
   const int64_t T = logits_TE.size(0);
@@ -83,7 +86,8 @@ void expect_route_matches_loop(const at::Tensor& logits_TE, const at::Tensor& bi
   for (int64_t t = 0; t < T; ++t)
     for (int64_t k = 0; k < opt.top_k; ++k) {
       ASSERT_EQ(r.topk_idx_TK[t][k].item<int64_t>(), l.idx[t][k]) << "token " << t << " slot " << k;
-      EXPECT_NEAR(r.topk_weight_TK[t][k].item<double>(), l.weight[t][k], 1e-6) << "token " << t << " slot " << k;
+      EXPECT_NEAR(r.topk_weight_TK[t][k].item<double>(), l.weight[t][k], 1e-6)
+          << "token " << t << " slot " << k;
     }
 }
 
@@ -180,11 +184,13 @@ struct Experts {
   at::Tensor x_TD, w_TK, gate_EFD, up_EFD, down_EDF;
 };
 
-Experts make_experts(int64_t T, int64_t D, int64_t F, int64_t E, int64_t K, at::ScalarType dt, uint64_t seed) {
+Experts make_experts(int64_t T, int64_t D, int64_t F, int64_t E, int64_t K, at::ScalarType dt,
+                     uint64_t seed) {
   at::manual_seed(seed);
   Experts p;
   p.x_TD = at::randn({T, D}, at::kDouble).to(dt);
-  p.w_TK = at::rand({T, K}, at::kDouble).to(at::kFloat).to(dt == at::kDouble ? at::kDouble : at::kFloat);
+  p.w_TK =
+      at::rand({T, K}, at::kDouble).to(at::kFloat).to(dt == at::kDouble ? at::kDouble : at::kFloat);
   p.gate_EFD = (at::randn({E, F, D}, at::kDouble) / std::sqrt(D)).to(dt);
   p.up_EFD = (at::randn({E, F, D}, at::kDouble) / std::sqrt(D)).to(dt);
   p.down_EDF = (at::randn({E, D, F}, at::kDouble) / std::sqrt(F)).to(dt);
@@ -217,7 +223,8 @@ at::Tensor ragged_idx(int64_t T, int64_t K, int64_t E, uint64_t seed) {
   return idx;
 }
 
-void expect_experts_match_loop(const Experts& p0, const at::Tensor& idx_TK, const std::string& what) {
+void expect_experts_match_loop(const Experts& p0, const at::Tensor& idx_TK,
+                               const std::string& what) {
   SCOPED_TRACE(what);
   Experts a = p0, b = p0;
   for (Experts* q : {&a, &b})
@@ -265,7 +272,8 @@ TEST(MoeExpertsRef, MatchesPerTokenLoopOnMoeShapes) {
   }
   {
     const Experts p = make_experts(1, D, F, E, 2, at::kDouble, 36);
-    expect_experts_match_loop(p, at::tensor({int64_t{4}, int64_t{1}}).view({1, 2}), "a single token");
+    expect_experts_match_loop(p, at::tensor({int64_t{4}, int64_t{1}}).view({1, 2}),
+                              "a single token");
   }
 }
 
@@ -276,11 +284,13 @@ TEST(MoeExpertsRef, PermutationIsAStableSortByExpert) {
   const at::Tensor sorted_experts = flat.index_select(0, p.src_slot_P);
   // non-decreasing experts, and within one expert increasing flat slots
   for (int64_t i = 1; i < flat.numel(); ++i) {
-    const int64_t e0 = sorted_experts[i - 1].item<int64_t>(), e1 = sorted_experts[i].item<int64_t>();
+    const int64_t e0 = sorted_experts[i - 1].item<int64_t>(),
+                  e1 = sorted_experts[i].item<int64_t>();
     ASSERT_LE(e0, e1);
     if (e0 == e1) ASSERT_LT(p.src_slot_P[i - 1].item<int64_t>(), p.src_slot_P[i].item<int64_t>());
   }
-  EXPECT_TRUE(at::equal(p.row_of_slot_TK.reshape({-1}).index_select(0, p.src_slot_P), at::arange(150, at::kLong)));
+  EXPECT_TRUE(at::equal(p.row_of_slot_TK.reshape({-1}).index_select(0, p.src_slot_P),
+                        at::arange(150, at::kLong)));
   EXPECT_TRUE(at::equal(p.offsets_E, at::cumsum(at::bincount(flat, {}, 7), 0)));
   EXPECT_EQ(p.tokens_per_expert_E[6].item<int64_t>(), 0);
 }
@@ -291,7 +301,8 @@ TEST(MoeExpertsRef, Bfloat16StaysCloseToDouble) {
   const zk::MoeResult r = zk::moe_experts(p.x_TD, idx, p.w_TK, p.gate_EFD, p.up_EFD, p.down_EDF);
   EXPECT_EQ(r.y_TD.scalar_type(), at::kBFloat16);
   Experts d = p;
-  for (at::Tensor* t : {&d.x_TD, &d.w_TK, &d.gate_EFD, &d.up_EFD, &d.down_EDF}) *t = t->to(at::kDouble);
+  for (at::Tensor* t : {&d.x_TD, &d.w_TK, &d.gate_EFD, &d.up_EFD, &d.down_EDF})
+    *t = t->to(at::kDouble);
   const at::Tensor want = loop_experts(d, idx);
   // bf16 keeps 8 bits of mantissa; each GEMM output is rounded once more: 3%
   // of the output's scale.
@@ -308,6 +319,7 @@ TEST(MoeExpertsRef, RejectsOutOfRangeExpertIds) {
   } catch (const zerorl::Error& e) {
     EXPECT_NE(std::string(e.what()).find("topk_idx_TK"), std::string::npos) << e.what();
   }
-  EXPECT_THROW(zk::moe_experts(p.x_TD, idx.narrow(0, 0, 3), p.w_TK, p.gate_EFD, p.up_EFD, p.down_EDF),
-               zerorl::Error);
+  EXPECT_THROW(
+      zk::moe_experts(p.x_TD, idx.narrow(0, 0, 3), p.w_TK, p.gate_EFD, p.up_EFD, p.down_EDF),
+      zerorl::Error);
 }

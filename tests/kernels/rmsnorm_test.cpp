@@ -28,7 +28,8 @@ TEST(RmsnormRef, ForwardMatchesRowLoopInDouble) {
     double ss = 0;
     for (int64_t d = 0; d < 24; ++d) ss += xa[r][d] * xa[r][d];
     const double inv = 1.0 / std::sqrt(ss / 24 + eps);
-    for (int64_t d = 0; d < 24; ++d) worst = std::max(worst, std::abs(ya[r][d] - wa[d] * xa[r][d] * inv));
+    for (int64_t d = 0; d < 24; ++d)
+      worst = std::max(worst, std::abs(ya[r][d] - wa[d] * xa[r][d] * inv));
   }
   EXPECT_LT(worst, 1e-12);
 }

@@ -33,11 +33,13 @@ void expect_matches_hf(const std::string& kind, int64_t T, int64_t E, const at::
   const std::string lpath = dir + "/" + tag + "_logits.bin", bpath = dir + "/" + tag + "_bias.bin",
                     opath = dir + "/" + tag + "_hf.txt";
   write_raw(lpath, logits);
-  std::string cmd = std::string(ZR_PYTHON) + " " + ZR_SOURCE_DIR + "/tests/kernels/hf_router_oracle.py --kind " +
-                    kind + " --T " + std::to_string(T) + " --E " + std::to_string(E) + " --top_k " +
-                    std::to_string(opt.top_k) + " --n_group " + std::to_string(opt.n_group) + " --topk_group " +
-                    std::to_string(opt.topk_group) + " --norm " + std::to_string(opt.norm_topk_prob ? 1 : 0) +
-                    " --scale " + std::to_string(opt.routed_scaling_factor) + " --logits " + lpath + " --out " + opath;
+  std::string cmd =
+      std::string(ZR_PYTHON) + " " + ZR_SOURCE_DIR + "/tests/kernels/hf_router_oracle.py --kind " +
+      kind + " --T " + std::to_string(T) + " --E " + std::to_string(E) + " --top_k " +
+      std::to_string(opt.top_k) + " --n_group " + std::to_string(opt.n_group) + " --topk_group " +
+      std::to_string(opt.topk_group) + " --norm " + std::to_string(opt.norm_topk_prob ? 1 : 0) +
+      " --scale " + std::to_string(opt.routed_scaling_factor) + " --logits " + lpath + " --out " +
+      opath;
   if (bias.defined()) {
     write_raw(bpath, bias);
     cmd += " --bias " + bpath;
@@ -56,7 +58,8 @@ void expect_matches_hf(const std::string& kind, int64_t T, int64_t E, const at::
   while (f >> t >> e >> w) {
     ++lines;
     const auto it = ours.find({t, e});
-    ASSERT_NE(it, ours.end()) << kind << ": HF picks expert " << e << " for token " << t << ", we do not";
+    ASSERT_NE(it, ours.end()) << kind << ": HF picks expert " << e << " for token " << t
+                              << ", we do not";
     EXPECT_NEAR(it->second, w, 1e-6) << kind << " token " << t << " expert " << e;
   }
   EXPECT_EQ(lines, T * opt.top_k);

@@ -57,7 +57,8 @@ inline std::string hf_fixture_dir(std::string* why) {
   std::ofstream(tmp + "/STAMP") << stamp;
   fs::remove(tmp + ".log");
   std::error_code ec;
-  if (!(fs::exists(dir + "/STAMP") && read_text(dir + "/STAMP") == stamp)) {  // another process may have won
+  if (!(fs::exists(dir + "/STAMP") &&
+        read_text(dir + "/STAMP") == stamp)) {  // another process may have won
     remove_tree(dir);
     fs::rename(tmp, dir, ec);
   }
@@ -67,13 +68,13 @@ inline std::string hf_fixture_dir(std::string* why) {
 
 }  // namespace zerorl::model::testing
 
-#define ZR_HF_FIXTURES(var)                                        \
-  std::string var;                                                 \
-  {                                                                \
-    std::string why_;                                              \
-    var = ::zerorl::model::testing::hf_fixture_dir(&why_);         \
-    if (var.empty()) {                                             \
-      if (why_.find("no Python") == 0) GTEST_SKIP() << why_;       \
-      FAIL() << why_;                                              \
-    }                                                              \
+#define ZR_HF_FIXTURES(var)                                  \
+  std::string var;                                           \
+  {                                                          \
+    std::string why_;                                        \
+    var = ::zerorl::model::testing::hf_fixture_dir(&why_);   \
+    if (var.empty()) {                                       \
+      if (why_.find("no Python") == 0) GTEST_SKIP() << why_; \
+      FAIL() << why_;                                        \
+    }                                                        \
   }

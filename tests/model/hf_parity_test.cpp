@@ -66,14 +66,16 @@ void check_parity(const std::string& name) {
 
   // Greedy continuation of 32 tokens through the KV cache.
   KvCache cache = model->make_cache(2, 64);
-  std::vector<int64_t> prompt(ref.prompt.data_ptr<int64_t>(), ref.prompt.data_ptr<int64_t>() + ref.prompt.numel());
+  std::vector<int64_t> prompt(ref.prompt.data_ptr<int64_t>(),
+                              ref.prompt.data_ptr<int64_t>() + ref.prompt.numel());
   at::Tensor next = model->prefill(cache, {1}, {prompt}).argmax(-1);
   std::vector<int64_t> got;
   for (int64_t i = 0; i < ref.greedy.numel(); ++i) {
     got.push_back(next.item<int64_t>());
     if (i + 1 < ref.greedy.numel()) next = model->decode(cache, {1}, next).argmax(-1);
   }
-  std::vector<int64_t> want(ref.greedy.data_ptr<int64_t>(), ref.greedy.data_ptr<int64_t>() + ref.greedy.numel());
+  std::vector<int64_t> want(ref.greedy.data_ptr<int64_t>(),
+                            ref.greedy.data_ptr<int64_t>() + ref.greedy.numel());
   EXPECT_EQ(got, want) << name << ": greedy continuation differs";
 }
 
@@ -87,7 +89,8 @@ TEST(HfImport, FusedExpertLayoutLoadsTheSameWeights) {
   auto b = load_hf(fx + "/deepseek_v3_fused");
   auto wa = a->named_weights(), wb = b->named_weights();
   ASSERT_EQ(wa.size(), wb.size());
-  for (size_t i = 0; i < wa.size(); ++i) EXPECT_TRUE(at::equal(wa[i].second, wb[i].second)) << wa[i].first;
+  for (size_t i = 0; i < wa.size(); ++i)
+    EXPECT_TRUE(at::equal(wa[i].second, wb[i].second)) << wa[i].first;
 }
 
 TEST(HfImport, ShardedBf16KeepsDtypeAndMatchesFp32WithinBf16Rounding) {
@@ -128,7 +131,8 @@ TEST(HfExport, RoundTripIsBitLosslessAndTransformersLayoutCompatible) {
     auto wa = a->named_weights(), wb = b->named_weights();
     ASSERT_EQ(wa.size(), wb.size());
     for (size_t i = 0; i < wa.size(); ++i) {
-      EXPECT_EQ(wa[i].second.scalar_type(), wb[i].second.scalar_type()) << src << " " << wa[i].first;
+      EXPECT_EQ(wa[i].second.scalar_type(), wb[i].second.scalar_type())
+          << src << " " << wa[i].first;
       EXPECT_TRUE(at::equal(wa[i].second, wb[i].second)) << src << " " << wa[i].first;
     }
     // Exported names are HF's per-expert names, exactly those of the source.

@@ -32,8 +32,9 @@ std::vector<int64_t> random_seq(int64_t n, int64_t V, uint64_t seed) {
 void check_ragged(const ModelConfig& cfg) {
   CausalLM m(cfg);
   const std::vector<int64_t> lens = {9, 4, 12};
-  const std::vector<int64_t> prompt = {3, 1, 6};  // prefill lengths, then decode one token at a time
-  const std::vector<int64_t> slots = {4, 0, 2};    // deliberately not 0..n-1
+  const std::vector<int64_t> prompt = {3, 1,
+                                       6};       // prefill lengths, then decode one token at a time
+  const std::vector<int64_t> slots = {4, 0, 2};  // deliberately not 0..n-1
   std::vector<std::vector<int64_t>> seqs, prompts;
   for (size_t i = 0; i < lens.size(); ++i) {
     seqs.push_back(random_seq(lens[i], cfg.vocab_size, i + 1));
@@ -56,7 +57,8 @@ void check_ragged(const ModelConfig& cfg) {
     std::vector<int64_t> active, tok, which;
     for (size_t i = 0; i < slots.size(); ++i) {
       int64_t pos = cache.length(slots[i]);
-      if (pos < lens[i]) active.push_back(slots[i]), tok.push_back(seqs[i][pos]), which.push_back(i);
+      if (pos < lens[i])
+        active.push_back(slots[i]), tok.push_back(seqs[i][pos]), which.push_back(i);
     }
     if (active.empty()) break;
     at::Tensor lg = m.decode(cache, active, at::tensor(tok, at::kLong));
@@ -120,11 +122,11 @@ TEST(KvCache, BadCallsThrowAndLeaveTheCacheUnchanged) {
   CausalLM m(cfg);
   KvCache cache = m.make_cache(2, 5);
   m.prefill(cache, {0}, {{1, 2, 3, 4}});
-  EXPECT_THROW(m.prefill(cache, {0}, {{1, 2}}), Error);                     // would exceed max_len 5
-  EXPECT_THROW(m.decode(cache, {1, 1}, at::tensor({1L, 2L})), Error);       // slot twice
-  EXPECT_THROW(m.decode(cache, {2}, at::tensor({1L})), Error);              // no such slot
-  EXPECT_THROW(m.decode(cache, {1}, at::tensor({99L})), Error);             // id >= vocab
-  EXPECT_THROW(m.prefill(cache, {1}, {{}}), Error);                         // empty prompt
+  EXPECT_THROW(m.prefill(cache, {0}, {{1, 2}}), Error);                // would exceed max_len 5
+  EXPECT_THROW(m.decode(cache, {1, 1}, at::tensor({1L, 2L})), Error);  // slot twice
+  EXPECT_THROW(m.decode(cache, {2}, at::tensor({1L})), Error);         // no such slot
+  EXPECT_THROW(m.decode(cache, {1}, at::tensor({99L})), Error);        // id >= vocab
+  EXPECT_THROW(m.prefill(cache, {1}, {{}}), Error);                    // empty prompt
   EXPECT_THROW(m.make_cache(1, cfg.max_position + 1), Error);
   EXPECT_EQ(cache.length(0), 4);
   EXPECT_EQ(cache.length(1), 0);

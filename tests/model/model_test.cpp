@@ -17,9 +17,9 @@
 namespace zerorl::model {
 namespace {
 
-// Seeded inputs, and one thread.  The models here are tiny: LibTorch's OpenMP pool only adds overhead, and on
-// a loaded machine its spin-waiting dominates (seen: 100x slower).  One
-// thread for the whole binary.
+// Seeded inputs, and one thread.  The models here are tiny: LibTorch's OpenMP pool only adds
+// overhead, and on a loaded machine its spin-waiting dominates (seen: 100x slower).  One thread for
+// the whole binary.
 class OneThread : public ::testing::Environment {
  public:
   void SetUp() override {
@@ -58,7 +58,8 @@ TEST(ModelConfig, TinyYamlIsTheRecipeDefault) {
 }
 
 TEST(ModelConfig, RecipeErrorsNameTheKey) {
-  Recipe r = Recipe::from_string("model:\n  n_routed_experts: 4\n  num_experts_per_tok: 5\n", "r.yaml");
+  Recipe r =
+      Recipe::from_string("model:\n  n_routed_experts: 4\n  num_experts_per_tok: 5\n", "r.yaml");
   std::string msg = expect_error([&] { ModelConfig::from_recipe(r.section("model")); });
   EXPECT_NE(msg.find("num_experts_per_tok"), std::string::npos) << msg;
   EXPECT_NE(msg.find("r.yaml"), std::string::npos) << msg;
@@ -75,7 +76,8 @@ TEST(ModelConfig, HfJsonRoundTripAndRejections) {
     EXPECT_EQ(back.to_hf_json(), c.to_hf_json());
   }
   std::string msg = expect_error([] {
-    ModelConfig::from_hf_json_text(R"({"model_type": "llama", "vocab_size": 10})", "/m/config.json");
+    ModelConfig::from_hf_json_text(R"({"model_type": "llama", "vocab_size": 10})",
+                                   "/m/config.json");
   });
   EXPECT_NE(msg.find("/m/config.json"), std::string::npos) << msg;
   EXPECT_NE(msg.find("llama"), std::string::npos) << msg;
@@ -220,7 +222,8 @@ TEST(CausalLM, FiniteDifferenceGradientsInDouble) {
         ++checked;
       }
     }
-    std::cout << "[" << arch_name(c.arch) << "] " << checked << " entries, worst |fd - autograd| " << worst << "\n";
+    std::cout << "[" << arch_name(c.arch) << "] " << checked << " entries, worst |fd - autograd| "
+              << worst << "\n";
   }
   at::set_num_threads(threads);
 }
@@ -268,7 +271,8 @@ TEST(Weights, ParamReportCountsActiveExperts) {
   EXPECT_EQ(r.total, total);
   int64_t per_expert = 3 * c.hidden_size * c.moe.expert_intermediate;
   EXPECT_EQ(r.routed_experts, c.num_moe_layers() * c.moe.num_experts * per_expert);
-  EXPECT_EQ(r.total - r.active_per_token, c.num_moe_layers() * (c.moe.num_experts - c.moe.top_k) * per_expert);
+  EXPECT_EQ(r.total - r.active_per_token,
+            c.num_moe_layers() * (c.moe.num_experts - c.moe.top_k) * per_expert);
 }
 
 }  // namespace

@@ -46,9 +46,11 @@ MoeRun run(MoeBlock& b, const at::Tensor& x) {
 void expect_grads_follow_usage(MoeBlock& b, const MoeRun& r) {
   r.y.square().sum().backward();
   ASSERT_TRUE(b.gate->weight.grad().defined());
-  EXPECT_GT(b.gate->weight.grad().abs().sum().item<double>(), 0) << "no gradient reaches the router";
+  EXPECT_GT(b.gate->weight.grad().abs().sum().item<double>(), 0)
+      << "no gradient reaches the router";
   for (int64_t e = 0; e < r.counts.size(0); ++e) {
-    for (const at::Tensor* w : {&b.experts->gate_proj, &b.experts->up_proj, &b.experts->down_proj}) {
+    for (const at::Tensor* w :
+         {&b.experts->gate_proj, &b.experts->up_proj, &b.experts->down_proj}) {
       double g = w->grad()[e].abs().sum().item<double>();
       EXPECT_TRUE(std::isfinite(g));
       if (r.counts[e].item<int64_t>() > 0)
@@ -166,7 +168,8 @@ TEST(Moe, ExpertLoadCountsValidTokensAndBiasUpdateBalances) {
   m.hidden_states(tokens, fo);
   at::Tensor load = m.expert_load_LE();
   ASSERT_EQ(load.sizes(), (at::IntArrayRef{c.num_moe_layers(), c.moe.num_experts}));
-  for (int64_t l = 0; l < load.size(0); ++l) EXPECT_EQ(load[l].sum().item<int64_t>(), 11 * c.moe.top_k);
+  for (int64_t l = 0; l < load.size(0); ++l)
+    EXPECT_EQ(load[l].sum().item<int64_t>(), 11 * c.moe.top_k);
   m.hidden_states(tokens, fo);  // accumulates
   EXPECT_TRUE(at::equal(m.expert_load_LE(), load * 2));
   ForwardOptions no_record;

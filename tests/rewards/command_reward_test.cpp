@@ -35,7 +35,8 @@ for line in sys.stdin:
 )PY";
 
 std::string script_path() {
-  fs::path p = fs::temp_directory_path() / ("zr_reward_server_" + std::to_string(::getpid()) + ".py");
+  fs::path p =
+      fs::temp_directory_path() / ("zr_reward_server_" + std::to_string(::getpid()) + ".py");
   std::ofstream(p) << kScript;
   return p.string();
 }
@@ -72,7 +73,8 @@ TEST(CommandReward, EachFailureCostsOneSampleAndTheRunGoesOn) {
   EXPECT_DOUBLE_EQ(r.score(sample("ok")).value, 3.0);  // started: the start-up allowance is used up
   auto t0 = std::chrono::steady_clock::now();
   auto hang = r.score(sample("hang"));
-  double ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
+  double ms =
+      std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
   EXPECT_EQ(hang.value, 0.0);
   EXPECT_NE(hang.error.find("timeout"), std::string::npos) << hang.error;
   EXPECT_LT(ms, 3000.0);

@@ -50,7 +50,9 @@ TEST(CountdownReward, EachNumberOnceAndTheTarget) {
   const std::string meta = R"({"numbers": [3, 5, 7], "target": 22})";
   auto r = countdown("<think>..</think><answer>3*5+7</answer>", meta);
   EXPECT_EQ(r.value, 1.0) << r.error;
-  EXPECT_EQ(countdown("<answer>(7 - 5) * 3 = 6</answer>", R"({"nums": [3, 5, 7], "target": 6})").value, 1.0);
+  EXPECT_EQ(
+      countdown("<answer>(7 - 5) * 3 = 6</answer>", R"({"nums": [3, 5, 7], "target": 6})").value,
+      1.0);
   EXPECT_EQ(countdown("<answer>7*3+5-3</answer>", meta).value, 0.1);  // 3 used twice
   EXPECT_EQ(countdown("<answer>3*7</answer>", meta).value, 0.1);      // 5 unused
   EXPECT_EQ(countdown("<answer>3+5+7</answer>", meta).value, 0.1);    // 15 != 22
@@ -58,7 +60,8 @@ TEST(CountdownReward, EachNumberOnceAndTheTarget) {
   EXPECT_EQ(countdown("<answer>import os</answer>", meta).value, 0.0);
   EXPECT_EQ(countdown("3*5+7", meta).value, 0.0);
   // Exact arithmetic: 7/3*3 is 7, with no float rounding.
-  EXPECT_EQ(countdown("<answer>7/3*3</answer>", R"({"numbers": [7, 3, 3], "target": 7})").value, 1.0);
+  EXPECT_EQ(countdown("<answer>7/3*3</answer>", R"({"numbers": [7, 3, 3], "target": 7})").value,
+            1.0);
   auto bad = countdown("<answer>1</answer>", "not json");
   EXPECT_EQ(bad.value, 0.0);
   EXPECT_FALSE(bad.error.empty());

@@ -16,12 +16,16 @@ TEST(GradeCli, JsonLinesInVerdictsOutSummaryToStderr) {
   const fs::path out = in.string() + ".out", err = in.string() + ".err";
   {
     std::ofstream f(in);
-    f << R"({"gold": "\\frac{1}{2}", "completion": "<think>x</think><answer>0.5</answer>"})" << "\n"
-      << R"({"gold": "42", "completion": "The answer is \\boxed{41}."})" << "\n"
+    f << R"({"gold": "\\frac{1}{2}", "completion": "<think>x</think><answer>0.5</answer>"})"
+      << "\n"
+      << R"({"gold": "42", "completion": "The answer is \\boxed{41}."})"
+      << "\n"
       << "not json\n"
-      << R"({"gold": "10^{10^{10}}", "completion": "\\boxed{10^{10^{11}}}"})" << "\n";
+      << R"({"gold": "10^{10^{10}}", "completion": "\\boxed{10^{10^{11}}}"})"
+      << "\n";
   }
-  std::string cmd = bin.string() + " grade --summary < " + in.string() + " > " + out.string() + " 2> " + err.string();
+  std::string cmd = bin.string() + " grade --summary < " + in.string() + " > " + out.string() +
+                    " 2> " + err.string();
   ASSERT_EQ(std::system(cmd.c_str()), 0) << cmd;
   std::ifstream o(out);
   std::vector<nlohmann::json> rows;
@@ -42,6 +46,8 @@ TEST(GradeCli, JsonLinesInVerdictsOutSummaryToStderr) {
   EXPECT_EQ(summary["bad_lines"], 1);
   EXPECT_EQ(summary["timeout_or_bounded"], 1);
   // An unknown flag is a usage error: exit status 2.
-  EXPECT_EQ(WEXITSTATUS(std::system((bin.string() + " grade --bogus < /dev/null 2>/dev/null").c_str())), 2);
+  EXPECT_EQ(
+      WEXITSTATUS(std::system((bin.string() + " grade --bogus < /dev/null 2>/dev/null").c_str())),
+      2);
   for (auto& p : {in, out, err}) std::remove(p.c_str());
 }

@@ -134,11 +134,13 @@ TEST(MathBounds, HostileInputsGiveAVerdictQuickly) {
       "$F_n = \\sum_{k=0}^{n-1" + std::string(90, 'o') + "} F_k F_{n-k-1}$",
       "\\boxed{\\sqrt[1000000]{2}}",
       std::string(100000, '\\'),
-      "\\boxed{" + [] {
-        std::string s;
-        for (int i = 0; i < 3000; ++i) s += "\\frac{1}{";
-        return s;
-      }() + "}",
+      "\\boxed{" +
+          [] {
+            std::string s;
+            for (int i = 0; i < 3000; ++i) s += "\\frac{1}{";
+            return s;
+          }() +
+          "}",
   };
   for (const auto& h : hostile) {
     auto t0 = std::chrono::steady_clock::now();

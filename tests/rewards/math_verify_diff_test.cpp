@@ -31,7 +31,9 @@ long long gcdll(long long a, long long b) { return b ? gcdll(b, a % b) : (a < 0 
 
 std::vector<Pair> generate(int n, uint64_t seed) {
   std::mt19937_64 rng(seed);
-  auto uni = [&](long long lo, long long hi) { return lo + (long long)(rng() % (uint64_t)(hi - lo + 1)); };
+  auto uni = [&](long long lo, long long hi) {
+    return lo + (long long)(rng() % (uint64_t)(hi - lo + 1));
+  };
   std::vector<Pair> out;
   while ((int)out.size() < n) {
     int kind = (int)uni(0, 12);
@@ -46,7 +48,8 @@ std::vector<Pair> generate(int n, uint64_t seed) {
           t.insert(t.begin(), s[i]);
           if (++c % 3 == 0 && i > 0) t.insert(t.begin(), ',');
         }
-        out.push_back({std::to_string(v), miss ? std::to_string(v + 1) : (uni(0, 1) ? t : s + ".0"), "integer"});
+        out.push_back({std::to_string(v), miss ? std::to_string(v + 1) : (uni(0, 1) ? t : s + ".0"),
+                       "integer"});
         break;
       }
       case 1: {  // fraction vs decimal when it terminates
@@ -57,15 +60,19 @@ std::vector<Pair> generate(int n, uint64_t seed) {
         dec.precision(10);
         dec << (double)num / (double)den;
         out.push_back({"\\frac{" + std::to_string(num) + "}{" + std::to_string(den) + "}",
-                       miss ? std::to_string(num) + "/" + std::to_string(den + 1) : dec.str(), "fraction_decimal"});
+                       miss ? std::to_string(num) + "/" + std::to_string(den + 1) : dec.str(),
+                       "fraction_decimal"});
         break;
       }
       case 2: {  // fraction notations
         long long g = gcdll(a, b);
         if (a == 0) break;
         std::string red = std::to_string(a / g) + "/" + std::to_string(b / g);
-        std::string frac = (a < 0 ? "-" : "") + std::string("\\dfrac{") + std::to_string(std::llabs(a)) + "}{" + std::to_string(b) + "}";
-        out.push_back({red, miss ? "\\frac{" + std::to_string(a + 1) + "}{" + std::to_string(b) + "}" : frac, "fraction"});
+        std::string frac = (a < 0 ? "-" : "") + std::string("\\dfrac{") +
+                           std::to_string(std::llabs(a)) + "}{" + std::to_string(b) + "}";
+        out.push_back(
+            {red, miss ? "\\frac{" + std::to_string(a + 1) + "}{" + std::to_string(b) + "}" : frac,
+             "fraction"});
         break;
       }
       case 3: {  // radicals: k^2 m under the root
@@ -77,15 +84,19 @@ std::vector<Pair> generate(int n, uint64_t seed) {
       case 4: {  // multiples of pi
         long long p = uni(1, 12), q = uni(2, 12);
         if (gcdll(p, q) != 1) break;
-        out.push_back({"\\frac{" + std::to_string(p) + "\\pi}{" + std::to_string(q) + "}",
-                       "\\frac{" + std::to_string(p + (miss ? 1 : 0)) + "}{" + std::to_string(q) + "}\\pi", "pi"});
+        out.push_back(
+            {"\\frac{" + std::to_string(p) + "\\pi}{" + std::to_string(q) + "}",
+             "\\frac{" + std::to_string(p + (miss ? 1 : 0)) + "}{" + std::to_string(q) + "}\\pi",
+             "pi"});
         break;
       }
       case 5: {  // sets, permuted
         long long x = uni(-20, 20), y = x + uni(1, 9), z = y + uni(1, 9);
-        out.push_back({"\\{" + std::to_string(x) + "," + std::to_string(y) + "," + std::to_string(z) + "\\}",
-                       "\\{" + std::to_string(z) + "," + std::to_string(x) + "," + std::to_string(y + (miss ? 1 : 0)) + "\\}",
-                       "set"});
+        out.push_back(
+            {"\\{" + std::to_string(x) + "," + std::to_string(y) + "," + std::to_string(z) + "\\}",
+             "\\{" + std::to_string(z) + "," + std::to_string(x) + "," +
+                 std::to_string(y + (miss ? 1 : 0)) + "\\}",
+             "set"});
         break;
       }
       case 6: {  // tuples: order matters
@@ -98,7 +109,8 @@ std::vector<Pair> generate(int n, uint64_t seed) {
       }
       case 7: {  // negative numbers and decimals
         long long v = uni(-5000, 5000);
-        out.push_back({std::to_string(v) + ".25", miss ? std::to_string(v) + ".24" : std::to_string(v) + ".250", "decimal"});
+        out.push_back({std::to_string(v) + ".25",
+                       miss ? std::to_string(v) + ".24" : std::to_string(v) + ".250", "decimal"});
         break;
       }
       case 8: {  // scientific notation
@@ -106,7 +118,8 @@ std::vector<Pair> generate(int n, uint64_t seed) {
         long long v = m;
         for (int i = 0; i < e; ++i) v *= 10;
         out.push_back({std::to_string(v / 10) + (miss ? "1" : "0"),
-                       std::to_string(m / 10) + "." + std::to_string(m % 10) + " \\times 10^{" + std::to_string(e) + "}",
+                       std::to_string(m / 10) + "." + std::to_string(m % 10) + " \\times 10^{" +
+                           std::to_string(e) + "}",
                        "scientific"});
         break;
       }
@@ -114,21 +127,24 @@ std::vector<Pair> generate(int n, uint64_t seed) {
         long long x = uni(-20, 20), y = x + uni(1, 9);
         bool lc = uni(0, 1), rc = uni(0, 1);
         auto iv = [&](bool l, bool r) {
-          return std::string(l ? "[" : "(") + std::to_string(x) + ", " + std::to_string(y) + (r ? "]" : ")");
+          return std::string(l ? "[" : "(") + std::to_string(x) + ", " + std::to_string(y) +
+                 (r ? "]" : ")");
         };
         out.push_back({iv(lc, rc), miss ? iv(!lc, rc) : iv(lc, rc), "interval"});
         break;
       }
       case 10: {  // an assignment vs its value
         long long v = uni(-50, 50);
-        out.push_back({std::to_string(v), "x = " + std::to_string(v + (miss ? 2 : 0)), "assignment"});
+        out.push_back(
+            {std::to_string(v), "x = " + std::to_string(v + (miss ? 2 : 0)), "assignment"});
         break;
       }
       case 11: {  // plus-minus vs the two values
         long long c = uni(1, 9), m = std::vector<long long>{2, 3, 5}[uni(0, 2)];
         out.push_back({std::to_string(c) + " \\pm \\sqrt{" + std::to_string(m) + "}",
-                       std::to_string(c) + " + \\sqrt{" + std::to_string(m) + "}, " + std::to_string(c + (miss ? 1 : 0)) +
-                           " - \\sqrt{" + std::to_string(m) + "}",
+                       std::to_string(c) + " + \\sqrt{" + std::to_string(m) + "}, " +
+                           std::to_string(c + (miss ? 1 : 0)) + " - \\sqrt{" + std::to_string(m) +
+                           "}",
                        "plus_minus"});
         break;
       }
@@ -137,7 +153,8 @@ std::vector<Pair> generate(int n, uint64_t seed) {
         if (gcdll(num, den) != 1) break;
         char buf[64];
         std::snprintf(buf, sizeof buf, "%.6f", (double)num / den + (miss ? 1e-4 : 0));
-        out.push_back({"\\frac{" + std::to_string(num) + "}{" + std::to_string(den) + "}", buf, "rounded_decimal"});
+        out.push_back({"\\frac{" + std::to_string(num) + "}{" + std::to_string(den) + "}", buf,
+                       "rounded_decimal"});
         break;
       }
     }
@@ -195,11 +212,12 @@ for line in open(sys.argv[1]):
                   p.gold.c_str(), p.pred.c_str(), (int)oracle, (int)ours);
     }
   }
-  std::printf("math-verify agreement: %d/%d = %.1f%% (%d pairs equivalent per math-verify)\n", agree, total,
-              100.0 * agree / total, positives);
+  std::printf("math-verify agreement: %d/%d = %.1f%% (%d pairs equivalent per math-verify)\n",
+              agree, total, 100.0 * agree / total, positives);
   for (auto& [k, v] : by_kind) std::printf("  %-18s %3d/%3d\n", k.c_str(), v.first, v.second);
   // (std::filesystem::remove_all resolves to a broken copy inside libtorch.so.)
-  for (const char* f : {"pairs.jsonl", "oracle.py", "verdicts.jsonl"}) std::remove((dir / f).c_str());
+  for (const char* f : {"pairs.jsonl", "oracle.py", "verdicts.jsonl"})
+    std::remove((dir / f).c_str());
   ::rmdir(dir.c_str());
   // Both kinds of pair are present, so agreement cannot come from always saying yes or no.
   EXPECT_GT(positives, total / 3);

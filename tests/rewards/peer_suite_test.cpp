@@ -95,8 +95,7 @@ double run_suite(const std::string& file, std::vector<std::string>& unlisted) {
   }
   std::printf("%s: agreement %d/%d = %.1f%%\n", file.c_str(), all.agree, all.total,
               100.0 * all.agree / std::max(1, all.total));
-  for (auto& [cat, t] : by_cat)
-    std::printf("  %-48s %3d/%3d\n", cat.c_str(), t.agree, t.total);
+  for (auto& [cat, t] : by_cat) std::printf("  %-48s %3d/%3d\n", cat.c_str(), t.agree, t.total);
   return all.total ? (double)all.agree / all.total : 0.0;
 }
 
@@ -108,7 +107,8 @@ TEST(PeerSuite, MathVerifyCasesAgreeAtLeast95Percent) {
   std::vector<std::string> unlisted;
   double rate = run_suite("math_verify_cases.jsonl", unlisted);
   EXPECT_GE(rate, 0.95);
-  EXPECT_TRUE(unlisted.empty()) << unlisted.size() << " disagreements are not listed in docs/REWARDS.md";
+  EXPECT_TRUE(unlisted.empty()) << unlisted.size()
+                                << " disagreements are not listed in docs/REWARDS.md";
 }
 
 TEST(PeerSuite, OtherGraderCasesAgreeAtLeast90Percent) {
@@ -117,5 +117,6 @@ TEST(PeerSuite, OtherGraderCasesAgreeAtLeast90Percent) {
   std::vector<std::string> unlisted;
   double rate = run_suite("other_grader_cases.jsonl", unlisted);
   EXPECT_GE(rate, 0.90);
-  EXPECT_TRUE(unlisted.empty()) << unlisted.size() << " disagreements are not listed in docs/REWARDS.md";
+  EXPECT_TRUE(unlisted.empty()) << unlisted.size()
+                                << " disagreements are not listed in docs/REWARDS.md";
 }

@@ -31,7 +31,8 @@ std::vector<zr::Sample> samples(int n) {
     s.completion = "<think>t</think> <answer>\\boxed{" + std::to_string(i % 5) + "}</answer>";
     if (i % 10 == 9) {  // symbolic answers: the GiNaC path, shared between threads
       s.gold = "2\\sqrt{" + std::to_string(i % 3 + 2) + "}";
-      s.completion = "<answer>\\sqrt{" + std::to_string(4 * (i % 3 + 2) + (i % 20 == 9 ? 0 : 1)) + "}</answer>";
+      s.completion = "<answer>\\sqrt{" + std::to_string(4 * (i % 3 + 2) + (i % 20 == 9 ? 0 : 1)) +
+                     "}</answer>";
     }
     v.push_back(s);
   }

@@ -56,6 +56,7 @@ TEST(PluginReward, LoadErrorsNameThePath) {
     zr::PluginReward p(c);
     FAIL();
   } catch (const zerorl::Error& e) {
-    EXPECT_NE(std::string(e.what()).find("max_chars must be a positive integer"), std::string::npos) << e.what();
+    EXPECT_NE(std::string(e.what()).find("max_chars must be a positive integer"), std::string::npos)
+        << e.what();
   }
 }

@@ -49,7 +49,8 @@ TEST(PadRollout, BatchedTeacherForcingMatchesBehaviourLogprobs) {
   model::ForwardOptions fo;
   fo.valid_BT = pr.valid_BT;
   const at::Tensor logp = m->logprobs(pr.tokens_BT, pr.targets_BT, lo, fo).logp_BT;
-  const at::Tensor diff = (logp - pr.behaviour_logp_BT).abs().masked_fill(pr.completion_mask_BT.logical_not(), 0);
+  const at::Tensor diff =
+      (logp - pr.behaviour_logp_BT).abs().masked_fill(pr.completion_mask_BT.logical_not(), 0);
   EXPECT_LE(diff.max().item<double>(), 1e-5);
   EXPECT_THROW(pad_rollout(RolloutBatch{}), Error);
 }

@@ -61,7 +61,8 @@ std::vector<double> teacher_forced(model::CausalLM& m, const RolloutSample& s, d
   kernels::LogprobOptions lo;
   lo.temperature = T;
   at::NoGradGuard ng;
-  const at::Tensor logp = m.logprobs(all.slice(1, 0, n - 1), all.slice(1, 1, n), lo).logp_BT.to(at::kDouble);
+  const at::Tensor logp =
+      m.logprobs(all.slice(1, 0, n - 1), all.slice(1, 1, n), lo).logp_BT.to(at::kDouble);
   std::vector<double> out;
   for (int64_t t = s.prompt_length() - 1; t < n - 1; ++t) out.push_back(logp[0][t].item<double>());
   return out;
@@ -74,8 +75,8 @@ void expect_logprob_parity(model::CausalLM& m, const RolloutBatch& b, double T) 
     const std::vector<double> ref = teacher_forced(m, s, T);
     for (size_t t = 0; t < ref.size(); ++t) {
       worst = std::max(worst, std::abs(ref[t] - s.logp[t]));
-      ASSERT_NEAR(s.logp[t], ref[t], 1e-5) << "prompt " << s.prompt_id << " sample " << s.sample_index << " token "
-                                           << t;
+      ASSERT_NEAR(s.logp[t], ref[t], 1e-5)
+          << "prompt " << s.prompt_id << " sample " << s.sample_index << " token " << t;
     }
   }
   ::testing::Test::RecordProperty("max_abs_logp_diff", std::to_string(worst));
@@ -144,7 +145,7 @@ TEST_P(EngineArch, TeacherForcedRoutingOfCompletionsDoesNotDependOnBatching) {
     f1.record_routing = true;
     m->logits(tokens.slice(0, i, i + 1).slice(1, 0, n), f1);
     for (size_t l = 0; l < batched.size(); ++l) {
-      const at::Tensor one = m->last_routing()[l];                         // [n, K]
+      const at::Tensor one = m->last_routing()[l];  // [n, K]
       const at::Tensor many = batched[l].view({B, Tmax, -1})[i].slice(0, 0, n);
       // Compare expert sets (order within top-k is not meaningful).
       EXPECT_TRUE(at::equal(std::get<0>(one.sort(1)), std::get<0>(many.sort(1))))
@@ -164,7 +165,8 @@ TEST_P(EngineArch, GreedyEqualsStepByStepArgmaxWithoutCache) {
     std::vector<int64_t> seq = prompts[p].tokens, expect;
     for (int64_t step = 0; step < max_new; ++step) {
       const int64_t n = static_cast<int64_t>(seq.size());
-      const at::Tensor logits = m->logits(at::tensor(seq, at::kLong).view({1, n}))[0][n - 1].to(at::kFloat).contiguous();
+      const at::Tensor logits =
+          m->logits(at::tensor(seq, at::kLong).view({1, n}))[0][n - 1].to(at::kFloat).contiguous();
       const float* x = logits.data_ptr<float>();
       int64_t best = 0;
       for (int64_t v = 1; v < logits.size(0); ++v)
@@ -182,7 +184,9 @@ TEST_P(EngineArch, GreedyEqualsStepByStepArgmaxWithoutCache) {
 }
 
 INSTANTIATE_TEST_SUITE_P(Archs, EngineArch, ::testing::Values(true, false),
-                         [](const ::testing::TestParamInfo<bool>& i) { return i.param ? "Mla" : "Gqa"; });
+                         [](const ::testing::TestParamInfo<bool>& i) {
+                           return i.param ? "Mla" : "Gqa";
+                         });
 
 std::map<std::pair<int64_t, int64_t>, const RolloutSample*> by_key(const RolloutBatch& b) {
   std::map<std::pair<int64_t, int64_t>, const RolloutSample*> out;
@@ -199,7 +203,8 @@ TEST(Engine, SameSeedSameCompletionsWhateverTheSlotsAndPromptOrder) {
   sp.step = 5;
   const int64_t G = 4;
   std::vector<RolloutBatch> runs;
-  for (int64_t slots : {1, 3, 16}) runs.push_back(Engine(EngineOptions().slots(slots).eos(-1)).generate(*m, prompts, G, sp));
+  for (int64_t slots : {1, 3, 16})
+    runs.push_back(Engine(EngineOptions().slots(slots).eos(-1)).generate(*m, prompts, G, sp));
   auto reversed = prompts;
   std::reverse(reversed.begin(), reversed.end());
   runs.push_back(Engine(EngineOptions().slots(16).eos(-1)).generate(*m, reversed, G, sp));
@@ -212,15 +217,16 @@ TEST(Engine, SameSeedSameCompletionsWhateverTheSlotsAndPromptOrder) {
     ASSERT_EQ(got.size(), ref.size());
     for (const auto& [key, s] : ref) {
       const RolloutSample* o = got.at(key);
-      EXPECT_EQ(o->completion_tokens, s->completion_tokens) << "run " << r << " prompt " << key.first << " sample "
-                                                            << key.second;
+      EXPECT_EQ(o->completion_tokens, s->completion_tokens)
+          << "run " << r << " prompt " << key.first << " sample " << key.second;
       EXPECT_EQ(o->finish, s->finish);
       ASSERT_EQ(o->logp.size(), s->logp.size());
       for (size_t t = 0; t < s->logp.size(); ++t) EXPECT_NEAR(o->logp[t], s->logp[t], 1e-5);
     }
   }
   for (size_t p = 0; p < prompts.size(); ++p)
-    if (runs[2].samples[p * G].completion_tokens != runs[2].samples[p * G + 1].completion_tokens) ++distinct_in_group;
+    if (runs[2].samples[p * G].completion_tokens != runs[2].samples[p * G + 1].completion_tokens)
+      ++distinct_in_group;
   EXPECT_GT(distinct_in_group, 0) << "samples of a group should differ (own streams)";
   // The output follows the caller's prompt order.
   EXPECT_EQ(runs[3].samples.front().prompt_id, prompts.back().id);
@@ -267,9 +273,12 @@ TEST(Engine, StopStringsSplitAcrossTokensAreCaughtAndKept) {
     if (s.finish == FinishReason::kStopString) {
       ++stopped;
       const size_t a = full.find("abca"), d = full.find("dddd");
-      const size_t end = std::min(a == std::string::npos ? a : a + 4, d == std::string::npos ? d : d + 4);
-      EXPECT_EQ(s.text, full.substr(0, end)) << "text is cut right after the (earliest) stop string";
-      EXPECT_TRUE(before.find("abca") == std::string::npos && before.find("dddd") == std::string::npos)
+      const size_t end =
+          std::min(a == std::string::npos ? a : a + 4, d == std::string::npos ? d : d + 4);
+      EXPECT_EQ(s.text, full.substr(0, end))
+          << "text is cut right after the (earliest) stop string";
+      EXPECT_TRUE(before.find("abca") == std::string::npos &&
+                  before.find("dddd") == std::string::npos)
           << "the stop was caught late";
       EXPECT_LE(s.completion_length(), 40);
     } else {
@@ -287,7 +296,8 @@ TEST(Engine, StopStringsSplitAcrossTokensAreCaughtAndKept) {
 TEST(Engine, MaxNewTokensIsExact) {
   auto m = make_policy(tiny_qwen_config());
   for (int64_t max_new : {1, 2, 7}) {
-    const RolloutBatch b = Engine(EngineOptions().slots(4).eos(-1)).generate(*m, make_prompts(3, 64), 2, params(1.0, max_new));
+    const RolloutBatch b = Engine(EngineOptions().slots(4).eos(-1))
+                               .generate(*m, make_prompts(3, 64), 2, params(1.0, max_new));
     for (const auto& s : b.samples) {
       EXPECT_EQ(s.completion_length(), max_new);
       EXPECT_EQ(s.finish, FinishReason::kLength);
@@ -302,11 +312,15 @@ TEST(Engine, EndOfTextAndStopTokenIdsFinishAndAreKept) {
   for (int64_t v = 0; v < 64; v += 5) stops.push_back(v);  // ~1/5 of the vocabulary
   SamplingParams sp = params(1.0, 30, 4);
   sp.stop_token_ids = {stops.begin() + 1, stops.end()};
-  const RolloutBatch b = Engine(EngineOptions().slots(6).eos(stops[0])).generate(*m, make_prompts(4, 64), 4, sp);
+  const RolloutBatch b =
+      Engine(EngineOptions().slots(6).eos(stops[0])).generate(*m, make_prompts(4, 64), 4, sp);
   int ended = 0;
   for (const auto& s : b.samples) {
-    const auto is_stop = [&](int64_t t) { return std::find(stops.begin(), stops.end(), t) != stops.end(); };
-    for (size_t t = 0; t + 1 < s.completion_tokens.size(); ++t) EXPECT_FALSE(is_stop(s.completion_tokens[t]));
+    const auto is_stop = [&](int64_t t) {
+      return std::find(stops.begin(), stops.end(), t) != stops.end();
+    };
+    for (size_t t = 0; t + 1 < s.completion_tokens.size(); ++t)
+      EXPECT_FALSE(is_stop(s.completion_tokens[t]));
     if (s.finish == FinishReason::kEndOfText) {
       ++ended;
       EXPECT_TRUE(is_stop(s.completion_tokens.back()));
@@ -322,12 +336,14 @@ TEST(Engine, ContinuousBatchingKeepsTheSlotsBusy) {
   SamplingParams sp = params(1.0, 24, 8);
   sp.stop_token_ids = {1, 2, 3};  // ragged lengths
   const int64_t slots = 6;
-  const RolloutBatch b = Engine(EngineOptions().slots(slots).eos(-1)).generate(*m, make_prompts(8, 64), 4, sp);
+  const RolloutBatch b =
+      Engine(EngineOptions().slots(slots).eos(-1)).generate(*m, make_prompts(8, 64), 4, sp);
   const RolloutStats& st = b.stats;
   int64_t total = 0;
   for (const auto& s : b.samples) total += s.completion_length();
   EXPECT_EQ(st.generated_tokens, total);
-  EXPECT_EQ(st.decode_tokens, total - st.num_samples);  // every first token comes from prefill logits
+  EXPECT_EQ(st.decode_tokens,
+            total - st.num_samples);  // every first token comes from prefill logits
   EXPECT_EQ(st.num_prefills, 8);
   // While work waits, at most one slot (a held group template) is idle, so
   // steps <= tokens / (slots - 1) + the drain at the end (<= max_new_tokens).
@@ -355,7 +371,8 @@ TEST(Engine, BadInputIsAClearError) {
   prompts = make_prompts(1, 64);
   prompts[0].tokens.clear();
   EXPECT_THROW(engine.generate(*m, prompts, 1, params(1.0, 4)), Error);
-  EXPECT_THROW(engine.generate(*m, make_prompts(1, 64), 1, params(1.0, 300)), Error);  // > max_position
+  EXPECT_THROW(engine.generate(*m, make_prompts(1, 64), 1, params(1.0, 300)),
+               Error);  // > max_position
   SamplingParams sp = params(1.0, 4);
   sp.stop_strings = {"x"};
   EXPECT_THROW(engine.generate(*m, make_prompts(1, 64), 1, sp), Error);  // no TokenText

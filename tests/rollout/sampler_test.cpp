@@ -20,11 +20,13 @@
 namespace zerorl::rollout {
 namespace {
 
-const std::vector<float> kLogits = {1.2f, -0.3f, 2.5f, 0.0f, 2.1f, -1.7f, 0.8f, 2.1f};  // V = 8, a tie at 4/7
+const std::vector<float> kLogits = {1.2f, -0.3f, 2.5f, 0.0f,
+                                    2.1f, -1.7f, 0.8f, 2.1f};  // V = 8, a tie at 4/7
 
 // Reference: softmax(x/T), keep top_k most probable (lower id first on ties),
 // then the smallest prefix with renormalised mass >= top_p; renormalise.
-std::vector<double> reference_distribution(const std::vector<float>& x, double T, int64_t top_k, double top_p) {
+std::vector<double> reference_distribution(const std::vector<float>& x, double T, int64_t top_k,
+                                           double top_p) {
   const size_t V = x.size();
   std::vector<long double> p(V);
   long double m = *std::max_element(x.begin(), x.end()), sum = 0;
@@ -101,9 +103,14 @@ struct Case {
 
 TEST(Sampler, DrawsFollowTheIntendedDistributionChiSquare) {
   const Case cases[] = {
-      {"T=1", 1.0, 0, 1.0},          {"T=0.5", 0.5, 0, 1.0},          {"T=2", 2.0, 0, 1.0},
-      {"top_k=3", 1.0, 3, 1.0},      {"top_p=0.7", 1.0, 0, 0.7},      {"top_p=0.9,T=1.5", 1.5, 0, 0.9},
-      {"top_k=4,top_p=0.8,T=0.7", 0.7, 4, 0.8}, {"top_k=1", 1.0, 1, 1.0},
+      {"T=1", 1.0, 0, 1.0},
+      {"T=0.5", 0.5, 0, 1.0},
+      {"T=2", 2.0, 0, 1.0},
+      {"top_k=3", 1.0, 3, 1.0},
+      {"top_p=0.7", 1.0, 0, 0.7},
+      {"top_p=0.9,T=1.5", 1.5, 0, 0.9},
+      {"top_k=4,top_p=0.8,T=0.7", 0.7, 4, 0.8},
+      {"top_k=1", 1.0, 1, 1.0},
   };
   uint64_t seed = 11;
   for (const Case& c : cases) {

@@ -54,7 +54,10 @@ TEST(StopMatcher, MatchesInsideAMultibyteCharacterSplitAcrossTokens) {
 
 TEST(Utf8, SanitizeReplacesLikePythonErrorsReplace) {
   // Python: b"a\xe4\xbdb".decode(errors="replace") == "a\ufffdb"
-  EXPECT_EQ(utf8_sanitize("a\xE4\xBD" "b"), "a\xEF\xBF\xBD" "b");
+  EXPECT_EQ(utf8_sanitize("a\xE4\xBD"
+                          "b"),
+            "a\xEF\xBF\xBD"
+            "b");
   // b"\xff\xfe" -> two replacement characters
   EXPECT_EQ(utf8_sanitize("\xFF\xFE"), "\xEF\xBF\xBD\xEF\xBF\xBD");
   // surrogate b"\xed\xa0\x80" -> three (the maximal subpart is one byte each)

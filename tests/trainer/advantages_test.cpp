@@ -29,7 +29,8 @@ TEST(Advantages, GrpoSampleStdOnAWorkedExample) {
   const double a = 0.5 / (std::sqrt(1.0 / 3.0) + 1e-4);
   EXPECT_NEAR(s.advantages[0], a, 1e-15);
   EXPECT_NEAR(s.advantages[1], -a, 1e-15);
-  const auto p = compute_advantages(r, 4, cfg_of(Est::kGrpo, AdvantageConfig::StdKind::kPopulation, 0.0));
+  const auto p =
+      compute_advantages(r, 4, cfg_of(Est::kGrpo, AdvantageConfig::StdKind::kPopulation, 0.0));
   EXPECT_NEAR(p.advantages[3], 1.0, 1e-15);
   EXPECT_NEAR(p.advantages[2], -1.0, 1e-15);
 }

@@ -256,7 +256,8 @@ TEST(Checkpoint, KeepsTheLastKAndOnlyThisRanksFiles) {
       << "emptied step directories must be removed";
   for (int64_t s : {4, 5})
     for (int r : {0, 1})
-      EXPECT_TRUE(verify_checkpoint(checkpoint_rank_file(checkpoint_step_dir(d.path(), s), r)).empty());
+      EXPECT_TRUE(
+          verify_checkpoint(checkpoint_rank_file(checkpoint_step_dir(d.path(), s), r)).empty());
 
   // keep_last <= 0 keeps everything.
   saved(make_checkpoint(6, 0, 2), d.path());

@@ -102,9 +102,18 @@ Ref reference(const Batch& b, const LossConfig& c, bool with_ref, bool with_entr
       if (with_ref) {
         const double x = b.ref_logp[k] - b.logp[k];
         switch (c.kl_estimator) {
-          case Est::kK1: kl = -x; dkl = 1.0; break;
-          case Est::kK2: kl = 0.5 * x * x; dkl = -x; break;
-          case Est::kK3: kl = std::exp(x) - x - 1.0; dkl = 1.0 - std::exp(x); break;
+          case Est::kK1:
+            kl = -x;
+            dkl = 1.0;
+            break;
+          case Est::kK2:
+            kl = 0.5 * x * x;
+            dkl = -x;
+            break;
+          case Est::kK3:
+            kl = std::exp(x) - x - 1.0;
+            dkl = 1.0 - std::exp(x);
+            break;
         }
         r.kl_sum += kl;
       }
@@ -114,9 +123,15 @@ Ref reference(const Batch& b, const LossConfig& c, bool with_ref, bool with_entr
       }
       double w = 0;
       switch (c.aggregation) {
-        case Agg::kGrpo: w = 1.0 / (static_cast<double>(n_i) * num_seqs); break;
-        case Agg::kDapo: w = 1.0 / num_tokens; break;
-        case Agg::kDrGrpo: w = 1.0 / (num_seqs * static_cast<double>(c.max_completion_length)); break;
+        case Agg::kGrpo:
+          w = 1.0 / (static_cast<double>(n_i) * num_seqs);
+          break;
+        case Agg::kDapo:
+          w = 1.0 / num_tokens;
+          break;
+        case Agg::kDrGrpo:
+          w = 1.0 / (num_seqs * static_cast<double>(c.max_completion_length));
+          break;
       }
       r.loss += w * per;
       r.dlogp[k] = w * dper;
@@ -147,7 +162,7 @@ struct ImplRun {
 };
 
 ImplRun run_impl(const Batch& b, const LossConfig& c, bool with_ref, bool with_entropy,
-             at::ScalarType dt, const LossScale& scale = {}, bool float_mask = false) {
+                 at::ScalarType dt, const LossScale& scale = {}, bool float_mask = false) {
   LossInputs in;
   in.logp_BT = bt(b.logp, b.B, b.T, dt).requires_grad_(true);
   in.old_logp_BT = bt(b.old_logp, b.B, b.T, dt);
@@ -185,12 +200,12 @@ std::string name_of(const Variant& v) {
 std::vector<Variant> all_variants() {
   std::vector<Variant> vs;
   for (Agg agg : {Agg::kGrpo, Agg::kDapo, Agg::kDrGrpo}) {
-    vs.push_back({agg, 0.2, 0.2, 0.0, Est::kK3, 0.0, false});    // no reference model
-    vs.push_back({agg, 0.2, 0.28, 0.0, Est::kK3, 0.0, true});    // KL metric only
+    vs.push_back({agg, 0.2, 0.2, 0.0, Est::kK3, 0.0, false});  // no reference model
+    vs.push_back({agg, 0.2, 0.28, 0.0, Est::kK3, 0.0, true});  // KL metric only
     vs.push_back({agg, 0.2, 0.28, 0.04, Est::kK1, 0.0, true});
     vs.push_back({agg, 0.1, 0.3, 0.04, Est::kK2, 0.0, true});
-    vs.push_back({agg, 0.2, 0.2, 0.04, Est::kK3, 0.01, true});   // KL + entropy bonus
-    vs.push_back({agg, 0.2, 0.28, 0.0, Est::kK3, 0.005, false}); // entropy bonus only
+    vs.push_back({agg, 0.2, 0.2, 0.04, Est::kK3, 0.01, true});    // KL + entropy bonus
+    vs.push_back({agg, 0.2, 0.28, 0.0, Est::kK3, 0.005, false});  // entropy bonus only
   }
   return vs;
 }
@@ -219,8 +234,8 @@ TEST(GrpoLoss, EveryVariantMatchesPerTokenReferenceInDouble) {
     SCOPED_TRACE(name_of(v));
     const LossConfig c = config_of(v);
     const bool with_entropy = v.entropy_coef != 0;
-    const LossScale local = LossScale::of(at::tensor(std::vector<int64_t>(b.mask.begin(), b.mask.end()))
-                                              .view({b.B, b.T}));
+    const LossScale local = LossScale::of(
+        at::tensor(std::vector<int64_t>(b.mask.begin(), b.mask.end())).view({b.B, b.T}));
     const Ref ref = reference(b, c, v.with_ref, with_entropy, local.num_seqs, local.num_tokens);
     const ImplRun got = run_impl(b, c, v.with_ref, with_entropy, at::kDouble);
     expect_close(got.out.loss.item<double>(), ref.loss, 1e-12, 1e-15, "loss");
@@ -232,7 +247,8 @@ TEST(GrpoLoss, EveryVariantMatchesPerTokenReferenceInDouble) {
     if (with_entropy) {
       const at::Tensor de = got.dentropy.contiguous();
       for (int64_t k = 0; k < b.B * b.T; ++k)
-        expect_close(de.data_ptr<double>()[k], ref.dentropy[k], 1e-12, 1e-15, str_cat("dH[", k, "]"));
+        expect_close(de.data_ptr<double>()[k], ref.dentropy[k], 1e-12, 1e-15,
+                     str_cat("dH[", k, "]"));
     }
     const LossStats& s = got.out.stats;
     EXPECT_EQ(s.num_tokens, ref.num_tokens);
@@ -271,14 +287,16 @@ TEST(GrpoLoss, Float32AgreesWithReferenceWithinFloatTolerance) {
     double ntok = 0;
     for (uint8_t m : b.mask) ntok += m;
     const Ref ref = reference(b, c, v.with_ref, with_entropy, b.B, ntok);
-    const ImplRun got = run_impl(b, c, v.with_ref, with_entropy, at::kFloat, {}, /*float_mask=*/true);
+    const ImplRun got =
+        run_impl(b, c, v.with_ref, with_entropy, at::kFloat, {}, /*float_mask=*/true);
     EXPECT_EQ(got.out.loss.scalar_type(), at::kFloat);
     expect_close(got.out.loss.item<double>(), ref.loss, 2e-5, 1e-7, "loss");
     const at::Tensor dl = got.dlogp.contiguous();
     double max_ref = 0;
     for (double g : ref.dlogp) max_ref = std::max(max_ref, std::fabs(g));
     for (int64_t k = 0; k < b.B * b.T; ++k)
-      expect_close(dl.data_ptr<double>()[k], ref.dlogp[k], 2e-5, 1e-6 * max_ref, str_cat("dlogp[", k, "]"));
+      expect_close(dl.data_ptr<double>()[k], ref.dlogp[k], 2e-5, 1e-6 * max_ref,
+                   str_cat("dlogp[", k, "]"));
   }
 }
 
@@ -298,8 +316,8 @@ TEST(GrpoLoss, MicroBatchesWithStepScaleSumToWholeBatch) {
       s.B = r1 - r0;
       s.T = b.T;
       auto cut = [&](const auto& src) {
-        return std::vector<typename std::decay_t<decltype(src)>::value_type>(src.begin() + r0 * b.T,
-                                                                             src.begin() + r1 * b.T);
+        return std::vector<typename std::decay_t<decltype(src)>::value_type>(
+            src.begin() + r0 * b.T, src.begin() + r1 * b.T);
       };
       s.logp = cut(b.logp);
       s.old_logp = cut(b.old_logp);
@@ -335,8 +353,8 @@ TEST(GrpoLoss, OnPolicyGrpoGradientIsMinusAdvantageOverLength) {
   in.mask_BT = at::tensor({1, 1, 1, 1, 0, 0}, at::kLong).view({2, 3}) != 0;
   LossOutput out = grpo_loss(in, LossConfig{});
   out.loss.backward();
-  const at::Tensor want = at::tensor({-1.5 / 6, -1.5 / 6, -1.5 / 6, 0.5 / 2, 0.0, 0.0}, at::kDouble)
-                              .view({2, 3});
+  const at::Tensor want =
+      at::tensor({-1.5 / 6, -1.5 / 6, -1.5 / 6, 0.5 / 2, 0.0, 0.0}, at::kDouble).view({2, 3});
   EXPECT_TRUE(at::allclose(logp.grad(), want, 1e-15, 1e-15)) << logp.grad();
   EXPECT_NEAR(out.loss.item<double>(), -(1.5 - 0.5) / 2, 1e-15);
 }
@@ -351,7 +369,8 @@ TEST(GrpoLoss, Bfloat16InputsAreComputedInFloat32) {
     v->assign(t.data_ptr<double>(), t.data_ptr<double>() + t.numel());
   }
   rb.adv.clear();
-  const at::Tensor a = at::tensor(b.adv, at::kDouble).to(at::kBFloat16).to(at::kDouble).contiguous();
+  const at::Tensor a =
+      at::tensor(b.adv, at::kDouble).to(at::kBFloat16).to(at::kDouble).contiguous();
   rb.adv.assign(a.data_ptr<double>(), a.data_ptr<double>() + a.numel());
   double ntok = 0;
   for (uint8_t m : b.mask) ntok += m;
@@ -397,8 +416,8 @@ TEST(KlRewardPenalty, IsBetaTimesPerSequenceKlSum) {
     c.kl_estimator = est;
     std::vector<int64_t> m(b.mask.begin(), b.mask.end());
     const std::vector<double> pen =
-        kl_reward_penalty(bt(b.old_logp, b.B, b.T, at::kDouble), bt(b.ref_logp, b.B, b.T, at::kDouble),
-                          at::tensor(m).view({b.B, b.T}), c);
+        kl_reward_penalty(bt(b.old_logp, b.B, b.T, at::kDouble),
+                          bt(b.ref_logp, b.B, b.T, at::kDouble), at::tensor(m).view({b.B, b.T}), c);
     ASSERT_EQ(pen.size(), static_cast<size_t>(b.B));
     for (int64_t i = 0; i < b.B; ++i) {
       double want = 0;

@@ -67,7 +67,8 @@ std::string recipe_text(const std::string& name, const std::string& extra = "") 
     << "template: {name: tiny}\n"
     << "data:\n  source: task\n  task: {name: addition, min_digits: 1, max_digits: 2, seed: 0}\n"
     << "  train_size: 200\n  test_size: 8\n  seed: 1\n"
-    << "rollout:\n  num_slots: 16\n  sampling: {temperature: 1.0, max_new_tokens: 12, stop_strings: [\"</answer>\"]}\n"
+    << "rollout:\n  num_slots: 16\n  sampling: {temperature: 1.0, max_new_tokens: 12, "
+       "stop_strings: [\"</answer>\"]}\n"
     << "rewards:\n  accuracy: {type: math}\n  format: {type: format, weight: 0.5}\n"
     << "loss: {beta: 0.04, eps_high: 0.28}\n"
     << "optimizer: {lr: 1.0e-3, max_grad_norm: 1.0}\n"
@@ -109,15 +110,17 @@ std::string final_hash(const std::string& run_dir, long step) {
 TEST(GrpoTrainer, ShortRunWritesEveryOutputFile) {
   auto res = train(recipe_text("outputs"), {"train.steps=2", "eval.every=1"});
   fs::path d = res.run_dir;
-  for (auto f : {"recipe.resolved.yaml", "metrics.jsonl", "samples.jsonl", "eval.jsonl", "summary.json"})
+  for (auto f :
+       {"recipe.resolved.yaml", "metrics.jsonl", "samples.jsonl", "eval.jsonl", "summary.json"})
     EXPECT_TRUE(fs::exists(d / f)) << f;
   auto metrics = lines_without_time((d / "metrics.jsonl").string());
   ASSERT_EQ(metrics.size(), 2u);
   auto m = nlohmann::json::parse(metrics[1]);
   EXPECT_EQ(m["step"], 2);
-  for (auto k : {"reward/mean", "reward/std", "reward/accuracy", "reward/format", "loss/kl", "loss/entropy",
-                 "loss/clip_frac_low", "loss/clip_frac_high", "optim/grad_norm", "optim/lr",
-                 "response/length_mean", "response/truncated_rate", "advantage/zero_spread_frac"})
+  for (auto k :
+       {"reward/mean", "reward/std", "reward/accuracy", "reward/format", "loss/kl", "loss/entropy",
+        "loss/clip_frac_low", "loss/clip_frac_high", "optim/grad_norm", "optim/lr",
+        "response/length_mean", "response/truncated_rate", "advantage/zero_spread_frac"})
     EXPECT_TRUE(m.contains(k)) << k << " missing from " << metrics[1];
   // eval before training and after each step
   EXPECT_EQ(lines_without_time((d / "eval.jsonl").string()).size(), 3u);
@@ -132,7 +135,9 @@ TEST(GrpoTrainer, ShortRunWritesEveryOutputFile) {
   EXPECT_TRUE(summary["final"].contains("greedy_accuracy"));
   EXPECT_TRUE(summary["final"].contains("worked_rate"));
   EXPECT_FALSE(fs::is_empty(d / "plots"));
-  EXPECT_EQ(verify_checkpoint(checkpoint_rank_file(checkpoint_step_dir((d / "checkpoints").string(), 2), 0)), "");
+  EXPECT_EQ(verify_checkpoint(
+                checkpoint_rank_file(checkpoint_step_dir((d / "checkpoints").string(), 2), 0)),
+            "");
   // The recipe written is the resolved one and parses back.
   Recipe back = Recipe::from_file((d / "recipe.resolved.yaml").string());
   EXPECT_EQ(back.section("train").get<long>("steps"), 2);
@@ -153,7 +158,8 @@ TEST(GrpoTrainer, ResumeContinuesBitIdentically) {
 TEST(GrpoTrainer, TruncatedNewestCheckpointIsSkipped) {
   auto run = train(recipe_text("trunc"), {"train.steps=3"});
   auto before = lines_without_time(run.run_dir + "/metrics.jsonl");
-  std::string newest = checkpoint_rank_file(checkpoint_step_dir(run.run_dir + "/checkpoints", 3), 0);
+  std::string newest =
+      checkpoint_rank_file(checkpoint_step_dir(run.run_dir + "/checkpoints", 3), 0);
   fs::resize_file(newest, fs::file_size(newest) / 2);
   auto resumed = train(recipe_text("trunc"), {"train.steps=3"}, "auto");
   // Resumed from step 2 and recomputed step 3 exactly.
@@ -189,7 +195,8 @@ TEST(GrpoTrainer, MissingDatasetFailsBeforeAnyCompute) {
     train(text);
     FAIL() << "expected an error";
   } catch (const Error& e) {
-    EXPECT_NE(std::string(e.what()).find("/nonexistent/train.jsonl"), std::string::npos) << e.what();
+    EXPECT_NE(std::string(e.what()).find("/nonexistent/train.jsonl"), std::string::npos)
+        << e.what();
   }
   EXPECT_LT(std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count(), 5.0);
   EXPECT_FALSE(fs::exists(scratch() / "runs" / "nodata" / "checkpoints"));

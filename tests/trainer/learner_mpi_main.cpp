@@ -36,13 +36,13 @@ namespace {
 int g_failures = 0;
 int g_rank = 0;
 
-#define CHECK_OR_FAIL(cond, ...)                                                           \
-  do {                                                                                     \
-    if (!(cond)) {                                                                         \
-      ++g_failures;                                                                        \
-      std::cerr << "[rank " << g_rank << "] FAILED " << __LINE__ << ": " #cond " -- "     \
-                << str_cat(__VA_ARGS__) << "\n";                                           \
-    }                                                                                      \
+#define CHECK_OR_FAIL(cond, ...)                                                      \
+  do {                                                                                \
+    if (!(cond)) {                                                                    \
+      ++g_failures;                                                                   \
+      std::cerr << "[rank " << g_rank << "] FAILED " << __LINE__ << ": " #cond " -- " \
+                << str_cat(__VA_ARGS__) << "\n";                                      \
+    }                                                                                 \
   } while (0)
 
 constexpr int64_t kGroups = 4, kG = 4, kT = 6, kD = 8, kH = 16, kV = 5, kSteps = 3, kMu = 2;
@@ -222,7 +222,8 @@ void check_world_size_invariance(Comm& comm, const std::string& ref_path) {
   const Mlp init(7);
   const at::Tensor w0 = init.flat();
   const double moved = (one[0].narrow(0, 0, w0.numel()) - w0).abs().max().item<double>();
-  CHECK_OR_FAIL(moved > 1e-2, "training barely moved the weights (", moved, "): the test would be vacuous");
+  CHECK_OR_FAIL(moved > 1e-2, "training barely moved the weights (", moved,
+                "): the test would be vacuous");
   const at::Tensor ref = ref_path.empty() ? at::Tensor() : read_ref(ref_path, dist);
   for (int64_t i = 0; i < dist.size(0); ++i) {
     const std::string what = str_cat(to_string(kAggs[i % 3]), " ", dtype_of_row(i));
@@ -233,7 +234,8 @@ void check_world_size_invariance(Comm& comm, const std::string& ref_path) {
     if (ref.defined()) {
       const double dr = (dist[i] - ref[i]).abs().max().item<double>();
       std::cout << ", - w(mpirun -np 1)| = " << dr;
-      CHECK_OR_FAIL(dr <= tolerance_of_row(i), what, " differs from the mpirun -np 1 weights by ", dr);
+      CHECK_OR_FAIL(dr <= tolerance_of_row(i), what, " differs from the mpirun -np 1 weights by ",
+                    dr);
     }
     std::cout << "\n";
   }
@@ -258,32 +260,38 @@ void check_nan_skips_on_every_rank(Comm& comm) {
   if (comm.rank() == 1) model.params[2].param.mutable_grad()[3][1] = std::nanf("");
   StepReport r = opt.step(true);
   CHECK_OR_FAIL(!r.applied, "a NaN gradient on rank 1 did not skip the step on rank ", comm.rank());
-  CHECK_OR_FAIL(r.num_skipped == 1 && r.num_updates == 0, "skipped=", r.num_skipped, " updates=", r.num_updates);
+  CHECK_OR_FAIL(r.num_skipped == 1 && r.num_updates == 0, "skipped=", r.num_skipped,
+                " updates=", r.num_updates);
   CHECK_OR_FAIL(at::equal(model.flat(), before), "weights changed on a skipped step");
   // A non-finite loss on rank 0 only, with finite gradients everywhere.
   grads();
   r = opt.step(comm.rank() != 0);
-  CHECK_OR_FAIL(!r.applied && r.num_skipped == 2, "a NaN loss on rank 0 did not skip the step everywhere");
+  CHECK_OR_FAIL(!r.applied && r.num_skipped == 2,
+                "a NaN loss on rank 0 did not skip the step everywhere");
   CHECK_OR_FAIL(at::equal(model.flat(), before), "weights changed on a skipped step");
   // Then a clean step applies on every rank, identically.
   grads();
   r = opt.step(true);
-  CHECK_OR_FAIL(r.applied && r.num_updates == 1 && r.num_skipped == 2, "the clean step after skips");
+  CHECK_OR_FAIL(r.applied && r.num_updates == 1 && r.num_skipped == 2,
+                "the clean step after skips");
   CHECK_OR_FAIL(!at::equal(model.flat(), before), "the clean step did not move the weights");
   const at::Tensor all = comm.allgather(model.flat());
   CHECK_OR_FAIL(at::equal(all[0], all[1]), "ranks disagree after the clean step");
-  std::cout << "[rank " << comm.rank() << "] NaN on one rank: skipped on every rank, weights kept\n";
+  std::cout << "[rank " << comm.rank()
+            << "] NaN on one rank: skipped on every rank, weights kept\n";
 }
 
 void check_undefined_grad_is_zero(Comm& comm) {
   // An expert that saw no tokens on rank 0 has no .grad() there; the sum is rank 1's.
-  std::vector<at::Tensor> ps = {at::zeros({3}).requires_grad_(true), at::zeros({2}).requires_grad_(true)};
+  std::vector<at::Tensor> ps = {at::zeros({3}).requires_grad_(true),
+                                at::zeros({2}).requires_grad_(true)};
   ps[0].mutable_grad() = at::full({3}, 1.0f + comm.rank());
   if (comm.rank() == 1) ps[1].mutable_grad() = at::full({2}, 5.0f);
   GradSync sync(ps, comm, 8);
   sync.allreduce_grads();
   CHECK_OR_FAIL(at::equal(ps[0].grad(), at::full({3}, 3.0f)), ps[0].grad());
-  CHECK_OR_FAIL(ps[1].grad().defined() && at::equal(ps[1].grad(), at::full({2}, 5.0f)), "undefined grad");
+  CHECK_OR_FAIL(ps[1].grad().defined() && at::equal(ps[1].grad(), at::full({2}, 5.0f)),
+                "undefined grad");
 }
 
 void check_metric_reduction(Comm& comm) {
@@ -295,8 +303,8 @@ void check_metric_reduction(Comm& comm) {
   m.add_max("ratio_max", 1 + r);
   m.add_min("ratio_min", 1 - r);
   const auto v = m.reduce(comm);
-  CHECK_OR_FAIL(v.at("kl") == 2.0 && v.at("acc") == 0.5 && v.at("tokens") == 30 && v.at("ratio_max") == 2 &&
-                    v.at("ratio_min") == 0,
+  CHECK_OR_FAIL(v.at("kl") == 2.0 && v.at("acc") == 0.5 && v.at("tokens") == 30 &&
+                    v.at("ratio_max") == 2 && v.at("ratio_min") == 0,
                 "reduced metrics wrong");
   MetricReducer bad;
   bad.add_sum("a", 1);
@@ -318,8 +326,10 @@ int main(int argc, char** argv) {
   std::string write_path, compare_path;
   for (int i = 1; i < argc; ++i) {
     const std::string a = argv[i];
-    if (a.rfind("--write-ref=", 0) == 0) write_path = a.substr(12);
-    else if (a.rfind("--compare-ref=", 0) == 0) compare_path = a.substr(14);
+    if (a.rfind("--write-ref=", 0) == 0)
+      write_path = a.substr(12);
+    else if (a.rfind("--compare-ref=", 0) == 0)
+      compare_path = a.substr(14);
   }
   try {
     mpi_init_if_launched(&argc, &argv);
@@ -330,7 +340,8 @@ int main(int argc, char** argv) {
       write_ref(train_all(*comm), write_path);
       std::cout << "wrote " << write_path << "\n";
     } else {
-      ZR_CHECK(comm->size() == 2, "the comparison runs with two ranks (mpirun -np 2), got ", comm->size());
+      ZR_CHECK(comm->size() == 2, "the comparison runs with two ranks (mpirun -np 2), got ",
+               comm->size());
       check_world_size_invariance(*comm, compare_path);
       check_nan_skips_on_every_rank(*comm);
       check_undefined_grad_is_zero(*comm);

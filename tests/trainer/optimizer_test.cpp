@@ -46,7 +46,8 @@ TEST(AdamW, MatchesTorchOptimAdamWBitForBit) {
   auto theirs = make_params(1);
   std::vector<at::Tensor> tp;
   for (auto& p : theirs) tp.push_back(p.param);
-  torch::optim::AdamW ref(tp, torch::optim::AdamWOptions(3e-2).betas({0.9, 0.95}).eps(1e-8).weight_decay(0.1));
+  torch::optim::AdamW ref(
+      tp, torch::optim::AdamWOptions(3e-2).betas({0.9, 0.95}).eps(1e-8).weight_decay(0.1));
   AdamW adam(mine, 0.9, 0.95, 1e-8, 0.1);
   std::mt19937_64 g1(5), g2(5);
   for (int step = 0; step < 6; ++step) {
@@ -57,7 +58,8 @@ TEST(AdamW, MatchesTorchOptimAdamWBitForBit) {
   }
   for (size_t i = 0; i < mine.size(); ++i) {
     EXPECT_TRUE(same_bits(mine[i].param, theirs[i].param))
-        << mine[i].name << " max diff " << (mine[i].param - theirs[i].param).abs().max().item<double>();
+        << mine[i].name << " max diff "
+        << (mine[i].param - theirs[i].param).abs().max().item<double>();
   }
   EXPECT_FALSE(same_bits(mine[0].param, make_params(1)[0].param));  // it did move
 }
@@ -69,7 +71,7 @@ TEST(AdamW, ParametersWithoutDecayAreNotDecayed) {
   AdamW adam(ps, 0.9, 0.999, 1e-8, 0.5);
   for (auto& p : ps) p.param.mutable_grad() = at::zeros_like(p.param);
   adam.step(0.1);
-  EXPECT_TRUE(same_bits(ps[1].param.detach(), b1_before));          // zero grad, no decay: unchanged
+  EXPECT_TRUE(same_bits(ps[1].param.detach(), b1_before));  // zero grad, no decay: unchanged
   EXPECT_FALSE(same_bits(ps[0].param.detach(), make_params(2)[0].param.detach()));  // decayed
 }
 
@@ -182,7 +184,8 @@ TEST_F(SingleOptimizer, StateRoundTripContinuesBitIdentically) {
     oa.step();
     ob.step();
   }
-  for (size_t i = 0; i < a.size(); ++i) EXPECT_TRUE(same_bits(a[i].param.detach(), b[i].param.detach())) << a[i].name;
+  for (size_t i = 0; i < a.size(); ++i)
+    EXPECT_TRUE(same_bits(a[i].param.detach(), b[i].param.detach())) << a[i].name;
 
   // Bad state is rejected with the tensor's name.
   auto bad = saved;
@@ -199,8 +202,9 @@ TEST_F(SingleOptimizer, GradSyncBucketsByBytesAndDtypeAndKeepsGradients) {
   std::mt19937_64 gen(2);
   // 20 + 5 + 15 floats, then a double tensor: with 64-byte buckets,
   // w1 (80 B) alone, b1 + ... as they fit, the double one separately.
-  std::vector<at::Tensor> ps = {randn(gen, {4, 5}).requires_grad_(true), randn(gen, {5}).requires_grad_(true),
-                                randn(gen, {3}).requires_grad_(true), randn(gen, {2}, at::kDouble).requires_grad_(true)};
+  std::vector<at::Tensor> ps = {
+      randn(gen, {4, 5}).requires_grad_(true), randn(gen, {5}).requires_grad_(true),
+      randn(gen, {3}).requires_grad_(true), randn(gen, {2}, at::kDouble).requires_grad_(true)};
   GradSync sync(ps, *comm, 64);
   EXPECT_EQ(sync.num_buckets(), 3);  // [w1], [b1 (20 B), c (12 B)], [double]
   EXPECT_EQ(sync.bucket_numel(0), 20);
@@ -243,8 +247,10 @@ TEST(MetricReducer, LocalMeansSumsAndExtremes) {
 
 TEST(OptimizerConfig, FromRecipeWithValidation) {
   Recipe r = Recipe::from_string(
-      "opt:\n  lr: 3e-6\n  beta2: 0.95\n  weight_decay: 0.1\n  warmup_steps: 10\n  schedule: cosine\n"
-      "  total_steps: 400\n  min_lr_ratio: 0.1\n  max_grad_norm: 1.0\n  bucket_mb: 50\n  grad_reduce: mean\n",
+      "opt:\n  lr: 3e-6\n  beta2: 0.95\n  weight_decay: 0.1\n  warmup_steps: 10\n  schedule: "
+      "cosine\n"
+      "  total_steps: 400\n  min_lr_ratio: 0.1\n  max_grad_norm: 1.0\n  bucket_mb: 50\n  "
+      "grad_reduce: mean\n",
       "o.yaml");
   const OptimizerConfig c = OptimizerConfig::from(r.section("opt"));
   EXPECT_DOUBLE_EQ(c.lr, 3e-6);

@@ -90,8 +90,8 @@ TEST_F(PlotTest, DrawsTheChartsWhoseMetricsExist) {
   std::vector<std::string> names;
   for (const auto& p : written) names.push_back(fs::path(p).stem().string());
   // No entropy or accuracy metric was logged: those charts are skipped.
-  EXPECT_EQ(names, (std::vector<std::string>{"reward", "response_length", "kl", "clip_fraction",
-                                             "eval"}));
+  EXPECT_EQ(names,
+            (std::vector<std::string>{"reward", "response_length", "kl", "clip_fraction", "eval"}));
   for (const auto& p : written) {
     EXPECT_EQ(fs::path(p).parent_path().string(), dir_ + "/plots");
     Image im = decode_png(p);
@@ -99,8 +99,7 @@ TEST_F(PlotTest, DrawsTheChartsWhoseMetricsExist) {
     EXPECT_EQ(im.h, 450);
     EXPECT_TRUE(im.is(0, 0, 255, 255, 255)) << "background must be white: " << p;
     EXPECT_GT(count_color(im, kBlue, 0, im.w, 0, im.h), 200) << "no line drawn in " << p;
-    EXPECT_GT(count_color(im, kText, 0, im.w, 0, 40), 50)
-        << "no title text in " << p;
+    EXPECT_GT(count_color(im, kText, 0, im.w, 0, 40), 50) << "no title text in " << p;
   }
   // Two series in the clip chart: blue and orange.
   Image clip = decode_png(dir_ + "/plots/clip_fraction.png");
@@ -113,7 +112,8 @@ TEST_F(PlotTest, TheRewardLineRisesFromLeftToRight) {
   int xmin = im.w, xmax = -1;
   for (int y = 0; y < im.h; ++y)
     for (int x = 0; x < im.w; ++x)
-      if (im.is(x, y, kBlue[0], kBlue[1], kBlue[2])) xmin = std::min(xmin, x), xmax = std::max(xmax, x);
+      if (im.is(x, y, kBlue[0], kBlue[1], kBlue[2]))
+        xmin = std::min(xmin, x), xmax = std::max(xmax, x);
   ASSERT_GT(xmax - xmin, 500) << "the line should span most of the width";
   // The lowest blue pixel near the left edge vs the highest near the right
   // edge (the legend's blue swatch is near the top-left, so it cannot fake this).
@@ -133,10 +133,9 @@ TEST_F(PlotTest, TheRewardLineRisesFromLeftToRight) {
 }
 
 TEST_F(PlotTest, CustomChartsAndAlternatives) {
-  std::vector<ChartSpec> charts = {parse_chart_spec("timing=time/step_seconds"),
-                                   parse_chart_spec("kl_any=kl/mean|loss/kl"),
-                                   parse_chart_spec("missing=no/such,key"),
-                                   parse_chart_spec("fmt=eval:format_rate")};
+  std::vector<ChartSpec> charts = {
+      parse_chart_spec("timing=time/step_seconds"), parse_chart_spec("kl_any=kl/mean|loss/kl"),
+      parse_chart_spec("missing=no/such,key"), parse_chart_spec("fmt=eval:format_rate")};
   std::vector<std::string> written = plot_run(dir_, charts);
   ASSERT_EQ(written.size(), 3u);
   EXPECT_EQ(fs::path(written[0]).filename(), "timing.png");
@@ -160,9 +159,9 @@ TEST_F(PlotTest, MissingOrBadMetricsAreErrors) {
 }
 
 TEST(Plot, SinglePointAndConstantSeriesStillDraw) {
-  std::string p = (fs::temp_directory_path() / ("zr_plot_single_" + std::to_string(::getpid()) +
-                                                ".png"))
-                      .string();
+  std::string p =
+      (fs::temp_directory_path() / ("zr_plot_single_" + std::to_string(::getpid()) + ".png"))
+          .string();
   write_line_chart_png(p, "one point", "step", {{"x", {3}, {0.5}}});
   Image im = decode_png(p);
   EXPECT_GT(count_color(im, kBlue, 60, im.w, 50, im.h - 50), 10);  // the dot, not just the legend

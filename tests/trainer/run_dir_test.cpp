@@ -24,10 +24,10 @@ class TempRoot {
   TempRoot() {
     static int counter = 0;
     const auto* info = ::testing::UnitTest::GetInstance()->current_test_info();
-    path_ = (fs::temp_directory_path() / (std::string("zr_rundir_") + info->name() + "_" +
-                                          std::to_string(::getpid()) + "_" +
-                                          std::to_string(counter++)))
-                .string();
+    path_ =
+        (fs::temp_directory_path() / (std::string("zr_rundir_") + info->name() + "_" +
+                                      std::to_string(::getpid()) + "_" + std::to_string(counter++)))
+            .string();
     remove_tree(path_);
   }
   ~TempRoot() { remove_tree(path_); }
@@ -67,8 +67,8 @@ void log_step(RunDir& run, int64_t s, double wall) {
     SampleRecord r;
     r.index = 0;
     r.prompt = "What is " + std::to_string(s) + "+1?";
-    r.completion = "<think>" + std::to_string(s) + "+1</think><answer>" + std::to_string(s + 1) +
-                   "</answer>";
+    r.completion =
+        "<think>" + std::to_string(s) + "+1</think><answer>" + std::to_string(s + 1) + "</answer>";
     r.reward = 1.1;
     r.components = {{"accuracy", 1.0}, {"format", 0.1}};
     run.append_samples(s, {r});
@@ -93,8 +93,8 @@ TEST(RunDir, MetricsLinesAreSortedExactAndSeparateTimings) {
   EXPECT_EQ(line.find('\n'), std::string::npos);
   // Sorted keys: alpha < big < nan < step < time < tiny < zeta.
   std::vector<size_t> pos;
-  for (const char* k : {"\"alpha\"", "\"big\"", "\"nan\"", "\"step\"", "\"time\"", "\"tiny\"",
-                        "\"zeta\""}) {
+  for (const char* k :
+       {"\"alpha\"", "\"big\"", "\"nan\"", "\"step\"", "\"time\"", "\"tiny\"", "\"zeta\""}) {
     pos.push_back(line.find(k));
     ASSERT_NE(pos.back(), std::string::npos) << k << " missing from " << line;
   }
@@ -230,8 +230,10 @@ TEST(RunDir, SamplesAndSummaryAreValidJson) {
   EXPECT_EQ(j["finish_reason"], "stop");
   EXPECT_NE(j["completion"].get<std::string>().find("\"quoted\""), std::string::npos);
 
-  nlohmann::json summary = {{"base", {{"pass_at_1", 0.125}}}, {"final", {{"pass_at_1", 0.625}}},
-                            {"steps", 60}, {"wall_seconds", 812.5}};
+  nlohmann::json summary = {{"base", {{"pass_at_1", 0.125}}},
+                            {"final", {{"pass_at_1", 0.625}}},
+                            {"steps", 60},
+                            {"wall_seconds", 812.5}};
   run.write_summary(summary);
   EXPECT_EQ(nlohmann::json::parse(slurp(run.file("summary.json"))), summary);
   EXPECT_FALSE(fs::exists(run.file("summary.json.tmp")));

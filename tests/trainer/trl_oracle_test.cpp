@@ -79,14 +79,16 @@ class TrlOracle : public ::testing::Test {
     for (const auto& t : types) {
       for (double beta : {0.0, 0.04}) {
         for (auto eps : {std::pair<double, double>{0.2, 0.2}, {0.2, 0.28}}) {
-          for (double ent : {0.0, 0.01}) cases_.push_back(make_case(seed++, t, eps.first, eps.second, beta, ent));
+          for (double ent : {0.0, 0.01})
+            cases_.push_back(make_case(seed++, t, eps.first, eps.second, beta, ent));
         }
       }
     }
     std::mt19937_64 gen(7);
     std::normal_distribution<double> nrm(0, 1);
     for (int i = 0; i < 8; ++i) rewards_.push_back(nrm(gen));
-    for (double r : {1.0, 0.0, 0.0, 1.0, 0.0, 0.0, 0.0, 1.0, 0.5, 0.5, 0.5, 0.5}) rewards_.push_back(r);
+    for (double r : {1.0, 0.0, 0.0, 1.0, 0.0, 0.0, 0.0, 1.0, 0.5, 0.5, 0.5, 0.5})
+      rewards_.push_back(r);
 
     json req;
     req["cases"] = json::array();
@@ -109,11 +111,12 @@ class TrlOracle : public ::testing::Test {
     req["rewards"] = rewards_;
     req["group_size"] = 4;
     const std::string dir = ZR_BINARY_DIR;
-    const std::string in = dir + "/trainer_trl_oracle_in.json", out = dir + "/trainer_trl_oracle_out.json";
+    const std::string in = dir + "/trainer_trl_oracle_in.json",
+                      out = dir + "/trainer_trl_oracle_out.json";
     std::ofstream(in) << std::setprecision(17) << req.dump();
     std::remove(out.c_str());
-    const std::string cmd = str_cat(ZR_PYTHON, " ", ZR_SOURCE_DIR, "/tests/trainer/trl_grpo_oracle.py ",
-                                    in, " ", out);
+    const std::string cmd =
+        str_cat(ZR_PYTHON, " ", ZR_SOURCE_DIR, "/tests/trainer/trl_grpo_oracle.py ", in, " ", out);
     rc_ = std::system(cmd.c_str());
     if (rc_ == 0) reply_ = json::parse(read_file(out));
   }
@@ -136,11 +139,14 @@ TEST_F(TrlOracle, LossAndGradientMatchTrlComputeLoss) {
   ASSERT_EQ(reply_["cases"].size(), cases_.size());
   for (size_t i = 0; i < cases_.size(); ++i) {
     const Case& c = cases_[i];
-    SCOPED_TRACE(str_cat("trl loss_type=", c.trl_loss_type, " eps=(", c.cfg.eps_low, ",", c.cfg.eps_high,
-                         ") beta=", c.cfg.beta, " entropy_coef=", c.cfg.entropy_coef));
+    SCOPED_TRACE(str_cat("trl loss_type=", c.trl_loss_type, " eps=(", c.cfg.eps_low, ",",
+                         c.cfg.eps_high, ") beta=", c.cfg.beta,
+                         " entropy_coef=", c.cfg.entropy_coef));
     const json& want = reply_["cases"][i];
     LossInputs in;
-    auto bt = [&](const std::vector<double>& v) { return at::tensor(v, at::kDouble).view({c.B, c.T}); };
+    auto bt = [&](const std::vector<double>& v) {
+      return at::tensor(v, at::kDouble).view({c.B, c.T});
+    };
     in.logp_BT = bt(c.logp).requires_grad_(true);
     in.old_logp_BT = bt(c.old_logp);
     in.ref_logp_BT = bt(c.ref_logp);
@@ -172,7 +178,8 @@ TEST_F(TrlOracle, GroupAdvantagesMatchTrlScaleRewardsGroup) {
   // from integer tensors, which torch divides in float32 (4/3 -> 1.3333334,
   // 2.5e-8 relative in the variance).  Population instead of sample std, or
   // another eps, would differ by > 1e-5.
-  for (size_t i = 0; i < want.size(); ++i) expect_rel(got.advantages[i], want[i], 1e-7, str_cat("A[", i, "]"));
+  for (size_t i = 0; i < want.size(); ++i)
+    expect_rel(got.advantages[i], want[i], 1e-7, str_cat("A[", i, "]"));
   EXPECT_EQ(got.num_zero_spread_groups, 1);  // the {0.5 x 4} group: 0 on both sides
 }
 
