@@ -12,6 +12,7 @@
 #include <vector>
 
 #include "cli/command.h"
+#include "trainer/checkpoint.h"
 #include "core/error.h"
 #include "core/h5.h"
 #include "data/char_tokenizer.h"
@@ -69,6 +70,12 @@ std::unique_ptr<data::Tokenizer> find_tokenizer(const std::string& model_path,
   if (f.exists("tokenizer_json"))
     return data::tokenizer_from_json(f.read_bytes("tokenizer_json"),
                                      model_path + ":tokenizer_json");
+  if (f.exists("meta")) {  // a training checkpoint (trainer/checkpoint.h)
+    auto info = inspect_checkpoint(model_path);
+    auto it = info.strings.find("tokenizer_json");
+    if (it != info.strings.end())
+      return data::tokenizer_from_json(it->second, model_path + ":tokenizer_json");
+  }
   if (f.has_attr("model", "tokenizer_json"))
     return data::tokenizer_from_json(f.read_attr_string("model", "tokenizer_json"),
                                      model_path + ":model/tokenizer_json");

@@ -4,7 +4,8 @@
 //   * "single" — one process, every collective is the identity;
 //   * "mpi"    — Open MPI on CPU tensors (bf16/fp16 are reduced in fp32);
 //   * "nccl"   — NCCL on CUDA tensors, its unique id broadcast over MPI
-//                (only in builds with ZERORL_WITH_CUDA);
+//                (only in builds with ZERORL_WITH_CUDA); CPU tensors (metrics,
+//                expert loads) are staged through the rank's GPU;
 //   * "auto"   — nccl when CUDA is available and the process is under a
 //                launcher, mpi under a launcher (mpirun/srun), else single.
 //

@@ -73,6 +73,12 @@ class NcclComm final : public Comm {
   std::string backend() const override { return "nccl"; }
 
   void allreduce(at::Tensor& t, ReduceOp op) override {
+    if (!t.is_cuda()) {  // host metadata (metrics, expert loads): stage through the GPU
+      at::Tensor d = t.to(at::Device(at::kCUDA, device_));
+      allreduce(d, op);
+      t.copy_(d.cpu());
+      return;
+    }
     check(t, "allreduce");
     ncclRedOp_t nop = ncclSum;
     if (op == ReduceOp::kMax) nop = ncclMax;
@@ -82,11 +88,18 @@ class NcclComm final : public Comm {
                              comm_, stream()));
   }
   void broadcast(at::Tensor& t, int root) override {
+    if (!t.is_cuda()) {
+      at::Tensor d = t.to(at::Device(at::kCUDA, device_));
+      broadcast(d, root);
+      t.copy_(d.cpu());
+      return;
+    }
     check(t, "broadcast");
     NCCL_CHECK(ncclBroadcast(t.data_ptr(), t.data_ptr(), t.numel(), nccl_type(t.scalar_type()),
                              root, comm_, stream()));
   }
   at::Tensor allgather(const at::Tensor& t_in) override {
+    if (!t_in.is_cuda()) return allgather(t_in.to(at::Device(at::kCUDA, device_))).cpu();
     at::Tensor t = t_in.contiguous();
     check(t, "allgather");
     std::vector<int64_t> shape{size_};

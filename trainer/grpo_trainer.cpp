@@ -71,6 +71,7 @@ struct Run {
   EvalConfig eval;
   long ckpt_every = 0, keep_last = 3;
   bool prepend_bos = false;
+  at::Device device = at::kCPU;  // where the policy, reference and learner tensors live
   std::string recipe_yaml, run_path;
 
   Policy policy;
@@ -114,6 +115,10 @@ void setup(Run& run, Recipe& recipe, Comm& comm, const std::string& resume) {
   auto pol = recipe.section("policy");
   std::string init = pol.get<std::string>("init");
   run.prepend_bos = pol.get<bool>("prepend_bos", false);
+  const bool on_cuda = pol.choice("device", {"cpu", "cuda"}, "cpu") == "cuda";
+  ZR_CHECK(!on_cuda || at::hasCUDA(), pol.where("device"),
+           ": policy.device is cuda but this process sees no CUDA device");
+  if (on_cuda) run.device = at::Device(at::kCUDA);
   run.tmpl =
       data::PromptTemplate::from_config(data::TemplateConfig::from(recipe.section("template")));
   auto data_cfg = data::DatasetConfig::from(recipe.section("data"));
@@ -154,9 +159,11 @@ void setup(Run& run, Recipe& recipe, Comm& comm, const std::string& resume) {
 
   run.policy = load_policy(init);
   auto& model = *run.policy.model;
+  model.to(run.device);
   ZR_LOG_INFO("policy ", model.config().summary(), "; ", model.param_report().to_string());
   if (run.loss.needs_reference()) {
     run.reference = std::make_shared<model::CausalLM>(model.config());
+    run.reference->to(run.device);
     copy_weights(*run.reference, model);
     for (auto& p : run.reference->parameters()) p.set_requires_grad(false);
   }
@@ -269,7 +276,7 @@ struct Packed {
   at::Tensor truncated_B;
 };
 
-Packed pack(const rollout::RolloutBatch& rb, const std::vector<int64_t>& rows) {
+Packed pack(const rollout::RolloutBatch& rb, const std::vector<int64_t>& rows, at::Device device) {
   const int64_t B = static_cast<int64_t>(rows.size());
   int64_t T = 1, C = 1;
   for (auto r : rows) {
@@ -307,6 +314,10 @@ Packed pack(const rollout::RolloutBatch& rb, const std::vector<int64_t>& rows) {
     }
     p.truncated_B[b] = s.finish == rollout::FinishReason::kLength;
   }
+  if (device.is_cpu()) return p;
+  for (at::Tensor* t : {&p.tokens_BT, &p.targets_BT, &p.valid_BT, &p.comp_idx_BC, &p.mask_BC,
+                        &p.behaviour_logp_BC, &p.truncated_B})
+    *t = t->to(device);
   return p;
 }
 
@@ -327,7 +338,7 @@ std::pair<at::Tensor, at::Tensor> completion_logprobs(model::CausalLM& m, const 
 }
 
 at::Tensor select_rows(const at::Tensor& t, const std::vector<int64_t>& rows) {
-  return t.index_select(0, at::tensor(rows, at::kLong));
+  return t.index_select(0, at::tensor(rows, at::kLong).to(t.device()));
 }
 
 // update: mu epochs x minibatches optimizer steps; each optimizer step is a
@@ -339,7 +350,7 @@ void update_phase(Run& run, Comm& comm, StepBatch& b, const at::Tensor& ref_logp
   const int64_t B = static_cast<int64_t>(b.rollout.samples.size());
   std::vector<int64_t> all(B);
   for (int64_t i = 0; i < B; ++i) all[i] = i;
-  Packed full = pack(b.rollout, all);
+  Packed full = pack(b.rollout, all, run.device);
   at::Tensor mask_BC = full.mask_BC;
   if (run.loss.overlong == LossConfig::Overlong::kMask)
     mask_BC = mask_truncated(mask_BC, full.truncated_B);
@@ -352,7 +363,7 @@ void update_phase(Run& run, Comm& comm, StepBatch& b, const at::Tensor& ref_logp
     torch::NoGradGuard g;
     old_logp_BC = completion_logprobs(model, full, T, false, false).first.detach();
   }
-  at::Tensor adv_B = at::tensor(b.adv.advantages, at::kDouble).to(at::kFloat);
+  at::Tensor adv_B = at::tensor(b.adv.advantages, at::kDouble).to(run.device, at::kFloat);
   const long M = run.train.minibatches;
   for (long epoch = 0; epoch < run.train.epochs; ++epoch) {
     for (long mb = 0; mb < M; ++mb) {
@@ -369,7 +380,7 @@ void update_phase(Run& run, Comm& comm, StepBatch& b, const at::Tensor& ref_logp
       for (size_t s = 0; s < rows.size(); s += micro) {
         std::vector<int64_t> part(rows.begin() + s,
                                   rows.begin() + std::min(rows.size(), s + micro));
-        Packed p = pack(b.rollout, part);
+        Packed p = pack(b.rollout, part, run.device);
         auto [logp, ent] = completion_logprobs(model, p, T, true, true);
         LossInputs in;
         in.logp_BT = logp;
@@ -474,6 +485,8 @@ void checkpoint_phase(Run& run, Comm& comm, long step) {
     for (auto& [n, t] : run.reference->named_weights()) c.reference.push_back({n, t});
   c.data_cursor = run.source->cursor().to_string();
   c.ints["ref_reset_step"] = run.ref_reset_step;
+  // So a training checkpoint is usable on its own (zerorl generate --model).
+  c.strings["tokenizer_json"] = run.policy.tokenizer->to_json();
   std::string root = run.run_path + "/checkpoints";
   save_checkpoint(c, root);
   comm.barrier();  // every rank's file is complete before any prunes
@@ -519,7 +532,7 @@ TrainResult run_train(Recipe& recipe, Comm& comm, const std::string& resume) {
       torch::NoGradGuard g;
       std::vector<int64_t> all(b.rollout.samples.size());
       for (size_t i = 0; i < all.size(); ++i) all[i] = static_cast<int64_t>(i);
-      Packed full = pack(b.rollout, all);
+      Packed full = pack(b.rollout, all, run.device);
       ref_logp_BC = completion_logprobs(*run.reference, full, run.sampling.logprob_temperature(),
                                         false, false)
                         .first.detach();

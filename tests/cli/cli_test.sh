@@ -58,7 +58,7 @@ check "pretrain logs metrics" test "$(wc -l <"$work/runs/pt/metrics.jsonl")" -ge
 check "a typo'd override fails (exit 1) naming the key" sh -c "test $rc -eq 1 && grep -q 'pretrain.stepz' '$work/typo.log'"
 OMP_NUM_THREADS=1 "$z" generate --model "$work/runs/pt/base.h5" --prompt "What is 1 + 2?" \
   --max-new-tokens 5 --greedy --json >"$work/gen.json" 2>"$work/gen.err"
-check "generate from a policy file prints JSON" grep -q '"text"' "$work/gen.json"
+check "generate from a policy file prints JSON" grep -q '"completion"' "$work/gen.json"
 "$z" export --ckpt "$work/runs/pt/base.h5" --hf "$work/hf" >/dev/null 2>&1
 check "export writes config.json and safetensors" test -f "$work/hf/config.json" -a -f "$work/hf/model.safetensors"
 "$z" import --hf "$work/hf" --out "$work/back.h5" >/dev/null 2>&1

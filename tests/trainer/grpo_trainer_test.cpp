@@ -4,6 +4,7 @@
 
 #include <gtest/gtest.h>
 
+#include <cmath>
 #include <filesystem>
 #include <fstream>
 #include <nlohmann/json.hpp>
@@ -16,6 +17,7 @@
 #include "model/model.h"
 #include "trainer/checkpoint.h"
 #include "trainer/policy_file.h"
+#include "trainer/pretrain.h"
 
 using namespace zerorl;
 namespace fs = std::filesystem;
@@ -200,4 +202,45 @@ TEST(GrpoTrainer, MissingDatasetFailsBeforeAnyCompute) {
   }
   EXPECT_LT(std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count(), 5.0);
   EXPECT_FALSE(fs::exists(scratch() / "runs" / "nodata" / "checkpoints"));
+}
+
+// The shipped recipes parse, every key in them is read, and one step runs
+// (sizes and the policy overridden to stay tiny and on the CPU).
+TEST(GrpoTrainer, ShippedRecipesRunOneStep) {
+  const std::string dir = (scratch() / "runs").string();
+  const std::vector<std::string> small = {"policy.init=" + tiny_policy(),
+                                          "policy.device=cpu",
+                                          "run.dir=" + dir,
+                                          "train.steps=1",
+                                          "train.prompts_per_step=2",
+                                          "train.group_size=2",
+                                          "rollout.sampling.max_new_tokens=8",
+                                          "rollout.num_slots=4",
+                                          "eval.every=0",
+                                          "data.train_size=50",
+                                          "data.test_size=4",
+                                          "checkpoint.every=0",
+                                          "reward_threads=1"};
+  for (auto name : {"r1zero-tiny", "r1zero-countdown"}) {
+    Recipe r = Recipe::from_file(std::string(ZR_SOURCE_DIR) + "/recipes/" + name + ".yaml");
+    r.apply_overrides(small);
+    auto comm = make_comm("single");
+    auto res = run_train(r, *comm);
+    EXPECT_EQ(res.steps_done, 1) << name;
+  }
+}
+
+TEST(Pretrain, ShippedBaseRecipeRunsAndWritesALoadablePolicy) {
+  Recipe r = Recipe::from_file(std::string(ZR_SOURCE_DIR) + "/recipes/base-tiny.yaml");
+  r.apply_overrides({"run.dir=" + (scratch() / "runs").string(), "pretrain.steps=2",
+                     "pretrain.batch_size=2", "pretrain.seq_len=16", "model.num_hidden_layers=1"});
+  auto comm = make_comm("single");
+  auto res = run_pretrain(r, *comm);
+  EXPECT_EQ(res.steps, 2);
+  EXPECT_TRUE(std::isfinite(res.final_loss));
+  // Uniform over 104 ids is ln(104) = 4.64 nats: a fresh model starts near it.
+  EXPECT_LT(res.final_loss, 6.0);
+  Policy p = load_policy(res.policy_path);
+  EXPECT_EQ(p.tokenizer->kind(), "char");
+  EXPECT_EQ(p.model->config().num_layers, 1);
 }
