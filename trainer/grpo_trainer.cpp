@@ -1,5 +1,5 @@
 // The GRPO step loop.  Legend: B completions on this rank, P prompts on this
-// rank, G group size, T padded sequence length, C padded completion length.
+// rank, G group size, T padded (prompt + completion - 1) length.
 #include "trainer/grpo_trainer.h"
 
 #include <ATen/ATen.h>
@@ -19,6 +19,7 @@
 #include "data/template.h"
 #include "model/model.h"
 #include "rewards/pipeline.h"
+#include "rollout/batch_tensors.h"
 #include "rollout/engine.h"
 #include "trainer/advantages.h"
 #include "trainer/checkpoint.h"
@@ -267,74 +268,44 @@ void reward_phase(Run& run, StepBatch& b) {
   apply_overlong_shaping(b.rewards, lengths, run.loss);
 }
 
-// The packed tensors of a batch: rows are completions.
+// The batch laid out for teacher forcing (rollout/batch_tensors.h: rows are
+// completions, [B, T] with the completion mask), on the learner's device,
+// plus which completions hit the length cap.
 struct Packed {
-  at::Tensor tokens_BT, targets_BT, valid_BT;  // prompt ++ completion, shifted
-  at::Tensor comp_idx_BC;                      // positions in T of completion tokens
-  at::Tensor mask_BC;                          // completion tokens (float 0/1)
-  at::Tensor behaviour_logp_BC;
+  rollout::PaddedRollout t;
   at::Tensor truncated_B;
 };
 
-Packed pack(const rollout::RolloutBatch& rb, const std::vector<int64_t>& rows, at::Device device) {
-  const int64_t B = static_cast<int64_t>(rows.size());
-  int64_t T = 1, C = 1;
-  for (auto r : rows) {
-    const auto& s = rb.samples[r];
-    T = std::max<int64_t>(T, s.prompt_length() + s.completion_length() - 1);
-    C = std::max<int64_t>(C, s.completion_length());
-  }
+Packed pack(const rollout::RolloutBatch& rb, at::Device device) {
   Packed p;
-  p.tokens_BT = at::zeros({B, T}, at::kLong);
-  p.targets_BT = at::zeros({B, T}, at::kLong);
-  p.valid_BT = at::zeros({B, T}, at::kBool);
-  p.comp_idx_BC = at::zeros({B, C}, at::kLong);
-  p.mask_BC = at::zeros({B, C}, at::kFloat);
-  p.behaviour_logp_BC = at::zeros({B, C}, at::kFloat);
-  p.truncated_B = at::zeros({B}, at::kBool);
-  auto tok = p.tokens_BT.accessor<int64_t, 2>();
-  auto tgt = p.targets_BT.accessor<int64_t, 2>();
-  auto val = p.valid_BT.accessor<bool, 2>();
-  auto idx = p.comp_idx_BC.accessor<int64_t, 2>();
-  auto msk = p.mask_BC.accessor<float, 2>();
-  auto blp = p.behaviour_logp_BC.accessor<float, 2>();
-  for (int64_t b = 0; b < B; ++b) {
-    const auto& s = rb.samples[rows[b]];
-    std::vector<int64_t> seq = s.prompt_tokens;
-    seq.insert(seq.end(), s.completion_tokens.begin(), s.completion_tokens.end());
-    for (size_t t = 0; t + 1 < seq.size(); ++t) {
-      tok[b][t] = seq[t];
-      tgt[b][t] = seq[t + 1];
-      val[b][t] = true;
-    }
-    for (int64_t j = 0; j < s.completion_length(); ++j) {
-      idx[b][j] = s.prompt_length() + j - 1;
-      msk[b][j] = 1.0f;
-      blp[b][j] = static_cast<float>(s.logp[j]);
-    }
-    p.truncated_B[b] = s.finish == rollout::FinishReason::kLength;
-  }
+  p.t = rollout::pad_rollout(rb);
+  p.truncated_B = at::zeros({static_cast<int64_t>(rb.samples.size())}, at::kBool);
+  for (size_t b = 0; b < rb.samples.size(); ++b)
+    p.truncated_B[b] = rb.samples[b].finish == rollout::FinishReason::kLength;
+  p.t.completion_mask_BT = p.t.completion_mask_BT.to(at::kFloat);
   if (device.is_cpu()) return p;
-  for (at::Tensor* t : {&p.tokens_BT, &p.targets_BT, &p.valid_BT, &p.comp_idx_BC, &p.mask_BC,
-                        &p.behaviour_logp_BC, &p.truncated_B})
-    *t = t->to(device);
+  for (at::Tensor* x : {&p.t.tokens_BT, &p.t.targets_BT, &p.t.valid_BT, &p.t.completion_mask_BT,
+                        &p.t.behaviour_logp_BT, &p.truncated_B})
+    *x = x->to(device);
   return p;
 }
 
-// Teacher-forced log-probs (and entropies) of the completion tokens [B, C].
-std::pair<at::Tensor, at::Tensor> completion_logprobs(model::CausalLM& m, const Packed& p,
-                                                      double temperature, bool entropy,
-                                                      bool record_load) {
+at::Tensor select_rows(const at::Tensor& t, const std::vector<int64_t>& rows);
+
+// Teacher-forced log-probs (and entropies) [b, T] of the listed rows.
+std::pair<at::Tensor, at::Tensor> teacher_forced(model::CausalLM& m, const Packed& p,
+                                                 const std::vector<int64_t>& rows,
+                                                 double temperature, bool entropy,
+                                                 bool record_load) {
   kernels::LogprobOptions lo;
   lo.temperature = temperature;
   lo.with_entropy = entropy;
   model::ForwardOptions fo;
-  fo.valid_BT = p.valid_BT;
+  fo.valid_BT = select_rows(p.t.valid_BT, rows);
   fo.record_expert_load = record_load;
-  auto out = m.logprobs(p.tokens_BT, p.targets_BT, lo, fo);
-  at::Tensor logp = out.logp_BT.gather(1, p.comp_idx_BC);
-  at::Tensor ent = entropy ? out.entropy_BT.gather(1, p.comp_idx_BC) : at::Tensor();
-  return {logp, ent};
+  auto out =
+      m.logprobs(select_rows(p.t.tokens_BT, rows), select_rows(p.t.targets_BT, rows), lo, fo);
+  return {out.logp_BT, entropy ? out.entropy_BT : at::Tensor()};
 }
 
 at::Tensor select_rows(const at::Tensor& t, const std::vector<int64_t>& rows) {
@@ -343,25 +314,24 @@ at::Tensor select_rows(const at::Tensor& t, const std::vector<int64_t>& rows) {
 
 // update: mu epochs x minibatches optimizer steps; each optimizer step is a
 // collective (gradient all-reduce inside Optimizer::step).
-void update_phase(Run& run, Comm& comm, StepBatch& b, const at::Tensor& ref_logp_BC,
-                  MetricReducer& m) {
+void update_phase(Run& run, Comm& comm, StepBatch& b, const Packed& full,
+                  const at::Tensor& ref_logp_BT, MetricReducer& m) {
   auto& model = *run.policy.model;
   const long G = run.train.group_size;
   const int64_t B = static_cast<int64_t>(b.rollout.samples.size());
   std::vector<int64_t> all(B);
   for (int64_t i = 0; i < B; ++i) all[i] = i;
-  Packed full = pack(b.rollout, all, run.device);
-  at::Tensor mask_BC = full.mask_BC;
+  at::Tensor mask_BT = full.t.completion_mask_BT;
   if (run.loss.overlong == LossConfig::Overlong::kMask)
-    mask_BC = mask_truncated(mask_BC, full.truncated_B);
+    mask_BT = mask_truncated(mask_BT, full.truncated_B);
   const double T = run.sampling.logprob_temperature();
   const bool use_rollout_old =
       run.train.old_logprobs == "rollout" ||
       (run.train.old_logprobs == "auto" && run.train.epochs == 1 && run.train.minibatches == 1);
-  at::Tensor old_logp_BC = full.behaviour_logp_BC;
+  at::Tensor old_logp_BT = full.t.behaviour_logp_BT;
   if (!use_rollout_old) {
     torch::NoGradGuard g;
-    old_logp_BC = completion_logprobs(model, full, T, false, false).first.detach();
+    old_logp_BT = teacher_forced(model, full, all, T, false, false).first.detach();
   }
   at::Tensor adv_B = at::tensor(b.adv.advantages, at::kDouble).to(run.device, at::kFloat);
   const long M = run.train.minibatches;
@@ -373,22 +343,20 @@ void update_phase(Run& run, Comm& comm, StepBatch& b, const at::Tensor& ref_logp
       std::vector<int64_t> rows;
       for (int64_t i = 0; i < B; ++i)
         if ((i / G) % M == mb) rows.push_back(i);
-      LossScale scale = LossScale::of(select_rows(mask_BC, rows)).allreduced(comm);
+      LossScale scale = LossScale::of(select_rows(mask_BT, rows)).allreduced(comm);
       const int64_t micro =
           run.train.micro_batch > 0 ? run.train.micro_batch : static_cast<int64_t>(rows.size());
       bool finite = true;
       for (size_t s = 0; s < rows.size(); s += micro) {
         std::vector<int64_t> part(rows.begin() + s,
                                   rows.begin() + std::min(rows.size(), s + micro));
-        Packed p = pack(b.rollout, part, run.device);
-        auto [logp, ent] = completion_logprobs(model, p, T, true, true);
+        auto [logp, ent] = teacher_forced(model, full, part, T, true, true);
         LossInputs in;
         in.logp_BT = logp;
-        in.old_logp_BT = select_rows(old_logp_BC, part).narrow(1, 0, logp.size(1));
-        if (ref_logp_BC.defined())
-          in.ref_logp_BT = select_rows(ref_logp_BC, part).narrow(1, 0, logp.size(1));
+        in.old_logp_BT = select_rows(old_logp_BT, part);
+        if (ref_logp_BT.defined()) in.ref_logp_BT = select_rows(ref_logp_BT, part);
         in.advantages_B = select_rows(adv_B, part);
-        in.mask_BT = select_rows(mask_BC, part).narrow(1, 0, logp.size(1));
+        in.mask_BT = select_rows(mask_BT, part);
         in.entropy_BT = ent;
         auto out = grpo_loss(in, run.loss, scale);
         finite = finite && std::isfinite(out.stats.loss);
@@ -521,7 +489,8 @@ TrainResult run_train(Recipe& recipe, Comm& comm, const std::string& resume) {
     timing["reward"] = seconds_since(t);
     // reference log-probs (no grad): for the KL term and its metric
     t = Clock::now();
-    at::Tensor ref_logp_BC;
+    Packed full = pack(b.rollout, run.device);
+    at::Tensor ref_logp_BT;
     if (run.reference) {
       if (run.train.ref_reset_every > 0 && step > 0 && step % run.train.ref_reset_every == 0 &&
           run.ref_reset_step != step) {
@@ -532,12 +501,12 @@ TrainResult run_train(Recipe& recipe, Comm& comm, const std::string& resume) {
       torch::NoGradGuard g;
       std::vector<int64_t> all(b.rollout.samples.size());
       for (size_t i = 0; i < all.size(); ++i) all[i] = static_cast<int64_t>(i);
-      Packed full = pack(b.rollout, all, run.device);
-      ref_logp_BC = completion_logprobs(*run.reference, full, run.sampling.logprob_temperature(),
-                                        false, false)
+      ref_logp_BT = teacher_forced(*run.reference, full, all, run.sampling.logprob_temperature(),
+                                   false, false)
                         .first.detach();
       if (run.loss.kl_in == LossConfig::KlIn::kReward) {
-        auto pen = kl_reward_penalty(full.behaviour_logp_BC, ref_logp_BC, full.mask_BC, run.loss);
+        auto pen = kl_reward_penalty(full.t.behaviour_logp_BT, ref_logp_BT,
+                                     full.t.completion_mask_BT, run.loss);
         for (size_t j = 0; j < pen.size(); ++j) b.rewards[j] -= pen[j];
       }
     }
@@ -545,7 +514,7 @@ TrainResult run_train(Recipe& recipe, Comm& comm, const std::string& resume) {
     b.adv = compute_advantages(b.rewards, run.train.group_size, run.adv);
     // update (+ gradient sync inside each optimizer step)
     t = Clock::now();
-    update_phase(run, comm, b, ref_logp_BC, m);
+    update_phase(run, comm, b, full, ref_logp_BT, m);
     timing["update"] = seconds_since(t);
     // log
     add_batch_metrics(run, b, m);
