@@ -1,4 +1,5 @@
 #include "rewards/math/latex_parser.h"
+#include "rewards/math/text_util.h"
 
 #include <algorithm>
 #include <cctype>
@@ -7,17 +8,6 @@
 
 namespace zerorl::rewards::math {
 namespace {
-
-bool is_alpha(char c) { return std::isalpha((unsigned char)c) != 0; }
-bool is_digit(char c) { return c >= '0' && c <= '9'; }
-bool is_space(char c) { return std::isspace((unsigned char)c) != 0; }
-
-std::string trim(const std::string& s) {
-  size_t a = 0, b = s.size();
-  while (a < b && is_space(s[a])) ++a;
-  while (b > a && is_space(s[b - 1])) --b;
-  return s.substr(a, b - a);
-}
 
 void replace_all(std::string& s, const std::string& from, const std::string& to) {
   if (from.empty()) return;
