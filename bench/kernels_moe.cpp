@@ -1,6 +1,9 @@
 // MoE routed experts: kernels/moe (router kernel + permute + grouped GEMM +
 // combine) vs the LibTorch composition it replaces (HF-style loop: per expert,
-// find its tokens, index_select, MLP, index_add), forward + backward.
+// find its tokens, index_select, MLP, index_add), forward + backward.  On CUDA
+// each piece is also timed against its LibTorch reference on the same device:
+// the router (topk), the permutation (stable sort), the expert MLPs through the
+// grouped GEMM against one GEMM per expert.
 //
 //   build/bench_kernels_moe [--device cpu|cuda] [--dtype float32|bfloat16]
 //       [--T 8192] [--D 2048] [--F 1408] [--E 64] [--K 6] [--reps 5]
@@ -17,6 +20,7 @@
 #endif
 
 #include "kernels/moe/moe.h"
+#include "kernels/moe/moe_impl.h"
 
 namespace {
 
@@ -105,5 +109,28 @@ int main(int argc, char** argv) {
   std::printf("%-22s %10.3f %10.2f\n", "moe_experts fwd+bwd", kern_s * 1e3, flops / kern_s / 1e12);
   std::printf("%-22s %10.3f %10.2f\n", "composition fwd+bwd", comp_s * 1e3, flops / comp_s / 1e12);
   std::printf("speed-up %.2fx\n", comp_s / kern_s);
+#ifdef ZERORL_WITH_CUDA
+  if (cuda) {  // the pieces, each against the LibTorch code it replaces, on the GPU
+    namespace zd = zerorl::kernels::detail;
+    const double rr = time([&] { zd::moe_route_ref(logits, at::Tensor(), ro); });
+    const double rk = time([&] { zd::moe_route_cuda(logits, at::Tensor(), ro); });
+    const double pr = time([&] { zd::moe_permute_ref(idx, E); });
+    const double pk = time([&] { zd::moe_permute_cuda(idx, E); });
+    // Bytes the permutation must touch: read idx (8 B per slot), write two
+    // int64 maps; the router reads T x E fp32 scores and writes T x K ids.
+    const double perm_bytes = 3.0 * 8 * T * K, route_bytes = 4.0 * T * E + 8.0 * T * K;
+    std::printf("%-22s %10.3f %10s  reference %.3f ms  speed-up %.2fx  %.1f GB/s\n",
+                "route (select kernel)", rk * 1e3, "-", rr * 1e3, rr / rk, route_bytes / rk / 1e9);
+    std::printf("%-22s %10.3f %10s  reference %.3f ms  speed-up %.2fx  %.1f GB/s\n",
+                "permute", pk * 1e3, "-", pr * 1e3, pr / pk, perm_bytes / pk / 1e9);
+    if (zd::moe_grouped_gemm_applies(x, wg)) {
+      const double gg = time([&] { zd::moe_experts_cuda(x, idx, w, wg, wu, wd, true).y_TD.backward(gy); });
+      const double lp = time([&] { zd::moe_experts_cuda(x, idx, w, wg, wu, wd, false).y_TD.backward(gy); });
+      std::printf("%-22s %10.3f %10.2f\n", "experts grouped GEMM", gg * 1e3, flops / gg / 1e12);
+      std::printf("%-22s %10.3f %10.2f  grouped speed-up %.2fx\n", "experts GEMM per expert",
+                  lp * 1e3, flops / lp / 1e12, lp / gg);
+    }
+  }
+#endif
   return 0;
 }
