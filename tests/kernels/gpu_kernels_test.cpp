@@ -26,12 +26,12 @@ namespace {
 
 const at::Device kGpu(at::kCUDA, 0);
 
-// max |a - b| / max(|b|, tiny), a on any device, b on CPU.
-double rel_err(const at::Tensor& a, const at::Tensor& b) {
+// max |a - b| / max(max |b|, floor), a on any device, b on CPU.
+double rel_err(const at::Tensor& a, const at::Tensor& b, double floor = 1e-30) {
   const at::Tensor ad = a.detach().cpu().to(at::kDouble), bd = b.detach().cpu().to(at::kDouble);
   EXPECT_EQ(ad.sizes(), bd.sizes());
   EXPECT_FALSE(at::isnan(ad).any().item<bool>()) << "NaN in the CUDA result";
-  const double scale = std::max(bd.abs().max().item<double>(), 1e-30);
+  const double scale = std::max(bd.abs().max().item<double>(), floor);
   return (ad - bd).abs().max().item<double>() / scale;
 }
 
@@ -163,7 +163,11 @@ TEST(GpuMoeRoute, PicksTheSameExpertsAsTheReference) {
     const at::Tensor g = at::randn({1000, c.top_k});
     (rg.topk_weight_TK * g.to(kGpu)).sum().backward();
     (rc.topk_weight_TK * g).sum().backward();
-    EXPECT_LT(rel_err(lg.grad(), lc.grad()), 1e-4);
+    // With top_k = 1 and renormalisation the weight is s / (s + 1e-20) = 1:
+    // its gradient is zero in exact arithmetic and float rounding noise
+    // (~1e-7 / s) on both sides, so the error is measured against a scale
+    // of at least 1e-2 (the other cases' gradients are 0.1-1).
+    EXPECT_LT(rel_err(lg.grad(), lc.grad(), 1e-2), 1e-4);
   }
 }
 
