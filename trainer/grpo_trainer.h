@@ -26,6 +26,7 @@
 // streams are derived from (seed, step, prompt, sample)).
 #pragma once
 
+#include <cstdint>
 #include <map>
 #include <string>
 
