@@ -128,7 +128,7 @@ else
   (
     cmake -S . -B "$fb" -G Ninja -DCMAKE_BUILD_TYPE=Release -DZERORL_PYTHON="$py" \
       >"$out/full_configure.log" 2>&1 &&
-    timeout 240 nice -n 10 ninja -C "$fb" -j "$jobs" zerorl >"$out/full_build.log" 2>&1
+    timeout 240 nice -n 10 ninja -C "$fb" -k 0 -j "$jobs" zerorl >"$out/full_build.log" 2>&1
   ) &
   full_pid=$!
 fi
