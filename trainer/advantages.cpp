@@ -25,8 +25,10 @@ AdvantageConfig AdvantageConfig::from(const ConfigNode& n) {
            c.zero_spread_tol);
   c.dynamic_sampling = n.get<bool>("dynamic_sampling", c.dynamic_sampling);
   c.max_sampling_rounds = n.get<int>("max_sampling_rounds", c.max_sampling_rounds);
-  ZR_CHECK(c.max_sampling_rounds >= 0, n.where("max_sampling_rounds"), ": ",
-           n.path("max_sampling_rounds"), " must be >= 0, got ", c.max_sampling_rounds);
+  ZR_CHECK(c.max_sampling_rounds >= 1, n.where("max_sampling_rounds"), ": ",
+           n.path("max_sampling_rounds"),
+           " must be >= 1 (rollout rounds per step, the first included), got ",
+           c.max_sampling_rounds);
   return c;
 }
 

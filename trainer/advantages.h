@@ -18,9 +18,15 @@
 // the rewards' spread, not on the computed advantages, because (r - m) / (s +
 // eps) of a group that differs by rounding alone is not exactly zero.
 //
-// Dynamic sampling (DAPO): groups_with_signal() says which groups to keep;
-// the step loop drops the others and draws more prompts, at most
-// max_sampling_rounds extra rounds, until the batch is full.
+// Dynamic sampling (DAPO): groups_with_signal() says which groups to keep
+// (the same spread test, on the rewards after reward shaping and before any
+// KL-in-reward penalty).  With dynamic_sampling on, the step loop
+// (grpo_trainer.cpp, sample_phase) drops the other groups and draws further
+// rounds of prompts_per_step prompts until prompts_per_step groups with a
+// signal are kept, counted over all ranks; max_sampling_rounds caps the
+// rounds of one step, the first included (verl's max_num_gen_batches).  When
+// the cap is hit the step trains on the groups it has (and counts the step
+// in dynamic/short_steps_total); a step that kept none skips its update.
 //
 // Errors: a non-finite reward, a size that is not a multiple of G, or G < 2
 // throws zerorl::Error naming the offending index.  Thread-safe (pure).
@@ -43,10 +49,11 @@ struct AdvantageConfig {
   double eps = 1e-4;                    // TRL's epsilon in (r - m) / (s + eps)
   double zero_spread_tol = 1e-9;        // max - min <= tol -> zero advantage
   bool dynamic_sampling = false;        // DAPO: drop zero-spread groups, refill
-  int max_sampling_rounds = 4;          // cap on extra draw rounds when refilling
+  int max_sampling_rounds = 4;          // rollout rounds per step at most, the first included
 
   // Keys (all optional): estimator: grpo|dr_grpo|rloo, std: sample|population,
-  // eps, zero_spread_tol, dynamic_sampling, max_sampling_rounds.
+  // eps, zero_spread_tol, dynamic_sampling: true|false,
+  // max_sampling_rounds (>= 1; used only with dynamic_sampling on).
   static AdvantageConfig from(const ConfigNode& n);
 };
 

@@ -8,6 +8,8 @@
 #include <chrono>
 #include <cmath>
 #include <filesystem>
+#include <limits>
+#include <optional>
 #include <nlohmann/json.hpp>
 
 #include "core/comm.h"
@@ -87,16 +89,25 @@ struct Run {
   std::unique_ptr<RunDir> dir;  // rank 0 only
   long start_step = 0;
   long ref_reset_step = 0;
+  // Dynamic sampling: steps that hit max_sampling_rounds short of a full batch.
+  long short_steps = 0;
 };
 
-// One scored group-batch for the update.
+// One scored group-batch: a rollout round's, or the groups kept for the
+// update (P groups on this rank, B = P * G completions).
 struct StepBatch {
   rollout::RolloutBatch rollout;
-  std::vector<std::string> prompts_rendered;   // [P]
-  std::vector<const data::Example*> examples;  // [P]
-  std::vector<rewards::ScoredSample> scores;   // [B]
-  std::vector<double> rewards;                 // [B] after shaping
+  std::vector<std::string> prompts_rendered;  // [P]
+  std::vector<data::Example> examples;        // [P]
+  // [P] each group's place in the step's global batch (rank-major over
+  // rounds); picks its minibatch, so the split is the same at any world size.
+  std::vector<int64_t> group_pos;
+  std::vector<rewards::ScoredSample> scores;  // [B]
+  std::vector<double> rewards;                // [B] after shaping
   GroupAdvantages adv;
+  long global_groups = 0;  // groups in the step's batch over all ranks
+
+  size_t num_groups() const { return examples.size(); }
 };
 
 void copy_weights(model::CausalLM& dst, const model::CausalLM& src) {
@@ -144,8 +155,11 @@ void setup(Run& run, Recipe& recipe, Comm& comm, const std::string& resume) {
   ZR_CHECK(run.train.prompts_per_step % comm.size() == 0, "train.prompts_per_step (",
            run.train.prompts_per_step, ") must be a multiple of the ", comm.size(), " ranks");
   const long local_prompts = run.train.prompts_per_step / comm.size();
-  ZR_CHECK(local_prompts % run.train.minibatches == 0, "train.minibatches (", run.train.minibatches,
-           ") must divide the prompts per rank (", local_prompts, ")");
+  // Minibatches are cut by each group's place in the global batch
+  // (update_phase), so only the global count must split evenly.
+  ZR_CHECK(run.train.prompts_per_step % run.train.minibatches == 0, "train.minibatches (",
+           run.train.minibatches, ") must divide train.prompts_per_step (",
+           run.train.prompts_per_step, ")");
   if (run.loss.aggregation == LossConfig::Aggregation::kDrGrpo ||
       run.loss.overlong == LossConfig::Overlong::kSoft)
     if (run.loss.max_completion_length == 0)
@@ -219,6 +233,7 @@ void setup(Run& run, Recipe& recipe, Comm& comm, const std::string& resume) {
     run.source->restore(data::DataCursor::from_string(c.data_cursor));
     run.start_step = c.step;
     run.ref_reset_step = c.ints.count("ref_reset_step") ? c.ints["ref_reset_step"] : 0;
+    run.short_steps = c.ints.count("dynamic_short_steps") ? c.ints["dynamic_short_steps"] : 0;
     if (run.dir) run.dir->truncate_after(c.step);
     ZR_LOG_INFO("resumed from ", rp.path, " at step ", c.step);
   }
@@ -236,12 +251,13 @@ void rollout_phase(Run& run, Comm& comm, long step, long round,
     std::string text = run.tmpl.render(prompts[i].prompt);
     rollout::PromptInput in;
     in.id = (round * run.train.prompts_per_step) + comm.rank() * P + i;
+    out.group_pos.push_back(comm.rank() * P + i);
     if (run.prepend_bos && run.policy.tokenizer->bos_id() >= 0)
       in.tokens.push_back(run.policy.tokenizer->bos_id());
     for (int32_t t : run.policy.tokenizer->encode(text)) in.tokens.push_back(t);
     inputs.push_back(std::move(in));
     out.prompts_rendered.push_back(text);
-    out.examples.push_back(&prompts[i]);
+    out.examples.push_back(prompts[i]);
   }
   rollout::SamplingParams sp = run.sampling;
   sp.seed = run.train.seed;
@@ -255,7 +271,7 @@ void reward_phase(Run& run, StepBatch& b) {
   const long G = run.train.group_size;
   std::vector<rewards::Sample> samples;
   for (size_t j = 0; j < b.rollout.samples.size(); ++j) {
-    const auto& ex = *b.examples[j / G];
+    const auto& ex = b.examples[j / G];
     samples.push_back({b.prompts_rendered[j / G],
                        scored_response(b.prompts_rendered[j / G], b.rollout.samples[j].text),
                        ex.answer, ex.task, ex.meta.dump()});
@@ -312,45 +328,185 @@ at::Tensor select_rows(const at::Tensor& t, const std::vector<int64_t>& rows) {
   return t.index_select(0, at::tensor(rows, at::kLong).to(t.device()));
 }
 
+void add_batch_metrics(Run& run, const StepBatch& b, const std::vector<bool>& signal,
+                       MetricReducer& m);
+
+void append_group(StepBatch& dst, StepBatch& src, size_t g, long G, int64_t pos) {
+  dst.prompts_rendered.push_back(src.prompts_rendered[g]);
+  dst.examples.push_back(src.examples[g]);
+  dst.group_pos.push_back(pos);
+  for (size_t j = g * G; j < (g + 1) * G; ++j) {
+    dst.rollout.samples.push_back(std::move(src.rollout.samples[j]));
+    dst.scores.push_back(std::move(src.scores[j]));
+    dst.rewards.push_back(src.rewards[j]);
+  }
+}
+
+// rollout + reward, with DAPO's dynamic sampling when advantage.dynamic_sampling
+// is on: groups whose rewards do not differ (groups_with_signal) are dropped
+// and further rounds of prompts are drawn until prompts_per_step groups with
+// a signal are kept over all ranks, or max_sampling_rounds rounds were drawn.
+// Kept groups are ordered by (round, rank, prompt), i.e. by their position in
+// the global prompt stream, and the first prompts_per_step are trained on, so
+// which groups are kept does not depend on the world size (a rank may keep
+// more or fewer than its share; the loss is normalised over all ranks).
+// Every rank learns every rank's count each round (one allgather), so all
+// ranks take the same number of rounds and advance their prompt sources
+// alike.  Metrics of what was drawn (rewards, lengths, zero-spread fraction)
+// cover every round; the update sees only the kept groups.
+StepBatch sample_phase(Run& run, Comm& comm, long step, MetricReducer& m,
+                       std::map<std::string, double>& timing) {
+  const long N = run.train.prompts_per_step, G = run.train.group_size;
+  const bool dynamic = run.adv.dynamic_sampling;
+  const long max_rounds = dynamic ? run.adv.max_sampling_rounds : 1;
+  StepBatch kept;
+  kept.rollout.group_size = G;
+  long round = 0;
+  for (; round < max_rounds && kept.global_groups < N; ++round) {
+    StepBatch b;
+    auto t = Clock::now();
+    rollout_phase(run, comm, step, round, run.source->next_batch(), b);
+    timing["rollout"] += seconds_since(t);
+    t = Clock::now();
+    reward_phase(run, b);
+    timing["reward"] += seconds_since(t);
+    const std::vector<bool> signal = groups_with_signal(b.rewards, G, run.adv.zero_spread_tol);
+    add_batch_metrics(run, b, signal, m);
+    if (!dynamic) {
+      kept = std::move(b);
+      kept.global_groups = N;
+      break;
+    }
+    long mine = 0;
+    for (bool s : signal) mine += s;
+    const at::Tensor counts = comm.allgather(at::full({1}, static_cast<double>(mine), at::kDouble));
+    long before = kept.global_groups, total = 0;
+    for (int r = 0; r < comm.size(); ++r) {
+      const long c = std::lround(counts[r].item<double>());
+      if (r < comm.rank()) before += c;
+      total += c;
+    }
+    int64_t pos = before;
+    for (size_t g = 0; g < signal.size() && pos < N; ++g)
+      if (signal[g]) append_group(kept, b, g, G, pos++);
+    m.add_sum("dynamic/groups_with_signal", static_cast<double>(mine));
+    kept.global_groups = std::min(N, kept.global_groups + total);
+  }
+  if (!dynamic) return kept;
+  m.add_max("dynamic/rounds", static_cast<double>(round));
+  m.add_sum("dynamic/groups_drawn", static_cast<double>(round * (N / comm.size())));
+  m.add_sum("dynamic/groups_kept", static_cast<double>(kept.num_groups()));
+  // The learner's balance: ranks keep unequal shares of the batch.
+  m.add_min("dynamic/rank_groups_min", static_cast<double>(kept.num_groups()));
+  m.add_max("dynamic/rank_groups_max", static_cast<double>(kept.num_groups()));
+  if (kept.global_groups < N) {
+    ++run.short_steps;
+    if (comm.rank() == 0)
+      ZR_LOG_WARN("step ", step + 1, ": dynamic sampling kept ", kept.global_groups, " of ", N,
+                  " groups in ", round, " rounds (advantage.max_sampling_rounds); training on ",
+                  kept.global_groups == 0 ? "none: update skipped" : "those");
+  }
+  m.add_max("dynamic/short_steps_total", static_cast<double>(run.short_steps));
+  return kept;
+}
+
+// reference log-probs (no grad) for the KL term and its metric; with
+// loss.kl_in = reward, the KL penalty is subtracted from the rewards here.
+// Resets the reference to the policy every train.ref_reset_every steps.
+at::Tensor reference_phase(Run& run, long step, StepBatch& b, const Packed* full,
+                           MetricReducer& m) {
+  if (!run.reference) return {};
+  if (run.train.ref_reset_every > 0 && step > 0 && step % run.train.ref_reset_every == 0 &&
+      run.ref_reset_step != step) {
+    copy_weights(*run.reference, *run.policy.model);
+    run.ref_reset_step = step;
+    ZR_LOG_INFO("reference reset to the policy at step ", step);
+  }
+  const bool kl_in_reward = run.loss.kl_in == LossConfig::KlIn::kReward;
+  if (!full) {
+    if (kl_in_reward) m.add_mean("reward/kl_penalty", 0, 0);
+    return {};
+  }
+  torch::NoGradGuard g;
+  std::vector<int64_t> all(b.rollout.samples.size());
+  for (size_t i = 0; i < all.size(); ++i) all[i] = static_cast<int64_t>(i);
+  at::Tensor ref_logp_BT =
+      teacher_forced(*run.reference, *full, all, run.sampling.logprob_temperature(), false, false)
+          .first.detach();
+  if (kl_in_reward) {
+    auto pen = kl_reward_penalty(full->t.behaviour_logp_BT, ref_logp_BT, full->t.completion_mask_BT,
+                                 run.loss);
+    for (size_t j = 0; j < pen.size(); ++j) {
+      b.rewards[j] -= pen[j];
+      m.add_mean("reward/kl_penalty", pen[j], 1);
+    }
+  }
+  return ref_logp_BT;
+}
+
+// The statistics a rank adds for a minibatch in which it holds no rows, so
+// that every rank reports the same metric names.
+LossStats empty_loss_stats(const Run& run) {
+  LossStats s;
+  s.ratio_min = std::numeric_limits<double>::infinity();
+  s.ratio_max = -std::numeric_limits<double>::infinity();
+  s.has_kl = run.reference != nullptr;
+  s.has_entropy = true;
+  return s;
+}
+
 // update: mu epochs x minibatches optimizer steps; each optimizer step is a
-// collective (gradient all-reduce inside Optimizer::step).
-void update_phase(Run& run, Comm& comm, StepBatch& b, const Packed& full,
-                  const at::Tensor& ref_logp_BT, MetricReducer& m) {
+// collective (gradient all-reduce inside Optimizer::step).  full is null when
+// this rank kept no groups (dynamic sampling): it still joins every
+// collective with empty gradients.
+void update_phase(Run& run, Comm& comm, StepBatch& b, const Packed* full,
+                  const at::Tensor& ref_logp_BT, MetricReducer& m,
+                  std::map<std::string, double>& timing) {
   auto& model = *run.policy.model;
   const long G = run.train.group_size;
   const int64_t B = static_cast<int64_t>(b.rollout.samples.size());
   std::vector<int64_t> all(B);
   for (int64_t i = 0; i < B; ++i) all[i] = i;
-  at::Tensor mask_BT = full.t.completion_mask_BT;
-  if (run.loss.overlong == LossConfig::Overlong::kMask)
-    mask_BT = mask_truncated(mask_BT, full.truncated_B);
+  at::Tensor mask_BT, old_logp_BT, adv_B;
   const double T = run.sampling.logprob_temperature();
-  const bool use_rollout_old =
-      run.train.old_logprobs == "rollout" ||
-      (run.train.old_logprobs == "auto" && run.train.epochs == 1 && run.train.minibatches == 1);
-  at::Tensor old_logp_BT = full.t.behaviour_logp_BT;
-  if (!use_rollout_old) {
-    torch::NoGradGuard g;
-    old_logp_BT = teacher_forced(model, full, all, T, false, false).first.detach();
+  auto t = Clock::now();
+  if (full) {
+    mask_BT = full->t.completion_mask_BT;
+    if (run.loss.overlong == LossConfig::Overlong::kMask)
+      mask_BT = mask_truncated(mask_BT, full->truncated_B);
+    const bool use_rollout_old =
+        run.train.old_logprobs == "rollout" ||
+        (run.train.old_logprobs == "auto" && run.train.epochs == 1 && run.train.minibatches == 1);
+    old_logp_BT = full->t.behaviour_logp_BT;
+    if (!use_rollout_old) {
+      torch::NoGradGuard g;
+      old_logp_BT = teacher_forced(model, *full, all, T, false, false).first.detach();
+    }
+    adv_B = at::tensor(b.adv.advantages, at::kDouble).to(run.device, at::kFloat);
   }
-  at::Tensor adv_B = at::tensor(b.adv.advantages, at::kDouble).to(run.device, at::kFloat);
+  timing["old_logprobs"] = seconds_since(t);
+  double fwd_bwd = 0, sync = 0, apply = 0;
   const long M = run.train.minibatches;
   for (long epoch = 0; epoch < run.train.epochs; ++epoch) {
     for (long mb = 0; mb < M; ++mb) {
-      // Minibatch mb: the groups whose local index is = mb (mod M); with the
-      // prompts per rank a multiple of M this is the same global set at
-      // every world size.
+      // Minibatch mb: the groups whose place in the step's global batch is
+      // = mb (mod M), the same set at every world size.
       std::vector<int64_t> rows;
       for (int64_t i = 0; i < B; ++i)
-        if ((i / G) % M == mb) rows.push_back(i);
-      LossScale scale = LossScale::of(select_rows(mask_BT, rows)).allreduced(comm);
+        if (b.group_pos[i / G] % M == mb) rows.push_back(i);
+      LossScale local;
+      if (!rows.empty()) local = LossScale::of(select_rows(mask_BT, rows));
+      const LossScale scale = local.allreduced(comm);
+      if (scale.num_seqs == 0) continue;  // a short dynamic-sampling batch: no rank has rows
+      if (rows.empty() && epoch == 0) empty_loss_stats(run).add_to(m, "loss/");
       const int64_t micro =
           run.train.micro_batch > 0 ? run.train.micro_batch : static_cast<int64_t>(rows.size());
       bool finite = true;
+      t = Clock::now();
       for (size_t s = 0; s < rows.size(); s += micro) {
         std::vector<int64_t> part(rows.begin() + s,
                                   rows.begin() + std::min(rows.size(), s + micro));
-        auto [logp, ent] = teacher_forced(model, full, part, T, true, true);
+        auto [logp, ent] = teacher_forced(model, *full, part, T, true, true);
         LossInputs in;
         in.logp_BT = logp;
         in.old_logp_BT = select_rows(old_logp_BT, part);
@@ -363,7 +519,10 @@ void update_phase(Run& run, Comm& comm, StepBatch& b, const Packed& full,
         out.loss.backward();
         if (epoch == 0) out.stats.add_to(m, "loss/");
       }
+      fwd_bwd += seconds_since(t);
       StepReport rep = run.opt->step(finite);
+      sync += rep.sync_seconds;
+      apply += rep.apply_seconds;
       // MoE balancing bias: from the load all ranks saw, after the update.
       at::Tensor load = model.expert_load_LE();
       if (load.numel() > 0) {
@@ -379,9 +538,14 @@ void update_phase(Run& run, Comm& comm, StepBatch& b, const Packed& full,
       m.add_max("optim/skipped_total", static_cast<double>(rep.num_skipped));
     }
   }
+  timing["fwd_bwd"] = fwd_bwd;
+  timing["grad_sync"] = sync;
+  timing["optimizer"] = apply;
 }
 
-void add_batch_metrics(Run& run, const StepBatch& b, MetricReducer& m) {
+// Metrics of one drawn rollout round (all of its groups, kept or not).
+void add_batch_metrics(Run& run, const StepBatch& b, const std::vector<bool>& signal,
+                       MetricReducer& m) {
   const auto& names = run.rewards->names();
   for (size_t j = 0; j < b.scores.size(); ++j) {
     const auto& s = b.scores[j];
@@ -393,9 +557,9 @@ void add_batch_metrics(Run& run, const StepBatch& b, MetricReducer& m) {
     m.add_max("response/length_max", static_cast<double>(smp.completion_length()));
     m.add_mean("response/truncated_rate", smp.finish == rollout::FinishReason::kLength, 1);
   }
-  const double groups = static_cast<double>(b.adv.has_signal.size());
-  m.add_mean("advantage/zero_spread_frac", static_cast<double>(b.adv.num_zero_spread_groups),
-             groups);
+  double zero_spread = 0;
+  for (bool s : signal) zero_spread += !s;
+  m.add_mean("advantage/zero_spread_frac", zero_spread, static_cast<double>(signal.size()));
   m.add_sum("rollout/generated_tokens", static_cast<double>(b.rollout.stats.generated_tokens));
   m.add_sum("rollout/prefill_tokens", static_cast<double>(b.rollout.stats.prefill_tokens));
   m.add_mean("rollout/occupancy", b.rollout.stats.occupancy(), 1);
@@ -410,7 +574,7 @@ std::vector<SampleRecord> sample_records(Run& run, const StepBatch& b) {
     r.index = static_cast<int64_t>(j);
     r.prompt = b.prompts_rendered[j / G];
     r.completion = b.rollout.samples[j].text;
-    r.gold = b.examples[j / G]->answer;
+    r.gold = b.examples[j / G].answer;
     r.reward = b.rewards[j];
     r.components = b.scores[j].components;
     for (auto& e : b.scores[j].errors)
@@ -453,6 +617,7 @@ void checkpoint_phase(Run& run, Comm& comm, long step) {
     for (auto& [n, t] : run.reference->named_weights()) c.reference.push_back({n, t});
   c.data_cursor = run.source->cursor().to_string();
   c.ints["ref_reset_step"] = run.ref_reset_step;
+  c.ints["dynamic_short_steps"] = run.short_steps;
   // So a training checkpoint is usable on its own (zerorl generate --model).
   c.strings["tokenizer_json"] = run.policy.tokenizer->to_json();
   std::string root = run.run_path + "/checkpoints";
@@ -477,53 +642,36 @@ TrainResult run_train(Recipe& recipe, Comm& comm, const std::string& resume) {
   Progress progress("train", run.train.steps);
   for (long step = run.start_step; step < run.train.steps; ++step) {
     std::map<std::string, double> timing;
-    auto t = Clock::now();
     MetricReducer m;
-    // rollout + reward + advantage (dynamic sampling may take extra rounds)
-    StepBatch b;
-    std::vector<data::Example> prompts = run.source->next_batch();
-    rollout_phase(run, comm, step, 0, prompts, b);
-    timing["rollout"] = seconds_since(t);
-    t = Clock::now();
-    reward_phase(run, b);
-    timing["reward"] = seconds_since(t);
+    // rollout + reward (+ dynamic sampling's extra rounds)
+    StepBatch b = sample_phase(run, comm, step, m, timing);
     // reference log-probs (no grad): for the KL term and its metric
-    t = Clock::now();
-    Packed full = pack(b.rollout, run.device);
-    at::Tensor ref_logp_BT;
-    if (run.reference) {
-      if (run.train.ref_reset_every > 0 && step > 0 && step % run.train.ref_reset_every == 0 &&
-          run.ref_reset_step != step) {
-        copy_weights(*run.reference, *run.policy.model);
-        run.ref_reset_step = step;
-        ZR_LOG_INFO("reference reset to the policy at step ", step);
-      }
-      torch::NoGradGuard g;
-      std::vector<int64_t> all(b.rollout.samples.size());
-      for (size_t i = 0; i < all.size(); ++i) all[i] = static_cast<int64_t>(i);
-      ref_logp_BT = teacher_forced(*run.reference, full, all, run.sampling.logprob_temperature(),
-                                   false, false)
-                        .first.detach();
-      if (run.loss.kl_in == LossConfig::KlIn::kReward) {
-        auto pen = kl_reward_penalty(full.t.behaviour_logp_BT, ref_logp_BT,
-                                     full.t.completion_mask_BT, run.loss);
-        for (size_t j = 0; j < pen.size(); ++j) b.rewards[j] -= pen[j];
-      }
+    auto t = Clock::now();
+    std::optional<Packed> full;
+    if (!b.rollout.samples.empty()) {
+      full = pack(b.rollout, run.device);
+      m.add_sum("learner/tokens", full->t.valid_BT.sum().item<double>());
+    } else {
+      m.add_sum("learner/tokens", 0);
     }
+    const Packed* full_p = full ? &*full : nullptr;
+    at::Tensor ref_logp_BT = reference_phase(run, step, b, full_p, m);
     timing["reference"] = seconds_since(t);
+    // advantage, update (+ gradient sync inside each optimizer step)
     b.adv = compute_advantages(b.rewards, run.train.group_size, run.adv);
-    // update (+ gradient sync inside each optimizer step)
     t = Clock::now();
-    update_phase(run, comm, b, full, ref_logp_BT, m);
+    if (b.global_groups > 0) update_phase(run, comm, b, full_p, ref_logp_BT, m, timing);
     timing["update"] = seconds_since(t);
+    timing["learner"] = timing["reference"] + timing["update"];
     // log
-    add_batch_metrics(run, b, m);
     auto metrics = m.reduce(comm);
     double mean = metrics["reward/mean"];
     metrics["reward/std"] = std::sqrt(std::max(0.0, metrics["reward/sq"] - mean * mean));
     metrics.erase("reward/sq");
     const double gen = metrics["rollout/generated_tokens"];
     timing["rollout_tokens_per_s"] = timing["rollout"] > 0 ? gen / timing["rollout"] : 0.0;
+    timing["learner_tokens_per_s"] =
+        timing["learner"] > 0 ? metrics["learner/tokens"] / timing["learner"] : 0.0;
     if (run.dir) {
       run.dir->append_metrics(step + 1, metrics, timing);
       if (run.train.sample_every > 0 && (step + 1) % run.train.sample_every == 0)

@@ -4,8 +4,33 @@
 //
 // One step, as run_train() reads (phases are named functions in
 // grpo_trainer.cpp):
-//   rollout -> reward -> advantage -> reference log-probs -> update (with
-//   gradient sync) -> log -> evaluate -> checkpoint
+//   rollout -> reward [-> more rounds: dynamic sampling] -> reference
+//   log-probs -> advantage -> update (with gradient sync) -> log ->
+//   evaluate -> checkpoint
+//
+// Dynamic sampling (DAPO; advantage.dynamic_sampling: true,
+// advantage.max_sampling_rounds: N, default 4, the first round included):
+// groups whose rewards are all equal are dropped and each rank rolls out
+// and scores another prompts_per_step / world_size prompts per round until
+// prompts_per_step groups with a signal are kept over all ranks, or N
+// rounds were drawn (the step then trains on what it kept; none: the update
+// is skipped).  The kept groups are the first in global stream order, so
+// they do not depend on the world size; one rank may hold more of them
+// than another.  Each round's counts are all-gathered, so every rank takes
+// the same rounds and its prompt source advances alike (the checkpoint's
+// data cursor covers every round drawn).
+//
+// Metrics (metrics.jsonl, reduced over ranks): reward/*, response/*,
+// advantage/zero_spread_frac and rollout/* describe every completion drawn
+// (every round, before any KL-in-reward penalty, which is reward/kl_penalty);
+// loss/* and optim/* the update; learner/tokens the tokens teacher-forced
+// per pass; dynamic/{rounds, groups_drawn, groups_with_signal, groups_kept,
+// rank_groups_min, rank_groups_max, short_steps_total} with dynamic
+// sampling.  "time" holds rank 0's wall-clock seconds: rollout, reward,
+// reference (packing + reference log-probs), update = old_logprobs +
+// fwd_bwd + grad_sync + optimizer (+ MoE bias update), learner = reference +
+// update, and rollout_tokens_per_s, learner_tokens_per_s (learner/tokens /
+// learner).
 //
 // Recipe sections (each component validates its own; unknown keys fail):
 //   run:        name, dir                     outputs under <dir>/<name>/
@@ -41,7 +66,7 @@ struct TrainConfig {
   long prompts_per_step = 8;          // global, whole groups; a multiple of the world size
   long group_size = 8;                // G
   long epochs = 1;                    // mu: passes over each batch
-  long minibatches = 1;               // optimizer steps per pass
+  long minibatches = 1;               // optimizer steps per pass; divides prompts_per_step
   long micro_batch = 0;               // completions per forward/backward (0: a whole minibatch)
   std::string old_logprobs = "auto";  // auto | rollout | recompute
   long ref_reset_every = 0;           // copy the policy into the reference every N steps (0: never)

@@ -6,6 +6,7 @@
 #include <ATen/ops/stack.h>
 #include <ATen/ops/zeros_like.h>
 
+#include <chrono>
 #include <cmath>
 #include <set>
 
@@ -217,7 +218,10 @@ void Optimizer::zero_grad() {
 
 StepReport Optimizer::step(bool local_loss_finite) {
   StepReport r;
+  const auto t0 = std::chrono::steady_clock::now();
   sync_->allreduce_grads();
+  const auto t1 = std::chrono::steady_clock::now();
+  r.sync_seconds = std::chrono::duration<double>(t1 - t0).count();
   r.grad_norm = global_grad_norm(tensors_);
   // After the all-reduce the norm is the same everywhere, but a non-finite
   // loss is only known locally: one vote settles both.
@@ -234,6 +238,7 @@ StepReport Optimizer::step(bool local_loss_finite) {
   r.applied = !skip;
   r.num_updates = num_updates_;
   r.num_skipped = num_skipped_;
+  r.apply_seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t1).count();
   return r;
 }
 

@@ -119,6 +119,12 @@ struct StepReport {
   double lr = 0;            // the rate used (0 when skipped)
   int64_t num_updates = 0;  // applied updates so far (after this step)
   int64_t num_skipped = 0;  // skipped steps so far (after this step)
+  // Wall-clock split of step(), for the learner's per-phase timing: the
+  // gradient all-reduce (including waiting for slower ranks), then norm,
+  // skip vote, clipping and AdamW.  On CUDA the launches are asynchronous,
+  // so the split is only indicative there.
+  double sync_seconds = 0;
+  double apply_seconds = 0;
 };
 
 class Optimizer {

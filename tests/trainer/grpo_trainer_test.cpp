@@ -18,6 +18,7 @@
 #include "trainer/checkpoint.h"
 #include "trainer/policy_file.h"
 #include "trainer/pretrain.h"
+#include "tiny_run.h"
 
 using namespace zerorl;
 namespace fs = std::filesystem;
@@ -30,56 +31,17 @@ fs::path scratch() {
   return d;
 }
 
-// A tiny random MoE policy with the task character tokenizer.
+// The tiny random MoE policy (tiny_run.h), written once per process.
 std::string tiny_policy() {
   static std::string path;
   if (!path.empty()) return path;
-  auto tok = data::CharTokenizer::for_tasks();
-  model::ModelConfig c;
-  c.vocab_size = tok.vocab_size();
-  c.hidden_size = 32;
-  c.num_layers = 2;
-  c.max_position = 256;
-  c.attn.num_heads = 2;
-  c.attn.num_kv_heads = 2;
-  c.attn.kv_lora_rank = 16;
-  c.attn.qk_nope_head_dim = 8;
-  c.attn.qk_rope_head_dim = 8;
-  c.attn.v_head_dim = 8;
-  c.moe.num_experts = 4;
-  c.moe.top_k = 2;
-  c.moe.expert_intermediate = 32;
-  c.moe.shared_intermediate = 32;
-  c.moe.dense_intermediate = 64;
-  c.moe.first_k_dense_replace = 0;
-  c.moe.balance_bias_gamma = 0.01;
-  c.eos_token_id = tok.eos_id();
-  c.seed = 3;
-  c.validate();
-  model::CausalLM m(c);
   path = (scratch() / "policy.h5").string();
-  save_policy(path, m, tok);
+  test::write_tiny_policy(path);
   return path;
 }
 
 std::string recipe_text(const std::string& name, const std::string& extra = "") {
-  std::ostringstream r;
-  r << "run: {name: " << name << ", dir: " << (scratch() / "runs").string() << "}\n"
-    << "policy: {init: " << tiny_policy() << "}\n"
-    << "template: {name: tiny}\n"
-    << "data:\n  source: task\n  task: {name: addition, min_digits: 1, max_digits: 2, seed: 0}\n"
-    << "  train_size: 200\n  test_size: 8\n  seed: 1\n"
-    << "rollout:\n  num_slots: 16\n  sampling: {temperature: 1.0, max_new_tokens: 12, "
-       "stop_strings: [\"</answer>\"]}\n"
-    << "rewards:\n  accuracy: {type: math}\n  format: {type: format, weight: 0.5}\n"
-    << "loss: {beta: 0.04, eps_high: 0.28}\n"
-    << "optimizer: {lr: 1.0e-3, max_grad_norm: 1.0}\n"
-    << "train: {steps: 6, prompts_per_step: 4, group_size: 4, sample_every: 2}\n"
-    << "eval: {every: 3, num_problems: 4, k: 2}\n"
-    << "checkpoint: {every: 1, keep_last: 10}\n"
-    << "reward_threads: 1\n"
-    << extra;
-  return r.str();
+  return test::tiny_recipe(name, (scratch() / "runs").string(), tiny_policy(), extra);
 }
 
 TrainResult train(const std::string& text, const std::vector<std::string>& overrides = {},
@@ -90,22 +52,8 @@ TrainResult train(const std::string& text, const std::vector<std::string>& overr
   return run_train(r, *comm, resume);
 }
 
-std::vector<std::string> lines_without_time(const std::string& path) {
-  std::vector<std::string> out;
-  std::ifstream in(path);
-  std::string line;
-  while (std::getline(in, line)) {
-    auto j = nlohmann::json::parse(line);
-    j.erase("time");
-    out.push_back(j.dump());
-  }
-  return out;
-}
-
-std::string final_hash(const std::string& run_dir, long step) {
-  return checkpoint_weights_hash(
-      checkpoint_rank_file(checkpoint_step_dir(run_dir + "/checkpoints", step), 0));
-}
+using test::final_hash;
+using test::lines_without_time;
 
 }  // namespace
 
