@@ -1,7 +1,21 @@
-// The model-independent learner costs: GRPO loss forward + backward on
-// per-token log-probs, and one Optimizer::step (bucketed all-reduce, norm,
-// clip, AdamW) over a given number of parameters.  Run under mpirun for the
-// all-reduce.  Prints medians over --reps.
+// Learner costs, two ways.  Run under mpirun for the all-reduce.
+//
+// 1. --recipe: the real GRPO loop (run_train) for --steps steps of a recipe,
+//    policy and batch included; prints the median over steps 2.. (step 1
+//    warms up allocators) of the learner's per-phase wall-clock times that
+//    the loop records in metrics.jsonl (rank 0's clock; grpo_trainer.h):
+//    reference (packing + reference log-probs), old log-probs, forward +
+//    backward, gradient all-reduce, optimizer (norm, clip, AdamW), the
+//    learner's total (wall and rank 0's process CPU time) and tokens/s.
+//    Evaluation, samples and intermediate checkpoints are off; extra
+//    key=value arguments override the recipe.
+//
+//   build/bench_trainer_learner --recipe recipes/r1zero-tiny.yaml [--steps 6] [key=value ...]
+//   mpirun -np 2 build/bench_trainer_learner --recipe ...
+//
+// 2. Otherwise, the model-independent pieces: GRPO loss forward + backward
+//    on per-token log-probs, and one Optimizer::step (bucketed all-reduce,
+//    norm, clip, AdamW) over a given number of parameters; medians over --reps.
 //
 //   build/bench_trainer_learner [--B 64] [--T 1024] [--params-m 10] [--reps 5]
 //   mpirun -np 2 build/bench_trainer_learner ...
@@ -13,12 +27,20 @@
 #include <cstdlib>
 #include <cstring>
 #include <string>
+#include <filesystem>
+#include <fstream>
+#include <map>
+#include <nlohmann/json.hpp>
 #include <vector>
 
 #include "core/comm.h"
+#include "core/config.h"
+#include "core/error.h"
 #include "trainer/grad_sync.h"
+#include "trainer/grpo_trainer.h"
 #include "trainer/grpo_loss.h"
 #include "trainer/optimizer.h"
+#include "trainer/run_dir.h"
 
 using namespace zerorl;
 
@@ -30,29 +52,99 @@ double median(std::vector<double> v) {
   std::sort(v.begin(), v.end());
   return v[v.size() / 2];
 }
+// Mode 1: the loop's own timings of a short run of the recipe.
+int bench_recipe(Comm& comm, const std::string& path, long steps,
+                 std::vector<std::string> overrides) {
+  ZR_CHECK(steps >= 2, "--steps must be >= 2 (step 1 is the warm-up)");
+  const std::string dir =
+      (std::filesystem::temp_directory_path() / "zerorl_bench_learner").string();
+  const std::string name = "np" + std::to_string(comm.size());
+  if (comm.rank() == 0) remove_tree(dir + "/" + name);
+  comm.barrier();
+  Recipe recipe = Recipe::from_file(path);
+  // The bench's settings first, so that the command line's win.
+  std::vector<std::string> all = {
+      "run.dir=" + dir, "run.name=" + name,     "train.steps=" + std::to_string(steps),
+      "eval.every=0",   "train.sample_every=0", "checkpoint.every=0"};
+  all.insert(all.end(), overrides.begin(), overrides.end());
+  recipe.apply_overrides(all);
+  TrainResult res = run_train(recipe, comm);
+  if (comm.rank() == 0) {
+    std::map<std::string, std::vector<double>> t;
+    std::vector<double> tokens, completions;
+    std::ifstream in(res.run_dir + "/metrics.jsonl");
+    std::string line;
+    for (long step = 1; std::getline(in, line); ++step) {
+      if (step == 1) continue;
+      auto j = nlohmann::json::parse(line);
+      for (auto& [k, v] : j["time"].items()) t[k].push_back(v.get<double>());
+      tokens.push_back(j["learner/tokens"].get<double>());
+      completions.push_back(j["loss/num_tokens"].get<double>());
+    }
+    const double learner = median(t["learner"]);
+    std::printf("%s, %d rank(s) (%s), median of steps 2..%ld:\n", path.c_str(), comm.size(),
+                comm.backend().c_str(), steps);
+    std::printf("  batch: %.0f tokens teacher-forced (%.0f completion tokens)\n", median(tokens),
+                median(completions));
+    for (const char* k : {"reference", "old_logprobs", "fwd_bwd", "grad_sync", "optimizer"})
+      std::printf("  %-13s %8.1f ms  %5.1f%%\n", k, median(t[k]) * 1e3,
+                  100 * median(t[k]) / learner);
+    std::printf("  %-13s %8.1f ms  (update %.1f ms; CPU time %.1f ms)\n", "learner", learner * 1e3,
+                median(t["update"]) * 1e3, median(t["learner_cpu"]) * 1e3);
+    std::printf("  learner tokens/s %.0f; rollout %.1f ms (%.0f tokens/s)\n",
+                median(t["learner_tokens_per_s"]), median(t["rollout"]) * 1e3,
+                median(t["rollout_tokens_per_s"]));
+  }
+  return 0;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
   int64_t B = 64, T = 1024, reps = 5;
   double params_m = 10;
-  for (int i = 1; i + 1 < argc; i += 2) {
-    const std::string k = argv[i];
-    if (k == "--B")
-      B = std::atoll(argv[i + 1]);
+  std::string recipe;
+  long steps = 6;
+  std::vector<std::string> overrides;
+  for (int i = 1; i < argc; ++i) {
+    if (std::strchr(argv[i], '=') && argv[i][0] != '-') {
+      overrides.push_back(argv[i]);
+      continue;
+    }
+    if (i + 1 >= argc) {
+      std::fprintf(stderr, "flag %s needs a value\n", argv[i]);
+      return 2;
+    }
+    const std::string k = argv[i++];
+    if (k == "--recipe")
+      recipe = argv[i];
+    else if (k == "--steps")
+      steps = std::atol(argv[i]);
+    else if (k == "--B")
+      B = std::atoll(argv[i]);
     else if (k == "--T")
-      T = std::atoll(argv[i + 1]);
+      T = std::atoll(argv[i]);
     else if (k == "--params-m")
-      params_m = std::atof(argv[i + 1]);
+      params_m = std::atof(argv[i]);
     else if (k == "--reps")
-      reps = std::atoll(argv[i + 1]);
+      reps = std::atoll(argv[i]);
     else {
-      std::fprintf(stderr, "unknown flag %s\n", argv[i]);
+      std::fprintf(stderr, "unknown flag %s\n", k.c_str());
       return 2;
     }
   }
   mpi_init_if_launched(&argc, &argv);
   auto comm = make_comm("auto");
   at::manual_seed(comm->rank());
+  if (!recipe.empty()) {
+    try {
+      return bench_recipe(*comm, recipe, steps, overrides);
+    } catch (const std::exception& e) {
+      std::fprintf(stderr, "error: %s\n", e.what());
+      mpi_abort_all(1);
+      return 1;
+    }
+  }
 
   // ---- loss --------------------------------------------------------------------
   const at::Tensor logp0 = -at::rand({B, T}) * 3;

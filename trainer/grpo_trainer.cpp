@@ -7,6 +7,7 @@
 
 #include <chrono>
 #include <cmath>
+#include <ctime>
 #include <filesystem>
 #include <limits>
 #include <optional>
@@ -63,6 +64,13 @@ namespace {
 using Clock = std::chrono::steady_clock;
 double seconds_since(Clock::time_point t) {
   return std::chrono::duration<double>(Clock::now() - t).count();
+}
+// CPU seconds of every thread of this process: on a shared machine the
+// steadier measure of the work done (wall time includes waiting for a core).
+double process_cpu_seconds() {
+  timespec ts{};
+  clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts);
+  return static_cast<double>(ts.tv_sec) + 1e-9 * static_cast<double>(ts.tv_nsec);
 }
 
 // Everything a run holds; built once by setup().
@@ -647,6 +655,7 @@ TrainResult run_train(Recipe& recipe, Comm& comm, const std::string& resume) {
     StepBatch b = sample_phase(run, comm, step, m, timing);
     // reference log-probs (no grad): for the KL term and its metric
     auto t = Clock::now();
+    const double cpu0 = process_cpu_seconds();
     std::optional<Packed> full;
     if (!b.rollout.samples.empty()) {
       full = pack(b.rollout, run.device);
@@ -663,6 +672,7 @@ TrainResult run_train(Recipe& recipe, Comm& comm, const std::string& resume) {
     if (b.global_groups > 0) update_phase(run, comm, b, full_p, ref_logp_BT, m, timing);
     timing["update"] = seconds_since(t);
     timing["learner"] = timing["reference"] + timing["update"];
+    timing["learner_cpu"] = process_cpu_seconds() - cpu0;
     // log
     auto metrics = m.reduce(comm);
     double mean = metrics["reward/mean"];

@@ -29,8 +29,8 @@
 // sampling.  "time" holds rank 0's wall-clock seconds: rollout, reward,
 // reference (packing + reference log-probs), update = old_logprobs +
 // fwd_bwd + grad_sync + optimizer (+ MoE bias update), learner = reference +
-// update, and rollout_tokens_per_s, learner_tokens_per_s (learner/tokens /
-// learner).
+// update, learner_cpu (rank 0's process CPU seconds over the same span), and
+// rollout_tokens_per_s, learner_tokens_per_s (learner/tokens / learner).
 //
 // Recipe sections (each component validates its own; unknown keys fail):
 //   run:        name, dir                     outputs under <dir>/<name>/
