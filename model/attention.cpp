@@ -22,21 +22,38 @@ at::Tensor causal_attention(const at::Tensor& q_BHTd, const at::Tensor& k_BHTd,
   return at::matmul(p, v_BHTd);
 }
 
-at::Tensor masked_softmax(const at::Tensor& scores, const at::Tensor& allowed) {
-  at::Tensor s =
-      scores.masked_fill(allowed.logical_not(), -std::numeric_limits<double>::infinity());
-  return at::softmax(s, -1, at::kFloat).to(scores.scalar_type());
+// softmax over the last dim of scores viewed as mask_shape, with masked
+// positions excluded; fp32 (fp64 for fp64 models) as HF's eager path does.
+at::Tensor masked_softmax_(at::Tensor scores, const at::Tensor& masked,
+                           at::IntArrayRef view_shape) {
+  scores.view(view_shape).masked_fill_(masked, -std::numeric_limits<double>::infinity());
+  const at::ScalarType dt = scores.scalar_type();
+  return at::softmax(scores, -1, dt == at::kDouble ? at::kDouble : at::kFloat).to(dt);
 }
 
-// Rows of x_N... placed into a zero-padded [S*Q, ...] tensor viewed [S, Q, ...].
+// Rows of x_N... placed into a zero-padded [B*Q, ...] tensor (x_N itself
+// when the layout is the identity).
 at::Tensor pad_rows(const at::Tensor& x_N, const CacheStep& st) {
+  if (!st.flat_N.defined()) return x_N;
   std::vector<int64_t> shape(x_N.sizes().begin(), x_N.sizes().end());
-  shape[0] = st.num_slots * st.q_len;
+  shape[0] = st.num_rows * st.q_len;
   at::Tensor out = at::zeros(shape, x_N.options());
   out.index_copy_(0, st.flat_N, x_N);
-  shape[0] = st.q_len;
-  shape.insert(shape.begin(), st.num_slots);
-  return out.view(shape);
+  return out;
+}
+
+// The new tokens' rows of a padded [B*Q, ...] tensor.
+at::Tensor unpad_rows(const at::Tensor& x_BQ, const CacheStep& st) {
+  return st.flat_N.defined() ? x_BQ.index_select(0, st.flat_N) : x_BQ;
+}
+
+// The attention batch's slots of one cache tensor, first kv_len positions
+// along pos_dim: a strided view (window) or a gathered copy.
+at::Tensor batch_rows(const at::Tensor& store, const CacheStep& st, int64_t pos_dim,
+                      at::ScalarType dtype) {
+  at::Tensor t = store.narrow(pos_dim, 0, st.kv_len);
+  t = st.slot_lo >= 0 ? t.narrow(0, st.slot_lo, st.num_rows) : t.index_select(0, st.slots_B);
+  return t.scalar_type() == dtype ? t : t.to(dtype);
 }
 
 }  // namespace
@@ -78,28 +95,32 @@ at::Tensor GqaAttention::forward_full(const at::Tensor& x, const at::Tensor& cos
 
 at::Tensor GqaAttention::forward_cached(const at::Tensor& x, const CacheStep& st, KvCache& cache,
                                         int64_t layer) {
-  int64_t N = x.size(0), S = st.num_slots, Q = st.q_len, L = st.kv_len;
+  const int64_t N = x.size(0), B = st.num_rows, Q = st.q_len, L = st.kv_len, g = H_ / Hkv_;
   at::Tensor q = q_proj_->forward(x).view({N, H_, Dh_});
   at::Tensor k = k_proj_->forward(x).view({N, Hkv_, Dh_});
   at::Tensor v = v_proj_->forward(x).view({N, Hkv_, Dh_});
   at::Tensor c = st.cos_N.unsqueeze(1), s = st.sin_N.unsqueeze(1);
-  q = rope_->apply(q, c, s);
+  q = rope_->apply(q, c, s) * scale_;
   k = rope_->apply(k, c, s);
-  cache.a(layer).index_put_({st.slot_N, st.pos_N}, k.to(cache.a(layer).scalar_type()));
-  cache.b(layer).index_put_({st.slot_N, st.pos_N}, v.to(cache.b(layer).scalar_type()));
-  at::Tensor K = cache.a(layer).narrow(1, 0, L).index_select(0, st.slots_S).to(x.scalar_type());
-  at::Tensor V = cache.b(layer).narrow(1, 0, L).index_select(0, st.slots_S).to(x.scalar_type());
-  K = K.permute({0, 2, 1, 3});  // [S,Hkv,L,Dh]
-  V = V.permute({0, 2, 1, 3});
-  int64_t g = H_ / Hkv_;
-  if (g > 1) {
-    K = K.unsqueeze(2).expand({S, Hkv_, g, L, Dh_}).reshape({S, H_, L, Dh_});
-    V = V.unsqueeze(2).expand({S, Hkv_, g, L, Dh_}).reshape({S, H_, L, Dh_});
-  }
-  at::Tensor qp = pad_rows(q, st).permute({0, 2, 1, 3});  // [S,H,Q,Dh]
-  at::Tensor p = masked_softmax(at::matmul(qp, K.transpose(2, 3)) * scale_, st.allowed_S1QL);
-  at::Tensor o = at::matmul(p, V).permute({0, 2, 1, 3}).reshape({S * Q, H_ * Dh_});
-  return o_proj_->forward(o.index_select(0, st.flat_N));
+  using at::indexing::Slice;
+  at::Tensor& k_store = cache.a(layer);  // [S,Hkv,Lmax,Dh]
+  at::Tensor& v_store = cache.b(layer);
+  k_store.index_put_({st.slot_N, Slice(), st.pos_N}, k.to(k_store.scalar_type()));
+  v_store.index_put_({st.slot_N, Slice(), st.pos_N}, v.to(v_store.scalar_type()));
+  const int64_t pd = cache.pos_dim();
+  // One matrix per (slot, kv head): [B*Hkv, L, Dh]; heads i*g .. i*g+g-1 share kv head i (HF
+  // repeat_kv), so their g*Q query rows form one GEMM against it.
+  at::Tensor K = batch_rows(k_store, st, pd, x.scalar_type()).reshape({B * Hkv_, L, Dh_});
+  at::Tensor V = batch_rows(v_store, st, pd, x.scalar_type()).reshape({B * Hkv_, L, Dh_});
+  at::Tensor q_B = pad_rows(q, st)
+                       .view({B, Q, Hkv_, g, Dh_})
+                       .permute({0, 2, 1, 3, 4})
+                       .reshape({B * Hkv_, Q * g, Dh_});
+  at::Tensor p = masked_softmax_(at::bmm(q_B, K.transpose(1, 2)),
+                                 st.masked_BQL.view({B, 1, Q, 1, L}), {B, Hkv_, Q, g, L});
+  at::Tensor o =
+      at::bmm(p, V).view({B, Hkv_, Q, g, Dh_}).permute({0, 2, 1, 3, 4}).reshape({B * Q, H_ * Dh_});
+  return o_proj_->forward(unpad_rows(o, st));
 }
 
 // ---- MLA ------------------------------------------------------------------------
@@ -159,7 +180,7 @@ at::Tensor MlaAttention::forward_full(const at::Tensor& x, const at::Tensor& cos
 
 at::Tensor MlaAttention::forward_cached(const at::Tensor& x, const CacheStep& st, KvCache& cache,
                                         int64_t layer) {
-  int64_t S = st.num_slots, Q = st.q_len, L = st.kv_len;
+  const int64_t N = x.size(0), B = st.num_rows, Q = st.q_len, L = st.kv_len;
   at::Tensor q = query(x);  // [N,H,Dn+Dr]
   at::Tensor q_nope = q.narrow(-1, 0, Dn_);
   at::Tensor q_rot =
@@ -167,27 +188,24 @@ at::Tensor MlaAttention::forward_cached(const at::Tensor& x, const CacheStep& st
   at::Tensor ckv = kv_a_proj_->forward(x);  // [N,R+Dr]
   at::Tensor c = kv_a_norm_->forward(ckv.narrow(-1, 0, R_));
   at::Tensor kr = rope_->apply(ckv.narrow(-1, R_, Dr_), st.cos_N, st.sin_N);
-  cache.a(layer).index_put_({st.slot_N, st.pos_N}, c.to(cache.a(layer).scalar_type()));
-  cache.b(layer).index_put_({st.slot_N, st.pos_N}, kr.to(cache.b(layer).scalar_type()));
-  at::Tensor C =
-      cache.a(layer).narrow(1, 0, L).index_select(0, st.slots_S).to(x.scalar_type());  // [S,L,R]
-  at::Tensor KR =
-      cache.b(layer).narrow(1, 0, L).index_select(0, st.slots_S).to(x.scalar_type());  // [S,L,Dr]
+  at::Tensor& store = cache.a(layer);  // [S,Lmax,R+Dr]: latent ++ rotary key
+  store.index_put_({st.slot_N, st.pos_N}, at::cat({c, kr}, -1).to(store.scalar_type()));
+  at::Tensor CK = batch_rows(store, st, cache.pos_dim(), x.scalar_type());  // [B,L,R+Dr]
 
+  // Absorbed form: score = q_nope W_uk . c + q_rot . k_rope, one GEMM against
+  // the stored [c, k_rope]; the output stays in latent space until W_uv.
   at::Tensor W = kv_b_proj_->weight.to(x.scalar_type()).view({H_, Dn_ + Dv_, R_});
   at::Tensor W_uk = W.narrow(1, 0, Dn_), W_uv = W.narrow(1, Dn_, Dv_);
-  at::Tensor q_lat = at::matmul(q_nope.transpose(0, 1), W_uk).transpose(0, 1);  // [N,H,R]
-  at::Tensor ql = pad_rows(q_lat, st).permute({0, 2, 1, 3});                    // [S,H,Q,R]
-  at::Tensor qr = pad_rows(q_rot, st).permute({0, 2, 1, 3});                    // [S,H,Q,Dr]
-  at::Tensor scores = at::matmul(ql, C.transpose(1, 2).unsqueeze(1)) +
-                      at::matmul(qr, KR.transpose(1, 2).unsqueeze(1));
-  at::Tensor p = masked_softmax(scores * scale_, st.allowed_S1QL);
-  at::Tensor o_lat = at::matmul(p, C.unsqueeze(1));  // [S,H,Q,R]
-  o_lat =
-      o_lat.permute({0, 2, 1, 3}).reshape({S * Q, H_, R_}).index_select(0, st.flat_N);  // [N,H,R]
-  at::Tensor o =
-      at::matmul(o_lat.transpose(0, 1), W_uv.transpose(1, 2)).transpose(0, 1);  // [N,H,Dv]
-  return o_proj_->forward(o.reshape({x.size(0), H_ * Dv_}));
+  at::Tensor q_lat = at::bmm(q_nope.transpose(0, 1), W_uk).transpose(0, 1);  // [N,H,R]
+  at::Tensor qq = at::cat({q_lat, q_rot}, -1).mul_(scale_);                  // [N,H,R+Dr]
+  // Query rows of one slot are (q, h) pairs: [B, Q*H, R+Dr].
+  at::Tensor q_B = pad_rows(qq, st).view({B, Q * H_, R_ + Dr_});
+  at::Tensor p = masked_softmax_(at::bmm(q_B, CK.transpose(1, 2)), st.masked_BQL.view({B, Q, 1, L}),
+                                 {B, Q, H_, L});
+  at::Tensor o_lat = at::bmm(p, CK.narrow(-1, 0, R_));                  // [B,Q*H,R]
+  o_lat = unpad_rows(o_lat.view({B * Q, H_, R_}), st);                  // [N,H,R]
+  at::Tensor o = at::bmm(o_lat.transpose(0, 1), W_uv.transpose(1, 2));  // [H,N,Dv]
+  return o_proj_->forward(o.transpose(0, 1).reshape({N, H_ * Dv_}));
 }
 
 }  // namespace zerorl::model

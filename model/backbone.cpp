@@ -66,14 +66,20 @@ at::Tensor Backbone::forward_full(const at::Tensor& tokens, std::vector<MoeCall>
 }
 
 at::Tensor Backbone::forward_cached(const at::Tensor& tokens_N, const CacheStep& step,
-                                    KvCache& cache) {
+                                    KvCache& cache, std::vector<MoeCall>& calls) {
   at::Tensor x = at::embedding(embed_tokens->weight, tokens_N);  // [N,D]
   MoeCall none;
+  size_t m = 0;
   for (size_t l = 0; l < layers.size(); ++l) {
     auto& layer = layers[l];
     x = x + layer->self_attn->forward_cached(layer->input_layernorm->forward(x), step, cache,
                                              int64_t(l));
-    x = x + layer->mlp(layer->post_attention_layernorm->forward(x), none);
+    MoeCall* call = &none;
+    if (layer->moe) {
+      ZR_CHECK(m < calls.size(), "Backbone: missing MoeCall for an MoE layer");
+      call = &calls[m++];
+    }
+    x = x + layer->mlp(layer->post_attention_layernorm->forward(x), *call);
   }
   return norm->forward(x);
 }

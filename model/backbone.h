@@ -43,7 +43,9 @@ class Backbone : public torch::nn::Module {
   // (in layer order), carrying the requests and receiving the outputs.
   at::Tensor forward_full(const at::Tensor& tokens_BT, std::vector<MoeCall>& calls);
   // tokens_N (new tokens, flattened valid) -> normed hidden [N,D]; appends K/V.
-  at::Tensor forward_cached(const at::Tensor& tokens_N, const CacheStep& step, KvCache& cache);
+  // calls: one MoeCall per MoE layer (routing requests only).
+  at::Tensor forward_cached(const at::Tensor& tokens_N, const CacheStep& step, KvCache& cache,
+                            std::vector<MoeCall>& calls);
   const Rope& rope() const { return *rope_; }
 
   std::shared_ptr<Embedding> embed_tokens;

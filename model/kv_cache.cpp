@@ -18,11 +18,11 @@ KvCache::KvCache(const ModelConfig& cfg, int64_t num_slots, int64_t max_len,
   const auto& a = cfg.attn;
   for (int64_t l = 0; l < cfg.num_layers; ++l) {
     if (mla_) {
-      a_.push_back(at::zeros({num_slots, max_len, a.kv_lora_rank}, options));
-      b_.push_back(at::zeros({num_slots, max_len, a.qk_rope_head_dim}, options));
+      a_.push_back(at::zeros({num_slots, max_len, a.kv_lora_rank + a.qk_rope_head_dim}, options));
+      b_.emplace_back();
     } else {
-      a_.push_back(at::zeros({num_slots, max_len, a.num_kv_heads, a.head_dim}, options));
-      b_.push_back(at::zeros({num_slots, max_len, a.num_kv_heads, a.head_dim}, options));
+      a_.push_back(at::zeros({num_slots, a.num_kv_heads, max_len, a.head_dim}, options));
+      b_.push_back(at::zeros({num_slots, a.num_kv_heads, max_len, a.head_dim}, options));
     }
   }
   lengths_.assign(num_slots, 0);
@@ -40,7 +40,8 @@ int64_t KvCache::length(int64_t slot) const {
 
 int64_t KvCache::bytes() const {
   int64_t n = 0;
-  for (size_t l = 0; l < a_.size(); ++l) n += a_[l].nbytes() + b_[l].nbytes();
+  for (size_t l = 0; l < a_.size(); ++l)
+    n += a_[l].nbytes() + (b_[l].defined() ? b_[l].nbytes() : 0);
   return n;
 }
 
@@ -54,17 +55,14 @@ void KvCache::reset_all() { lengths_.assign(num_slots_, 0); }
 void KvCache::copy_slot(int64_t src, const std::vector<int64_t>& dsts) {
   check_slot(src);
   for (int64_t d : dsts) check_slot(d);
-  int64_t n = lengths_[src];
-  if (!dsts.empty() && n > 0) {
-    at::Tensor dst_idx = at::tensor(std::vector<int64_t>(dsts), at::kLong).to(a_.front().device());
+  const int64_t n = lengths_[src];
+  if (n > 0) {
     for (size_t l = 0; l < a_.size(); ++l) {
       for (at::Tensor* t : {&a_[l], &b_[l]}) {
-        at::Tensor rows = t->select(0, src).narrow(0, 0, n).unsqueeze(0);
-        std::vector<int64_t> shape(rows.sizes().begin(), rows.sizes().end());
-        shape[0] = static_cast<int64_t>(dsts.size());
-        // clone(): the source rows are a view of the same storage (for a full
-        // slot even a contiguous one), and index_copy_ refuses overlap.
-        t->narrow(1, 0, n).index_copy_(0, dst_idx, rows.expand(shape).clone());
+        if (!t->defined()) continue;
+        const at::Tensor rows = t->select(0, src).narrow(pos_dim() - 1, 0, n);
+        for (int64_t d : dsts)
+          if (d != src) t->select(0, d).narrow(pos_dim() - 1, 0, n).copy_(rows);
       }
     }
   }

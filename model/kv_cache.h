@@ -1,10 +1,12 @@
 // KvCache: per-layer key/value storage for incremental decoding, organised as
 // a fixed number of slots (one sequence each) of a fixed maximum length.
 //
-// What is stored, per layer:
-//   * GQA/MHA:  k [S, L, Hkv, Dh] and v [S, L, Hkv, Dh]  (RoPE already applied to k)
-//   * MLA:      the compressed latent c [S, L, kv_lora_rank] (after kv_a_layernorm)
-//               and the shared rotary key k_rope [S, L, qk_rope_head_dim] (RoPE applied).
+// What is stored, per layer (the layouts let attention read a run of slots
+// in place, as one strided batch of matrices, without gathering them):
+//   * GQA/MHA:  k [S, Hkv, L, Dh] and v [S, Hkv, L, Dh]  (RoPE already applied to k)
+//   * MLA:      one tensor [S, L, kv_lora_rank + qk_rope_head_dim]: the
+//               compressed latent c (after kv_a_layernorm) followed by the
+//               shared rotary key k_rope (RoPE applied).
 //               Keys/values are never expanded per head in the cache; the
 //               model absorbs kv_b_proj into the query/output instead.
 // S = num_slots, L = max_len.  Memory is allocated once, in the constructor,
@@ -66,10 +68,12 @@ class KvCache {
   void copy_slot(int64_t src, const std::vector<int64_t>& dsts);
 
   // ---- used by the model (model/attention.cpp); not for rollout code ----
-  // Layer storage: GQA: a = k [S,L,Hkv,Dh], b = v [S,L,Hkv,Dh];
-  //                MLA: a = latent [S,L,R],  b = k_rope [S,L,Dr].
+  // Layer storage: GQA: a = k [S,Hkv,L,Dh], b = v [S,Hkv,L,Dh];
+  //                MLA: a = latent ++ k_rope [S,L,R+Dr], b undefined.
   at::Tensor& a(int64_t layer) { return a_.at(layer); }
   at::Tensor& b(int64_t layer) { return b_.at(layer); }
+  // The dimension of a()/b() that indexes positions (MLA 1, GQA 2).
+  int64_t pos_dim() const { return mla_ ? 1 : 2; }
   // Check slots are valid and distinct and that adding n[i] tokens fits;
   // throws otherwise.
   void check_append(const std::vector<int64_t>& slots, const std::vector<int64_t>& n) const;

@@ -3,6 +3,7 @@
 #include <ATen/ATen.h>
 
 #include <algorithm>
+#include <numeric>
 #include <sstream>
 
 #include "core/error.h"
@@ -112,76 +113,102 @@ KvCache CausalLM::make_cache(int64_t num_slots, int64_t max_len) const {
 }
 
 at::Tensor CausalLM::extend(KvCache& cache, const std::vector<int64_t>& slots,
-                            const std::vector<std::vector<int64_t>>& tokens) {
+                            const std::vector<std::vector<int64_t>>& tokens,
+                            const ForwardOptions& fo) {
   at::NoGradGuard no_grad;
   ZR_CHECK(!slots.empty(), "CausalLM: no slots given");
   ZR_CHECK(cache.num_layers() == cfg_.num_layers &&
                cache.is_mla() == (cfg_.attn.kind == AttentionConfig::Kind::kMla),
            "CausalLM: the KV cache was made for a different model");
+  ZR_CHECK(!fo.valid_BT.defined() && !fo.record_expert_load,
+           "CausalLM: prefill/decode take ForwardOptions::record_routing only (every new token is "
+           "valid; expert load is recorded by the trainer's forward)");
+  const int64_t S = static_cast<int64_t>(slots.size());
   std::vector<int64_t> n(slots.size());
-  for (size_t i = 0; i < slots.size(); ++i) n[i] = static_cast<int64_t>(tokens[i].size());
+  for (int64_t i = 0; i < S; ++i) n[i] = static_cast<int64_t>(tokens[i].size());
   cache.check_append(slots, n);
-  int64_t S = static_cast<int64_t>(slots.size());
-  int64_t Q = *std::max_element(n.begin(), n.end());
+  const int64_t Q = *std::max_element(n.begin(), n.end());
+
+  // Attention batch (attention.h): a window of slots read in place when the
+  // listed slots span at most twice their number -- a dummy row costs about
+  // what gathering a listed slot would -- else the listed slots gathered.
+  const auto [lo_it, hi_it] = std::minmax_element(slots.begin(), slots.end());
+  const int64_t span = *hi_it - *lo_it + 1;
+  const bool window = span <= 2 * S;
+  const int64_t B = window ? span : S;
+  std::vector<int64_t> tok_N, slot_N, pos_N, flat_N, last_S, qpos_BQ(static_cast<size_t>(B * Q), 0);
   int64_t L = 0;
-  std::vector<int64_t> tok_N, slot_N, pos_N, flat_N, last_S, len_S;
+  bool identity = B * Q == std::accumulate(n.begin(), n.end(), int64_t{0});
   for (int64_t i = 0; i < S; ++i) {
-    int64_t len = cache.length(slots[i]);
-    len_S.push_back(len);
+    const int64_t len = cache.length(slots[i]);
+    const int64_t row = window ? slots[i] - *lo_it : i;
     L = std::max(L, len + n[i]);
+    for (int64_t t = 0; t < Q; ++t) qpos_BQ[static_cast<size_t>(row * Q + t)] = len + t;
     for (int64_t t = 0; t < n[i]; ++t) {
-      int64_t id = tokens[i][t];
+      const int64_t id = tokens[i][t];
       ZR_CHECK(id >= 0 && id < cfg_.vocab_size, "CausalLM: token id ", id, " for slot ", slots[i],
                " is outside [0, ", cfg_.vocab_size, ")");
+      identity = identity && row * Q + t == static_cast<int64_t>(tok_N.size());
+      flat_N.push_back(row * Q + t);
       tok_N.push_back(id);
       slot_N.push_back(slots[i]);
       pos_N.push_back(len + t);
-      flat_N.push_back(i * Q + t);
     }
     last_S.push_back(static_cast<int64_t>(tok_N.size()) - 1);
   }
-  at::Device dev = backbone_->embed_tokens->weight.device();
+  const at::Device dev = backbone_->embed_tokens->weight.device();
+  const auto long_opts = at::TensorOptions().dtype(at::kLong).device(dev);
   auto to_dev = [&](const std::vector<int64_t>& v) { return at::tensor(v, at::kLong).to(dev); };
   CacheStep st;
-  st.num_slots = S;
+  st.num_rows = B;
   st.q_len = Q;
   st.kv_len = L;
   st.slot_N = to_dev(slot_N);
   st.pos_N = to_dev(pos_N);
-  st.slots_S = to_dev(slots);
-  st.flat_N = to_dev(flat_N);
-  at::Tensor qpos_SQ =
-      to_dev(len_S).unsqueeze(1) + at::arange(Q, at::TensorOptions().dtype(at::kLong).device(dev));
-  st.allowed_S1QL =
-      (at::arange(L, at::TensorOptions().dtype(at::kLong).device(dev)).view({1, 1, L}) <=
-       qpos_SQ.unsqueeze(2))
-          .unsqueeze(1);
-  at::ScalarType dt = backbone_->embed_tokens->weight.scalar_type();
+  if (window)
+    st.slot_lo = *lo_it;
+  else
+    st.slots_B = to_dev(slots);
+  if (!identity) st.flat_N = to_dev(flat_N);
+  // Rows outside the listed slots get query position 0: they attend position
+  // 0 only (never an all-masked row, whose softmax would be NaN).
+  st.masked_BQL = at::arange(L, long_opts).view({1, 1, L}) > to_dev(qpos_BQ).view({B, Q, 1});
+  const at::ScalarType dt = backbone_->embed_tokens->weight.scalar_type();
   std::tie(st.cos_N, st.sin_N) = backbone_->rope().tables(st.pos_N, dt);
 
-  at::Tensor h_N = backbone_->forward_cached(to_dev(tok_N), st, cache);
+  std::vector<MoeCall> calls(moe_layers_.size());
+  for (auto& c : calls) c.want_routing = fo.record_routing;
+  const at::Tensor h_N = backbone_->forward_cached(to_dev(tok_N), st, cache, calls);
   cache.advance(slots, n);
-  at::Tensor h_S = h_N.index_select(0, to_dev(last_S));
-  at::ScalarType acc = dt == at::kDouble ? at::kDouble : at::kFloat;
-  return at::linear(h_S.to(acc), output_weight().to(acc));
+  if (fo.record_routing) {
+    last_routing_.clear();
+    for (auto& c : calls) last_routing_.push_back(c.topk_idx_NK);
+  }
+  const bool one_each = static_cast<int64_t>(tok_N.size()) == S;
+  const at::Tensor h_S = one_each ? h_N : h_N.index_select(0, to_dev(last_S));
+  const at::ScalarType acc = dt == at::kDouble ? at::kDouble : at::kFloat;
+  const at::Tensor W = output_weight();
+  return at::linear(h_S.scalar_type() == acc ? h_S : h_S.to(acc),
+                    W.scalar_type() == acc ? W : W.to(acc));
 }
 
 at::Tensor CausalLM::prefill(KvCache& cache, const std::vector<int64_t>& slots,
-                             const std::vector<std::vector<int64_t>>& tokens) {
+                             const std::vector<std::vector<int64_t>>& tokens,
+                             const ForwardOptions& fo) {
   ZR_CHECK(slots.size() == tokens.size(), "CausalLM::prefill: ", slots.size(), " slots but ",
            tokens.size(), " token lists");
-  return extend(cache, slots, tokens);
+  return extend(cache, slots, tokens, fo);
 }
 
 at::Tensor CausalLM::decode(KvCache& cache, const std::vector<int64_t>& slots,
-                            const at::Tensor& tokens_S) {
+                            const at::Tensor& tokens_S, const ForwardOptions& fo) {
   ZR_CHECK(tokens_S.dim() == 1 && tokens_S.size(0) == static_cast<int64_t>(slots.size()),
            "CausalLM::decode: tokens_S must be [", slots.size(), "], got ", tokens_S.sizes());
   at::Tensor t = tokens_S.to(at::kCPU).to(at::kLong).contiguous();
   std::vector<std::vector<int64_t>> lists(slots.size());
   const int64_t* p = t.data_ptr<int64_t>();
   for (size_t i = 0; i < slots.size(); ++i) lists[i] = {p[i]};
-  return extend(cache, slots, lists);
+  return extend(cache, slots, lists, fo);
 }
 
 // ---- expert load -----------------------------------------------------------------

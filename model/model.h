@@ -51,8 +51,10 @@ struct ForwardOptions {
   // Add this forward's routed-token counts to the expert-load accumulator
   // (the trainer sets it for the policy-update forward only).
   bool record_expert_load = false;
-  // Keep each MoE layer's chosen experts (topk_idx [B*T, K]) for inspection
-  // via last_routing() (tests, diagnostics).
+  // Keep each MoE layer's chosen experts for inspection via last_routing()
+  // (rollout routing records, tests, diagnostics).  Full forwards: int64
+  // [B*T, K] per layer; prefill/decode: [N, K], one row per new token.  Off:
+  // no extra work at all.
   bool record_routing = false;
 };
 
@@ -96,8 +98,12 @@ class CausalLM : public torch::nn::Module {
   at::Tensor logits(const at::Tensor& tokens_BT, const ForwardOptions& fo = {});
   // The output projection [V,D] (lm_head.weight, or the embedding when tied).
   at::Tensor output_weight() const;
-  // Chosen experts per MoE layer of the last forward run with record_routing
-  // (int64 [N, K], in layer order); empty otherwise.
+  // Chosen experts per MoE layer of the last forward, prefill or decode run
+  // with record_routing (int64 [N, K] on the model's device, in layer order;
+  // each row in the router's order, best first); untouched by calls without
+  // record_routing.  Rows: full forwards b*T + t; prefill the new tokens in
+  // call order (all of slots[0]'s, then slots[1]'s, ...); decode row i for
+  // slots[i].
   const std::vector<at::Tensor>& last_routing() const { return last_routing_; }
 
   // ---- (b) incremental decoding with a KV cache (runs without autograd) ----
@@ -105,12 +111,16 @@ class CausalLM : public torch::nn::Module {
   // Append each token list to its slot (at the slot's current length; usually
   // 0 after reset) and return the logits of each list's last token [N, V]
   // (fp32).  Lists may have different lengths (>= 1 each).
+  // fo: only record_routing applies (valid_BT / record_expert_load throw).
   at::Tensor prefill(KvCache& cache, const std::vector<int64_t>& slots,
-                     const std::vector<std::vector<int64_t>>& tokens);
+                     const std::vector<std::vector<int64_t>>& tokens,
+                     const ForwardOptions& fo = {});
   // One new token per listed slot, each at its own position length(slot);
   // returns next-token logits [S, V] (fp32), row i for slots[i].
-  // tokens_S: int64 [S], on any device.
-  at::Tensor decode(KvCache& cache, const std::vector<int64_t>& slots, const at::Tensor& tokens_S);
+  // tokens_S: int64 [S], on any device.  Fastest when `slots` is ascending
+  // and dense (e.g. 0..S-1: the cache is then read in place, not gathered).
+  at::Tensor decode(KvCache& cache, const std::vector<int64_t>& slots, const at::Tensor& tokens_S,
+                    const ForwardOptions& fo = {});
 
   // ---- expert load and the aux-loss-free balancing bias ----
   // MoE layer indices (into 0..num_layers-1), in order; rows of expert_load_LE.
@@ -137,7 +147,7 @@ class CausalLM : public torch::nn::Module {
   at::Tensor run_backbone(const at::Tensor& tokens_BT, const ForwardOptions& fo,
                           at::Tensor* aux_loss);
   at::Tensor extend(KvCache& cache, const std::vector<int64_t>& slots,
-                    const std::vector<std::vector<int64_t>>& tokens);
+                    const std::vector<std::vector<int64_t>>& tokens, const ForwardOptions& fo);
 
   ModelConfig cfg_;
   std::shared_ptr<Backbone> backbone_;

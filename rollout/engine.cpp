@@ -71,6 +71,7 @@ class Run {
   Run(const EngineOptions& opt, const TokenText* text, model::CausalLM& policy,
       const std::vector<PromptInput>& prompts, int64_t G, const SamplingParams& params)
       : text_(text),
+        record_routing_(opt.record_routing),
         policy_(policy),
         prompts_(prompts),
         G_(G),
@@ -95,14 +96,12 @@ class Run {
                  " = ", pr.tokens[t], " is outside the vocabulary [0, ", V_, ")");
       longest = std::max(longest, static_cast<int64_t>(pr.tokens.size()));
     }
-    // The last sampled token is never fed back (-1).  One position of slack
-    // (+1) keeps a prompt from filling its slot exactly: KvCache::copy_slot
-    // of a full slot trips ATen's overlap check (model/kv_cache.cpp).
+    // The last sampled token is never fed back (-1).
     const int64_t need = longest + params.max_new_tokens - 1;
     ZR_CHECK(need <= cfg.max_position, "rollout: longest prompt (", longest,
              " tokens) + max_new_tokens (", params.max_new_tokens,
              ") - 1 exceeds the model's max_position ", cfg.max_position);
-    max_len_ = std::min(need + 1, cfg.max_position);
+    max_len_ = need;
 
     num_slots_ = std::min<int64_t>(opt.num_slots, P * G);
     batch_.group_size = G;
@@ -123,6 +122,7 @@ class Run {
     }
     admitted_.assign(static_cast<size_t>(P), 0);
     template_logits_.resize(static_cast<size_t>(P));
+    if (record_routing_) template_routing_.resize(static_cast<size_t>(P));
     batch_.stats.num_samples = P * G;
     batch_.stats.num_slots = num_slots_;
   }
@@ -219,6 +219,8 @@ class Run {
       const std::vector<float>& row = template_logits_[static_cast<size_t>(p)];
       SeqState& st = seqs_[static_cast<size_t>(si)];
       st.slot = slot;
+      if (record_routing_)
+        batch_.samples[static_cast<size_t>(si)].routing = template_routing_[static_cast<size_t>(p)];
       const SampledToken tok = draw(row.data(), si, st);
       ++batch_.stats.generated_tokens;
       if (accept(si, tok)) {
@@ -229,7 +231,10 @@ class Run {
     }
     for (const auto& [si, slot] : started) {
       const int64_t p = si / G_;
-      if (admitted_[static_cast<size_t>(p)] == G_) template_logits_[static_cast<size_t>(p)] = {};
+      if (admitted_[static_cast<size_t>(p)] == G_) {
+        template_logits_[static_cast<size_t>(p)] = {};
+        if (record_routing_) template_routing_[static_cast<size_t>(p)] = {};
+      }
     }
     batch_.stats.prefill_seconds += seconds_since(t0);
     // A sample that finished on its first token freed its slot: fill it now.
@@ -248,11 +253,47 @@ class Run {
     }
     batch_.stats.num_prefills += static_cast<int64_t>(prompt_idx.size());
     const at::Tensor logits_NV =
-        host_logits(policy_.prefill(*cache_, slots, tokens), prompt_idx.size());
+        host_logits(policy_.prefill(*cache_, slots, tokens, forward_options()), prompt_idx.size());
     const float* base = logits_NV.data_ptr<float>();
     for (size_t i = 0; i < prompt_idx.size(); ++i)
       template_logits_[static_cast<size_t>(prompt_idx[i])].assign(base + i * V_,
                                                                   base + (i + 1) * V_);
+    if (record_routing_) {
+      // Rows of the routing record are the prompts' tokens in call order.
+      const HostRouting r = host_routing();
+      int64_t row = 0;
+      for (size_t i = 0; i < prompt_idx.size(); ++i) {
+        auto& dst = template_routing_[static_cast<size_t>(prompt_idx[i])];
+        dst.clear();
+        for (size_t t = 0; t < tokens[i].size(); ++t) dst.push_back(r.row(row++));
+      }
+    }
+  }
+
+  model::ForwardOptions forward_options() const {
+    model::ForwardOptions fo;
+    fo.record_routing = record_routing_;
+    return fo;
+  }
+
+  // The policy's last routing record on the host: [N, M*K] int32.
+  struct HostRouting {
+    std::vector<at::Tensor> layers;  // M x int64 [N, K], CPU, contiguous
+    std::vector<int32_t> row(int64_t n) const {
+      std::vector<int32_t> out;
+      for (const at::Tensor& l : layers) {
+        const int64_t K = l.size(1);
+        const int64_t* p = l.data_ptr<int64_t>() + n * K;
+        out.insert(out.end(), p, p + K);
+      }
+      return out;
+    }
+  };
+  HostRouting host_routing() const {
+    HostRouting r;
+    for (const at::Tensor& t : policy_.last_routing())
+      r.layers.push_back(t.to(at::kCPU).to(at::kLong).contiguous());
+    return r;
   }
 
   at::Tensor host_logits(const at::Tensor& logits, size_t rows) const {
@@ -271,6 +312,8 @@ class Run {
     held_ = -1;
     SeqState& st = seqs_[static_cast<size_t>(si)];
     st.slot = held_slot_;
+    if (record_routing_)
+      batch_.samples[static_cast<size_t>(si)].routing = template_routing_[static_cast<size_t>(p)];
     const SampledToken tok = draw(template_logits_[static_cast<size_t>(p)].data(), si, st);
     ++batch_.stats.generated_tokens;
     if (accept(si, tok))
@@ -297,8 +340,14 @@ class Run {
       slots[static_cast<size_t>(i)] = seqs_[static_cast<size_t>(si)].slot;
       tok[i] = batch_.samples[static_cast<size_t>(si)].completion_tokens.back();
     }
-    const at::Tensor logits_AV =
-        host_logits(policy_.decode(*cache_, slots, tokens_A), static_cast<size_t>(A));
+    const at::Tensor logits_AV = host_logits(
+        policy_.decode(*cache_, slots, tokens_A, forward_options()), static_cast<size_t>(A));
+    if (record_routing_) {
+      const HostRouting r = host_routing();
+      for (int64_t i = 0; i < A; ++i)
+        batch_.samples[static_cast<size_t>(running_[static_cast<size_t>(i)])].routing.push_back(
+            r.row(i));
+    }
     const float* base = logits_AV.data_ptr<float>();
 
     // Rows are independent (own stream, own logits), so the thread split
@@ -371,6 +420,7 @@ class Run {
   }
 
   const TokenText* text_;
+  const bool record_routing_;
   model::CausalLM& policy_;
   const std::vector<PromptInput>& prompts_;
   const int64_t G_;
@@ -386,6 +436,8 @@ class Run {
   std::vector<int64_t> running_;                     // sample indices being decoded
   std::vector<int64_t> admitted_;                    // per prompt: samples given a slot so far
   std::vector<std::vector<float>> template_logits_;  // per prompt: last prompt token's logits [V]
+  std::vector<std::vector<std::vector<int32_t>>>
+      template_routing_;  // per prompt (record_routing): the prompt tokens' routing rows
   int64_t next_prompt_ = 0;
   std::deque<int64_t>
       reprefill_;  // prompts whose template was consumed before their group was done

@@ -94,6 +94,14 @@ struct RolloutSample {
   std::vector<double> logp;                // behaviour log-prob of each completion token
   FinishReason finish = FinishReason::kLength;
   std::string text;  // completion text, valid UTF-8 (see "Finishing"); empty without a TokenText
+  // With EngineOptions::record_routing: the routed experts each token was
+  // sent to while it was run through the policy (prefill or decode), so the
+  // learner can check -- or replay -- the generator's routing.  routing[t]
+  // holds the num_moe_layers * top_k expert ids of token t of
+  // prompt ++ completion (layer-major, each layer's ids in the router's
+  // order, best first), for t < prompt_length() + completion_length() - 1:
+  // the last completion token is never fed back.  Empty otherwise.
+  std::vector<std::vector<int32_t>> routing;
 
   int64_t prompt_length() const { return static_cast<int64_t>(prompt_tokens.size()); }
   int64_t completion_length() const { return static_cast<int64_t>(completion_tokens.size()); }
@@ -140,6 +148,9 @@ struct EngineOptions {
   // End-of-text id that finishes a sample; nullopt: the policy config's
   // eos_token_id (if it has one).  -1: none.
   std::optional<int64_t> eos_token_id;
+  // Fill RolloutSample::routing (costs one small device-to-host copy per
+  // MoE layer and step; off by default).
+  bool record_routing = false;
 
   EngineOptions& slots(int64_t n) {
     num_slots = n;
@@ -147,6 +158,10 @@ struct EngineOptions {
   }
   EngineOptions& eos(int64_t id) {
     eos_token_id = id;
+    return *this;
+  }
+  EngineOptions& routing(bool on) {
+    record_routing = on;
     return *this;
   }
 };

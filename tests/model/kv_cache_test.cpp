@@ -1,6 +1,7 @@
 // Incremental decoding with the KV cache must give the logits of the full
 // forward pass (tolerance 1e-5 absolute in fp32: the cache path uses the
-// absorbed MLA form and a padded batch, so only summation order differs).
+// absorbed MLA form and a padded batch, so only summation order differs),
+// and route every token to the experts the full forward chooses.
 #include <ATen/ATen.h>
 #include <gtest/gtest.h>
 
@@ -13,10 +14,21 @@ namespace {
 
 constexpr double kTol = 1e-5;
 
-// Full-forward logits of one sequence [T,V].
-at::Tensor full_logits(CausalLM& m, const std::vector<int64_t>& seq) {
+// Full-forward logits of one sequence [T,V]; with `routing`, also each MoE
+// layer's chosen experts [T,K].
+at::Tensor full_logits(CausalLM& m, const std::vector<int64_t>& seq,
+                       std::vector<at::Tensor>* routing = nullptr) {
   at::NoGradGuard ng;
-  return m.logits(at::tensor(seq, at::kLong).view({1, -1}))[0];
+  ForwardOptions fo;
+  fo.record_routing = routing != nullptr;
+  at::Tensor out = m.logits(at::tensor(seq, at::kLong).view({1, -1}), fo)[0];
+  if (routing) *routing = m.last_routing();
+  return out;
+}
+
+// The expert set (order within top-k carries no meaning) of row `r`.
+at::Tensor expert_set(const at::Tensor& routing_NK, int64_t r) {
+  return std::get<0>(routing_NK[r].sort());
 }
 
 std::vector<int64_t> random_seq(int64_t n, int64_t V, uint64_t seed) {
@@ -29,28 +41,46 @@ std::vector<int64_t> random_seq(int64_t n, int64_t V, uint64_t seed) {
   return s;
 }
 
-void check_ragged(const ModelConfig& cfg) {
+// Three sequences of lengths 9, 4, 12 prefilled (3, 1, 6 tokens) into
+// `slots` of a cache of `num_slots`, then decoded token by token, each
+// finishing at its own step.  Dense slot lists are read in place (a window of
+// the cache), sparse ones gathered (model.cpp); both must match.
+void check_ragged(const ModelConfig& cfg, std::vector<int64_t> slots = {4, 0, 2},
+                  int64_t num_slots = 5) {
   CausalLM m(cfg);
   const std::vector<int64_t> lens = {9, 4, 12};
   const std::vector<int64_t> prompt = {3, 1,
-                                       6};       // prefill lengths, then decode one token at a time
-  const std::vector<int64_t> slots = {4, 0, 2};  // deliberately not 0..n-1
+                                       6};  // prefill lengths, then decode one token at a time
   std::vector<std::vector<int64_t>> seqs, prompts;
   for (size_t i = 0; i < lens.size(); ++i) {
     seqs.push_back(random_seq(lens[i], cfg.vocab_size, i + 1));
     prompts.emplace_back(seqs[i].begin(), seqs[i].begin() + prompt[i]);
   }
   std::vector<at::Tensor> ref;
-  for (auto& s : seqs) ref.push_back(full_logits(m, s));
+  std::vector<std::vector<at::Tensor>> ref_routing(lens.size());  // [seq][moe layer] -> [T,K]
+  for (size_t i = 0; i < seqs.size(); ++i) ref.push_back(full_logits(m, seqs[i], &ref_routing[i]));
+  const size_t num_moe = m.moe_layers().size();
+  ASSERT_GT(num_moe, 0u);
+  ForwardOptions rec;
+  rec.record_routing = true;
+  int64_t routed_checked = 0;
 
-  KvCache cache = m.make_cache(5, 16);
-  at::Tensor first = m.prefill(cache, slots, prompts);
+  KvCache cache = m.make_cache(num_slots, 16);
+  at::Tensor first = m.prefill(cache, slots, prompts, rec);
   ASSERT_EQ(first.sizes(), (at::IntArrayRef{3, cfg.vocab_size}));
+  ASSERT_EQ(m.last_routing().size(), num_moe);
+  int64_t row = 0;  // prefill routing rows: the prompts' tokens in call order
   for (size_t i = 0; i < slots.size(); ++i) {
     EXPECT_EQ(cache.length(slots[i]), prompt[i]);
     double d = (first[i] - ref[i][prompt[i] - 1]).abs().max().item<double>();
     EXPECT_LE(d, kTol) << "prefill slot " << slots[i];
+    for (int64_t t = 0; t < prompt[i]; ++t, ++row)
+      for (size_t l = 0; l < num_moe; ++l, ++routed_checked)
+        EXPECT_TRUE(
+            at::equal(expert_set(m.last_routing()[l], row), expert_set(ref_routing[i][l], t)))
+            << "prefill slot " << slots[i] << " token " << t << " moe layer " << l;
   }
+  EXPECT_EQ(row, m.last_routing()[0].size(0));
   // Decode: each step feeds the next true token of every unfinished sequence.
   double worst = 0;
   for (;;) {
@@ -61,19 +91,33 @@ void check_ragged(const ModelConfig& cfg) {
         active.push_back(slots[i]), tok.push_back(seqs[i][pos]), which.push_back(i);
     }
     if (active.empty()) break;
-    at::Tensor lg = m.decode(cache, active, at::tensor(tok, at::kLong));
+    at::Tensor lg = m.decode(cache, active, at::tensor(tok, at::kLong), rec);
     for (size_t j = 0; j < active.size(); ++j) {
       int64_t i = which[j], pos = cache.length(active[j]) - 1;
       double d = (lg[j] - ref[i][pos]).abs().max().item<double>();
       worst = std::max(worst, d);
       EXPECT_LE(d, kTol) << "slot " << active[j] << " position " << pos;
+      for (size_t l = 0; l < num_moe; ++l, ++routed_checked)
+        EXPECT_TRUE(at::equal(expert_set(m.last_routing()[l], static_cast<int64_t>(j)),
+                              expert_set(ref_routing[i][l], pos)))
+            << "decode slot " << active[j] << " position " << pos << " moe layer " << l;
     }
   }
+  // Every token of every sequence, in every MoE layer.
+  EXPECT_EQ(routed_checked, static_cast<int64_t>(num_moe) * (9 + 4 + 12));
   std::cout << "[" << arch_name(cfg.arch) << "] max |cached - full| = " << worst << "\n";
 }
 
 TEST(KvCache, RaggedDecodeMatchesFullForwardMla) { check_ragged(testing::small_mla_config()); }
 TEST(KvCache, RaggedDecodeMatchesFullForwardGqa) { check_ragged(testing::small_gqa_config()); }
+
+// Slots 9, 0, 4 of 12 (then 9, 4): too sparse for a window, so gathered.
+TEST(KvCache, RaggedDecodeOfSparseSlotsMatchesFullForwardMla) {
+  check_ragged(testing::small_mla_config(), {9, 0, 4}, 12);
+}
+TEST(KvCache, RaggedDecodeOfSparseSlotsMatchesFullForwardGqa) {
+  check_ragged(testing::small_gqa_config(), {9, 0, 4}, 12);
+}
 
 TEST(KvCache, RaggedDecodeMatchesFullForwardMlaNoQLoraHalfRope) {
   ModelConfig c = testing::small_mla_config();

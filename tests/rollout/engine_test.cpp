@@ -1,5 +1,6 @@
 // Engine::generate on small random MoE policies (MLA and GQA):
 //   * behaviour log-probs == teacher-forced log-probs of the full forward (fp32, <= 1e-5)
+//   * the experts each token was routed to while generating == the full forward's
 //   * greedy == a step-by-step argmax loop over full forwards without cache
 //   * same seed -> same completions with 1, 3 and 16 slots and with prompts reordered
 //   * stop strings split across tokens, stop token ids, max_new_tokens exact
@@ -11,6 +12,7 @@
 
 #include <algorithm>
 #include <map>
+#include <set>
 #include <string>
 #include <vector>
 
@@ -106,15 +108,78 @@ TEST_P(EngineArch, BehaviourLogprobsEqualTeacherForcedLogprobs) {
   expect_logprob_parity(*m, g, 1.0);
 }
 
+// The teacher-forced routing of prompt ++ completion[:-1] (one full forward),
+// per MoE layer [n-1, K].
+std::vector<at::Tensor> teacher_forced_routing(model::CausalLM& m, const RolloutSample& s) {
+  std::vector<int64_t> seq = s.prompt_tokens;
+  seq.insert(seq.end(), s.completion_tokens.begin(), s.completion_tokens.end() - 1);
+  model::ForwardOptions fo;
+  fo.record_routing = true;
+  at::NoGradGuard ng;
+  m.logits(at::tensor(seq, at::kLong).view({1, -1}), fo);
+  return m.last_routing();
+}
+
+TEST_P(EngineArch, ExpertsChosenWhileGeneratingEqualThoseOfTheFullForward) {
+  // What keeps the MoE importance ratio honest: every token the generator ran
+  // through the policy -- prompt tokens in the batched prefill, completion
+  // tokens in cached decode steps -- went to the experts that the learner's
+  // teacher-forced forward on the same tokens chooses, in every MoE layer.
+  // Prompts of 4 lengths, 3 samples each, in 5 slots: templates are held
+  // back, slots turn over (stop token), decode steps mix positions and read
+  // windows with idle slots in them.
+  auto m = make_policy(cfg());
+  const int64_t K = cfg().moe.top_k, M = static_cast<int64_t>(m->moe_layers().size());
+  ASSERT_GT(M, 0);
+  Engine engine(EngineOptions().slots(5).eos(-1).routing(true));
+  SamplingParams sp = params(1.0, 14, 11);
+  sp.stop_token_ids = {5, 17};
+  const RolloutBatch b = engine.generate(*m, make_prompts(4, 64), 3, sp);
+  int64_t decisions = 0, decode_rows = 0;
+  std::set<std::vector<int32_t>> distinct;
+  for (const RolloutSample& s : b.samples) {
+    const int64_t n = s.prompt_length() + s.completion_length() - 1;
+    ASSERT_EQ(static_cast<int64_t>(s.routing.size()), n)
+        << "prompt " << s.prompt_id << " sample " << s.sample_index;
+    const std::vector<at::Tensor> ref = teacher_forced_routing(*m, s);
+    ASSERT_EQ(static_cast<int64_t>(ref.size()), M);
+    for (int64_t t = 0; t < n; ++t) {
+      const std::vector<int32_t>& row = s.routing[static_cast<size_t>(t)];
+      ASSERT_EQ(static_cast<int64_t>(row.size()), M * K);
+      for (int64_t l = 0; l < M; ++l) {
+        // Sets: the order within top-k carries no meaning.
+        std::vector<int32_t> got(row.begin() + l * K, row.begin() + (l + 1) * K);
+        const at::Tensor want_K = ref[static_cast<size_t>(l)][t].to(at::kLong).contiguous();
+        std::vector<int32_t> want(want_K.data_ptr<int64_t>(), want_K.data_ptr<int64_t>() + K);
+        std::sort(got.begin(), got.end());
+        std::sort(want.begin(), want.end());
+        EXPECT_EQ(got, want) << "prompt " << s.prompt_id << " sample " << s.sample_index
+                             << " token " << t << (t < s.prompt_length() ? " (prompt)" : "")
+                             << " moe layer " << l;
+        distinct.insert(got);
+        ++decisions;
+      }
+    }
+    decode_rows += n - s.prompt_length();
+  }
+  // The comparison covers many decode-step decisions, and routing that varies
+  // (a model sending every token to the same experts would prove nothing).
+  EXPECT_GE(decode_rows, 60);
+  EXPECT_GE(distinct.size(), 4u);
+  ::testing::Test::RecordProperty("routing_decisions_compared", std::to_string(decisions));
+  // ... and the behaviour log-probs of the same run still match (<= 1e-5).
+  expect_logprob_parity(*m, b, 1.0);
+
+  // Off by default, and then nothing is recorded.
+  const RolloutBatch off =
+      Engine(EngineOptions().slots(5).eos(-1)).generate(*m, make_prompts(2, 64), 2, sp);
+  for (const RolloutSample& s : off.samples) EXPECT_TRUE(s.routing.empty());
+}
+
 TEST_P(EngineArch, TeacherForcedRoutingOfCompletionsDoesNotDependOnBatching) {
-  // The per-token expert choice the trainer's forward makes must be the one
-  // the generator made.  CausalLM::decode does not expose its routing (see
-  // the report); what is observable: the log-prob parity above holds at
-  // 1e-5, which a single differing expert choice in any layer would break
-  // (routed experts contribute O(0.1) to the hidden state at init_std 0.15).
-  // Here: teacher-forced routing of each completion is identical whether the
-  // sequence is scored alone or batched with the others (right padding), the
-  // way the trainer batches them.
+  // The trainer scores completions batched and right-padded: the
+  // teacher-forced routing of each completion must be the one it gets when
+  // scored alone (which the test above ties to the generator's routing).
   auto m = make_policy(cfg());
   Engine engine(EngineOptions().slots(4).eos(-1));
   const RolloutBatch b = engine.generate(*m, make_prompts(3, 64), 2, params(1.0, 9, 3));
