@@ -115,7 +115,11 @@ KvCache CausalLM::make_cache(int64_t num_slots, int64_t max_len) const {
 at::Tensor CausalLM::extend(KvCache& cache, const std::vector<int64_t>& slots,
                             const std::vector<std::vector<int64_t>>& tokens,
                             const ForwardOptions& fo) {
-  at::NoGradGuard no_grad;
+  // Inference mode, not just no-grad: it also skips the autograd and
+  // view/version-tracking dispatch of every op, most of a small decode
+  // step's cost.  The outputs are inference tensors (readable anywhere, not
+  // for autograd or in-place use outside inference mode).
+  c10::InferenceMode inference;
   ZR_CHECK(!slots.empty(), "CausalLM: no slots given");
   ZR_CHECK(cache.num_layers() == cfg_.num_layers &&
                cache.is_mla() == (cfg_.attn.kind == AttentionConfig::Kind::kMla),
