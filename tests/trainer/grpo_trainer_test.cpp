@@ -18,6 +18,7 @@
 #include "trainer/checkpoint.h"
 #include "trainer/policy_file.h"
 #include "trainer/pretrain.h"
+#include "trainer/run_dir.h"
 #include "tiny_run.h"
 
 using namespace zerorl;
@@ -30,6 +31,17 @@ fs::path scratch() {
   fs::create_directories(d);
   return d;
 }
+
+// The scratch folder goes when the program's tests passed (kept for a look
+// after a failure).
+class RemoveScratch : public ::testing::Environment {
+ public:
+  void TearDown() override {
+    if (::testing::UnitTest::GetInstance()->Passed()) remove_tree(scratch().string());
+  }
+};
+[[maybe_unused]] ::testing::Environment* const kRemoveScratch =
+    ::testing::AddGlobalTestEnvironment(new RemoveScratch);
 
 // The tiny random MoE policy (tiny_run.h), written once per process.
 std::string tiny_policy() {

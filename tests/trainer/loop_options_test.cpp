@@ -13,6 +13,7 @@
 #include "tiny_run.h"
 #include "trainer/checkpoint.h"
 #include "trainer/grpo_trainer.h"
+#include "trainer/run_dir.h"
 #include "trainer/policy_file.h"
 
 using namespace zerorl;
@@ -25,6 +26,17 @@ fs::path scratch() {
   fs::create_directories(d);
   return d;
 }
+
+// The scratch folder goes when the program's tests passed (kept for a look
+// after a failure).
+class RemoveScratch : public ::testing::Environment {
+ public:
+  void TearDown() override {
+    if (::testing::UnitTest::GetInstance()->Passed()) remove_tree(scratch().string());
+  }
+};
+[[maybe_unused]] ::testing::Environment* const kRemoveScratch =
+    ::testing::AddGlobalTestEnvironment(new RemoveScratch);
 
 std::string policy() {
   static std::string path;
