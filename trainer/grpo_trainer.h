@@ -22,15 +22,16 @@
 //
 // Metrics (metrics.jsonl, reduced over ranks): reward/*, response/*,
 // advantage/zero_spread_frac and rollout/* describe every completion drawn
-// (every round, before any KL-in-reward penalty, which is reward/kl_penalty);
-// loss/* and optim/* the update; learner/tokens the tokens teacher-forced
-// per pass; dynamic/{rounds, groups_drawn, groups_with_signal, groups_kept,
-// rank_groups_min, rank_groups_max, short_steps_total} with dynamic
-// sampling.  "time" holds rank 0's wall-clock seconds: rollout, reward,
-// reference (packing + reference log-probs), update = old_logprobs +
-// fwd_bwd + grad_sync + optimizer (+ MoE bias update), learner = reference +
-// update, learner_cpu (rank 0's process CPU seconds over the same span), and
-// rollout_tokens_per_s, learner_tokens_per_s (learner/tokens / learner).
+// (every round, before any KL-in-reward penalty); loss/*, optim/* and
+// reward/kl_penalty (loss.kl_in = reward) the update's completions;
+// learner/tokens the tokens teacher-forced per pass; with dynamic sampling,
+// dynamic/{rounds, groups_drawn, groups_with_signal, groups_kept,
+// rank_groups_min, rank_groups_max, short_steps_total}.  "time" holds rank
+// 0's wall-clock seconds: rollout, reward, reference (packing + reference
+// log-probs), update = old_logprobs + fwd_bwd + grad_sync + optimizer (+ MoE
+// bias update), learner = reference + update, learner_cpu (rank 0's process
+// CPU seconds over the same span), and rollout_tokens_per_s,
+// learner_tokens_per_s (learner/tokens / learner).
 //
 // Recipe sections (each component validates its own; unknown keys fail):
 //   run:        name, dir                     outputs under <dir>/<name>/
