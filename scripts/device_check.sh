@@ -32,7 +32,8 @@
 #   3. the card's own ceilings (device-to-device copy, 8192^3 bf16 matmul, by
 #      PyTorch) and the kernel benchmarks (logprob, moe, rmsnorm) in bf16;
 #   4. once the full build is done: 3 GRPO steps of r1zero-tiny with
-#      policy.device=cuda (120 s at most).
+#      policy.device=cuda (120 s at most), then the same 3 steps on the CPU,
+#      which must sample the same completions and agree on the update.
 # Output also goes to $OUT (when set) so the logs come back.  Knobs (for a dry
 # run of steps 1-2 on a CPU machine): ZR_PYTHON (python with torch; default
 # python3), ZR_SKIP_FULL=1 (skip steps 0 and 4).
@@ -251,6 +252,36 @@ else
           >"$out/grpo_step.log" 2>&1; then
       cp /tmp/zr-grpo/*/metrics.jsonl "$out/grpo_metrics.jsonl" 2>/dev/null
       row "GRPO steps (tiny, cuda)" ok "$(grep -c . "$out/grpo_metrics.jsonl" 2>/dev/null) metric lines"
+      # The same steps on the CPU must sample the same completions (same
+      # rewards and lengths) and agree on the update to float rounding.
+      rm -rf /tmp/zr-grpo-cpu
+      if OMP_NUM_THREADS=4 timeout 120 "$fb/zerorl" train recipes/r1zero-tiny.yaml train.steps=3 \
+            policy.device=cpu run.dir=/tmp/zr-grpo-cpu eval.num_problems=16 checkpoint.every=0 \
+            ${ZR_GRPO_OVERRIDES:-} >"$out/grpo_step_cpu.log" 2>&1 &&
+         cp /tmp/zr-grpo-cpu/*/metrics.jsonl "$out/grpo_metrics_cpu.jsonl" &&
+         "$py" - "$out/grpo_metrics.jsonl" "$out/grpo_metrics_cpu.jsonl" <<'PY' >"$out/grpo_compare.log" 2>&1
+import json, sys
+g, c = ([json.loads(l) for l in open(f)] for f in sys.argv[1:3])
+assert len(g) == len(c) == 3, (len(g), len(c))
+exact = ["reward/mean", "reward/std", "reward/accuracy", "response/length_mean",
+         "rollout/generated_tokens", "loss/num_tokens"]
+close = {"optim/grad_norm": 1e-4, "loss/entropy": 1e-4}
+worst = 0.0
+for a, b in zip(g, c):
+    for k in exact:
+        assert a[k] == b[k], f"step {a['step']} {k}: cuda {a[k]} cpu {b[k]}"
+    for k, tol in close.items():
+        rel = abs(a[k] - b[k]) / max(abs(b[k]), 1e-12)
+        worst = max(worst, rel)
+        assert rel < tol, f"step {a['step']} {k}: cuda {a[k]} cpu {b[k]} (rel {rel:.2e})"
+print(f"3 steps: same rewards and lengths; grad norm and entropy within {worst:.1e} relative")
+PY
+      then
+        row "GRPO cuda vs cpu" ok "$(tail -1 "$out/grpo_compare.log")"
+      else
+        tail -5 "$out/grpo_step_cpu.log" "$out/grpo_compare.log" 2>/dev/null
+        row "GRPO cuda vs cpu" FAIL "$(tail -1 "$out/grpo_compare.log" 2>/dev/null | cut -c1-70)"
+      fi
     else
       tail -30 "$out/grpo_step.log"
       row "GRPO steps (tiny, cuda)" FAIL "see grpo_step.log"

@@ -102,7 +102,9 @@ TEST(GpuLogprob, OutOfRangeTargetGivesNaN) {
 TEST(GpuRmsnorm, MatchesReferenceForwardAndBackward) {
   ZR_REQUIRE_CUDA();
   for (at::ScalarType dt : {at::kFloat, at::kBFloat16, at::kHalf}) {
-    for (int64_t D : {64, 1000, 4096}) {
+    // 1001: no 16-byte packs (single-element loads); 13000: wider than the
+    // shared dw accumulator (separate dw kernel); the rest take packs.
+    for (int64_t D : {64, 1000, 1001, 4096, 13000}) {
       SCOPED_TRACE(::testing::Message() << dt << " D=" << D);
       at::manual_seed(200 + D);
       const at::Tensor x = at::randn({3, 7, D}).to(dt), w = (1 + 0.1 * at::randn({D})).to(dt);
