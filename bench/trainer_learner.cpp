@@ -23,6 +23,7 @@
 
 #include <algorithm>
 #include <chrono>
+#include <cmath>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
@@ -49,6 +50,7 @@ double now() {
   return std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch()).count();
 }
 double median(std::vector<double> v) {
+  if (v.empty()) return std::nan("");  // e.g. a phase no step ran
   std::sort(v.begin(), v.end());
   return v[v.size() / 2];
 }
@@ -78,8 +80,8 @@ int bench_recipe(Comm& comm, const std::string& path, long steps,
       if (step == 1) continue;
       auto j = nlohmann::json::parse(line);
       for (auto& [k, v] : j["time"].items()) t[k].push_back(v.get<double>());
-      tokens.push_back(j["learner/tokens"].get<double>());
-      completions.push_back(j["loss/num_tokens"].get<double>());
+      tokens.push_back(j.value("learner/tokens", 0.0));
+      completions.push_back(j.value("loss/num_tokens", 0.0));  // absent when an update was skipped
     }
     const double learner = median(t["learner"]);
     std::printf("%s, %d rank(s) (%s), median of steps 2..%ld:\n", path.c_str(), comm.size(),
