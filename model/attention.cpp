@@ -183,11 +183,14 @@ at::Tensor MlaAttention::forward_cached(const at::Tensor& x, const CacheStep& st
   const int64_t N = x.size(0), B = st.num_rows, Q = st.q_len, L = st.kv_len;
   at::Tensor q = query(x);  // [N,H,Dn+Dr]
   at::Tensor q_nope = q.narrow(-1, 0, Dn_);
-  at::Tensor q_rot =
-      rope_->apply(q.narrow(-1, Dn_, Dr_), st.cos_N.unsqueeze(1), st.sin_N.unsqueeze(1));
   at::Tensor ckv = kv_a_proj_->forward(x);  // [N,R+Dr]
   at::Tensor c = kv_a_norm_->forward(ckv.narrow(-1, 0, R_));
-  at::Tensor kr = rope_->apply(ckv.narrow(-1, R_, Dr_), st.cos_N, st.sin_N);
+  // The H query heads and the shared key turn by the same angles: one RoPE
+  // call over [N, H+1, Dr] (a small step is dominated by per-op overhead).
+  at::Tensor rot =
+      rope_->apply(at::cat({q.narrow(-1, Dn_, Dr_), ckv.narrow(-1, R_, Dr_).unsqueeze(1)}, 1),
+                   st.cos_N.unsqueeze(1), st.sin_N.unsqueeze(1));
+  at::Tensor q_rot = rot.narrow(1, 0, H_), kr = rot.select(1, H_);
   at::Tensor& store = cache.a(layer);  // [S,Lmax,R+Dr]: latent ++ rotary key
   store.index_put_({st.slot_N, st.pos_N}, at::cat({c, kr}, -1).to(store.scalar_type()));
   at::Tensor CK = batch_rows(store, st, cache.pos_dim(), x.scalar_type());  // [B,L,R+Dr]
