@@ -4,6 +4,7 @@
 // and route every token to the experts the full forward chooses.
 #include <ATen/ATen.h>
 #include <gtest/gtest.h>
+#include <torch/cuda.h>
 
 #include "core/error.h"
 #include "model/model.h"
@@ -46,8 +47,9 @@ std::vector<int64_t> random_seq(int64_t n, int64_t V, uint64_t seed) {
 // finishing at its own step.  Dense slot lists are read in place (a window of
 // the cache), sparse ones gathered (model.cpp); both must match.
 void check_ragged(const ModelConfig& cfg, std::vector<int64_t> slots = {4, 0, 2},
-                  int64_t num_slots = 5) {
+                  int64_t num_slots = 5, at::Device device = at::kCPU) {
   CausalLM m(cfg);
+  m.to(device);
   const std::vector<int64_t> lens = {9, 4, 12};
   const std::vector<int64_t> prompt = {3, 1,
                                        6};  // prefill lengths, then decode one token at a time
@@ -110,6 +112,17 @@ void check_ragged(const ModelConfig& cfg, std::vector<int64_t> slots = {4, 0, 2}
 
 TEST(KvCache, RaggedDecodeMatchesFullForwardMla) { check_ragged(testing::small_mla_config()); }
 TEST(KvCache, RaggedDecodeMatchesFullForwardGqa) { check_ragged(testing::small_gqa_config()); }
+
+// The same on a CUDA device (window and gather), where the cached path runs
+// its ops as CUDA kernels; fp32 without TF32 (libtorch's default), so the
+// same 1e-5 bound holds.
+TEST(KvCache, RaggedDecodeOnCudaMatchesFullForward) {
+  if (!torch::cuda::is_available()) GTEST_SKIP() << "needs a CUDA device";
+  for (const ModelConfig& cfg : {testing::small_mla_config(), testing::small_gqa_config()}) {
+    check_ragged(cfg, {4, 0, 2}, 5, at::kCUDA);
+    check_ragged(cfg, {9, 0, 4}, 12, at::kCUDA);
+  }
+}
 
 // Slots 9, 0, 4 of 12 (then 9, 4): too sparse for a window, so gathered.
 TEST(KvCache, RaggedDecodeOfSparseSlotsMatchesFullForwardMla) {
