@@ -53,8 +53,9 @@
 // call allocates its KvCache (num_slots x (longest prompt + max_new_tokens))
 // on the policy's device and frees it on return; an Engine holds no tensors
 // between calls, so one Engine may serve several policies.  The policy must
-// not be used by another thread during generate().  Only logits rows come
-// back to the host.
+// not be used by another thread during generate().  Only logits rows (and,
+// with record_routing, the [N, K] expert ids of each MoE layer) come back to
+// the host.
 //
 // Errors (zerorl::Error): empty prompts, duplicate prompt ids, token ids
 // outside the vocabulary, prompt + max_new_tokens beyond the model's
