@@ -298,14 +298,25 @@ void reward_phase(Run& run, StepBatch& b) {
 struct Packed {
   rollout::PaddedRollout t;
   at::Tensor truncated_B;
+  std::vector<int64_t> len_B;  // teacher-forced positions of each row (prompt + completion - 1)
+
+  // The longest of `rows`: a forward over them is cut to this many positions
+  // (right padding beyond every row's end changes nothing before it).
+  int64_t span(const std::vector<int64_t>& rows) const {
+    int64_t s = 1;
+    for (int64_t r : rows) s = std::max(s, len_B[r]);
+    return s;
+  }
 };
 
 Packed pack(const rollout::RolloutBatch& rb, at::Device device) {
   Packed p;
   p.t = rollout::pad_rollout(rb);
   p.truncated_B = at::zeros({static_cast<int64_t>(rb.samples.size())}, at::kBool);
-  for (size_t b = 0; b < rb.samples.size(); ++b)
+  for (size_t b = 0; b < rb.samples.size(); ++b) {
     p.truncated_B[b] = rb.samples[b].finish == rollout::FinishReason::kLength;
+    p.len_B.push_back(rb.samples[b].prompt_length() + rb.samples[b].completion_length() - 1);
+  }
   p.t.completion_mask_BT = p.t.completion_mask_BT.to(at::kFloat);
   if (device.is_cpu()) return p;
   for (at::Tensor* x : {&p.t.tokens_BT, &p.t.targets_BT, &p.t.valid_BT, &p.t.completion_mask_BT,
@@ -316,7 +327,13 @@ Packed pack(const rollout::RolloutBatch& rb, at::Device device) {
 
 at::Tensor select_rows(const at::Tensor& t, const std::vector<int64_t>& rows);
 
-// Teacher-forced log-probs (and entropies) [b, T] of the listed rows.
+// Rows `rows` of a [B, T] tensor, cut to the first `span` positions.
+at::Tensor select_span(const at::Tensor& t_BT, const std::vector<int64_t>& rows, int64_t span) {
+  return select_rows(t_BT, rows).narrow(1, 0, span);
+}
+
+// Teacher-forced log-probs (and entropies) [b, S] of the listed rows, S =
+// p.span(rows).
 std::pair<at::Tensor, at::Tensor> teacher_forced(model::CausalLM& m, const Packed& p,
                                                  const std::vector<int64_t>& rows,
                                                  double temperature, bool entropy,
@@ -325,11 +342,43 @@ std::pair<at::Tensor, at::Tensor> teacher_forced(model::CausalLM& m, const Packe
   lo.temperature = temperature;
   lo.with_entropy = entropy;
   model::ForwardOptions fo;
-  fo.valid_BT = select_rows(p.t.valid_BT, rows);
+  const int64_t S = p.span(rows);
+  fo.valid_BT = select_span(p.t.valid_BT, rows, S);
   fo.record_expert_load = record_load;
   auto out =
-      m.logprobs(select_rows(p.t.tokens_BT, rows), select_rows(p.t.targets_BT, rows), lo, fo);
+      m.logprobs(select_span(p.t.tokens_BT, rows, S), select_span(p.t.targets_BT, rows, S), lo, fo);
   return {out.logp_BT, entropy ? out.entropy_BT : at::Tensor()};
+}
+
+// Rows in chunks of `micro` (0: one chunk of all), longest rows first when
+// chunked, so each chunk's forward carries little padding.
+std::vector<std::vector<int64_t>> length_chunks(const Packed& p, std::vector<int64_t> rows,
+                                                int64_t micro) {
+  if (micro <= 0) return {rows};
+  std::stable_sort(rows.begin(), rows.end(),
+                   [&](int64_t a, int64_t b) { return p.len_B[a] > p.len_B[b]; });
+  std::vector<std::vector<int64_t>> out;
+  for (size_t s = 0; s < rows.size(); s += micro)
+    out.emplace_back(rows.begin() + s, rows.begin() + std::min(rows.size(), s + micro));
+  return out;
+}
+
+// No-grad log-probs [B, T] of every row (0 past each row's end), in
+// length-sorted chunks of train.micro_batch rows.
+at::Tensor logprobs_no_grad(model::CausalLM& m, const Packed& p, int64_t micro,
+                            double temperature) {
+  torch::NoGradGuard g;
+  std::vector<int64_t> all(p.len_B.size());
+  for (size_t i = 0; i < all.size(); ++i) all[i] = static_cast<int64_t>(i);
+  if (micro <= 0) return teacher_forced(m, p, all, temperature, false, false).first.detach();
+  at::Tensor out;
+  for (const auto& part : length_chunks(p, all, micro)) {
+    at::Tensor lp = teacher_forced(m, p, part, temperature, false, false).first;
+    if (!out.defined())
+      out = at::zeros({p.t.tokens_BT.size(0), p.t.tokens_BT.size(1)}, lp.options());
+    out.narrow(1, 0, lp.size(1)).index_copy_(0, at::tensor(part, at::kLong).to(lp.device()), lp);
+  }
+  return out;
 }
 
 at::Tensor select_rows(const at::Tensor& t, const std::vector<int64_t>& rows) {
@@ -435,12 +484,8 @@ at::Tensor reference_phase(Run& run, long step, StepBatch& b, const Packed* full
     if (kl_in_reward) m.add_mean("reward/kl_penalty", 0, 0);
     return {};
   }
-  torch::NoGradGuard g;
-  std::vector<int64_t> all(b.rollout.samples.size());
-  for (size_t i = 0; i < all.size(); ++i) all[i] = static_cast<int64_t>(i);
-  at::Tensor ref_logp_BT =
-      teacher_forced(*run.reference, *full, all, run.sampling.logprob_temperature(), false, false)
-          .first.detach();
+  at::Tensor ref_logp_BT = logprobs_no_grad(*run.reference, *full, run.train.micro_batch,
+                                            run.sampling.logprob_temperature());
   if (kl_in_reward) {
     auto pen = kl_reward_penalty(full->t.behaviour_logp_BT, ref_logp_BT, full->t.completion_mask_BT,
                                  run.loss);
@@ -473,8 +518,6 @@ void update_phase(Run& run, Comm& comm, StepBatch& b, const Packed* full,
   auto& model = *run.policy.model;
   const long G = run.train.group_size;
   const int64_t B = static_cast<int64_t>(b.rollout.samples.size());
-  std::vector<int64_t> all(B);
-  for (int64_t i = 0; i < B; ++i) all[i] = i;
   at::Tensor mask_BT, old_logp_BT, adv_B;
   const double T = run.sampling.logprob_temperature();
   auto t = Clock::now();
@@ -487,8 +530,7 @@ void update_phase(Run& run, Comm& comm, StepBatch& b, const Packed* full,
         (run.train.old_logprobs == "auto" && run.train.epochs == 1 && run.train.minibatches == 1);
     old_logp_BT = full->t.behaviour_logp_BT;
     if (!use_rollout_old) {
-      torch::NoGradGuard g;
-      old_logp_BT = teacher_forced(model, *full, all, T, false, false).first.detach();
+      old_logp_BT = logprobs_no_grad(model, *full, run.train.micro_batch, T);
     }
     adv_B = at::tensor(b.adv.advantages, at::kDouble).to(run.device, at::kFloat);
   }
@@ -507,20 +549,19 @@ void update_phase(Run& run, Comm& comm, StepBatch& b, const Packed* full,
       const LossScale scale = local.allreduced(comm);
       if (scale.num_seqs == 0) continue;  // a short dynamic-sampling batch: no rank has rows
       if (rows.empty() && epoch == 0) empty_loss_stats(run).add_to(m, "loss/");
-      const int64_t micro =
-          run.train.micro_batch > 0 ? run.train.micro_batch : static_cast<int64_t>(rows.size());
       bool finite = true;
       t = Clock::now();
-      for (size_t s = 0; s < rows.size(); s += micro) {
-        std::vector<int64_t> part(rows.begin() + s,
-                                  rows.begin() + std::min(rows.size(), s + micro));
+      std::vector<std::vector<int64_t>> parts;  // none when this rank holds no rows
+      if (!rows.empty()) parts = length_chunks(*full, rows, run.train.micro_batch);
+      for (const auto& part : parts) {
         auto [logp, ent] = teacher_forced(model, *full, part, T, true, true);
+        const int64_t S = logp.size(1);
         LossInputs in;
         in.logp_BT = logp;
-        in.old_logp_BT = select_rows(old_logp_BT, part);
-        if (ref_logp_BT.defined()) in.ref_logp_BT = select_rows(ref_logp_BT, part);
+        in.old_logp_BT = select_span(old_logp_BT, part, S);
+        if (ref_logp_BT.defined()) in.ref_logp_BT = select_span(ref_logp_BT, part, S);
         in.advantages_B = select_rows(adv_B, part);
-        in.mask_BT = select_rows(mask_BT, part);
+        in.mask_BT = select_span(mask_BT, part, S);
         in.entropy_BT = ent;
         auto out = grpo_loss(in, run.loss, scale);
         finite = finite && std::isfinite(out.stats.loss);

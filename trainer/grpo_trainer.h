@@ -64,11 +64,15 @@ class ConfigNode;
 
 struct TrainConfig {
   long steps = 100;
-  long prompts_per_step = 8;          // global, whole groups; a multiple of the world size
-  long group_size = 8;                // G
-  long epochs = 1;                    // mu: passes over each batch
-  long minibatches = 1;               // optimizer steps per pass; divides prompts_per_step
-  long micro_batch = 0;               // completions per forward/backward (0: a whole minibatch)
+  long prompts_per_step = 8;  // global, whole groups; a multiple of the world size
+  long group_size = 8;        // G
+  long epochs = 1;            // mu: passes over each batch
+  long minibatches = 1;       // optimizer steps per pass; divides prompts_per_step
+  // Completions per forward/backward (0: a whole minibatch).  With
+  // micro-batches, rows go longest first and each forward is cut to its
+  // longest row, so they also cut padding (reference and recomputed old
+  // log-probs are chunked the same way).
+  long micro_batch = 0;
   std::string old_logprobs = "auto";  // auto | rollout | recompute
   long ref_reset_every = 0;           // copy the policy into the reference every N steps (0: never)
   long sample_every = 5;              // write completions to samples.jsonl every N steps (0: never)
