@@ -2,8 +2,9 @@
 // Latent Attention (DeepSeek-V2/V3), each with a full-sequence causal path
 // (training, HF-identical arithmetic) and a KV-cache path (decoding).
 //
-// Legend: B batch, T time, D width, H heads, S cache slots, Q new tokens per
-// slot (padded), L cached length, N valid new tokens (flattened), R rotary dim.
+// Legend: B batch (cache path: the attention batch of CacheStep), T time,
+// D width, H heads, S cache slots, Q new tokens per slot (padded), L cached
+// length, N valid new tokens (flattened), R rotary dim.
 #pragma once
 
 #include <ATen/core/Tensor.h>
