@@ -12,6 +12,7 @@
 #include "core/config.h"
 #include "core/error.h"
 #include "data/prompt_source.h"
+#include "loop_scratch.h"
 #include "tiny_run.h"
 #include "trainer/checkpoint.h"
 #include "trainer/grpo_trainer.h"
@@ -23,35 +24,7 @@ namespace fs = std::filesystem;
 
 namespace {
 
-fs::path scratch() {
-  fs::path d = fs::temp_directory_path() / ("zerorl_dynsamp_" + std::to_string(::getpid()));
-  fs::create_directories(d);
-  return d;
-}
-
-// The scratch folder goes when the program's tests passed (kept for a look
-// after a failure).
-class RemoveScratch : public ::testing::Environment {
- public:
-  void TearDown() override {
-    if (::testing::UnitTest::GetInstance()->Passed()) remove_tree(scratch().string());
-  }
-};
-[[maybe_unused]] ::testing::Environment* const kRemoveScratch =
-    ::testing::AddGlobalTestEnvironment(new RemoveScratch);
-
-std::string policy() {
-  static std::string path;
-  if (path.empty()) {
-    path = (scratch() / "policy.h5").string();
-    test::write_tiny_policy(path);
-  }
-  return path;
-}
-
-std::string recipe(const std::string& name, const std::string& extra = "") {
-  return test::tiny_recipe(name, (scratch() / "runs").string(), policy(), extra);
-}
+ZR_LOOP_SCRATCH("dynsamp")
 
 TrainResult train(const std::string& text, std::vector<std::string> overrides,
                   const std::string& resume = "") {
@@ -103,7 +76,7 @@ double check_groups_have_signal(const std::vector<nlohmann::json>& recs, long st
 TEST(DynamicSampling, UpdateBatchHoldsOnlyGroupsWithSignalAndIsFull) {
   const long steps = 4, cap = 8;
   auto res =
-      train(recipe("ds_full"), with(test::dapo_overrides(cap),
+      train(recipe_text("ds_full"), with(test::dapo_overrides(cap),
                                     {"train.steps=" + std::to_string(steps), "train.sample_every=1",
                                      "train.samples_per_log=" + std::to_string(kPrompts * kG)}));
   auto metrics = test::read_jsonl(res.run_dir + "/metrics.jsonl");
@@ -137,7 +110,7 @@ TEST(DynamicSampling, UpdateBatchHoldsOnlyGroupsWithSignalAndIsFull) {
 TEST(DynamicSampling, RoundCapIsRespectedAndShortStepsAreCounted) {
   const long steps = 4;
   auto res = train(
-      recipe("ds_cap"),
+      recipe_text("ds_cap"),
       with(test::dapo_overrides(1), {"train.steps=" + std::to_string(steps), "train.sample_every=1",
                                      "train.samples_per_log=" + std::to_string(kPrompts * kG)}));
   long short_steps = 0;
@@ -165,7 +138,7 @@ TEST(DynamicSampling, RoundCapIsRespectedAndShortStepsAreCounted) {
 // weights as they were; the data cursor still advances by every round drawn.
 TEST(DynamicSampling, StepThatKeepsNothingSkipsItsUpdate) {
   const long steps = 2, cap = 3;
-  auto res = train(recipe("ds_none"),
+  auto res = train(recipe_text("ds_none"),
                    with(test::dapo_overrides(cap),
                         {"train.steps=" + std::to_string(steps), "advantage.zero_spread_tol=100"}));
   for (auto& m : test::read_jsonl(res.run_dir + "/metrics.jsonl")) {
@@ -178,7 +151,7 @@ TEST(DynamicSampling, StepThatKeepsNothingSkipsItsUpdate) {
   EXPECT_EQ(c.ints.at("dynamic_short_steps"), steps);
   EXPECT_EQ(data::DataCursor::from_string(c.data_cursor).offset,
             static_cast<uint64_t>(steps * cap * kPrompts));
-  Policy init = load_policy(policy());
+  Policy init = load_policy(tiny_policy());
   std::map<std::string, at::Tensor> saved(c.weights.begin(), c.weights.end());
   for (auto& [name, w] : init.model->named_weights())
     EXPECT_TRUE(at::equal(saved.at(name), w)) << name << " changed without an update";
@@ -188,9 +161,9 @@ TEST(DynamicSampling, StepThatKeepsNothingSkipsItsUpdate) {
 // cursor holds every round's prompts, the short-step count is restored).
 TEST(DynamicSampling, ResumeContinuesBitIdentically) {
   const auto ds = test::dapo_overrides(2);
-  auto straight = train(recipe("ds_straight"), with(ds, {"train.steps=4"}));
-  train(recipe("ds_resumed"), with(ds, {"train.steps=2"}));
-  auto second = train(recipe("ds_resumed"), with(ds, {"train.steps=4"}), "auto");
+  auto straight = train(recipe_text("ds_straight"), with(ds, {"train.steps=4"}));
+  train(recipe_text("ds_resumed"), with(ds, {"train.steps=2"}));
+  auto second = train(recipe_text("ds_resumed"), with(ds, {"train.steps=4"}), "auto");
   EXPECT_EQ(second.steps_done, 4);
   EXPECT_EQ(test::final_hash(straight.run_dir, 4), test::final_hash(second.run_dir, 4));
   auto a = test::lines_without_time(straight.run_dir + "/metrics.jsonl");
@@ -204,7 +177,7 @@ TEST(DynamicSampling, BadKeysAreNamedWithTheirLine) {
   for (auto [bad, what] : std::vector<std::pair<std::string, std::string>>{
            {"advantage:\n  dynamic_sampling: true\n  max_sampling_rounds: 0\n", ">= 1"},
            {"advantage:\n  dynamic_sampling: maybe\n", "dynamic_sampling"}}) {
-    const std::string text = recipe("ds_bad", bad);
+    const std::string text = recipe_text("ds_bad", bad);
     // The offending key is on the recipe's last line.
     const long line = std::count(text.begin(), text.end(), '\n');
     try {

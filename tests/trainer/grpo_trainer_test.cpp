@@ -19,6 +19,7 @@
 #include "trainer/policy_file.h"
 #include "trainer/pretrain.h"
 #include "trainer/run_dir.h"
+#include "loop_scratch.h"
 #include "tiny_run.h"
 
 using namespace zerorl;
@@ -26,35 +27,7 @@ namespace fs = std::filesystem;
 
 namespace {
 
-fs::path scratch() {
-  fs::path d = fs::temp_directory_path() / ("zerorl_trainer_" + std::to_string(::getpid()));
-  fs::create_directories(d);
-  return d;
-}
-
-// The scratch folder goes when the program's tests passed (kept for a look
-// after a failure).
-class RemoveScratch : public ::testing::Environment {
- public:
-  void TearDown() override {
-    if (::testing::UnitTest::GetInstance()->Passed()) remove_tree(scratch().string());
-  }
-};
-[[maybe_unused]] ::testing::Environment* const kRemoveScratch =
-    ::testing::AddGlobalTestEnvironment(new RemoveScratch);
-
-// The tiny random MoE policy (tiny_run.h), written once per process.
-std::string tiny_policy() {
-  static std::string path;
-  if (!path.empty()) return path;
-  path = (scratch() / "policy.h5").string();
-  test::write_tiny_policy(path);
-  return path;
-}
-
-std::string recipe_text(const std::string& name, const std::string& extra = "") {
-  return test::tiny_recipe(name, (scratch() / "runs").string(), tiny_policy(), extra);
-}
+ZR_LOOP_SCRATCH("trainer")
 
 TrainResult train(const std::string& text, const std::vector<std::string>& overrides = {},
                   const std::string& resume = "") {

@@ -10,6 +10,7 @@
 
 #include "core/comm.h"
 #include "core/config.h"
+#include "loop_scratch.h"
 #include "tiny_run.h"
 #include "trainer/checkpoint.h"
 #include "trainer/grpo_trainer.h"
@@ -21,39 +22,11 @@ namespace fs = std::filesystem;
 
 namespace {
 
-fs::path scratch() {
-  fs::path d = fs::temp_directory_path() / ("zerorl_loopopt_" + std::to_string(::getpid()));
-  fs::create_directories(d);
-  return d;
-}
-
-// The scratch folder goes when the program's tests passed (kept for a look
-// after a failure).
-class RemoveScratch : public ::testing::Environment {
- public:
-  void TearDown() override {
-    if (::testing::UnitTest::GetInstance()->Passed()) remove_tree(scratch().string());
-  }
-};
-[[maybe_unused]] ::testing::Environment* const kRemoveScratch =
-    ::testing::AddGlobalTestEnvironment(new RemoveScratch);
-
-std::string policy() {
-  static std::string path;
-  if (path.empty()) {
-    path = (scratch() / "policy.h5").string();
-    test::write_tiny_policy(path);
-  }
-  return path;
-}
-
-std::string recipe(const std::string& name) {
-  return test::tiny_recipe(name, (scratch() / "runs").string(), policy());
-}
+ZR_LOOP_SCRATCH("loopopt")
 
 TrainResult train(const std::string& name, std::vector<std::string> overrides,
                   const std::string& resume = "") {
-  Recipe r = Recipe::from_string(recipe(name), "test.yaml");
+  Recipe r = Recipe::from_string(recipe_text(name), "test.yaml");
   overrides.push_back("eval.every=0");
   r.apply_overrides(overrides);
   auto comm = make_comm("single");
@@ -80,7 +53,7 @@ void expect_micro_batches_match(const std::string& name, std::vector<std::string
   o.push_back("train.micro_batch=3");  // 16 (or 8) completions per minibatch: chunks of 3
   auto parts = train(name + "_parts", o);
   auto a = final_weights(whole, 3), b = final_weights(parts, 3);
-  Policy init = load_policy(policy());
+  Policy init = load_policy(tiny_policy());
   double diff = 0, moved = 0;
   for (auto& p : init.model->named_parameters(true)) {  // trained weights, not the MoE biases
     diff = std::max(diff, (a.at(p.key()) - b.at(p.key())).abs().max().item<double>());
