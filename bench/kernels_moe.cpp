@@ -121,11 +121,13 @@ int main(int argc, char** argv) {
     const double perm_bytes = 3.0 * 8 * T * K, route_bytes = 4.0 * T * E + 8.0 * T * K;
     std::printf("%-22s %10.3f %10s  reference %.3f ms  speed-up %.2fx  %.1f GB/s\n",
                 "route (select kernel)", rk * 1e3, "-", rr * 1e3, rr / rk, route_bytes / rk / 1e9);
-    std::printf("%-22s %10.3f %10s  reference %.3f ms  speed-up %.2fx  %.1f GB/s\n",
-                "permute", pk * 1e3, "-", pr * 1e3, pr / pk, perm_bytes / pk / 1e9);
+    std::printf("%-22s %10.3f %10s  reference %.3f ms  speed-up %.2fx  %.1f GB/s\n", "permute",
+                pk * 1e3, "-", pr * 1e3, pr / pk, perm_bytes / pk / 1e9);
     if (zd::moe_grouped_gemm_applies(x, wg)) {
-      const double gg = time([&] { zd::moe_experts_cuda(x, idx, w, wg, wu, wd, true).y_TD.backward(gy); });
-      const double lp = time([&] { zd::moe_experts_cuda(x, idx, w, wg, wu, wd, false).y_TD.backward(gy); });
+      const double gg =
+          time([&] { zd::moe_experts_cuda(x, idx, w, wg, wu, wd, true).y_TD.backward(gy); });
+      const double lp =
+          time([&] { zd::moe_experts_cuda(x, idx, w, wg, wu, wd, false).y_TD.backward(gy); });
       std::printf("%-22s %10.3f %10.2f\n", "experts grouped GEMM", gg * 1e3, flops / gg / 1e12);
       std::printf("%-22s %10.3f %10.2f  grouped speed-up %.2fx\n", "experts GEMM per expert",
                   lp * 1e3, flops / lp / 1e12, lp / gg);

@@ -65,8 +65,8 @@ __global__ void rmsnorm_fwd_kernel(const T* __restrict__ x, const T* __restrict_
 template <typename T, int VEC>
 __global__ void rmsnorm_bwd_kernel(const T* __restrict__ gy, const T* __restrict__ x,
                                    const T* __restrict__ w, const float* __restrict__ rstd,
-                                   T* __restrict__ gx, float* __restrict__ gw_partial,
-                                   int64_t rows, int64_t D, bool fused) {
+                                   T* __restrict__ gx, float* __restrict__ gw_partial, int64_t rows,
+                                   int64_t D, bool fused) {
   using P = Pack<T, VEC>;
   extern __shared__ float acc[];  // [D] when fused
   __shared__ float scratch[32];
@@ -84,8 +84,7 @@ __global__ void rmsnorm_bwd_kernel(const T* __restrict__ gy, const T* __restrict
     for (int64_t i = threadIdx.x; i < n; i += blockDim.x) {
       const P g = gr[i], xv = xr[i], wv = wr[i];
 #pragma unroll
-      for (int j = 0; j < VEC; ++j)
-        dot += to_f32(g.v[j]) * to_f32(wv.v[j]) * (to_f32(xv.v[j]) * r);
+      for (int j = 0; j < VEC; ++j) dot += to_f32(g.v[j]) * to_f32(wv.v[j]) * (to_f32(xv.v[j]) * r);
     }
     dot = block_sum(dot, scratch) / static_cast<float>(D);
     P* out = reinterpret_cast<P*>(gx + row * D);
@@ -132,41 +131,58 @@ bool packs_apply(int64_t D, std::initializer_list<const void*> ptrs) {
   return true;
 }
 
+template <typename T>
+void launch_forward(const void* x, const void* w, void* y, float* rstd, int64_t rows, int64_t D,
+                    float eps, cudaStream_t stream) {
+  constexpr int kVec = 16 / sizeof(T);
+  const T* xt = static_cast<const T*>(x);
+  const T* wt = static_cast<const T*>(w);
+  T* yt = static_cast<T*>(y);
+  const unsigned grid = static_cast<unsigned>(rows);
+  if (packs_apply<T>(D, {x, w, y}))
+    rmsnorm_fwd_kernel<T, kVec><<<grid, kThreads, 0, stream>>>(xt, wt, yt, rstd, D, eps);
+  else
+    rmsnorm_fwd_kernel<T, 1><<<grid, kThreads, 0, stream>>>(xt, wt, yt, rstd, D, eps);
+}
+
+template <typename T>
+void launch_backward(const void* gy, const void* x, const void* w, const float* rstd, void* gx,
+                     float* gw_partial, int num_partials, int64_t rows, int64_t D,
+                     cudaStream_t stream) {
+  constexpr int kVec = 16 / sizeof(T);
+  const T* gyt = static_cast<const T*>(gy);
+  const T* xt = static_cast<const T*>(x);
+  const T* wt = static_cast<const T*>(w);
+  T* gxt = static_cast<T*>(gx);
+  const bool fused = D <= kMaxFusedD;
+  const size_t smem = fused ? sizeof(float) * static_cast<size_t>(D) : 0;
+  const unsigned grid = static_cast<unsigned>(num_partials);
+  if (packs_apply<T>(D, {gy, x, w, gx}))
+    rmsnorm_bwd_kernel<T, kVec>
+        <<<grid, kThreads, smem, stream>>>(gyt, xt, wt, rstd, gxt, gw_partial, rows, D, fused);
+  else
+    rmsnorm_bwd_kernel<T, 1>
+        <<<grid, kThreads, smem, stream>>>(gyt, xt, wt, rstd, gxt, gw_partial, rows, D, fused);
+  if (!fused) {
+    const dim3 dw_grid(static_cast<unsigned>((D + kThreads - 1) / kThreads), grid);
+    rmsnorm_bwd_dw_kernel<T><<<dw_grid, kThreads, 0, stream>>>(gyt, xt, rstd, gw_partial, rows, D);
+  }
+}
+
 }  // namespace
 
 void rmsnorm_forward(DtypeCode dt, const void* x, const void* w, void* y, float* rstd, int64_t rows,
                      int64_t D, float eps, cudaStream_t stream) {
   if (rows == 0) return;
-  const unsigned grid = static_cast<unsigned>(rows);
-  ZR_DISPATCH_DTYPE(
-      dt, T, constexpr int kVec = 16 / sizeof(T);
-      const T* xt = static_cast<const T*>(x); const T* wt = static_cast<const T*>(w);
-      T* yt = static_cast<T*>(y);
-      if (packs_apply<T>(D, {x, w, y})) rmsnorm_fwd_kernel<T, kVec>
-          <<<grid, kThreads, 0, stream>>>(xt, wt, yt, rstd, D, eps);
-      else rmsnorm_fwd_kernel<T, 1><<<grid, kThreads, 0, stream>>>(xt, wt, yt, rstd, D, eps););
+  ZR_DISPATCH_DTYPE(dt, T, launch_forward<T>(x, w, y, rstd, rows, D, eps, stream));
 }
 
 void rmsnorm_backward(DtypeCode dt, const void* gy, const void* x, const void* w, const float* rstd,
                       void* gx, float* gw_partial, int num_partials, int64_t rows, int64_t D,
                       cudaStream_t stream) {
   if (rows == 0) return;
-  const bool fused = D <= kMaxFusedD;
-  const size_t smem = fused ? sizeof(float) * static_cast<size_t>(D) : 0;
-  const unsigned grid = static_cast<unsigned>(num_partials);
   ZR_DISPATCH_DTYPE(
-      dt, T, constexpr int kVec = 16 / sizeof(T);
-      const T* gyt = static_cast<const T*>(gy); const T* xt = static_cast<const T*>(x);
-      const T* wt = static_cast<const T*>(w); T* gxt = static_cast<T*>(gx);
-      if (packs_apply<T>(D, {gy, x, w, gx})) rmsnorm_bwd_kernel<T, kVec>
-          <<<grid, kThreads, smem, stream>>>(gyt, xt, wt, rstd, gxt, gw_partial, rows, D, fused);
-      else rmsnorm_bwd_kernel<T, 1>
-          <<<grid, kThreads, smem, stream>>>(gyt, xt, wt, rstd, gxt, gw_partial, rows, D, fused);
-      if (!fused) {
-        const dim3 dw_grid(static_cast<unsigned>((D + kThreads - 1) / kThreads), grid);
-        rmsnorm_bwd_dw_kernel<T><<<dw_grid, kThreads, 0, stream>>>(gyt, xt, rstd, gw_partial,
-                                                                   rows, D);
-      });
+      dt, T, launch_backward<T>(gy, x, w, rstd, gx, gw_partial, num_partials, rows, D, stream));
 }
 
 }  // namespace zerorl::kernels::cuda

@@ -45,7 +45,8 @@ struct RmsnormCudaFn : public torch::autograd::Function<RmsnormCudaFn> {
     // One partial dw row per block; 4 blocks of 256 threads per SM keep
     // enough loads in flight, and the partials stay ~2 % of the traffic.
     const int64_t sms = at::cuda::getCurrentDeviceProperties()->multiProcessorCount;
-    const int num_partials = static_cast<int>(std::min<int64_t>(std::max<int64_t>(rows, 1), 4 * sms));
+    const int num_partials =
+        static_cast<int>(std::min<int64_t>(std::max<int64_t>(rows, 1), 4 * sms));
     at::Tensor gw_partial = at::zeros({num_partials, D}, x.options().dtype(at::kFloat));
     cuda::rmsnorm_backward(*dtype_code(x.scalar_type()), gy.data_ptr(), x.data_ptr(), w.data_ptr(),
                            rstd.data_ptr<float>(), gx.data_ptr(), gw_partial.data_ptr<float>(),

@@ -75,10 +75,10 @@ double check_groups_have_signal(const std::vector<nlohmann::json>& recs, long st
 // groups, all with a learning signal, drawing extra rounds to get them.
 TEST(DynamicSampling, UpdateBatchHoldsOnlyGroupsWithSignalAndIsFull) {
   const long steps = 4, cap = 8;
-  auto res =
-      train(recipe_text("ds_full"), with(test::dapo_overrides(cap),
-                                    {"train.steps=" + std::to_string(steps), "train.sample_every=1",
-                                     "train.samples_per_log=" + std::to_string(kPrompts * kG)}));
+  auto res = train(recipe_text("ds_full"),
+                   with(test::dapo_overrides(cap),
+                        {"train.steps=" + std::to_string(steps), "train.sample_every=1",
+                         "train.samples_per_log=" + std::to_string(kPrompts * kG)}));
   auto metrics = test::read_jsonl(res.run_dir + "/metrics.jsonl");
   ASSERT_EQ(metrics.size(), static_cast<size_t>(steps));
   long extra_rounds = 0;

@@ -18,8 +18,8 @@ namespace zerorl::test {
 
 // <temp>/zerorl_<tag>_<pid>, created on first use.
 inline std::filesystem::path scratch_dir(const std::string& tag) {
-  const std::filesystem::path d = std::filesystem::temp_directory_path() /
-                                  ("zerorl_" + tag + "_" + std::to_string(::getpid()));
+  const std::filesystem::path d =
+      std::filesystem::temp_directory_path() / ("zerorl_" + tag + "_" + std::to_string(::getpid()));
   std::filesystem::create_directories(d);
   return d;
 }
@@ -40,19 +40,18 @@ class RemoveScratchWhenPassed : public ::testing::Environment {
 // In a file's anonymous namespace: scratch(), its removal, tiny_policy()
 // (tiny_run.h's policy, written once into the folder) and
 // recipe_text(name, extra) (tiny_run.h's recipe with its runs under the folder).
-#define ZR_LOOP_SCRATCH(tag)                                                               \
-  std::filesystem::path scratch() { return ::zerorl::test::scratch_dir(tag); }             \
-  [[maybe_unused]] ::testing::Environment* const kRemoveScratch =                          \
-      ::testing::AddGlobalTestEnvironment(new ::zerorl::test::RemoveScratchWhenPassed(tag)); \
-  std::string tiny_policy() {                                                              \
-    static std::string path;                                                               \
-    if (path.empty()) {                                                                    \
-      path = (scratch() / "policy.h5").string();                                          \
-      ::zerorl::test::write_tiny_policy(path);                                             \
-    }                                                                                      \
-    return path;                                                                           \
-  }                                                                                        \
-  std::string recipe_text(const std::string& name, const std::string& extra = "") {        \
-    return ::zerorl::test::tiny_recipe(name, (scratch() / "runs").string(), tiny_policy(), \
-                                       extra);                                             \
+#define ZR_LOOP_SCRATCH(tag)                                                                       \
+  std::filesystem::path scratch() { return ::zerorl::test::scratch_dir(tag); }                     \
+  [[maybe_unused]] ::testing::Environment* const kRemoveScratch =                                  \
+      ::testing::AddGlobalTestEnvironment(new ::zerorl::test::RemoveScratchWhenPassed(tag));       \
+  std::string tiny_policy() {                                                                      \
+    static std::string path;                                                                       \
+    if (path.empty()) {                                                                            \
+      path = (scratch() / "policy.h5").string();                                                   \
+      ::zerorl::test::write_tiny_policy(path);                                                     \
+    }                                                                                              \
+    return path;                                                                                   \
+  }                                                                                                \
+  std::string recipe_text(const std::string& name, const std::string& extra = "") {                \
+    return ::zerorl::test::tiny_recipe(name, (scratch() / "runs").string(), tiny_policy(), extra); \
   }
