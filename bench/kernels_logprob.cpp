@@ -30,55 +30,11 @@
 #endif
 
 #include "kernels/logprob/logprob.h"
+#include "tests/kernels/tracking_allocator.h"
 
 namespace {
 
-class TrackingAllocator final : public c10::Allocator {
- public:
-  explicit TrackingAllocator(c10::Allocator* base) : base_(base) { self_ = this; }
-  c10::DataPtr allocate(size_t n) override {
-    if (n == 0) return base_->allocate(0);
-    c10::DataPtr inner = base_->allocate(n);
-    void* data = inner.get();
-    std::lock_guard<std::mutex> lock(mu_);
-    live_ += static_cast<int64_t>(n);
-    peak_ = std::max(peak_, live_);
-    table_.emplace(data, Entry{std::move(inner), static_cast<int64_t>(n)});
-    return {data, data, &release, c10::Device(c10::DeviceType::CPU)};
-  }
-  c10::DeleterFnPtr raw_deleter() const override { return &release; }
-  void copy_data(void* dst, const void* src, std::size_t n) const override {
-    std::memcpy(dst, src, n);
-  }
-  void reset_peak() {
-    std::lock_guard<std::mutex> lock(mu_);
-    peak_ = base_line_ = live_;
-  }
-  int64_t peak_above_reset() {
-    std::lock_guard<std::mutex> lock(mu_);
-    return peak_ - base_line_;
-  }
-
- private:
-  struct Entry {
-    c10::DataPtr inner;
-    int64_t bytes;
-  };
-  static void release(void* p) {
-    c10::DataPtr doomed;
-    std::lock_guard<std::mutex> lock(self_->mu_);
-    auto it = self_->table_.find(p);
-    if (it == self_->table_.end()) return;
-    self_->live_ -= it->second.bytes;
-    doomed = std::move(it->second.inner);
-    self_->table_.erase(it);
-  }
-  static inline TrackingAllocator* self_ = nullptr;
-  c10::Allocator* base_;
-  std::mutex mu_;
-  std::unordered_map<void*, Entry> table_;
-  int64_t live_ = 0, peak_ = 0, base_line_ = 0;
-};
+using zerorl::test::TrackingAllocator;
 
 std::map<std::string, std::string> parse(int argc, char** argv) {
   std::map<std::string, std::string> a{{"device", "cpu"}, {"dtype", "float32"}, {"N", "16384"},

@@ -25,6 +25,7 @@
 
 #include "core/comm.h"
 #include "core/error.h"
+#include "mpi_check.h"
 #include "trainer/advantages.h"
 #include "trainer/grad_sync.h"
 #include "trainer/grpo_loss.h"
@@ -33,17 +34,8 @@
 namespace zerorl {
 namespace {
 
-int g_failures = 0;
-int g_rank = 0;
-
-#define CHECK_OR_FAIL(cond, ...)                                                      \
-  do {                                                                                \
-    if (!(cond)) {                                                                    \
-      ++g_failures;                                                                   \
-      std::cerr << "[rank " << g_rank << "] FAILED " << __LINE__ << ": " #cond " -- " \
-                << str_cat(__VA_ARGS__) << "\n";                                      \
-    }                                                                                 \
-  } while (0)
+using test::g_failures;
+using test::g_rank;
 
 constexpr int64_t kGroups = 4, kG = 4, kT = 6, kD = 8, kH = 16, kV = 5, kSteps = 3, kMu = 2;
 

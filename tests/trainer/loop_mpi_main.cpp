@@ -28,6 +28,7 @@
 #include "core/comm.h"
 #include "core/config.h"
 #include "core/error.h"
+#include "mpi_check.h"
 #include "tiny_run.h"
 #include "trainer/checkpoint.h"
 #include "trainer/grpo_trainer.h"
@@ -36,17 +37,8 @@
 namespace zerorl {
 namespace {
 
-int g_failures = 0;
-int g_rank = 0;
-
-#define CHECK_OR_FAIL(cond, ...)                                                      \
-  do {                                                                                \
-    if (!(cond)) {                                                                    \
-      ++g_failures;                                                                   \
-      std::cerr << "[rank " << g_rank << "] FAILED " << __LINE__ << ": " #cond " -- " \
-                << str_cat(__VA_ARGS__) << "\n";                                      \
-    }                                                                                 \
-  } while (0)
+using test::g_failures;
+using test::g_rank;
 
 constexpr long kSteps = 4;
 
