@@ -60,6 +60,8 @@ full_pkgs=(hdf5-helpers libaec0 libaec-dev libcln-dev libcln6 libcurl3-gnutls li
            libpcre2-16-0 libpcre2-32-0 libpcre2-8-0 libpcre2-dev libpcre2-posix3 libpmix-dev libpmix2
            libpng-dev libpng16-16 libpsm-infinipath1 libpsm2-2 librdmacm1 libsz2 libtextwrap1 libucx0
            libxxhash-dev libxxhash0 libyaml-cpp-dev libyaml-cpp0.7 nlohmann-json3-dev openmpi-bin
+           libprotobuf-dev libprotobuf32 libprotobuf-lite32 protobuf-compiler libprotoc32
+           libisal-dev libisal2
            openmpi-common libicu-dev libicu72 icu-devtools
            libbrotli1 libffi8 libgnutls30 libgssapi-krb5-2 libhogweed6 libidn2-0 libk5crypto3 libkrb5-3
            libkrb5support0 libldap-2.5-0 libnettle8 libnghttp2-14 libp11-kit0 libpsl5 librtmp1

@@ -4,9 +4,11 @@
 # it is safe to rerun and costs seconds when nothing is missing.
 #
 #   Debian packages : compilers' companions (Open MPI, yaml-cpp, HDF5, GoogleTest,
-#                     ccache, GiNaC/CLN/GMP, RE2)
+#                     ccache, GiNaC/CLN/GMP, RE2, protobuf, ISA-L); README's
+#                     dependency table says why each is there
 #   Python venv     : torch==2.11.0 (LibTorch for the C++ build) plus the test
-#                     oracles (transformers, tokenizers, math-verify, trl)
+#                     oracles (transformers, tokenizers, math-verify, trl,
+#                     tensorboard)
 #
 # The venv is gigabytes (torch's CUDA 13 libraries), so it lives in a cache
 # outside the clone, keyed by the pinned versions; `.venv` in the repository is
@@ -23,6 +25,7 @@ apt_pkgs=(build-essential cmake ninja-build ccache pkg-config git
           openmpi-bin libopenmpi-dev libyaml-cpp-dev libhdf5-dev hdf5-tools
           libgtest-dev libgmock-dev libgmp-dev libginac-dev libcln-dev
           libpcre2-dev libicu-dev nlohmann-json3-dev libxxhash-dev libpng-dev zlib1g-dev
+          libprotobuf-dev protobuf-compiler libisal-dev
           python3-venv clang libclang-rt-14-dev)
 missing=()
 for p in "${apt_pkgs[@]}"; do

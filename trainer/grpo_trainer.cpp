@@ -159,6 +159,7 @@ void setup(Run& run, Recipe& recipe, Comm& comm, const std::string& resume) {
   run.keep_last = ck.get<long>("keep_last", 3);
   recipe.root().get<std::string>("comm", "auto");  // read by the command
   log::set_level(log::level_from_string(recipe.section("log").get<std::string>("level", "info")));
+  const LoggingConfig logging = LoggingConfig::from(recipe.section("logging"));
   recipe.check_all_read();
   ZR_CHECK(run.train.prompts_per_step % comm.size() == 0, "train.prompts_per_step (",
            run.train.prompts_per_step, ") must be a multiple of the ", comm.size(), " ranks");
@@ -213,7 +214,8 @@ void setup(Run& run, Recipe& recipe, Comm& comm, const std::string& resume) {
   }
   if (comm.rank() == 0)
     run.dir = std::make_unique<RunDir>(root, name, run.recipe_yaml,
-                                       rp.found() ? RunDir::Mode::kResume : RunDir::Mode::kFresh);
+                                       rp.found() ? RunDir::Mode::kResume : RunDir::Mode::kFresh,
+                                       logging);
   comm.barrier();
   if (rp.found()) {
     Checkpoint c = load_checkpoint(rp.path);

@@ -3,6 +3,7 @@
 #include <fcntl.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cmath>
 #include <cstdio>
@@ -10,10 +11,14 @@
 #include <filesystem>
 #include <fstream>
 #include <nlohmann/json.hpp>
+#include <set>
 #include <sstream>
 
+#include "core/config.h"
 #include "core/error.h"
 #include "core/log.h"
+#include "core/tensorboard.h"
+#include "data/utf8.h"
 
 namespace fs = std::filesystem;
 
@@ -66,7 +71,105 @@ void flatten(const nlohmann::json& j, const std::string& prefix,
   }
 }
 
+// TensorBoard decodes text cells as UTF-8; a byte-level model can emit any
+// byte.  Invalid bytes become U+FFFD, as in samples.jsonl.
+std::string valid_utf8(const std::string& s) {
+  std::string out;
+  size_t start = 0;
+  for (;;) {
+    const size_t bad = data::utf8_invalid_offset(std::string_view(s).substr(start));
+    if (bad == std::string_view::npos) break;
+    out.append(s, start, bad);
+    out += "\xEF\xBF\xBD";
+    start += bad + 1;
+  }
+  if (start == 0) return s;
+  out.append(s, start, std::string::npos);
+  return out;
+}
+
+std::string text_cell(const std::string& s) { return markdown_code_block(valid_utf8(s)); }
+
+// Resume: rewrites each events file in `dir` without its events of step >
+// `step` and without a torn tail; removes the .tmp a crash inside
+// write_file_atomic can leave (TensorBoard would read it too).
+int64_t truncate_events_after(const std::string& dir, int64_t step) {
+  std::error_code ec;
+  if (!fs::is_directory(dir, ec)) return 0;
+  std::vector<std::string> files, stray;
+  for (const auto& entry : fs::directory_iterator(dir, ec)) {
+    if (!entry.is_regular_file() || !is_events_file_name(entry.path().filename().string()))
+      continue;
+    (entry.path().extension() == ".tmp" ? stray : files).push_back(entry.path().string());
+  }
+  ZR_CHECK(!ec, "cannot list '", dir, "': ", ec.message());
+  for (const auto& f : stray) remove_tree(f);
+  std::sort(files.begin(), files.end());
+  int64_t dropped = 0;
+  for (const auto& f : files) {
+    EventRecords r = read_event_records(f);
+    int64_t dropped_here = 0;
+    if (!r.error.empty()) {
+      ZR_LOG_WARN(r.error, ": dropping the rest of the file (a crash mid-write?)");
+      ++dropped_here;
+    }
+    std::string kept;
+    for (const auto& rec : r.records) {
+      if (event_step(rec) > step) {
+        ++dropped_here;
+        continue;
+      }
+      kept += event_record(rec);
+    }
+    if (dropped_here > 0) write_file_atomic(f, kept);
+    dropped += dropped_here;
+  }
+  return dropped;
+}
+
+// A number cell of the TensorBoard sample table: the JSON text of the value.
+std::string number_cell(double v) {
+  if (std::isnan(v)) return "NaN";
+  if (std::isinf(v)) return v > 0 ? "inf" : "-inf";
+  return nlohmann::json(v).dump();
+}
+
+// samples.jsonl's records as a table: a header row, then one row per sample;
+// texts as Markdown code blocks so TensorBoard shows them verbatim.
+std::vector<std::vector<std::string>> sample_table(const std::vector<SampleRecord>& samples) {
+  std::set<std::string> components, numbers, texts;
+  for (const SampleRecord& s : samples) {
+    for (const auto& kv : s.components) components.insert(kv.first);
+    for (const auto& kv : s.numbers) numbers.insert(kv.first);
+    for (const auto& kv : s.texts) texts.insert(kv.first);
+  }
+  std::vector<std::string> header = {"index", "reward"};
+  header.insert(header.end(), components.begin(), components.end());
+  header.insert(header.end(), numbers.begin(), numbers.end());
+  header.insert(header.end(), texts.begin(), texts.end());
+  for (const char* h : {"gold", "prompt", "completion", "reason"}) header.push_back(h);
+  std::vector<std::vector<std::string>> rows = {header};
+  for (const SampleRecord& s : samples) {
+    std::vector<std::string> row = {std::to_string(s.index), number_cell(s.reward)};
+    for (const auto& k : components)
+      row.push_back(s.components.count(k) ? number_cell(s.components.at(k)) : "");
+    for (const auto& k : numbers)
+      row.push_back(s.numbers.count(k) ? number_cell(s.numbers.at(k)) : "");
+    for (const auto& k : texts) row.push_back(s.texts.count(k) ? text_cell(s.texts.at(k)) : "");
+    for (const std::string* t : {&s.gold, &s.prompt, &s.completion, &s.reason})
+      row.push_back(text_cell(*t));
+    rows.push_back(std::move(row));
+  }
+  return rows;
+}
+
 }  // namespace
+
+LoggingConfig LoggingConfig::from(const ConfigNode& n) {
+  LoggingConfig c;
+  c.tensorboard = n.get<bool>("tensorboard", c.tensorboard);
+  return c;
+}
 
 void write_file_atomic(const std::string& path, const std::string& text) {
   std::string tmp = path + ".tmp";
@@ -110,8 +213,8 @@ std::string run_dir_path(const std::string& root, const std::string& name) {
 }
 
 RunDir::RunDir(const std::string& root, const std::string& name, const std::string& recipe,
-               Mode mode)
-    : path_(run_dir_path(root, name)) {
+               Mode mode, const LoggingConfig& logging)
+    : path_(run_dir_path(root, name)), logging_(logging) {
   std::error_code ec;
   std::string recipe_path = file("recipe.resolved.yaml");
   if (fs::exists(recipe_path, ec)) {
@@ -132,15 +235,16 @@ RunDir::RunDir(const std::string& root, const std::string& name, const std::stri
     bool had_outputs = false;
     for (const char* f : kJsonlFiles)
       if (fs::exists(file(f), ec) && fs::file_size(file(f), ec) > 0) had_outputs = true;
-    for (const char* d : {"checkpoints", "plots"})
+    for (const char* d : {"checkpoints", "plots", "tb"})
       if (fs::exists(file(d), ec) && !fs::is_empty(file(d), ec)) had_outputs = true;
     if (fs::exists(file("summary.json"), ec)) had_outputs = true;
     if (had_outputs)
       ZR_LOG_WARN("starting run '", path_, "' afresh: removing its previous metrics, samples, ",
-                  "eval, summary, plots and checkpoints");
+                  "eval, summary, plots, tb and checkpoints");
     for (const char* f : kJsonlFiles) fs::remove(file(f), ec);
     fs::remove(file("summary.json"), ec);
     remove_tree(file("plots"));
+    remove_tree(file("tb"));
     remove_tree(file("checkpoints"));
   }
   fs::create_directories(path_, ec);
@@ -151,6 +255,18 @@ RunDir::RunDir(const std::string& root, const std::string& name, const std::stri
     std::ofstream out(file(f), std::ios::binary);
     ZR_CHECK(out, "cannot create '", file(f), "': ", std::strerror(errno));
   }
+}
+
+RunDir::~RunDir() = default;
+
+EventFileWriter* RunDir::tensorboard() {
+  if (!logging_.tensorboard) return nullptr;
+  if (!tb_) {
+    tb_ = std::make_unique<EventFileWriter>(tensorboard_dir());
+    // TensorBoard ignores a run's first START and purges on a later one.
+    tb_->add_session_start(resumed_after_ >= 0 ? resumed_after_ + 1 : 0);
+  }
+  return tb_.get();
 }
 
 std::string RunDir::file(const std::string& name) const {
@@ -186,6 +302,11 @@ std::string format_metrics_line(int64_t step, const std::map<std::string, double
 void RunDir::append_metrics(int64_t step, const std::map<std::string, double>& values,
                             const std::map<std::string, double>& timings) {
   append_line("metrics.jsonl", format_metrics_line(step, values, timings));
+  if (EventFileWriter* tb = tensorboard()) {
+    std::map<std::string, double> all = values;
+    for (const auto& [k, v] : timings) all["time/" + k] = v;
+    tb->add_scalars(step, all);
+  }
 }
 
 void RunDir::append_samples(int64_t step, const std::vector<SampleRecord>& samples) {
@@ -211,6 +332,8 @@ void RunDir::append_samples(int64_t step, const std::vector<SampleRecord>& sampl
   if (text.empty()) return;
   text.pop_back();
   append_line("samples.jsonl", text);
+  if (EventFileWriter* tb = tensorboard())
+    tb->add_text_table(step, "samples", sample_table(samples));
 }
 
 void RunDir::append_eval(int64_t step, const std::map<std::string, double>& values) {
@@ -221,6 +344,7 @@ void RunDir::append_eval(int64_t step, const std::map<std::string, double>& valu
     j[k] = number(v);
   }
   append_line("eval.jsonl", j.dump());
+  if (EventFileWriter* tb = tensorboard()) tb->add_scalars(step, values, "eval/");
 }
 
 void RunDir::write_summary(const nlohmann::json& summary) {
@@ -256,6 +380,8 @@ int64_t RunDir::truncate_after(int64_t step) {
     if (dropped_here > 0) write_file_atomic(p, kept);
     dropped += dropped_here;
   }
+  dropped += truncate_events_after(tensorboard_dir(), step);
+  resumed_after_ = step;
   return dropped;
 }
 

@@ -9,6 +9,13 @@
 //   summary.json           written at the end (write_summary)
 //   checkpoints/           see trainer/checkpoint.h
 //   plots/                 see trainer/plot.h
+//   tb/                    TensorBoard event files, with `logging.tensorboard: true`
+//                          (core/tensorboard.h): every metrics line's values as
+//                          scalars tagged as metrics.jsonl names them once flattened
+//                          ("reward/mean", "time/rollout"), every eval line's as
+//                          "eval/<name>", every samples batch as the text table
+//                          "samples"; one new events file per process (the
+//                          first append opens it), flushed at every append
 //
 // Byte-stability: keys are sorted and doubles printed as the shortest text
 // that reads back as the same double, so two runs that compute the same
@@ -20,12 +27,16 @@
 // logged (Checkpoint::step after that step; evaluation before training is
 // step 0).  Resuming from a checkpoint of step S calls truncate_after(S):
 // lines with step > S (and a torn last line) are removed, so appending again
-// never duplicates a step.
+// never duplicates a step.  The same holds for tb/: truncate_after rewrites
+// its events files without the events of step > S.  Each process's events
+// file starts with a SessionLog START (step 0 in a fresh run, S + 1 after a
+// resume): TensorBoard ignores the first and, on a later one, drops the
+// events of step >= S + 1 it was already showing (a live view across a crash).
 //
 // Clobbering: opening a directory that holds a run with a different
 // recipe.resolved.yaml throws unless resuming.  Opening it fresh with the
 // same recipe starts the run afresh: previous metrics, samples, eval,
-// summary, plots and checkpoints are removed (logged).
+// summary, plots, tb and checkpoints are removed (logged).
 //
 // Multi-rank: only rank 0 constructs a RunDir (and should do so before the
 // other ranks touch checkpoints/, then barrier); the others use
@@ -35,11 +46,22 @@
 
 #include <cstdint>
 #include <map>
+#include <memory>
 #include <nlohmann/json_fwd.hpp>
 #include <string>
 #include <vector>
 
 namespace zerorl {
+
+class ConfigNode;
+class EventFileWriter;
+
+// The recipe's `logging` section: outputs of a run beyond its JSONL files.
+struct LoggingConfig {
+  bool tensorboard = false;  // TensorBoard event files in <run>/tb/
+
+  static LoggingConfig from(const ConfigNode& n);
+};
 
 // <root>/<name>; the name must be [A-Za-z0-9._-]+ and not "." or "..".
 std::string run_dir_path(const std::string& root, const std::string& name);
@@ -71,16 +93,22 @@ class RunDir {
   // the top of this file for clobbering).  Creates empty metrics.jsonl,
   // samples.jsonl and eval.jsonl when missing.
   RunDir(const std::string& root, const std::string& name, const std::string& resolved_recipe,
-         Mode mode);
+         Mode mode, const LoggingConfig& logging = {});
+  ~RunDir();
+  RunDir(const RunDir&) = delete;
+  RunDir& operator=(const RunDir&) = delete;
 
   const std::string& path() const { return path_; }
   std::string file(const std::string& name) const;  // path() + "/" + name
   std::string checkpoints_dir() const { return file("checkpoints"); }
   std::string plots_dir() const { return file("plots"); }
+  std::string tensorboard_dir() const { return file("tb"); }
 
   // Resume: drops every line with step > `step` from the three JSONL files
-  // (atomically: rewrite to a temp file, rename).  Unparseable lines (a crash
-  // mid-write) are dropped with a warning.  Returns the number of lines dropped.
+  // (atomically: rewrite to a temp file, rename), and every event with step
+  // > `step` from tb/'s events files.  Unparseable lines and torn records (a
+  // crash mid-write) are dropped with a warning.  Returns the number of lines
+  // and events dropped.  Call it before the first append.
   int64_t truncate_after(int64_t step);
 
   // Appends one line; metric names may not be "step" or "time".
@@ -93,7 +121,11 @@ class RunDir {
 
  private:
   void append_line(const std::string& file_name, const std::string& line);
+  EventFileWriter* tensorboard();  // null unless logging.tensorboard
   std::string path_;
+  LoggingConfig logging_;
+  std::unique_ptr<EventFileWriter> tb_;  // opened by the first append
+  int64_t resumed_after_ = -1;           // truncate_after's step
 };
 
 // The exact line append_metrics writes (without the newline).

@@ -4,6 +4,7 @@
 #include <gtest/gtest.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cmath>
 #include <cstring>
 #include <filesystem>
@@ -12,6 +13,7 @@
 #include <sstream>
 
 #include "core/error.h"
+#include "core/tensorboard.h"
 #include "trainer/checkpoint.h"
 
 namespace fs = std::filesystem;
@@ -157,6 +159,60 @@ TEST(RunDir, ResumeTruncatesAndAppendsWithoutDuplicates) {
   EXPECT_EQ(rows[1].step, 2);
   EXPECT_TRUE(std::isnan(rows[1].values.at("loss/clip_frac_low")));
   EXPECT_DOUBLE_EQ(rows[5].values.at("time/step_seconds"), 0.9 * 6);
+}
+
+std::vector<std::string> events_files(const std::string& tb_dir) {
+  std::vector<std::string> out;
+  for (const auto& e : fs::directory_iterator(tb_dir)) out.push_back(e.path().string());
+  std::sort(out.begin(), out.end());
+  return out;
+}
+
+std::vector<int64_t> event_steps(const std::string& path) {
+  EventRecords r = read_event_records(path);
+  EXPECT_EQ(r.error, "") << path;
+  std::vector<int64_t> out;
+  for (const auto& rec : r.records) out.push_back(event_step(rec));
+  return out;
+}
+
+TEST(RunDir, TensorBoardResumeDropsLaterEventsAndATornRecord) {
+  TempRoot t;
+  LoggingConfig tb;
+  tb.tensorboard = true;
+  {
+    RunDir run(t.path(), "demo", kRecipe, RunDir::Mode::kFresh, tb);
+    run.append_eval(0, {{"pass_at_1", 0.0}});
+    for (int64_t s = 1; s <= 5; ++s) log_step(run, s, 0.7 * s);
+  }
+  const std::string dir = t.path() + "/demo/tb";
+  auto files = events_files(dir);
+  ASSERT_EQ(files.size(), 1u);
+  // file_version, SessionLog START, eval 0, then per step: metrics,
+  // samples (even steps), eval (step 3).
+  EXPECT_EQ(event_steps(files[0]), (std::vector<int64_t>{0, 0, 0, 1, 2, 2, 3, 3, 4, 4, 5}));
+  std::ofstream(files[0], std::ios::binary | std::ios::app) << "torn";
+  {
+    ::testing::internal::CaptureStderr();
+    RunDir run(t.path(), "demo", kRecipe, RunDir::Mode::kResume, tb);
+    const int64_t dropped = run.truncate_after(3);
+    std::string err = ::testing::internal::GetCapturedStderr();
+    // JSONL: metrics 4, 5, samples 4; events: metrics 4, 5, samples 4, the torn tail.
+    EXPECT_EQ(dropped, 7);
+    EXPECT_NE(err.find("cut short"), std::string::npos) << err;
+    EXPECT_EQ(event_steps(files[0]), (std::vector<int64_t>{0, 0, 0, 1, 2, 2, 3, 3}));
+    EXPECT_EQ(events_files(dir).size(), 1u) << "no file before the first append";
+    log_step(run, 4, 1.0);
+  }
+  files = events_files(dir);
+  ASSERT_EQ(files.size(), 2u);
+  // The new file: file_version, SessionLog START at 4, metrics 4, samples 4.
+  EXPECT_EQ(event_steps(files[1]), (std::vector<int64_t>{0, 4, 4, 4}));
+  // A fresh start with the same recipe leaves no events of the old run.
+  ::testing::internal::CaptureStderr();
+  { RunDir run(t.path(), "demo", kRecipe, RunDir::Mode::kFresh, tb); }
+  ::testing::internal::GetCapturedStderr();
+  EXPECT_FALSE(fs::exists(dir));
 }
 
 TEST(RunDir, RefusesToClobberADifferentRun) {
