@@ -1,23 +1,38 @@
-// The real GRPO loop with DAPO dynamic sampling under mpirun
-// (tests/trainer/CMakeLists.txt):
+// The real GRPO loop under mpirun (tests/trainer/CMakeLists.txt), in three
+// scenarios, each a ctest:
 //
-//   -np 1 loop_mpi --runs=DIR   trains the reference run DIR/runs/np1
-//   -np 2 loop_mpi --runs=DIR   trains the same recipe on two ranks
-//                               (DIR/runs/np2) and checks it against np1
+//   --scenario=dense --runs=DIR    -np 1: the reference run DIR/runs/dense_np1;
+//                                  -np 2 or 4: the same recipe on N ranks
+//                                  (dense_npN), checked against np1
+//   --scenario=resume --runs=DIR   -np N after dense: copies dense_npN, drops
+//                                  its last checkpoint, `--resume auto` from
+//                                  the middle one (step 4) in a new process,
+//                                  and requires the same bits as dense_npN
+//   --scenario=dapo --runs=DIR     -np 1 then -np 2: DAPO dynamic sampling
 //
-// What the two-rank run must show: it finishes (ranks that keep different
+// dense: every rank holds completions in every minibatch, so the gradient
+// all-reduce carries real gradients from each rank at every optimizer step.
+// 8 prompts per step, G = 4, 2 minibatches, 8 steps, checkpoints at 4 and 8,
+// gradient buckets of 4 KiB (the tiny policy spans many of them), rewards
+// with a length spread (the soft overlong penalty) so that most groups have
+// non-zero advantages.  A group's minibatch is its place in the global batch
+// mod 2 and rank r holds places [r*P, (r+1)*P) with P = 8/N >= 2, so each
+// rank holds groups of both minibatches (checked below from the same rule).
+// What the N-rank run must show, step by step against np1: the same rewards
+// (the data and sampling streams do not depend on the world size), the same
+// pre-clip gradient norm (a sync that averages instead of sums halves it;
+// Adam alone would hide that, being nearly scale-invariant), the same loss;
+// then the same final weights within a stated tolerance and every rank the
+// same weights bit for bit (a skipped bucket leaves the ranks apart).
+//
+// dapo: 2 prompts per step (one per rank per round), G = 4, two minibatches
+// of one group each, a cap of 2 rounds, 4 steps.  As seeded it takes every
+// path: refills, a step where one rank keeps both groups and the other none,
+// a short step whose second minibatch is empty on every rank, and a step
+// that keeps nothing (the checks below say if a change of the rollout stops
+// it doing so).  The two-rank run must finish (ranks that keep different
 // numbers of groups, or none, still take the same rounds: a hang fails the
-// ctest's timeout); every step's dynamic-sampling counts equal the one-rank
-// run's (the kept groups do not depend on the world size); the final weights
-// equal the one-rank run's within a stated tolerance; both ranks hold the
-// same weights bit for bit.
-//
-// The recipe: 2 prompts per step (one per rank per round), G = 4, two
-// minibatches of one group each, a cap of 2 rounds, 4 steps.  As seeded it
-// takes every path: refills, a step where one rank keeps both groups and
-// the other none, a short step whose second minibatch is empty on every
-// rank, and a step that keeps nothing (the checks below say if a change
-// of the rollout stops it doing so).
+// ctest's timeout), keep the same groups as np1 and end with np1's weights.
 #include <cmath>
 #include <filesystem>
 #include <iostream>
@@ -37,28 +52,57 @@
 namespace zerorl {
 namespace {
 
+namespace fs = std::filesystem;
 using test::g_failures;
 using test::g_rank;
 
-constexpr long kSteps = 4;
+constexpr long kDapoSteps = 4;
+constexpr long kDenseSteps = 8, kDenseResumeFrom = 4, kDensePrompts = 8, kDenseMinibatches = 2;
 
-TrainResult train(Comm& comm, const std::string& dir, const std::string& name) {
+// Writes the tiny policy once (rank 0) and returns the recipe for run `name`.
+Recipe make_recipe(Comm& comm, const std::string& dir, const std::string& name,
+                   const std::vector<std::string>& overrides) {
   const std::string runs = dir + "/runs", policy = dir + "/policy.h5";
-  if (comm.rank() == 0) {
-    remove_tree(runs + "/" + name);
-    if (!std::filesystem::exists(policy)) {
-      std::filesystem::create_directories(dir);
-      test::write_tiny_policy(policy);
-    }
+  if (comm.rank() == 0 && !fs::exists(policy)) {
+    fs::create_directories(dir);
+    test::write_tiny_policy(policy);
   }
   comm.barrier();
   Recipe r = Recipe::from_string(test::tiny_recipe(name, runs, policy), "loop_mpi.yaml");
+  r.apply_overrides(overrides);
+  return r;
+}
+
+TrainResult train_fresh(Comm& comm, const std::string& dir, const std::string& name,
+                        const std::vector<std::string>& overrides) {
+  if (comm.rank() == 0) remove_tree(dir + "/runs/" + name);
+  comm.barrier();
+  Recipe r = make_recipe(comm, dir, name, overrides);
+  return run_train(r, comm);
+}
+
+std::vector<std::string> dapo_recipe() {
   std::vector<std::string> o = test::dapo_overrides(2);
   for (std::string x :
        {"train.steps=4", "train.prompts_per_step=2", "train.minibatches=2", "checkpoint.every=0"})
     o.push_back(x);
-  r.apply_overrides(o);
-  return run_train(r, comm);
+  return o;
+}
+
+// The dense recipe (see the top of the file): the DAPO length-spread rewards
+// without dynamic sampling.
+std::vector<std::string> dense_recipe() {
+  return {"loss.overlong=soft",
+          "loss.max_completion_length=12",
+          "loss.overlong_buffer=8",
+          "eval.every=0",
+          "train.steps=" + std::to_string(kDenseSteps),
+          "train.prompts_per_step=" + std::to_string(kDensePrompts),
+          "train.minibatches=" + std::to_string(kDenseMinibatches),
+          "train.sample_every=0",
+          "checkpoint.every=" + std::to_string(kDenseResumeFrom),
+          "checkpoint.keep_last=10",
+          "optimizer.bucket_mb=0.00390625"};
 }
 
 std::map<std::string, at::Tensor> weights_of(const std::string& file) {
@@ -66,13 +110,37 @@ std::map<std::string, at::Tensor> weights_of(const std::string& file) {
   return {c.weights.begin(), c.weights.end()};
 }
 
-void compare_with_np1(const std::string& dir, const TrainResult& np2) {
-  const std::string np1 = dir + "/runs/np1";
+std::string ckpt(const std::string& run, long step, int rank) {
+  return checkpoint_rank_file(checkpoint_step_dir(run + "/checkpoints", step), rank);
+}
+
+// Largest |w_a - w_b| over all weights of two checkpoints.
+double max_weight_diff(const std::string& a, const std::string& b) {
+  auto w1 = weights_of(a), w2 = weights_of(b);
+  CHECK_OR_FAIL(w1.size() == w2.size(), "weight counts differ: ", w1.size(), " vs ", w2.size());
+  double max_diff = 0;
+  for (auto& [n, t] : w1)
+    max_diff = std::max(max_diff,
+                        (t.to(at::kDouble) - w2.at(n).to(at::kDouble)).abs().max().item<double>());
+  return max_diff;
+}
+
+void check_ranks_agree(const std::string& run, long step, int world) {
+  for (int r = 1; r < world; ++r)
+    CHECK_OR_FAIL(
+        checkpoint_weights_hash(ckpt(run, step, 0)) == checkpoint_weights_hash(ckpt(run, step, r)),
+        run, " step ", step, ": rank ", r, " holds different weights from rank 0");
+}
+
+// ---- dapo ---------------------------------------------------------------------------
+
+void compare_dapo_with_np1(const std::string& dir, const TrainResult& np2) {
+  const std::string np1 = dir + "/runs/dapo_np1";
   auto a = test::read_jsonl(np1 + "/metrics.jsonl");
   auto b = test::read_jsonl(np2.run_dir + "/metrics.jsonl");
-  CHECK_OR_FAIL(a.size() == static_cast<size_t>(kSteps) && b.size() == a.size(),
+  CHECK_OR_FAIL(a.size() == static_cast<size_t>(kDapoSteps) && b.size() == a.size(),
                 "metrics lines: np1 ", a.size(), ", np2 ", b.size(),
-                " (run trainer.mpi.loop_np1 first)");
+                " (run trainer.mpi.dapo_np1 first)");
   bool uneven = false, extra_rounds = false, short_step = false;
   for (size_t s = 0; s < std::min(a.size(), b.size()); ++s) {
     for (auto k : {"dynamic/rounds", "dynamic/groups_drawn", "dynamic/groups_with_signal",
@@ -97,24 +165,103 @@ void compare_with_np1(const std::string& dir, const TrainResult& np2) {
   CHECK_OR_FAIL(short_step,
                 "no step hit the cap with one group: an empty minibatch was not exercised");
 
-  const auto ckpt = [](const std::string& run, int rank) {
-    return checkpoint_rank_file(checkpoint_step_dir(run + "/checkpoints", kSteps), rank);
-  };
-  CHECK_OR_FAIL(checkpoint_weights_hash(ckpt(np2.run_dir, 0)) ==
-                    checkpoint_weights_hash(ckpt(np2.run_dir, 1)),
-                "the two ranks hold different weights");
-  auto w1 = weights_of(ckpt(np1, 0)), w2 = weights_of(ckpt(np2.run_dir, 0));
-  double max_diff = 0;
-  for (auto& [n, t] : w1)
-    max_diff = std::max(max_diff,
-                        (t.to(at::kDouble) - w2.at(n).to(at::kDouble)).abs().max().item<double>());
+  check_ranks_agree(np2.run_dir, kDapoSteps, 2);
   // fp32 gradients summed in another order (one rank's sum vs two partial
   // sums) differ by ~1 ulp; Adam's per-element normalisation turns that into
   // weight differences of up to ~lr * 1e-3 per update.  1e-5 over 8 updates
   // at lr 1e-3 leaves room for that and still catches a batch that differs
   // by one group (which moves weights by ~lr = 1e-3).
-  std::cout << "max |w(np=2) - w(np=1)| = " << max_diff << "\n";
-  CHECK_OR_FAIL(max_diff <= 1e-5, "weights differ from the one-rank run by ", max_diff);
+  const double d = max_weight_diff(ckpt(np1, kDapoSteps, 0), ckpt(np2.run_dir, kDapoSteps, 0));
+  std::cout << "max |w(np=2) - w(np=1)| = " << d << "\n";
+  CHECK_OR_FAIL(d <= 1e-5, "weights differ from the one-rank run by ", d);
+}
+
+// ---- dense --------------------------------------------------------------------------
+
+void compare_dense_with_np1(const std::string& dir, const TrainResult& res, int world) {
+  // Every rank holds groups of every minibatch: the trainer's split rule
+  // (minibatch = global place mod M, rank r holding places r*P .. r*P+P-1).
+  const long P = kDensePrompts / world;
+  for (int r = 0; r < world; ++r)
+    for (long mb = 0; mb < kDenseMinibatches; ++mb) {
+      long held = 0;
+      for (long i = 0; i < P; ++i) held += (r * P + i) % kDenseMinibatches == mb;
+      CHECK_OR_FAIL(held > 0, "rank ", r, " holds no group of minibatch ", mb,
+                    ": the recipe no longer gives every rank real gradients");
+    }
+
+  const std::string np1 = dir + "/runs/dense_np1";
+  auto a = test::read_jsonl(np1 + "/metrics.jsonl");
+  auto b = test::read_jsonl(res.run_dir + "/metrics.jsonl");
+  CHECK_OR_FAIL(a.size() == static_cast<size_t>(kDenseSteps) && b.size() == a.size(),
+                "metrics lines: np1 ", a.size(), ", np", world, " ", b.size(),
+                " (run trainer.mpi.dense_np1 first)");
+  long steps_with_signal = 0;
+  for (size_t s = 0; s < std::min(a.size(), b.size()); ++s) {
+    const auto rel = [&](const char* k) {
+      const double x = a[s][k].get<double>(), y = b[s][k].get<double>();
+      return std::abs(x - y) / std::max(1e-30, std::abs(x));
+    };
+    // Rewards: the same completions, a mean summed in another order (~1e-16).
+    CHECK_OR_FAIL(rel("reward/mean") <= 1e-12, "step ", s + 1, " reward/mean: np1 ",
+                  a[s]["reward/mean"], ", np", world, " ", b[s]["reward/mean"]);
+    // The gradient norm before clipping, averaged over the two optimizer
+    // steps: fp32 sums in another order move it by ~1e-7 relative (measured
+    // 2e-7 at np 2 and 4, with the weights' drift by the later steps); a sync
+    // that averages over the ranks instead of summing halves it (np 2), one
+    // that skips the last bucket loses its share (-13% at step 1).
+    CHECK_OR_FAIL(rel("optim/grad_norm") <= 1e-5, "step ", s + 1, " optim/grad_norm: np1 ",
+                  a[s]["optim/grad_norm"], ", np", world, " ", b[s]["optim/grad_norm"]);
+    CHECK_OR_FAIL(
+        std::abs(a[s]["loss/loss"].get<double>() - b[s]["loss/loss"].get<double>()) <= 1e-5,
+        "step ", s + 1, " loss/loss: np1 ", a[s]["loss/loss"], ", np", world, " ",
+        b[s]["loss/loss"]);
+    steps_with_signal += a[s]["optim/grad_norm"].get<double>() > 1e-3;
+    std::cout << "step " << s + 1 << ": reward " << b[s]["reward/mean"] << ", grad_norm np1 "
+              << a[s]["optim/grad_norm"] << " np" << world << " " << b[s]["optim/grad_norm"]
+              << "\n";
+  }
+  CHECK_OR_FAIL(steps_with_signal == kDenseSteps, "only ", steps_with_signal, " of ", kDenseSteps,
+                " steps had a gradient: the rewards lost their spread");
+
+  check_ranks_agree(res.run_dir, kDenseSteps, world);
+  // As for dapo: up to ~lr * 1e-3 per update from the summation order (16
+  // updates; measured 1.6e-7 at np 2 and 4).
+  const double d = max_weight_diff(ckpt(np1, kDenseSteps, 0), ckpt(res.run_dir, kDenseSteps, 0));
+  std::cout << "max |w(np=" << world << ") - w(np=1)| = " << d << "\n";
+  CHECK_OR_FAIL(d <= 1e-5, "weights differ from the one-rank run by ", d);
+}
+
+// A copy of dense_npN with its last checkpoint removed, resumed with
+// `--resume auto` (the newest checkpoint: step 4) in this new process; it
+// must end with dense_npN's bits and write the same metrics for steps 5..8.
+void resume_dense(Comm& comm, const std::string& dir) {
+  const int world = comm.size();
+  const std::string name = "dense_np" + std::to_string(world);
+  const std::string full = dir + "/runs/" + name, copy = full + "_resumed";
+  if (comm.rank() == 0) {
+    ZR_CHECK(fs::exists(ckpt(full, kDenseSteps, 0)), "no ", full,
+             " checkpoint: run trainer.mpi.dense_np", world, " first");
+    remove_tree(copy);
+    fs::copy(full, copy, fs::copy_options::recursive);
+    remove_tree(checkpoint_step_dir(copy + "/checkpoints", kDenseSteps));
+  }
+  comm.barrier();
+  Recipe r = make_recipe(comm, dir, name + "_resumed", dense_recipe());
+  TrainResult res = run_train(r, comm, "auto");
+  CHECK_OR_FAIL(res.steps_done == kDenseSteps, "steps done after resume: ", res.steps_done);
+  if (comm.rank() != 0) return;
+  for (int rank = 0; rank < world; ++rank)
+    CHECK_OR_FAIL(checkpoint_weights_hash(ckpt(full, kDenseSteps, rank)) ==
+                      checkpoint_weights_hash(ckpt(copy, kDenseSteps, rank)),
+                  "rank ", rank, ": resumed from step ", kDenseResumeFrom,
+                  ", the step-8 weights differ from the uninterrupted run's");
+  const auto la = test::lines_without_time(full + "/metrics.jsonl");
+  const auto lb = test::lines_without_time(copy + "/metrics.jsonl");
+  CHECK_OR_FAIL(la == lb, "metrics.jsonl of the resumed run differs (", lb.size(), " lines vs ",
+                la.size(), ")");
+  std::cout << "resumed at step " << kDenseResumeFrom << " on " << world
+            << " ranks: same bits and metrics at step " << kDenseSteps << "\n";
 }
 
 }  // namespace
@@ -122,20 +269,34 @@ void compare_with_np1(const std::string& dir, const TrainResult& np2) {
 
 int main(int argc, char** argv) {
   using namespace zerorl;
-  std::string dir;
+  std::string dir, scenario;
   for (int i = 1; i < argc; ++i) {
     const std::string a = argv[i];
     if (a.rfind("--runs=", 0) == 0) dir = a.substr(7);
+    if (a.rfind("--scenario=", 0) == 0) scenario = a.substr(11);
   }
   try {
-    ZR_CHECK(!dir.empty(), "usage: loop_mpi --runs=DIR");
+    ZR_CHECK(!dir.empty() && (scenario == "dense" || scenario == "resume" || scenario == "dapo"),
+             "usage: loop_mpi --scenario=dense|resume|dapo --runs=DIR");
     mpi_init_if_launched(&argc, &argv);
     auto comm = make_comm(mpi_active() ? "mpi" : "single");
     g_rank = comm->rank();
-    ZR_CHECK(comm->size() <= 2, "runs with one or two ranks, got ", comm->size());
-    TrainResult res = train(*comm, dir, comm->size() == 1 ? "np1" : "np2");
-    CHECK_OR_FAIL(res.steps_done == kSteps, "steps done: ", res.steps_done);
-    if (comm->size() == 2 && comm->rank() == 0) compare_with_np1(dir, res);
+    const int world = comm->size();
+    if (scenario == "dapo") {
+      ZR_CHECK(world <= 2, "dapo runs with one or two ranks, got ", world);
+      TrainResult res =
+          train_fresh(*comm, dir, world == 1 ? "dapo_np1" : "dapo_np2", dapo_recipe());
+      CHECK_OR_FAIL(res.steps_done == kDapoSteps, "steps done: ", res.steps_done);
+      if (world == 2 && comm->rank() == 0) compare_dapo_with_np1(dir, res);
+    } else if (scenario == "dense") {
+      ZR_CHECK(kDensePrompts % world == 0 && kDensePrompts / world >= kDenseMinibatches,
+               "dense runs with 1, 2 or 4 ranks, got ", world);
+      TrainResult res = train_fresh(*comm, dir, "dense_np" + std::to_string(world), dense_recipe());
+      CHECK_OR_FAIL(res.steps_done == kDenseSteps, "steps done: ", res.steps_done);
+      if (world > 1 && comm->rank() == 0) compare_dense_with_np1(dir, res, world);
+    } else {
+      resume_dense(*comm, dir);
+    }
     const double failed = comm->allreduce_scalar(g_failures, ReduceOp::kMax);
     if (comm->rank() == 0) std::cout << (failed > 0 ? "FAILED" : "PASSED") << "\n";
     return failed > 0 ? 1 : 0;
