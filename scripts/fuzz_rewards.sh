@@ -39,7 +39,7 @@ import json, os, sys, glob, hashlib
 here, corpus = sys.argv[1], sys.argv[2]
 def put(b):
     open(os.path.join(corpus, hashlib.sha1(b).hexdigest()), 'wb').write(b)
-for f in glob.glob(os.path.join(here, '..', 'shared', 'peer-suites', '*.jsonl')):
+for f in glob.glob(os.path.join(here, 'tests', 'rewards', 'peer_suites', '*.jsonl')):
     for line in open(f):
         d = json.loads(line)
         put((d['gold'] + '\0' + d['pred']).encode()[:8000])

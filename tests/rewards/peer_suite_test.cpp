@@ -1,11 +1,12 @@
-// The peer suites (../shared/peer-suites/*.jsonl): verdicts other graders'
-// own tests pin.  Reports agreement per category; fails below 95% on
-// math_verify_cases.jsonl and 90% on other_grader_cases.jsonl, and fails for
-// any disagreement not listed (as `file:line`) in docs/REWARDS.md, so every
-// deliberate disagreement carries a written reason.
+// The peer suites (tests/rewards/peer_suites/*.jsonl, vendored with their
+// sources named in its README): verdicts other graders' own tests pin.  Reports agreement per
+// category; fails below 95% on math_verify_cases.jsonl and 90% on other_grader_cases.jsonl, and
+// fails for any disagreement not listed (as `file:line`) in docs/REWARDS.md, so every deliberate
+// disagreement carries a written reason.
 #include <gtest/gtest.h>
 #include <nlohmann/json.hpp>
 
+#include <cstdlib>
 #include <filesystem>
 #include <fstream>
 #include <map>
@@ -18,7 +19,24 @@ namespace fs = std::filesystem;
 
 namespace {
 
-fs::path suite_dir() { return fs::path(ZR_SOURCE_DIR) / ".." / "shared" / "peer-suites"; }
+fs::path suite_dir() { return fs::path(ZR_SOURCE_DIR) / "tests" / "rewards" / "peer_suites"; }
+
+// The suites ship with the repository: a missing file is a broken checkout.
+// Outside CI (a trimmed copy) it is a skip naming the file; under CI=true a
+// failure, so a lost file can never turn the check into a silent skip.
+bool in_ci() {
+  const char* ci = std::getenv("CI");
+  return ci != nullptr && std::string(ci) == "true";
+}
+
+#define REQUIRE_SUITE(file)                                             \
+  do {                                                                  \
+    const fs::path p = suite_dir() / (file);                            \
+    if (!fs::exists(p)) {                                               \
+      if (in_ci()) FAIL() << "peer suite missing under CI=true: " << p; \
+      GTEST_SKIP() << "peer suite not found at " << p;                  \
+    }                                                                   \
+  } while (0)
 
 std::string read_file(const fs::path& p) {
   std::ifstream f(p);
@@ -102,8 +120,7 @@ double run_suite(const std::string& file, std::vector<std::string>& unlisted) {
 }  // namespace
 
 TEST(PeerSuite, MathVerifyCasesAgreeAtLeast95Percent) {
-  if (!fs::exists(suite_dir() / "math_verify_cases.jsonl"))
-    GTEST_SKIP() << "peer suites not found at " << suite_dir();
+  REQUIRE_SUITE("math_verify_cases.jsonl");
   std::vector<std::string> unlisted;
   double rate = run_suite("math_verify_cases.jsonl", unlisted);
   EXPECT_GE(rate, 0.95);
@@ -112,8 +129,7 @@ TEST(PeerSuite, MathVerifyCasesAgreeAtLeast95Percent) {
 }
 
 TEST(PeerSuite, OtherGraderCasesAgreeAtLeast90Percent) {
-  if (!fs::exists(suite_dir() / "other_grader_cases.jsonl"))
-    GTEST_SKIP() << "peer suites not found at " << suite_dir();
+  REQUIRE_SUITE("other_grader_cases.jsonl");
   std::vector<std::string> unlisted;
   double rate = run_suite("other_grader_cases.jsonl", unlisted);
   EXPECT_GE(rate, 0.90);
