@@ -12,6 +12,7 @@
 #include "data/tokenizer.h"
 #include "model/model.h"
 #include "rewards/math/answer_extract.h"
+#include "rewards/math/grader.h"
 #include "rewards/pipeline.h"
 
 namespace zerorl {
@@ -21,6 +22,7 @@ EvalConfig EvalConfig::from(const ConfigNode& n) {
   c.every = n.get<long>("every", c.every);
   c.num_problems = n.get<long>("num_problems", c.num_problems);
   c.k = n.get<long>("k", c.k);
+  c.n = n.get<long>("n", c.n);
   c.temperature = n.get<double>("temperature", c.temperature);
   c.top_p = n.get<double>("top_p", c.top_p);
   c.max_new_tokens = n.get<long>("max_new_tokens", c.max_new_tokens);
@@ -30,6 +32,8 @@ EvalConfig EvalConfig::from(const ConfigNode& n) {
   c.seed = n.get<unsigned long long>("seed", c.seed);
   ZR_CHECK(c.every >= 0, n.where("every"), ": eval.every must be >= 0");
   ZR_CHECK(c.k >= 1, n.where("k"), ": eval.k must be >= 1");
+  ZR_CHECK(c.n == 0 || c.n >= c.k, n.where("n"),
+           ": eval.n (samples per problem) must be 0 (= k) or >= eval.k (", c.k, "), got ", c.n);
   ZR_CHECK(c.temperature > 0, n.where("temperature"),
            ": eval.temperature must be > 0 (greedy is measured separately)");
   return c;
@@ -66,6 +70,86 @@ std::string answer_key(const std::string& response) {
 }
 
 }  // namespace
+
+// ---- the figures ---------------------------------------------------------------------
+
+double pass_at_k(long n, long c, long k) {
+  ZR_CHECK(n >= 1 && k >= 1 && k <= n && c >= 0 && c <= n,
+           "pass_at_k: need 0 <= c <= n and 1 <= k <= n, got n=", n, " c=", c, " k=", k);
+  if (n - c < k) return 1.0;
+  // C(n-c, k) / C(n, k) = prod_{i = n-c+1}^{n} (1 - k / i)
+  double miss = 1.0;
+  for (long i = n - c + 1; i <= n; ++i)
+    miss *= 1.0 - static_cast<double>(k) / static_cast<double>(i);
+  return 1.0 - miss;
+}
+
+bool math_answers_equivalent(const std::string& a, const std::string& b) {
+  if (a == b) return true;
+  static const rewards::math::GradeOptions opt;
+  return rewards::math::compare_answers(a, b, opt).correct;
+}
+
+bool majority_correct(const ProblemOutcome& p, long k, const AnswerEquivalence& eq) {
+  struct Cluster {
+    size_t first;  // sample index of its first answer
+    long votes;
+  };
+  std::vector<Cluster> clusters;
+  const size_t n = std::min(p.answers.size(), static_cast<size_t>(k));
+  for (size_t j = 0; j < n; ++j) {
+    if (p.answers[j].empty()) continue;
+    auto it = std::find_if(clusters.begin(), clusters.end(),
+                           [&](const Cluster& c) { return eq(p.answers[c.first], p.answers[j]); });
+    if (it == clusters.end())
+      clusters.push_back({j, 1});
+    else
+      ++it->votes;
+  }
+  const Cluster* best = nullptr;
+  for (const auto& c : clusters)
+    if (!best || c.votes > best->votes) best = &c;
+  return best && p.correct.at(best->first);
+}
+
+void score_problem(const ProblemOutcome& p, long k, const AnswerEquivalence& eq, EvalSums& sums) {
+  const long n = static_cast<long>(p.correct.size());
+  ZR_CHECK(n >= k && p.answers.size() == p.correct.size() && p.lengths.size() == p.correct.size() &&
+               p.worked.size() == p.correct.size() &&
+               (p.formatted.empty() || p.formatted.size() == p.correct.size()),
+           "score_problem: ", n, " samples for k = ", k, " or vectors of different lengths");
+  long c = 0;
+  for (bool ok : p.correct) c += ok;
+  double* v = sums.v;
+  v[0] += static_cast<double>(c) / static_cast<double>(n);
+  v[1] += pass_at_k(n, c, k);
+  v[2] += majority_correct(p, k, eq);
+  v[3] += p.greedy_correct > 0;
+  for (bool f : p.formatted) v[4] += f;
+  for (long len : p.lengths) v[5] += static_cast<double>(len);
+  for (bool w : p.worked) v[6] += w;
+  v[7] += static_cast<double>(n);
+  v[8] += 1;
+}
+
+std::map<std::string, double> eval_metrics(const EvalSums& sums, long k, bool greedy,
+                                           bool has_format) {
+  const double* s = sums.v;
+  const double problems = s[8], completions = s[7];
+  auto per = [](double x, double d) { return d > 0 ? x / d : 0.0; };
+  std::map<std::string, double> m;
+  m["pass_at_1"] = per(s[0], problems);
+  m["pass_at_" + std::to_string(k)] = per(s[1], problems);
+  m["maj_at_" + std::to_string(k)] = per(s[2], problems);
+  if (greedy) m["greedy_accuracy"] = per(s[3], problems);
+  if (has_format) m["format_rate"] = per(s[4], completions);
+  m["mean_response_tokens"] = per(s[5], completions);
+  m["worked_rate"] = per(s[6], completions);
+  m["num_problems"] = problems;
+  return m;
+}
+
+// ---- evaluate ------------------------------------------------------------------------
 
 EvalResult evaluate(const EvalContext& ctx, const std::vector<data::Example>& all_problems,
                     const EvalConfig& cfg, Comm& comm) {
@@ -105,7 +189,8 @@ EvalResult evaluate(const EvalContext& ctx, const std::vector<data::Example>& al
     return ctx.rewards->score(samples);
   };
 
-  double sums[8] = {0};  // pass1, passk, majk, greedy, format, tokens, worked, completions
+  const long n_samples = cfg.n > 0 ? cfg.n : cfg.k;
+  std::vector<ProblemOutcome> outcomes(prompts.size());
   EvalResult result;
   if (!prompts.empty()) {
     rollout::SamplingParams sp = ctx.sampling;
@@ -115,34 +200,19 @@ EvalResult evaluate(const EvalContext& ctx, const std::vector<data::Example>& al
     sp.seed = cfg.seed;
     sp.step = 0;
     if (cfg.max_new_tokens > 0) sp.max_new_tokens = cfg.max_new_tokens;
-    auto batch = ctx.engine->generate(*ctx.policy, prompts, cfg.k, sp);
-    auto scored = score(batch, cfg.k);
+    auto batch = ctx.engine->generate(*ctx.policy, prompts, n_samples, sp);
+    auto scored = score(batch, n_samples);
     for (size_t p = 0; p < prompts.size(); ++p) {
-      int correct = 0;
-      std::map<std::string, std::pair<int, bool>> votes;  // answer -> (count, correct)
-      std::string best;
-      int best_count = 0;
-      for (long g = 0; g < cfg.k; ++g) {
-        size_t j = p * cfg.k + g;
-        bool ok = scored[j].values[correct_idx] >= 0.5;
-        correct += ok;
-        if (format_idx >= 0) sums[4] += scored[j].values[format_idx] >= 0.5;
-        sums[5] += batch.samples[j].completion_length();
-        sums[6] += data::uses_worked_steps(batch.samples[j].text);
-        sums[7] += 1;
-        std::string key = answer_key(scored_response(rendered[p], batch.samples[j].text));
-        if (key.empty()) continue;
-        auto& v = votes[key];
-        v.first++;
-        v.second = ok;
-        if (v.first > best_count) {
-          best_count = v.first;
-          best = key;
-        }
+      ProblemOutcome& o = outcomes[p];
+      for (long g = 0; g < n_samples; ++g) {
+        const size_t j = p * n_samples + g;
+        const auto& smp = batch.samples[j];
+        o.correct.push_back(scored[j].values[correct_idx] >= 0.5);
+        if (format_idx >= 0) o.formatted.push_back(scored[j].values[format_idx] >= 0.5);
+        o.answers.push_back(answer_key(scored_response(rendered[p], smp.text)));
+        o.lengths.push_back(smp.completion_length());
+        o.worked.push_back(data::uses_worked_steps(smp.text));
       }
-      sums[0] += static_cast<double>(correct) / cfg.k;
-      sums[1] += correct > 0;
-      sums[2] += best_count > 0 && votes[best].second;
     }
     if (cfg.greedy) {
       sp.temperature = 0.0;
@@ -150,25 +220,19 @@ EvalResult evaluate(const EvalContext& ctx, const std::vector<data::Example>& al
       auto gb = ctx.engine->generate(*ctx.policy, prompts, 1, sp);
       auto gs = score(gb, 1);
       for (size_t p = 0; p < prompts.size(); ++p) {
-        sums[3] += gs[p].values[correct_idx] >= 0.5;
+        outcomes[p].greedy_correct = gs[p].values[correct_idx] >= 0.5;
         if (comm.rank() == 0 && result.examples.size() < 4)
           result.examples.push_back({rendered[p], gb.samples[p].text});
       }
     }
   }
-  at::Tensor t = at::from_blob(sums, {8}, at::kDouble).clone();
+  EvalSums sums;
+  for (const auto& o : outcomes) score_problem(o, cfg.k, math_answers_equivalent, sums);
+  // Every rank counts its own problems; the all-reduce makes the totals.
+  at::Tensor t = at::from_blob(sums.v, {EvalSums::kSize}, at::kDouble).clone();
   comm.allreduce(t);
-  auto s = t.accessor<double, 1>();
-  const double n = static_cast<double>(n_total);
-  auto& m = result.metrics;
-  m["pass_at_1"] = n > 0 ? s[0] / n : 0.0;
-  m["pass_at_" + std::to_string(cfg.k)] = n > 0 ? s[1] / n : 0.0;
-  m["maj_at_" + std::to_string(cfg.k)] = n > 0 ? s[2] / n : 0.0;
-  if (cfg.greedy) m["greedy_accuracy"] = n > 0 ? s[3] / n : 0.0;
-  if (format_idx >= 0) m["format_rate"] = s[7] > 0 ? s[4] / s[7] : 0.0;
-  m["mean_response_tokens"] = s[7] > 0 ? s[5] / s[7] : 0.0;
-  m["worked_rate"] = s[7] > 0 ? s[6] / s[7] : 0.0;
-  m["num_problems"] = n;
+  std::copy(t.data_ptr<double>(), t.data_ptr<double>() + EvalSums::kSize, sums.v);
+  result.metrics = eval_metrics(sums, cfg.k, cfg.greedy, format_idx >= 0);
   return result;
 }
 

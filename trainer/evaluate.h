@@ -1,13 +1,21 @@
 // Evaluation of a policy on held-out problems: pass@1 as the R1 paper
-// measures it (k samples per problem at temperature 0.6, top-p 0.95, mean
-// correctness), pass@k (unbiased estimator with n = k: any correct), maj@k
-// (the most common extracted answer is correct), greedy accuracy, format
-// rate, mean response length and the share of completions in worked steps.
+// measures it (n samples per problem at temperature 0.6, top-p 0.95, mean
+// correctness), pass@k (the unbiased estimator of Chen et al. 2021,
+// 1 - C(n-c, k) / C(n, k) for c correct of n; "any correct" when n = k),
+// maj@k (majority vote over the first k samples' answers, answers that the
+// math grader finds equivalent voting together: `0.5` and `1/2` are one
+// answer), greedy accuracy, format rate, mean response length and the share
+// of completions in worked steps.
+//
+// The figures are computed by score_problem() and eval_metrics() from
+// scored outcomes (ProblemOutcome), which the tests build by hand; evaluate()
+// only generates, grades and all-reduces.
 //
 // Recipe section `eval:` (all optional):
 //   every: 10              evaluate before training and every N steps (0: never)
 //   num_problems: 64       first N problems of the test split (0: all)
-//   k: 8                   samples per problem
+//   k: 8                   the k of pass@k and maj@k
+//   n: 0                   samples per problem (0: k; otherwise >= k)
 //   temperature: 0.6
 //   top_p: 0.95
 //   max_new_tokens: 0      0: the rollout's max_new_tokens
@@ -20,6 +28,7 @@
 // all-reduced, so every rank returns the same numbers.  Collective.
 #pragma once
 
+#include <functional>
 #include <map>
 #include <memory>
 #include <string>
@@ -47,6 +56,7 @@ struct EvalConfig {
   long every = 10;
   long num_problems = 64;
   long k = 8;
+  long n = 0;  // 0: k
   double temperature = 0.6;
   double top_p = 0.95;
   long max_new_tokens = 0;
@@ -58,8 +68,9 @@ struct EvalConfig {
 };
 
 struct EvalResult {
-  // pass_at_1, pass_at_k, maj_at_k, greedy_accuracy, format_rate,
-  // mean_response_tokens, worked_rate, num_problems (and k).
+  // pass_at_1, pass_at_<k>, maj_at_<k>, greedy_accuracy (eval.greedy),
+  // format_rate (with a format reward), mean_response_tokens, worked_rate,
+  // num_problems.
   std::map<std::string, double> metrics;
   // The greedy completion of the first few problems (for eval logs).
   std::vector<std::pair<std::string, std::string>> examples;
@@ -75,6 +86,47 @@ struct EvalContext {
   rollout::SamplingParams sampling;  // the rollout's: stop strings, max_new_tokens
   bool prepend_bos = false;
 };
+
+// ---- the figures, from scored outcomes -----------------------------------------------
+
+// One problem's graded samples (all vectors [n], in sampling order).
+struct ProblemOutcome {
+  std::vector<bool> correct;         // graded correct (correct_reward >= 0.5)
+  std::vector<bool> formatted;       // format_reward >= 0.5 (empty: no format reward)
+  std::vector<std::string> answers;  // extracted final answer, "" when none
+  std::vector<long> lengths;         // completion tokens
+  std::vector<bool> worked;          // written in worked steps
+  int greedy_correct = -1;           // the greedy completion: 1 / 0, -1 when not decoded
+};
+
+// Unbiased pass@k from n samples with c correct: 1 - C(n-c, k) / C(n, k),
+// computed as a product (no overflow).  Throws unless 0 <= c <= n, 1 <= k <= n.
+double pass_at_k(long n, long c, long k);
+
+// Whether two extracted answers are the same answer (for maj@k voting).
+using AnswerEquivalence = std::function<bool(const std::string&, const std::string&)>;
+// The math grader's verdict (rewards::math::compare_answers, default
+// options), after an exact-string shortcut.
+bool math_answers_equivalent(const std::string& a, const std::string& b);
+
+// maj@k of one problem: the first k answers are clustered (an answer joins
+// the first cluster whose first answer is equivalent to it; "" never votes);
+// the largest cluster wins, a tie going to the cluster that appeared first;
+// the vote is correct when the winner's first sample was graded correct.
+// False when no sample has an answer.
+bool majority_correct(const ProblemOutcome& p, long k, const AnswerEquivalence& eq);
+
+// Per-problem sums, summed over problems (and ranks) before eval_metrics().
+struct EvalSums {
+  static constexpr int kSize = 9;
+  // pass@1, pass@k, maj@k, greedy correct, formatted, tokens, worked,
+  // completions, problems
+  double v[kSize] = {0};
+};
+void score_problem(const ProblemOutcome& p, long k, const AnswerEquivalence& eq, EvalSums& sums);
+// The metrics of EvalResult::metrics from sums over all problems.
+std::map<std::string, double> eval_metrics(const EvalSums& sums, long k, bool greedy,
+                                           bool has_format);
 
 EvalResult evaluate(const EvalContext& ctx, const std::vector<data::Example>& problems,
                     const EvalConfig& cfg, Comm& comm);
