@@ -22,10 +22,11 @@ namespace zerorl {
 
 LossConfig LossConfig::from(const ConfigNode& n) {
   LossConfig c;
-  const std::string agg = n.choice("aggregation", {"grpo", "dapo", "dr_grpo"}, "grpo");
-  c.aggregation = agg == "grpo"   ? Aggregation::kGrpo
-                  : agg == "dapo" ? Aggregation::kDapo
-                                  : Aggregation::kDrGrpo;
+  const std::string agg = n.choice("aggregation", {"grpo", "dapo", "dr_grpo", "cispo"}, "grpo");
+  c.aggregation = agg == "grpo"      ? Aggregation::kGrpo
+                  : agg == "dapo"    ? Aggregation::kDapo
+                  : agg == "dr_grpo" ? Aggregation::kDrGrpo
+                                     : Aggregation::kCispo;
   c.eps_low = n.get<double>("eps_low", c.eps_low);
   ZR_CHECK(std::isfinite(c.eps_low) && c.eps_low >= 0 && c.eps_low < 1, n.where("eps_low"), ": ",
            n.path("eps_low"), " must be in [0, 1), got ", c.eps_low);
@@ -66,7 +67,77 @@ LossConfig LossConfig::from(const ConfigNode& n) {
              " must be in [1, max_completion_length=", c.max_completion_length, "], got ",
              c.overlong_buffer);
   }
+  const std::string rl = n.choice("ratio_level", {"token", "sequence", "sequence_token"}, "token");
+  c.ratio_level = rl == "token"      ? RatioLevel::kToken
+                  : rl == "sequence" ? RatioLevel::kSequence
+                                     : RatioLevel::kSequenceToken;
+  if (c.aggregation == Aggregation::kCispo) {
+    ZR_CHECK(c.ratio_level != RatioLevel::kSequenceToken, n.where("ratio_level"), ": ",
+             n.path("ratio_level"),
+             "=sequence_token differs from sequence only in the gradient through the ratio, "
+             "which aggregation=cispo stops: use sequence");
+  }
+  const auto eps_in = [&](const char* key, double& v, double hi, const char* range) {
+    v = n.get<double>(key, v);
+    ZR_CHECK(std::isfinite(v) && v >= 0 && v <= hi, n.where(key), ": ", n.path(key), " must be in ",
+             range, ", got ", v);
+  };
+  const double inf = std::numeric_limits<double>::infinity();
+  eps_in("gspo_eps_low", c.gspo_eps_low, 1.0, "[0, 1]");
+  eps_in("gspo_eps_high", c.gspo_eps_high, inf, "[0, inf)");
+  eps_in("cispo_eps_low", c.cispo_eps_low, 1.0, "[0, 1]");
+  eps_in("cispo_eps_high", c.cispo_eps_high, inf, "[0, inf)");
+  const std::string bis =
+      n.choice("behaviour_is", {"none", "truncate", "mask", "sequence_mask"}, "none");
+  c.behaviour_is = bis == "none"       ? BehaviourIs::kNone
+                   : bis == "truncate" ? BehaviourIs::kTruncate
+                   : bis == "mask"     ? BehaviourIs::kMask
+                                       : BehaviourIs::kSequenceMask;
+  c.behaviour_is_cap = n.get<double>("behaviour_is_cap", c.behaviour_is_cap);
+  c.behaviour_is_floor = n.get<double>("behaviour_is_floor", c.behaviour_is_floor);
+  ZR_CHECK(std::isfinite(c.behaviour_is_cap) && c.behaviour_is_cap > 0, n.where("behaviour_is_cap"),
+           ": ", n.path("behaviour_is_cap"), " must be a finite number > 0, got ",
+           c.behaviour_is_cap);
+  ZR_CHECK(std::isfinite(c.behaviour_is_floor) && c.behaviour_is_floor >= 0 &&
+               c.behaviour_is_floor < c.behaviour_is_cap,
+           n.where("behaviour_is_floor"), ": ", n.path("behaviour_is_floor"),
+           " must be in [0, behaviour_is_cap=", c.behaviour_is_cap, "), got ",
+           c.behaviour_is_floor);
+  c.behaviour_is_seq_low = n.get<double>("behaviour_is_seq_low", c.behaviour_is_seq_low);
+  c.behaviour_is_seq_high = n.get<double>("behaviour_is_seq_high", c.behaviour_is_seq_high);
+  ZR_CHECK(
+      std::isfinite(c.behaviour_is_seq_low) && std::isfinite(c.behaviour_is_seq_high) &&
+          c.behaviour_is_seq_low > 0 && c.behaviour_is_seq_low <= 1 && c.behaviour_is_seq_high >= 1,
+      n.where("behaviour_is_seq_low"), ": ", n.path("behaviour_is_seq_low"), " and ",
+      n.path("behaviour_is_seq_high"), " must make a band around 1 (0 < low <= 1 <= high), got [",
+      c.behaviour_is_seq_low, ", ", c.behaviour_is_seq_high, "]");
   return c;
+}
+
+std::string to_string(LossConfig::RatioLevel r) {
+  switch (r) {
+    case LossConfig::RatioLevel::kToken:
+      return "token";
+    case LossConfig::RatioLevel::kSequence:
+      return "sequence";
+    case LossConfig::RatioLevel::kSequenceToken:
+      return "sequence_token";
+  }
+  return "?";
+}
+
+std::string to_string(LossConfig::BehaviourIs b) {
+  switch (b) {
+    case LossConfig::BehaviourIs::kNone:
+      return "none";
+    case LossConfig::BehaviourIs::kTruncate:
+      return "truncate";
+    case LossConfig::BehaviourIs::kMask:
+      return "mask";
+    case LossConfig::BehaviourIs::kSequenceMask:
+      return "sequence_mask";
+  }
+  return "?";
 }
 
 std::string to_string(LossConfig::Aggregation a) {
@@ -77,6 +148,8 @@ std::string to_string(LossConfig::Aggregation a) {
       return "dapo";
     case LossConfig::Aggregation::kDrGrpo:
       return "dr_grpo";
+    case LossConfig::Aggregation::kCispo:
+      return "cispo";
   }
   return "?";
 }
@@ -149,6 +222,12 @@ LossOutput grpo_loss(const LossInputs& in, const LossConfig& cfg, const LossScal
   if (in.ref_logp_BT.defined()) check_bt(in.ref_logp_BT, "ref_logp_BT", logp);
   const bool use_entropy = in.entropy_BT.defined();
   if (use_entropy) check_bt(in.entropy_BT, "entropy_BT", logp);
+  if (cfg.behaviour_is != LossConfig::BehaviourIs::kNone) {
+    ZR_CHECK(in.behaviour_logp_BT.defined(),
+             "grpo_loss: behaviour_is=", to_string(cfg.behaviour_is),
+             " needs behaviour_logp_BT (the log-probs of the policy that sampled the tokens)");
+    check_bt(in.behaviour_logp_BT, "behaviour_logp_BT", logp);
+  }
   if (cfg.aggregation == LossConfig::Aggregation::kDrGrpo) {
     ZR_CHECK(cfg.max_completion_length > 0,
              "grpo_loss: dr_grpo aggregation needs max_completion_length > 0");
@@ -168,11 +247,75 @@ LossOutput grpo_loss(const LossInputs& in, const LossConfig& cfg, const LossScal
   const at::Tensor logp_m = logp.to(dt).where(m, zero);
   const at::Tensor old_m = in.old_logp_BT.to(dt).where(m, zero);
   const at::Tensor mf = m.to(dt);
-  const at::Tensor adv = in.advantages_B.to(opts).unsqueeze(1);
+  const at::Tensor adv = in.advantages_B.to(opts).unsqueeze(1);  // [B, 1]
 
-  const at::Tensor ratio = (logp_m - old_m).exp();
-  const at::Tensor clipped = ratio.clamp(1.0 - cfg.eps_low, 1.0 + cfg.eps_high);
-  at::Tensor per_token = -(ratio * adv).minimum(clipped * adv);
+  using RL = LossConfig::RatioLevel;
+  using BIS = LossConfig::BehaviourIs;
+  const at::Tensor len_B1 = mf.sum(1, /*keepdim=*/true);
+  const at::Tensor active_B1 = len_B1 > 0;
+  const at::Tensor len1_B1 = len_B1.clamp_min(1.0);
+
+  // ---- policy ratio ------------------------------------------------------------
+  // Token ratio: the metric always, the policy ratio at ratio_level = token.
+  const at::Tensor log_tok = logp_m - old_m;
+  const at::Tensor ratio_tok = log_tok.exp();
+  at::Tensor ratio;  // [B, T], or [B, 1] for the sequence ratio (broadcast)
+  at::Tensor seq_ratio_B1;
+  switch (cfg.ratio_level) {
+    case RL::kToken:
+      ratio = ratio_tok;
+      break;
+    case RL::kSequence:
+      seq_ratio_B1 = (log_tok.sum(1, true) / len1_B1).exp();
+      ratio = seq_ratio_B1;
+      break;
+    case RL::kSequenceToken: {
+      const at::Tensor log_seq = (log_tok.sum(1, true) / len1_B1).detach();
+      seq_ratio_B1 = log_seq.exp();
+      // Value s, gradient s per own token (verl's order of terms: the
+      // detached part is added last so that the value is exactly log s).
+      ratio = (logp_m - logp_m.detach() + log_seq).exp();
+      break;
+    }
+  }
+  const bool cispo = cfg.aggregation == LossConfig::Aggregation::kCispo;
+  const bool seq_level = cfg.ratio_level != RL::kToken;
+  const double lo = cispo       ? 1.0 - cfg.cispo_eps_low
+                    : seq_level ? 1.0 - cfg.gspo_eps_low
+                                : 1.0 - cfg.eps_low;
+  const double hi = cispo       ? 1.0 + cfg.cispo_eps_high
+                    : seq_level ? 1.0 + cfg.gspo_eps_high
+                                : 1.0 + cfg.eps_high;
+  at::Tensor per_token;
+  if (cispo) {
+    per_token = -(ratio.detach().clamp(lo, hi) * adv) * logp_m;
+  } else {
+    per_token = -(ratio * adv).minimum(ratio.clamp(lo, hi) * adv);
+  }
+
+  // ---- behaviour importance weights ------------------------------------------------
+  at::Tensor rho, w_beh, geo_B1;
+  if (cfg.behaviour_is != BIS::kNone) {
+    const at::Tensor beh_m = in.behaviour_logp_BT.detach().to(dt).where(m, zero);
+    const at::Tensor log_rho = old_m.detach() - beh_m;
+    rho = log_rho.exp();
+    switch (cfg.behaviour_is) {
+      case BIS::kTruncate:
+        w_beh = rho.clamp(cfg.behaviour_is_floor, cfg.behaviour_is_cap);
+        break;
+      case BIS::kMask:
+        w_beh = rho.where((rho >= cfg.behaviour_is_floor) & (rho <= cfg.behaviour_is_cap), zero);
+        break;
+      case BIS::kSequenceMask:
+        geo_B1 = (log_rho.sum(1, true) / len1_B1).exp();
+        w_beh = rho.where(
+            (geo_B1 >= cfg.behaviour_is_seq_low) & (geo_B1 <= cfg.behaviour_is_seq_high), zero);
+        break;
+      case BIS::kNone:
+        break;
+    }
+    per_token = per_token * w_beh;
+  }
 
   at::Tensor kl;
   if (in.ref_logp_BT.defined()) {
@@ -184,12 +327,11 @@ LossOutput grpo_loss(const LossInputs& in, const LossConfig& cfg, const LossScal
 
   at::Tensor loss;
   switch (cfg.aggregation) {
-    case LossConfig::Aggregation::kGrpo: {
-      const at::Tensor len_B = mf.sum(1).clamp_min(1.0);
-      loss = (per_token.sum(1) / len_B).sum() / scale.num_seqs;
+    case LossConfig::Aggregation::kGrpo:
+      loss = (per_token.sum(1, true) / len1_B1).sum() / scale.num_seqs;
       break;
-    }
     case LossConfig::Aggregation::kDapo:
+    case LossConfig::Aggregation::kCispo:
       loss = per_token.sum() / std::max(scale.num_tokens, 1.0);
       break;
     case LossConfig::Aggregation::kDrGrpo:
@@ -209,23 +351,63 @@ LossOutput grpo_loss(const LossInputs& in, const LossConfig& cfg, const LossScal
   out.loss = loss;
   {
     const at::Tensor r = ratio.detach();
+    const at::Tensor rt = ratio_tok.detach();
     const double inf = std::numeric_limits<double>::infinity();
     const at::Tensor dz =
         at::zeros_like(loss, loss.options().dtype(at::kDouble).requires_grad(false));
     const auto as_d = [](const at::Tensor& t) { return t.to(at::kDouble); };
-    const at::Tensor low = m & (r < 1.0 - cfg.eps_low) & (adv < 0);
-    const at::Tensor high = m & (r > 1.0 + cfg.eps_high) & (adv > 0);
+    const auto cnt = [&](const at::Tensor& b) { return as_d(b.sum()); };
+    at::Tensor low, high;
+    if (cispo) {
+      low = m & (r < lo);
+      high = m & (r > hi);
+    } else {
+      low = m & (r < lo) & (adv < 0);
+      high = m & (r > hi) & (adv > 0);
+    }
     std::vector<at::Tensor> parts = {
         as_d(loss.detach()),
         as_d(mf.sum()),
         kl.defined() ? as_d((kl.detach() * mf).sum()) : dz,
-        as_d(low.sum()),
-        as_d(high.sum()),
-        as_d((r * mf).sum()),
-        as_d(r.where(m, inf).min()),
-        as_d(r.where(m, -inf).max()),
+        cnt(low),
+        cnt(high),
+        as_d((rt * mf).sum()),
+        as_d(rt.where(m, inf).min()),
+        as_d(rt.where(m, -inf).max()),
         use_entropy ? as_d(ent_m.detach().sum()) : dz,
     };
+    const size_t kSeq = parts.size();
+    if (seq_level) {
+      const at::Tensor sr = seq_ratio_B1.detach();
+      parts.push_back(cnt(active_B1));
+      parts.push_back(as_d(sr.where(active_B1, 0.0).sum()));
+      parts.push_back(as_d(sr.where(active_B1, inf).min()));
+      parts.push_back(as_d(sr.where(active_B1, -inf).max()));
+      if (cispo) {
+        parts.push_back(cnt(active_B1 & (sr < lo)));
+        parts.push_back(cnt(active_B1 & (sr > hi)));
+      } else {
+        parts.push_back(cnt(active_B1 & (sr < lo) & (adv < 0)));
+        parts.push_back(cnt(active_B1 & (sr > hi) & (adv > 0)));
+      }
+    }
+    const size_t kBeh = parts.size();
+    if (cfg.behaviour_is != BIS::kNone) {
+      parts.push_back(as_d((rho * mf).sum()));
+      parts.push_back(as_d(rho.where(m, inf).min()));
+      parts.push_back(as_d(rho.where(m, -inf).max()));
+      parts.push_back(cnt(m & ((rho > cfg.behaviour_is_cap) | (rho < cfg.behaviour_is_floor))));
+      parts.push_back(cnt(m & (w_beh == 0)));
+      if (geo_B1.defined()) {
+        const at::Tensor dropped = active_B1 & ((geo_B1 < cfg.behaviour_is_seq_low) |
+                                                (geo_B1 > cfg.behaviour_is_seq_high));
+        parts.push_back(cnt(active_B1));
+        parts.push_back(as_d(geo_B1.where(active_B1, 0.0).sum()));
+        parts.push_back(as_d(geo_B1.where(active_B1, inf).min()));
+        parts.push_back(as_d(geo_B1.where(active_B1, -inf).max()));
+        parts.push_back(cnt(dropped));
+      }
+    }
     const at::Tensor v = at::stack(parts).cpu();
     const double* p = v.data_ptr<double>();
     LossStats& s = out.stats;
@@ -241,8 +423,46 @@ LossOutput grpo_loss(const LossInputs& in, const LossConfig& cfg, const LossScal
     s.ratio_max = p[7];
     s.entropy_sum = p[8];
     s.has_entropy = use_entropy;
+    s.has_seq_ratio = seq_level;
+    if (seq_level) {
+      const double* q = p + kSeq;
+      s.num_active_seqs = q[0];
+      s.seq_ratio_sum = q[1];
+      s.seq_ratio_min = q[2];
+      s.seq_ratio_max = q[3];
+      s.seq_clip_low_count = q[4];
+      s.seq_clip_high_count = q[5];
+    }
+    s.behaviour_is = cfg.behaviour_is;
+    if (cfg.behaviour_is != BIS::kNone) {
+      const double* q = p + kBeh;
+      s.behaviour_ratio_sum = q[0];
+      s.behaviour_ratio_min = q[1];
+      s.behaviour_ratio_max = q[2];
+      s.behaviour_truncated_count = q[3];
+      s.behaviour_masked_count = q[4];
+      if (geo_B1.defined()) {
+        s.num_active_seqs = q[5];
+        s.behaviour_seq_ratio_sum = q[6];
+        s.behaviour_seq_ratio_min = q[7];
+        s.behaviour_seq_ratio_max = q[8];
+        s.behaviour_seq_masked_count = q[9];
+      }
+    }
   }
   return out;
+}
+
+LossStats LossStats::empty(const LossConfig& cfg, bool has_kl, bool has_entropy) {
+  const double inf = std::numeric_limits<double>::infinity();
+  LossStats s;
+  s.ratio_min = s.seq_ratio_min = s.behaviour_ratio_min = s.behaviour_seq_ratio_min = inf;
+  s.ratio_max = s.seq_ratio_max = s.behaviour_ratio_max = s.behaviour_seq_ratio_max = -inf;
+  s.has_kl = has_kl;
+  s.has_entropy = has_entropy;
+  s.has_seq_ratio = cfg.ratio_level != LossConfig::RatioLevel::kToken;
+  s.behaviour_is = cfg.behaviour_is;
+  return s;
 }
 
 void LossStats::add_to(MetricReducer& m, const std::string& prefix) const {
@@ -255,6 +475,28 @@ void LossStats::add_to(MetricReducer& m, const std::string& prefix) const {
   m.add_min(prefix + "ratio_min", ratio_min);
   m.add_max(prefix + "ratio_max", ratio_max);
   if (has_entropy) m.add_mean(prefix + "entropy", entropy_sum, num_tokens);
+  if (has_seq_ratio) {
+    m.add_mean(prefix + "seq_ratio_mean", seq_ratio_sum, num_active_seqs);
+    m.add_min(prefix + "seq_ratio_min", seq_ratio_min);
+    m.add_max(prefix + "seq_ratio_max", seq_ratio_max);
+    m.add_mean(prefix + "seq_clip_frac_low", seq_clip_low_count, num_active_seqs);
+    m.add_mean(prefix + "seq_clip_frac_high", seq_clip_high_count, num_active_seqs);
+  }
+  using BIS = LossConfig::BehaviourIs;
+  if (behaviour_is == BIS::kNone) return;
+  m.add_mean(prefix + "behaviour_ratio_mean", behaviour_ratio_sum, num_tokens);
+  m.add_min(prefix + "behaviour_ratio_min", behaviour_ratio_min);
+  m.add_max(prefix + "behaviour_ratio_max", behaviour_ratio_max);
+  if (behaviour_is == BIS::kTruncate)
+    m.add_mean(prefix + "behaviour_truncated_frac", behaviour_truncated_count, num_tokens);
+  else
+    m.add_mean(prefix + "behaviour_masked_frac", behaviour_masked_count, num_tokens);
+  if (behaviour_is == BIS::kSequenceMask) {
+    m.add_mean(prefix + "behaviour_seq_ratio_mean", behaviour_seq_ratio_sum, num_active_seqs);
+    m.add_min(prefix + "behaviour_seq_ratio_min", behaviour_seq_ratio_min);
+    m.add_max(prefix + "behaviour_seq_ratio_max", behaviour_seq_ratio_max);
+    m.add_mean(prefix + "behaviour_seq_masked_frac", behaviour_seq_masked_count, num_active_seqs);
+  }
 }
 
 // ---- reward-side helpers ------------------------------------------------------------

@@ -502,12 +502,7 @@ at::Tensor reference_phase(Run& run, long step, StepBatch& b, const Packed* full
 // The statistics a rank adds for a minibatch in which it holds no rows, so
 // that every rank reports the same metric names.
 LossStats empty_loss_stats(const Run& run) {
-  LossStats s;
-  s.ratio_min = std::numeric_limits<double>::infinity();
-  s.ratio_max = -std::numeric_limits<double>::infinity();
-  s.has_kl = run.reference != nullptr;
-  s.has_entropy = true;
-  return s;
+  return LossStats::empty(run.loss, run.reference != nullptr, /*has_entropy=*/true);
 }
 
 // update: mu epochs x minibatches optimizer steps; each optimizer step is a
@@ -565,6 +560,8 @@ void update_phase(Run& run, Comm& comm, StepBatch& b, const Packed* full,
         in.advantages_B = select_rows(adv_B, part);
         in.mask_BT = select_span(mask_BT, part, S);
         in.entropy_BT = ent;
+        if (run.loss.behaviour_is != LossConfig::BehaviourIs::kNone)
+          in.behaviour_logp_BT = select_span(full->t.behaviour_logp_BT, part, S);
         auto out = grpo_loss(in, run.loss, scale);
         finite = finite && std::isfinite(out.stats.loss);
         out.loss.backward();

@@ -10,7 +10,8 @@ entropies instead of running a model.  Everything after that call is TRL's
 code path unchanged: ratio, clipping, k3 KL, aggregation, entropy bonus.
 
 Usage: trl_grpo_oracle.py IN.json OUT.json
-IN:  {"cases": [{"loss_type", "eps_low", "eps_high", "beta", "entropy_coef",
+IN:  {"cases": [{"loss_type", "importance_sampling_level" (token|sequence),
+                 "eps_low", "eps_high" (TRL's epsilon, epsilon_high), "beta", "entropy_coef",
                  "max_completion_length", "B", "T", "logp", "old_logp",
                  "ref_logp", "entropy", "mask" (flat, row-major), "adv"}]}
      plus "rewards" and "group_size" for TRL's advantage formula.
@@ -50,7 +51,7 @@ def _stand_in(case, logp, entropy):
     s.max_completion_length = case["max_completion_length"]
     s.top_entropy_quantile = 1.0
     s.off_policy_mask_threshold = None
-    s.importance_sampling_level = "token"
+    s.importance_sampling_level = case.get("importance_sampling_level", "token")
     s.use_vllm = False
     s.vllm_importance_sampling_correction = False
     s.current_gradient_accumulation_steps = 1

@@ -5,8 +5,17 @@
 //
 // Mapping of TRL loss_type to ours: grpo -> grpo, dapo and bnpo -> dapo (one
 // batch, one process: both are the token mean), dr_grpo -> dr_grpo with the
-// same max_completion_length.  TRL's KL is k3 in the loss; its entropy bonus
-// is the token mean, as ours.
+// same max_completion_length, cispo -> cispo.  TRL's KL is k3 in the loss; its
+// entropy bonus is the token mean, as ours.
+//
+// importance_sampling_level="sequence" -> ratio_level: sequence (GSPO), with
+// TRL's epsilon/epsilon_high as our gspo_eps_low/gspo_eps_high.  TRL's cispo
+// clamps the ratio at epsilon_high itself, with no lower bound: ours with
+// cispo_eps_low = 1 (bound 0) and cispo_eps_high = epsilon_high - 1.  TRL 1.16
+// has no GSPO-token level and no geometric-mean sequence mask (its
+// vllm_importance_sampling_mode="sequence_mask" bands the product ratio, and
+// is applied inline in generation, not in _compute_loss), so those are pinned
+// by the fp64 reference only (grpo_loss_test.cpp).
 #include <ATen/ATen.h>
 #include <gtest/gtest.h>
 #include <nlohmann/json.hpp>
@@ -27,6 +36,8 @@ using json = nlohmann::json;
 
 struct Case {
   std::string trl_loss_type;
+  std::string trl_level = "token";  // importance_sampling_level
+  double trl_eps_low = 0, trl_eps_high = 0;
   LossConfig cfg;
   int64_t B, T;
   std::vector<double> logp, old_logp, ref_logp, entropy, adv;
@@ -34,7 +45,7 @@ struct Case {
 };
 
 Case make_case(uint64_t seed, const std::string& trl_type, double eps_low, double eps_high,
-               double beta, double ent) {
+               double beta, double ent, const std::string& level = "token") {
   std::mt19937_64 gen(seed);
   std::normal_distribution<double> nrm(0, 1);
   std::uniform_real_distribution<double> uni(0, 1);
@@ -42,11 +53,21 @@ Case make_case(uint64_t seed, const std::string& trl_type, double eps_low, doubl
   c.trl_loss_type = trl_type;
   c.B = 6;
   c.T = 11;
+  c.trl_level = level;
+  c.trl_eps_low = eps_low;
+  c.trl_eps_high = eps_high;
   c.cfg.aggregation = trl_type == "grpo"      ? LossConfig::Aggregation::kGrpo
                       : trl_type == "dr_grpo" ? LossConfig::Aggregation::kDrGrpo
+                      : trl_type == "cispo"   ? LossConfig::Aggregation::kCispo
                                               : LossConfig::Aggregation::kDapo;
+  c.cfg.ratio_level =
+      level == "sequence" ? LossConfig::RatioLevel::kSequence : LossConfig::RatioLevel::kToken;
   c.cfg.eps_low = eps_low;
   c.cfg.eps_high = eps_high;
+  c.cfg.gspo_eps_low = eps_low;
+  c.cfg.gspo_eps_high = eps_high;
+  c.cfg.cispo_eps_low = 1.0;
+  c.cfg.cispo_eps_high = eps_high - 1.0;
   c.cfg.beta = beta;
   c.cfg.kl_estimator = LossConfig::KlEstimator::kK3;
   c.cfg.entropy_coef = ent;
@@ -87,6 +108,22 @@ class TrlOracle : public ::testing::Test {
     std::mt19937_64 gen(7);
     std::normal_distribution<double> nrm(0, 1);
     for (int i = 0; i < 8; ++i) rewards_.push_back(nrm(gen));
+    // GSPO (sequence ratio): the paper's bounds (3e-4, 4e-4: most sequences
+    // clipped) and wider ones (some clipped, some not), under each
+    // aggregation; CISPO with TRL's recommended cap 5 and a cap of 1.2 that
+    // clips, token and sequence ratios.
+    for (const std::string t : {"grpo", "dapo", "dr_grpo"}) {
+      for (double beta : {0.0, 0.04}) {
+        for (auto eps : {std::pair<double, double>{3e-4, 4e-4}, {0.05, 0.08}})
+          cases_.push_back(make_case(seed++, t, eps.first, eps.second, beta, 0.01, "sequence"));
+      }
+    }
+    for (const std::string level : {"token", "sequence"}) {
+      for (double beta : {0.0, 0.04}) {
+        for (double cap : {5.0, 1.2})
+          cases_.push_back(make_case(seed++, "cispo", 0.2, cap, beta, 0.01, level));
+      }
+    }
     for (double r : {1.0, 0.0, 0.0, 1.0, 0.0, 0.0, 0.0, 1.0, 0.5, 0.5, 0.5, 0.5})
       rewards_.push_back(r);
 
@@ -94,8 +131,9 @@ class TrlOracle : public ::testing::Test {
     req["cases"] = json::array();
     for (const Case& c : cases_) {
       req["cases"].push_back({{"loss_type", c.trl_loss_type},
-                              {"eps_low", c.cfg.eps_low},
-                              {"eps_high", c.cfg.eps_high},
+                              {"importance_sampling_level", c.trl_level},
+                              {"eps_low", c.trl_eps_low},
+                              {"eps_high", c.trl_eps_high},
                               {"beta", c.cfg.beta},
                               {"entropy_coef", c.cfg.entropy_coef},
                               {"max_completion_length", c.cfg.max_completion_length},
@@ -139,8 +177,8 @@ TEST_F(TrlOracle, LossAndGradientMatchTrlComputeLoss) {
   ASSERT_EQ(reply_["cases"].size(), cases_.size());
   for (size_t i = 0; i < cases_.size(); ++i) {
     const Case& c = cases_[i];
-    SCOPED_TRACE(str_cat("trl loss_type=", c.trl_loss_type, " eps=(", c.cfg.eps_low, ",",
-                         c.cfg.eps_high, ") beta=", c.cfg.beta,
+    SCOPED_TRACE(str_cat("trl loss_type=", c.trl_loss_type, " level=", c.trl_level, " eps=(",
+                         c.trl_eps_low, ",", c.trl_eps_high, ") beta=", c.cfg.beta,
                          " entropy_coef=", c.cfg.entropy_coef));
     const json& want = reply_["cases"][i];
     LossInputs in;
