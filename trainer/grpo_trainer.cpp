@@ -169,6 +169,12 @@ void setup(Run& run, Recipe& recipe, Comm& comm, const std::string& resume) {
   ZR_CHECK(run.train.prompts_per_step % run.train.minibatches == 0, "train.minibatches (",
            run.train.minibatches, ") must divide train.prompts_per_step (",
            run.train.prompts_per_step, ")");
+  if (run.loss.behaviour_is != LossConfig::BehaviourIs::kNone &&
+      (run.train.old_logprobs == "rollout" ||
+       (run.train.old_logprobs == "auto" && run.train.epochs == 1 && run.train.minibatches == 1)))
+    ZR_LOG_WARN("loss.behaviour_is=", to_string(run.loss.behaviour_is),
+                " has no effect: the old log-probs are the rollout's (every weight is 1); set "
+                "train.old_logprobs=recompute to correct the rollout/learner gap");
   if (run.loss.aggregation == LossConfig::Aggregation::kDrGrpo ||
       run.loss.overlong == LossConfig::Overlong::kSoft)
     if (run.loss.max_completion_length == 0)
