@@ -13,7 +13,9 @@ Usage: trl_grpo_oracle.py IN.json OUT.json
 IN:  {"cases": [{"loss_type", "importance_sampling_level" (token|sequence),
                  "eps_low", "eps_high" (TRL's epsilon, epsilon_high), "beta", "entropy_coef",
                  "max_completion_length", "B", "T", "logp", "old_logp",
-                 "ref_logp", "entropy", "mask" (flat, row-major), "adv"}]}
+                 "ref_logp", "entropy", "mask" (flat, row-major), "adv",
+                 "beh_logp", "is_mode" ("" | token_truncate | token_mask),
+                 "is_clip_min", "is_clip_max"}]}
      plus "rewards" and "group_size" for TRL's advantage formula.
 OUT: {"cases": [{"loss", "grad_logp", "grad_entropy"}], "advantages": [...]}
 """
@@ -52,8 +54,9 @@ def _stand_in(case, logp, entropy):
     s.top_entropy_quantile = 1.0
     s.off_policy_mask_threshold = None
     s.importance_sampling_level = case.get("importance_sampling_level", "token")
-    s.use_vllm = False
-    s.vllm_importance_sampling_correction = False
+    # Behaviour weights reach _compute_loss only on TRL's vLLM path.
+    s.use_vllm = bool(case.get("is_mode"))
+    s.vllm_importance_sampling_correction = bool(case.get("is_mode"))
     s.current_gradient_accumulation_steps = 1
     s.entropy_coef = case["entropy_coef"]
     s.use_adaptive_entropy = False
@@ -65,6 +68,21 @@ def _stand_in(case, logp, entropy):
     s._metrics = {"train": defaultdict(list), "eval": defaultdict(list)}
     s._get_per_token_logps_and_entropies = lambda *a, **k: (logp, entropy, None)
     return s
+
+
+def trl_token_is_ratio(case, mask):
+    # TRL 1.16 _generate_and_score_completions, vllm_importance_sampling_mode
+    # token_truncate / token_mask (inline there, restated here): the ratio of
+    # the recomputed old log-probs to the sampler's, per token.
+    B, T = case["B"], case["T"]
+    old = torch.tensor(case["old_logp"], dtype=torch.float64).view(B, T)
+    beh = torch.tensor(case["beh_logp"], dtype=torch.float64).view(B, T)
+    ratio = torch.exp(torch.nan_to_num((old - beh) * mask, nan=0.0))
+    lo, hi = case["is_clip_min"], case["is_clip_max"]
+    if case["is_mode"] == "token_truncate":
+        return torch.clamp(ratio, min=lo, max=hi)
+    assert case["is_mode"] == "token_mask", case["is_mode"]
+    return ratio.masked_fill((ratio < lo) | (ratio > hi), value=0.0)
 
 
 def run_case(case):
@@ -83,6 +101,8 @@ def run_case(case):
         "ref_per_token_logps": torch.tensor(case["ref_logp"], dtype=dt).view(B, T),
         "num_items_in_batch": mask.sum(),
     }
+    if case.get("is_mode"):
+        inputs["importance_sampling_ratio"] = trl_token_is_ratio(case, mask)
     loss = GRPOTrainer._compute_loss(_stand_in(case, logp, entropy), None, inputs)
     loss.backward()
     ge = entropy.grad if entropy.grad is not None else torch.zeros_like(entropy)

@@ -13,9 +13,15 @@
 // clamps the ratio at epsilon_high itself, with no lower bound: ours with
 // cispo_eps_low = 1 (bound 0) and cispo_eps_high = epsilon_high - 1.  TRL 1.16
 // has no GSPO-token level and no geometric-mean sequence mask (its
-// vllm_importance_sampling_mode="sequence_mask" bands the product ratio, and
-// is applied inline in generation, not in _compute_loss), so those are pinned
-// by the fp64 reference only (grpo_loss_test.cpp).
+// vllm_importance_sampling_mode="sequence_mask" bands the product ratio), so
+// those are pinned by the fp64 reference only (grpo_loss_test.cpp).
+//
+// behaviour_is: truncate / mask -> TRL's vllm_importance_sampling_mode
+// token_truncate / token_mask with clip_min = floor, clip_max = cap.  TRL
+// computes those weights inline in _generate_and_score_completions (not a
+// function that can be called alone), so trl_grpo_oracle.py restates those
+// few lines; what _compute_loss does with them (which term they multiply,
+// the normalisers) is TRL's own code.
 #include <ATen/ATen.h>
 #include <gtest/gtest.h>
 #include <nlohmann/json.hpp>
@@ -41,7 +47,9 @@ struct Case {
   LossConfig cfg;
   int64_t B, T;
   std::vector<double> logp, old_logp, ref_logp, entropy, adv;
+  std::vector<double> beh_logp;  // the rollout's (behaviour) log-probs
   std::vector<int64_t> mask;
+  std::string trl_is_mode;  // vllm_importance_sampling_mode, "" for none
 };
 
 Case make_case(uint64_t seed, const std::string& trl_type, double eps_low, double eps_high,
@@ -84,6 +92,21 @@ Case make_case(uint64_t seed, const std::string& trl_type, double eps_low, doubl
       c.mask.push_back(t < len);  // TRL multiplies by the mask: padding must be finite
     }
   }
+  std::mt19937_64 beh_gen(seed + 7777);  // a stream of its own: the cases above stay put
+  for (double lp : c.old_logp) c.beh_logp.push_back(lp + 0.15 * nrm(beh_gen));
+  return c;
+}
+
+// Token behaviour weights on rho = exp(old - behaviour), bounds [0.85, 1.15]
+// (crossed on both sides by the 0.15 noise above).  TRL: its
+// vllm_importance_sampling_mode token_truncate / token_mask with
+// clip_min/clip_max, whose weights _compute_loss multiplies into the policy
+// term (before the KL term is added).
+Case with_behaviour(Case c, LossConfig::BehaviourIs mode) {
+  c.cfg.behaviour_is = mode;
+  c.cfg.behaviour_is_floor = 0.85;
+  c.cfg.behaviour_is_cap = 1.15;
+  c.trl_is_mode = mode == LossConfig::BehaviourIs::kTruncate ? "token_truncate" : "token_mask";
   return c;
 }
 
@@ -124,6 +147,15 @@ class TrlOracle : public ::testing::Test {
           cases_.push_back(make_case(seed++, "cispo", 0.2, cap, beta, 0.01, level));
       }
     }
+    // Token behaviour weights under the surrogate (token and sequence ratio)
+    // and CISPO, with the KL term on (which they must not weight).
+    for (auto mode : {LossConfig::BehaviourIs::kTruncate, LossConfig::BehaviourIs::kMask}) {
+      cases_.push_back(with_behaviour(make_case(seed++, "grpo", 0.2, 0.28, 0.04, 0.01), mode));
+      cases_.push_back(with_behaviour(make_case(seed++, "dapo", 0.2, 0.28, 0.04, 0.0), mode));
+      cases_.push_back(
+          with_behaviour(make_case(seed++, "grpo", 0.05, 0.08, 0.04, 0.0, "sequence"), mode));
+      cases_.push_back(with_behaviour(make_case(seed++, "cispo", 0.2, 1.2, 0.04, 0.0), mode));
+    }
     for (double r : {1.0, 0.0, 0.0, 1.0, 0.0, 0.0, 0.0, 1.0, 0.5, 0.5, 0.5, 0.5})
       rewards_.push_back(r);
 
@@ -144,6 +176,10 @@ class TrlOracle : public ::testing::Test {
                               {"ref_logp", c.ref_logp},
                               {"entropy", c.entropy},
                               {"mask", c.mask},
+                              {"beh_logp", c.beh_logp},
+                              {"is_mode", c.trl_is_mode},
+                              {"is_clip_min", c.cfg.behaviour_is_floor},
+                              {"is_clip_max", c.cfg.behaviour_is_cap},
                               {"adv", c.adv}});
     }
     req["rewards"] = rewards_;
@@ -178,8 +214,8 @@ TEST_F(TrlOracle, LossAndGradientMatchTrlComputeLoss) {
   for (size_t i = 0; i < cases_.size(); ++i) {
     const Case& c = cases_[i];
     SCOPED_TRACE(str_cat("trl loss_type=", c.trl_loss_type, " level=", c.trl_level, " eps=(",
-                         c.trl_eps_low, ",", c.trl_eps_high, ") beta=", c.cfg.beta,
-                         " entropy_coef=", c.cfg.entropy_coef));
+                         c.trl_eps_low, ",", c.trl_eps_high, ") is_mode=", c.trl_is_mode,
+                         " beta=", c.cfg.beta, " entropy_coef=", c.cfg.entropy_coef));
     const json& want = reply_["cases"][i];
     LossInputs in;
     auto bt = [&](const std::vector<double>& v) {
@@ -189,6 +225,7 @@ TEST_F(TrlOracle, LossAndGradientMatchTrlComputeLoss) {
     in.old_logp_BT = bt(c.old_logp);
     in.ref_logp_BT = bt(c.ref_logp);
     in.entropy_BT = bt(c.entropy).requires_grad_(true);
+    in.behaviour_logp_BT = bt(c.beh_logp);
     in.advantages_B = at::tensor(c.adv, at::kDouble);
     in.mask_BT = at::tensor(c.mask, at::kLong).view({c.B, c.T});
     const LossOutput out = grpo_loss(in, c.cfg);
