@@ -155,11 +155,29 @@ int main(int argc, char** argv) {
   in.ref_logp_BT = logp0 + 0.1 * at::randn({B, T});
   in.advantages_B = at::randn({B});
   in.mask_BT = at::arange(T).unsqueeze(0) < at::randint(1, T + 1, {B, 1});
-  for (const char* agg : {"grpo", "dapo", "dr_grpo"}) {
+  in.behaviour_logp_BT = in.old_logp_BT + 1e-3 * at::randn({B, T});
+  using A = LossConfig::Aggregation;
+  using RL = LossConfig::RatioLevel;
+  using BIS = LossConfig::BehaviourIs;
+  struct Named {
+    const char* name;
+    A agg;
+    RL level;
+    BIS bis;
+  };
+  for (const Named& v : {Named{"grpo", A::kGrpo, RL::kToken, BIS::kNone},
+                         Named{"dapo", A::kDapo, RL::kToken, BIS::kNone},
+                         Named{"dr_grpo", A::kDrGrpo, RL::kToken, BIS::kNone},
+                         Named{"gspo", A::kGrpo, RL::kSequence, BIS::kNone},
+                         Named{"gspo_tok", A::kGrpo, RL::kSequenceToken, BIS::kNone},
+                         Named{"cispo", A::kCispo, RL::kToken, BIS::kNone},
+                         Named{"grpo+tis", A::kGrpo, RL::kToken, BIS::kTruncate},
+                         Named{"grpo+seqm", A::kGrpo, RL::kToken, BIS::kSequenceMask}}) {
+    const char* agg = v.name;
     LossConfig c;
-    c.aggregation = std::string(agg) == "grpo"   ? LossConfig::Aggregation::kGrpo
-                    : std::string(agg) == "dapo" ? LossConfig::Aggregation::kDapo
-                                                 : LossConfig::Aggregation::kDrGrpo;
+    c.aggregation = v.agg;
+    c.ratio_level = v.level;
+    c.behaviour_is = v.bis;
     c.beta = 0.04;
     c.eps_high = 0.28;
     c.max_completion_length = T;
@@ -172,7 +190,7 @@ int main(int argc, char** argv) {
       if (r > 0) t.push_back(now() - t0);  // first run warms up allocators
     }
     if (comm->rank() == 0)
-      std::printf("loss fwd+bwd %-8s B=%ld T=%ld: %.2f ms (%.1f Mtok/s)\n", agg, (long)B, (long)T,
+      std::printf("loss fwd+bwd %-9s B=%ld T=%ld: %.2f ms (%.1f Mtok/s)\n", agg, (long)B, (long)T,
                   median(t) * 1e3, B * T / median(t) / 1e6);
   }
 
