@@ -23,6 +23,15 @@ double Comm::allreduce_scalar(double v, ReduceOp op) {
   return t.cpu().item<double>();
 }
 
+at::Tensor Comm::reduce_scatter(const at::Tensor& flat) {
+  ZR_CHECK(flat.dim() == 1 && flat.numel() % size() == 0, "reduce_scatter: a flat tensor of a ",
+           "multiple of ", size(), " elements is needed, got shape ", flat.sizes());
+  at::Tensor sum = flat.clone();
+  allreduce(sum, ReduceOp::kSum);
+  const int64_t n = flat.numel() / size();
+  return sum.narrow(0, rank() * n, n).clone();
+}
+
 // ---- MPI lifetime --------------------------------------------------------------
 
 namespace {
@@ -88,6 +97,7 @@ class SingleComm final : public Comm {
   }
   at::Tensor allgather(const at::Tensor& t) override { return t.unsqueeze(0).clone(); }
   at::Tensor alltoall(const at::Tensor& t) override { return t.clone(); }
+  at::Tensor reduce_scatter(const at::Tensor& flat) override { return flat.clone(); }
   void barrier() override {}
 };
 
@@ -208,6 +218,20 @@ class MpiComm final : public Comm {
     }
     int per = static_cast<int>(t.numel() / size_);
     MPI_CHECK(MPI_Alltoall(src.data_ptr(), per, ty, dst.data_ptr(), per, ty, MPI_COMM_WORLD));
+    return out;
+  }
+
+  at::Tensor reduce_scatter(const at::Tensor& flat_in) override {
+    at::Tensor flat = flat_in.contiguous();
+    check_cpu(flat, "reduce_scatter");
+    ZR_CHECK(flat.dim() == 1 && flat.numel() % size_ == 0, "reduce_scatter: a flat tensor of a ",
+             "multiple of ", size_, " elements is needed, got shape ", flat.sizes());
+    if (is_half_like(flat.scalar_type()))
+      return reduce_scatter(flat.to(at::kFloat)).to(flat.scalar_type());
+    const int64_t n = flat.numel() / size_;
+    at::Tensor out = at::empty({n}, flat.options());
+    MPI_CHECK(MPI_Reduce_scatter_block(flat.data_ptr(), out.data_ptr(), static_cast<int>(n),
+                                       mpi_type(flat.scalar_type()), MPI_SUM, MPI_COMM_WORLD));
     return out;
   }
 

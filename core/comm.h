@@ -38,6 +38,12 @@ class Comm {
   virtual at::Tensor allgather(const at::Tensor& t) = 0;
   // Each rank sends t[i] (first dimension split into size equal parts) to rank i.
   virtual at::Tensor alltoall(const at::Tensor& t) = 0;
+  // Sum-reduce a flat tensor of size * n elements and return this rank's
+  // slice [rank * n, (rank + 1) * n) of the sum (shape [n]).  The base
+  // implementation all-reduces a copy (correct, not memory-lean); mpi and
+  // nccl override it with their reduce-scatter.  16-bit floats are summed in
+  // fp32 on mpi (rounded once), natively on nccl.
+  virtual at::Tensor reduce_scatter(const at::Tensor& flat);
   virtual void barrier() = 0;
 
   // Convenience for scalars (metrics): reduce a double across ranks.

@@ -128,6 +128,18 @@ class NcclComm final : public Comm {
     NCCL_CHECK(ncclGroupEnd());
     return out;
   }
+  at::Tensor reduce_scatter(const at::Tensor& flat_in) override {
+    if (!flat_in.is_cuda()) return reduce_scatter(flat_in.to(at::Device(at::kCUDA, device_))).cpu();
+    at::Tensor flat = flat_in.contiguous();
+    check(flat, "reduce_scatter");
+    ZR_CHECK(flat.dim() == 1 && flat.numel() % size_ == 0, "reduce_scatter: a flat tensor of a ",
+             "multiple of ", size_, " elements is needed, got shape ", flat.sizes());
+    const int64_t n = flat.numel() / size_;
+    at::Tensor out = at::empty({n}, flat.options());
+    NCCL_CHECK(ncclReduceScatter(flat.data_ptr(), out.data_ptr(), n, nccl_type(flat.scalar_type()),
+                                 ncclSum, comm_, stream()));
+    return out;
+  }
   void barrier() override {
     CUDA_CHECK(cudaStreamSynchronize(stream()));
     MPI_CHECK(MPI_Barrier(MPI_COMM_WORLD));

@@ -49,6 +49,9 @@ TrainConfig TrainConfig::from(const ConfigNode& n) {
   c.sample_every = n.get<long>("sample_every", c.sample_every);
   c.samples_per_log = n.get<long>("samples_per_log", c.samples_per_log);
   c.seed = n.get<unsigned long long>("seed", c.seed);
+  c.zero = n.get<long>("zero", c.zero);
+  ZR_CHECK(c.zero >= 0 && c.zero <= 2, n.where("zero"), ": train.zero must be 0, 1 or 2, got ",
+           c.zero);
   ZR_CHECK(c.steps >= 0, n.where("steps"), ": train.steps must be >= 0");
   ZR_CHECK(c.prompts_per_step > 0, n.where("prompts_per_step"),
            ": train.prompts_per_step must be > 0");
@@ -135,6 +138,7 @@ void setup(Run& run, Recipe& recipe, Comm& comm, const std::string& resume) {
   auto pol = recipe.section("policy");
   std::string init = pol.get<std::string>("init");
   run.prepend_bos = pol.get<bool>("prepend_bos", false);
+  const at::ScalarType dtype = policy_dtype_from(pol);
   const bool on_cuda = pol.choice("device", {"cpu", "cuda"}, "cpu") == "cuda";
   ZR_CHECK(!on_cuda || at::hasCUDA(), pol.where("device"),
            ": policy.device is cuda but this process sees no CUDA device");
@@ -189,10 +193,13 @@ void setup(Run& run, Recipe& recipe, Comm& comm, const std::string& resume) {
 
   run.policy = load_policy(init);
   auto& model = *run.policy.model;
+  cast_parameters(model, dtype, "policy.init " + init);
   model.to(run.device);
   ZR_LOG_INFO("policy ", model.config().summary(), "; ", model.param_report().to_string());
   if (run.loss.needs_reference()) {
-    run.reference = std::make_shared<model::CausalLM>(model.config());
+    // In the compute dtype: no fp32 copy of a bf16 policy.
+    run.reference = std::make_shared<model::CausalLM>(model.config(), /*random_init=*/false);
+    cast_parameters(*run.reference, dtype, "");
     run.reference->to(run.device);
     copy_weights(*run.reference, model);
     for (auto& p : run.reference->parameters()) p.set_requires_grad(false);
@@ -200,6 +207,7 @@ void setup(Run& run, Recipe& recipe, Comm& comm, const std::string& resume) {
   std::vector<NamedParam> params;
   for (auto& p : model.named_parameters(true))
     params.push_back({p.key(), p.value(), p.value().dim() >= 2});
+  run.optim.zero = static_cast<int>(run.train.zero);
   run.opt = std::make_unique<Optimizer>(params, run.optim, comm);
   auto text = std::make_shared<rollout::TokenText>(
       rollout::TokenText::from_tokenizer(*run.policy.tokenizer));
@@ -231,9 +239,15 @@ void setup(Run& run, Recipe& recipe, Comm& comm, const std::string& resume) {
       torch::NoGradGuard g;
       auto w = model.named_weights();
       std::map<std::string, at::Tensor> saved(c.weights.begin(), c.weights.end());
+      bool said = false;
       for (auto& [n, t] : w) {
         auto it = saved.find(n);
         ZR_CHECK(it != saved.end(), rp.path, ": weight '", n, "' missing");
+        if (!said && it->second.scalar_type() != t.scalar_type()) {
+          ZR_LOG_INFO(rp.path, " holds ", dtype_name(it->second.scalar_type()), " weights ('", n,
+                      "'); converted to ", dtype_name(t.scalar_type()), " (policy.dtype)");
+          said = true;
+        }
         t.copy_(it->second);
       }
       if (run.reference) {
@@ -245,7 +259,13 @@ void setup(Run& run, Recipe& recipe, Comm& comm, const std::string& resume) {
         }
       }
     }
-    run.opt->load_state(c.optimizer);
+    {
+      // Each rank file holds one slice of the optimizer state.
+      std::vector<NamedTensors> slices;
+      for (const std::string& f : list_rank_files(std::filesystem::path(rp.path).parent_path()))
+        slices.push_back(f == rp.path ? c.optimizer : load_checkpoint(f).optimizer);
+      run.opt->load_state(slices);
+    }
     run.source->restore(data::DataCursor::from_string(c.data_cursor));
     run.start_step = c.step;
     run.ref_reset_step = c.ints.count("ref_reset_step") ? c.ints["ref_reset_step"] : 0;
@@ -674,6 +694,8 @@ void checkpoint_phase(Run& run, Comm& comm, long step) {
   c.ints["dynamic_short_steps"] = run.short_steps;
   // So a training checkpoint is usable on its own (zerorl generate --model).
   c.strings["tokenizer_json"] = run.policy.tokenizer->to_json();
+  // What this rank holds, so a test can see every rank has the same weights.
+  c.strings["weights_hash"] = weights_hash(c);
   std::string root = run.run_path + "/checkpoints";
   save_checkpoint(c, root);
   comm.barrier();  // every rank's file is complete before any prunes

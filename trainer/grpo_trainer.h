@@ -35,7 +35,8 @@
 //
 // Recipe sections (each component validates its own; unknown keys fail):
 //   run:        name, dir                     outputs under <dir>/<name>/
-//   policy:     init (policy file or Hugging Face folder), prepend_bos
+//   policy:     init (policy file or Hugging Face folder), prepend_bos,
+//               dtype: fp32 | bf16 (compute dtype; bf16 trains fp32 masters)
 //   template:   data::TemplateConfig          (r1zero | tiny | custom)
 //   data:       data::DatasetConfig           (jsonl files or a synthetic task)
 //   rollout:    num_slots, sampling: rollout::SamplingParams
@@ -78,6 +79,10 @@ struct TrainConfig {
   long sample_every = 5;              // write completions to samples.jsonl every N steps (0: never)
   long samples_per_log = 8;
   uint64_t seed = 1;  // sampling streams
+  // ZeRO stage over the data-parallel group (trainer/shard_plan.h): 0 full
+  // replicas, 1 sharded fp32 masters + AdamW moments, 2 also sharded
+  // gradients.  Any stage gives the same update.
+  long zero = 0;
   static TrainConfig from(const ConfigNode& n);
 };
 

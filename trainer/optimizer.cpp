@@ -2,7 +2,9 @@
 
 #include <ATen/TensorOperators.h>
 #include <ATen/core/grad_mode.h>
+#include <ATen/ops/empty.h>
 #include <ATen/ops/full.h>
+#include <ATen/ops/zeros.h>
 #include <ATen/ops/stack.h>
 #include <ATen/ops/zeros_like.h>
 
@@ -127,21 +129,27 @@ AdamW::AdamW(std::vector<NamedParam> params, double beta1, double beta2, double 
   }
 }
 
-void AdamW::step(double lr) {
+void adamw_update(at::Tensor p, const at::Tensor& grad_in, at::Tensor& exp_avg,
+                  at::Tensor& exp_avg_sq, int64_t t, double lr, const AdamHyper& h, bool decay) {
   at::NoGradGuard no_grad;
+  const at::Tensor grad = grad_in.to(p.scalar_type());
+  if (decay && h.weight_decay != 0) p.mul_(1 - lr * h.weight_decay);
+  const double bias_correction1 = 1 - std::pow(h.beta1, static_cast<double>(t));
+  const double bias_correction2 = 1 - std::pow(h.beta2, static_cast<double>(t));
+  exp_avg.mul_(h.beta1).add_(grad, 1 - h.beta1);
+  exp_avg_sq.mul_(h.beta2).addcmul_(grad, grad, 1 - h.beta2);
+  const at::Tensor denom = (exp_avg_sq.sqrt() / std::sqrt(bias_correction2)).add_(h.eps);
+  const double step_size = lr / bias_correction1;
+  p.addcdiv_(exp_avg, denom, -step_size);
+}
+
+void AdamW::step(double lr) {
+  const AdamHyper h{beta1_, beta2_, eps_, weight_decay_};
   for (size_t i = 0; i < params_.size(); ++i) {
-    at::Tensor p = params_[i].param;
-    const at::Tensor& grad = p.grad();
+    const at::Tensor& grad = params_[i].param.grad();
     if (!grad.defined()) continue;
-    if (params_[i].decay && weight_decay_ != 0) p.mul_(1 - lr * weight_decay_);
-    const int64_t t = ++steps_[i];
-    const double bias_correction1 = 1 - std::pow(beta1_, static_cast<double>(t));
-    const double bias_correction2 = 1 - std::pow(beta2_, static_cast<double>(t));
-    exp_avg_[i].mul_(beta1_).add_(grad, 1 - beta1_);
-    exp_avg_sq_[i].mul_(beta2_).addcmul_(grad, grad, 1 - beta2_);
-    const at::Tensor denom = (exp_avg_sq_[i].sqrt() / std::sqrt(bias_correction2)).add_(eps_);
-    const double step_size = lr / bias_correction1;
-    p.addcdiv_(exp_avg_[i], denom, -step_size);
+    adamw_update(params_[i].param, grad, exp_avg_[i], exp_avg_sq_[i], ++steps_[i], lr, h,
+                 params_[i].decay);
   }
 }
 
@@ -192,23 +200,63 @@ void AdamW::load_state(const std::vector<std::pair<std::string, at::Tensor>>& st
 // ---- Optimizer --------------------------------------------------------------------
 
 namespace {
+
 std::vector<at::Tensor> tensors_of(const std::vector<NamedParam>& ps) {
   std::vector<at::Tensor> t;
   for (const NamedParam& p : ps) t.push_back(p.param);
   return t;
 }
+
+at::ScalarType master_dtype(at::ScalarType s) {
+  return s == at::kDouble ? at::kDouble : at::kFloat;
+}
+
+// FNV-1a over names and numels, 52 bits (exact in a double and an int64).
+int64_t layout_hash(const std::vector<NamedParam>& ps) {
+  uint64_t h = 1469598103934665603ull;
+  auto mix = [&](const std::string& s) {
+    for (char c : s + '\0') {
+      h ^= static_cast<unsigned char>(c);
+      h *= 1099511628211ull;
+    }
+  };
+  for (const NamedParam& p : ps) mix(p.name + ":" + std::to_string(p.param.numel()));
+  return static_cast<int64_t>(h & ((1ull << 52) - 1));
+}
+
+at::Tensor scalar_long(int64_t v) { return at::full({}, v, at::kLong); }
+
 }  // namespace
 
 Optimizer::Optimizer(std::vector<NamedParam> params, const OptimizerConfig& cfg, Comm& comm)
-    : cfg_(cfg),
-      tensors_(tensors_of(params)),
-      adam_(std::move(params), cfg.beta1, cfg.beta2, cfg.eps, cfg.weight_decay),
-      comm_(comm) {
+    : cfg_(cfg), params_(std::move(params)), tensors_(tensors_of(params_)), comm_(comm) {
+  std::set<std::string> names;
+  for (const NamedParam& p : params_) {
+    ZR_CHECK(p.param.defined() && at::isFloatingType(p.param.scalar_type()),
+             "Optimizer: parameter '", p.name, "' is undefined or not floating");
+    ZR_CHECK(names.insert(p.name).second, "Optimizer: parameter name '", p.name, "' appears twice");
+    ZR_CHECK(p.param.is_contiguous(), "Optimizer: parameter '", p.name, "' is not contiguous");
+  }
+  const int64_t bucket_bytes = static_cast<int64_t>(cfg.bucket_mb * 1024 * 1024);
   sync_ = std::make_unique<GradSync>(
-      tensors_, comm, static_cast<int64_t>(cfg.bucket_mb * 1024 * 1024), cfg.grad_reduce);
+      tensors_, ShardPlan::make(tensors_, cfg.zero, comm.rank(), comm.size(), bucket_bytes), comm,
+      cfg.grad_reduce);
+  at::NoGradGuard no_grad;
+  for (const ShardPlan::Segment& s : plan().owned) {
+    const at::Tensor& p = tensors_[s.param];
+    at::Tensor view = p.detach().view({-1}).narrow(0, s.offset, s.numel);
+    const at::ScalarType md = master_dtype(p.scalar_type());
+    const bool copy = p.scalar_type() != md;
+    master_.push_back(copy ? view.to(md, /*non_blocking=*/false, /*copy=*/true) : view);
+    own_master_.push_back(copy);
+    exp_avg_.push_back(at::zeros({s.numel}, view.options().dtype(md)));
+    exp_avg_sq_.push_back(at::zeros({s.numel}, view.options().dtype(md)));
+  }
 }
 
 Optimizer::~Optimizer() = default;
+
+const ShardPlan& Optimizer::plan() const { return sync_->plan(); }
 
 void Optimizer::zero_grad() {
   for (at::Tensor& p : tensors_) {
@@ -216,22 +264,85 @@ void Optimizer::zero_grad() {
   }
 }
 
+at::Tensor Optimizer::segment_grad(size_t i) const {
+  const ShardPlan::Segment& s = plan().owned[i];
+  if (plan().stage == 2) {
+    const ShardPlan::Bucket& b = plan().buckets[s.bucket];
+    const int64_t lo = std::min(b.numel, plan().rank * b.shard);
+    return sync_->grad_slice(s.bucket).narrow(0, s.bucket_offset - lo, s.numel);
+  }
+  return tensors_[s.param].grad().view({-1}).narrow(0, s.offset, s.numel);
+}
+
+void Optimizer::publish_params() {
+  at::NoGradGuard no_grad;
+  const auto& owned = plan().owned;
+  for (size_t i = 0; i < owned.size(); ++i) {
+    if (!own_master_[i]) continue;
+    tensors_[owned[i].param]
+        .detach()
+        .view({-1})
+        .narrow(0, owned[i].offset, owned[i].numel)
+        .copy_(master_[i]);
+  }
+  if (plan().stage >= 1) sync_->allgather_params();
+}
+
+void Optimizer::masters_from_params() {
+  at::NoGradGuard no_grad;
+  const auto& owned = plan().owned;
+  for (size_t i = 0; i < owned.size(); ++i)
+    if (own_master_[i])
+      master_[i].copy_(
+          tensors_[owned[i].param].detach().view({-1}).narrow(0, owned[i].offset, owned[i].numel));
+}
+
 StepReport Optimizer::step(bool local_loss_finite) {
   StepReport r;
   const auto t0 = std::chrono::steady_clock::now();
-  sync_->allreduce_grads();
+  const int stage = plan().stage;
+  if (stage == 2) {
+    sync_->reduce_scatter_grads();
+  } else {
+    sync_->allreduce_grads();
+  }
   const auto t1 = std::chrono::steady_clock::now();
   r.sync_seconds = std::chrono::duration<double>(t1 - t0).count();
-  r.grad_norm = global_grad_norm(tensors_);
-  // After the all-reduce the norm is the same everywhere, but a non-finite
-  // loss is only known locally: one vote settles both.
+  const auto& owned = plan().owned;
+  std::vector<at::Tensor> grads;
+  for (size_t i = 0; i < owned.size(); ++i) grads.push_back(segment_grad(i));
+  if (stage == 0) {
+    r.grad_norm = global_grad_norm(tensors_);
+  } else {
+    // Each rank's slices are disjoint and cover everything: the sum of the
+    // squared slice norms over ranks is the squared global norm.
+    double local_sq = 0;
+    for (const at::Tensor& g : grads)
+      local_sq += std::pow(g.norm().to(at::kDouble).item<double>(), 2);
+    r.grad_norm = std::sqrt(comm_.allreduce_scalar(local_sq, ReduceOp::kSum));
+  }
+  // After the sync the norm is the same everywhere, but a non-finite loss is
+  // only known locally: one vote settles both.
   const bool skip = any_rank(comm_, !local_loss_finite || !std::isfinite(r.grad_norm));
   if (skip) {
     ++num_skipped_;
   } else {
-    clip_grads_to_norm(tensors_, r.grad_norm, cfg_.max_grad_norm);
+    double coef = 1.0;
+    if (stage == 0) {
+      clip_grads_to_norm(tensors_, r.grad_norm, cfg_.max_grad_norm);
+    } else if (cfg_.max_grad_norm > 0) {
+      coef = std::min(1.0, cfg_.max_grad_norm / (r.grad_norm + 1e-6));  // clip_grads_to_norm's rule
+    }
     r.lr = lr_at(cfg_, num_updates_);
-    adam_.step(r.lr);
+    const AdamHyper h{cfg_.beta1, cfg_.beta2, cfg_.eps, cfg_.weight_decay};
+    ++adam_step_;
+    for (size_t i = 0; i < owned.size(); ++i) {
+      at::Tensor g = grads[i];
+      if (coef < 1.0) g = g.mul(coef);
+      adamw_update(master_[i], g, exp_avg_[i], exp_avg_sq_[i], adam_step_, r.lr, h,
+                   params_[owned[i].param].decay);
+    }
+    publish_params();
     ++num_updates_;
   }
   zero_grad();
@@ -242,20 +353,115 @@ StepReport Optimizer::step(bool local_loss_finite) {
   return r;
 }
 
-std::vector<std::pair<std::string, at::Tensor>> Optimizer::state() const {
-  auto st = adam_.state();
-  st.emplace_back("optimizer/num_updates", at::full({}, num_updates_, at::kLong));
-  st.emplace_back("optimizer/num_skipped", at::full({}, num_skipped_, at::kLong));
-  return st;
+int64_t Optimizer::master_bytes() const {
+  int64_t n = 0;
+  for (size_t i = 0; i < master_.size(); ++i)
+    if (own_master_[i]) n += static_cast<int64_t>(master_[i].nbytes());
+  return n;
 }
 
-void Optimizer::load_state(const std::vector<std::pair<std::string, at::Tensor>>& st) {
-  std::vector<std::pair<std::string, at::Tensor>> adam_part;
-  for (const auto& kv : st)
-    if (kv.first.rfind("optimizer/", 0) != 0) adam_part.push_back(kv);
-  adam_.load_state(adam_part);
-  num_updates_ = find_state(st, "optimizer/num_updates").item<int64_t>();
-  num_skipped_ = find_state(st, "optimizer/num_skipped").item<int64_t>();
+int64_t Optimizer::moment_bytes() const {
+  int64_t n = 0;
+  for (size_t i = 0; i < exp_avg_.size(); ++i)
+    n += static_cast<int64_t>(exp_avg_[i].nbytes() + exp_avg_sq_[i].nbytes());
+  return n;
+}
+
+std::vector<std::pair<std::string, at::Tensor>> Optimizer::state() const {
+  const auto ranges = plan().slice_ranges(plan().rank);
+  int64_t n = 0;
+  for (const auto& [b, e] : ranges) n += e - b;
+  const at::ScalarType md = master_.empty() ? at::kFloat : master_[0].scalar_type();
+  const auto opts = at::TensorOptions().dtype(md);
+  at::Tensor master = at::empty({n}, opts), m = at::empty({n}, opts), v = at::empty({n}, opts);
+  at::Tensor r = at::empty({static_cast<int64_t>(ranges.size()), 2}, at::kLong);
+  std::vector<FlatSpan> dst_master, dst_m, dst_v;
+  int64_t off = 0;
+  for (size_t i = 0; i < ranges.size(); ++i) {
+    const auto [b, e] = ranges[i];
+    r[i][0] = b;
+    r[i][1] = e;
+    dst_master.push_back({b, master.narrow(0, off, e - b)});
+    dst_m.push_back({b, m.narrow(0, off, e - b)});
+    dst_v.push_back({b, v.narrow(0, off, e - b)});
+    off += e - b;
+  }
+  std::vector<FlatSpan> src_master, src_m, src_v;
+  const auto& owned = plan().owned;
+  for (size_t i = 0; i < owned.size(); ++i) {
+    ZR_CHECK(master_[i].scalar_type() == md, "Optimizer::state: masters of mixed dtypes");
+    src_master.push_back({owned[i].global, master_[i].cpu()});
+    src_m.push_back({owned[i].global, exp_avg_[i].cpu()});
+    src_v.push_back({owned[i].global, exp_avg_sq_[i].cpu()});
+  }
+  // Stage 0 owns everything; stages 1, 2 own exactly these ranges.
+  ZR_CHECK(copy_overlaps(src_master, dst_master) == n && copy_overlaps(src_m, dst_m) == n &&
+               copy_overlaps(src_v, dst_v) == n,
+           "Optimizer::state: this rank does not hold its checkpoint slice");
+  return {{"ranges", r},
+          {"master", master},
+          {"exp_avg", m},
+          {"exp_avg_sq", v},
+          {"layout", scalar_long(layout_hash(params_))},
+          {"adam_step", scalar_long(adam_step_)},
+          {"num_updates", scalar_long(num_updates_)},
+          {"num_skipped", scalar_long(num_skipped_)}};
+}
+
+void Optimizer::load_state(
+    const std::vector<std::vector<std::pair<std::string, at::Tensor>>>& slices) {
+  ZR_CHECK(!slices.empty(), "optimizer state: no slices given");
+  const int64_t want_layout = layout_hash(params_);
+  std::vector<FlatSpan> src_master, src_m, src_v;
+  int64_t adam_step = -1, updates = -1, skipped = -1;
+  for (size_t k = 0; k < slices.size(); ++k) {
+    const auto& st = slices[k];
+    ZR_CHECK(find_state(st, "layout").item<int64_t>() == want_layout, "optimizer state (slice ", k,
+             "): written for other parameters (names or sizes differ from this model's)");
+    const int64_t a = find_state(st, "adam_step").item<int64_t>();
+    const int64_t u = find_state(st, "num_updates").item<int64_t>();
+    const int64_t s = find_state(st, "num_skipped").item<int64_t>();
+    ZR_CHECK(a >= 0 && u >= 0 && s >= 0, "optimizer state (slice ", k, "): negative counters");
+    ZR_CHECK(adam_step < 0 || (a == adam_step && u == updates && s == skipped),
+             "optimizer state: slices disagree on the step counters (from different steps?)");
+    adam_step = a;
+    updates = u;
+    skipped = s;
+    const at::Tensor r = find_state(st, "ranges");
+    ZR_CHECK(r.dim() == 2 && r.size(1) == 2 && r.scalar_type() == at::kLong,
+             "optimizer state (slice ", k, "): 'ranges' must be int64 [n, 2]");
+    int64_t off = 0;
+    for (int64_t i = 0; i < r.size(0); ++i) {
+      const int64_t b = r[i][0].item<int64_t>(), e = r[i][1].item<int64_t>();
+      ZR_CHECK(b >= 0 && e > b && e <= plan().total_numel, "optimizer state (slice ", k,
+               "): range [", b, ", ", e, ") outside the ", plan().total_numel, " parameters");
+      for (const char* name : {"master", "exp_avg", "exp_avg_sq"})
+        ZR_CHECK(find_state(st, name).numel() >= off + (e - b), "optimizer state (slice ", k,
+                 "): '", name, "' is shorter than its ranges");
+      src_master.push_back({b, find_state(st, "master").narrow(0, off, e - b)});
+      src_m.push_back({b, find_state(st, "exp_avg").narrow(0, off, e - b)});
+      src_v.push_back({b, find_state(st, "exp_avg_sq").narrow(0, off, e - b)});
+      off += e - b;
+    }
+  }
+  at::NoGradGuard no_grad;
+  const auto& owned = plan().owned;
+  std::vector<FlatSpan> dst_master, dst_m, dst_v;
+  for (size_t i = 0; i < owned.size(); ++i) {
+    dst_master.push_back({owned[i].global, master_[i]});
+    dst_m.push_back({owned[i].global, exp_avg_[i]});
+    dst_v.push_back({owned[i].global, exp_avg_sq_[i]});
+  }
+  const int64_t want = plan().owned_numel();
+  const int64_t got_master = copy_overlaps(src_master, dst_master);
+  const int64_t got_m = copy_overlaps(src_m, dst_m), got_v = copy_overlaps(src_v, dst_v);
+  ZR_CHECK(got_master == want && got_m == want && got_v == want,
+           "optimizer state: the slices cover ", got_master, " of the ", want,
+           " elements this rank owns (a rank file missing?)");
+  adam_step_ = adam_step;
+  num_updates_ = updates;
+  num_skipped_ = skipped;
+  publish_params();
 }
 
 }  // namespace zerorl

@@ -1,35 +1,57 @@
 // The model-independent half of the learner: AdamW, the learning-rate
 // schedule, global-norm clipping, and Optimizer::step(), which ties them to
-// the gradient all-reduce (grad_sync.h) and the non-finite skip rule.
+// the gradient sync (grad_sync.h), the ZeRO sharding plan (shard_plan.h) and
+// the non-finite skip rule.
 //
 // AdamW is written here rather than wrapping torch::optim::AdamW so that its
-// state is a flat list of named tensors (exp_avg/<param>, exp_avg_sq/<param>,
-// step/<param>) that a checkpoint writes and reads back bit-exactly without
-// torch's serialisation archive.  The arithmetic follows LibTorch's C++
-// AdamW op for op (decoupled decay p *= 1 - lr*wd; m = b1*m + (1-b1)*g;
-// v = b2*v + (1-b2)*g^2; p -= lr/(1-b1^t) * m / (sqrt(v)/sqrt(1-b2^t) + eps)),
-// and tests/trainer/optimizer_test.cpp checks it against torch::optim::AdamW.
-// State tensors have the dtype and device of their parameter: keep fp32
-// (master) parameters if updates must not round away.
+// state is plain tensors a checkpoint writes and reads back bit-exactly
+// without torch's serialisation archive.  The arithmetic (adamw_update)
+// follows LibTorch's C++ AdamW op for op (decoupled decay p *= 1 - lr*wd;
+// m = b1*m + (1-b1)*g; v = b2*v + (1-b2)*g^2;
+// p -= lr/(1-b1^t) * m / (sqrt(v)/sqrt(1-b2^t) + eps)), and
+// tests/trainer/optimizer_test.cpp checks it against torch::optim::AdamW.
+//
+// Precision (policy.dtype).  The Optimizer owns master weights: for fp32
+// (and fp64) parameters the parameter itself is the master (no copy); for
+// bf16 / fp16 parameters it keeps an fp32 copy of each element it updates.
+// AdamW moments have the master's dtype.  Each step updates the masters
+// from the gradient (converted to the master dtype after the sync and
+// clipping) and then writes the parameters as the masters rounded to the
+// parameter dtype, so bf16 parameters are always the rounded fp32 masters.
+//
+// Sharding (train.zero, OptimizerConfig::zero): the Optimizer updates the
+// elements its ShardPlan says this rank owns (all of them at stage 0) and
+// holds masters and moments for those only; see shard_plan.h for what each
+// stage keeps where, byte by byte.
 //
 // Optimizer::step() is a collective (every rank calls it once per optimizer
 // step, in the same order as every other collective):
-//   1. all-reduce the gradients in buckets (GradSync; kSum by default, see
-//      grpo_loss.h on LossScale);
-//   2. the global gradient norm (identical on every rank after step 1);
+//   1. sync the gradients in buckets: all-reduce (stages 0, 1) or
+//      reduce-scatter (stage 2); kSum by default, see grpo_loss.h on LossScale;
+//   2. the global gradient norm: stage 0 over the full gradients (identical
+//      on every rank after step 1), stages 1 and 2 as the square root of the
+//      all-reduced sum of each rank's squared slice norms: the same global
+//      norm, never a rank's local one;
 //   3. if the loss was non-finite on ANY rank or the norm is non-finite, the
 //      step is skipped on every rank: weights and AdamW state unchanged,
 //      gradients cleared, num_skipped incremented;
 //   4. otherwise clip to max_grad_norm (torch's rule: scale by
-//      max / (norm + 1e-6) when that is < 1), AdamW with lr_at(num_updates),
-//      clear gradients, num_updates incremented.
+//      max / (norm + 1e-6) when that is < 1), AdamW with lr_at(num_updates)
+//      on the owned elements, parameters = rounded masters, all-gather of the
+//      new parameters (stages 1, 2), clear gradients, num_updates incremented.
 // The schedule counts applied updates, so a skipped step does not advance it.
 // After step 1 every parameter has a gradient (zeros where no rank produced
 // one, e.g. an expert that received no tokens anywhere), so every parameter
 // takes an AdamW step (momentum and decay still move it): give the Optimizer
 // trainable parameters only.
 //
-// Not thread-safe.  Errors (bad config, state of the wrong shape on load)
+// Checkpoints: state() is this rank's slice of the state under the stage-1
+// partition of its world size (ShardPlan::slice_ranges), whatever the stage:
+// flat masters and moments over listed global ranges.  load_state() takes
+// the slices of every rank of a checkpoint written at any world size and
+// stage, copies what this rank owns now, and republishes the parameters.
+//
+// Not thread-safe.  Errors (bad config, state of the wrong layout on load)
 // throw zerorl::Error naming the key or tensor.
 #pragma once
 
@@ -42,6 +64,7 @@
 #include <vector>
 
 #include "core/comm.h"
+#include "trainer/shard_plan.h"
 
 namespace zerorl {
 
@@ -63,6 +86,9 @@ struct OptimizerConfig {
   double max_grad_norm = 1.0;  // 0 disables clipping (the norm is still reported)
   double bucket_mb = 25.0;     // gradient all-reduce bucket size
   ReduceOp grad_reduce = ReduceOp::kSum;
+  // ZeRO stage 0 | 1 | 2 (shard_plan.h).  Not an optimizer-section key: the
+  // GRPO recipe sets it from train.zero.
+  int zero = 0;
 
   // Keys (all optional): lr, beta1, beta2, eps, weight_decay, warmup_steps,
   // schedule: constant|cosine, total_steps (required > warmup_steps for
@@ -87,6 +113,15 @@ double global_grad_norm(const std::vector<at::Tensor>& params);
 // Scales every defined gradient by torch's clip rule; returns the factor applied (<= 1).
 double clip_grads_to_norm(const std::vector<at::Tensor>& params, double total_norm,
                           double max_norm);
+
+struct AdamHyper {
+  double beta1 = 0.9, beta2 = 0.999, eps = 1e-8, weight_decay = 0;
+};
+// One AdamW update of `master` in place from `grad` (same shape; converted
+// to the master's dtype), at step t >= 1 (bias correction), with decoupled
+// weight decay when `decay`.
+void adamw_update(at::Tensor master, const at::Tensor& grad, at::Tensor& exp_avg,
+                  at::Tensor& exp_avg_sq, int64_t t, double lr, const AdamHyper& h, bool decay);
 
 class AdamW {
  public:
@@ -129,7 +164,8 @@ struct StepReport {
 
 class Optimizer {
  public:
-  // comm must outlive the Optimizer.  Parameter names must be unique.
+  // comm must outlive the Optimizer.  Parameter names must be unique;
+  // parameters must be contiguous.
   Optimizer(std::vector<NamedParam> params, const OptimizerConfig& cfg, Comm& comm);
   ~Optimizer();
 
@@ -142,16 +178,44 @@ class Optimizer {
   int64_t num_skipped() const { return num_skipped_; }
   const OptimizerConfig& config() const { return cfg_; }
   const GradSync& grad_sync() const { return *sync_; }
+  const ShardPlan& plan() const;
 
-  // AdamW's state plus "optimizer/num_updates" and "optimizer/num_skipped".
+  // This rank's checkpoint slice (see the top of this file): "ranges" int64
+  // [n, 2] global [begin, end), "master", "exp_avg", "exp_avg_sq" (flat, the
+  // ranges concatenated), "layout" (hash of names and shapes), "adam_step",
+  // "num_updates", "num_skipped" (int64 scalars).  Copies.
   std::vector<std::pair<std::string, at::Tensor>> state() const;
-  void load_state(const std::vector<std::pair<std::string, at::Tensor>>& st);
+  // slices: the state() of every rank of one checkpoint (any world size and
+  // stage).  Throws naming what is missing or does not match (another
+  // model, an element no slice covers).  Then writes the parameters from
+  // the masters (and all-gathers them): collective.
+  void load_state(const std::vector<std::vector<std::pair<std::string, at::Tensor>>>& slices);
+  // Copies the current parameters into the masters (after the caller loaded
+  // weights into the parameters directly).  Local.
+  void masters_from_params();
+
+  // The master weight of every owned segment (fp32 copies for 16-bit
+  // parameters, views of the parameters otherwise), in plan().owned order.
+  const std::vector<at::Tensor>& masters() const { return master_; }
+  // Bytes of masters this Optimizer allocated (0 when the parameters are
+  // their own masters) and of AdamW moments.
+  int64_t master_bytes() const;
+  int64_t moment_bytes() const;
 
  private:
+  // Parameters = rounded masters on the owned segments, then all-gather.
+  void publish_params();
+  // Segment i's gradient after the sync (a view of .grad() or of the slice).
+  at::Tensor segment_grad(size_t i) const;
+
   OptimizerConfig cfg_;
+  std::vector<NamedParam> params_;
   std::vector<at::Tensor> tensors_;
-  AdamW adam_;
   std::unique_ptr<GradSync> sync_;
+  // Per owned segment (plan().owned order).
+  std::vector<at::Tensor> master_, exp_avg_, exp_avg_sq_;
+  std::vector<bool> own_master_;  // true: master_ is a copy, not the parameter
+  int64_t adam_step_ = 0;
   Comm& comm_;
   int64_t num_updates_ = 0;
   int64_t num_skipped_ = 0;

@@ -1,8 +1,13 @@
 #include "trainer/policy_file.h"
 
-#include <filesystem>
+#include <torch/csrc/autograd/grad_mode.h>
 
+#include <filesystem>
+#include <set>
+
+#include "core/config.h"
 #include "core/error.h"
+#include "core/log.h"
 #include "core/h5.h"
 #include "model/hf.h"
 #include "model/weights.h"
@@ -45,6 +50,42 @@ Policy load_policy(const std::string& path) {
   model::load_weights(*p.model, f, "model");
   p.tokenizer = data::tokenizer_from_json(f.read_bytes("tokenizer_json"), path);
   return p;
+}
+
+at::ScalarType policy_dtype_from(const ConfigNode& policy) {
+  return policy.choice("dtype", {"fp32", "bf16"}, "fp32") == "bf16" ? at::kBFloat16 : at::kFloat;
+}
+
+const char* dtype_name(at::ScalarType dtype) {
+  switch (dtype) {
+    case at::kFloat:
+      return "fp32";
+    case at::kBFloat16:
+      return "bf16";
+    case at::kHalf:
+      return "fp16";
+    case at::kDouble:
+      return "fp64";
+    default:
+      return "other";
+  }
+}
+
+bool cast_parameters(model::CausalLM& model, at::ScalarType dtype, const std::string& what) {
+  std::set<std::string> found;
+  torch::NoGradGuard no_grad;
+  for (auto& p : model.parameters(true)) {
+    if (!p.is_floating_point() || p.scalar_type() == dtype) continue;
+    found.insert(dtype_name(p.scalar_type()));
+    p.set_data(p.to(dtype));
+  }
+  if (found.empty()) return false;
+  if (what.empty()) return true;
+  std::string from;
+  for (const auto& f : found) from += (from.empty() ? "" : "+") + f;
+  ZR_LOG_INFO(what, " holds ", from, " weights; converted to ", dtype_name(dtype),
+              " (policy.dtype)");
+  return true;
 }
 
 }  // namespace zerorl

@@ -17,6 +17,8 @@
 
 namespace zerorl {
 
+class ConfigNode;
+
 struct Policy {
   std::shared_ptr<model::CausalLM> model;
   std::shared_ptr<data::Tokenizer> tokenizer;
@@ -27,5 +29,18 @@ void save_policy(const std::string& path, const model::CausalLM& model,
                  const data::Tokenizer& tokenizer);
 // A policy file or a Hugging Face folder.
 Policy load_policy(const std::string& path);
+
+// policy.dtype: the compute dtype of policy, reference and rollout, "fp32"
+// (default) or "bf16".  With bf16 the Optimizer keeps fp32 master weights
+// and fp32 AdamW moments (optimizer.h); log-probs, ratios, KL, advantages
+// and the loss stay fp32.  Throws naming the key and its line otherwise.
+at::ScalarType policy_dtype_from(const ConfigNode& policy);
+const char* dtype_name(at::ScalarType dtype);  // "fp32", "bf16", "fp16", "fp64"
+
+// Casts the model's floating parameters to `dtype` (buffers such as the
+// fp32 balancing bias keep theirs).  When any parameter had another dtype
+// it returns true and (unless `what` is empty) logs one line naming `what`,
+// the dtypes found and the target.
+bool cast_parameters(model::CausalLM& model, at::ScalarType dtype, const std::string& what);
 
 }  // namespace zerorl

@@ -55,6 +55,16 @@ static void collectives(Comm& comm) {
     at::Tensor got = comm.alltoall(a);
     at::Tensor expect = at::tensor({0.0 + r, 10.0 + r}, at::kDouble).to(dt);
     EXPECT(at::equal(got, expect), name, " alltoall");
+    if (at::isFloatingType(dt) || dt == at::kLong || dt == at::kInt) {
+      // reduce_scatter: rank r contributes (r+1) * [1..6]; rank r gets
+      // elements [3r, 3r+3) of 3 * [1..6].
+      at::Tensor rs = comm.reduce_scatter((at::arange(1, 7, at::kDouble) * (r + 1)).to(dt));
+      at::Tensor rs_want = (at::arange(1 + 3 * r, 4 + 3 * r, at::kDouble) * 3).to(dt);
+      EXPECT(at::equal(rs, rs_want), name, " reduce_scatter");
+      at::Tensor base = (at::arange(1, 7, at::kDouble) * (r + 1)).to(dt);
+      at::Tensor via_base = comm.Comm::reduce_scatter(base);
+      EXPECT(at::equal(via_base, rs_want), name, " reduce_scatter (base implementation)");
+    }
   }
   double s = comm.allreduce_scalar(r + 0.5);
   EXPECT(s == 2.0, "scalar sum ", s);

@@ -13,6 +13,7 @@
 #include "core/config.h"
 #include "core/error.h"
 #include "trainer/grad_sync.h"
+#include "trainer/shard_plan.h"
 
 namespace zerorl {
 namespace {
@@ -174,7 +175,7 @@ TEST_F(SingleOptimizer, StateRoundTripContinuesBitIdentically) {
   auto b = make_params(6);
   for (size_t i = 0; i < a.size(); ++i) b[i].param.detach().copy_(a[i].param.detach());
   Optimizer ob(b, c, *comm);
-  ob.load_state(saved);
+  ob.load_state({saved});
   EXPECT_EQ(ob.num_updates(), 2);
   EXPECT_EQ(ob.num_skipped(), 1);
   std::mt19937_64 gb = ga;
@@ -189,13 +190,75 @@ TEST_F(SingleOptimizer, StateRoundTripContinuesBitIdentically) {
 
   // Bad state is rejected with the tensor's name.
   auto bad = saved;
-  bad[0].second = at::zeros({7});
+  for (auto& [k, v] : bad)
+    if (k == "exp_avg") v = at::zeros({7});
   try {
-    ob.load_state(bad);
+    ob.load_state({bad});
     FAIL();
   } catch (const Error& e) {
-    EXPECT_NE(std::string(e.what()).find("exp_avg/w1"), std::string::npos) << e.what();
+    EXPECT_NE(std::string(e.what()).find("'exp_avg' is shorter"), std::string::npos) << e.what();
   }
+  // State of another model (a parameter of another size) is named as such.
+  auto other = make_params(6);
+  other[1].param = at::zeros({6}).requires_grad_(true);
+  Optimizer oc(other, c, *comm);
+  try {
+    oc.load_state({saved});
+    FAIL();
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("other parameters"), std::string::npos) << e.what();
+  }
+}
+
+// policy.dtype bf16: the Optimizer keeps fp32 masters.  One step at the
+// hub recipe's lr 3e-6 must move the masters as an fp32 run from the same
+// (bf16-rounded) weights moves its weights, up to fp32 rounding of the
+// update and bf16 rounding of the gradient (which AdamW's first step, m /
+// sqrt(v) ~ sign(g), hardly sees); and the bf16 parameters must be exactly
+// the rounded masters.  Without masters almost every weight would not move
+// at all: lr 3e-6 is far below a bf16 ulp of weights ~1.
+TEST_F(SingleOptimizer, Bf16MastersMoveAsFp32AndParametersAreRoundedMasters) {
+  OptimizerConfig c;
+  c.lr = 3e-6;
+  c.weight_decay = 0.01;
+  c.max_grad_norm = 0;
+  auto p16 = make_params(11);
+  auto p32 = make_params(11);
+  for (size_t i = 0; i < p16.size(); ++i) {
+    p16[i].param = p16[i].param.detach().to(at::kBFloat16).requires_grad_(true);
+    p32[i].param = p16[i].param.detach().to(at::kFloat).requires_grad_(true);
+  }
+  std::vector<at::Tensor> start;
+  for (auto& p : p32) start.push_back(p.param.detach().clone());
+  Optimizer o16(p16, c, *comm), o32(p32, c, *comm);
+  EXPECT_EQ(o16.master_bytes(), (20 + 5 + 15) * 4);
+  EXPECT_EQ(o32.master_bytes(), 0) << "fp32 parameters are their own masters";
+  std::mt19937_64 g(5);
+  set_grads(p32, g);
+  for (size_t i = 0; i < p16.size(); ++i)
+    p16[i].param.mutable_grad() = p32[i].param.grad().to(at::kBFloat16);
+  ASSERT_TRUE(o16.step().applied);
+  ASSERT_TRUE(o32.step().applied);
+  ASSERT_EQ(o16.masters().size(), p16.size());  // one whole segment per parameter (stage 0)
+  int64_t unmoved_bf16 = 0, total = 0;
+  for (size_t i = 0; i < p16.size(); ++i) {
+    const at::Tensor master = o16.masters()[i].view(p16[i].param.sizes());
+    ASSERT_EQ(master.scalar_type(), at::kFloat);
+    const at::Tensor d16 = (master - start[i]).to(at::kDouble);
+    const at::Tensor d32 = (p32[i].param.detach() - start[i]).to(at::kDouble);
+    // |update| ~ lr; fp32 holds a weight ~1 to ~1.2e-7, so each of the two
+    // updates is exact to ~1 ulp of the weight.
+    const at::Tensor tol = start[i].abs().to(at::kDouble) * 2.5e-7 + 1e-12;
+    EXPECT_TRUE(((d16 - d32).abs() <= tol).all().item<bool>())
+        << p16[i].name << ": max |dmaster - dfp32| " << (d16 - d32).abs().max().item<double>();
+    EXPECT_GT(d16.abs().min().item<double>(), 0.5 * c.lr) << p16[i].name << " masters moved";
+    EXPECT_TRUE(same_bits(p16[i].param.detach(), master.to(at::kBFloat16)))
+        << p16[i].name << ": bf16 parameters must be the rounded masters";
+    unmoved_bf16 += (p16[i].param.detach().to(at::kFloat) == start[i]).sum().item<int64_t>();
+    total += start[i].numel();
+  }
+  // What masters are for: most bf16 weights did not change at all.
+  EXPECT_GT(unmoved_bf16, total / 2);
 }
 
 TEST_F(SingleOptimizer, GradSyncBucketsByBytesAndDtypeAndKeepsGradients) {
@@ -224,6 +287,43 @@ TEST_F(SingleOptimizer, GradSyncBucketsByBytesAndDtypeAndKeepsGradients) {
     ASSERT_TRUE(ps[i].grad().defined());
     EXPECT_TRUE(same_bits(ps[i].grad(), want[i])) << i;
   }
+}
+
+// The plan's slices cover every bucket exactly once over the ranks, with
+// equal per-rank counts (the last slices short or empty), and copy_overlaps
+// moves elements between two different cuts of the flat space.
+TEST(ShardPlan, SlicesCoverEveryElementOnceAtEveryWorldSize) {
+  std::mt19937_64 gen(2);
+  std::vector<at::Tensor> ps = {randn(gen, {4, 5}), randn(gen, {5}), randn(gen, {3}),
+                                randn(gen, {2}, at::kDouble), randn(gen, {7})};
+  for (int world : {1, 2, 3, 4, 8}) {
+    std::vector<int> covered(37, 0);
+    for (int r = 0; r < world; ++r) {
+      ShardPlan p = ShardPlan::make(ps, 1, r, world, 64);
+      ASSERT_EQ(p.total_numel, 37);
+      int64_t seg_total = 0;
+      for (const auto& s : p.owned) {
+        EXPECT_EQ(s.global, p.param_offset[s.param] + s.offset);
+        EXPECT_LE(s.offset + s.numel, p.param_numel[s.param]);
+        for (int64_t e = s.global; e < s.global + s.numel; ++e) ++covered[e];
+        seg_total += s.numel;
+      }
+      int64_t range_total = 0;
+      for (auto [b, e] : p.slice_ranges(r)) range_total += e - b;
+      EXPECT_EQ(range_total, seg_total) << "world " << world << " rank " << r;
+      for (const auto& b : p.buckets) EXPECT_EQ(b.shard, (b.numel + world - 1) / world);
+    }
+    for (int e = 0; e < 37; ++e) EXPECT_EQ(covered[e], 1) << "element " << e << " world " << world;
+    EXPECT_EQ(ShardPlan::make(ps, 0, 0, world, 64).owned_numel(), 37) << "stage 0 owns all";
+  }
+  EXPECT_THROW(ShardPlan::make(ps, 3, 0, 1, 64), Error);
+  // Two cuts of [0, 10): pieces [0,4) [4,10) into [0,3) [3,7) [7,10).
+  at::Tensor src = at::arange(10, at::kFloat), dst = at::zeros({10});
+  std::vector<FlatSpan> a = {{0, src.narrow(0, 0, 4)}, {4, src.narrow(0, 4, 6)}};
+  std::vector<FlatSpan> b = {
+      {0, dst.narrow(0, 0, 3)}, {3, dst.narrow(0, 3, 4)}, {7, dst.narrow(0, 7, 3)}};
+  EXPECT_EQ(copy_overlaps(a, b), 10);
+  EXPECT_TRUE(at::equal(src, dst));
 }
 
 TEST(MetricReducer, LocalMeansSumsAndExtremes) {
