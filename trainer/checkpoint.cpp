@@ -498,13 +498,24 @@ std::vector<std::string> list_rank_files(const std::string& step_dir) {
   return out;
 }
 
+namespace {
+// The file's weights hash: of its model/ tensors, or, for a rank that wrote
+// none (they are rank 0's to write), the hash it recorded of the weights it
+// held ("weights_hash").
+std::string file_weights_hash(const std::string& path) {
+  Checkpoint c = load_checkpoint(path);
+  if (c.weights.empty() && c.strings.count("weights_hash")) return c.strings.at("weights_hash");
+  return weights_hash(c);
+}
+}  // namespace
+
 std::string checkpoint_weights_hash(const std::string& path) {
   std::error_code ec;
-  if (!fs::is_directory(path, ec)) return weights_hash(load_checkpoint(path));
+  if (!fs::is_directory(path, ec)) return file_weights_hash(path);
   std::vector<std::string> files = list_rank_files(path);
   ZR_CHECK(!files.empty(), "'", path, "' holds no rank_<r>.h5 checkpoint files");
   std::vector<std::string> hashes;
-  for (const auto& f : files) hashes.push_back(weights_hash(load_checkpoint(f)));
+  for (const auto& f : files) hashes.push_back(file_weights_hash(f));
   if (std::all_of(hashes.begin(), hashes.end(),
                   [&](const std::string& h) { return h == hashes[0]; }))
     return hashes[0];
@@ -515,16 +526,33 @@ std::string checkpoint_weights_hash(const std::string& path) {
 
 // ----------------------------------------------------------------- resume --
 
-namespace {
-void check_identity(const std::string& path, int rank, int world_size) {
-  H5File f(path, H5File::Mode::kRead);
-  int64_t r = f.read_attr_int("", "rank"), w = f.read_attr_int("", "world_size");
-  ZR_CHECK(w == world_size, "checkpoint '", path, "' was written by a run of ", w,
-           " ranks; this run has ", world_size,
-           " (resuming needs the same world size to continue bit-identically)");
-  ZR_CHECK(r == rank, "checkpoint '", path, "' belongs to rank ", r, ", not rank ", rank);
+std::string verify_checkpoint_step(const std::string& step_dir) {
+  try {
+    const std::string f0 = checkpoint_rank_file(step_dir, 0);
+    if (!fs::exists(f0)) return "'" + f0 + "' is missing";
+    int64_t world = 0, step = 0;
+    {
+      H5File f(f0, H5File::Mode::kRead);
+      world = f.read_attr_int("", "world_size");
+      step = f.read_attr_int("", "step");
+    }
+    for (int r = 0; r < world; ++r) {
+      const std::string file = checkpoint_rank_file(step_dir, r);
+      if (!fs::exists(file))
+        return "rank_" + std::to_string(r) + ".h5 of the " + std::to_string(world) +
+               " ranks that wrote it is missing";
+      std::string why = verify_checkpoint(file);
+      if (!why.empty()) return "rank_" + std::to_string(r) + ".h5: " + why;
+      H5File f(file, H5File::Mode::kRead);
+      if (f.read_attr_int("", "world_size") != world || f.read_attr_int("", "step") != step ||
+          f.read_attr_int("", "rank") != r)
+        return "rank_" + std::to_string(r) + ".h5 belongs to another checkpoint";
+    }
+    return "";
+  } catch (const std::exception& e) {
+    return e.what();
+  }
 }
-}  // namespace
 
 ResumePoint find_resume_checkpoint(const std::string& root, int rank, int world_size,
                                    const std::function<int64_t(int64_t)>& min_over_ranks) {
@@ -539,13 +567,10 @@ ResumePoint find_resume_checkpoint(const std::string& root, int rank, int world_
       if (s > limit) continue;
       auto v = verdict.find(s);
       if (v == verdict.end()) {
-        std::string file = checkpoint_rank_file(checkpoint_step_dir(root, s), rank);
-        std::string why = verify_checkpoint(file);
-        if (why.empty()) {
-          check_identity(file, rank, world_size);  // verified: a mismatch is the user's error
-        } else {
-          ZR_LOG_WARN("skipping checkpoint '", file, "': ", why, "; falling back to an older step");
-        }
+        const std::string dir = checkpoint_step_dir(root, s);
+        std::string why = verify_checkpoint_step(dir);
+        if (!why.empty())
+          ZR_LOG_WARN("skipping checkpoint '", dir, "': ", why, "; falling back to an older step");
         v = verdict.emplace(s, why.empty()).first;
       }
       if (v->second) return s;
@@ -559,7 +584,7 @@ ResumePoint find_resume_checkpoint(const std::string& root, int rank, int world_
     if (lo == hi) {
       ResumePoint rp;
       rp.step = lo;
-      if (lo >= 0) rp.path = checkpoint_rank_file(checkpoint_step_dir(root, lo), rank);
+      if (lo >= 0) rp.path = checkpoint_step_dir(root, lo);
       return rp;
     }
     if (local > lo)
@@ -576,19 +601,17 @@ ResumePoint find_resume_checkpoint(const std::string& root, Comm& comm) {
 }
 
 ResumePoint resolve_resume_path(const std::string& path, int rank, int world_size) {
+  ZR_CHECK(world_size >= 1 && rank >= 0 && rank < world_size, "resolve_resume_path: rank ", rank,
+           " outside world size ", world_size);
   std::error_code ec;
-  std::string file = fs::is_directory(path, ec) ? checkpoint_rank_file(path, rank) : path;
-  ZR_CHECK(fs::exists(file, ec), "--resume ", path, ": no checkpoint file '", file, "' for rank ",
-           rank);
-  std::string why = verify_checkpoint(file);
-  ZR_CHECK(why.empty(), "--resume ", path, ": checkpoint '", file, "' is unusable: ", why);
-  check_identity(file, rank, world_size);
+  ZR_CHECK(fs::exists(path, ec), "--resume ", path, ": no such checkpoint");
+  const std::string dir = fs::is_directory(path, ec) ? path : fs::path(path).parent_path().string();
+  std::string why = verify_checkpoint_step(dir);
+  ZR_CHECK(why.empty(), "--resume ", path, ": checkpoint '", dir, "' is unusable: ", why);
   ResumePoint rp;
-  rp.path = file;
-  {
-    H5File f(file, H5File::Mode::kRead);
-    rp.step = f.read_attr_int("", "step");
-  }
+  rp.path = dir;
+  H5File f(checkpoint_rank_file(dir, 0), H5File::Mode::kRead);
+  rp.step = f.read_attr_int("", "step");
   return rp;
 }
 

@@ -25,11 +25,18 @@
 //   leaves at most a *.tmp file, which nothing ever reads; the final name
 //   only ever holds a complete file.  A failed write removes its temp file.
 //
-// Resume: find_resume_checkpoint() verifies this rank's files newest first
-// and agrees with the other ranks on the newest step that verifies on all of
-// them; a corrupt or truncated file is skipped with ZR_LOG_WARN naming the
-// file and why.  A file that verifies but was written by a different world
-// size or rank is an error (resuming it could not be bit-identical).
+// Resume: a checkpoint is a step directory; it is usable when the files of
+// every rank that wrote it (rank_0 .. rank_<world_size-1>) are present,
+// verify, and agree on step and world size (verify_checkpoint_step).
+// find_resume_checkpoint() takes the newest usable step, skipping bad ones
+// with ZR_LOG_WARN naming the file and why.  The world size that resumes may
+// differ from the one that wrote it: the trainer reads the replicated state
+// (weights, reference, data cursor, counters) from rank 0's file and the
+// optimizer slices of every rank file (optimizer.h), and reshards.
+//
+// Sharded writing (the trainer's convention): rank 0 writes the weights and
+// the reference; every rank writes its optimizer slice, the metadata, and
+// strings["weights_hash"], the weights_hash of the weights it held.
 //
 // Threads: none of this is thread-safe (HDF5 and the file system state);
 // call from the training thread.  Errors throw zerorl::Error naming the file.
@@ -109,10 +116,11 @@ std::string verify_checkpoint(const std::string& path);
 // as 16 hex digits: equal for two runs that reached the same weights.
 std::string weights_hash(const Checkpoint& ckpt);
 // The same for a checkpoint file or a step directory (every rank file is
-// loaded and verified; throws if one is bad).  When all ranks hold the same
-// weights (data parallel) the result equals any one rank's hash, so runs on
-// different world sizes compare; otherwise it hashes the per-rank hashes in
-// rank order.
+// loaded and verified; throws if one is bad).  A rank file without weights
+// gives the hash it recorded of the weights that rank held
+// (strings["weights_hash"]).  When all ranks hold the same weights (data
+// parallel) the result equals any one rank's hash, so runs on different
+// world sizes compare; otherwise it hashes the per-rank hashes in rank order.
 std::string checkpoint_weights_hash(const std::string& path);
 // The rank_<r>.h5 files of a step directory, by rank (temp files excluded).
 std::vector<std::string> list_rank_files(const std::string& step_dir);
@@ -142,25 +150,29 @@ CheckpointInfo inspect_checkpoint(const std::string& path);
 // ---- resume ----
 struct ResumePoint {
   int64_t step = -1;  // -1: nothing to resume from
-  std::string path;   // this rank's file
+  std::string path;   // the step directory
   bool found() const { return step >= 0; }
 };
 
+// "" when the step directory is a usable checkpoint (see above), else why.
+// Never throws.
+std::string verify_checkpoint_step(const std::string& step_dir);
+
 // Collective when world_size > 1: `min_over_ranks(v)` must return the minimum
 // of v over all ranks (every rank calls it the same number of times); the
-// default is the identity (one process).  Each rank verifies its own files
+// default is the identity (one process).  Each rank verifies the steps
 // lazily, newest first; the ranks settle on the newest step that verifies on
-// every rank.  Bad files are skipped with a warning.  Returns step -1 when
+// every rank.  Bad steps are skipped with a warning.  Returns step -1 when
 // the root is missing or holds no usable step.
 ResumePoint find_resume_checkpoint(const std::string& root, int rank, int world_size,
                                    const std::function<int64_t(int64_t)>& min_over_ranks = {});
 // The same through a Comm (allreduce_scalar with kMin: exact for steps < 2^53).
 ResumePoint find_resume_checkpoint(const std::string& root, Comm& comm);
 
-// `--resume PATH`: PATH is a step directory (its rank_<rank>.h5 is used) or a
-// checkpoint file.  Verifies it and checks rank and world size; throws
-// zerorl::Error naming the file and the reason otherwise (no fallback: the
-// user asked for this one).
+// `--resume PATH`: PATH is a step directory or one of its rank files.
+// Verifies the whole step; throws zerorl::Error naming the file and the
+// reason otherwise (no fallback: the user asked for this one).  Any world
+// size may resume it.
 ResumePoint resolve_resume_path(const std::string& path, int rank, int world_size);
 
 }  // namespace zerorl

@@ -232,9 +232,11 @@ void setup(Run& run, Recipe& recipe, Comm& comm, const std::string& resume) {
                                        logging);
   comm.barrier();
   if (rp.found()) {
-    Checkpoint c = load_checkpoint(rp.path);
-    ZR_CHECK(c.world_size == comm.size(), rp.path, ": written by ", c.world_size,
-             " ranks, resumed on ", comm.size(), "; exact resume needs the same world size");
+    // rp.path is the step directory: the replicated state from rank 0's file.
+    const std::string file0 = checkpoint_rank_file(rp.path, 0);
+    Checkpoint c = load_checkpoint(file0);
+    if (c.world_size != comm.size())
+      ZR_LOG_INFO(rp.path, ": written by ", c.world_size, " ranks, resharded onto ", comm.size());
     {
       torch::NoGradGuard g;
       auto w = model.named_weights();
@@ -262,8 +264,9 @@ void setup(Run& run, Recipe& recipe, Comm& comm, const std::string& resume) {
     {
       // Each rank file holds one slice of the optimizer state.
       std::vector<NamedTensors> slices;
-      for (const std::string& f : list_rank_files(std::filesystem::path(rp.path).parent_path()))
-        slices.push_back(f == rp.path ? c.optimizer : load_checkpoint(f).optimizer);
+      for (int r = 0; r < c.world_size; ++r)
+        slices.push_back(r == 0 ? c.optimizer
+                                : load_checkpoint(checkpoint_rank_file(rp.path, r)).optimizer);
       run.opt->load_state(slices);
     }
     run.source->restore(data::DataCursor::from_string(c.data_cursor));
@@ -685,17 +688,20 @@ void checkpoint_phase(Run& run, Comm& comm, long step) {
   c.rank = comm.rank();
   c.recipe_yaml = run.recipe_yaml;
   c.model_config_json = run.policy.model->config().to_hf_json();
+  // Each rank writes what it owns: rank 0 the replicated weights and
+  // reference, every rank its optimizer slice (any world size reads them back).
   for (auto& [n, t] : run.policy.model->named_weights()) c.weights.push_back({n, t});
+  // What this rank holds, so a test can see every rank has the same weights.
+  c.strings["weights_hash"] = weights_hash(c);
+  if (comm.rank() != 0) c.weights.clear();
   c.optimizer = run.opt->state();
-  if (run.reference && run.ref_reset_step != step)
+  if (run.reference && run.ref_reset_step != step && comm.rank() == 0)
     for (auto& [n, t] : run.reference->named_weights()) c.reference.push_back({n, t});
   c.data_cursor = run.source->cursor().to_string();
   c.ints["ref_reset_step"] = run.ref_reset_step;
   c.ints["dynamic_short_steps"] = run.short_steps;
   // So a training checkpoint is usable on its own (zerorl generate --model).
   c.strings["tokenizer_json"] = run.policy.tokenizer->to_json();
-  // What this rank holds, so a test can see every rank has the same weights.
-  c.strings["weights_hash"] = weights_hash(c);
   std::string root = run.run_path + "/checkpoints";
   save_checkpoint(c, root);
   comm.barrier();  // every rank's file is complete before any prunes

@@ -50,7 +50,11 @@
 // stream and every sample's random stream do not depend on the world size.
 // Resume continues bit-identically (weights, AdamW state, data cursor, step,
 // reference model and balancing biases are in the checkpoint; sampling
-// streams are derived from (seed, step, prompt, sample)).
+// streams are derived from (seed, step, prompt, sample)).  A checkpoint may
+// be resumed on another world size (and ZeRO stage): the optimizer slices of
+// every rank file are resharded (optimizer.h) and the data stream, sampling
+// streams and schedule continue; the update then differs from the
+// uninterrupted run only by the order of the gradient sums.
 #pragma once
 
 #include <cstdint>

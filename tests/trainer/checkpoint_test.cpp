@@ -176,11 +176,11 @@ TEST(Checkpoint, TruncatedNewestIsSkippedWithAWarning) {
   ResumePoint rp = find_resume_checkpoint(d.path(), 0, 1);
   std::string err = ::testing::internal::GetCapturedStderr();
   EXPECT_EQ(rp.step, 4);
-  EXPECT_EQ(rp.path, checkpoint_rank_file(checkpoint_step_dir(d.path(), 4), 0));
+  EXPECT_EQ(rp.path, checkpoint_step_dir(d.path(), 4));
   EXPECT_NE(err.find("WARN"), std::string::npos) << err;
   EXPECT_NE(err.find(newest), std::string::npos) << "the warning must name the file: " << err;
   EXPECT_NE(err.find("truncated"), std::string::npos) << err;
-  EXPECT_EQ(load_checkpoint(rp.path).step, 4);
+  EXPECT_EQ(load_checkpoint(checkpoint_rank_file(rp.path, 0)).step, 4);
 
   // Truncated to almost nothing, and to zero bytes: still skipped.
   truncate_file(checkpoint_rank_file(checkpoint_step_dir(d.path(), 4), 0), 0.01);
@@ -318,15 +318,22 @@ TEST(Checkpoint, FailedWriteLeavesNoFile) {
   EXPECT_FALSE(fs::exists(checkpoint_rank_file(dir, 0) + ".tmp"));
 }
 
-TEST(Checkpoint, WorldSizeMismatchIsAnError) {
+// Any world size resumes a checkpoint (the trainer reshards it), but only
+// when every rank that wrote it left its file.
+TEST(Checkpoint, AnyWorldSizeResumesACompleteStep) {
   TempDir d;
   saved(make_checkpoint(5, 0, 2), d.path());
-  try {
-    find_resume_checkpoint(d.path(), 0, 1);
-    ADD_FAILURE() << "resumed a 2-rank checkpoint with 1 rank";
-  } catch (const Error& e) {
-    EXPECT_NE(std::string(e.what()).find("2 ranks"), std::string::npos) << e.what();
-  }
+  saved(make_checkpoint(5, 1, 2), d.path());
+  saved(make_checkpoint(6, 0, 2), d.path());  // rank 1's file of step 6 never landed
+  ::testing::internal::CaptureStderr();
+  ResumePoint rp = find_resume_checkpoint(d.path(), 0, 1);
+  const std::string err = ::testing::internal::GetCapturedStderr();
+  EXPECT_EQ(rp.step, 5);
+  EXPECT_EQ(rp.path, checkpoint_step_dir(d.path(), 5));
+  EXPECT_NE(err.find("rank_1.h5 of the 2 ranks"), std::string::npos) << err;
+  EXPECT_EQ(verify_checkpoint_step(checkpoint_step_dir(d.path(), 5)), "");
+  EXPECT_EQ(resolve_resume_path(checkpoint_step_dir(d.path(), 5), 3, 4).step, 5);
+  EXPECT_THROW(resolve_resume_path(checkpoint_step_dir(d.path(), 6), 0, 4), Error);
 }
 
 TEST(Checkpoint, ExplicitResumePath) {
@@ -336,13 +343,13 @@ TEST(Checkpoint, ExplicitResumePath) {
   std::string dir3 = checkpoint_step_dir(d.path(), 3);
   ResumePoint rp = resolve_resume_path(dir3, 0, 1);
   EXPECT_EQ(rp.step, 3);
-  EXPECT_EQ(rp.path, checkpoint_rank_file(dir3, 0));
-  EXPECT_EQ(resolve_resume_path(rp.path, 0, 1).step, 3);
+  EXPECT_EQ(rp.path, dir3);
+  EXPECT_EQ(resolve_resume_path(checkpoint_rank_file(dir3, 0), 0, 1).step, 3);
   // An explicit checkpoint that is bad is an error, not a silent fallback.
   truncate_file(checkpoint_rank_file(checkpoint_step_dir(d.path(), 7), 0), 0.5);
   EXPECT_THROW(resolve_resume_path(checkpoint_step_dir(d.path(), 7), 0, 1), Error);
   EXPECT_THROW(resolve_resume_path(d.path() + "/step_9", 0, 1), Error);
-  EXPECT_THROW(resolve_resume_path(dir3, 1, 2), Error);  // no rank_1.h5
+  EXPECT_EQ(resolve_resume_path(dir3, 1, 2).step, 3);  // a 1-rank checkpoint onto 2 ranks
 }
 
 // Ranks as threads, taking turns: a thread runs only while it holds the baton
@@ -399,7 +406,7 @@ TEST(Checkpoint, RanksAgreeOnTheNewestStepValidEverywhere) {
   ::testing::internal::GetCapturedStderr();
   EXPECT_EQ(got[0].step, 2);
   EXPECT_EQ(got[1].step, 2);
-  EXPECT_EQ(got[1].path, checkpoint_rank_file(checkpoint_step_dir(d.path(), 2), 1));
+  EXPECT_EQ(got[1].path, checkpoint_step_dir(d.path(), 2));
 }
 
 TEST(Checkpoint, ModelGroupLoadsAsAModelFile) {
