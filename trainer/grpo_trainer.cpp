@@ -209,6 +209,15 @@ void setup(Run& run, Recipe& recipe, Comm& comm, const std::string& resume) {
     params.push_back({p.key(), p.value(), p.value().dim() >= 2});
   run.optim.zero = static_cast<int>(run.train.zero);
   run.opt = std::make_unique<Optimizer>(params, run.optim, comm);
+  {
+    // The learner's per-rank state (trainer/shard_plan.h), exact bytes.
+    int64_t param_bytes = 0;
+    for (const auto& p : params) param_bytes += static_cast<int64_t>(p.param.nbytes());
+    ZR_LOG_INFO("learner state per rank (", dtype_name(dtype), ", zero ", run.train.zero, ", ",
+                comm.size(), " ranks): params ", param_bytes, " B, grads ", param_bytes,
+                " B, grad sync ", run.opt->plan().sync_bytes(), " B, masters ",
+                run.opt->master_bytes(), " B, AdamW moments ", run.opt->moment_bytes(), " B");
+  }
   auto text = std::make_shared<rollout::TokenText>(
       rollout::TokenText::from_tokenizer(*run.policy.tokenizer));
   rollout::EngineOptions eo;

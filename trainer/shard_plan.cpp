@@ -94,6 +94,13 @@ int64_t ShardPlan::owned_numel() const {
   return n;
 }
 
+int64_t ShardPlan::sync_bytes() const {
+  int64_t n = 0;
+  for (const Bucket& b : buckets)
+    n += (stage == 2 ? b.shard : b.numel) * static_cast<int64_t>(c10::elementSize(b.dtype));
+  return n;
+}
+
 int64_t copy_overlaps(const std::vector<FlatSpan>& src, const std::vector<FlatSpan>& dst) {
   int64_t copied = 0;
   for (const FlatSpan& d : dst) {

@@ -86,6 +86,9 @@ struct ShardPlan {
   // slices), ascending; empty slices omitted.
   std::vector<std::pair<int64_t, int64_t>> slice_ranges(int r) const;
   int64_t owned_numel() const;
+  // Bytes GradSync keeps between steps: the all-reduce buffers (stages 0,
+  // 1: every bucket) or this rank's gradient slices (stage 2).
+  int64_t sync_bytes() const;
 };
 
 // Copies between a set of segments (global ranges backed by flat tensors)
