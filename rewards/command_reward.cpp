@@ -144,6 +144,7 @@ RewardResult CommandReward::score(const Sample& s) const {
     counter.fetch_add(1);
     r.value = 0.0;
     r.error = "command reward: " + why;
+    r.failed = true;
     ZR_LOG_WARN("reward command '", cfg_.command, "': ", why);
     return r;
   };

@@ -111,6 +111,7 @@ RewardResult CountdownReward::score(const Sample& s) const {
     target = meta.at("target").get<long long>();
   } catch (const std::exception& e) {
     r.error = std::string("countdown metadata needs numbers and target: ") + e.what();
+    r.failed = true;
     return r;
   }
   size_t open = s.completion.rfind("<answer>");

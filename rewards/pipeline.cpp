@@ -86,6 +86,7 @@ ScoredSample RewardPipeline::score_one(const Sample& sample) const {
   const size_t n = impl_->rewards.size();
   out.values.assign(n, 0.0);
   out.errors.assign(n, "");
+  out.failed.assign(n, 0);
   for (size_t i = 0; i < n; ++i) {
     RewardResult r;
     try {
@@ -93,17 +94,21 @@ ScoredSample RewardPipeline::score_one(const Sample& sample) const {
     } catch (const std::exception& e) {
       r = RewardResult{};
       r.error = str_cat("reward threw: ", e.what());
+      r.failed = true;
     } catch (...) {
       r = RewardResult{};
       r.error = "reward threw a non-standard exception";
+      r.failed = true;
     }
     if (!std::isfinite(r.value)) {
       r.error = str_cat("non-finite reward value ", r.value, r.error.empty() ? "" : "; ", r.error);
       r.value = 0.0;
+      r.failed = true;
     }
     if (!r.error.empty()) impl_->errors[i].fetch_add(1, std::memory_order_relaxed);
     out.values[i] = r.value;
     out.errors[i] = r.error;
+    out.failed[i] = r.failed;
     out.total += impl_->weights[i] * r.value;
     out.components[impl_->names[i]] = r.value;
     for (auto& kv : r.components) out.components[impl_->names[i] + "." + kv.first] = kv.second;
@@ -153,9 +158,17 @@ std::vector<long long> RewardPipeline::error_counts() const {
 RewardPipeline build_reward_pipeline(const ConfigNode& rewards_section, int num_threads) {
   RewardPipeline p(num_threads);
   auto keys = rewards_section.keys();
-  ZR_CHECK(!keys.empty(), rewards_section.where(), ": '", rewards_section.path(),
+  ZR_CHECK(!keys.empty() && !(keys.size() == 1 && keys[0] == "max_error_rate"),
+           rewards_section.where(), ": '", rewards_section.path(),
            "' lists no rewards (expected e.g. accuracy: {type: math, weight: 1.0})");
   for (const auto& name : keys) {
+    if (name == "max_error_rate") {
+      double rate = rewards_section.get<double>(name);
+      ZR_CHECK(rate >= 0 && rate <= 1, rewards_section.where(name), ": ",
+               rewards_section.path(name), " must be in [0, 1], got ", rate);
+      p.set_max_error_rate(rate);
+      continue;
+    }
     ConfigNode entry = rewards_section.section(name);
     std::string type = entry.get<std::string>("type", name);
     double weight = entry.get<double>("weight", 1.0);

@@ -19,7 +19,12 @@
 //     accuracy: {type: math, weight: 1.0, precision: 6}
 //     format:   {type: format, weight: 0.2, mode: strict}
 // `type` defaults to the entry's name; `weight` to 1.0; the other keys are
-// the reward type's own options.
+// the reward type's own options.  One key is the pipeline's own:
+//     max_error_rate: 0.5
+// the largest fraction of a training step's samples on which one reward may
+// fail (RewardResult::failed) before the run stops with that reward's last
+// error (default 0.5; 1 never stops).  The trainer logs each reward's rate as
+// reward/<name>/error_rate.
 #pragma once
 
 #include <atomic>
@@ -36,6 +41,7 @@ struct ScoredSample {
   double total = 0.0;
   std::vector<double> values;       // one per reward, unweighted, pipeline order
   std::vector<std::string> errors;  // one per reward, "" when scored normally
+  std::vector<char> failed;         // one per reward: RewardResult::failed
   // "<name>" -> unweighted value, and "<name>.<component>" for each component.
   std::map<std::string, double> components;
 };
@@ -59,11 +65,15 @@ class RewardPipeline {
   // Number of samples each reward has reported an error for so far.
   std::vector<long long> error_counts() const;
   int num_threads() const { return num_threads_; }
+  // rewards.max_error_rate (see the top of this file).
+  double max_error_rate() const { return max_error_rate_; }
+  void set_max_error_rate(double rate) { max_error_rate_ = rate; }
 
  private:
   struct Impl;
   std::unique_ptr<Impl> impl_;
   int num_threads_;
+  double max_error_rate_ = 0.5;
 };
 
 // Builds the pipeline from the `rewards:` section (see above); throws

@@ -115,6 +115,7 @@ RewardResult PluginReward::score(const Sample& s) const {
   RewardResult r;
   if (rc != 0 || !std::isfinite(value)) {
     failures_.fetch_add(1);
+    r.failed = true;
     r.error = str_cat(
         "plug-in ", name_, ": ",
         rc != 0 ? (err[0] ? std::string(err) : "score failed (code " + std::to_string(rc) + ")")

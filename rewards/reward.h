@@ -43,6 +43,11 @@ struct RewardResult {
   // Empty when the sample was scored normally; otherwise why it got `value`
   // (e.g. "no answer found", "plugin timeout after 2000 ms").
   std::string error;
+  // The reward could not score the sample at all (it threw, a plug-in or a
+  // command failed or timed out, bad metadata, a non-finite value), as
+  // opposed to a verdict such as "no answer found".  Failures count towards
+  // rewards.max_error_rate (see pipeline.h).
+  bool failed = false;
 };
 
 class Reward {

@@ -24,5 +24,7 @@ if [ ! -f "$base" ]; then
   cp runs/base-tiny/base.h5 "$base"
 fi
 echo "[demo] GRPO from the base: recipes/r1zero-tiny.yaml"
-"${launch[@]}" train recipes/r1zero-tiny.yaml policy.init="$base" "$@"
+# --overwrite: running the demo again reproduces it from scratch (without it,
+# train refuses a run folder that holds checkpoints).
+"${launch[@]}" train recipes/r1zero-tiny.yaml policy.init="$base" --overwrite "$@"
 echo "[demo] outputs: runs/r1zero-tiny/ (metrics.jsonl, samples.jsonl, eval.jsonl, plots/, summary.json)"

@@ -12,6 +12,28 @@ while [ $# -gt 0 ] && [ "$1" != "--" ]; do mpi_args+=("$1"); shift; done
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 root_flag=()
 [ "$(id -u)" -eq 0 ] && root_flag=(--allow-run-as-root)
-exec mpirun -np "$np" "${root_flag[@]}" --bind-to none \
+# Stopping: on SIGTERM or SIGINT (Ctrl-C) Open MPI's mpirun sends the ranks
+# SIGTERM and SIGKILL one second later, too soon for them to finish a step
+# and checkpoint.  So mpirun runs in its own session (the terminal's Ctrl-C
+# reaches only this script) and the first SIGTERM/SIGINT here is passed on
+# as SIGUSR1, which mpirun forwards to every rank unchanged: each finishes
+# its step, checkpoints, and the run exits with status 75.  A second one is
+# passed on as SIGTERM: the job ends at once.
+setsid mpirun -np "$np" "${root_flag[@]}" --bind-to none \
   -x OMP_NUM_THREADS="${OMP_NUM_THREADS:-1}" -x LD_LIBRARY_PATH \
-  "${mpi_args[@]}" "$here/build/zerorl" "$@"
+  "${mpi_args[@]}" "$here/build/zerorl" "$@" </dev/null &
+pid=$!
+signals=0
+on_stop() {
+  signals=$((signals + 1))
+  if [ "$signals" -eq 1 ]; then kill -USR1 "$pid" 2>/dev/null; else kill -TERM "$pid" 2>/dev/null; fi
+}
+trap on_stop TERM INT
+set +e
+while :; do
+  wait "$pid"
+  rc=$?
+  # wait returns early (status > 128) when a trapped signal arrives.
+  kill -0 "$pid" 2>/dev/null || break
+done
+exit "$rc"

@@ -16,6 +16,7 @@
 #include "core/comm.h"
 #include "core/config.h"
 #include "core/log.h"
+#include "core/recipe_diff.h"
 #include "core/progress.h"
 #include "data/dataset.h"
 #include "data/prompt_source.h"
@@ -33,6 +34,7 @@
 #include "trainer/plot.h"
 #include "trainer/policy_file.h"
 #include "trainer/run_dir.h"
+#include "trainer/stop_signal.h"
 
 namespace zerorl {
 
@@ -102,6 +104,14 @@ struct Run {
   long ref_reset_step = 0;
   // Dynamic sampling: steps that hit max_sampling_rounds short of a full batch.
   long short_steps = 0;
+  // Per reward (pipeline order): this rank's latest failure text, for the
+  // message when rewards.max_error_rate stops the run.
+  std::vector<std::string> reward_last_failure;
+  // Wall-clock seconds of the run's earlier segments (from the checkpoint
+  // resumed) and when this segment started.
+  double wall_before = 0;
+  Clock::time_point t_start = Clock::now();
+  double wall_seconds() const { return wall_before + seconds_since(t_start); }
 };
 
 // One scored group-batch: a rollout round's, or the groups kept for the
@@ -131,7 +141,40 @@ void copy_weights(model::CausalLM& dst, const model::CausalLM& src) {
 
 // ---- setup -----------------------------------------------------------------------
 
-void setup(Run& run, Recipe& recipe, Comm& comm, const std::string& resume) {
+// Keys a resume may change: they do not touch what the run computes (its
+// length, when it evaluates, logs, samples and checkpoints, where its
+// outputs live, how rewards are threaded and when they stop the run, how
+// optimizer state is sharded: a resume may also change the world size).
+const std::vector<std::string> kMayChangeOnResume = {"train.steps",
+                                                     "train.sample_every",
+                                                     "train.samples_per_log",
+                                                     "train.zero",
+                                                     "eval.*",
+                                                     "checkpoint.*",
+                                                     "log.*",
+                                                     "logging.*",
+                                                     "run.*",
+                                                     "reward_threads",
+                                                     "comm",
+                                                     "rewards.max_error_rate"};
+
+// A resume with a changed recipe is refused unless every changed key may
+// change (kMayChangeOnResume); the error names the keys that may not.
+void check_resume_recipe(const std::string& saved_yaml, const std::string& yaml,
+                         const std::string& ckpt_path) {
+  std::vector<std::string> refused;
+  for (const auto& k : recipe_changed_keys(saved_yaml, yaml))
+    if (!key_matches(k, kMayChangeOnResume)) refused.push_back(k);
+  if (refused.empty()) return;
+  std::string keys, allowed;
+  for (const auto& k : refused) keys += (keys.empty() ? "" : ", ") + k;
+  for (const auto& k : kMayChangeOnResume) allowed += (allowed.empty() ? "" : ", ") + k;
+  ZR_THROW("cannot resume from ", ckpt_path, " with a changed recipe: ", keys,
+           " differ from the checkpoint's (a resume may change only ", allowed,
+           "); start a new run (another run.name, or --overwrite) to change them");
+}
+
+void setup(Run& run, Recipe& recipe, Comm& comm, const std::string& resume, bool overwrite) {
   auto rn = recipe.section("run");
   std::string name = rn.get<std::string>("name");
   std::string root = rn.get<std::string>("dir", "runs");
@@ -153,6 +196,7 @@ void setup(Run& run, Recipe& recipe, Comm& comm, const std::string& resume) {
   int reward_threads = static_cast<int>(recipe.root().get<long>("reward_threads", 0));
   run.rewards =
       std::make_unique<rewards::RewardPipeline>(rewards::build_reward_pipeline(rw, reward_threads));
+  run.reward_last_failure.assign(run.rewards->size(), "");
   run.adv = AdvantageConfig::from(recipe.section("advantage"));
   run.loss = LossConfig::from(recipe.section("loss"));
   run.optim = OptimizerConfig::from(recipe.section("optimizer"));
@@ -235,9 +279,14 @@ void setup(Run& run, Recipe& recipe, Comm& comm, const std::string& resume) {
       rp = resolve_resume_path(resume, comm.rank(), comm.size());
     }
   }
+  if (rp.found())
+    check_resume_recipe(inspect_checkpoint(checkpoint_rank_file(rp.path, 0)).recipe_yaml,
+                        run.recipe_yaml, rp.path);
   if (comm.rank() == 0)
     run.dir = std::make_unique<RunDir>(root, name, run.recipe_yaml,
-                                       rp.found() ? RunDir::Mode::kResume : RunDir::Mode::kFresh,
+                                       rp.found()  ? RunDir::Mode::kResume
+                                       : overwrite ? RunDir::Mode::kOverwrite
+                                                   : RunDir::Mode::kFresh,
                                        logging);
   comm.barrier();
   if (rp.found()) {
@@ -282,6 +331,7 @@ void setup(Run& run, Recipe& recipe, Comm& comm, const std::string& resume) {
     run.start_step = c.step;
     run.ref_reset_step = c.ints.count("ref_reset_step") ? c.ints["ref_reset_step"] : 0;
     run.short_steps = c.ints.count("dynamic_short_steps") ? c.ints["dynamic_short_steps"] : 0;
+    run.wall_before = c.doubles.count("wall_seconds") ? c.doubles["wall_seconds"] : 0.0;
     if (run.dir) run.dir->truncate_after(c.step);
     ZR_LOG_INFO("resumed from ", rp.path, " at step ", c.step);
   }
@@ -637,7 +687,11 @@ void add_batch_metrics(Run& run, const StepBatch& b, const std::vector<bool>& si
     const auto& s = b.scores[j];
     m.add_mean("reward/mean", b.rewards[j], 1);
     m.add_mean("reward/sq", b.rewards[j] * b.rewards[j], 1);
-    for (size_t r = 0; r < names.size(); ++r) m.add_mean("reward/" + names[r], s.values[r], 1);
+    for (size_t r = 0; r < names.size(); ++r) {
+      m.add_mean("reward/" + names[r], s.values[r], 1);
+      m.add_mean("reward/" + names[r] + "/error_rate", s.failed[r] ? 1.0 : 0.0, 1);
+      if (s.failed[r]) run.reward_last_failure[r] = s.errors[r];
+    }
     const auto& smp = b.rollout.samples[j];
     m.add_mean("response/length_mean", static_cast<double>(smp.completion_length()), 1);
     m.add_max("response/length_max", static_cast<double>(smp.completion_length()));
@@ -649,6 +703,22 @@ void add_batch_metrics(Run& run, const StepBatch& b, const std::vector<bool>& si
   m.add_sum("rollout/generated_tokens", static_cast<double>(b.rollout.stats.generated_tokens));
   m.add_sum("rollout/prefill_tokens", static_cast<double>(b.rollout.stats.prefill_tokens));
   m.add_mean("rollout/occupancy", b.rollout.stats.occupancy(), 1);
+}
+
+// Rewards that cannot work stop the run: a reward that failed on more than
+// rewards.max_error_rate of the step's samples (over all ranks; every rank
+// sees the same reduced rate, so all throw) ends it with its last error.
+void check_reward_failures(const Run& run, const std::map<std::string, double>& metrics,
+                           long step) {
+  const auto& names = run.rewards->names();
+  for (size_t r = 0; r < names.size(); ++r) {
+    auto it = metrics.find("reward/" + names[r] + "/error_rate");
+    if (it == metrics.end() || !(it->second > run.rewards->max_error_rate())) continue;
+    const std::string& last = run.reward_last_failure[r];
+    ZR_THROW("reward '", names[r], "' failed on ", it->second * 100, "% of the samples of step ",
+             step + 1, " (more than rewards.max_error_rate = ", run.rewards->max_error_rate(),
+             "); its last error", last.empty() ? std::string(" was on another rank") : ": " + last);
+  }
 }
 
 std::vector<SampleRecord> sample_records(Run& run, const StepBatch& b) {
@@ -709,6 +779,9 @@ void checkpoint_phase(Run& run, Comm& comm, long step) {
   c.data_cursor = run.source->cursor().to_string();
   c.ints["ref_reset_step"] = run.ref_reset_step;
   c.ints["dynamic_short_steps"] = run.short_steps;
+  // Wall-clock time is not part of the results: summary.json's total over
+  // segments (not compared by resume tests).
+  c.doubles["wall_seconds"] = run.wall_seconds();
   // So a training checkpoint is usable on its own (zerorl generate --model).
   c.strings["tokenizer_json"] = run.policy.tokenizer->to_json();
   std::string root = run.run_path + "/checkpoints";
@@ -721,14 +794,30 @@ void checkpoint_phase(Run& run, Comm& comm, long step) {
 
 // ---- the loop --------------------------------------------------------------------------
 
-TrainResult run_train(Recipe& recipe, Comm& comm, const std::string& resume) {
-  auto t_run = Clock::now();
+TrainResult run_train(Recipe& recipe, Comm& comm, const std::string& resume, bool overwrite) {
   Run run;
-  setup(run, recipe, comm, resume);
+  setup(run, recipe, comm, resume, overwrite);
   TrainResult result;
   result.run_dir = run.run_path;
   const bool eval_on = run.eval.every > 0 && !run.test_set.empty();
   if (eval_on && run.start_step == 0) result.first_eval = evaluate_phase(run, comm, 0);
+  std::map<std::string, double> latest_eval;
+  if (run.start_step > 0 && run.dir) {
+    // A resumed run's step-0 (and latest) evaluation is in eval.jsonl.
+    for (const auto& row : read_metrics_jsonl(run.dir->file("eval.jsonl"))) {
+      if (row.step == 0) result.first_eval = row.values;
+      if (row.step <= run.start_step) latest_eval = row.values;
+    }
+  }
+  if (run.start_step >= run.train.steps) {
+    // Nothing left to do: the outputs stay as they are.
+    result.last_eval = latest_eval;
+    ZR_LOG_INFO("nothing to do: resumed at step ", run.start_step, " of train.steps ",
+                run.train.steps);
+    result.steps_done = run.start_step;
+    result.wall_seconds = run.wall_before;
+    return result;
+  }
 
   Progress progress("train", run.train.steps);
   for (long step = run.start_step; step < run.train.steps; ++step) {
@@ -771,19 +860,32 @@ TrainResult run_train(Recipe& recipe, Comm& comm, const std::string& resume) {
         run.dir->append_samples(step + 1, sample_records(run, b));
     }
     result.last_metrics = metrics;
+    check_reward_failures(run, metrics, step);
     progress.update(step + 1 - run.start_step,
                     {{"reward", mean}, {"len", metrics["response/length_mean"]}});
     // evaluate, checkpoint
     if (eval_on && (step + 1) % run.eval.every == 0)
       result.last_eval = evaluate_phase(run, comm, step + 1);
-    if ((run.ckpt_every > 0 && (step + 1) % run.ckpt_every == 0) || step + 1 == run.train.steps)
+    // stop: every rank learns whether any rank was signalled (one all-reduce)
+    const int stop =
+        static_cast<int>(comm.allreduce_scalar(static_cast<double>(stop_signal()), ReduceOp::kMax));
+    if ((run.ckpt_every > 0 && (step + 1) % run.ckpt_every == 0) || step + 1 == run.train.steps ||
+        stop != 0)
       checkpoint_phase(run, comm, step + 1);
     result.steps_done = step + 1;
+    if (stop != 0 && step + 1 < run.train.steps) {
+      result.stopped_by = stop;
+      break;
+    }
   }
   progress.finish();
+  if (result.stopped_by != 0) {
+    result.wall_seconds = run.wall_seconds();
+    return result;
+  }
   if (eval_on && result.last_eval.empty() && run.train.steps > run.start_step)
     result.last_eval = evaluate_phase(run, comm, run.train.steps);
-  result.wall_seconds = seconds_since(t_run);
+  result.wall_seconds = run.wall_seconds();
   if (run.dir) {
     plot_run(run.dir->path());
     nlohmann::json summary;

@@ -55,6 +55,11 @@
 // every rank file are resharded (optimizer.h) and the data stream, sampling
 // streams and schedule continue; the update then differs from the
 // uninterrupted run only by the order of the gradient sums.
+//
+// Stopping (trainer/stop_signal.h): at the end of every step the ranks
+// agree (one all-reduce) whether any of them was asked to stop; if so each
+// writes the step's checkpoint (unless it just did) and run_train returns
+// with stopped_by set, skipping the final evaluation and summary.
 #pragma once
 
 #include <cstdint>
@@ -96,11 +101,17 @@ struct TrainResult {
   std::map<std::string, double> first_eval, last_eval;  // empty when eval is off
   std::map<std::string, double> last_metrics;
   std::string run_dir;
+  // Non-zero when a stop was requested (trainer/stop_signal.h): the signal's
+  // number; the run ended after step steps_done with a checkpoint there.
+  int stopped_by = 0;
 };
 
 // resume: "" (fresh run), "auto" (newest verifying checkpoint of this run,
 // falling back past corrupt ones; fresh when there is none) or a checkpoint
-// step directory.  Collective.
-TrainResult run_train(Recipe& recipe, Comm& comm, const std::string& resume = "");
+// step directory.  A fresh run refuses a run directory that holds
+// checkpoints unless overwrite is set (then the old run is removed; see
+// trainer/run_dir.h).  Collective.
+TrainResult run_train(Recipe& recipe, Comm& comm, const std::string& resume = "",
+                      bool overwrite = false);
 
 }  // namespace zerorl

@@ -19,6 +19,7 @@
 #include "core/log.h"
 #include "core/tensorboard.h"
 #include "data/utf8.h"
+#include "trainer/checkpoint.h"
 
 namespace fs = std::filesystem;
 
@@ -165,6 +166,15 @@ std::vector<std::vector<std::string>> sample_table(const std::vector<SampleRecor
 
 }  // namespace
 
+std::string segment_recipe_name(int n) { return str_cat("recipe.resolved.", n, ".yaml"); }
+
+std::string RunDir::next_segment_recipe() const {
+  std::error_code ec;
+  int n = 1;
+  while (fs::exists(file(segment_recipe_name(n)), ec)) ++n;
+  return segment_recipe_name(n);
+}
+
 LoggingConfig LoggingConfig::from(const ConfigNode& n) {
   LoggingConfig c;
   c.tensorboard = n.get<bool>("tensorboard", c.tensorboard);
@@ -217,21 +227,30 @@ RunDir::RunDir(const std::string& root, const std::string& name, const std::stri
     : path_(run_dir_path(root, name)), logging_(logging) {
   std::error_code ec;
   std::string recipe_path = file("recipe.resolved.yaml");
+  const bool fresh = mode != Mode::kResume;
+  const std::vector<int64_t> steps = fs::exists(file("checkpoints"), ec)
+                                         ? list_checkpoint_steps(file("checkpoints"))
+                                         : std::vector<int64_t>{};
+  if (mode == Mode::kFresh && !steps.empty())
+    ZR_THROW("run directory '", path_, "' already holds checkpoints (step ", steps.back(),
+             " the newest); continue it with --resume auto, or start it again with --overwrite ",
+             "(removes its checkpoints and outputs)");
   if (fs::exists(recipe_path, ec)) {
     std::string old = read_text(recipe_path);
-    if (old != recipe) {
-      ZR_CHECK(mode == Mode::kResume, "run directory '", path_,
-               "' already holds a different run (its recipe.resolved.yaml differs at ",
-               first_difference(old, recipe),
-               "); choose another run name, remove the directory, or resume it");
+    if (old != recipe && mode != Mode::kOverwrite) {
+      ZR_CHECK(
+          mode == Mode::kResume, "run directory '", path_,
+          "' already holds a different run (its recipe.resolved.yaml differs at ",
+          first_difference(old, recipe),
+          "); choose another run name, resume it (--resume auto), or replace it (--overwrite)");
       ZR_LOG_WARN("resuming '", path_, "' with a changed recipe (", first_difference(old, recipe),
-                  "); the previous one is kept as recipe.resolved.prev.yaml");
-      write_file_atomic(file("recipe.resolved.prev.yaml"), old);
+                  "); the previous one is kept as ", next_segment_recipe());
+      write_file_atomic(file(next_segment_recipe()), old);
     }
   }
-  if (mode == Mode::kFresh && fs::exists(path_, ec)) {
-    // Same recipe (or none): start afresh, leaving nothing of the old run
-    // that `--resume auto` or a plot could later mistake for this one.
+  if (fresh && fs::exists(path_, ec)) {
+    // Start afresh, leaving nothing of the old run that `--resume auto` or a
+    // plot could later mistake for this one.
     bool had_outputs = false;
     for (const char* f : kJsonlFiles)
       if (fs::exists(file(f), ec) && fs::file_size(file(f), ec) > 0) had_outputs = true;
@@ -243,6 +262,8 @@ RunDir::RunDir(const std::string& root, const std::string& name, const std::stri
                   "eval, summary, plots, tb and checkpoints");
     for (const char* f : kJsonlFiles) fs::remove(file(f), ec);
     fs::remove(file("summary.json"), ec);
+    for (int n = 1; fs::exists(file(segment_recipe_name(n)), ec); ++n)
+      fs::remove(file(segment_recipe_name(n)), ec);
     remove_tree(file("plots"));
     remove_tree(file("tb"));
     remove_tree(file("checkpoints"));

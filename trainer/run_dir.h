@@ -1,6 +1,8 @@
 // The run directory: everything a run writes, under <root>/<name>/.
 //
 //   recipe.resolved.yaml   the resolved recipe (Recipe::dump())
+//   recipe.resolved.N.yaml the recipes of earlier segments, N = 1, 2, ...: a
+//                          resume with a changed recipe keeps the one before
 //   metrics.jsonl          one JSON object per step: {"step": N, <metric>: x, ...,
 //                          "time": {<timing>: seconds, ...}}
 //   samples.jsonl          one object per logged completion (prompt, completion,
@@ -33,10 +35,15 @@
 // resume): TensorBoard ignores the first and, on a later one, drops the
 // events of step >= S + 1 it was already showing (a live view across a crash).
 //
-// Clobbering: opening a directory that holds a run with a different
-// recipe.resolved.yaml throws unless resuming.  Opening it fresh with the
-// same recipe starts the run afresh: previous metrics, samples, eval,
-// summary, plots, tb and checkpoints are removed (logged).
+// Clobbering: a rerun never deletes work by accident.  Opening a directory
+// fresh (kFresh) throws when it holds checkpoints (the message names
+// `--resume auto` and `--overwrite`) or a run with a different
+// recipe.resolved.yaml; without checkpoints and with the same recipe (a run
+// that died before its first checkpoint) its previous outputs are removed
+// (logged: metrics, samples, eval, summary, plots, tb, segment recipes).
+// kOverwrite removes everything of the previous run, whatever its recipe.
+// kResume keeps everything (which recipe changes a resume may bring is the
+// trainer's to check).
 //
 // Multi-rank: only rank 0 constructs a RunDir (and should do so before the
 // other ranks touch checkpoints/, then barrier); the others use
@@ -87,7 +94,7 @@ struct MetricsRow {
 
 class RunDir {
  public:
-  enum class Mode { kFresh, kResume };
+  enum class Mode { kFresh, kResume, kOverwrite };
 
   // Creates or reopens <root>/<name>/ and writes recipe.resolved.yaml (see
   // the top of this file for clobbering).  Creates empty metrics.jsonl,
@@ -121,12 +128,17 @@ class RunDir {
 
  private:
   void append_line(const std::string& file_name, const std::string& line);
-  EventFileWriter* tensorboard();  // null unless logging.tensorboard
+  std::string next_segment_recipe() const;  // the first unused segment_recipe_name
+  EventFileWriter* tensorboard();           // null unless logging.tensorboard
   std::string path_;
   LoggingConfig logging_;
   std::unique_ptr<EventFileWriter> tb_;  // opened by the first append
   int64_t resumed_after_ = -1;           // truncate_after's step
 };
+
+// "recipe.resolved.<n>.yaml": the recipe of a run's n-th segment that a
+// later resume changed.
+std::string segment_recipe_name(int n);
 
 // The exact line append_metrics writes (without the newline).
 std::string format_metrics_line(int64_t step, const std::map<std::string, double>& values,

@@ -88,6 +88,132 @@ TEST(GrpoTrainer, ResumeContinuesBitIdentically) {
   auto b = lines_without_time(second.run_dir + "/metrics.jsonl");
   ASSERT_EQ(a.size(), 6u);
   EXPECT_EQ(a, b);
+
+  // summary.json: the same as the uninterrupted run's (step-0 evaluation
+  // included) but for the wall time, which sums both segments.
+  auto summary = [](const std::string& dir) {
+    std::ifstream in(dir + "/summary.json");
+    return nlohmann::json::parse(in);
+  };
+  nlohmann::json want = summary(straight.run_dir), got = summary(second.run_dir);
+  EXPECT_FALSE(got["base"].empty());
+  EXPECT_GT(got["wall_seconds"].get<double>(), first.wall_seconds);
+  want.erase("wall_seconds");
+  got.erase("wall_seconds");
+  EXPECT_EQ(want, got);
+  // Each segment's recipe is kept: the first one (3 steps) as recipe.resolved.1.yaml.
+  Recipe seg1 = Recipe::from_file(second.run_dir + "/recipe.resolved.1.yaml");
+  EXPECT_EQ(seg1.section("train").get<long>("steps"), 3);
+
+  // A resume with nothing left to do changes nothing.
+  // The files that differ between two snapshots (names only: HDF5 bytes make
+  // unreadable failure messages).
+  auto changed = [](const std::map<std::string, std::string>& a,
+                    const std::map<std::string, std::string>& b) {
+    std::string out;
+    for (const auto& [k, v] : a)
+      if (!b.count(k) || b.at(k) != v) out += " " + k;
+    for (const auto& [k, v] : b)
+      if (!a.count(k)) out += " " + k;
+    return out;
+  };
+  auto snapshot = [&] {
+    std::map<std::string, std::string> files;
+    for (const auto& e : fs::recursive_directory_iterator(second.run_dir)) {
+      if (!e.is_regular_file()) continue;
+      std::ifstream in(e.path(), std::ios::binary);
+      std::ostringstream ss;
+      ss << in.rdbuf();
+      files[e.path().string()] = ss.str();
+    }
+    return files;
+  };
+  const auto before = snapshot();
+  auto noop = train(recipe_text("resumed"), {}, "auto");
+  EXPECT_EQ(noop.steps_done, 6);
+  EXPECT_EQ(changed(before, snapshot()), "");
+
+  // A changed recipe is refused unless the keys may change; the error names them.
+  try {
+    train(recipe_text("resumed"), {"train.steps=8", "optimizer.lr=0.01", "loss.beta=0.1"}, "auto");
+    ADD_FAILURE() << "a resume with a changed learning rate was accepted";
+  } catch (const Error& e) {
+    std::string w = e.what();
+    // train.steps may change: not among the keys named.
+    EXPECT_NE(w.find("loss.beta, optimizer.lr differ"), std::string::npos) << w;
+  }
+  EXPECT_EQ(changed(before, snapshot()), "");
+}
+
+// The same command again without --resume keeps the first run's
+// checkpoints and outputs (and says how to go on); --overwrite starts again.
+TEST(GrpoTrainer, RerunKeepsItsCheckpoints) {
+  auto first = train(recipe_text("rerun"), {"train.steps=2"});
+  const std::string ckpts = first.run_dir + "/checkpoints";
+  const auto steps = list_checkpoint_steps(ckpts);
+  ASSERT_EQ(steps, (std::vector<int64_t>{1, 2}));
+  const std::string hash = final_hash(first.run_dir, 2);
+  const auto metrics = lines_without_time(first.run_dir + "/metrics.jsonl");
+  try {
+    train(recipe_text("rerun"), {"train.steps=2"});
+    ADD_FAILURE() << "the rerun did not refuse";
+  } catch (const Error& e) {
+    std::string w = e.what();
+    EXPECT_NE(w.find("--resume auto"), std::string::npos) << w;
+    EXPECT_NE(w.find("--overwrite"), std::string::npos) << w;
+  }
+  EXPECT_EQ(list_checkpoint_steps(ckpts), steps);
+  EXPECT_EQ(final_hash(first.run_dir, 2), hash);
+  EXPECT_EQ(lines_without_time(first.run_dir + "/metrics.jsonl"), metrics);
+  // --overwrite: a fresh run of one step; the step-2 checkpoint is gone.
+  Recipe r = Recipe::from_string(recipe_text("rerun"), "test.yaml");
+  r.apply_overrides({"train.steps=1"});
+  auto comm = make_comm("single");
+  run_train(r, *comm, "", true);
+  EXPECT_EQ(list_checkpoint_steps(ckpts), std::vector<int64_t>{1});
+  EXPECT_EQ(lines_without_time(first.run_dir + "/metrics.jsonl").size(), 1u);
+}
+
+// The tiny recipe with a command reward that dies at once on every sample.
+std::string dead_command_recipe(const std::string& name) {
+  std::string text = recipe_text(name);
+  const std::string from = "rewards:\n  accuracy: {type: math}\n";
+  const size_t at = text.find(from);
+  EXPECT_NE(at, std::string::npos);
+  return text.insert(at + from.size(), "  judge: {type: command, command: \"exit 3\"}\n");
+}
+
+// A reward that cannot work stops the run within one step, naming itself,
+// the limit and its last error; the step's error rate is logged first.
+TEST(GrpoTrainer, DeadCommandRewardStopsTheRunInOneStep) {
+  ::testing::internal::CaptureStderr();
+  try {
+    train(dead_command_recipe("dead_reward"), {"eval.every=0"});
+    ADD_FAILURE() << "a reward that fails on every sample did not stop the run";
+  } catch (const Error& e) {
+    std::string w = e.what();
+    EXPECT_NE(w.find("reward 'judge'"), std::string::npos) << w;
+    EXPECT_NE(w.find("step 1"), std::string::npos) << w;
+    EXPECT_NE(w.find("rewards.max_error_rate"), std::string::npos) << w;
+    EXPECT_NE(w.find("command reward:"), std::string::npos) << w;  // its last error
+  }
+  ::testing::internal::GetCapturedStderr();
+  const std::string dir = (scratch() / "runs" / "dead_reward").string();
+  auto metrics = test::read_jsonl(dir + "/metrics.jsonl");
+  ASSERT_EQ(metrics.size(), 1u);
+  EXPECT_EQ(metrics[0]["reward/judge/error_rate"], 1.0);
+  EXPECT_EQ(metrics[0]["reward/accuracy/error_rate"], 0.0);
+  EXPECT_TRUE(list_checkpoint_steps(dir + "/checkpoints").empty());
+}
+
+// rewards.max_error_rate: 1 lets such a run go on (the reward scores 0).
+TEST(GrpoTrainer, MaxErrorRateOneKeepsGoing) {
+  ::testing::internal::CaptureStderr();
+  auto res = train(dead_command_recipe("dead_tolerated"),
+                   {"eval.every=0", "train.steps=1", "rewards.max_error_rate=1"});
+  ::testing::internal::GetCapturedStderr();
+  EXPECT_EQ(res.steps_done, 1);
+  EXPECT_EQ(res.last_metrics.at("reward/judge/error_rate"), 1.0);
 }
 
 TEST(GrpoTrainer, TruncatedNewestCheckpointIsSkipped) {

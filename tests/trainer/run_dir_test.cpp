@@ -233,23 +233,59 @@ TEST(RunDir, RefusesToClobberADifferentRun) {
   { RunDir run(t.path(), "demo", other, RunDir::Mode::kResume); }
   ::testing::internal::GetCapturedStderr();
   EXPECT_EQ(slurp(t.path() + "/demo/recipe.resolved.yaml"), other);
-  EXPECT_EQ(slurp(t.path() + "/demo/recipe.resolved.prev.yaml"), kRecipe);
+  EXPECT_EQ(slurp(t.path() + "/demo/recipe.resolved.1.yaml"), kRecipe);
 
   EXPECT_THROW(RunDir(t.path(), "../escape", kRecipe, RunDir::Mode::kFresh), Error);
   EXPECT_THROW(RunDir(t.path(), "", kRecipe, RunDir::Mode::kFresh), Error);
 }
 
-TEST(RunDir, SameRecipeFreshStartClearsTheOldRun) {
+// A run of three logged steps with a checkpoint at step 3 (none when
+// with_checkpoint is false).
+void write_old_run(const std::string& root, bool with_checkpoint) {
+  RunDir run(root, "demo", kRecipe, RunDir::Mode::kFresh);
+  for (int64_t s = 1; s <= 3; ++s) log_step(run, s, 1.0);
+  run.write_summary(nlohmann::json{{"steps", 3}});
+  if (!with_checkpoint) return;
+  Checkpoint c;
+  c.step = 3;
+  c.weights = {{"w", at::zeros({2})}};
+  save_checkpoint(c, run.checkpoints_dir());
+}
+
+// A rerun never deletes work: the same command again on a folder with
+// checkpoints refuses and names both ways on; only kOverwrite removes.
+TEST(RunDir, FreshStartRefusesARunWithCheckpoints) {
   TempRoot t;
-  {
+  write_old_run(t.path(), true);
+  const std::string dir = t.path() + "/demo";
+  const std::string metrics = slurp(dir + "/metrics.jsonl");
+  try {
     RunDir run(t.path(), "demo", kRecipe, RunDir::Mode::kFresh);
-    for (int64_t s = 1; s <= 3; ++s) log_step(run, s, 1.0);
-    run.write_summary(nlohmann::json{{"steps", 3}});
-    Checkpoint c;
-    c.step = 3;
-    c.weights = {{"w", at::zeros({2})}};
-    save_checkpoint(c, run.checkpoints_dir());
+    ADD_FAILURE() << "a fresh start removed a run with checkpoints";
+  } catch (const Error& e) {
+    std::string w = e.what();
+    EXPECT_NE(w.find("--resume auto"), std::string::npos) << w;
+    EXPECT_NE(w.find("--overwrite"), std::string::npos) << w;
+    EXPECT_NE(w.find("step 3"), std::string::npos) << w;
   }
+  EXPECT_EQ(list_checkpoint_steps(dir + "/checkpoints"), std::vector<int64_t>{3});
+  EXPECT_EQ(slurp(dir + "/metrics.jsonl"), metrics);
+  EXPECT_TRUE(fs::exists(dir + "/summary.json"));
+
+  ::testing::internal::CaptureStderr();
+  RunDir run(t.path(), "demo", kRecipe, RunDir::Mode::kOverwrite);
+  std::string err = ::testing::internal::GetCapturedStderr();
+  EXPECT_NE(err.find("afresh"), std::string::npos) << err;
+  EXPECT_TRUE(lines_of(run.file("metrics.jsonl")).empty());
+  EXPECT_FALSE(fs::exists(run.file("summary.json")));
+  EXPECT_TRUE(list_checkpoint_steps(run.checkpoints_dir()).empty());
+}
+
+// Without a checkpoint (a run that died before its first one) there is no
+// work to keep: the same recipe starts afresh and clears the old outputs.
+TEST(RunDir, SameRecipeFreshStartWithoutCheckpointsClearsTheOldRun) {
+  TempRoot t;
+  write_old_run(t.path(), false);
   ::testing::internal::CaptureStderr();
   RunDir run(t.path(), "demo", kRecipe, RunDir::Mode::kFresh);
   std::string err = ::testing::internal::GetCapturedStderr();
@@ -257,7 +293,19 @@ TEST(RunDir, SameRecipeFreshStartClearsTheOldRun) {
   EXPECT_TRUE(lines_of(run.file("metrics.jsonl")).empty());
   EXPECT_TRUE(lines_of(run.file("samples.jsonl")).empty());
   EXPECT_FALSE(fs::exists(run.file("summary.json")));
+}
+
+// --overwrite replaces a run even when its recipe differs.
+TEST(RunDir, OverwriteReplacesADifferentRun) {
+  TempRoot t;
+  write_old_run(t.path(), true);
+  std::string other = "run:\n  name: demo\ntrainer:\n  lr: 0.001\n";
+  ::testing::internal::CaptureStderr();
+  RunDir run(t.path(), "demo", other, RunDir::Mode::kOverwrite);
+  ::testing::internal::GetCapturedStderr();
+  EXPECT_EQ(slurp(run.file("recipe.resolved.yaml")), other);
   EXPECT_TRUE(list_checkpoint_steps(run.checkpoints_dir()).empty());
+  EXPECT_TRUE(lines_of(run.file("metrics.jsonl")).empty());
 }
 
 TEST(RunDir, SamplesAndSummaryAreValidJson) {
