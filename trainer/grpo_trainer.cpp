@@ -107,6 +107,7 @@ struct Run {
   // Per reward (pipeline order): this rank's latest failure text, for the
   // message when rewards.max_error_rate stops the run.
   std::vector<std::string> reward_last_failure;
+  long format_zero_steps = 0;  // steps whose format reward was 0 on every sample
   // Wall-clock seconds of the run's earlier segments (from the checkpoint
   // resumed) and when this segment started.
   double wall_before = 0;
@@ -721,6 +722,22 @@ void check_reward_failures(const Run& run, const std::map<std::string, double>& 
   }
 }
 
+// A format reward at 0 on every sample of a step is worth a word: usually
+// the template and the format reward disagree (e.g. a prompt that ends in
+// <think> without prompt_opens_think: true).  Said at the first such step
+// and then every 50th, so a long run of them does not flood the log.
+void warn_if_format_never_met(Run& run, const std::map<std::string, double>& metrics, long step) {
+  const std::string& name = run.eval.format_reward;
+  auto it = metrics.find("reward/" + name);
+  if (name.empty() || it == metrics.end() || it->second != 0.0) return;
+  if (run.format_zero_steps++ % 50 != 0) return;
+  ZR_LOG_WARN("step ", step + 1, ": the format reward '", name, "' is 0 on every sample (",
+              run.format_zero_steps,
+              " such step(s) so far); check that the template and the reward agree, e.g. ",
+              "rewards.", name, ".prompt_opens_think: true when the prompt ends in <think> ",
+              "(docs/REWARDS.md)");
+}
+
 std::vector<SampleRecord> sample_records(Run& run, const StepBatch& b) {
   std::vector<SampleRecord> out;
   const long G = run.train.group_size;
@@ -861,6 +878,7 @@ TrainResult run_train(Recipe& recipe, Comm& comm, const std::string& resume, boo
     }
     result.last_metrics = metrics;
     check_reward_failures(run, metrics, step);
+    warn_if_format_never_met(run, metrics, step);
     progress.update(step + 1 - run.start_step,
                     {{"reward", mean}, {"len", metrics["response/length_mean"]}});
     // evaluate, checkpoint

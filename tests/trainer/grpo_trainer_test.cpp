@@ -216,6 +216,19 @@ TEST(GrpoTrainer, MaxErrorRateOneKeepsGoing) {
   EXPECT_EQ(res.last_metrics.at("reward/judge/error_rate"), 1.0);
 }
 
+// The tiny random policy never earns the format reward: a warning names the
+// reward and the likely cause, once (not at each of the steps).
+TEST(GrpoTrainer, FormatRewardZeroOnAWholeStepWarns) {
+  ::testing::internal::CaptureStderr();
+  train(recipe_text("format_zero"), {"eval.every=0", "train.steps=2"});
+  const std::string err = ::testing::internal::GetCapturedStderr();
+  const std::string what = "the format reward 'format' is 0 on every sample";
+  const size_t at = err.find(what);
+  EXPECT_NE(at, std::string::npos) << err;
+  EXPECT_NE(err.find("prompt_opens_think"), std::string::npos) << err;
+  EXPECT_EQ(err.find(what, at + 1), std::string::npos) << "warned at every step: " << err;
+}
+
 TEST(GrpoTrainer, TruncatedNewestCheckpointIsSkipped) {
   auto run = train(recipe_text("trunc"), {"train.steps=3"});
   auto before = lines_without_time(run.run_dir + "/metrics.jsonl");
