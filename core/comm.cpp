@@ -3,7 +3,10 @@
 #include <ATen/ATen.h>
 #include <mpi.h>
 
+#include <algorithm>
 #include <cstdlib>
+#include <limits>
+#include <numeric>
 #include <vector>
 
 #include "core/checks.h"
@@ -99,6 +102,19 @@ class SingleComm final : public Comm {
   at::Tensor alltoall(const at::Tensor& t) override { return t.clone(); }
   at::Tensor reduce_scatter(const at::Tensor& flat) override { return flat.clone(); }
   void barrier() override {}
+  at::Tensor alltoallv(const at::Tensor& t, const std::vector<int64_t>& send_counts,
+                       std::vector<int64_t>* recv_counts) override {
+    ZR_CHECK(send_counts.size() == 1, "alltoallv: ", send_counts.size(), " send counts for 1 rank");
+    ZR_CHECK(t.dim() >= 1, "alltoallv: a tensor of at least one dimension is needed");
+    ZR_CHECK(send_counts[0] == t.size(0), "alltoallv: send counts sum to ", send_counts[0],
+             " rows but the tensor has ", t.size(0));
+    if (recv_counts) *recv_counts = send_counts;
+    return t.clone();
+  }
+  std::unique_ptr<Comm> split(int color, int) override {
+    ZR_CHECK(color >= 0, "Comm split: colour ", color, " must be >= 0");
+    return std::make_unique<SingleComm>();
+  }
 };
 
 // ---- MPI on CPU tensors ------------------------------------------------------------
@@ -128,11 +144,19 @@ bool is_half_like(at::ScalarType s) { return s == at::kBFloat16 || s == at::kHal
 
 class MpiComm final : public Comm {
  public:
-  MpiComm() {
+  // Wraps `comm` (MPI_COMM_WORLD, or a split of it that this object frees).
+  explicit MpiComm(MPI_Comm comm = MPI_COMM_WORLD) : comm_(comm) {
     ZR_CHECK(mpi_active(), "MPI Comm requested but MPI is not initialised: start with mpirun");
-    MPI_CHECK(MPI_Comm_rank(MPI_COMM_WORLD, &rank_));
-    MPI_CHECK(MPI_Comm_size(MPI_COMM_WORLD, &size_));
+    MPI_CHECK(MPI_Comm_rank(comm_, &rank_));
+    MPI_CHECK(MPI_Comm_size(comm_, &size_));
   }
+  ~MpiComm() override {
+    int finalized = 0;
+    MPI_Finalized(&finalized);
+    if (comm_ != MPI_COMM_WORLD && !finalized) MPI_Comm_free(&comm_);
+  }
+  MpiComm(const MpiComm&) = delete;
+  MpiComm& operator=(const MpiComm&) = delete;
   int rank() const override { return rank_; }
   int size() const override { return size_; }
   std::string backend() const override { return "mpi"; }
@@ -151,7 +175,7 @@ class MpiComm final : public Comm {
     if (op == ReduceOp::kMin) mop = MPI_MIN;
     if (t.scalar_type() == at::kBool) mop = (op == ReduceOp::kMin) ? MPI_LAND : MPI_LOR;
     MPI_CHECK(MPI_Allreduce(MPI_IN_PLACE, t.data_ptr(), static_cast<int>(t.numel()),
-                            mpi_type(t.scalar_type()), mop, MPI_COMM_WORLD));
+                            mpi_type(t.scalar_type()), mop, comm_));
     if (op == ReduceOp::kMean) {
       ZR_CHECK(at::isFloatingType(t.scalar_type()), "allreduce mean needs a floating dtype, got ",
                at::toString(t.scalar_type()));
@@ -166,12 +190,11 @@ class MpiComm final : public Comm {
     if (is_half_like(t.scalar_type())) {
       // Same bits, so move them as 16-bit integers.
       at::Tensor raw = t.view(at::kShort);
-      MPI_CHECK(MPI_Bcast(raw.data_ptr(), static_cast<int>(raw.numel()), MPI_INT16_T, root,
-                          MPI_COMM_WORLD));
+      MPI_CHECK(MPI_Bcast(raw.data_ptr(), static_cast<int>(raw.numel()), MPI_INT16_T, root, comm_));
       return;
     }
     MPI_CHECK(MPI_Bcast(t.data_ptr(), static_cast<int>(t.numel()), mpi_type(t.scalar_type()), root,
-                        MPI_COMM_WORLD));
+                        comm_));
   }
 
   at::Tensor allgather(const at::Tensor& t_in) override {
@@ -180,7 +203,7 @@ class MpiComm final : public Comm {
     // Shapes must agree: gather numels first (cheap) and name the culprit.
     long long n = t.numel();
     std::vector<long long> all(size_);
-    MPI_CHECK(MPI_Allgather(&n, 1, MPI_LONG_LONG, all.data(), 1, MPI_LONG_LONG, MPI_COMM_WORLD));
+    MPI_CHECK(MPI_Allgather(&n, 1, MPI_LONG_LONG, all.data(), 1, MPI_LONG_LONG, comm_));
     for (int r = 0; r < size_; ++r)
       ZR_CHECK(all[r] == n, "allgather: rank ", r, " sent ", all[r], " elements, rank ", rank_,
                " sent ", n);
@@ -197,7 +220,7 @@ class MpiComm final : public Comm {
       ty = mpi_type(t.scalar_type());
     }
     MPI_CHECK(MPI_Allgather(src.data_ptr(), static_cast<int>(n), ty, dst.data_ptr(),
-                            static_cast<int>(n), ty, MPI_COMM_WORLD));
+                            static_cast<int>(n), ty, comm_));
     return out;
   }
 
@@ -217,7 +240,7 @@ class MpiComm final : public Comm {
       ty = mpi_type(t.scalar_type());
     }
     int per = static_cast<int>(t.numel() / size_);
-    MPI_CHECK(MPI_Alltoall(src.data_ptr(), per, ty, dst.data_ptr(), per, ty, MPI_COMM_WORLD));
+    MPI_CHECK(MPI_Alltoall(src.data_ptr(), per, ty, dst.data_ptr(), per, ty, comm_));
     return out;
   }
 
@@ -231,11 +254,53 @@ class MpiComm final : public Comm {
     const int64_t n = flat.numel() / size_;
     at::Tensor out = at::empty({n}, flat.options());
     MPI_CHECK(MPI_Reduce_scatter_block(flat.data_ptr(), out.data_ptr(), static_cast<int>(n),
-                                       mpi_type(flat.scalar_type()), MPI_SUM, MPI_COMM_WORLD));
+                                       mpi_type(flat.scalar_type()), MPI_SUM, comm_));
     return out;
   }
 
-  void barrier() override { MPI_CHECK(MPI_Barrier(MPI_COMM_WORLD)); }
+  void barrier() override { MPI_CHECK(MPI_Barrier(comm_)); }
+
+  at::Tensor alltoallv(const at::Tensor& t_in, const std::vector<int64_t>& send_counts,
+                       std::vector<int64_t>* recv_counts_out) override {
+    at::Tensor t = t_in.contiguous();
+    check_cpu(t, "alltoallv");
+    std::vector<int64_t> recv_counts = exchange_counts(t, send_counts, "alltoallv");
+    const int64_t row = row_numel(t);
+    std::vector<int> sc(size_), sd(size_), rc(size_), rd(size_);
+    int64_t soff = 0, roff = 0;
+    for (int r = 0; r < size_; ++r) {
+      sc[r] = checked_int(send_counts[r] * row);
+      sd[r] = checked_int(soff);
+      rc[r] = checked_int(recv_counts[r] * row);
+      rd[r] = checked_int(roff);
+      soff += send_counts[r] * row;
+      roff += recv_counts[r] * row;
+    }
+    std::vector<int64_t> shape = t.sizes().vec();
+    shape[0] = std::accumulate(recv_counts.begin(), recv_counts.end(), int64_t{0});
+    at::Tensor out = at::empty(shape, t.options());
+    at::Tensor src = t, dst = out;
+    MPI_Datatype ty;
+    if (is_half_like(t.scalar_type())) {
+      src = t.view(at::kShort);
+      dst = out.view(at::kShort);
+      ty = MPI_INT16_T;
+    } else {
+      ty = mpi_type(t.scalar_type());
+    }
+    MPI_CHECK(MPI_Alltoallv(src.data_ptr(), sc.data(), sd.data(), ty, dst.data_ptr(), rc.data(),
+                            rd.data(), ty, comm_));
+    if (recv_counts_out) *recv_counts_out = std::move(recv_counts);
+    return out;
+  }
+
+  std::unique_ptr<Comm> split(int color, int key) override {
+    ZR_CHECK(color >= 0, "Comm split: colour ", color, " must be >= 0");
+    MPI_Comm sub = MPI_COMM_NULL;
+    MPI_CHECK(MPI_Comm_split(comm_, color, key, &sub));
+    MPI_Comm_set_errhandler(sub, MPI_ERRORS_RETURN);
+    return std::make_unique<MpiComm>(sub);
+  }
 
  private:
   static void check_cpu(const at::Tensor& t, const char* what) {
@@ -243,6 +308,34 @@ class MpiComm final : public Comm {
              " (use the nccl backend for CUDA tensors)");
     ZR_CHECK(t.is_contiguous(), "MPI Comm ", what, " needs a contiguous tensor");
   }
+  static int checked_int(int64_t v) {
+    ZR_CHECK(v <= std::numeric_limits<int>::max(), "MPI Comm alltoallv: ", v,
+             " elements exceed MPI's int counts");
+    return static_cast<int>(v);
+  }
+  // Sends each rank its row count and returns the counts every rank sends here.
+  std::vector<int64_t> exchange_counts(const at::Tensor& t, const std::vector<int64_t>& send,
+                                       const char* what) {
+    ZR_CHECK(static_cast<int>(send.size()) == size_, what, ": ", send.size(), " send counts for ",
+             size_, " ranks");
+    ZR_CHECK(t.dim() >= 1, what, ": a tensor of at least one dimension is needed");
+    int64_t total = 0;
+    for (int64_t c : send) {
+      ZR_CHECK(c >= 0, what, ": negative send count ", c);
+      total += c;
+    }
+    ZR_CHECK(total == t.size(0), what, ": send counts sum to ", total, " rows but the tensor has ",
+             t.size(0));
+    std::vector<int64_t> recv(size_);
+    MPI_CHECK(MPI_Alltoall(send.data(), 1, MPI_INT64_T, recv.data(), 1, MPI_INT64_T, comm_));
+    return recv;
+  }
+  static int64_t row_numel(const at::Tensor& t) {
+    int64_t row = 1;
+    for (int64_t d = 1; d < t.dim(); ++d) row *= t.size(d);
+    return row;
+  }
+  MPI_Comm comm_ = MPI_COMM_WORLD;
   int rank_ = 0, size_ = 1;
 };
 

@@ -20,6 +20,7 @@
 
 #include <memory>
 #include <string>
+#include <vector>
 
 namespace zerorl {
 
@@ -45,6 +46,19 @@ class Comm {
   // fp32 on mpi (rounded once), natively on nccl.
   virtual at::Tensor reduce_scatter(const at::Tensor& flat);
   virtual void barrier() = 0;
+
+  // Variable-size all-to-all over the first dimension: rows
+  // [sum(send_counts[0..i)), + send_counts[i]) of t go to rank i.  The row
+  // counts are exchanged first (one small all-to-all), so no rank needs to
+  // know what it will receive; they come back in *recv_counts when given.
+  // Returns the received rows, ordered by source rank, shape
+  // [sum(recv_counts), *t.shape[1:]].  A count may be zero.
+  virtual at::Tensor alltoallv(const at::Tensor& t, const std::vector<int64_t>& send_counts,
+                               std::vector<int64_t>* recv_counts = nullptr) = 0;
+  // The sub-communicator of the ranks that pass the same colour (>= 0),
+  // ranked by (key, rank in this Comm).  Every rank of this Comm must call
+  // it (a collective); the result uses this Comm's backend.
+  virtual std::unique_ptr<Comm> split(int color, int key) = 0;
 
   // Convenience for scalars (metrics): reduce a double across ranks.
   double allreduce_scalar(double v, ReduceOp op = ReduceOp::kSum);

@@ -65,9 +65,19 @@ class NcclComm final : public Comm {
     MPI_CHECK(MPI_Bcast(&id, sizeof(id), MPI_BYTE, 0, MPI_COMM_WORLD));
     NCCL_CHECK(ncclCommInitRank(&comm_, size_, id, rank_));
   }
+  // A split: `mpi` (owned, freed here) carries the barrier, `nccl` the data.
+  NcclComm(MPI_Comm mpi, ncclComm_t nccl, int device) : mpi_(mpi), device_(device), comm_(nccl) {
+    MPI_CHECK(MPI_Comm_rank(mpi_, &rank_));
+    MPI_CHECK(MPI_Comm_size(mpi_, &size_));
+  }
   ~NcclComm() override {
     if (comm_) ncclCommDestroy(comm_);
+    int finalized = 0;
+    MPI_Finalized(&finalized);
+    if (mpi_ != MPI_COMM_WORLD && !finalized) MPI_Comm_free(&mpi_);
   }
+  NcclComm(const NcclComm&) = delete;
+  NcclComm& operator=(const NcclComm&) = delete;
   int rank() const override { return rank_; }
   int size() const override { return size_; }
   std::string backend() const override { return "nccl"; }
@@ -142,7 +152,65 @@ class NcclComm final : public Comm {
   }
   void barrier() override {
     CUDA_CHECK(cudaStreamSynchronize(stream()));
-    MPI_CHECK(MPI_Barrier(MPI_COMM_WORLD));
+    MPI_CHECK(MPI_Barrier(mpi_));
+  }
+
+  at::Tensor alltoallv(const at::Tensor& t_in, const std::vector<int64_t>& send_counts,
+                       std::vector<int64_t>* recv_counts_out) override {
+    if (!t_in.is_cuda())
+      return alltoallv(t_in.to(at::Device(at::kCUDA, device_)), send_counts, recv_counts_out).cpu();
+    at::Tensor t = t_in.contiguous();
+    check(t, "alltoallv");
+    ZR_CHECK(static_cast<int>(send_counts.size()) == size_, "alltoallv: ", send_counts.size(),
+             " send counts for ", size_, " ranks");
+    ZR_CHECK(t.dim() >= 1, "alltoallv: a tensor of at least one dimension is needed");
+    int64_t total = 0;
+    for (int64_t c : send_counts) {
+      ZR_CHECK(c >= 0, "alltoallv: negative send count ", c);
+      total += c;
+    }
+    ZR_CHECK(total == t.size(0), "alltoallv: send counts sum to ", total,
+             " rows but the tensor has ", t.size(0));
+    // Counts first: one int64 per destination, through the GPU, back to the host.
+    at::Tensor sc = at::tensor(send_counts, at::kLong).to(at::Device(at::kCUDA, device_));
+    at::Tensor rc = alltoall(sc).cpu();
+    std::vector<int64_t> recv_counts(rc.data_ptr<int64_t>(), rc.data_ptr<int64_t>() + size_);
+    int64_t row = 1;
+    for (int64_t d = 1; d < t.dim(); ++d) row *= t.size(d);
+    std::vector<int64_t> shape = t.sizes().vec();
+    shape[0] = 0;
+    for (int64_t c : recv_counts) shape[0] += c;
+    at::Tensor out = at::empty(shape, t.options());
+    const size_t elem = t.element_size();
+    auto ty = nccl_type(t.scalar_type());
+    int64_t soff = 0, roff = 0;
+    NCCL_CHECK(ncclGroupStart());
+    for (int r = 0; r < size_; ++r) {
+      const size_t sn = send_counts[r] * row, rn = recv_counts[r] * row;
+      if (sn > 0)
+        NCCL_CHECK(
+            ncclSend(static_cast<char*>(t.data_ptr()) + soff * elem, sn, ty, r, comm_, stream()));
+      if (rn > 0)
+        NCCL_CHECK(
+            ncclRecv(static_cast<char*>(out.data_ptr()) + roff * elem, rn, ty, r, comm_, stream()));
+      soff += sn;
+      roff += rn;
+    }
+    NCCL_CHECK(ncclGroupEnd());
+    if (recv_counts_out) *recv_counts_out = std::move(recv_counts);
+    return out;
+  }
+
+  std::unique_ptr<Comm> split(int color, int key) override {
+    ZR_CHECK(color >= 0, "Comm split: colour ", color, " must be >= 0");
+    // Both orders rank by (key, parent rank), so the MPI and NCCL ranks agree.
+    MPI_Comm sub = MPI_COMM_NULL;
+    MPI_CHECK(MPI_Comm_split(mpi_, color, key, &sub));
+    MPI_Comm_set_errhandler(sub, MPI_ERRORS_RETURN);
+    CUDA_CHECK(cudaSetDevice(device_));
+    ncclComm_t nc = nullptr;
+    NCCL_CHECK(ncclCommSplit(comm_, color, key, &nc, nullptr));
+    return std::make_unique<NcclComm>(sub, nc, device_);
   }
 
  private:
@@ -151,6 +219,7 @@ class NcclComm final : public Comm {
     ZR_CHECK(t.is_cuda(), "NCCL Comm ", what, " needs a CUDA tensor, got ", t.device().str());
     ZR_CHECK(t.is_contiguous(), "NCCL Comm ", what, " needs a contiguous tensor");
   }
+  MPI_Comm mpi_ = MPI_COMM_WORLD;
   int rank_ = 0, size_ = 1, device_ = 0;
   ncclComm_t comm_ = nullptr;
 };

@@ -1,6 +1,7 @@
 // Driver for multi-rank tests of the MPI Comm, run under `mpirun -np 2`.
 //   collectives      every collective on every dtype the trainer uses
 //   throw_on_rank1   rank 1 throws while rank 0 blocks: main must abort all
+//   split_alltoallv  sub-communicators and the variable all-to-all (np 2, 4)
 #include <ATen/ATen.h>
 
 #include <cstdio>
@@ -8,6 +9,7 @@
 
 #include "core/comm.h"
 #include "core/error.h"
+#include "core/process_grid.h"
 
 using namespace zerorl;
 
@@ -79,6 +81,127 @@ static void collectives(Comm& comm) {
   comm.barrier();
 }
 
+// Rank src sends (src + dst) % 3 rows to dst (zero for some pairs), row i
+// holding [src, dst, i] + [0, 0.5, 0.25]: the receiver can check every row's
+// origin.  The ranks are those of `comm`.
+static int64_t rows_from_to(int src, int dst) { return (src + dst) % 3; }
+static at::Tensor rows_block(int src, int dst) {
+  int64_t k = rows_from_to(src, dst);
+  at::Tensor i = at::arange(k, at::kDouble).unsqueeze(1);
+  at::Tensor sd = at::tensor({1.0 * src, 1.0 * dst}, at::kDouble).expand({k, 2});
+  return at::cat({sd, i}, 1) + at::tensor({0.0, 0.5, 0.25}, at::kDouble);
+}
+
+static void check_alltoallv(Comm& comm, const std::string& where) {
+  int r = comm.rank(), n = comm.size();
+  for (auto dt : {at::kFloat, at::kDouble, at::kBFloat16, at::kLong}) {
+    std::string name = where + " " + at::toString(dt);
+    std::vector<at::Tensor> send, want;
+    std::vector<int64_t> counts, want_counts;
+    for (int d = 0; d < n; ++d) {
+      send.push_back(rows_block(r, d));
+      counts.push_back(rows_from_to(r, d));
+      want.push_back(rows_block(d, r));
+      want_counts.push_back(rows_from_to(d, r));
+    }
+    std::vector<int64_t> got_counts;
+    at::Tensor got = comm.alltoallv(at::cat(send).to(dt), counts, &got_counts);
+    EXPECT(got_counts == want_counts, name, " alltoallv recv counts");
+    EXPECT(got.sizes() == at::cat(want).sizes() && at::equal(got, at::cat(want).to(dt)), name,
+           " alltoallv rows: got ", got, " want ", at::cat(want));
+  }
+  // A rank that sends nothing at all (every count zero) still joins.
+  std::vector<int64_t> zero(n, 0), got_counts;
+  std::vector<int64_t> one(n, 0);
+  one[0] = 1;
+  at::Tensor x = r == n - 1 ? at::zeros({0, 3}) : at::full({1, 3}, 1.0 + r);
+  at::Tensor got = comm.alltoallv(x, r == n - 1 ? zero : one, &got_counts);
+  EXPECT(got.size(0) == (r == 0 ? n - 1 : 0), where, " alltoallv with an idle rank: ", got.sizes());
+  if (r == 0 && got.size(0) == n - 1)
+    EXPECT(at::equal(got.select(1, 0), at::arange(1.0, 1.0 * n)), where, " idle-rank rows ", got);
+  // Counts that do not add up to the rows are named.
+  bool threw = false;
+  try {
+    comm.alltoallv(at::zeros({1, 2}), zero);
+  } catch (const Error& e) {
+    threw = std::string(e.what()).find("send counts sum to 0 rows") != std::string::npos;
+  }
+  EXPECT(threw, where, " alltoallv with wrong counts must throw");
+}
+
+static void split_alltoallv(Comm& world) {
+  int r = world.rank(), n = world.size();
+  EXPECT(n == 2 || n == 4, "size ", n);
+  check_alltoallv(world, "world");
+  // Interleaved colours, keys reversing the order: sub rank follows the key.
+  auto odd_even = world.split(r % 2, -r);
+  int members = (n + 1 - r % 2) / 2;
+  EXPECT(odd_even->size() == members, "odd/even size ", odd_even->size());
+  EXPECT(odd_even->rank() == (n - 1 - r) / 2, "odd/even rank ", odd_even->rank(), " of world ", r);
+  at::Tensor sum = at::full({2}, 1.0 + r, at::kDouble);
+  odd_even->allreduce(sum);
+  double want = 0;
+  for (int q = r % 2; q < n; q += 2) want += 1.0 + q;
+  EXPECT(at::equal(sum, at::full({2}, want, at::kDouble)), "odd/even allreduce ", sum);
+  check_alltoallv(*odd_even, "odd/even");
+  // Contiguous pairs (the EP groups of a DP x EP grid with EP = 2).
+  auto pairs = world.split(r / 2, r);
+  EXPECT(pairs->size() == 2 && pairs->rank() == r % 2, "pairs rank ", pairs->rank());
+  at::Tensor g = pairs->allgather(at::full({1}, r, at::kLong));
+  EXPECT(at::equal(g.flatten(), at::tensor({r / 2 * 2, r / 2 * 2 + 1}, at::kLong)),
+         "pairs allgather ", g);
+  check_alltoallv(*pairs, "pairs");
+  // A split of a split.
+  auto single = pairs->split(pairs->rank(), 0);
+  EXPECT(single->size() == 1 && single->rank() == 0, "split of a split ", single->size());
+  at::Tensor s1 = at::full({1}, 5.0 + r);
+  single->allreduce(s1);
+  EXPECT(s1.item<double>() == 5.0 + r, "size-1 split allreduce ", s1);
+  check_alltoallv(*single, "size-1 split");
+  bool threw = false;
+  try {
+    world.split(-1, 0);
+  } catch (const Error& e) {
+    threw = std::string(e.what()).find("colour -1") != std::string::npos;
+  }
+  EXPECT(threw, "negative colour must throw");
+  world.barrier();
+}
+
+// DP x EP grids: EP groups are consecutive world ranks, DP groups stride ep.
+static void grid(Comm& world) {
+  int r = world.rank(), n = world.size();
+  for (int ep = 1; ep <= n; ep *= 2) {
+    ProcessGrid g(world, ep);
+    std::string name = "ep " + std::to_string(ep);
+    EXPECT(g.ep() == ep && g.dp() == n / ep, name, " shape ", g.dp(), "x", g.ep());
+    EXPECT(g.ep_rank() == r % ep && g.dp_rank() == r / ep, name, " coordinates");
+    // Gathering world ranks over each axis names exactly the member ranks.
+    at::Tensor e = g.ep_comm().allgather(at::full({1}, r, at::kLong)).flatten();
+    at::Tensor d = g.dp_comm().allgather(at::full({1}, r, at::kLong)).flatten();
+    EXPECT(at::equal(e, at::arange(r / ep * ep, r / ep * ep + ep, at::kLong)), name, " EP group ",
+           e);
+    EXPECT(at::equal(d, at::arange(r % ep, n, ep, at::kLong)), name, " DP group ", d);
+    EXPECT(g.experts_per_rank(8) == 8 / ep && g.first_expert(8) == (r % ep) * (8 / ep), name,
+           " expert shard");
+  }
+  bool threw = false;
+  try {
+    ProcessGrid bad(world, 3);
+  } catch (const Error& e) {
+    threw = std::string(e.what()).find("parallel.expert = 3") != std::string::npos;
+  }
+  EXPECT(threw, "an expert size that does not divide the world must throw");
+  ProcessGrid g(world, n);
+  threw = false;
+  try {
+    g.experts_per_rank(n + 1);
+  } catch (const Error& e) {
+    threw = std::string(e.what()).find("do not divide") != std::string::npos;
+  }
+  EXPECT(threw, "experts that do not divide over EP must throw");
+}
+
 int main(int argc, char** argv) {
   std::string mode = argc > 1 ? argv[1] : "collectives";
   try {
@@ -92,6 +215,15 @@ int main(int argc, char** argv) {
       total = t.item<int>();
       if (comm->rank() == 0) std::printf("collectives: %s\n", total ? "FAILED" : "passed");
       return total ? 1 : 0;
+    }
+    if (mode == "split_alltoallv") {
+      split_alltoallv(*comm);
+      grid(*comm);
+      at::Tensor t = at::full({1}, failures, at::kInt);
+      comm->allreduce(t);
+      if (comm->rank() == 0)
+        std::printf("split_alltoallv: %s\n", t.item<int>() ? "FAILED" : "passed");
+      return t.item<int>() ? 1 : 0;
     }
     if (mode == "throw_on_rank1") {
       if (comm->rank() == 1) ZR_THROW("rank 1 fails on purpose");
