@@ -19,6 +19,17 @@ RoutedExperts::RoutedExperts(int64_t E, int64_t D, int64_t F) {
   down_proj = register_parameter("down_proj", at::empty({E, D, F}));
 }
 
+kernels::RouterOptions router_options(const MoeConfig& c) {
+  kernels::RouterOptions ro;
+  ro.top_k = c.top_k;
+  ro.sigmoid = c.sigmoid_scoring;
+  ro.norm_topk_prob = c.norm_topk_prob;
+  ro.routed_scaling_factor = c.routed_scaling_factor;
+  ro.n_group = c.n_group;
+  ro.topk_group = c.topk_group;
+  return ro;
+}
+
 MoeBlock::MoeBlock(const ModelConfig& cfg) : cfg_(cfg.moe) {
   int64_t D = cfg.hidden_size;
   gate = register_module("gate", std::make_shared<Router>(D, cfg_.num_experts, cfg_.score_bias));
@@ -37,14 +48,7 @@ at::Tensor MoeBlock::forward(const at::Tensor& x, MoeCall& call) {
   // Router logits in fp32 as HF does (fp64 for fp64 models, for gradient checks).
   at::ScalarType acc = x.scalar_type() == at::kDouble ? at::kDouble : at::kFloat;
   at::Tensor logits_NE = at::linear(x.to(acc), gate->weight.to(acc));
-  kernels::RouterOptions ro;
-  ro.top_k = K;
-  ro.sigmoid = cfg_.sigmoid_scoring;
-  ro.norm_topk_prob = cfg_.norm_topk_prob;
-  ro.routed_scaling_factor = cfg_.routed_scaling_factor;
-  ro.n_group = cfg_.n_group;
-  ro.topk_group = cfg_.topk_group;
-  kernels::RouterOutput r = kernels::moe_route(logits_NE, gate->bias, ro);
+  kernels::RouterOutput r = kernels::moe_route(logits_NE, gate->bias, router_options(cfg_));
 
   const at::Tensor& w = experts->gate_proj;
   auto cast = [&](const at::Tensor& t) {

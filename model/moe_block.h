@@ -12,6 +12,7 @@
 
 #include <memory>
 
+#include "kernels/moe/moe.h"
 #include "model/config.h"
 #include "model/layers.h"
 
@@ -31,6 +32,10 @@ class RoutedExperts : public torch::nn::Module {
   RoutedExperts(int64_t num_experts, int64_t dim, int64_t hidden);
   at::Tensor gate_proj, up_proj, down_proj;
 };
+
+// The router's options for a layer of config `c` (shared by MoeBlock and
+// EpMoeBlock, so both route alike).
+kernels::RouterOptions router_options(const MoeConfig& c);
 
 struct MoeCall {
   at::Tensor valid_N;         // bool [N] or undefined (all valid)
