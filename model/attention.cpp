@@ -9,17 +9,44 @@ namespace zerorl::model {
 
 namespace {
 
-// Causal softmax attention on [B,H,T,*] tensors; softmax in fp32 as HF's
-// eager path does.
-at::Tensor causal_attention(const at::Tensor& q_BHTd, const at::Tensor& k_BHTd,
-                            const at::Tensor& v_BHTd, double scale) {
-  int64_t T = q_BHTd.size(2);
-  at::Tensor scores = at::matmul(q_BHTd, k_BHTd.transpose(2, 3)) * scale;
-  at::Tensor future =
-      at::ones({T, T}, at::TensorOptions().dtype(at::kBool).device(q_BHTd.device())).triu(1);
-  scores = scores.masked_fill(future, -std::numeric_limits<double>::infinity());
-  at::Tensor p = at::softmax(scores, -1, at::kFloat).to(q_BHTd.scalar_type());
-  return at::matmul(p, v_BHTd);
+// Causal attention on [B,H,T,*] tensors through at::scaled_dot_product_attention,
+// so no [B,H,T,T] score tensor exists: the fused flash kernel on the CPU
+// (blocked, fp32 accumulation, saves only the [B,H,T] log-sum-exp for
+// backward) and flash / memory-efficient kernels on CUDA.
+//   * k/v may have fewer heads than q (GQA): SDPA's enable_gqa where the
+//     fused kernel takes it (the CPU kernel; CUDA flash, half/bf16);
+//     otherwise (CUDA fp32, where only the memory-efficient kernel applies
+//     and it refuses enable_gqa) the k/v heads are repeated first, as HF's
+//     repeat_kv does: [B,H,T,Dh] copies, still no T x T.
+//   * q/k and v may differ in head size (MLA: Dn+Dr vs Dv).  Flash kernels
+//     need one size, so the narrower side is zero-padded: padding v adds
+//     zero output columns that are cut off; padding q and k adds zero terms
+//     to each score (the scale is passed explicitly, so it is unchanged).
+// The causal mask is the only mask: padding sits on the right of each row,
+// and a causal query never sees a key after it.
+at::Tensor causal_attention(at::Tensor q_BHTd, at::Tensor k_BhTd, at::Tensor v_BhTe, double scale) {
+  const int64_t H = q_BHTd.size(1), Hkv = k_BhTd.size(1);
+  const int64_t dq = q_BHTd.size(-1), dv = v_BhTe.size(-1);
+  if (dv < dq) v_BhTe = at::constant_pad_nd(v_BhTe, {0, dq - dv});
+  if (dq < dv) {
+    q_BHTd = at::constant_pad_nd(q_BHTd, {0, dv - dq});
+    k_BhTd = at::constant_pad_nd(k_BhTd, {0, dv - dq});
+  }
+  bool gqa = Hkv != H;
+  const at::ScalarType dt = q_BHTd.scalar_type();
+  if (gqa && q_BHTd.is_cuda() && dt != at::kHalf && dt != at::kBFloat16) {
+    const int64_t B = q_BHTd.size(0), T = k_BhTd.size(2), g = H / Hkv;
+    auto repeat = [&](const at::Tensor& x) {
+      return x.unsqueeze(2).expand({B, Hkv, g, T, x.size(-1)}).reshape({B, H, T, x.size(-1)});
+    };
+    k_BhTd = repeat(k_BhTd);
+    v_BhTe = repeat(v_BhTe);
+    gqa = false;
+  }
+  at::Tensor o = at::scaled_dot_product_attention(q_BHTd, k_BhTd, v_BhTe, /*attn_mask=*/{},
+                                                  /*dropout_p=*/0.0, /*is_causal=*/true, scale,
+                                                  /*enable_gqa=*/gqa);
+  return o.size(-1) == dv ? o : o.narrow(-1, 0, dv);
 }
 
 // softmax over the last dim of scores viewed as mask_shape, with masked
@@ -83,13 +110,7 @@ at::Tensor GqaAttention::forward_full(const at::Tensor& x, const at::Tensor& cos
   at::Tensor c = cos.unsqueeze(1), s = sin.unsqueeze(1);  // [T,1,R/2]
   q = rope_->apply(q, c, s).transpose(1, 2);
   k = rope_->apply(k, c, s).transpose(1, 2);
-  v = v.transpose(1, 2);
-  int64_t g = H_ / Hkv_;
-  if (g > 1) {
-    k = k.unsqueeze(2).expand({B, Hkv_, g, T, Dh_}).reshape({B, H_, T, Dh_});
-    v = v.unsqueeze(2).expand({B, Hkv_, g, T, Dh_}).reshape({B, H_, T, Dh_});
-  }
-  at::Tensor o = causal_attention(q, k, v, scale_);
+  at::Tensor o = causal_attention(q, k, v.transpose(1, 2), scale_);
   return o_proj_->forward(o.transpose(1, 2).reshape({B, T, H_ * Dh_}));
 }
 

@@ -1,6 +1,8 @@
 // Attention layers (internal to model/): GQA/MHA (Qwen2Moe) and Multi-head
 // Latent Attention (DeepSeek-V2/V3), each with a full-sequence causal path
-// (training, HF-identical arithmetic) and a KV-cache path (decoding).
+// (training and scoring: at::scaled_dot_product_attention, so no [B,H,T,T]
+// tensor exists; logits equal HF's eager path within 1e-4,
+// tests/model/hf_parity_test.cpp) and a KV-cache path (decoding).
 //
 // Legend: B batch (cache path: the attention batch of CacheStep), T time,
 // D width, H heads, S cache slots, Q new tokens per slot (padded), L cached

@@ -1,6 +1,8 @@
 // A CPU allocator that forwards to LibTorch's and records the peak of live
-// bytes, so that a test (tests/kernels/logprob_test.cpp) or a benchmark
-// (bench/kernels_logprob.cpp) can see whether an [N x V] buffer ever existed.
+// bytes and the largest single allocation, so that a test
+// (tests/kernels/logprob_test.cpp, tests/model/attention_memory_test.cpp,
+// tests/trainer/memory_plan_test.cpp) or a benchmark (bench/kernels_logprob.cpp)
+// can see whether an [N x V] or [H x T x T] buffer ever existed.
 // Install it with c10::SetCPUAllocator(new TrackingAllocator(...), 100).
 #pragma once
 
@@ -26,6 +28,7 @@ class TrackingAllocator final : public c10::Allocator {
       std::lock_guard<std::mutex> lock(mu_);
       live_ += static_cast<int64_t>(n);
       peak_ = std::max(peak_, live_);
+      largest_ = std::max(largest_, static_cast<int64_t>(n));
       table_.emplace(data, Entry{std::move(inner), static_cast<int64_t>(n)});
     }
     return {data, data, &release, c10::Device(c10::DeviceType::CPU)};
@@ -37,6 +40,12 @@ class TrackingAllocator final : public c10::Allocator {
   void reset_peak() {
     std::lock_guard<std::mutex> lock(mu_);
     peak_ = base_line_ = live_;
+    largest_ = 0;
+  }
+  // The largest single allocation since reset_peak().
+  int64_t largest_since_reset() {
+    std::lock_guard<std::mutex> lock(mu_);
+    return largest_;
   }
   int64_t peak_above_reset() {
     std::lock_guard<std::mutex> lock(mu_);
@@ -61,7 +70,7 @@ class TrackingAllocator final : public c10::Allocator {
   c10::Allocator* base_;
   std::mutex mu_;
   std::unordered_map<void*, Entry> table_;
-  int64_t live_ = 0, peak_ = 0, base_line_ = 0;
+  int64_t live_ = 0, peak_ = 0, base_line_ = 0, largest_ = 0;
 };
 
 }  // namespace zerorl::test
