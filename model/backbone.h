@@ -30,6 +30,9 @@ class DecoderLayer : public torch::nn::Module {
   DecoderLayer(const ModelConfig& cfg, int64_t index, std::shared_ptr<const Rope> rope);
   // Dense MLP or MoE on flattened tokens; `call` is used by MoE layers only.
   at::Tensor mlp(const at::Tensor& x_ND, MoeCall& call);
+  // The whole layer on [B,T,D]: x + attn(norm(x)), then + mlp(norm(.)).
+  at::Tensor forward_full(const at::Tensor& x_BTD, const at::Tensor& cos, const at::Tensor& sin,
+                          MoeCall& call);
   std::shared_ptr<RMSNorm> input_layernorm, post_attention_layernorm;
   std::shared_ptr<Attention> self_attn;
   std::shared_ptr<Mlp> dense;     // registered as "mlp" when the layer is dense
@@ -41,7 +44,10 @@ class Backbone : public torch::nn::Module {
   explicit Backbone(const ModelConfig& cfg);
   // tokens_BT -> normed hidden [B,T,D].  calls: one MoeCall per MoE layer
   // (in layer order), carrying the requests and receiving the outputs.
-  at::Tensor forward_full(const at::Tensor& tokens_BT, std::vector<MoeCall>& calls);
+  // checkpoint (with grad mode on): each decoder layer runs without autograd
+  // and is recomputed, with autograd, during backward (see backbone.cpp).
+  at::Tensor forward_full(const at::Tensor& tokens_BT, std::vector<MoeCall>& calls,
+                          bool checkpoint = false);
   // tokens_N (new tokens, flattened valid) -> normed hidden [N,D]; appends K/V.
   // calls: one MoeCall per MoE layer (routing requests only).
   at::Tensor forward_cached(const at::Tensor& tokens_N, const CacheStep& step, KvCache& cache,

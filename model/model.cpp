@@ -60,7 +60,7 @@ at::Tensor CausalLM::run_backbone(const at::Tensor& tokens_BT, const ForwardOpti
     c.want_routing = fo.record_routing;
     c.want_aux = aux_loss != nullptr && cfg_.moe.seq_aux_loss_alpha > 0;
   }
-  at::Tensor h = backbone_->forward_full(tokens, calls);
+  at::Tensor h = backbone_->forward_full(tokens, calls, fo.activation_checkpointing);
   if (fo.record_routing) {
     last_routing_.clear();
     for (auto& c : calls) last_routing_.push_back(c.topk_idx_NK);

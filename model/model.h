@@ -56,6 +56,10 @@ struct ForwardOptions {
   // [B*T, K] per layer; prefill/decode: [N, K], one row per new token.  Off:
   // no extra work at all.
   bool record_routing = false;
+  // Activation checkpointing per decoder layer (train.activation_checkpointing):
+  // with grad mode on, each layer keeps only its input and is recomputed in
+  // backward; gradients equal the plain path's (tests/model/checkpoint_test.cpp).
+  bool activation_checkpointing = false;
 };
 
 struct LogprobOutput {

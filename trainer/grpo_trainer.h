@@ -78,11 +78,15 @@ struct TrainConfig {
   long group_size = 8;        // G
   long epochs = 1;            // mu: passes over each batch
   long minibatches = 1;       // optimizer steps per pass; divides prompts_per_step
-  // Completions per forward/backward (0: a whole minibatch).  With
-  // micro-batches, rows go longest first and each forward is cut to its
-  // longest row, so they also cut padding (reference and recomputed old
-  // log-probs are chunked the same way).
+  // Completions per forward/backward (0: on a GPU, the largest power of two
+  // whose memory plan fits the device, trainer/memory_plan.h; on the CPU a
+  // whole minibatch).  With micro-batches, rows go longest first and each
+  // forward is cut to its longest row, so they also cut padding (reference
+  // and recomputed old log-probs are chunked the same way).
   long micro_batch = 0;
+  // Recompute each decoder layer in backward instead of keeping its
+  // activations (model::ForwardOptions::activation_checkpointing).
+  bool activation_checkpointing = false;
   std::string old_logprobs = "auto";  // auto | rollout | recompute
   long ref_reset_every = 0;           // copy the policy into the reference every N steps (0: never)
   long sample_every = 5;              // write completions to samples.jsonl every N steps (0: never)
