@@ -30,6 +30,7 @@
 #include "trainer/evaluate.h"
 #include "trainer/grad_sync.h"
 #include "trainer/grpo_loss.h"
+#include "trainer/memory_plan.h"
 #include "trainer/optimizer.h"
 #include "trainer/plot.h"
 #include "trainer/policy_file.h"
@@ -46,6 +47,7 @@ TrainConfig TrainConfig::from(const ConfigNode& n) {
   c.epochs = n.get<long>("epochs", c.epochs);
   c.minibatches = n.get<long>("minibatches", c.minibatches);
   c.micro_batch = n.get<long>("micro_batch", c.micro_batch);
+  c.activation_checkpointing = n.get<bool>("activation_checkpointing", false);
   c.old_logprobs = n.choice("old_logprobs", {"auto", "rollout", "recompute"}, c.old_logprobs);
   c.ref_reset_every = n.get<long>("ref_reset_every", c.ref_reset_every);
   c.sample_every = n.get<long>("sample_every", c.sample_every);
@@ -175,6 +177,37 @@ void check_resume_recipe(const std::string& saved_yaml, const std::string& yaml,
            "); start a new run (another run.name, or --overwrite) to change them");
 }
 
+// Before any weights are read: the context fits the model's positions, and
+// on a GPU the memory plan (trainer/memory_plan.h) fits the device; an unset
+// train.micro_batch becomes the largest power of two whose plan fits.
+void check_memory_and_context(Run& run, const Recipe& recipe, Comm& comm) {
+  constexpr int64_t kPlanPromptTokens = 512;  // prompt length the plan assumes
+  const double device_bytes = device_memory_bytes(run.device);
+  MemoryPlanInput in = plan_input_from_recipe(
+      recipe, comm.size(), device_bytes / static_cast<double>(int64_t{1} << 30), kPlanPromptTokens);
+  ZR_CHECK(run.sampling.max_new_tokens < in.model.max_position,
+           recipe.section("rollout").section("sampling").where("max_new_tokens"),
+           ": rollout.sampling.max_new_tokens (", run.sampling.max_new_tokens,
+           ") plus the prompt must stay within the model's max_position_embeddings (",
+           in.model.max_position, ")");
+  if (device_bytes <= 0) return;  // CPU: host memory is not planned
+  const int64_t rows = in.micro_batch;  // the whole minibatch per rank when unset
+  if (run.train.micro_batch == 0) {
+    const int64_t mb = largest_fitting_micro_batch(in, rows);
+    if (mb > 0) {
+      run.train.micro_batch = mb;
+      in.micro_batch = mb;
+      ZR_LOG_INFO("train.micro_batch unset: ", mb, " rows per forward (largest that fits the plan)");
+    } else {
+      in.micro_batch = 1;
+    }
+  }
+  const MemoryPlan plan = plan_memory(in);
+  ZR_CHECK(plan.fits, "the recipe does not fit this device (zerorl plan ", recipe.source_name(),
+           " --world-size ", comm.size(), " shows the same table):\n", plan.table());
+  if (comm.rank() == 0) ZR_LOG_INFO("memory plan per rank:\n", plan.table());
+}
+
 void setup(Run& run, Recipe& recipe, Comm& comm, const std::string& resume, bool overwrite) {
   auto rn = recipe.section("run");
   std::string name = rn.get<std::string>("name");
@@ -236,6 +269,7 @@ void setup(Run& run, Recipe& recipe, Comm& comm, const std::string& resume, bool
   run.source = std::make_unique<data::PromptSource>(
       train_set, data_cfg, local_prompts * comm.size(), comm.rank(), comm.size());
 
+  check_memory_and_context(run, recipe, comm);
   run.policy = load_policy(init);
   auto& model = *run.policy.model;
   cast_parameters(model, dtype, "policy.init " + init);
@@ -428,7 +462,7 @@ at::Tensor select_span(const at::Tensor& t_BT, const std::vector<int64_t>& rows,
 std::pair<at::Tensor, at::Tensor> teacher_forced(model::CausalLM& m, const Packed& p,
                                                  const std::vector<int64_t>& rows,
                                                  double temperature, bool entropy,
-                                                 bool record_load) {
+                                                 bool record_load, bool checkpoint = false) {
   kernels::LogprobOptions lo;
   lo.temperature = temperature;
   lo.with_entropy = entropy;
@@ -436,6 +470,7 @@ std::pair<at::Tensor, at::Tensor> teacher_forced(model::CausalLM& m, const Packe
   const int64_t S = p.span(rows);
   fo.valid_BT = select_span(p.t.valid_BT, rows, S);
   fo.record_expert_load = record_load;
+  fo.activation_checkpointing = checkpoint;
   auto out =
       m.logprobs(select_span(p.t.tokens_BT, rows, S), select_span(p.t.targets_BT, rows, S), lo, fo);
   return {out.logp_BT, entropy ? out.entropy_BT : at::Tensor()};
@@ -640,7 +675,8 @@ void update_phase(Run& run, Comm& comm, StepBatch& b, const Packed* full,
       std::vector<std::vector<int64_t>> parts;  // none when this rank holds no rows
       if (!rows.empty()) parts = length_chunks(*full, rows, run.train.micro_batch);
       for (const auto& part : parts) {
-        auto [logp, ent] = teacher_forced(model, *full, part, T, true, true);
+        auto [logp, ent] = teacher_forced(model, *full, part, T, true, true,
+                                           run.train.activation_checkpointing);
         const int64_t S = logp.size(1);
         LossInputs in;
         in.logp_BT = logp;
