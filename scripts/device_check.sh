@@ -33,7 +33,9 @@
 #      PyTorch) and the kernel benchmarks (logprob, moe, rmsnorm) in bf16;
 #   4. once the full build is done: 3 GRPO steps of r1zero-tiny with
 #      policy.device=cuda (120 s at most), then the same 3 steps on the CPU,
-#      which must sample the same completions and agree on the update.
+#      which must sample the same completions and agree on the update;
+#   5. the full suite's GPU tests: KvCache.RaggedDecodeOnCudaMatchesFullForward
+#      and the NCCL Comm on one rank (core.gpu.nccl_comm), built after step 4.
 # Output also goes to $OUT (when set) so the logs come back.  Knobs (for a dry
 # run of steps 1-2 on a CPU machine): ZR_PYTHON (python with torch; default
 # python3), ZR_SKIP_FULL=1 (skip steps 0 and 4).
@@ -291,6 +293,29 @@ PY
   else
     tail -25 "$out/full_configure.log" "$out/full_build.log" 2>/dev/null
     row "full build (zerorl)" FAIL "see full_configure.log / full_build.log"
+  fi
+fi
+
+# ---- 5. the full suite's GPU tests ------------------------------------------------------
+# KvCache.RaggedDecodeOnCudaMatchesFullForward (model tests) and the NCCL Comm
+# on one rank (core.gpu.nccl_comm): both skip on a CPU machine, so only here
+# do they run; a skip here (no device seen) is a failure.
+if [ -n "$full_pid" ] && [ -x "$fb/zerorl" ]; then
+  if timeout 240 nice -n 10 ninja -C "$fb" -j "$jobs" zr_model_tests zr_core_mpi \
+        >"$out/gpu_tests_build.log" 2>&1; then
+    ctest --test-dir "$fb" --no-tests=error --output-on-failure --timeout 120 \
+      -R '^(KvCache\.RaggedDecodeOnCudaMatchesFullForward|core\.gpu\.nccl_comm)$' \
+      >"$out/ctest_full_gpu.log" 2>&1
+    rc=$?
+    if [ $rc -eq 0 ] && ! grep -q "Skipped\|SKIPPED" "$out/ctest_full_gpu.log"; then
+      row "KvCache cuda + NCCL Comm" ok "$(grep -Eo '[0-9]+% tests passed.*' "$out/ctest_full_gpu.log" | head -1)"
+    else
+      tail -30 "$out/ctest_full_gpu.log"
+      row "KvCache cuda + NCCL Comm" FAIL "see ctest_full_gpu.log (a skip counts as a failure here)"
+    fi
+  else
+    tail -20 "$out/gpu_tests_build.log"
+    row "KvCache cuda + NCCL Comm" FAIL "build failed, see gpu_tests_build.log"
   fi
 fi
 

@@ -2,6 +2,12 @@
 //   collectives      every collective on every dtype the trainer uses
 //   throw_on_rank1   rank 1 throws while rank 0 blocks: main must abort all
 //   split_alltoallv  sub-communicators and the variable all-to-all (np 2, 4)
+//   nccl             the NCCL Comm at any world size (-np 1 on one GPU in
+//                    scripts/device_check.sh): allreduce (sum, mean, max,
+//                    min), broadcast, allgather and alltoall on CUDA tensors
+//                    of each dtype, and a CPU tensor staged through the GPU;
+//                    exits 77 (ctest's skip) naming the missing device or a
+//                    build without CUDA
 #include <ATen/ATen.h>
 
 #include <cstdio>
@@ -202,10 +208,84 @@ static void grid(Comm& world) {
   EXPECT(threw, "experts that do not divide over EP must throw");
 }
 
+// Rank r's contributions are functions of r, so the expected results hold at
+// any world size n (at n = 1 every collective is an identity on the data, but
+// the dtype mapping, the stream and the CPU staging path still run).
+static void nccl_collectives(Comm& comm) {
+  const int r = comm.rank(), n = comm.size();
+  const double tri = n * (n + 1) / 2.0;
+  EXPECT(comm.backend() == "nccl", "backend ", comm.backend());
+  const auto cuda = [](at::Tensor t) { return t.to(at::kCUDA); };
+  for (auto dt : {at::kFloat, at::kDouble, at::kBFloat16, at::kHalf, at::kLong, at::kInt}) {
+    const std::string name = at::toString(dt);
+    const auto on = [&](at::Tensor t) { return cuda(t.to(dt)); };
+    at::Tensor t = on(at::arange(1, 8, at::kDouble) * (r + 1));
+    comm.allreduce(t, ReduceOp::kSum);
+    EXPECT(t.is_cuda() && at::equal(t.cpu(), (at::arange(1, 8, at::kDouble) * tri).to(dt)), name,
+           " sum");
+    at::Tensor mx = on(at::full({5}, 3.0 + r, at::kDouble));
+    comm.allreduce(mx, ReduceOp::kMax);
+    EXPECT(at::equal(mx.cpu(), at::full({5}, 2.0 + n, at::kDouble).to(dt)), name, " max");
+    at::Tensor mn = on(at::full({5}, 3.0 + r, at::kDouble));
+    comm.allreduce(mn, ReduceOp::kMin);
+    EXPECT(at::equal(mn.cpu(), at::full({5}, 3.0, at::kDouble).to(dt)), name, " min");
+    if (at::isFloatingType(dt)) {
+      at::Tensor avg = on(at::full({4}, 2.0 * r + 1, at::kDouble));  // mean of 1, 3, ..: n
+      comm.allreduce(avg, ReduceOp::kMean);
+      EXPECT(at::equal(avg.cpu(), at::full({4}, static_cast<double>(n), at::kDouble).to(dt)), name,
+             " mean");
+    }
+    at::Tensor b = r == 0 ? on(at::arange(0, 6, at::kDouble).reshape({2, 3}))
+                          : on(at::zeros({2, 3}, at::kDouble));
+    comm.broadcast(b, 0);
+    EXPECT(at::equal(b.cpu(), at::arange(0, 6, at::kDouble).reshape({2, 3}).to(dt)), name,
+           " broadcast");
+    at::Tensor g = comm.allgather(on(at::full({3}, r + 0.0, at::kDouble)));
+    EXPECT(g.sizes() == at::IntArrayRef({n, 3}), name, " allgather shape");
+    for (int i = 0; i < n && g.dim() == 2; ++i)
+      EXPECT(at::equal(g[i].cpu(), at::full({3}, i + 0.0, at::kDouble).to(dt)), name,
+             " allgather row ", i);
+    // alltoall: rank r sends 10 r + i (two elements each) to rank i.
+    at::Tensor a = at::empty({2 * n}, at::kDouble), want = at::empty({2 * n}, at::kDouble);
+    for (int i = 0; i < n; ++i) {
+      a[2 * i] = 10.0 * r + i;
+      a[2 * i + 1] = 10.0 * r + i + 0.5;
+      want[2 * i] = 10.0 * i + r;
+      want[2 * i + 1] = 10.0 * i + r + 0.5;
+    }
+    at::Tensor got = comm.alltoall(on(a));
+    EXPECT(at::equal(got.cpu(), want.to(dt)), name, " alltoall");
+  }
+  // A CPU tensor (metrics, expert loads) is staged through the GPU and comes back.
+  at::Tensor cpu = at::arange(1, 5, at::kDouble) * (r + 1);
+  comm.allreduce(cpu, ReduceOp::kSum);
+  EXPECT(!cpu.is_cuda() && at::equal(cpu, at::arange(1, 5, at::kDouble) * tri), "CPU tensor sum");
+  EXPECT(comm.allreduce_scalar(r + 0.5) == n * n / 2.0, "scalar sum");
+  comm.barrier();
+}
+
 int main(int argc, char** argv) {
   std::string mode = argc > 1 ? argv[1] : "collectives";
   try {
     ZR_CHECK(mpi_init_if_launched(&argc, &argv), "run me under mpirun");
+    if (mode == "nccl") {
+#ifndef ZERORL_WITH_CUDA
+      std::printf("SKIPPED: this build has no CUDA (ZERORL_CUDA=OFF), so no NCCL Comm\n");
+      return 77;
+#else
+      if (!at::hasCUDA()) {
+        std::printf("SKIPPED: the NCCL Comm needs a CUDA device; none is visible\n");
+        return 77;
+      }
+      auto nccl = make_comm("nccl");
+      nccl_collectives(*nccl);
+      const int total = static_cast<int>(nccl->allreduce_scalar(failures));
+      if (nccl->rank() == 0)
+        std::printf("nccl collectives on %d rank(s): %s\n", nccl->size(),
+                    total ? "FAILED" : "passed");
+      return total ? 1 : 0;
+#endif
+    }
     auto comm = make_comm("mpi");
     if (mode == "collectives") {
       collectives(*comm);
