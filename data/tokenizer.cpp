@@ -23,19 +23,37 @@ static std::string read_file(const fs::path& p) {
   return ss.str();
 }
 
-std::unique_ptr<Tokenizer> tokenizer_from_json(const std::string& text, const std::string& source) {
-  json head;
+namespace {
+
+// A JSON document of the wrong shape (a missing key, a string where a number
+// belongs) makes nlohmann::json throw its own exceptions deep inside the
+// loaders; they become the one user-facing error type, naming the file.
+template <class F>
+std::unique_ptr<Tokenizer> named_errors(const std::string& source, F&& load) {
   try {
-    head = json::parse(text);
+    return load();
   } catch (const json::exception& e) {
-    ZR_THROW(source, ": not valid JSON: ", e.what());
+    ZR_THROW(source, ": malformed tokenizer file: ", e.what());
   }
-  ZR_CHECK(head.is_object(), source, ": a tokenizer file must hold a JSON object");
-  if (head.value("type", "") == "zerorl-char")
-    return std::make_unique<CharTokenizer>(CharTokenizer::from_json(text, source));
-  ZR_CHECK(head.contains("model"), source,
-           ": neither a Hugging Face tokenizer.json (no \"model\") nor a zerorl char tokenizer");
-  return std::make_unique<ByteLevelBpe>(text, nullptr, source);
+}
+
+}  // namespace
+
+std::unique_ptr<Tokenizer> tokenizer_from_json(const std::string& text, const std::string& source) {
+  return named_errors(source, [&]() -> std::unique_ptr<Tokenizer> {
+    json head;
+    try {
+      head = json::parse(text);
+    } catch (const json::exception& e) {
+      ZR_THROW(source, ": not valid JSON: ", e.what());
+    }
+    ZR_CHECK(head.is_object(), source, ": a tokenizer file must hold a JSON object");
+    if (head.value("type", "") == "zerorl-char")
+      return std::make_unique<CharTokenizer>(CharTokenizer::from_json(text, source));
+    ZR_CHECK(head.contains("model"), source,
+             ": neither a Hugging Face tokenizer.json (no \"model\") nor a zerorl char tokenizer");
+    return std::make_unique<ByteLevelBpe>(text, nullptr, source);
+  });
 }
 
 std::unique_ptr<Tokenizer> load_tokenizer(const std::string& path) {
@@ -43,26 +61,28 @@ std::unique_ptr<Tokenizer> load_tokenizer(const std::string& path) {
   if (fs::is_directory(p)) p /= "tokenizer.json";
   ZR_CHECK(fs::exists(p), "tokenizer file '", p.string(), "' does not exist");
   std::string text = read_file(p);
-  json head;
-  try {
-    head = json::parse(text);
-  } catch (const json::exception& e) {
-    ZR_THROW(p.string(), ": not valid JSON: ", e.what());
-  }
-  if (head.is_object() && head.value("type", "") == "zerorl-char")
-    return std::make_unique<CharTokenizer>(CharTokenizer::from_json(text, p.string()));
-  ZR_CHECK(head.is_object() && head.contains("model"), p.string(),
-           ": neither a Hugging Face tokenizer.json (no \"model\") nor a zerorl char tokenizer");
-  json config;
-  fs::path cfg = p.parent_path() / "tokenizer_config.json";
-  if (fs::exists(cfg)) {
+  return named_errors(p.string(), [&]() -> std::unique_ptr<Tokenizer> {
+    json head;
     try {
-      config = json::parse(read_file(cfg));
+      head = json::parse(text);
     } catch (const json::exception& e) {
-      ZR_THROW(cfg.string(), ": not valid JSON: ", e.what());
+      ZR_THROW(p.string(), ": not valid JSON: ", e.what());
     }
-  }
-  return std::make_unique<ByteLevelBpe>(text, config.is_null() ? nullptr : &config, p.string());
+    if (head.is_object() && head.value("type", "") == "zerorl-char")
+      return std::make_unique<CharTokenizer>(CharTokenizer::from_json(text, p.string()));
+    ZR_CHECK(head.is_object() && head.contains("model"), p.string(),
+             ": neither a Hugging Face tokenizer.json (no \"model\") nor a zerorl char tokenizer");
+    json config;
+    fs::path cfg = p.parent_path() / "tokenizer_config.json";
+    if (fs::exists(cfg)) {
+      try {
+        config = json::parse(read_file(cfg));
+      } catch (const json::exception& e) {
+        ZR_THROW(cfg.string(), ": not valid JSON: ", e.what());
+      }
+    }
+    return std::make_unique<ByteLevelBpe>(text, config.is_null() ? nullptr : &config, p.string());
+  });
 }
 
 }  // namespace zerorl::data
