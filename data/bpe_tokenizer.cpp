@@ -91,6 +91,12 @@ ByteLevelBpe::ByteLevelBpe(const std::string& json_text, const json* config,
     max_id = std::max(max_id, t.id);
     added.push_back(std::move(t));
   }
+  // Ids index dense tables: a stray huge id would allocate gigabytes.  Real
+  // vocabularies are dense (ids 0..N-1, added tokens just past the vocab);
+  // allow holes up to as many ids again as there are tokens.
+  const size_t num_entries = vocab_.size() + added.size();
+  ZR_CHECK(static_cast<size_t>(max_id) < 2 * num_entries + 256, source, ": token id ", max_id,
+           " is far beyond the ", num_entries, " tokens listed (ids must be dense)");
   tokens_.assign(static_cast<size_t>(max_id + 1), std::string());
   special_.assign(tokens_.size(), 0);
   for (const auto& [tok, id] : vocab_) tokens_[id] = tok;
