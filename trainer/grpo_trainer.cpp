@@ -190,14 +190,15 @@ void check_memory_and_context(Run& run, const Recipe& recipe, Comm& comm) {
            ": rollout.sampling.max_new_tokens (", run.sampling.max_new_tokens,
            ") plus the prompt must stay within the model's max_position_embeddings (",
            in.model.max_position, ")");
-  if (device_bytes <= 0) return;  // CPU: host memory is not planned
+  if (device_bytes <= 0) return;        // CPU: host memory is not planned
   const int64_t rows = in.micro_batch;  // the whole minibatch per rank when unset
   if (run.train.micro_batch == 0) {
     const int64_t mb = largest_fitting_micro_batch(in, rows);
     if (mb > 0) {
       run.train.micro_batch = mb;
       in.micro_batch = mb;
-      ZR_LOG_INFO("train.micro_batch unset: ", mb, " rows per forward (largest that fits the plan)");
+      ZR_LOG_INFO("train.micro_batch unset: ", mb,
+                  " rows per forward (largest that fits the plan)");
     } else {
       in.micro_batch = 1;
     }
@@ -461,8 +462,8 @@ at::Tensor select_span(const at::Tensor& t_BT, const std::vector<int64_t>& rows,
 // p.span(rows).
 std::pair<at::Tensor, at::Tensor> teacher_forced(model::CausalLM& m, const Packed& p,
                                                  const std::vector<int64_t>& rows,
-                                                 double temperature, bool entropy,
-                                                 bool record_load, bool checkpoint = false) {
+                                                 double temperature, bool entropy, bool record_load,
+                                                 bool checkpoint = false) {
   kernels::LogprobOptions lo;
   lo.temperature = temperature;
   lo.with_entropy = entropy;
@@ -675,8 +676,8 @@ void update_phase(Run& run, Comm& comm, StepBatch& b, const Packed* full,
       std::vector<std::vector<int64_t>> parts;  // none when this rank holds no rows
       if (!rows.empty()) parts = length_chunks(*full, rows, run.train.micro_batch);
       for (const auto& part : parts) {
-        auto [logp, ent] = teacher_forced(model, *full, part, T, true, true,
-                                           run.train.activation_checkpointing);
+        auto [logp, ent] =
+            teacher_forced(model, *full, part, T, true, true, run.train.activation_checkpointing);
         const int64_t S = logp.size(1);
         LossInputs in;
         in.logp_BT = logp;

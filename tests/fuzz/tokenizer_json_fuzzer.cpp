@@ -14,8 +14,9 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   const std::string in(reinterpret_cast<const char*>(data), size);
   try {
     auto tok = zerorl::data::tokenizer_from_json(in, "fuzz.json");
-    for (const std::string& text : {std::string("What is 12+7? <think>1 2</think> \xc3\xa9\xe4\xb8\xad"),
-                                    in.substr(0, 256)}) {
+    for (const std::string& text :
+         {std::string("What is 12+7? <think>1 2</think> \xc3\xa9\xe4\xb8\xad"),
+          in.substr(0, 256)}) {
       const auto ids = tok->encode(text);
       for (int32_t id : ids)
         if (id < 0 || id >= tok->vocab_size()) __builtin_trap();
