@@ -15,6 +15,9 @@
 # 1: a crash, sanitizer report, leak or timeout (the reproducer is under
 # OUT_DIR/TARGET.artifacts/); 77: skipped because clang++ or its libFuzzer
 # runtime (libclang-rt-14-dev, installed by scripts/setup.sh) is missing.
+# The mutation seed is fixed (ZERORL_FUZZ_SEED, default 1) so that CI explores
+# the same inputs first on every run; set ZERORL_FUZZ_SEED=0 to draw one when
+# fuzzing by hand for longer.
 set -euo pipefail
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 target=${1:?usage: scripts/fuzz.sh TARGET [SECONDS] [OUT_DIR]}
@@ -104,7 +107,9 @@ export LSAN_OPTIONS="suppressions=$out/lsan.supp${LSAN_OPTIONS:+:$LSAN_OPTIONS}"
 export UBSAN_OPTIONS="print_stacktrace=1${UBSAN_OPTIONS:+:$UBSAN_OPTIONS}"
 echo "fuzzing $target for ${secs}s from $(ls "$work" | wc -l) seeds"
 set +e
-"$bin" "$work" -max_total_time="$secs" -max_len=8192 -timeout=10 -rss_limit_mb=2048 \
+seed=${ZERORL_FUZZ_SEED:-1}
+echo "libFuzzer -seed=$seed (ZERORL_FUZZ_SEED=0 draws one)"
+"$bin" "$work" -seed="$seed" -max_total_time="$secs" -max_len=8192 -timeout=10 -rss_limit_mb=2048 \
   -artifact_prefix="$art/" -print_final_stats=1 ${FUZZ_FLAGS:-} >"$out/$target.log" 2>&1
 rc=$?
 set -e

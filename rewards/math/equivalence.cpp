@@ -337,6 +337,70 @@ bool to_complex(const GiNaC::ex& e, std::complex<double>& out, long double* re_h
   return std::isfinite(out.real()) && std::isfinite(out.imag());
 }
 
+// Whether e can be evaluated at the point m (symbol -> float) without a huge
+// intermediate: e is evaluated first in complex doubles, and any intermediate
+// that is not finite or exceeds 1e300 in magnitude refuses the point.  GiNaC's
+// floats have an unbounded exponent, so a tower such as x^(x^(x^50)) at x ~ 1.6
+// reaches exp(z) with z ~ 10^(10^9), whose integer part cln builds in full
+// (gigabytes, seconds, past every deadline).  Values from here only guard;
+// the comparison still uses GiNaC's 30-digit evaluation.
+bool bounded_at(const GiNaC::ex& e, const GiNaC::exmap& m, std::complex<double>& out) {
+  using namespace GiNaC;
+  constexpr double kHuge = 1e300;
+  auto ok = [](std::complex<double> v) {
+    return std::isfinite(v.real()) && std::isfinite(v.imag()) && std::abs(v) <= kHuge;
+  };
+  if (is_a<numeric>(e) || is_a<constant>(e)) {
+    ex v = is_a<numeric>(e) ? e : evalf(e);
+    if (!is_a<numeric>(v)) return false;
+    const auto& n = ex_to<numeric>(v);
+    out = {real(n).to_double(), imag(n).to_double()};
+    return ok(out);
+  }
+  if (is_a<symbol>(e)) {
+    auto it = m.find(e);
+    return it != m.end() && is_a<numeric>(it->second) && bounded_at(it->second, m, out);
+  }
+  std::vector<std::complex<double>> args(e.nops());
+  for (size_t i = 0; i < e.nops(); ++i)
+    if (!bounded_at(e.op(i), m, args[i])) return false;
+  if (is_a<add>(e)) {
+    out = 0;
+    for (auto& a : args) out += a;
+  } else if (is_a<mul>(e)) {
+    out = 1;
+    for (auto& a : args) out *= a;
+  } else if (is_a<power>(e)) {
+    if (args[0] == 0.0) {  // 0^y: GiNaC's own checks decide
+      out = 0;
+      return true;
+    }
+    out = std::exp(args[1] * std::log(args[0]));
+  } else if (is_a<function>(e)) {
+    // A function of bounded arguments: evaluated by GiNaC on those doubles,
+    // kept below 1e15 so that argument reduction stays cheap.
+    exvector v;
+    for (auto& a : args) {
+      if (std::abs(a) > 1e15) return false;
+      v.push_back(numeric(a.real()) + numeric(a.imag()) * I);
+    }
+    ex f = evalf(function(ex_to<function>(e).get_serial(), v));
+    if (!is_a<numeric>(f)) return false;
+    const auto& n = ex_to<numeric>(f);
+    out = {real(n).to_double(), imag(n).to_double()};
+  } else {
+    return false;  // a kind the numeric probe has no business evaluating
+  }
+  return ok(out);
+}
+
+// GiNaC's 30-digit value of e at m, only when bounded_at(e, m) allows it.
+bool value_at(const GiNaC::ex& e, const GiNaC::exmap& m, std::complex<double>& out) {
+  std::complex<double> guard;
+  if (!bounded_at(e, m, guard)) return false;
+  return to_complex(m.empty() ? e : e.subs(m), out);
+}
+
 bool approx_equal(std::complex<double> a, std::complex<double> b, double rel) {
   double scale = std::max({1.0, std::abs(a), std::abs(b)});
   return std::abs(a - b) <= rel * scale;
@@ -384,7 +448,7 @@ Comparison ginac_scalar(const GiNaC::ex& a, const GiNaC::ex& b, bool decimal,
   all.insert(sb.begin(), sb.end());
   if (all.empty()) {
     std::complex<double> va, vb;
-    if (!to_complex(a, va) || !to_complex(b, vb)) return {false, "not numeric"};
+    if (!value_at(a, {}, va) || !value_at(b, {}, vb)) return {false, "not numeric"};
     if (decimal)
       return rounded_equal(va, vb, o.precision)
                  ? Comparison{true, "rounded to " + std::to_string(o.precision) + " places"}
@@ -405,7 +469,7 @@ Comparison ginac_scalar(const GiNaC::ex& a, const GiNaC::ex& b, bool decimal,
     }
     std::complex<double> va, vb;
     try {
-      if (!to_complex(a.subs(m), va) || !to_complex(b.subs(m), vb)) continue;
+      if (!value_at(a, m, va) || !value_at(b, m, vb)) continue;
     } catch (const std::exception&) {
       continue;
     }
@@ -501,7 +565,7 @@ Comparison proportional(const NodeP& d1, const NodeP& d2, bool positive, const C
         m[ctx.sym(name)] = GiNaC::numeric(37 + 19 * j++ + 41 * k, 23 + 7 * k).evalf();
       std::complex<double> v;
       try {
-        if (!to_complex(r.subs(m), v)) continue;
+        if (!value_at(r, m, v)) continue;
       } catch (const std::exception&) {
         continue;
       }

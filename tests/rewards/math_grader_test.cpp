@@ -153,6 +153,35 @@ TEST(MathBounds, HostileInputsGiveAVerdictQuickly) {
   EXPECT_TRUE(zr::grade("10^{10^{10^{10}}}", "\\boxed{10^{10^{10^{10}}}}", o).correct);
 }
 
+// Found by the fuzzer in CI: towers whose every written exponent is small,
+// evaluated at a test point (x ~ 1.6) in GiNaC's floats, whose exponent range
+// is unbounded: x^(x^(x^50)) asked cln for a 1.5-billion-bit integer (4 GB,
+// 2.5 s) and the fuzzer's input for 6.7 GB.  Each must be refused quickly.
+TEST(MathBounds, TowersAtATestPointAreNotEvaluatedInBigFloats) {
+  zr::GradeOptions o;
+  o.timeout_ms = 500;
+  const std::vector<std::pair<std::string, std::string>> hostile = {
+      {"x", "\\boxed{x^{x^{x^{50}}}}"},
+      {"x", "\\boxed{e^{e^{e^{22 x}}}}"},
+      {"x", "\\boxed{\\exp(\\exp(\\exp(\\exp(\\exp(x)))))}"},
+      {"x^{x^{x^{50}}}", "\\boxed{x}"},
+      {"2", "\\boxed{e^{e^{e^{22}}}}"},
+      {"2", "\\boxed{\\exp(\\exp(\\exp(\\exp(\\exp(3)))))}"},
+  };
+  for (const auto& [gold, answer] : hostile) {
+    auto t0 = std::chrono::steady_clock::now();
+    auto v = zr::grade(gold, answer, o);
+    double ms = ms_since(t0);
+    EXPECT_LT(ms, 1000.0) << answer << " against " << gold << " took " << ms << " ms";
+    EXPECT_FALSE(v.correct) << answer;
+    EXPECT_FALSE(v.reason.empty());
+  }
+  // Ordinary towers still compare by value at the test points.
+  EXPECT_TRUE(zr::grade("x^{x^{2}}", "\\boxed{x^{(x^2)}}", o).correct);
+  EXPECT_TRUE(zr::grade("e^{e^{x}}", "\\boxed{\\exp(\\exp(x))}", o).correct);
+  EXPECT_TRUE(zr::grade("e^{e^{3}}", "\\boxed{\\exp(e^{3})}", o).correct);
+}
+
 TEST(MathBounds, RandomBytesNeverCrashOrHang) {
   std::mt19937_64 rng(1234);
   const std::string alphabet = "0123456789+-*/^_{}()[]\\$,.=<>|!abcxyz \n<answer></answer>";
