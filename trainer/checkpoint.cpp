@@ -12,6 +12,7 @@
 #include <cstdio>
 #include <cstring>
 #include <filesystem>
+#include <fstream>
 #include <limits>
 #include <memory>
 #include <nlohmann/json.hpp>
@@ -560,7 +561,7 @@ ResumePoint find_resume_checkpoint(const std::string& root, int rank, int world_
            " outside world size ", world_size);
   auto min_all = [&](int64_t v) { return min_over_ranks ? min_over_ranks(v) : v; };
   std::vector<int64_t> steps = list_checkpoint_steps(root);
-  std::map<int64_t, bool> verdict;  // lazily verified, newest first
+  std::map<int64_t, std::string> verdict;  // lazily verified, newest first: "" or why not
   auto newest_valid_at_most = [&](int64_t limit) -> int64_t {
     for (auto it = steps.rbegin(); it != steps.rend(); ++it) {
       int64_t s = *it;
@@ -571,33 +572,64 @@ ResumePoint find_resume_checkpoint(const std::string& root, int rank, int world_
         std::string why = verify_checkpoint_step(dir);
         if (!why.empty())
           ZR_LOG_WARN("skipping checkpoint '", dir, "': ", why, "; falling back to an older step");
-        v = verdict.emplace(s, why.empty()).first;
+        v = verdict.emplace(s, why).first;
       }
-      if (v->second) return s;
+      if (v->second.empty()) return s;
     }
     return -1;
   };
   int64_t limit = std::numeric_limits<int64_t>::max();
+  int64_t agreed = -1;
   while (true) {
     int64_t local = newest_valid_at_most(limit);
     int64_t lo = min_all(local), hi = -min_all(-local);
     if (lo == hi) {
-      ResumePoint rp;
-      rp.step = lo;
-      if (lo >= 0) rp.path = checkpoint_step_dir(root, lo);
-      return rp;
+      agreed = lo;
+      break;
     }
     if (local > lo)
       ZR_LOG_WARN("checkpoint step ", local, " verifies on this rank but not on every rank; ",
                   "trying step ", lo, " or older");
     limit = lo;  // some rank has nothing newer than lo
   }
+  ResumePoint rp;
+  rp.step = agreed;
+  if (agreed >= 0) rp.path = checkpoint_step_dir(root, agreed);
+  for (const auto& [s, why] : verdict)
+    if (s > agreed && !why.empty()) rp.skipped.emplace_back(s, why);
+  if (agreed >= 0) return rp;
+  // Nothing usable.  Starting afresh would overwrite what may be the only
+  // evidence of what went wrong (and the run's outputs): every rank refuses
+  // when any rank saw a step it could not verify.
+  const int64_t bad_anywhere = -min_all(-static_cast<int64_t>(rp.skipped.size()));
+  if (bad_anywhere == 0) return rp;  // no checkpoint at all: a fresh start
+  std::string list;
+  for (auto it = rp.skipped.rbegin(); it != rp.skipped.rend(); ++it)
+    list += "\n  " + checkpoint_step_dir(root, it->first) + ": " + it->second;
+  if (list.empty()) list = "\n  (another rank could not verify its view of them; see its log)";
+  ZR_THROW("--resume auto: none of the checkpoints under '", root,
+           "' verifies, so nothing was resumed and nothing was removed:", list,
+           "\nCheck them with `zerorl ckpt verify STEP_DIR`; to start this run again from step 0 "
+           "use --overwrite (it deletes them), or set another run.name");
 }
 
 ResumePoint find_resume_checkpoint(const std::string& root, Comm& comm) {
   return find_resume_checkpoint(root, comm.rank(), comm.size(), [&comm](int64_t v) {
     return static_cast<int64_t>(comm.allreduce_scalar(static_cast<double>(v), ReduceOp::kMin));
   });
+}
+
+std::string quarantine_checkpoint(const std::string& root, int64_t step, const std::string& why) {
+  const std::string dir = checkpoint_step_dir(root, step);
+  std::string dest = dir + ".corrupt";
+  for (int n = 2; fs::exists(dest); ++n) dest = dir + ".corrupt." + std::to_string(n);
+  ZR_CHECK(::rename(dir.c_str(), dest.c_str()) == 0, "cannot move the unverifiable checkpoint '",
+           dir, "' aside to '", dest, "': ", std::strerror(errno));
+  fsync_path(root, true);
+  std::ofstream note(dest + "/why.txt", std::ios::binary);
+  note << "zerorl moved this checkpoint aside when --resume auto could not verify it:\n"
+       << why << "\n";
+  return dest;
 }
 
 ResumePoint resolve_resume_path(const std::string& path, int rank, int world_size) {

@@ -151,6 +151,11 @@ CheckpointInfo inspect_checkpoint(const std::string& path);
 struct ResumePoint {
   int64_t step = -1;  // -1: nothing to resume from
   std::string path;   // the step directory
+  // Steps newer than `step` that failed verification here, with the reason,
+  // ascending (find_resume_checkpoint only).  The trainer keeps them aside
+  // as evidence (quarantine_checkpoint) rather than letting a later save or
+  // prune overwrite them.
+  std::vector<std::pair<int64_t, std::string>> skipped;
   bool found() const { return step >= 0; }
 };
 
@@ -168,6 +173,13 @@ ResumePoint find_resume_checkpoint(const std::string& root, int rank, int world_
                                    const std::function<int64_t(int64_t)>& min_over_ranks = {});
 // The same through a Comm (allreduce_scalar with kMin: exact for steps < 2^53).
 ResumePoint find_resume_checkpoint(const std::string& root, Comm& comm);
+
+// Renames the step directory <root>/step_<N> to <root>/step_<N>.corrupt
+// (".corrupt.2", ... when taken), which list_checkpoint_steps ignores, so
+// that neither a later save of step N nor prune_checkpoints destroys it; a
+// file "why.txt" inside records `why`.  Returns the new path.  Call on one
+// rank, after every rank has finished reading the checkpoints.
+std::string quarantine_checkpoint(const std::string& root, int64_t step, const std::string& why);
 
 // `--resume PATH`: PATH is a step directory or one of its rank files.
 // Verifies the whole step; throws zerorl::Error naming the file and the

@@ -319,6 +319,11 @@ void setup(Run& run, Recipe& recipe, Comm& comm, const std::string& resume, bool
     check_resume_recipe(inspect_checkpoint(checkpoint_rank_file(rp.path, 0)).recipe_yaml,
                         run.recipe_yaml, rp.path);
   if (comm.rank() == 0)
+    for (const auto& [step, why] : rp.skipped)
+      ZR_LOG_WARN("checkpoint step ", step, " failed verification (", why, "); kept as '",
+                  quarantine_checkpoint(run.run_path + "/checkpoints", step, why),
+                  "' so that resuming from step ", rp.step, " cannot overwrite it");
+  if (comm.rank() == 0)
     run.dir = std::make_unique<RunDir>(root, name, run.recipe_yaml,
                                        rp.found()  ? RunDir::Mode::kResume
                                        : overwrite ? RunDir::Mode::kOverwrite
