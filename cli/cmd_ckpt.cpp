@@ -25,7 +25,9 @@ static const char* kUsage =
     "            group (model, optimizer, reference), RNG streams, data cursor,\n"
     "            metadata, and a listing of each group's tensors\n"
     "  verify    recompute each file's checksum; prints 'ok' or the reason per\n"
-    "            file; exit status 0 when all verify, 1 otherwise\n"
+    "            file; for a step directory also checks that every rank's file\n"
+    "            is there and that they agree on step and world size (what\n"
+    "            --resume needs); exit status 0 when all verify, 1 otherwise\n"
     "  hash      print the weights' hash (16 hex digits): equal for two runs that\n"
     "            reached bit-identical weights (optimizer state not included)\n"
     "\n"
@@ -157,12 +159,25 @@ static int run_ckpt(Args& args) {
   }
   if (action == "verify") {
     bool ok = true;
-    for (const std::string& f : files_of(path)) {
+    std::error_code ec;
+    const bool step_dir = fs::is_directory(path, ec);
+    std::vector<std::string> files = step_dir ? list_rank_files(path) : files_of(path);
+    for (const std::string& f : files) {
       std::string why = verify_checkpoint(f);
       if (why.empty())
         std::cout << "ok       " << f << "\n";
       else
         std::cout << "CORRUPT  " << f << ": " << why << "\n";
+      ok = ok && why.empty();
+    }
+    if (step_dir) {
+      // The step as a whole: a missing rank file or ranks that disagree
+      // make it unusable even when each file present verifies.
+      std::string why = verify_checkpoint_step(path);
+      if (why.empty())
+        std::cout << "ok       " << path << " (complete step)\n";
+      else
+        std::cout << "UNUSABLE " << path << ": " << why << "\n";
       ok = ok && why.empty();
     }
     return ok ? 0 : 1;

@@ -2,7 +2,9 @@
 #include <iostream>
 
 #include "cli/command.h"
+#include "core/error.h"
 #include "core/h5.h"
+#include "trainer/checkpoint.h"
 #include "model/hf.h"
 #include "model/weights.h"
 
@@ -38,6 +40,9 @@ static int run_export(Args& args) {
     throw UsageError("--dtype must be keep, fp32, bf16 or fp16, got '" + dtype + "'");
   if (shard_mb < 0) throw UsageError("--max-shard-mb must be >= 0");
   opt.max_shard_bytes = shard_mb * (1LL << 20);
+  const std::string why = verify_if_checkpoint(ckpt);
+  ZR_CHECK(why.empty(), "--ckpt ", ckpt, ": the checkpoint fails verification (", why,
+           "); refusing to export it");
   auto model = model::load_model_h5(ckpt);
   model::save_hf(*model, dir, opt);
   std::cout << "exported " << ckpt << " -> " << dir << "\n  " << model->config().summary() << "\n";

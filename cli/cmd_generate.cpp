@@ -17,6 +17,7 @@
 #include "core/h5.h"
 #include "data/char_tokenizer.h"
 #include "data/tokenizer.h"
+#include "data/utf8.h"
 #include "model/hf.h"
 #include "model/weights.h"
 #include "rollout/engine.h"
@@ -30,7 +31,9 @@ const char* kUsage =
     "Sample completions with the rollout engine (KV cache, continuous batching).\n"
     "PATH is a zerorl checkpoint (.h5) or a Hugging Face folder (config.json,\n"
     "*.safetensors, tokenizer.json).  With no --prompt: an interactive prompt loop\n"
-    "when stdin is a terminal, else one prompt per line of stdin.\n"
+    "when stdin is a terminal, else one prompt per line of stdin (a line that is\n"
+    "not valid UTF-8 is skipped, naming its line number; the exit status is then 1).\n"
+    "A training checkpoint is verified first and refused when corrupt.\n"
     "\n"
     "  --prompt TEXT        prompt text (repeatable)\n"
     "  --greedy             argmax decoding (same as --temperature 0)\n"
@@ -52,6 +55,9 @@ const char* kUsage =
 
 std::shared_ptr<model::CausalLM> load_policy(const std::string& path) {
   if (model::is_hf_dir(path)) return model::load_hf(path);
+  const std::string why = verify_if_checkpoint(path);
+  ZR_CHECK(why.empty(), "--model ", path, ": the checkpoint fails verification (", why,
+           "); refusing to sample from it");
   return model::load_model_h5(path);
 }
 
@@ -191,9 +197,18 @@ int run_generate(Args& args) {
     std::cerr << s.policy->config().summary()
               << "\nenter a prompt (empty line or Ctrl-D to quit)\n";
   std::string line;
+  size_t lineno = 0, skipped = 0;
   while (true) {
     if (tty) std::cerr << "> " << std::flush;
     if (!std::getline(std::cin, line)) break;
+    ++lineno;
+    const size_t bad = data::utf8_invalid_offset(line);
+    if (bad != std::string::npos) {
+      std::cerr << "zerorl generate: stdin line " << lineno << ": not valid UTF-8 (byte " << bad
+                << "); skipped\n";
+      ++skipped;
+      continue;
+    }
     if (line.empty()) {
       if (tty) break;
       continue;
@@ -205,6 +220,11 @@ int run_generate(Args& args) {
     }
   }
   if (!prompts.empty()) s.run(prompts);
+  if (skipped) {
+    std::cerr << "zerorl generate: " << skipped << " of " << lineno
+              << " lines skipped (not valid UTF-8)\n";
+    return 1;
+  }
   return 0;
 }
 

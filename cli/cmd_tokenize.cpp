@@ -5,6 +5,7 @@
 #include <nlohmann/json.hpp>
 
 #include "cli/command.h"
+#include "data/utf8.h"
 #include "core/error.h"
 #include "data/char_tokenizer.h"
 #include "data/tokenizer.h"
@@ -17,7 +18,8 @@ static const char* kUsage =
     "Without --decode, each line on stdin (without its newline) is encoded and\n"
     "printed as a JSON list of ids, one list per line.  With --decode, each line\n"
     "on stdin is a JSON list of ids and the decoded text is printed, one per line.\n"
-    "No BOS/EOS is added.\n"
+    "No BOS/EOS is added.  A line that is not valid UTF-8 is skipped with a\n"
+    "message naming its line number; the exit status is then 1.\n"
     "\n"
     "  --tokenizer FILE   a Hugging Face tokenizer.json (or its folder), a zerorl\n"
     "                     char tokenizer JSON, or 'char' for the built-in vocabulary\n"
@@ -35,10 +37,17 @@ static int run_tokenize(Args& args) {
       path == "char" ? std::make_unique<data::CharTokenizer>(data::CharTokenizer::for_tasks())
                      : data::load_tokenizer(path);
   std::string line;
-  size_t lineno = 0;
+  size_t lineno = 0, skipped = 0;
   while (std::getline(std::cin, line)) {
     ++lineno;
     if (!decode) {
+      const size_t bad = data::utf8_invalid_offset(line);
+      if (bad != std::string::npos) {
+        std::cerr << "zerorl tokenize: stdin line " << lineno << ": not valid UTF-8 (byte " << bad
+                  << "); skipped\n";
+        ++skipped;
+        continue;
+      }
       std::cout << nlohmann::json(tok->encode(line)).dump() << '\n';
       continue;
     }
@@ -50,6 +59,11 @@ static int run_tokenize(Args& args) {
           str_cat("stdin line ", lineno, ": expected a JSON list of integer ids (", e.what(), ")"));
     }
     std::cout << tok->decode(ids, skip_special) << '\n';
+  }
+  if (skipped) {
+    std::cerr << "zerorl tokenize: " << skipped << " of " << lineno
+              << " lines skipped (not valid UTF-8)\n";
+    return 1;
   }
   return 0;
 }

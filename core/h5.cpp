@@ -4,7 +4,9 @@
 #include <hdf5.h>
 
 #include <algorithm>
+#include <cerrno>
 #include <cstring>
+#include <tuple>
 
 #include "core/checks.h"
 
@@ -58,14 +60,40 @@ hid_t lcpl_intermediate() {
 
 std::string obj_path(const std::string& obj) { return obj.empty() ? "/" : obj; }
 
+// Why the HDF5 call that just failed failed, read from its error stack
+// before any other HDF5 call clears it: the OS's message when a system call
+// failed (the sec2 driver records "errno = 28, error message = 'No space
+// left on device'"), else the innermost description, else errno.
+std::string h5_reason() {
+  const int saved_errno = errno;
+  std::vector<std::string> descs;
+  H5Ewalk2(
+      H5E_DEFAULT, H5E_WALK_DOWNWARD,
+      [](unsigned, const H5E_error2_t* e, void* data) -> herr_t {
+        if (e->desc) static_cast<std::vector<std::string>*>(data)->push_back(e->desc);
+        return 0;
+      },
+      &descs);
+  const std::string key = "error message = '";
+  for (const auto& d : descs) {
+    size_t at = d.find(key);
+    if (at == std::string::npos) continue;
+    size_t from = at + key.size(), to = d.find('\'', from);
+    return d.substr(from, to == std::string::npos ? std::string::npos : to - from);
+  }
+  if (!descs.empty()) return descs.back();
+  return saved_errno ? std::strerror(saved_errno) : "no reason given";
+}
+
 }  // namespace
 
 H5File::H5File(const std::string& path, Mode mode) : path_(path) {
   static SilenceHdf5 silence;
   hid_t id = -1;
   if (mode == Mode::kCreate) {
+    errno = 0;
     id = H5Fcreate(path.c_str(), H5F_ACC_TRUNC, H5P_DEFAULT, H5P_DEFAULT);
-    ZR_CHECK(id >= 0, "cannot create HDF5 file '", path, "'");
+    ZR_CHECK(id >= 0, "cannot create HDF5 file '", path, "': ", h5_reason());
   } else {
     ZR_CHECK(H5Fis_hdf5(path.c_str()) > 0, "'", path,
              "' is missing, truncated or not an HDF5 file");
@@ -80,7 +108,74 @@ H5File::~H5File() {
 }
 
 void H5File::flush() {
-  ZR_CHECK(H5Fflush(static_cast<hid_t>(id_), H5F_SCOPE_GLOBAL) >= 0, "cannot flush '", path_, "'");
+  ZR_CHECK(id_ >= 0, "'", path_, "' is closed");
+  errno = 0;
+  ZR_CHECK(H5Fflush(static_cast<hid_t>(id_), H5F_SCOPE_GLOBAL) >= 0, "cannot write '", path_,
+           "': ", h5_reason());
+}
+
+void H5File::close() {
+  if (id_ < 0) return;
+  hid_t id = static_cast<hid_t>(id_);
+  id_ = -1;
+  errno = 0;
+  ZR_CHECK(H5Fclose(id) >= 0, "cannot finish writing '", path_, "': ", h5_reason());
+}
+
+std::vector<H5File::Attr> H5File::attributes() const {
+  ZR_CHECK(id_ >= 0, "'", path_, "' is closed");
+  hid_t f = static_cast<hid_t>(id_);
+  std::vector<std::string> objects = {"/"};
+  H5Lvisit(
+      f, H5_INDEX_NAME, H5_ITER_INC,
+      [](hid_t, const char* n, const H5L_info_t*, void* data) -> herr_t {
+        static_cast<std::vector<std::string>*>(data)->push_back(n);
+        return 0;
+      },
+      &objects);
+  struct Ctx {
+    const std::string* object;
+    std::vector<Attr>* out;
+    std::string error;
+  };
+  std::vector<Attr> out;
+  for (const auto& obj : objects) {
+    Handle o(H5Oopen(f, obj.c_str(), H5P_DEFAULT), H5Oclose);
+    ZR_CHECK(o.id >= 0, path_, ": cannot open object '", obj, "'");
+    const std::string name = obj == "/" ? "" : obj;
+    Ctx ctx{&name, &out, ""};
+    herr_t rc = H5Aiterate2(
+        o, H5_INDEX_NAME, H5_ITER_INC, nullptr,
+        [](hid_t loc, const char* key, const H5A_info_t*, void* data) -> herr_t {
+          auto* c = static_cast<Ctx*>(data);
+          Handle a(H5Aopen(loc, key, H5P_DEFAULT), H5Aclose);
+          Handle ty(H5Aget_type(a), H5Tclose);
+          Handle space(H5Aget_space(a), H5Sclose);
+          if (a.id < 0 || ty.id < 0 || space.id < 0 || H5Tis_variable_str(ty) > 0) {
+            c->error = std::string("attribute '") + key + "' cannot be read as fixed-size data";
+            return -1;
+          }
+          hssize_t n = H5Sget_simple_extent_npoints(space);
+          size_t size = H5Tget_size(ty);
+          std::string bytes(static_cast<size_t>(std::max<hssize_t>(n, 0)) * size, '\0');
+          if (!bytes.empty() && H5Aread(a, ty, bytes.data()) < 0) {
+            c->error = std::string("cannot read attribute '") + key + "'";
+            return -1;
+          }
+          c->out->push_back({*c->object, key,
+                             std::to_string(static_cast<int>(H5Tget_class(ty))) + ":" +
+                                 std::to_string(size) + "x" + std::to_string(n),
+                             std::move(bytes)});
+          return 0;
+        },
+        &ctx);
+    ZR_CHECK(rc >= 0, path_, ": on '", obj,
+             "': ", ctx.error.empty() ? "cannot list attributes" : ctx.error);
+  }
+  std::sort(out.begin(), out.end(), [](const Attr& a, const Attr& b) {
+    return std::tie(a.object, a.name) < std::tie(b.object, b.name);
+  });
+  return out;
 }
 
 bool H5File::exists(const std::string& name) const {
@@ -117,10 +212,11 @@ void H5File::write_tensor(const std::string& name, const at::Tensor& t_in) {
   Handle ds(
       H5Dcreate2(static_cast<hid_t>(id_), name.c_str(), ty, space, lcpl, H5P_DEFAULT, H5P_DEFAULT),
       H5Dclose);
-  ZR_CHECK(ds.id >= 0, path_, ": cannot create dataset '", name, "'");
+  ZR_CHECK(ds.id >= 0, path_, ": cannot create dataset '", name, "': ", h5_reason());
+  errno = 0;
   if (t.numel() > 0)
     ZR_CHECK(H5Dwrite(ds, ty, H5S_ALL, H5S_ALL, H5P_DEFAULT, t.data_ptr()) >= 0, path_,
-             ": cannot write dataset '", name, "'");
+             ": cannot write dataset '", name, "': ", h5_reason());
   if (!tag.empty()) write_attr(name, "zerorl_dtype", tag);
 }
 

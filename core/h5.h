@@ -6,9 +6,13 @@
 // stored as uint16 with an attribute "zerorl_dtype" so they round-trip
 // bit-exactly; everything else uses the native HDF5 type.
 //
-// Contract: every failure throws zerorl::Error naming the file and object;
-// HDF5's own stderr error stack is silenced.  An H5File is not thread-safe.
-// Files are closed by the destructor; flush() forces data to disk.
+// Contract: every failure throws zerorl::Error naming the file and object
+// and, where HDF5 reports one, the reason: the operating system's when a
+// system call failed ("No space left on device", "Permission denied"),
+// else HDF5's innermost description.  HDF5's own stderr error stack is
+// silenced.  An H5File is not thread-safe.  Files are closed by the
+// destructor (which cannot report a failure) or by close(), which throws
+// when the last buffered writes fail; flush() forces data to disk.
 #pragma once
 
 #include <ATen/core/Tensor.h>
@@ -49,7 +53,16 @@ class H5File {
   void write_bytes(const std::string& name, const std::string& bytes);
   std::string read_bytes(const std::string& name) const;
 
+  // Every attribute of every object (root "" and each group and dataset),
+  // sorted by (object, name): its stored type as "<class>:<size>" and its
+  // raw bytes in that type.  For checksums that must cover attributes.
+  struct Attr {
+    std::string object, name, type, bytes;
+  };
+  std::vector<Attr> attributes() const;
+
   void flush();
+  void close();  // idempotent; later calls on this H5File throw
 
  private:
   long long id_ = -1;  // hid_t

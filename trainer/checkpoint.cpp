@@ -28,7 +28,10 @@ namespace zerorl {
 
 namespace {
 
-constexpr int64_t kFormat = 1;
+// Format 2 adds every attribute to the checksum (hash_attributes); format 1
+// files (tensors and header only) still load and verify.
+constexpr int64_t kFormat = 2;
+constexpr int64_t kOldestFormat = 1;
 const char* const kGroups[] = {"model", "optimizer", "reference"};
 const char* const kManifest = "meta/manifest";
 const char* const kRecipe = "meta/recipe_yaml";
@@ -88,6 +91,19 @@ void hash_header(Hasher& h, int64_t step, int64_t world, int64_t rank) {
   h.u64(static_cast<uint64_t>(world));
   h.str("rank");
   h.u64(static_cast<uint64_t>(rank));
+}
+
+// Every attribute in the file but the checksum itself: whatever a loader
+// reads from an attribute (model/config_json, zerorl_dtype, ...) is covered,
+// and so is one added later.
+void hash_attributes(Hasher& h, const H5File& f) {
+  for (const H5File::Attr& a : f.attributes()) {
+    if (a.object.empty() && a.name == "checksum_xxh3") continue;
+    h.str(a.object);
+    h.str(a.name);
+    h.str(a.type);
+    h.str(a.bytes);
+  }
 }
 
 // ------------------------------------------------------------ names, json --
@@ -157,7 +173,8 @@ std::map<std::string, std::vector<std::string>> parse_manifest(const std::string
   std::map<std::string, std::vector<std::string>> names;
   try {
     nlohmann::json j = nlohmann::json::parse(text);
-    ZR_CHECK(j.at("format").get<int64_t>() == kFormat, "unsupported checkpoint format ",
+    const int64_t format = j.at("format").get<int64_t>();
+    ZR_CHECK(format >= kOldestFormat && format <= kFormat, "unsupported checkpoint format ",
              j.at("format").dump());
     for (const char* g : kGroups) names[g] = j.at("groups").at(g).get<std::vector<std::string>>();
     out.rng = j.at("rng").get<std::map<std::string, std::string>>();
@@ -194,8 +211,8 @@ Checkpoint read_file(const std::string& path, const ReadOptions& opt) {
   }
   ZR_CHECK(f->has_attr("", "zerorl_checkpoint_format"), "not a zerorl checkpoint (no format tag)");
   int64_t format = f->read_attr_int("", "zerorl_checkpoint_format");
-  ZR_CHECK(format == kFormat, "unsupported checkpoint format ", format, " (this build reads ",
-           kFormat, ")");
+  ZR_CHECK(format >= kOldestFormat && format <= kFormat, "unsupported checkpoint format ", format,
+           " (this build reads ", kOldestFormat, " to ", kFormat, ")");
   c.step = f->read_attr_int("", "step");
   c.world_size = static_cast<int>(f->read_attr_int("", "world_size"));
   c.rank = static_cast<int>(f->read_attr_int("", "rank"));
@@ -238,6 +255,7 @@ Checkpoint read_file(const std::string& path, const ReadOptions& opt) {
     }
   }
   hash_header(h, c.step, c.world_size, c.rank);
+  if (format >= 2 && opt.verify) hash_attributes(h, *f);
   std::string computed = hex64(h.digest());
   if (opt.verify)
     ZR_CHECK(computed == stored, "checksum mismatch: stored ", stored, ", computed ", computed,
@@ -364,7 +382,6 @@ std::string write_checkpoint_temp(const Checkpoint& c, const std::string& root) 
       f.write_attr("", "step", c.step);
       f.write_attr("", "world_size", static_cast<int64_t>(c.world_size));
       f.write_attr("", "rank", static_cast<int64_t>(c.rank));
-      f.write_attr("", "checksum_xxh3", hex64(h.digest()));
       if (!c.model_config_json.empty() && !c.weights.empty()) {
         f.write_attr("model", "config_json", c.model_config_json);
         f.write_attr("model", "zerorl_format", static_cast<int64_t>(1));
@@ -373,8 +390,11 @@ std::string write_checkpoint_temp(const Checkpoint& c, const std::string& root) 
         f.write_attr("reference", "config_json", c.model_config_json);
         f.write_attr("reference", "zerorl_format", static_cast<int64_t>(1));
       }
+      hash_attributes(h, f);  // last: every attribute is written
+      f.write_attr("", "checksum_xxh3", hex64(h.digest()));
       f.flush();
-    }  // closed here: HDF5 has written everything it buffers
+      f.close();  // HDF5 has written everything it buffers, or says why not
+    }
     fsync_path(tmp, false);
   } catch (...) {
     remove_quietly(tmp);
@@ -531,28 +551,60 @@ std::string verify_checkpoint_step(const std::string& step_dir) {
   try {
     const std::string f0 = checkpoint_rank_file(step_dir, 0);
     if (!fs::exists(f0)) return "'" + f0 + "' is missing";
+    // Every file verifies on its own first, so what the header of one says
+    // is what was written.
+    std::string why = verify_checkpoint(f0);
+    if (!why.empty()) return f0 + ": " + why;
     int64_t world = 0, step = 0;
     {
       H5File f(f0, H5File::Mode::kRead);
       world = f.read_attr_int("", "world_size");
       step = f.read_attr_int("", "step");
     }
-    for (int r = 0; r < world; ++r) {
+    int64_t dir_step = -1;
+    if (parse_step_dir(fs::path(step_dir).filename().string(), &dir_step) && dir_step != step)
+      return "rank_0.h5 holds step " + std::to_string(step) + ", not the step " +
+             std::to_string(dir_step) + " its directory names";
+    for (int r = 1; r < world; ++r) {
       const std::string file = checkpoint_rank_file(step_dir, r);
+      const std::string& name = file;
       if (!fs::exists(file))
-        return "rank_" + std::to_string(r) + ".h5 of the " + std::to_string(world) +
-               " ranks that wrote it is missing";
-      std::string why = verify_checkpoint(file);
-      if (!why.empty()) return "rank_" + std::to_string(r) + ".h5: " + why;
+        return name + " of the " + std::to_string(world) + " ranks that wrote it is missing";
+      why = verify_checkpoint(file);
+      if (!why.empty()) return name + ": " + why;
       H5File f(file, H5File::Mode::kRead);
-      if (f.read_attr_int("", "world_size") != world || f.read_attr_int("", "step") != step ||
-          f.read_attr_int("", "rank") != r)
-        return "rank_" + std::to_string(r) + ".h5 belongs to another checkpoint";
+      const int64_t w = f.read_attr_int("", "world_size"), s = f.read_attr_int("", "step"),
+                    rk = f.read_attr_int("", "rank");
+      if (w != world || s != step || rk != r)
+        return name + " (step " + std::to_string(s) + ", rank " + std::to_string(rk) + " of " +
+               std::to_string(w) + ") disagrees with rank_0.h5 (step " + std::to_string(step) +
+               " of " + std::to_string(world) + " ranks)";
+    }
+    for (const std::string& file : list_rank_files(step_dir)) {
+      const std::string name = fs::path(file).filename().string();
+      if (std::stoll(name.substr(5)) >= world)
+        return name + " is present but rank_0.h5 says " + std::to_string(world) +
+               " ranks wrote this step";
     }
     return "";
   } catch (const std::exception& e) {
     return e.what();
   }
+}
+
+std::string verify_if_checkpoint(const std::string& path) {
+  std::error_code ec;
+  if (fs::is_directory(path, ec) || !fs::exists(path, ec)) return "";
+  {
+    std::unique_ptr<H5File> f;
+    try {
+      f = std::make_unique<H5File>(path, H5File::Mode::kRead);
+    } catch (const Error&) {
+      return "";  // not HDF5: the caller's loader says what it is
+    }
+    if (!f->has_attr("", "zerorl_checkpoint_format")) return "";
+  }
+  return verify_checkpoint(path);
 }
 
 ResumePoint find_resume_checkpoint(const std::string& root, int rank, int world_size,

@@ -15,8 +15,11 @@
 //   root attributes     zerorl_checkpoint_format, step, world_size, rank,
 //                       checksum_xxh3 (16 hex digits)
 // The checksum is XXH3-64 over every dataset (sorted by full name: name,
-// dtype, shape, raw bytes, each length-prefixed) followed by the step,
-// world_size and rank attributes.  Tensors round-trip bit-exactly (bf16, f16
+// dtype, shape, raw bytes, each length-prefixed), the step, world_size and
+// rank attributes, then (format 2) every attribute of every object but the
+// checksum itself (object, name, stored type, raw bytes): an edited
+// model/config_json or zerorl_dtype fails verification.  Format 1 files
+// (no attributes in the checksum) still load.  Tensors round-trip bit-exactly (bf16, f16
 // and bool included).
 //
 // Write discipline (save_checkpoint = write_checkpoint_temp + commit):
@@ -27,7 +30,9 @@
 //
 // Resume: a checkpoint is a step directory; it is usable when the files of
 // every rank that wrote it (rank_0 .. rank_<world_size-1>) are present,
-// verify, and agree on step and world size (verify_checkpoint_step).
+// verify, agree on step and world size with each other and the directory's
+// name, and no other rank file is there (verify_checkpoint_step; also what
+// `zerorl ckpt verify STEP_DIR` reports).
 // find_resume_checkpoint() takes the newest usable step, skipping bad ones
 // with ZR_LOG_WARN naming the file and why.  The world size that resumes may
 // differ from the one that wrote it: the trainer reads the replicated state
@@ -162,6 +167,11 @@ struct ResumePoint {
 // "" when the step directory is a usable checkpoint (see above), else why.
 // Never throws.
 std::string verify_checkpoint_step(const std::string& step_dir);
+// For commands that read a model from a file the user names (generate,
+// export): "" unless `path` is a training checkpoint file (root attribute
+// zerorl_checkpoint_format) that fails verification, then why.  Never
+// throws; a policy file, an HF folder or a missing path gives "".
+std::string verify_if_checkpoint(const std::string& path);
 
 // Collective when world_size > 1: `min_over_ranks(v)` must return the minimum
 // of v over all ranks (every rank calls it the same number of times); the

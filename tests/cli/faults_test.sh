@@ -72,7 +72,7 @@ resume)
   check "all-corrupt --resume auto exits non-zero (got $rc)" test "$rc" -ne 0
   check "and removes or changes nothing" test "$(tree_sum "$work/runs/r")" = "$before"
   for s in 1 2 3; do
-    check "it names step_$s and why" grep -q "step_$s: rank_0.h5: " "$work/all_bad.log"
+    check "it names step_$s and why" grep -aq "step_$s: .*/step_$s/rank_0.h5: " "$work/all_bad.log"
   done
   check "it says nothing was removed" grep -q "nothing was removed" "$work/all_bad.log"
   check "it does not send the user back to --resume auto" \
@@ -92,6 +92,83 @@ resume)
   check "with why.txt saying why" grep -q "checksum mismatch\|unreadable" "$ckpts/step_3.corrupt/why.txt"
   check "nothing blames an abandoned run" sh -c "! grep -aqi 'abandoned' '$work/newest_bad.log'"
   check "the new step 3 verifies" "$z" ckpt verify "$ckpts/step_3"
+  ;;
+verify)
+  root_flag=(); [ "$(id -u)" -eq 0 ] && root_flag=(--allow-run-as-root)
+  logs+=(two_ranks.log)
+  mpirun -np 2 --oversubscribe "${root_flag[@]}" --bind-to none \
+    "$z" train "$work/train.yaml" train.steps=2 >"$work/two_ranks.log" 2>&1
+  check "a 2-rank run exits 0" test $? -eq 0
+  "$z" ckpt verify "$ckpts/step_2" >"$work/v_ok" 2>&1
+  check "a complete 2-rank step verifies" test $? -eq 0
+  check "and says it is complete" grep -q "complete step" "$work/v_ok"
+  mv "$ckpts/step_2/rank_1.h5" "$work/rank_1.h5"
+  "$z" ckpt verify "$ckpts/step_2" >"$work/v_missing" 2>&1
+  rc=$?
+  check "a step missing rank_1.h5 fails verify (exit $rc)" test "$rc" -eq 1
+  check "naming the missing file" grep -q "UNUSABLE.*rank_1.h5 of the 2 ranks .* missing" "$work/v_missing"
+  cp "$ckpts/step_1/rank_1.h5" "$ckpts/step_2/rank_1.h5"
+  "$z" ckpt verify "$ckpts/step_2" >"$work/v_mixed" 2>&1
+  check "another step's rank file fails verify (exit $?)" grep -q "UNUSABLE.*disagrees" "$work/v_mixed"
+  mv "$work/rank_1.h5" "$ckpts/step_2/rank_1.h5"
+
+  # Edit the model's config attribute (4 layers -> 2) in place, leaving the
+  # manifest's escaped copy alone: the model that loads would change.
+  f="$ckpts/step_2/rank_0.h5"
+  "$z" generate --model "$f" --prompt "What is 1 + 2?" --max-new-tokens 4 --greedy --json \
+    >"$work/gen_before" 2>&1
+  check "generate from a good checkpoint works" grep -q '"completion"' "$work/gen_before"
+  perl -0777 -pi -e 's/"num_hidden_layers": ?4/"num_hidden_layers": 2/ or die "no match\n"' "$f"
+  check "the attribute was found and edited" test $? -eq 0
+  "$z" ckpt verify "$f" >"$work/v_attr" 2>&1
+  rc=$?
+  check "an edited config_json attribute fails verify (exit $rc)" test "$rc" -eq 1
+  check "as a checksum mismatch" grep -q "CORRUPT.*checksum mismatch" "$work/v_attr"
+  "$z" generate --model "$f" --prompt "What is 1 + 2?" --max-new-tokens 4 --greedy --json \
+    >"$work/gen_bad" 2>&1
+  rc=$?
+  check "generate refuses the corrupt checkpoint (exit $rc)" test "$rc" -eq 1
+  check "saying why" grep -q "fails verification.*checksum mismatch" "$work/gen_bad"
+  "$z" export --ckpt "$f" --hf "$work/hf" >"$work/export_bad" 2>&1
+  rc=$?
+  check "export refuses it too (exit $rc)" test "$rc" -eq 1
+  check "and writes nothing" test ! -e "$work/hf/model.safetensors"
+  ;;
+messages)
+  # A write on a full disk (/dev/full fails every write with ENOSPC) says
+  # so: pretrain's output file, whose temp name is made to point there.
+  # (trainer Checkpoint.AFullDiskSaysNoSpaceLeftOnDevice does the same to a
+  # training checkpoint.)
+  cat >"$work/pt.yaml" <<YAML
+run: {name: pt, dir: $work/runs}
+model: {hidden_size: 32, num_hidden_layers: 2, num_attention_heads: 2, n_routed_experts: 4,
+        moe_intermediate_size: 32, intermediate_size: 64, kv_lora_rank: 16, qk_nope_head_dim: 8,
+        qk_rope_head_dim: 8, v_head_dim: 8, max_position_embeddings: 128, seed: 1}
+corpus: {task: {name: addition, max_digits: 2}}
+pretrain: {steps: 1, batch_size: 2, seq_len: 32, output: base.h5, optimizer: {lr: 1.0e-3}}
+YAML
+  mkdir -p "$work/runs/pt"
+  ln -s /dev/full "$work/runs/pt/base.h5.tmp"
+  logs+=(full.log)
+  "$z" pretrain "$work/pt.yaml" >"$work/full.log" 2>&1
+  rc=$?
+  check "a write on a full disk fails the command (exit $rc)" test "$rc" -eq 1
+  check "saying No space left on device" grep -q "base.h5.tmp.*No space left on device" "$work/full.log"
+  check "and leaves no output file" test ! -e "$work/runs/pt/base.h5"
+
+  # Invalid UTF-8 on stdin: named by line, only that line skipped.
+  printf 'What is 1 + 2?\n\xff\xfe oops\nWhat is 3 + 4?\n' >"$work/stdin"
+  "$z" tokenize --tokenizer char <"$work/stdin" >"$work/tok_out" 2>"$work/tok_err"
+  rc=$?
+  check "tokenize exits 1 after a bad line (got $rc)" test "$rc" -eq 1
+  check "tokenize encodes the two good lines" test "$(grep -c . "$work/tok_out")" -eq 2
+  check "tokenize names line 2" grep -q "stdin line 2: not valid UTF-8 (byte 0)" "$work/tok_err"
+  "$z" generate --model "$src/recipes/base-tiny.h5" --max-new-tokens 3 --greedy --json \
+    <"$work/stdin" >"$work/gen_out" 2>"$work/gen_err"
+  rc=$?
+  check "generate exits 1 after a bad line (got $rc)" test "$rc" -eq 1
+  check "generate answers the two good lines" test "$(grep -c '"completion"' "$work/gen_out")" -eq 2
+  check "generate names line 2" grep -q "stdin line 2: not valid UTF-8" "$work/gen_err"
   ;;
 *)
   echo "unknown part '$part'"; exit 2 ;;

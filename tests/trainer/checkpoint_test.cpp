@@ -465,5 +465,99 @@ TEST(Checkpoint, ModelGroupLoadsAsAModelFile) {
   }
 }
 
+
+// ---- issue 21: checkpoints verified end to end, write failures that say why ----
+
+namespace {
+std::string edit_attr_and_verify(const std::string& obj, const std::string& key,
+                                 const std::string& value) {
+  TempDir d;
+  std::string path = saved(make_checkpoint(3), d.path());
+  EXPECT_EQ(verify_checkpoint(path), "");
+  {
+    H5File f(path, H5File::Mode::kReadWrite);
+    f.write_attr(obj, key, value);
+  }
+  return verify_checkpoint(path);
+}
+}  // namespace
+
+TEST(Checkpoint, EveryAttributeTheLoaderReadsIsInTheChecksum) {
+  // model/config_json decides the model's shape and kind; zerorl_dtype how a
+  // tensor's bits read.  Editing either must fail verification.
+  std::string why = edit_attr_and_verify("model", "config_json",
+                                         R"({"model_type": "zerorl_moe", "hidden_size": 16})");
+  EXPECT_NE(why.find("checksum mismatch"), std::string::npos) << why;
+  why = edit_attr_and_verify("model/model.norm.weight", "zerorl_dtype", "bfloat16");
+  EXPECT_NE(why.find("checksum mismatch"), std::string::npos) << why;
+  // So does an attribute nobody reads yet (a later loader might).
+  why = edit_attr_and_verify("optimizer", "note", "added");
+  EXPECT_NE(why.find("checksum mismatch"), std::string::npos) << why;
+}
+
+TEST(Checkpoint, StepVerificationNeedsEveryRankAgreeing) {
+  TempDir d;
+  for (int r : {0, 1}) saved(make_checkpoint(2, r, 2), d.path());
+  for (int r : {0, 1}) saved(make_checkpoint(3, r, 2), d.path());
+  const std::string two = checkpoint_step_dir(d.path(), 2),
+                    three = checkpoint_step_dir(d.path(), 3);
+  EXPECT_EQ(verify_checkpoint_step(two), "");
+
+  fs::remove(checkpoint_rank_file(three, 1));
+  std::string why = verify_checkpoint_step(three);
+  EXPECT_NE(why.find("rank_1.h5 of the 2 ranks that wrote it is missing"), std::string::npos)
+      << why;
+  // Another step's (valid) file in its place.
+  fs::copy_file(checkpoint_rank_file(two, 1), checkpoint_rank_file(three, 1));
+  why = verify_checkpoint_step(three);
+  EXPECT_NE(why.find("disagrees"), std::string::npos) << why;
+  // A rank beyond the world that wrote it.
+  saved(make_checkpoint(2, 2, 3), d.path());
+  why = verify_checkpoint_step(two);
+  EXPECT_NE(why.find("rank_2.h5 is present"), std::string::npos) << why;
+  // A directory renamed to another step.
+  fs::remove(checkpoint_rank_file(two, 2));
+  fs::rename(two, checkpoint_step_dir(d.path(), 7));
+  why = verify_checkpoint_step(checkpoint_step_dir(d.path(), 7));
+  EXPECT_NE(why.find("holds step 2"), std::string::npos) << why;
+}
+
+TEST(Checkpoint, VerifyIfCheckpointPassesOtherFilesAndFlagsCorruptOnes) {
+  TempDir d;
+  std::string path = saved(make_checkpoint(1), d.path());
+  EXPECT_EQ(verify_if_checkpoint(path), "");
+  EXPECT_EQ(verify_if_checkpoint(d.path() + "/missing.h5"), "");
+  {
+    H5File f(d.path() + "/policy.h5", H5File::Mode::kCreate);
+    f.write_attr("", "zerorl_policy", int64_t{1});
+  }
+  EXPECT_EQ(verify_if_checkpoint(d.path() + "/policy.h5"), "");
+  {
+    H5File f(path, H5File::Mode::kReadWrite);
+    f.write_attr("model", "config_json", std::string("{}"));
+  }
+  EXPECT_NE(verify_if_checkpoint(path).find("checksum mismatch"), std::string::npos);
+}
+
+TEST(Checkpoint, AFullDiskSaysNoSpaceLeftOnDevice) {
+  // /dev/full fails every write with ENOSPC, as a full file system does.
+  if (!fs::exists("/dev/full")) GTEST_SKIP() << "no /dev/full on this system";
+  TempDir d;
+  Checkpoint c = make_checkpoint(5);
+  const std::string tmp = checkpoint_rank_file(checkpoint_step_dir(d.path(), 5), 0) + ".tmp";
+  fs::create_directories(checkpoint_step_dir(d.path(), 5));
+  fs::create_symlink("/dev/full", tmp);
+  try {
+    save_checkpoint(c, d.path());
+    ADD_FAILURE() << "a write to a full disk succeeded";
+  } catch (const Error& e) {
+    std::string m = e.what();
+    EXPECT_NE(m.find("No space left on device"), std::string::npos) << m;
+    EXPECT_NE(m.find("rank_0.h5.tmp"), std::string::npos) << m;
+  }
+  EXPECT_FALSE(fs::exists(checkpoint_rank_file(checkpoint_step_dir(d.path(), 5), 0)));
+  EXPECT_FALSE(fs::is_symlink(tmp)) << "the failed temp file must be removed";
+}
+
 }  // namespace
 }  // namespace zerorl
