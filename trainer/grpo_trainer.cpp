@@ -34,6 +34,7 @@
 #include "trainer/optimizer.h"
 #include "trainer/plot.h"
 #include "trainer/policy_file.h"
+#include "trainer/rank_agreement.h"
 #include "trainer/run_dir.h"
 #include "trainer/stop_signal.h"
 
@@ -263,6 +264,9 @@ void setup(Run& run, Recipe& recipe, Comm& comm, const std::string& resume, bool
     if (run.loss.max_completion_length == 0)
       run.loss.max_completion_length = run.sampling.max_new_tokens;
   run.recipe_yaml = recipe.dump();
+  // Ranks given different recipes would train diverging replicas, or hang
+  // when their step counts differ: refuse before any work.
+  check_ranks_share_recipe(run.recipe_yaml, comm);
 
   // Data first: a missing file fails before any compute.
   auto train_set = data::load_examples(data_cfg, data::Split::kTrain);
@@ -275,6 +279,7 @@ void setup(Run& run, Recipe& recipe, Comm& comm, const std::string& resume, bool
   auto& model = *run.policy.model;
   cast_parameters(model, dtype, "policy.init " + init);
   model.to(run.device);
+  check_ranks_share_weights(model.named_weights(), "policy.init " + init, comm);
   ZR_LOG_INFO("policy ", model.config().summary(), "; ", model.param_report().to_string());
   if (run.loss.needs_reference()) {
     // In the compute dtype: no fp32 copy of a bf16 policy.
@@ -368,6 +373,10 @@ void setup(Run& run, Recipe& recipe, Comm& comm, const std::string& resume, bool
                                 : load_checkpoint(checkpoint_rank_file(rp.path, r)).optimizer);
       run.opt->load_state(slices);
     }
+    // Every rank read rank 0's file; make the replicas identical whatever
+    // each rank's file system served (DDP does the same after loading).
+    broadcast_from_rank0(model.named_weights(), comm);
+    if (run.reference) broadcast_from_rank0(run.reference->named_weights(), comm);
     run.source->restore(data::DataCursor::from_string(c.data_cursor));
     run.start_step = c.step;
     run.ref_reset_step = c.ints.count("ref_reset_step") ? c.ints["ref_reset_step"] : 0;

@@ -7,6 +7,9 @@
 #   verify   `zerorl ckpt verify STEP_DIR` flags a missing rank file, an
 #            edited attribute, ranks that disagree; generate/export refuse a
 #            corrupt checkpoint
+#   disagree ranks launched (MPMD) with a different optimizer.lr, train.steps
+#            or policy.init, or one path holding different weights, refuse
+#            to start naming the rank and key; log.level may differ
 #   messages a checkpoint write on a full disk says "No space left on device";
 #            invalid UTF-8 on stdin names its line and skips only it
 # Usage: faults_test.sh ZERORL_BINARY SOURCE_DIR PART
@@ -169,6 +172,58 @@ YAML
   check "generate exits 1 after a bad line (got $rc)" test "$rc" -eq 1
   check "generate answers the two good lines" test "$(grep -c '"completion"' "$work/gen_out")" -eq 2
   check "generate names line 2" grep -q "stdin line 2: not valid UTF-8" "$work/gen_err"
+  ;;
+disagree)
+  root_flag=(); [ "$(id -u)" -eq 0 ] && root_flag=(--allow-run-as-root)
+  mpmd() {  # mpmd LOG RANK0-ARGS... -- RANK1-ARGS...: one process each
+    local log=$1; shift
+    local a=() b=()
+    while [ "$1" != "--" ]; do a+=("$1"); shift; done
+    shift
+    b=("$@")
+    logs+=("$log")
+    timeout 60 mpirun "${root_flag[@]}" --oversubscribe --bind-to none \
+      -np 1 "$z" train "${a[@]}" run.name="${log%.log}" : \
+      -np 1 "$z" train "${b[@]}" run.name="${log%.log}" >"$work/$log" 2>&1
+  }
+  mpmd lr.log "$work/train.yaml" -- "$work/train.yaml" optimizer.lr=2.0e-3
+  rc=$?
+  check "ranks given different optimizer.lr refuse (exit $rc)" test "$rc" -ne 0 -a "$rc" -ne 124
+  check "naming rank 1 and optimizer.lr" grep -q "rank 1: optimizer.lr" "$work/lr.log"
+  check "before any step" test ! -s "$work/runs/lr/metrics.jsonl"
+  mpmd steps.log "$work/train.yaml" -- "$work/train.yaml" train.steps=5
+  rc=$?
+  check "different train.steps refuse rather than hang (exit $rc)" test "$rc" -ne 0 -a "$rc" -ne 124
+  check "naming train.steps" grep -q "rank 1: train.steps" "$work/steps.log"
+  cp "$src/recipes/base-tiny.h5" "$work/other.h5"
+  mpmd init.log "$work/train.yaml" -- "$work/train.yaml" policy.init="$work/other.h5"
+  check "a different policy.init refuses" grep -q "rank 1: policy.init" "$work/init.log"
+  mpmd level.log "$work/train.yaml" -- "$work/train.yaml" log.level=debug
+  check "a per-rank key (log.level) may differ (exit $?)" grep -q "steps 3" "$work/level.log"
+
+  # The same path holding different weights on each rank ("node"): each
+  # rank runs in its own folder with a relative policy.init.
+  mkdir -p "$work/a" "$work/b"
+  cat >"$work/pt.yaml" <<YAML
+run: {name: pt, dir: $work/runs}
+model: {hidden_size: 32, num_hidden_layers: 2, num_attention_heads: 2, n_routed_experts: 4,
+        moe_intermediate_size: 32, intermediate_size: 64, kv_lora_rank: 16, qk_nope_head_dim: 8,
+        qk_rope_head_dim: 8, v_head_dim: 8, max_position_embeddings: 128, seed: 1}
+corpus: {task: {name: addition, max_digits: 2}}
+pretrain: {steps: 1, batch_size: 2, seq_len: 32, output: base.h5, optimizer: {lr: 1.0e-3}}
+YAML
+  "$z" pretrain "$work/pt.yaml" >/dev/null 2>&1 && cp "$work/runs/pt/base.h5" "$work/a/base.h5"
+  "$z" pretrain "$work/pt.yaml" model.seed=2 run.name=pt2 >/dev/null 2>&1 &&
+    cp "$work/runs/pt2/base.h5" "$work/b/base.h5"
+  logs+=(weights.log)
+  timeout 60 mpirun "${root_flag[@]}" --oversubscribe --bind-to none \
+    -np 1 -wdir "$work/a" "$z" train "$work/train.yaml" policy.init=base.h5 run.name=w : \
+    -np 1 -wdir "$work/b" "$z" train "$work/train.yaml" policy.init=base.h5 run.name=w \
+    >"$work/weights.log" 2>&1
+  rc=$?
+  check "one path, different weights per rank: refused (exit $rc)" test "$rc" -ne 0 -a "$rc" -ne 124
+  check "naming the rank and the file" \
+    grep -q "different weights from policy.init base.h5: rank(s) 1 differ" "$work/weights.log"
   ;;
 *)
   echo "unknown part '$part'"; exit 2 ;;
