@@ -3,6 +3,8 @@
 // (q/k and v head sizes differ) and GQA (fewer k/v heads than q heads).
 // The tracking allocator (tests/kernels/tracking_allocator.h) sees every
 // CPU allocation; the largest one must stay below one head's [T, T] in fp32.
+// Planted once: an eager causal_attention (q k^T, mask, softmax, times v) made
+// both tests fail with a 64 MiB allocation (four heads' T x T at T = 2048).
 #include <ATen/ATen.h>
 #include <c10/core/CPUAllocator.h>
 #include <gtest/gtest.h>
