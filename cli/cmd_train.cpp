@@ -50,8 +50,8 @@ ZR_REGISTER_COMMAND(
     train, "GRPO training (R1-Zero style) from a recipe",
     "usage: zerorl train RECIPE [key.sub=value ...] [--resume auto|PATH | --overwrite]\n"
     "\n"
-    "Runs the GRPO loop of the recipe: rollout, reward, advantage, reference\n"
-    "log-probs, update, log, evaluate, checkpoint.  Outputs go to\n"
+    "Runs the GRPO loop of the recipe: rollout, reward, reference log-probs,\n"
+    "advantage, update, log, evaluate, checkpoint.  Outputs go to\n"
     "<run.dir>/<run.name>/.  --resume auto continues from the newest\n"
     "checkpoint that verifies (falling back past corrupt ones); --resume PATH\n"
     "from a checkpoint step directory.  Without either, a run directory that\n"

@@ -2,8 +2,9 @@
 //
 // Each evaluates its argument once and throws zerorl::Error naming the call,
 // the library's own error text and the source position.  Include the library's
-// header before this one (or use the dedicated headers core/mpi_check.h etc.);
-// the macros only need the error-string functions of the library they wrap.
+// header (mpi.h, cuda_runtime.h, nccl.h, hdf5.h) before this one: the macros
+// only need the error-string functions of the library they wrap, and a macro
+// whose library is not included is simply never expanded.
 #pragma once
 
 #include "core/error.h"

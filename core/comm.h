@@ -9,11 +9,11 @@
 //   * "auto"   — nccl when CUDA is available and the process is under a
 //                launcher, mpi under a launcher (mpirun/srun), else single.
 //
-// Contract: collectives are blocking and must be called by every rank in
-// the same order with tensors of the same shape and dtype (checked where it
-// is cheap: allgather checks shapes).  Tensors are modified in place and must
-// be contiguous.  Not thread-safe: call from the main thread only.  A failure
-// throws zerorl::Error; main() turns that into MPI_Abort so no rank hangs.
+// Contract: collectives are blocking and called by every rank in the same
+// order with tensors of the same shape and dtype (allgather checks shapes).
+// allreduce and broadcast work in place on a contiguous tensor; the others
+// return a new tensor.  Not thread-safe: call from the main thread only.  A
+// failure throws zerorl::Error; main() turns that into MPI_Abort so no rank hangs.
 #pragma once
 
 #include <ATen/core/Tensor.h>

@@ -296,6 +296,11 @@ class Run {
     return r;
   }
 
+  // Known limit: every decode step copies its [rows, V] fp32 logits to the
+  // host (a device sync) and samples there one row at a time in fp64
+  // (rollout/sampling.h says why).  At a real vocabulary (~150k ids) that is
+  // ~0.6 MB per running sample per token, paid on every step; device-side
+  // sampling and stop checks (issue #15, item 4) will remove it.
   at::Tensor host_logits(const at::Tensor& logits, size_t rows) const {
     ZR_CHECK(
         logits.dim() == 2 && logits.size(0) == static_cast<int64_t>(rows) && logits.size(1) == V_,

@@ -77,7 +77,7 @@ struct Checkpoint {
   std::map<std::string, std::string> rng;  // stream name -> Rng::state_string()
   std::string data_cursor;                 // the PromptSource position, opaque
 
-  // Free-form metadata (e.g. "reference_reset_step", "best_reward").
+  // Free-form metadata (the trainer writes "ref_reset_step", "wall_seconds", ...).
   std::map<std::string, int64_t> ints;
   std::map<std::string, double> doubles;  // stored as bit patterns: exact, NaN too
   std::map<std::string, std::string> strings;

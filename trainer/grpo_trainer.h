@@ -36,15 +36,17 @@
 // Recipe sections (each component validates its own; unknown keys fail):
 //   run:        name, dir                     outputs under <dir>/<name>/
 //   policy:     init (policy file or Hugging Face folder), prepend_bos,
-//               dtype: fp32 | bf16 (compute dtype; bf16 trains fp32 masters)
+//               dtype: fp32 | bf16 (compute dtype; bf16 trains fp32 masters),
+//               device: cpu | cuda
 //   template:   data::TemplateConfig          (r1zero | tiny | custom)
 //   data:       data::DatasetConfig           (jsonl files or a synthetic task)
 //   rollout:    num_slots, sampling: rollout::SamplingParams
-//   rewards:    rewards::build_reward_pipeline, threads
+//   rewards:    rewards::build_reward_pipeline (threads: top-level reward_threads)
 //   advantage:  AdvantageConfig               loss: LossConfig
 //   optimizer:  OptimizerConfig               eval: EvalConfig
 //   train:      TrainConfig (below)           checkpoint: every, keep_last
 //   comm:       auto | single | mpi | nccl    log: level
+//   logging:    LoggingConfig (trainer/run_dir.h: tensorboard)
 //
 // Determinism: same recipe, seed and world size -> same bits; the prompt
 // stream and every sample's random stream do not depend on the world size.
