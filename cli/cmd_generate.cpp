@@ -21,6 +21,7 @@
 #include "model/hf.h"
 #include "model/weights.h"
 #include "rollout/engine.h"
+#include "rollout/prompt_input.h"
 
 namespace zerorl::cli {
 namespace {
@@ -100,13 +101,9 @@ struct Session {
   uint64_t next_id = 0;
 
   rollout::PromptInput encode(const std::string& text) {
-    rollout::PromptInput p;
-    p.id = static_cast<int64_t>(next_id++);
-    if (bos) {
-      ZR_CHECK(tok->bos_id() >= 0, "--bos: the tokenizer has no BOS token");
-      p.tokens.push_back(tok->bos_id());
-    }
-    for (int32_t id : tok->encode(text)) p.tokens.push_back(id);
+    ZR_CHECK(!bos || tok->bos_id() >= 0, "--bos: the tokenizer has no BOS token");
+    rollout::PromptInput p =
+        rollout::make_prompt_input(static_cast<int64_t>(next_id++), text, *tok, bos);
     ZR_CHECK(!p.tokens.empty(), "prompt ", p.id, " is empty; give some text (or --bos)");
     return p;
   }

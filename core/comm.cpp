@@ -142,6 +142,11 @@ MPI_Datatype mpi_type(at::ScalarType s) {
 
 bool is_half_like(at::ScalarType s) { return s == at::kBFloat16 || s == at::kHalf; }
 
+// The MPI type that moves a tensor's elements unchanged: 16-bit floats have
+// no MPI type, so collectives that only move data (no arithmetic) move
+// their bits as 16-bit integers.
+MPI_Datatype mpi_move_type(at::ScalarType s) { return is_half_like(s) ? MPI_INT16_T : mpi_type(s); }
+
 class MpiComm final : public Comm {
  public:
   // Wraps `comm` (MPI_COMM_WORLD, or a split of it that this object frees).
@@ -187,14 +192,8 @@ class MpiComm final : public Comm {
     check_cpu(t, "broadcast");
     ZR_CHECK(root >= 0 && root < size_, "broadcast root ", root, " out of range for ", size_,
              " ranks");
-    if (is_half_like(t.scalar_type())) {
-      // Same bits, so move them as 16-bit integers.
-      at::Tensor raw = t.view(at::kShort);
-      MPI_CHECK(MPI_Bcast(raw.data_ptr(), static_cast<int>(raw.numel()), MPI_INT16_T, root, comm_));
-      return;
-    }
-    MPI_CHECK(MPI_Bcast(t.data_ptr(), static_cast<int>(t.numel()), mpi_type(t.scalar_type()), root,
-                        comm_));
+    MPI_CHECK(MPI_Bcast(t.data_ptr(), static_cast<int>(t.numel()), mpi_move_type(t.scalar_type()),
+                        root, comm_));
   }
 
   at::Tensor allgather(const at::Tensor& t_in) override {
@@ -210,16 +209,8 @@ class MpiComm final : public Comm {
     std::vector<int64_t> shape{size_};
     for (auto d : t.sizes()) shape.push_back(d);
     at::Tensor out = at::empty(shape, t.options());
-    at::Tensor src = t, dst = out;
-    MPI_Datatype ty;
-    if (is_half_like(t.scalar_type())) {
-      src = t.view(at::kShort);
-      dst = out.view(at::kShort);
-      ty = MPI_INT16_T;
-    } else {
-      ty = mpi_type(t.scalar_type());
-    }
-    MPI_CHECK(MPI_Allgather(src.data_ptr(), static_cast<int>(n), ty, dst.data_ptr(),
+    const MPI_Datatype ty = mpi_move_type(t.scalar_type());
+    MPI_CHECK(MPI_Allgather(t.data_ptr(), static_cast<int>(n), ty, out.data_ptr(),
                             static_cast<int>(n), ty, comm_));
     return out;
   }
@@ -230,17 +221,9 @@ class MpiComm final : public Comm {
     ZR_CHECK(t.dim() >= 1 && t.size(0) % size_ == 0, "alltoall: first dimension ",
              t.dim() ? t.size(0) : 0, " not divisible by ", size_, " ranks");
     at::Tensor out = at::empty_like(t);
-    at::Tensor src = t, dst = out;
-    MPI_Datatype ty;
-    if (is_half_like(t.scalar_type())) {
-      src = t.view(at::kShort);
-      dst = out.view(at::kShort);
-      ty = MPI_INT16_T;
-    } else {
-      ty = mpi_type(t.scalar_type());
-    }
+    const MPI_Datatype ty = mpi_move_type(t.scalar_type());
     int per = static_cast<int>(t.numel() / size_);
-    MPI_CHECK(MPI_Alltoall(src.data_ptr(), per, ty, dst.data_ptr(), per, ty, comm_));
+    MPI_CHECK(MPI_Alltoall(t.data_ptr(), per, ty, out.data_ptr(), per, ty, comm_));
     return out;
   }
 
@@ -279,16 +262,8 @@ class MpiComm final : public Comm {
     std::vector<int64_t> shape = t.sizes().vec();
     shape[0] = std::accumulate(recv_counts.begin(), recv_counts.end(), int64_t{0});
     at::Tensor out = at::empty(shape, t.options());
-    at::Tensor src = t, dst = out;
-    MPI_Datatype ty;
-    if (is_half_like(t.scalar_type())) {
-      src = t.view(at::kShort);
-      dst = out.view(at::kShort);
-      ty = MPI_INT16_T;
-    } else {
-      ty = mpi_type(t.scalar_type());
-    }
-    MPI_CHECK(MPI_Alltoallv(src.data_ptr(), sc.data(), sd.data(), ty, dst.data_ptr(), rc.data(),
+    const MPI_Datatype ty = mpi_move_type(t.scalar_type());
+    MPI_CHECK(MPI_Alltoallv(t.data_ptr(), sc.data(), sd.data(), ty, out.data_ptr(), rc.data(),
                             rd.data(), ty, comm_));
     if (recv_counts_out) *recv_counts_out = std::move(recv_counts);
     return out;

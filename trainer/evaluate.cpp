@@ -14,6 +14,7 @@
 #include "rewards/math/answer_extract.h"
 #include "rewards/math/grader.h"
 #include "rewards/pipeline.h"
+#include "rollout/prompt_input.h"
 
 namespace zerorl {
 
@@ -37,6 +38,12 @@ EvalConfig EvalConfig::from(const ConfigNode& n) {
   ZR_CHECK(c.temperature > 0, n.where("temperature"),
            ": eval.temperature must be > 0 (greedy is measured separately)");
   return c;
+}
+
+rewards::Sample reward_sample(const data::Example& example, const std::string& rendered_prompt,
+                              const std::string& completion) {
+  return {rendered_prompt, scored_response(rendered_prompt, completion), example.answer,
+          example.task, example.meta.dump()};
 }
 
 std::string scored_response(const std::string& rendered_prompt, const std::string& completion) {
@@ -171,21 +178,14 @@ EvalResult evaluate(const EvalContext& ctx, const std::vector<data::Example>& al
     mine.push_back(&ex);
     std::string text = ctx.prompt_template->render(ex.prompt);
     rendered.push_back(text);
-    rollout::PromptInput in;
-    in.id = static_cast<int64_t>(i);
-    if (ctx.prepend_bos && ctx.tokenizer->bos_id() >= 0)
-      in.tokens.push_back(ctx.tokenizer->bos_id());
-    for (int32_t t : ctx.tokenizer->encode(text)) in.tokens.push_back(t);
-    prompts.push_back(std::move(in));
+    prompts.push_back(
+        rollout::make_prompt_input(static_cast<int64_t>(i), text, *ctx.tokenizer, ctx.prepend_bos));
   }
 
   auto score = [&](const rollout::RolloutBatch& b, int64_t g) {
     std::vector<rewards::Sample> samples;
-    for (size_t j = 0; j < b.samples.size(); ++j) {
-      const auto& ex = *mine[j / g];
-      samples.push_back({rendered[j / g], scored_response(rendered[j / g], b.samples[j].text),
-                         ex.answer, ex.task, ex.meta.dump()});
-    }
+    for (size_t j = 0; j < b.samples.size(); ++j)
+      samples.push_back(reward_sample(*mine[j / g], rendered[j / g], b.samples[j].text));
     return ctx.rewards->score(samples);
   };
 

@@ -36,6 +36,7 @@
 
 #include "data/example.h"
 #include "data/template.h"
+#include "rewards/reward.h"
 #include "rollout/engine.h"
 
 namespace zerorl {
@@ -135,5 +136,11 @@ EvalResult evaluate(const EvalContext& ctx, const std::vector<data::Example>& pr
 // block in the prompt ("... Assistant: <think>") get "<think>" put back in
 // front, so format checks see the whole structure.
 std::string scored_response(const std::string& rendered_prompt, const std::string& completion);
+
+// What the rewards score for one completion of `example`: the rendered
+// prompt, the scored_response, the gold answer, the task and its metadata.
+// Training and evaluation both score through it.
+rewards::Sample reward_sample(const data::Example& example, const std::string& rendered_prompt,
+                              const std::string& completion);
 
 }  // namespace zerorl

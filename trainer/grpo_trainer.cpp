@@ -25,6 +25,7 @@
 #include "rewards/pipeline.h"
 #include "rollout/batch_tensors.h"
 #include "rollout/engine.h"
+#include "rollout/prompt_input.h"
 #include "trainer/advantages.h"
 #include "trainer/checkpoint.h"
 #include "trainer/evaluate.h"
@@ -397,13 +398,10 @@ void rollout_phase(Run& run, Comm& comm, long step, long round,
   const long P = static_cast<long>(prompts.size());
   for (long i = 0; i < P; ++i) {
     std::string text = run.tmpl.render(prompts[i].prompt);
-    rollout::PromptInput in;
-    in.id = (round * run.train.prompts_per_step) + comm.rank() * P + i;
+    inputs.push_back(
+        rollout::make_prompt_input((round * run.train.prompts_per_step) + comm.rank() * P + i, text,
+                                   *run.policy.tokenizer, run.prepend_bos));
     out.group_pos.push_back(comm.rank() * P + i);
-    if (run.prepend_bos && run.policy.tokenizer->bos_id() >= 0)
-      in.tokens.push_back(run.policy.tokenizer->bos_id());
-    for (int32_t t : run.policy.tokenizer->encode(text)) in.tokens.push_back(t);
-    inputs.push_back(std::move(in));
     out.prompts_rendered.push_back(text);
     out.examples.push_back(prompts[i]);
   }
@@ -418,12 +416,9 @@ void rollout_phase(Run& run, Comm& comm, long step, long round,
 void reward_phase(Run& run, StepBatch& b) {
   const long G = run.train.group_size;
   std::vector<rewards::Sample> samples;
-  for (size_t j = 0; j < b.rollout.samples.size(); ++j) {
-    const auto& ex = b.examples[j / G];
-    samples.push_back({b.prompts_rendered[j / G],
-                       scored_response(b.prompts_rendered[j / G], b.rollout.samples[j].text),
-                       ex.answer, ex.task, ex.meta.dump()});
-  }
+  for (size_t j = 0; j < b.rollout.samples.size(); ++j)
+    samples.push_back(
+        reward_sample(b.examples[j / G], b.prompts_rendered[j / G], b.rollout.samples[j].text));
   b.scores = run.rewards->score(samples);
   b.rewards.clear();
   for (auto& s : b.scores) b.rewards.push_back(s.total);

@@ -273,19 +273,15 @@ std::vector<std::string> split(const std::string& s, char sep) {
 
 std::vector<ChartSpec> default_chart_specs() {
   return {
-      {"reward", "reward (mean over completions)", {"reward/mean|reward"}},
-      {"accuracy", "accuracy reward", {"reward/accuracy|accuracy/mean|reward/accuracy_mean"}},
-      {"response_length",
-       "response length (tokens)",
-       {"response/length_mean|response/length|response_length/mean"}},
-      {"kl", "KL(policy || reference)", {"kl/mean|loss/kl"}},
-      {"entropy", "policy entropy (nats/token)", {"entropy/mean|loss/entropy"}},
-      {"clip_fraction",
-       "clipped token fraction",
-       {"clip/frac_low|loss/clip_frac_low", "clip/frac_high|loss/clip_frac_high"}},
+      {"reward", "reward (mean over completions)", {"reward/mean"}},
+      {"accuracy", "accuracy reward", {"reward/accuracy"}},
+      {"response_length", "response length (tokens)", {"response/length_mean"}},
+      {"kl", "KL(policy || reference)", {"loss/kl"}},
+      {"entropy", "policy entropy (nats/token)", {"loss/entropy"}},
+      {"clip_fraction", "clipped token fraction", {"loss/clip_frac_low", "loss/clip_frac_high"}},
       {"eval",
        "held-out evaluation",
-       {"eval:pass_at_1|eval:pass@1", "eval:greedy_accuracy", "eval:format_rate"}},
+       {"eval:pass_at_1", "eval:greedy_accuracy", "eval:format_rate"}},
   };
 }
 

@@ -3,8 +3,9 @@
 //
 // A chart is a list of series keys read from metrics.jsonl (nested objects
 // flattened with '/', see trainer/run_dir.h).  A key may list alternatives,
-// "kl/mean|loss/kl": the first one present in the file is used, so the charts
-// follow whichever names the trainer logs.  A key starting with "eval:" is
+// "kl/mean|loss/kl": the first one present in the file is used (for charts
+// over runs that named a metric differently).  The default charts use the
+// names the trainer logs today.  A key starting with "eval:" is
 // read from eval.jsonl instead ("eval:pass_at_1").  A chart none of whose
 // keys exist is skipped; NaN/null values leave a gap in the line.
 //
@@ -25,7 +26,8 @@ struct ChartSpec {
   std::vector<std::string> keys;  // one series each; "a|b" alternatives
 };
 
-// reward, accuracy, response_length, kl, entropy, clip_fraction, eval.
+// reward, accuracy (the reward named "accuracy"), response_length, kl, entropy,
+// clip_fraction, eval.
 std::vector<ChartSpec> default_chart_specs();
 // "name=key1,key2" (keys separated by ',' ; alternatives by '|').  Throws
 // zerorl::Error on a missing '=' or an empty name or key list.

@@ -14,21 +14,6 @@ std::string lower(const std::string& s) {
   return o;
 }
 
-size_t match_brace(const std::string& s, size_t open) {
-  int d = 0;
-  for (size_t i = open; i < s.size(); ++i) {
-    if (s[i] == '\\' && i + 1 < s.size() && (s[i + 1] == '{' || s[i + 1] == '}')) {
-      ++i;
-      continue;
-    }
-    if (s[i] == '{')
-      ++d;
-    else if (s[i] == '}' && --d == 0)
-      return i;
-  }
-  return std::string::npos;
-}
-
 struct Span {
   size_t begin, end;  // of the whole match
   std::string content;

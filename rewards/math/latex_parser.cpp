@@ -18,22 +18,6 @@ void replace_all(std::string& s, const std::string& from, const std::string& to)
   }
 }
 
-// Index of the '}' matching the '{' at `open`, or npos.
-size_t match_brace(const std::string& s, size_t open) {
-  int d = 0;
-  for (size_t i = open; i < s.size(); ++i) {
-    if (s[i] == '\\' && i + 1 < s.size()) {
-      ++i;
-      continue;
-    }
-    if (s[i] == '{')
-      ++d;
-    else if (s[i] == '}' && --d == 0)
-      return i;
-  }
-  return std::string::npos;
-}
-
 const std::set<std::string>& function_names() {
   static const std::set<std::string> f = {
       "sin",  "cos",  "tan", "sec", "csc", "cot", "arcsin", "arccos", "arctan", "sinh",

@@ -19,4 +19,22 @@ inline std::string trim(const std::string& s) {
   return s.substr(a, b - a);
 }
 
+// Index of the '}' that closes the '{' at `open`, or npos.  A backslash
+// escapes the character after it, as in LaTeX: `\{` and `\}` are not braces,
+// and `\\` (a line break) does not escape the brace that follows it.
+inline size_t match_brace(const std::string& s, size_t open) {
+  int depth = 0;
+  for (size_t i = open; i < s.size(); ++i) {
+    if (s[i] == '\\' && i + 1 < s.size()) {
+      ++i;
+      continue;
+    }
+    if (s[i] == '{')
+      ++depth;
+    else if (s[i] == '}' && --depth == 0)
+      return i;
+  }
+  return std::string::npos;
+}
+
 }  // namespace zerorl::rewards::math
