@@ -4,13 +4,7 @@
 # files into files.  Usage: cli_test.sh ZERORL_BINARY
 set -uo pipefail
 z=$1
-work=$(mktemp -d)
-trap 'rm -rf "$work"' EXIT
-fails=0
-check() {  # check NAME CONDITION...
-  local name=$1; shift
-  if "$@"; then echo "ok   $name"; else echo "FAIL $name"; fails=$((fails+1)); fi
-}
+source "$(dirname "${BASH_SOURCE[0]}")/test_lib.sh"
 
 # --help for every subcommand, and exit 2 on an unknown flag.
 for cmd in pretrain train generate grade tokenize data ckpt import export plot; do
@@ -43,14 +37,7 @@ check "grade says wrong" sh -c "tail -1 '$work/verdicts' | grep -q '\"correct\":
 
 # pretrain two steps of a tiny model, then generate from the policy file,
 # export it to a Hugging Face folder, import it back: same bytes.
-cat >"$work/pt.yaml" <<YAML
-run: {name: pt, dir: $work/runs}
-model: {hidden_size: 32, num_hidden_layers: 2, num_attention_heads: 2, n_routed_experts: 4,
-        moe_intermediate_size: 32, intermediate_size: 64, kv_lora_rank: 16, qk_nope_head_dim: 8,
-        qk_rope_head_dim: 8, v_head_dim: 8, max_position_embeddings: 128, seed: 1}
-corpus: {task: {name: addition, max_digits: 2}}
-pretrain: {steps: 2, batch_size: 2, seq_len: 32, output: base.h5, optimizer: {lr: 1.0e-3}}
-YAML
+write_tiny_pretrain "$work/pt.yaml" 2
 OMP_NUM_THREADS=1 "$z" pretrain "$work/pt.yaml" >"$work/pt.log" 2>&1
 check "pretrain writes a policy file" test -f "$work/runs/pt/base.h5"
 check "pretrain logs metrics" test "$(wc -l <"$work/runs/pt/metrics.jsonl")" -ge 1

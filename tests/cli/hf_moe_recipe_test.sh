@@ -11,13 +11,7 @@ set -uo pipefail
 z=$1
 py=$2
 src=$3
-work=$(mktemp -d)
-trap 'rm -rf "$work"' EXIT
-fails=0
-check() {  # check NAME CONDITION...
-  local name=$1; shift
-  if "$@"; then echo "ok   $name"; else echo "FAIL $name"; fails=$((fails+1)); fi
-}
+source "$(dirname "${BASH_SOURCE[0]}")/test_lib.sh"
 if ! "$py" -c 'import transformers, tokenizers' >/dev/null 2>&1; then
   echo "SKIPPED: $py cannot import transformers and tokenizers (run scripts/setup.sh)"
   exit 77

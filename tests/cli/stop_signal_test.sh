@@ -8,13 +8,7 @@
 set -uo pipefail
 z=$(realpath "$1")
 src=$(realpath "$2")
-work=$(mktemp -d)
-trap 'rm -rf "$work"' EXIT
-fails=0
-check() {  # check NAME CONDITION...
-  local name=$1; shift
-  if "$@"; then echo "ok   $name"; else echo "FAIL $name"; fails=$((fails+1)); fi
-}
+source "$(dirname "${BASH_SOURCE[0]}")/test_lib.sh"
 export OMP_NUM_THREADS=1
 # launch_mpirun.sh runs <its folder>/../build/zerorl: give it this binary.
 mkdir -p "$work/tree/scripts" "$work/tree/build"
@@ -22,14 +16,7 @@ cp "$src/scripts/launch_mpirun.sh" "$work/tree/scripts/"
 ln -s "$z" "$work/tree/build/zerorl"
 launch=("$work/tree/scripts/launch_mpirun.sh" 2 --oversubscribe --)
 
-cat >"$work/pt.yaml" <<YAML
-run: {name: pt, dir: $work/runs}
-model: {hidden_size: 32, num_hidden_layers: 2, num_attention_heads: 2, n_routed_experts: 4,
-        moe_intermediate_size: 32, intermediate_size: 64, kv_lora_rank: 16, qk_nope_head_dim: 8,
-        qk_rope_head_dim: 8, v_head_dim: 8, max_position_embeddings: 128, seed: 1}
-corpus: {task: {name: addition, max_digits: 2}}
-pretrain: {steps: 1, batch_size: 2, seq_len: 32, output: base.h5, optimizer: {lr: 1.0e-3}}
-YAML
+write_tiny_pretrain "$work/pt.yaml" 1
 "$z" pretrain "$work/pt.yaml" >"$work/pt.log" 2>&1 || { cat "$work/pt.log"; exit 1; }
 steps=12
 cat >"$work/train.yaml" <<YAML

@@ -164,14 +164,7 @@ namespace {
 
 using zerorl::test::TrackingAllocator;
 
-TrackingAllocator& tracker() {
-  static TrackingAllocator* t = [] {
-    auto* a = new TrackingAllocator(c10::GetCPUAllocator());
-    c10::SetCPUAllocator(a, /*priority=*/100);
-    return a;
-  }();
-  return *t;
-}
+TrackingAllocator& tracker() { return zerorl::test::installed_tracker(); }
 
 }  // namespace
 

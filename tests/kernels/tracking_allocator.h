@@ -3,10 +3,11 @@
 // (tests/kernels/logprob_test.cpp, tests/model/attention_memory_test.cpp,
 // tests/trainer/memory_plan_test.cpp) or a benchmark (bench/kernels_logprob.cpp)
 // can see whether an [N x V] or [H x T x T] buffer ever existed.
-// Install it with c10::SetCPUAllocator(new TrackingAllocator(...), 100).
+// Tests get it through installed_tracker(), which installs it once.
 #pragma once
 
 #include <c10/core/Allocator.h>
+#include <c10/core/CPUAllocator.h>
 
 #include <algorithm>
 #include <cstring>
@@ -72,5 +73,17 @@ class TrackingAllocator final : public c10::Allocator {
   std::unordered_map<void*, Entry> table_;
   int64_t live_ = 0, peak_ = 0, base_line_ = 0, largest_ = 0;
 };
+
+// The process's CPU allocator from the first call on: a TrackingAllocator
+// over LibTorch's, installed once (never removed; tensors allocated before
+// the first call are simply not counted).
+inline TrackingAllocator& installed_tracker() {
+  static TrackingAllocator* t = [] {
+    auto* a = new TrackingAllocator(c10::GetCPUAllocator());
+    c10::SetCPUAllocator(a, /*priority=*/100);
+    return a;
+  }();
+  return *t;
+}
 
 }  // namespace zerorl::test

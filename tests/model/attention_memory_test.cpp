@@ -21,14 +21,7 @@ namespace {
 
 using zerorl::test::TrackingAllocator;
 
-TrackingAllocator& tracker() {
-  static TrackingAllocator* t = [] {
-    auto* a = new TrackingAllocator(c10::GetCPUAllocator());
-    c10::SetCPUAllocator(a, /*priority=*/100);
-    return a;
-  }();
-  return *t;
-}
+TrackingAllocator& tracker() { return zerorl::test::installed_tracker(); }
 
 // Largest single allocation of one training forward + backward at T tokens.
 int64_t largest_allocation(ModelConfig cfg, int64_t T) {

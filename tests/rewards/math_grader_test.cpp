@@ -38,6 +38,21 @@ TEST(MathExtract, AnswerTagComesFirstThenLastBoxed) {
   EXPECT_EQ(v.extracted, "\\frac{1}{2}");
 }
 
+// One brace matcher for the extractor and the parser, with LaTeX's escapes:
+// "\\" is a line break, so the brace after it closes the box, while "\}" is
+// a literal brace inside it.
+TEST(MathExtract, BoxedBracesFollowLatexEscapes) {
+  zr::ExtractOptions only_boxed;
+  only_boxed.answer_tag = only_boxed.phrases = only_boxed.latex = only_boxed.last_number = false;
+  auto c = zr::extract_candidates("so \\boxed{x = 1 \\\\} and more", only_boxed);
+  ASSERT_EQ(c.size(), 1u);
+  EXPECT_EQ(c[0].text, "x = 1 \\\\");
+  EXPECT_EQ(c[0].method, "boxed");
+  c = zr::extract_candidates("\\boxed{\\{1, 2\\}} done", only_boxed);
+  ASSERT_EQ(c.size(), 1u);
+  EXPECT_EQ(c[0].text, "\\{1, 2\\}");
+}
+
 TEST(MathExtract, PhrasesLatexAndNumbers) {
   EXPECT_TRUE(g("12", "so we get 5 and 7. The final answer is 12.").correct);
   EXPECT_TRUE(g("2/3", "Therefore the probability is $\\frac{2}{3}$.").correct);

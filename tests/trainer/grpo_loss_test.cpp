@@ -757,6 +757,17 @@ TEST(Overlong, MaskTruncatedRemovesTruncatedRowsFromTheLoss) {
 
 // ---- config ---------------------------------------------------------------------------
 
+// The error LossConfig::from gives for recipe text bad.yaml ("" if none).
+std::string error_of(const std::string& yaml) {
+  Recipe bad = Recipe::from_string(yaml, "bad.yaml");
+  try {
+    LossConfig::from(bad.section("loss"));
+  } catch (const Error& e) {
+    return e.what();
+  }
+  return "";
+}
+
 TEST(LossConfig, ReadsRecipeAndRejectsBadValuesWithPosition) {
   Recipe r = Recipe::from_string(
       "loss:\n  aggregation: dapo\n  eps_low: 0.2\n  eps_high: 0.28\n  beta: 0.001\n"
@@ -770,15 +781,6 @@ TEST(LossConfig, ReadsRecipeAndRejectsBadValuesWithPosition) {
   EXPECT_EQ(c.overlong_buffer, 64);
   EXPECT_NO_THROW(r.check_all_read());
 
-  auto error_of = [](const std::string& yaml) -> std::string {
-    Recipe bad = Recipe::from_string(yaml, "bad.yaml");
-    try {
-      LossConfig::from(bad.section("loss"));
-    } catch (const Error& e) {
-      return e.what();
-    }
-    return "";
-  };
   std::string e = error_of("loss:\n  eps_low: 1.5\n");
   EXPECT_NE(e.find("bad.yaml:2"), std::string::npos) << e;
   EXPECT_NE(e.find("loss.eps_low"), std::string::npos) << e;
@@ -818,15 +820,6 @@ TEST(LossConfig, ReadsGspoCispoAndBehaviourKeysWithPaperDefaults) {
   EXPECT_DOUBLE_EQ(c.behaviour_is_floor, 0.5);
   EXPECT_NO_THROW(r.check_all_read());
 
-  auto error_of = [](const std::string& yaml) -> std::string {
-    Recipe bad = Recipe::from_string(yaml, "bad.yaml");
-    try {
-      LossConfig::from(bad.section("loss"));
-    } catch (const Error& e) {
-      return e.what();
-    }
-    return "";
-  };
   std::string e = error_of("loss:\n  ratio_level: seq\n");
   EXPECT_NE(e.find("ratio_level"), std::string::npos) << e;
   e = error_of("loss:\n  aggregation: cispo\n  ratio_level: sequence_token\n");

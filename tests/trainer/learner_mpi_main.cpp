@@ -339,12 +339,8 @@ int main(int argc, char** argv) {
       check_undefined_grad_is_zero(*comm);
       check_metric_reduction(*comm);
     }
-    const double failed = comm->allreduce_scalar(g_failures, ReduceOp::kMax);
-    if (comm->rank() == 0) std::cout << (failed > 0 ? "FAILED" : "PASSED") << "\n";
-    return failed > 0 ? 1 : 0;
+    return test::mpi_verdict(*comm);
   } catch (const std::exception& e) {
-    std::cerr << "[rank " << g_rank << "] error: " << e.what() << "\n";
-    mpi_abort_all(1);
-    return 1;
+    return test::mpi_error(e);
   }
 }

@@ -21,14 +21,7 @@ namespace {
 
 using zerorl::test::TrackingAllocator;
 
-TrackingAllocator& tracker() {
-  static TrackingAllocator* t = [] {
-    auto* a = new TrackingAllocator(c10::GetCPUAllocator());
-    c10::SetCPUAllocator(a, /*priority=*/100);
-    return a;
-  }();
-  return *t;
-}
+TrackingAllocator& tracker() { return zerorl::test::installed_tracker(); }
 
 // ~135M parameters, DeepSeek-V3 shaped (MLA, 16 experts top-2, one dense layer).
 model::ModelConfig config_100m() {
