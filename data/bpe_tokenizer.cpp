@@ -78,7 +78,7 @@ ByteLevelBpe::ByteLevelBpe(const std::string& json_text, const json* config,
   for (auto it = model["vocab"].begin(); it != model["vocab"].end(); ++it) {
     int32_t id = it.value().get<int32_t>();
     ZR_CHECK(id >= 0, source, ": negative id for token '", it.key(), "'");
-    vocab_[it.key()] = id;
+    vocab_.index[it.key()] = id;
     max_id = std::max(max_id, id);
   }
   std::vector<AddedToken> added;
@@ -87,25 +87,26 @@ ByteLevelBpe::ByteLevelBpe(const std::string& json_text, const json* config,
                  a.value("special", false),          a.value("lstrip", false),
                  a.value("rstrip", false),           a.value("single_word", false)};
     ZR_CHECK(!t.content.empty() && t.id >= 0, source, ": bad added token entry ", a.dump());
-    vocab_[t.content] = t.id;
+    vocab_.index[t.content] = t.id;
     max_id = std::max(max_id, t.id);
     added.push_back(std::move(t));
   }
   // Ids index dense tables: a stray huge id would allocate gigabytes.  Real
   // vocabularies are dense (ids 0..N-1, added tokens just past the vocab);
   // allow holes up to as many ids again as there are tokens.
-  const size_t num_entries = vocab_.size() + added.size();
+  const size_t num_entries = vocab_.index.size() + added.size();
   ZR_CHECK(static_cast<size_t>(max_id) < 2 * num_entries + 256, source, ": token id ", max_id,
            " is far beyond the ", num_entries, " tokens listed (ids must be dense)");
-  tokens_.assign(static_cast<size_t>(max_id + 1), std::string());
-  special_.assign(tokens_.size(), 0);
-  for (const auto& [tok, id] : vocab_) tokens_[id] = tok;
-  token_bytes_.resize(tokens_.size());
-  for (size_t i = 0; i < tokens_.size(); ++i) token_bytes_[i] = token_to_bytes(tokens_[i]);
+  vocab_.tokens.assign(static_cast<size_t>(max_id + 1), std::string());
+  vocab_.special.assign(vocab_.tokens.size(), 0);
+  for (const auto& [tok, id] : vocab_.index) vocab_.tokens[id] = tok;
+  token_bytes_.resize(vocab_.tokens.size());
+  for (size_t i = 0; i < vocab_.tokens.size(); ++i)
+    token_bytes_[i] = token_to_bytes(vocab_.tokens[i]);
   for (const auto& a : added) {
-    tokens_[a.id] = a.content;
+    vocab_.tokens[a.id] = a.content;
     token_bytes_[a.id] = token_to_bytes(a.content);
-    special_[a.id] = a.special;
+    vocab_.special[a.id] = a.special;
   }
   std::sort(added.begin(), added.end(), [](const AddedToken& x, const AddedToken& y) {
     return x.content.size() > y.content.size();
@@ -114,8 +115,8 @@ ByteLevelBpe::ByteLevelBpe(const std::string& json_text, const json* config,
   for (const auto& a : added_) added_first_byte_[static_cast<unsigned char>(a.content[0])] = true;
 
   for (int b = 0; b < 256; ++b) {
-    auto it = vocab_.find(byte_to_utf8()[b]);
-    byte_id_[b] = it == vocab_.end() ? -1 : it->second;
+    auto it = vocab_.index.find(byte_to_utf8()[b]);
+    byte_id_[b] = it == vocab_.index.end() ? -1 : it->second;
   }
   json unk = model.value("unk_token", json());
   if (unk.is_string()) unk_id_ = token_to_id(unk.get<std::string>());
@@ -138,9 +139,10 @@ ByteLevelBpe::ByteLevelBpe(const std::string& json_text, const json* config,
       a = m[0].get<std::string>();
       b = m[1].get<std::string>();
     }
-    auto ia = vocab_.find(a), ib = vocab_.find(b), iab = vocab_.find(a + b);
-    ZR_CHECK(ia != vocab_.end() && ib != vocab_.end() && iab != vocab_.end(), source, ": merge ",
-             rank, " ('", a, "', '", b, "') refers to a token missing from the vocab");
+    auto ia = vocab_.index.find(a), ib = vocab_.index.find(b), iab = vocab_.index.find(a + b);
+    ZR_CHECK(ia != vocab_.index.end() && ib != vocab_.index.end() && iab != vocab_.index.end(),
+             source, ": merge ", rank, " ('", a, "', '", b,
+             "') refers to a token missing from the vocab");
     uint64_t key = (static_cast<uint64_t>(ia->second) << 32) | static_cast<uint32_t>(ib->second);
     merges_.emplace(key, Merge{rank, iab->second});  // first (lowest) rank wins on duplicates
     ++rank;
@@ -170,19 +172,11 @@ int32_t ByteLevelBpe::find_special(const json* config, const char* key,
   return -1;
 }
 
-int32_t ByteLevelBpe::token_to_id(std::string_view token) const {
-  auto it = vocab_.find(std::string(token));
-  return it == vocab_.end() ? -1 : it->second;
-}
+int32_t ByteLevelBpe::token_to_id(std::string_view token) const { return vocab_.id_of(token); }
 
-std::string ByteLevelBpe::id_to_token(int32_t id) const {
-  ZR_CHECK(id >= 0 && id < vocab_size(), "token id ", id, " out of range [0, ", vocab_size(), ")");
-  return tokens_[id];
-}
+std::string ByteLevelBpe::id_to_token(int32_t id) const { return vocab_.token(id); }
 
-bool ByteLevelBpe::is_special(int32_t id) const {
-  return id >= 0 && id < vocab_size() && special_[id];
-}
+bool ByteLevelBpe::is_special(int32_t id) const { return vocab_.is_special(id); }
 
 std::vector<int32_t> ByteLevelBpe::encode(std::string_view text) const {
   size_t bad = utf8_invalid_offset(text);
@@ -277,8 +271,8 @@ void ByteLevelBpe::merge_word(std::string_view piece, std::vector<int32_t>& out)
   if (ignore_merges_) {
     std::string image;
     for (unsigned char c : piece) image += byte_to_utf8()[c];
-    auto it = vocab_.find(image);
-    if (it != vocab_.end()) {
+    auto it = vocab_.index.find(image);
+    if (it != vocab_.index.end()) {
       out.push_back(it->second);
       return;
     }
@@ -342,7 +336,7 @@ std::string ByteLevelBpe::decode(const int32_t* ids, size_t n, bool skip_special
     int32_t id = ids[i];
     ZR_CHECK(id >= 0 && id < vocab_size(), "decode: token id ", id, " out of range [0, ",
              vocab_size(), ")");
-    if (skip_special && special_[id]) continue;
+    if (skip_special && vocab_.special[id]) continue;
     out += token_bytes_[id];
   }
   return out;

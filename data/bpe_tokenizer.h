@@ -27,6 +27,7 @@
 
 #include "data/pretokenizer.h"
 #include "data/tokenizer.h"
+#include "data/vocab_table.h"
 
 namespace zerorl::data {
 
@@ -42,7 +43,7 @@ class ByteLevelBpe final : public Tokenizer {
   std::vector<int32_t> encode(std::string_view text) const override;
   using Tokenizer::decode;
   std::string decode(const int32_t* ids, size_t n, bool skip_special = false) const override;
-  int32_t vocab_size() const override { return static_cast<int32_t>(tokens_.size()); }
+  int32_t vocab_size() const override { return vocab_.size(); }
   int32_t token_to_id(std::string_view token) const override;
   std::string id_to_token(int32_t id) const override;
   bool is_special(int32_t id) const override;
@@ -73,12 +74,10 @@ class ByteLevelBpe final : public Tokenizer {
   bool ignore_merges_ = false;
   int32_t unk_id_ = -1;
 
-  std::unordered_map<std::string, int32_t> vocab_;  // token string -> id (model + added)
-  std::vector<std::string> tokens_;                 // id -> token string
-  std::vector<std::string> token_bytes_;            // id -> decoded bytes
-  std::vector<uint8_t> special_;                    // id -> is special
-  std::array<int32_t, 256> byte_id_{};              // byte -> id of its one-byte token
-  std::unordered_map<uint64_t, Merge> merges_;      // (left id, right id) -> merge
+  VocabTable vocab_;                            // model + added tokens
+  std::vector<std::string> token_bytes_;        // id -> decoded bytes
+  std::array<int32_t, 256> byte_id_{};          // byte -> id of its one-byte token
+  std::unordered_map<uint64_t, Merge> merges_;  // (left id, right id) -> merge
 
   std::vector<AddedToken> added_;  // sorted longest first
   std::array<bool, 256> added_first_byte_{};

@@ -18,29 +18,31 @@ static size_t num_codepoints(const std::string& s) {
 }
 
 CharTokenizer::CharTokenizer(std::vector<std::string> tokens, std::vector<std::string> special)
-    : tokens_(std::move(tokens)), special_names_(std::move(special)) {
-  ZR_CHECK(!tokens_.empty(), "char tokenizer: empty vocabulary");
-  special_.assign(tokens_.size(), 0);
+    : special_names_(std::move(special)) {
+  vocab_.tokens = std::move(tokens);
+  ZR_CHECK(!vocab_.tokens.empty(), "char tokenizer: empty vocabulary");
+  vocab_.special.assign(vocab_.tokens.size(), 0);
   ascii_.assign(128, -1);
-  for (size_t i = 0; i < tokens_.size(); ++i) {
-    const std::string& t = tokens_[i];
+  for (size_t i = 0; i < vocab_.tokens.size(); ++i) {
+    const std::string& t = vocab_.tokens[i];
     ZR_CHECK(!t.empty(), "char tokenizer: token ", i, " is empty");
     ZR_CHECK(utf8_invalid_offset(t) == std::string::npos, "char tokenizer: token ", i,
              " is not valid UTF-8");
-    ZR_CHECK(index_.emplace(t, static_cast<int32_t>(i)).second, "char tokenizer: token '", t,
+    ZR_CHECK(vocab_.index.emplace(t, static_cast<int32_t>(i)).second, "char tokenizer: token '", t,
              "' appears twice");
     if (num_codepoints(t) > 1)
       multi_.push_back(static_cast<int32_t>(i));
     else if (t.size() == 1)
       ascii_[static_cast<unsigned char>(t[0])] = static_cast<int32_t>(i);
   }
-  std::stable_sort(multi_.begin(), multi_.end(),
-                   [&](int32_t a, int32_t b) { return tokens_[a].size() > tokens_[b].size(); });
+  std::stable_sort(multi_.begin(), multi_.end(), [&](int32_t a, int32_t b) {
+    return vocab_.tokens[a].size() > vocab_.tokens[b].size();
+  });
   for (const auto& s : special_names_) {
-    auto it = index_.find(s);
-    ZR_CHECK(it != index_.end(), "char tokenizer: special token '", s,
+    auto it = vocab_.index.find(s);
+    ZR_CHECK(it != vocab_.index.end(), "char tokenizer: special token '", s,
              "' is not in the vocabulary");
-    special_[it->second] = 1;
+    vocab_.special[it->second] = 1;
   }
   pad_id_ = token_to_id("<pad>");
   bos_id_ = token_to_id("<bos>");
@@ -77,7 +79,7 @@ std::string CharTokenizer::to_json() const {
   json j;
   j["type"] = "zerorl-char";
   j["version"] = 1;
-  j["tokens"] = tokens_;
+  j["tokens"] = vocab_.tokens;
   j["special"] = special_names_;
   return j.dump();
 }
@@ -91,7 +93,7 @@ std::vector<int32_t> CharTokenizer::encode(std::string_view text) const {
   while (i < text.size()) {
     int32_t hit = -1;
     for (int32_t id : multi_) {
-      const std::string& t = tokens_[id];
+      const std::string& t = vocab_.tokens[id];
       if (text.compare(i, t.size(), t) == 0) {
         hit = id;
         break;
@@ -99,7 +101,7 @@ std::vector<int32_t> CharTokenizer::encode(std::string_view text) const {
     }
     if (hit >= 0) {
       out.push_back(hit);
-      i += tokens_[hit].size();
+      i += vocab_.tokens[hit].size();
       continue;
     }
     auto c = static_cast<unsigned char>(text[i]);
@@ -110,8 +112,8 @@ std::vector<int32_t> CharTokenizer::encode(std::string_view text) const {
     }
     size_t start = i;
     utf8_next(text, i);
-    auto it = index_.find(std::string(text.substr(start, i - start)));
-    if (it != index_.end()) {
+    auto it = vocab_.index.find(std::string(text.substr(start, i - start)));
+    if (it != vocab_.index.end()) {
       out.push_back(it->second);
     } else {
       ZR_CHECK(unk_id_ >= 0, "char tokenizer: character '", text.substr(start, i - start),
@@ -128,24 +130,16 @@ std::string CharTokenizer::decode(const int32_t* ids, size_t n, bool skip_specia
     int32_t id = ids[i];
     ZR_CHECK(id >= 0 && id < vocab_size(), "decode: token id ", id, " out of range [0, ",
              vocab_size(), ")");
-    if (skip_special && special_[id]) continue;
-    out += tokens_[id];
+    if (skip_special && vocab_.special[id]) continue;
+    out += vocab_.tokens[id];
   }
   return out;
 }
 
-int32_t CharTokenizer::token_to_id(std::string_view token) const {
-  auto it = index_.find(std::string(token));
-  return it == index_.end() ? -1 : it->second;
-}
+int32_t CharTokenizer::token_to_id(std::string_view token) const { return vocab_.id_of(token); }
 
-std::string CharTokenizer::id_to_token(int32_t id) const {
-  ZR_CHECK(id >= 0 && id < vocab_size(), "token id ", id, " out of range [0, ", vocab_size(), ")");
-  return tokens_[id];
-}
+std::string CharTokenizer::id_to_token(int32_t id) const { return vocab_.token(id); }
 
-bool CharTokenizer::is_special(int32_t id) const {
-  return id >= 0 && id < vocab_size() && special_[id];
-}
+bool CharTokenizer::is_special(int32_t id) const { return vocab_.is_special(id); }
 
 }  // namespace zerorl::data

@@ -18,6 +18,7 @@
 #include <vector>
 
 #include "data/tokenizer.h"
+#include "data/vocab_table.h"
 
 namespace zerorl::data {
 
@@ -36,17 +37,15 @@ class CharTokenizer final : public Tokenizer {
   std::vector<int32_t> encode(std::string_view text) const override;
   using Tokenizer::decode;
   std::string decode(const int32_t* ids, size_t n, bool skip_special = false) const override;
-  int32_t vocab_size() const override { return static_cast<int32_t>(tokens_.size()); }
+  int32_t vocab_size() const override { return vocab_.size(); }
   int32_t token_to_id(std::string_view token) const override;
   std::string id_to_token(int32_t id) const override;
   bool is_special(int32_t id) const override;
   std::string to_json() const override;
 
  private:
-  std::vector<std::string> tokens_;
+  VocabTable vocab_;
   std::vector<std::string> special_names_;
-  std::vector<uint8_t> special_;
-  std::unordered_map<std::string, int32_t> index_;
   std::vector<int32_t> ascii_;  // byte < 128 -> id of that character, -1 if none
   std::vector<int32_t> multi_;  // ids of multi-character tokens, longest first
   int32_t unk_id_ = -1;
