@@ -23,6 +23,53 @@ namespace zerorl::rewards {
 namespace {
 constexpr size_t kMaxReply = 1 << 20;
 using Clock = std::chrono::steady_clock;
+
+// What a failed call costs (CommandRewardStats): a dead or unstartable
+// command, a timeout, or a reply that is not what the protocol asks.
+enum class Cost { kCrash, kTimeout, kBad };
+
+// The request line for a sample (command_reward.h: one JSON object and a
+// newline); false with *why when the sample cannot be encoded.
+bool encode_request(const Sample& s, std::string* line, std::string* why) {
+  nlohmann::json req = {
+      {"prompt", s.prompt}, {"completion", s.completion}, {"gold", s.gold}, {"task", s.task}};
+  try {
+    req["metadata"] = nlohmann::json::parse(s.metadata_json.empty() ? "{}" : s.metadata_json);
+  } catch (const std::exception&) {
+    req["metadata"] = s.metadata_json;
+  }
+  try {
+    *line = req.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace) + "\n";
+  } catch (const std::exception& e) {
+    *why = std::string("cannot encode sample: ") + e.what();
+    return false;
+  }
+  return true;
+}
+
+// A reply line into *r (value, error); false with *why when it is not a
+// JSON object with a finite numeric "reward".
+bool parse_reply(const std::string& reply, RewardResult* r, std::string* why) {
+  nlohmann::json j;
+  try {
+    j = nlohmann::json::parse(reply);
+  } catch (const std::exception&) {
+    *why = "reply is not JSON: '" + reply.substr(0, 80) + "'";
+    return false;
+  }
+  if (!j.is_object() || !j.contains("reward") || !j["reward"].is_number()) {
+    *why = "reply has no numeric \"reward\": '" + reply.substr(0, 80) + "'";
+    return false;
+  }
+  double v = j["reward"].get<double>();
+  if (!std::isfinite(v)) {
+    *why = "reply reward is not finite";
+    return false;
+  }
+  r->value = v;
+  if (j.contains("error") && j["error"].is_string()) r->error = j["error"].get<std::string>();
+  return true;
+}
 }  // namespace
 
 struct CommandReward::Worker {
@@ -87,6 +134,87 @@ struct CommandReward::Worker {
     }
     return true;
   }
+
+  // Writes `line` and reads one reply line, within `budget_ms`.  On failure
+  // returns false with *cost and *why set (the child is killed where it can
+  // no longer be trusted); on success *reply holds the line.
+  bool exchange(const std::string& line, double budget_ms, double timeout_ms, Cost* cost,
+                std::string* why, std::string* reply) {
+    const auto deadline = Clock::now() + std::chrono::microseconds((long long)(budget_ms * 1000));
+    auto remaining_ms = [&] {
+      auto d =
+          std::chrono::duration_cast<std::chrono::milliseconds>(deadline - Clock::now()).count();
+      return (int)std::max<long long>(0, d);
+    };
+    auto failed = [&](Cost c, std::string w) {
+      *cost = c;
+      *why = std::move(w);
+      return false;
+    };
+    // Write the request (MSG_NOSIGNAL: a dead child is an error, not SIGPIPE).
+    size_t off = 0;
+    while (off < line.size()) {
+      pollfd pfd{fd, POLLOUT, 0};
+      int pr = ::poll(&pfd, 1, remaining_ms());
+      if (pr == 0) {
+        kill_child();
+        return failed(Cost::kTimeout, "timeout writing the request after " +
+                                          std::to_string((int)timeout_ms) + " ms");
+      }
+      if (pr < 0 && errno == EINTR) continue;
+      ssize_t n = ::send(fd, line.data() + off, line.size() - off, MSG_NOSIGNAL | MSG_DONTWAIT);
+      if (n < 0 && (errno == EAGAIN || errno == EINTR)) continue;
+      if (n <= 0) {
+        kill_child();
+        return failed(Cost::kCrash, "the command exited (write failed)");
+      }
+      off += (size_t)n;
+    }
+    // Read one reply line.
+    for (;;) {
+      size_t nl = pending.find('\n');
+      if (nl != std::string::npos) {
+        *reply = pending.substr(0, nl);
+        pending.erase(0, nl + 1);
+        fresh = false;
+        return true;
+      }
+      if (pending.size() > kMaxReply) {
+        kill_child();
+        return failed(Cost::kBad, "reply longer than 1 MiB");
+      }
+      int wait = remaining_ms();
+      pollfd pfd{fd, POLLIN, 0};
+      int pr = wait > 0 ? ::poll(&pfd, 1, wait) : 0;
+      if (pr == 0) {
+        kill_child();
+        return failed(Cost::kTimeout,
+                      "timeout: no reply within " + std::to_string((int)budget_ms) + " ms");
+      }
+      if (pr < 0) {
+        if (errno == EINTR) continue;
+        kill_child();
+        return failed(Cost::kCrash, std::string("poll failed: ") + std::strerror(errno));
+      }
+      char buf[65536];
+      ssize_t n = ::recv(fd, buf, sizeof buf, MSG_DONTWAIT);
+      if (n < 0 && (errno == EAGAIN || errno == EINTR)) continue;
+      if (n <= 0) {
+        int st = 0;
+        std::string how = "the command exited";
+        if (pid > 0 && ::waitpid(pid, &st, 0) == pid) {
+          if (WIFSIGNALED(st))
+            how = "the command was killed by signal " + std::to_string(WTERMSIG(st));
+          else if (WIFEXITED(st))
+            how = "the command exited with status " + std::to_string(WEXITSTATUS(st));
+          pid = -1;
+        }
+        kill_child();
+        return failed(Cost::kCrash, how + " before replying");
+      }
+      pending.append(buf, (size_t)n);
+    }
+  }
 };
 
 CommandRewardConfig CommandRewardConfig::from(const ConfigNode& n) {
@@ -122,6 +250,8 @@ CommandRewardStats CommandReward::stats() const {
   return {calls_.load(), timeouts_.load(), crashes_.load(), bad_.load(), restarts_.load()};
 }
 
+// checkout (a free worker, started if it is not running) -> exchange (one
+// request line, one reply line, within the timeout) -> parse.
 RewardResult CommandReward::score(const Sample& s) const {
   calls_.fetch_add(1);
   RewardResult r;
@@ -140,8 +270,8 @@ RewardResult CommandReward::score(const Sample& s) const {
     w = workers_[next_.fetch_add(1) % workers_.size()].get();
     lock = std::unique_lock<std::mutex>(w->mu);
   }
-  auto fail = [&](std::atomic<long long>& counter, const std::string& why) {
-    counter.fetch_add(1);
+  auto fail = [&](Cost cost, const std::string& why) {
+    (cost == Cost::kTimeout ? timeouts_ : cost == Cost::kBad ? bad_ : crashes_).fetch_add(1);
     r.value = 0.0;
     r.error = "command reward: " + why;
     r.failed = true;
@@ -151,109 +281,23 @@ RewardResult CommandReward::score(const Sample& s) const {
 
   if (!w->alive()) {
     if (restarts_.load() >= cfg_.max_restarts)
-      return fail(crashes_, "disabled after " + std::to_string(cfg_.max_restarts) + " restarts");
+      return fail(Cost::kCrash,
+                  "disabled after " + std::to_string(cfg_.max_restarts) + " restarts");
     try {
       w->start(cfg_);
     } catch (const std::exception& e) {
-      return fail(crashes_, e.what());
+      return fail(Cost::kCrash, e.what());
     }
     restarts_.fetch_add(1);
   }
 
-  nlohmann::json req = {
-      {"prompt", s.prompt}, {"completion", s.completion}, {"gold", s.gold}, {"task", s.task}};
-  try {
-    req["metadata"] = nlohmann::json::parse(s.metadata_json.empty() ? "{}" : s.metadata_json);
-  } catch (const std::exception&) {
-    req["metadata"] = s.metadata_json;
-  }
-  std::string line;
-  try {
-    line = req.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace) + "\n";
-  } catch (const std::exception& e) {
-    return fail(bad_, std::string("cannot encode sample: ") + e.what());
-  }
-
+  std::string line, reply, why;
+  if (!encode_request(s, &line, &why)) return fail(Cost::kBad, why);
   const double budget_ms = cfg_.timeout_ms + (w->fresh ? cfg_.startup_timeout_ms : 0.0);
-  const auto deadline = Clock::now() + std::chrono::microseconds((long long)(budget_ms * 1000));
-  auto remaining_ms = [&] {
-    auto d = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - Clock::now()).count();
-    return (int)std::max<long long>(0, d);
-  };
-  // Write the request (MSG_NOSIGNAL: a dead child is an error, not SIGPIPE).
-  size_t off = 0;
-  while (off < line.size()) {
-    pollfd pfd{w->fd, POLLOUT, 0};
-    int pr = ::poll(&pfd, 1, remaining_ms());
-    if (pr == 0) {
-      w->kill_child();
-      return fail(timeouts_, "timeout writing the request after " +
-                                 std::to_string((int)cfg_.timeout_ms) + " ms");
-    }
-    if (pr < 0 && errno == EINTR) continue;
-    ssize_t n = ::send(w->fd, line.data() + off, line.size() - off, MSG_NOSIGNAL | MSG_DONTWAIT);
-    if (n < 0 && (errno == EAGAIN || errno == EINTR)) continue;
-    if (n <= 0) {
-      w->kill_child();
-      return fail(crashes_, "the command exited (write failed)");
-    }
-    off += (size_t)n;
-  }
-  // Read one reply line.
-  for (;;) {
-    size_t nl = w->pending.find('\n');
-    if (nl != std::string::npos) {
-      std::string reply = w->pending.substr(0, nl);
-      w->pending.erase(0, nl + 1);
-      w->fresh = false;
-      nlohmann::json j;
-      try {
-        j = nlohmann::json::parse(reply);
-      } catch (const std::exception&) {
-        return fail(bad_, "reply is not JSON: '" + reply.substr(0, 80) + "'");
-      }
-      if (!j.is_object() || !j.contains("reward") || !j["reward"].is_number())
-        return fail(bad_, "reply has no numeric \"reward\": '" + reply.substr(0, 80) + "'");
-      double v = j["reward"].get<double>();
-      if (!std::isfinite(v)) return fail(bad_, "reply reward is not finite");
-      r.value = v;
-      if (j.contains("error") && j["error"].is_string()) r.error = j["error"].get<std::string>();
-      return r;
-    }
-    if (w->pending.size() > kMaxReply) {
-      w->kill_child();
-      return fail(bad_, "reply longer than 1 MiB");
-    }
-    int wait = remaining_ms();
-    pollfd pfd{w->fd, POLLIN, 0};
-    int pr = wait > 0 ? ::poll(&pfd, 1, wait) : 0;
-    if (pr == 0) {
-      w->kill_child();
-      return fail(timeouts_, "timeout: no reply within " + std::to_string((int)budget_ms) + " ms");
-    }
-    if (pr < 0) {
-      if (errno == EINTR) continue;
-      w->kill_child();
-      return fail(crashes_, std::string("poll failed: ") + std::strerror(errno));
-    }
-    char buf[65536];
-    ssize_t n = ::recv(w->fd, buf, sizeof buf, MSG_DONTWAIT);
-    if (n < 0 && (errno == EAGAIN || errno == EINTR)) continue;
-    if (n <= 0) {
-      int st = 0;
-      std::string how = "the command exited";
-      if (w->pid > 0 && ::waitpid(w->pid, &st, 0) == w->pid) {
-        if (WIFSIGNALED(st))
-          how = "the command was killed by signal " + std::to_string(WTERMSIG(st));
-        else if (WIFEXITED(st))
-          how = "the command exited with status " + std::to_string(WEXITSTATUS(st));
-        w->pid = -1;
-      }
-      w->kill_child();
-      return fail(crashes_, how + " before replying");
-    }
-    w->pending.append(buf, (size_t)n);
-  }
+  Cost cost = Cost::kCrash;
+  if (!w->exchange(line, budget_ms, cfg_.timeout_ms, &cost, &why, &reply)) return fail(cost, why);
+  if (!parse_reply(reply, &r, &why)) return fail(Cost::kBad, why);
+  return r;
 }
 
 }  // namespace zerorl::rewards
