@@ -276,6 +276,24 @@ TEST(GrpoTrainer, MissingDatasetFailsBeforeAnyCompute) {
   EXPECT_FALSE(fs::exists(scratch() / "runs" / "nodata" / "checkpoints"));
 }
 
+// A prompt too long for max_new_tokens within the model's positions stops the
+// run at start, naming the prompt, before any rollout (issue 13 item 7).
+TEST(GrpoTrainer, PromptTooLongForTheContextFailsAtStart) {
+  const int64_t max_pos = load_policy(tiny_policy()).model->config().max_position;
+  try {
+    train(recipe_text("toolong"),
+          {"rollout.sampling.max_new_tokens=" + std::to_string(max_pos - 4)});
+    FAIL() << "expected an error";
+  } catch (const Error& e) {
+    const std::string what = e.what();
+    EXPECT_NE(what.find("the longest training prompt (addition/train/"), std::string::npos) << what;
+    EXPECT_NE(what.find("max_position_embeddings (" + std::to_string(max_pos) + ")"),
+              std::string::npos)
+        << what;
+  }
+  EXPECT_FALSE(fs::exists(scratch() / "runs" / "toolong" / "metrics.jsonl"));
+}
+
 // The shipped recipes parse, every key in them is read, and one step runs
 // (sizes and the policy overridden to stay tiny and on the CPU).
 TEST(GrpoTrainer, ShippedRecipesRunOneStep) {
