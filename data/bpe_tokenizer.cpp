@@ -331,15 +331,7 @@ void ByteLevelBpe::merge_word(std::string_view piece, std::vector<int32_t>& out)
 }
 
 std::string ByteLevelBpe::decode(const int32_t* ids, size_t n, bool skip_special) const {
-  std::string out;
-  for (size_t i = 0; i < n; ++i) {
-    int32_t id = ids[i];
-    ZR_CHECK(id >= 0 && id < vocab_size(), "decode: token id ", id, " out of range [0, ",
-             vocab_size(), ")");
-    if (skip_special && vocab_.special[id]) continue;
-    out += token_bytes_[id];
-  }
-  return out;
+  return vocab_.join(ids, n, skip_special, token_bytes_);
 }
 
 }  // namespace zerorl::data

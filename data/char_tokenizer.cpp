@@ -125,15 +125,7 @@ std::vector<int32_t> CharTokenizer::encode(std::string_view text) const {
 }
 
 std::string CharTokenizer::decode(const int32_t* ids, size_t n, bool skip_special) const {
-  std::string out;
-  for (size_t i = 0; i < n; ++i) {
-    int32_t id = ids[i];
-    ZR_CHECK(id >= 0 && id < vocab_size(), "decode: token id ", id, " out of range [0, ",
-             vocab_size(), ")");
-    if (skip_special && vocab_.special[id]) continue;
-    out += vocab_.tokens[id];
-  }
-  return out;
+  return vocab_.join(ids, n, skip_special, vocab_.tokens);
 }
 
 int32_t CharTokenizer::token_to_id(std::string_view token) const { return vocab_.id_of(token); }

@@ -31,6 +31,20 @@ struct VocabTable {
     return tokens[static_cast<size_t>(id)];
   }
   bool is_special(int32_t id) const { return id >= 0 && id < size() && special[id]; }
+  // Tokenizer::decode over a per-id text (the token strings, or their
+  // bytes): the texts of ids[0..n) joined, special ids left out when
+  // skip_special.  Throws zerorl::Error naming an id outside [0, size()).
+  std::string join(const int32_t* ids, size_t n, bool skip_special,
+                   const std::vector<std::string>& text_of) const {
+    std::string out;
+    for (size_t i = 0; i < n; ++i) {
+      int32_t id = ids[i];
+      ZR_CHECK(id >= 0 && id < size(), "decode: token id ", id, " out of range [0, ", size(), ")");
+      if (skip_special && special[id]) continue;
+      out += text_of[static_cast<size_t>(id)];
+    }
+    return out;
+  }
 };
 
 }  // namespace zerorl::data
