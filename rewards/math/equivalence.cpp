@@ -18,7 +18,6 @@ namespace {
 
 using K = NodeKind;
 using scalar::eval_rational;
-using scalar::make;
 using scalar::proportional;
 using scalar::scalar_equal;
 using scalar::tick;
@@ -68,8 +67,8 @@ NodeP simplify_relation(const NodeP& n) {
 }
 
 NodeP infinity(bool negative) {
-  NodeP inf = make(K::Sym, {}, "infty");
-  return negative ? make(K::Neg, {inf}) : inf;
+  NodeP inf = make_node(K::Sym, {}, "infty");
+  return negative ? make_node(K::Neg, {inf}) : inf;
 }
 
 // a < x <= b, x > a, ... -> interval; nullptr when not of that shape.
@@ -91,7 +90,7 @@ NodeP relation_to_interval(const NodeP& n) {
       for (auto& o : ops) o = flip(o);
     }
     if (!((ops[0] == "<" || ops[0] == "<=") && (ops[1] == "<" || ops[1] == "<="))) return nullptr;
-    NodeP iv = make(K::Interval, {parts[0], parts[2]});
+    NodeP iv = make_node(K::Interval, {parts[0], parts[2]});
     auto m = std::const_pointer_cast<Node>(iv);
     m->left_closed = ops[0] == "<=";
     m->right_closed = ops[1] == "<=";
@@ -106,8 +105,8 @@ NodeP relation_to_interval(const NodeP& n) {
     op = flip(op);
   }
   bool upper = op == "<" || op == "<=";
-  NodeP iv = upper ? make(K::Interval, {infinity(true), bound})
-                   : make(K::Interval, {bound, infinity(false)});
+  NodeP iv = upper ? make_node(K::Interval, {infinity(true), bound})
+                   : make_node(K::Interval, {bound, infinity(false)});
   auto m = std::const_pointer_cast<Node>(iv);
   m->left_closed = !upper && op == ">=";
   m->right_closed = upper && op == "<=";
@@ -131,13 +130,13 @@ std::vector<NodeP> expand_pm(const NodeP& n, Budget& b) {
     if (n->kids.size() == 1) {
       for (auto& v : expand_pm(n->kids[0], b)) {
         out.push_back(v);
-        out.push_back(make(K::Neg, {v}));
+        out.push_back(make_node(K::Neg, {v}));
       }
     } else {
       for (auto& l : expand_pm(n->kids[0], b))
         for (auto& r : expand_pm(n->kids[1], b)) {
-          out.push_back(make(K::Add, {l, r}));
-          out.push_back(make(K::Add, {l, make(K::Neg, {r})}));
+          out.push_back(make_node(K::Add, {l, r}));
+          out.push_back(make_node(K::Add, {l, make_node(K::Neg, {r})}));
         }
     }
     if (out.size() > 16) throw BudgetExceeded{"too many ± combinations"};
@@ -181,8 +180,8 @@ class Comparer {
     if (is_eq(g) && is_eq(p)) {
       auto l = eq(g->kids[0], p->kids[0], depth + 1);
       if (l.equal && eq(g->kids[1], p->kids[1], depth + 1).equal) return {true, "same equation"};
-      auto d1 = make(K::Add, {g->kids[0], make(K::Neg, {g->kids[1]})});
-      auto d2 = make(K::Add, {p->kids[0], make(K::Neg, {p->kids[1]})});
+      auto d1 = make_node(K::Add, {g->kids[0], make_node(K::Neg, {g->kids[1]})});
+      auto d2 = make_node(K::Add, {p->kids[0], make_node(K::Neg, {p->kids[1]})});
       if (!is_collection(g->kids[1]) && !is_collection(p->kids[1])) {
         auto r = proportional(d1, d2, false, o_, b_);
         if (r.equal) return r;
@@ -268,8 +267,8 @@ class Comparer {
           (eval_rational(p->kids[1], q2, b_) && q2 == 0))
         return r;  // 12:00 is a time, not a ratio
       // a:b = c:d when a d = b c (and the ratio is defined).
-      auto ad = make(K::Mul, {g->kids[0], p->kids[1]});
-      auto bc = make(K::Mul, {g->kids[1], p->kids[0]});
+      auto ad = make_node(K::Mul, {g->kids[0], p->kids[1]});
+      auto bc = make_node(K::Mul, {g->kids[1], p->kids[0]});
       auto c = scalar_equal(ad, bc, o_, b_);
       return c.equal ? Comparison{true, "equal ratios"} : Comparison{false, "different ratios"};
     }
@@ -295,7 +294,7 @@ class Comparer {
     if (!all_sets) return n;
     std::vector<NodeP> items;
     for (auto& k : n->kids) items.insert(items.end(), k->kids.begin(), k->kids.end());
-    return make(K::Set, items);
+    return make_node(K::Set, items);
   }
 
   Comparison ordered(const std::vector<NodeP>& a, const std::vector<NodeP>& b, int depth) {
@@ -358,12 +357,12 @@ class Comparer {
       } else if (gstrict != pstrict) {
         return {false, "strict vs non-strict"};
       }
-      auto d1 = make(K::Add, {gp[0], make(K::Neg, {gp[1]})});
-      auto d2 = make(K::Add, {pp[0], make(K::Neg, {pp[1]})});
+      auto d1 = make_node(K::Add, {gp[0], make_node(K::Neg, {gp[1]})});
+      auto d2 = make_node(K::Add, {pp[0], make_node(K::Neg, {pp[1]})});
       bool same_dir = (go[0] == "<" || go[0] == "<=") == (po[0] == "<" || po[0] == "<=");
       if (go[0] == "!=") return proportional(d1, d2, false, o_, b_);
       if (same_dir) return proportional(d1, d2, true, o_, b_);
-      return proportional(d1, make(K::Neg, {d2}), true, o_, b_);
+      return proportional(d1, make_node(K::Neg, {d2}), true, o_, b_);
     }
     if (go != po) return {false, "different relations"};
     return ordered(gp, pp, depth);

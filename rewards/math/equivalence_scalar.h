@@ -22,15 +22,6 @@ inline void tick(Budget& b) {
   if ((b.steps & 63) == 0 && b.expired()) throw BudgetExceeded{"deadline"};
 }
 
-inline NodeP make(NodeKind k, std::vector<NodeP> kids, std::string text = "") {
-  auto n = std::make_shared<Node>();
-  n->kind = k;
-  n->kids = std::move(kids);
-  n->text = std::move(text);
-  for (auto& c : n->kids) n->has_decimal = n->has_decimal || c->has_decimal;
-  return n;
-}
-
 // The exact value of a tree of numbers and + - * / ^ (integer powers), or
 // false when it is not such a tree.
 bool eval_rational(const NodeP& n, mpq_class& out, Budget& b);

@@ -10,6 +10,7 @@
 #include <chrono>
 #include <memory>
 #include <string>
+#include <utility>
 #include <vector>
 
 namespace zerorl::rewards::math {
@@ -48,6 +49,17 @@ struct Node {
   int rows = 0, cols = 0;
   bool has_decimal = false;  // Num written with a decimal point (or any kid)
 };
+
+// A node of kind k over `kids`, with `text`; has_decimal is inherited from
+// the kids.  The parser and the comparison build their trees with it.
+inline NodeP make_node(NodeKind k, std::vector<NodeP> kids = {}, std::string text = "") {
+  auto n = std::make_shared<Node>();
+  n->kind = k;
+  n->kids = std::move(kids);
+  n->text = std::move(text);
+  for (auto& c : n->kids) n->has_decimal = n->has_decimal || c->has_decimal;
+  return n;
+}
 
 // Canonical text of a tree (used for structural comparison and messages).
 std::string to_string(const NodeP& n);

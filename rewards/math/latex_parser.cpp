@@ -101,12 +101,7 @@ class Parser {
 
   NodeP mk(NodeKind k, std::vector<NodeP> kids = {}, std::string text = "") {
     if (++nodes_ > o_.max_nodes) fail("answer too large");
-    auto n = std::make_shared<Node>();
-    n->kind = k;
-    n->kids = std::move(kids);
-    n->text = std::move(text);
-    for (auto& c : n->kids) n->has_decimal = n->has_decimal || c->has_decimal;
-    return n;
+    return make_node(k, std::move(kids), std::move(text));
   }
 
   bool at_closer(const std::vector<std::string>& closers) const {
