@@ -1,6 +1,6 @@
 // Data-parallel plumbing of the learner: gradient all-reduce or
-// reduce-scatter in flat buckets, the all-gather of sharded parameters, an
-// "any rank?" vote, and metric reduction across ranks.  All are collectives:
+// reduce-scatter in flat buckets, the all-gather of sharded parameters and
+// an "any rank?" vote.  All are collectives:
 // every rank calls them in the same order (see core/comm.h).
 //
 // GradSync applies a ShardPlan (shard_plan.h) to the gradients: the
@@ -23,9 +23,8 @@
 //                           parameters is all-gathered into every rank's
 //                           parameters (a temporary per bucket).
 //
-// MetricReducer: per-step metrics as sums with counts, sums, maxima and
-// minima, reduced with two all-reduces in total.  Every rank must add the
-// same names (checked: a mismatch throws zerorl::Error on every rank).
+// MetricReducer (metric_reducer.h, included here for the learner's callers)
+// reduces the per-step metrics.
 //
 // Not thread-safe; call from the thread that owns the Comm.
 #pragma once
@@ -38,6 +37,7 @@
 #include <vector>
 
 #include "core/comm.h"
+#include "trainer/metric_reducer.h"
 #include "trainer/shard_plan.h"
 
 namespace zerorl {
@@ -86,23 +86,5 @@ class GradSync {
 
 // True on every rank when local_flag is true on any rank.
 bool any_rank(Comm& comm, bool local_flag);
-
-class MetricReducer {
- public:
-  // Accumulates: repeated adds of one name combine (sum, count, max, min).
-  void add_mean(const std::string& name, double sum, double count);
-  void add_sum(const std::string& name, double v);
-  void add_max(const std::string& name, double v);
-  void add_min(const std::string& name, double v);
-
-  // Collective.  Means are sum/count over all ranks (NaN when the count is 0).
-  std::map<std::string, double> reduce(Comm& comm) const;
-  // The same without communication (one rank's view).
-  std::map<std::string, double> local() const;
-
- private:
-  std::map<std::string, std::pair<double, double>> means_;
-  std::map<std::string, double> sums_, maxs_, mins_;
-};
 
 }  // namespace zerorl

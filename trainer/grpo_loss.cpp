@@ -14,7 +14,7 @@
 #include "core/comm.h"
 #include "core/config.h"
 #include "core/error.h"
-#include "trainer/grad_sync.h"
+#include "trainer/metric_reducer.h"
 
 namespace zerorl {
 

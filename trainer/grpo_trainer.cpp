@@ -32,6 +32,7 @@
 #include "trainer/grad_sync.h"
 #include "trainer/grpo_loss.h"
 #include "trainer/memory_plan.h"
+#include "trainer/metric_reducer.h"
 #include "trainer/optimizer.h"
 #include "trainer/plot.h"
 #include "trainer/policy_file.h"
