@@ -8,6 +8,7 @@
 #include "core/config.h"
 #include "core/error.h"
 #include "core/log.h"
+#include "core/recipe_path.h"
 
 namespace zerorl::data {
 
@@ -17,8 +18,8 @@ DatasetConfig DatasetConfig::from(const ConfigNode& n) {
   DatasetConfig c;
   c.source = n.choice("source", {"jsonl", "task"}, c.source);
   if (c.source == "jsonl") {
-    c.path = n.get<std::string>("path");
-    c.test_path = n.get<std::string>("test_path", "");
+    c.path = resolve_recipe_path(n, "path", n.get<std::string>("path"));
+    c.test_path = resolve_recipe_path(n, "test_path", n.get<std::string>("test_path", ""));
     c.prompt_field = n.get<std::string>("prompt_field", c.prompt_field);
     c.answer_field = n.get<std::string>("answer_field", c.answer_field);
     c.on_malformed = n.choice("on_malformed", {"error", "skip"}, c.on_malformed);
@@ -88,6 +89,13 @@ JsonlLoad load_jsonl(const std::string& path, const std::string& prompt_field,
         ex.answer = a->is_string() ? a->get<std::string>() : a->dump();
         if (obj.contains("task") && obj["task"].is_string()) ex.task = obj["task"];
         if (obj.contains("meta") && obj["meta"].is_object()) ex.meta = obj["meta"];
+        // The row's other fields are metadata too (a countdown row's
+        // "target" and "nums"); an explicit "meta" entry wins a clash.
+        for (auto it = obj.begin(); it != obj.end(); ++it) {
+          const std::string& k = it.key();
+          if (k == pname || k == aname || k == "task" || k == "meta" || k == "id") continue;
+          if (!ex.meta.contains(k)) ex.meta[k] = it.value();
+        }
         ex.id = obj.contains("id") && obj["id"].is_string() ? obj["id"].get<std::string>()
                                                             : str_cat(path, ":", lineno);
       }

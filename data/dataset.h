@@ -5,7 +5,9 @@
 // gold answer fields are configurable; "auto" takes the first present of
 // prompt/question/problem and answer/ground_truth/solution.  A non-string
 // answer (e.g. 72) is kept as its JSON text.  Optional "task" (string) and
-// "meta" (object) fields are carried along.  A malformed line (bad JSON, not
+// "id" (string) fields are carried along; every other field of the row
+// joins Example::meta (what rewards see as metadata_json), merged into an
+// optional "meta" object, whose own entries win a clash.  A malformed line (bad JSON, not
 // an object, a missing or non-string prompt, a missing answer) is an Error
 // naming file:line, or, with on_malformed: skip, is skipped and counted.
 #pragma once

@@ -6,6 +6,7 @@
 #include <cmath>
 
 #include "core/log.h"
+#include "core/recipe_path.h"
 
 namespace zerorl::rewards {
 namespace {
@@ -49,7 +50,7 @@ std::string yaml_to_json(const YAML::Node& node) {
 
 PluginRewardConfig PluginRewardConfig::from(const ConfigNode& n) {
   PluginRewardConfig c;
-  c.path = n.get<std::string>("path");
+  c.path = resolve_recipe_path(n, "path", n.get<std::string>("path"));
   if (n.has("options")) c.options_json = yaml_to_json(n.raw("options"));
   return c;
 }

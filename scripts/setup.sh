@@ -26,7 +26,7 @@ apt_pkgs=(build-essential cmake ninja-build ccache pkg-config git
           libgtest-dev libgmock-dev libgmp-dev libginac-dev libcln-dev
           libpcre2-dev libicu-dev nlohmann-json3-dev libxxhash-dev libpng-dev zlib1g-dev
           libprotobuf-dev protobuf-compiler libisal-dev
-          python3-venv clang libclang-rt-14-dev)
+          python3-venv clang libclang-rt-14-dev jq)
 missing=()
 for p in "${apt_pkgs[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

@@ -17,6 +17,7 @@
 #include "core/config.h"
 #include "core/log.h"
 #include "core/recipe_diff.h"
+#include "core/recipe_path.h"
 #include "core/progress.h"
 #include "data/dataset.h"
 #include "data/prompt_source.h"
@@ -238,7 +239,7 @@ void setup(Run& run, Recipe& recipe, Comm& comm, const std::string& resume, bool
   std::string name = rn.get<std::string>("name");
   std::string root = rn.get<std::string>("dir", "runs");
   auto pol = recipe.section("policy");
-  std::string init = pol.get<std::string>("init");
+  std::string init = resolve_recipe_path(pol, "init", pol.get<std::string>("init"));
   run.prepend_bos = pol.get<bool>("prepend_bos", false);
   const at::ScalarType dtype = policy_dtype_from(pol);
   const bool on_cuda = pol.choice("device", {"cpu", "cuda"}, "cpu") == "cuda";
@@ -258,9 +259,12 @@ void setup(Run& run, Recipe& recipe, Comm& comm, const std::string& resume, bool
   run.reward_last_failure.assign(run.rewards->size(), "");
   run.adv = AdvantageConfig::from(recipe.section("advantage"));
   run.loss = LossConfig::from(recipe.section("loss"));
-  run.optim = OptimizerConfig::from(recipe.section("optimizer"));
-  run.eval = EvalConfig::from(recipe.section("eval"));
   run.train = TrainConfig::from(recipe.section("train"));
+  // optimizer.total_steps counts optimizer updates: the cosine schedule's
+  // default is every update of the run.
+  run.optim = OptimizerConfig::from(recipe.section("optimizer"),
+                                    run.train.steps * run.train.epochs * run.train.minibatches);
+  run.eval = EvalConfig::from(recipe.section("eval"));
   auto ck = recipe.section("checkpoint");
   run.ckpt_every = ck.get<long>("every", 0);
   run.keep_last = ck.get<long>("keep_last", 3);

@@ -6,6 +6,7 @@
 #include <sstream>
 
 #include "core/config.h"
+#include "core/recipe_path.h"
 #include "core/error.h"
 #include "core/h5.h"
 #include "model/weights.h"
@@ -232,7 +233,7 @@ MemoryPlanInput plan_input_from_recipe(const Recipe& recipe, int64_t world_size,
   Recipe r = Recipe::from_string(recipe.dump(), recipe.source_name());
   MemoryPlanInput in;
   auto pol = r.section("policy");
-  const std::string init = pol.get<std::string>("init");
+  const std::string init = resolve_recipe_path(pol, "init", pol.get<std::string>("init"));
   namespace fs = std::filesystem;
   if (fs::is_directory(init)) {
     ZR_CHECK(fs::exists(init + "/config.json"), pol.where("init"), ": '", init,

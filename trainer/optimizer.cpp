@@ -20,7 +20,7 @@ namespace zerorl {
 
 // ---- config and schedule --------------------------------------------------------
 
-OptimizerConfig OptimizerConfig::from(const ConfigNode& n) {
+OptimizerConfig OptimizerConfig::from(const ConfigNode& n, int64_t default_total_steps) {
   OptimizerConfig c;
   auto positive = [&](const char* key, double v) {
     ZR_CHECK(std::isfinite(v) && v > 0, n.where(key), ": ", n.path(key),
@@ -48,7 +48,8 @@ OptimizerConfig OptimizerConfig::from(const ConfigNode& n) {
   c.schedule = n.choice("schedule", {"constant", "cosine"}, "constant") == "constant"
                    ? Schedule::kConstant
                    : Schedule::kCosine;
-  c.total_steps = n.get<long>("total_steps", 0L);
+  c.total_steps = n.get<long>(
+      "total_steps", c.schedule == Schedule::kCosine ? static_cast<long>(default_total_steps) : 0L);
   if (c.schedule == Schedule::kCosine) {
     ZR_CHECK(c.total_steps > c.warmup_steps, n.where("total_steps"), ": ", n.path("total_steps"),
              " must be > warmup_steps=", c.warmup_steps, " for the cosine schedule, got ",

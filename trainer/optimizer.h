@@ -91,9 +91,12 @@ struct OptimizerConfig {
   int zero = 0;
 
   // Keys (all optional): lr, beta1, beta2, eps, weight_decay, warmup_steps,
-  // schedule: constant|cosine, total_steps (required > warmup_steps for
-  // cosine), min_lr_ratio, max_grad_norm, bucket_mb, grad_reduce: sum|mean.
-  static OptimizerConfig from(const ConfigNode& n);
+  // schedule: constant|cosine, total_steps (> warmup_steps for cosine),
+  // min_lr_ratio, max_grad_norm, bucket_mb, grad_reduce: sum|mean.
+  // total_steps counts optimizer updates; with cosine it defaults to
+  // `default_total_steps` (the caller's count of the run's updates; 0: none,
+  // the key is then required), and the default is written into the recipe.
+  static OptimizerConfig from(const ConfigNode& n, int64_t default_total_steps = 0);
 };
 
 // Learning rate of update number `update` (0-based count of applied updates):

@@ -156,6 +156,23 @@ TEST(Jsonl, FieldNamesAutoOrConfiguredAndNonStringAnswers) {
   EXPECT_EQ(custom.examples[0].answer, "y");
 }
 
+// A row's extra fields reach the rewards as metadata (a TinyZero countdown
+// row keeps "target" and "nums" at the top level); "meta" entries win a clash.
+TEST(Jsonl, ExtraFieldsBecomeMetadata) {
+  auto dir = t::scratch_dir("jsonl_meta");
+  t::spit(dir / "c.jsonl",
+          "{\"prompt\": \"Make 24\", \"answer\": \"24\", \"target\": 24, \"nums\": [3, 8],"
+          " \"task\": \"countdown\", \"id\": \"c1\"}\n"
+          "{\"question\": \"q\", \"answer\": 1, \"level\": \"L5\", \"meta\": {\"level\": \"L1\","
+          " \"k\": 2}}\n");
+  auto load = load_jsonl((dir / "c.jsonl").string());
+  ASSERT_EQ(load.examples.size(), 2u);
+  EXPECT_EQ(load.examples[0].meta, nlohmann::json::parse("{\"target\": 24, \"nums\": [3, 8]}"));
+  EXPECT_EQ(load.examples[0].task, "countdown");
+  EXPECT_EQ(load.examples[0].id, "c1");
+  EXPECT_EQ(load.examples[1].meta, nlohmann::json::parse("{\"level\": \"L1\", \"k\": 2}"));
+}
+
 TEST(Jsonl, MalformedLineIsAnErrorNamingFileAndLineOrSkippedAndCounted) {
   auto dir = t::scratch_dir("jsonl_bad");
   auto path = (dir / "bad.jsonl").string();

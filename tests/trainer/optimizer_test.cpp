@@ -345,6 +345,21 @@ TEST(MetricReducer, LocalMeansSumsAndExtremes) {
   EXPECT_TRUE(std::isnan(v.at("empty")));
 }
 
+// optimizer.total_steps counts updates; the cosine schedule's default is the
+// caller's count of the run's updates, written into the resolved recipe.
+TEST(OptimizerConfig, CosineTotalStepsDefaultsToTheRunsUpdates) {
+  Recipe r = Recipe::from_string("opt:\n  schedule: cosine\n  warmup_steps: 5\n", "o.yaml");
+  const OptimizerConfig c = OptimizerConfig::from(r.section("opt"), 240);
+  EXPECT_EQ(c.total_steps, 240);
+  EXPECT_NE(r.dump().find("total_steps: 240"), std::string::npos) << r.dump();
+  Recipe given = Recipe::from_string("opt:\n  schedule: cosine\n  total_steps: 90\n", "o.yaml");
+  EXPECT_EQ(OptimizerConfig::from(given.section("opt"), 240).total_steps, 90);
+  Recipe constant = Recipe::from_string("opt:\n  lr: 1.0e-3\n", "o.yaml");
+  EXPECT_EQ(OptimizerConfig::from(constant.section("opt"), 240).total_steps, 0);
+  Recipe none = Recipe::from_string("opt:\n  schedule: cosine\n", "o.yaml");
+  EXPECT_THROW(OptimizerConfig::from(none.section("opt")), Error);
+}
+
 TEST(OptimizerConfig, FromRecipeWithValidation) {
   Recipe r = Recipe::from_string(
       "opt:\n  lr: 3e-6\n  beta2: 0.95\n  weight_decay: 0.1\n  warmup_steps: 10\n  schedule: "
