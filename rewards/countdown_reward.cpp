@@ -132,6 +132,7 @@ RewardResult CountdownReward::score(const Sample& s) const {
     return r;
   }
   r.components["format"] = 1.0;
+  r.answer = expr;
   std::vector<long long> used;
   try {
     mpq_class v = Eval(expr, used).run();
@@ -141,13 +142,16 @@ RewardResult CountdownReward::score(const Sample& s) const {
     if (a != b) {
       r.value = cfg_.format_reward;
       r.error = "";
+      r.reason = "does not use each given number once";
       return r;  // wrong numbers: a wrong answer, not an error
     }
     if (v == mpq_class(mpz_class(std::to_string(target)))) {
       r.value = cfg_.correct_reward;
       r.components["correct"] = 1.0;
+      r.reason = "reaches the target " + std::to_string(target);
     } else {
       r.value = cfg_.format_reward;
+      r.reason = "equals " + v.get_str() + ", not the target " + std::to_string(target);
     }
   } catch (const Fail& f) {
     // Not an expression at all: no format credit either.

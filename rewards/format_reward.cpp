@@ -61,6 +61,7 @@ RewardResult FormatReward::score(const Sample& sample) const {
   r.value = why.empty() ? cfg_.reward : 0.0;
   r.components["well_formed"] = why.empty() ? 1.0 : 0.0;
   r.error = why;
+  r.reason = why.empty() ? "well formed" : why;
   return r;
 }
 

@@ -24,6 +24,8 @@ RewardResult MathReward::score(const Sample& s) const {
   math::Verdict v = math::grade(s.gold, s.completion, cfg_.grade);
   r.value = v.correct ? 1.0 : 0.0;
   r.components["correct"] = r.value;
+  r.answer = v.extracted;
+  r.reason = v.reason;
   if (v.extracted.empty() || v.reason.rfind("timeout", 0) == 0 ||
       v.reason.rfind("bounded work", 0) == 0 || v.reason.rfind("grader error", 0) == 0 ||
       v.reason == "empty gold answer")

@@ -87,6 +87,8 @@ ScoredSample RewardPipeline::score_one(const Sample& sample) const {
   out.values.assign(n, 0.0);
   out.errors.assign(n, "");
   out.failed.assign(n, 0);
+  out.answers.assign(n, "");
+  out.reasons.assign(n, "");
   for (size_t i = 0; i < n; ++i) {
     RewardResult r;
     try {
@@ -109,6 +111,8 @@ ScoredSample RewardPipeline::score_one(const Sample& sample) const {
     out.values[i] = r.value;
     out.errors[i] = r.error;
     out.failed[i] = r.failed;
+    out.answers[i] = r.answer;
+    out.reasons[i] = r.reason.empty() ? r.error : r.reason;
     out.total += impl_->weights[i] * r.value;
     out.components[impl_->names[i]] = r.value;
     for (auto& kv : r.components) out.components[impl_->names[i] + "." + kv.first] = kv.second;

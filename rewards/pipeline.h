@@ -42,6 +42,9 @@ struct ScoredSample {
   std::vector<double> values;       // one per reward, unweighted, pipeline order
   std::vector<std::string> errors;  // one per reward, "" when scored normally
   std::vector<char> failed;         // one per reward: RewardResult::failed
+  // One per reward: RewardResult::answer, and RewardResult::reason (its
+  // error when the reward gave no reason).
+  std::vector<std::string> answers, reasons;
   // "<name>" -> unweighted value, and "<name>.<component>" for each component.
   std::map<std::string, double> components;
 };

@@ -48,6 +48,13 @@ struct RewardResult {
   // opposed to a verdict such as "no answer found".  Failures count towards
   // rewards.max_error_rate (see pipeline.h).
   bool failed = false;
+  // For the sample logs (samples.jsonl, eval_samples.jsonl), never part of
+  // `value`: the answer the reward extracted and judged ("" when none or
+  // when the reward has no such notion) and why it gave `value`, also for a
+  // plain wrong answer ("different text (18 vs 19)").  When `reason` is
+  // empty the pipeline logs `error` in its place.
+  std::string answer;
+  std::string reason;
 };
 
 class Reward {

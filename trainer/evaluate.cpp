@@ -3,7 +3,9 @@
 #include <torch/csrc/autograd/grad_mode.h>
 
 #include <algorithm>
+#include <cmath>
 #include <map>
+#include <nlohmann/json.hpp>
 
 #include "core/comm.h"
 #include "core/config.h"
@@ -74,6 +76,71 @@ std::string answer_key(const std::string& response) {
   std::string s = c.front().text;
   s.erase(std::remove_if(s.begin(), s.end(), [](char ch) { return ch == ' '; }), s.end());
   return s;
+}
+
+// One problem's line of eval_samples.jsonl (see EvalResult::samples).
+std::string sample_line(int64_t problem, const std::string& decoding, const std::string& prompt,
+                        const data::Example& ex, const rollout::RolloutSample& smp,
+                        const rewards::ScoredSample& sc, const std::vector<std::string>& names,
+                        bool correct, long num_correct, long num_samples) {
+  auto number = [](double v) { return std::isfinite(v) ? nlohmann::json(v) : nlohmann::json(); };
+  nlohmann::json j = nlohmann::json::object();
+  j["problem"] = problem;
+  j["decoding"] = decoding;
+  j["prompt"] = prompt;
+  j["completion"] = smp.text;
+  j["gold"] = ex.answer;
+  j["finish_reason"] = rollout::finish_reason_name(smp.finish);
+  j["tokens"] = smp.completion_length();
+  j["correct"] = correct;
+  j["reward"] = number(sc.total);
+  nlohmann::json comp = nlohmann::json::object(), answers = nlohmann::json::object(),
+                 reasons = nlohmann::json::object();
+  for (const auto& [k, v] : sc.components) comp[k] = number(v);
+  for (size_t r = 0; r < names.size(); ++r) {
+    if (!sc.answers[r].empty()) answers[names[r]] = sc.answers[r];
+    if (!sc.reasons[r].empty()) reasons[names[r]] = sc.reasons[r];
+  }
+  j["components"] = comp;
+  if (!answers.empty()) j["answers"] = answers;
+  if (!reasons.empty()) j["reasons"] = reasons;
+  j["num_correct"] = num_correct;
+  j["num_samples"] = num_samples;
+  // A byte-level model can emit invalid UTF-8: replaced, never fatal.
+  return j.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
+}
+
+// Every rank's lines on rank 0 (empty elsewhere); rank r's p-th line is
+// problem r + p * W, so interleaving restores test-split order.  Collective.
+std::vector<std::string> gather_lines(const std::vector<std::string>& mine, Comm& comm) {
+  std::string text;
+  for (const auto& l : mine) text += l + "\n";
+  at::Tensor len = at::full({1}, static_cast<int64_t>(text.size()), at::kLong);
+  at::Tensor lens = comm.allgather(len);
+  const int64_t max_len = lens.max().item<int64_t>();
+  at::Tensor bytes = at::zeros({std::max<int64_t>(max_len, 1)}, at::kByte);
+  std::copy(text.begin(), text.end(), bytes.data_ptr<uint8_t>());
+  at::Tensor all = comm.allgather(bytes).contiguous();
+  if (comm.rank() != 0) return {};
+  std::vector<std::vector<std::string>> per_rank(comm.size());
+  for (int r = 0; r < comm.size(); ++r) {
+    const char* p = reinterpret_cast<const char*>(all[r].data_ptr<uint8_t>());
+    std::string t(p, p + lens[r].item<int64_t>());
+    size_t start = 0;
+    for (size_t nl; (nl = t.find('\n', start)) != std::string::npos; start = nl + 1)
+      per_rank[r].push_back(t.substr(start, nl - start));
+  }
+  std::vector<std::string> out;
+  for (size_t p = 0;; ++p) {
+    bool any = false;
+    for (const auto& lines : per_rank)
+      if (p < lines.size()) {
+        out.push_back(lines[p]);
+        any = true;
+      }
+    if (!any) break;
+  }
+  return out;
 }
 
 }  // namespace
@@ -191,6 +258,7 @@ EvalResult evaluate(const EvalContext& ctx, const std::vector<data::Example>& al
 
   const long n_samples = cfg.n > 0 ? cfg.n : cfg.k;
   std::vector<ProblemOutcome> outcomes(prompts.size());
+  std::vector<std::string> lines;  // this rank's eval_samples lines
   EvalResult result;
   if (!prompts.empty()) {
     rollout::SamplingParams sp = ctx.sampling;
@@ -214,6 +282,11 @@ EvalResult evaluate(const EvalContext& ctx, const std::vector<data::Example>& al
         o.worked.push_back(data::uses_worked_steps(smp.text));
       }
     }
+    auto num_correct = [&](size_t p) {
+      long c = 0;
+      for (bool ok : outcomes[p].correct) c += ok;
+      return c;
+    };
     if (cfg.greedy) {
       sp.temperature = 0.0;
       sp.top_p = 1.0;
@@ -223,9 +296,20 @@ EvalResult evaluate(const EvalContext& ctx, const std::vector<data::Example>& al
         outcomes[p].greedy_correct = gs[p].values[correct_idx] >= 0.5;
         if (comm.rank() == 0 && result.examples.size() < 4)
           result.examples.push_back({rendered[p], gb.samples[p].text});
+        lines.push_back(sample_line(prompts[p].id, "greedy", rendered[p], *mine[p], gb.samples[p],
+                                    gs[p], ctx.rewards->names(), outcomes[p].greedy_correct > 0,
+                                    num_correct(p), n_samples));
+      }
+    } else {
+      for (size_t p = 0; p < prompts.size(); ++p) {
+        const size_t j = p * n_samples;
+        lines.push_back(sample_line(prompts[p].id, "sampled", rendered[p], *mine[p],
+                                    batch.samples[j], scored[j], ctx.rewards->names(),
+                                    outcomes[p].correct[0], num_correct(p), n_samples));
       }
     }
   }
+  result.samples = gather_lines(lines, comm);
   EvalSums sums;
   for (const auto& o : outcomes) score_problem(o, cfg.k, math_answers_equivalent, sums);
   // Every rank counts its own problems; the all-reduce makes the totals.

@@ -75,6 +75,18 @@ struct EvalResult {
   std::map<std::string, double> metrics;
   // The greedy completion of the first few problems (for eval logs).
   std::vector<std::pair<std::string, std::string>> examples;
+  // Rank 0 only (empty elsewhere): one JSON object per problem, in test-split
+  // order, for eval_samples.jsonl (RunDir::append_eval_samples adds "step").
+  // The problem's greedy completion when eval.greedy, else its first sample:
+  //   problem      index in the test split
+  //   decoding     "greedy" | "sampled"
+  //   prompt, completion, gold, finish_reason, tokens
+  //   correct      that completion, by eval.correct_reward (>= 0.5)
+  //   reward, components   the reward pipeline's total and breakdown
+  //   answers, reasons     per reward: the answer it extracted and why it
+  //                        gave its value (empty ones left out)
+  //   num_correct, num_samples   of the problem's n sampled completions
+  std::vector<std::string> samples;
 };
 
 // What the evaluation needs from a run, by reference (not owned).

@@ -830,6 +830,10 @@ std::vector<SampleRecord> sample_records(Run& run, const StepBatch& b) {
     r.components = b.scores[j].components;
     for (auto& e : b.scores[j].errors)
       if (!e.empty()) r.reason += (r.reason.empty() ? "" : "; ") + e;
+    for (size_t k = 0; k < run.rewards->names().size(); ++k) {
+      r.answers[run.rewards->names()[k]] = b.scores[j].answers[k];
+      r.reasons[run.rewards->names()[k]] = b.scores[j].reasons[k];
+    }
     r.numbers["advantage"] = b.adv.advantages[j];
     r.numbers["tokens"] = static_cast<double>(b.rollout.samples[j].completion_length());
     r.texts["finish_reason"] = rollout::finish_reason_name(b.rollout.samples[j].finish);
@@ -848,7 +852,10 @@ std::map<std::string, double> evaluate_phase(Run& run, Comm& comm, long step) {
   ctx.sampling = run.sampling;
   ctx.prepend_bos = run.prepend_bos;
   auto res = evaluate(ctx, run.test_set, run.eval, comm);
-  if (run.dir) run.dir->append_eval(step, res.metrics);
+  if (run.dir) {
+    run.dir->append_eval(step, res.metrics);
+    run.dir->append_eval_samples(step, res.samples);
+  }
   std::string line;
   for (auto& [k, v] : res.metrics) line += " " + k + "=" + std::to_string(v);
   ZR_LOG_INFO("eval step ", step, ":", line);

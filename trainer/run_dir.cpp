@@ -27,7 +27,8 @@ namespace zerorl {
 
 namespace {
 
-const char* const kJsonlFiles[] = {"metrics.jsonl", "samples.jsonl", "eval.jsonl"};
+const char* const kJsonlFiles[] = {"metrics.jsonl", "samples.jsonl", "eval.jsonl",
+                                   "eval_samples.jsonl"};
 
 // NaN/inf are not JSON: null, which read_metrics_jsonl reads back as NaN.
 nlohmann::json number(double v) { return std::isfinite(v) ? nlohmann::json(v) : nlohmann::json(); }
@@ -346,6 +347,14 @@ void RunDir::append_samples(int64_t step, const std::vector<SampleRecord>& sampl
     for (const auto& [k, v] : s.components) c[k] = number(v);
     j["components"] = c;
     if (!s.reason.empty()) j["reason"] = s.reason;
+    auto texts = [](const std::map<std::string, std::string>& m) {
+      nlohmann::json o = nlohmann::json::object();
+      for (const auto& [k, v] : m)
+        if (!v.empty()) o[k] = v;
+      return o;
+    };
+    if (!texts(s.answers).empty()) j["answers"] = texts(s.answers);
+    if (!texts(s.reasons).empty()) j["reasons"] = texts(s.reasons);
     // Invalid UTF-8 in a completion (a byte-level model can emit any byte)
     // is replaced rather than failing the run.
     text += j.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace) + "\n";
@@ -366,6 +375,18 @@ void RunDir::append_eval(int64_t step, const std::map<std::string, double>& valu
   }
   append_line("eval.jsonl", j.dump());
   if (EventFileWriter* tb = tensorboard()) tb->add_scalars(step, values, "eval/");
+}
+
+void RunDir::append_eval_samples(int64_t step, const std::vector<std::string>& lines) {
+  std::string text;
+  for (const std::string& line : lines) {
+    nlohmann::json j = nlohmann::json::parse(line);
+    j["step"] = step;
+    text += j.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace) + "\n";
+  }
+  if (text.empty()) return;
+  text.pop_back();
+  append_line("eval_samples.jsonl", text);
 }
 
 void RunDir::write_summary(const nlohmann::json& summary) {

@@ -8,6 +8,9 @@
 //   samples.jsonl          one object per logged completion (prompt, completion,
 //                          reward and its breakdown), every N steps
 //   eval.jsonl             one object per evaluation: {"step": N, <metric>: x}
+//   eval_samples.jsonl     one object per evaluated problem and evaluation: its
+//                          greedy (or first) completion, answers and reasons
+//                          (trainer/evaluate.h, EvalResult::samples)
 //   summary.json           written at the end (write_summary)
 //   checkpoints/           see trainer/checkpoint.h
 //   plots/                 see trainer/plot.h
@@ -81,7 +84,10 @@ struct SampleRecord {
   std::string gold;  // reference answer, may be empty
   double reward = 0;
   std::map<std::string, double> components;  // reward breakdown (accuracy, format, ...)
-  std::string reason;                        // the reward's explanation, may be empty
+  std::string reason;                        // the rewards' errors, "; "-joined, may be empty
+  // Per reward (by pipeline name): the answer it extracted and why it gave
+  // its value (rewards::ScoredSample answers / reasons); empty ones are left out.
+  std::map<std::string, std::string> answers, reasons;
   std::map<std::string, double> numbers;     // extra numeric fields (advantage, tokens, ...)
   std::map<std::string, std::string> texts;  // extra text fields (finish_reason, ...)
 };
@@ -98,7 +104,7 @@ class RunDir {
 
   // Creates or reopens <root>/<name>/ and writes recipe.resolved.yaml (see
   // the top of this file for clobbering).  Creates empty metrics.jsonl,
-  // samples.jsonl and eval.jsonl when missing.
+  // samples.jsonl, eval.jsonl and eval_samples.jsonl when missing.
   RunDir(const std::string& root, const std::string& name, const std::string& resolved_recipe,
          Mode mode, const LoggingConfig& logging = {});
   ~RunDir();
@@ -123,6 +129,9 @@ class RunDir {
                       const std::map<std::string, double>& timings = {});
   void append_samples(int64_t step, const std::vector<SampleRecord>& samples);
   void append_eval(int64_t step, const std::map<std::string, double>& values);
+  // eval_samples.jsonl: each JSON object line (EvalResult::samples) with
+  // "step" added.
+  void append_eval_samples(int64_t step, const std::vector<std::string>& lines);
   // summary.json, pretty-printed, written atomically.
   void write_summary(const nlohmann::json& summary);
 

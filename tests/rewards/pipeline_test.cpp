@@ -141,3 +141,30 @@ TEST(RewardPipeline, BatchesFromSeveralThreadsShareThePool) {
     for (size_t i = 0; i < g.size(); ++i) EXPECT_EQ(g[i].total, want[i].total) << i;
   }
 }
+
+// What samples.jsonl shows: each reward's extracted answer and reason, also
+// for a plain wrong answer (not an error) and a right one.
+TEST(RewardPipeline, AnswersAndReasonsAreKeptForWrongAnswersToo) {
+  auto recipe = zerorl::Recipe::from_string(
+      "rewards:\n  accuracy: {type: math}\n  format: {type: format, weight: 0.2}\n");
+  auto p = zr::build_reward_pipeline(recipe.section("rewards"), 1);
+  zr::Sample wrong, right, none;
+  wrong.gold = right.gold = none.gold = "19";
+  wrong.completion = "<think>2+7</think> <answer>18</answer>";
+  right.completion = "<think>2+7</think> <answer>19</answer>";
+  none.completion = "I do not know";
+  auto s = p.score({wrong, right, none});
+  ASSERT_EQ(s[0].answers.size(), 2u);
+  ASSERT_EQ(s[0].reasons.size(), 2u);
+  EXPECT_EQ(s[0].values[0], 0.0);
+  EXPECT_EQ(s[0].errors[0], "");  // a wrong answer is a verdict, not an error
+  EXPECT_EQ(s[0].answers[0], "18");
+  EXPECT_NE(s[0].reasons[0], "");
+  EXPECT_EQ(s[0].reasons[1], "well formed");
+  EXPECT_EQ(s[1].answers[0], "19");
+  EXPECT_NE(s[1].reasons[0], "");
+  EXPECT_EQ(s[2].answers[0], "");
+  EXPECT_EQ(s[2].reasons[0], "no answer found");
+  EXPECT_NE(s[2].reasons[1], "");  // the format reward says what is missing
+  EXPECT_EQ(s[2].reasons[1], s[2].errors[1]);
+}
