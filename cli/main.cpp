@@ -4,6 +4,8 @@
 #include <iostream>
 #include <map>
 
+#include <torch/version.h>
+
 #include "cli/command.h"
 #include "core/comm.h"
 #include "core/error.h"
@@ -28,7 +30,8 @@ const std::vector<Command>& commands() {
 }
 
 static void print_overview(std::ostream& os) {
-  os << "usage: zerorl COMMAND [args...]   (zerorl COMMAND --help for details)\n\ncommands:\n";
+  os << "usage: zerorl COMMAND [args...]   (zerorl COMMAND --help for details;\n"
+        "       zerorl --version)\n\ncommands:\n";
   for (auto& c : commands()) {
     os << "  " << c.name;
     for (size_t i = c.name.size(); i < 10; ++i) os << ' ';
@@ -45,6 +48,16 @@ int main(int argc, char** argv) {
     return argc < 2 ? 2 : 0;
   }
   std::string name = argv[1];
+  if (name == "--version" || name == "-V") {
+#ifdef ZERORL_WITH_CUDA
+    const char* cuda = "CUDA kernels and NCCL";
+#else
+    const char* cuda = "CPU only";
+#endif
+    std::cout << "zerorl " << ZERORL_VERSION << " (LibTorch " << TORCH_VERSION << ", " << cuda
+              << ")\n";
+    return 0;
+  }
   auto& reg = cli::registry();
   auto it = reg.find(name);
   if (it == reg.end()) {

@@ -7,7 +7,7 @@ z=$1
 source "$(dirname "${BASH_SOURCE[0]}")/test_lib.sh"
 
 # --help for every subcommand, and exit 2 on an unknown flag.
-for cmd in pretrain train generate grade tokenize data ckpt import export plot; do
+for cmd in pretrain train eval generate grade tokenize data ckpt import export plot; do
   "$z" "$cmd" --help >"$work/help" 2>&1
   check "$cmd --help" grep -q "usage" "$work/help"
   "$z" "$cmd" --no-such-flag >/dev/null 2>&1
