@@ -8,13 +8,7 @@
 set -uo pipefail
 z=$(realpath "$1")
 src=$(realpath "$2")
-work=$(mktemp -d)
-trap 'rm -rf "$work"' EXIT
-fails=0
-check() {  # check NAME CONDITION...
-  local name=$1; shift
-  if "$@"; then echo "ok   $name"; else echo "FAIL $name"; fails=$((fails+1)); fi
-}
+source "$(dirname "${BASH_SOURCE[0]}")/test_lib.sh"
 export OMP_NUM_THREADS=1
 mkdir -p "$work/proj" "$work/elsewhere"
 for split in train test; do
