@@ -97,15 +97,35 @@ GqaAttention::GqaAttention(const ModelConfig& cfg, std::shared_ptr<const Rope> r
   q_proj_ = register_module("q_proj", std::make_shared<Linear>(D, H_ * Dh_, b));
   k_proj_ = register_module("k_proj", std::make_shared<Linear>(D, Hkv_ * Dh_, b));
   v_proj_ = register_module("v_proj", std::make_shared<Linear>(D, Hkv_ * Dh_, b));
-  o_proj_ = register_module("o_proj", std::make_shared<Linear>(H_ * Dh_, D, false));
+  o_proj_ = register_module("o_proj", std::make_shared<Linear>(H_ * Dh_, D, cfg.attn.o_bias));
+  qk_norm_ = cfg.attn.qk_norm;
+  if (qk_norm_ != AttentionConfig::QkNorm::kNone) {
+    const bool per_head = qk_norm_ == AttentionConfig::QkNorm::kPerHead;
+    q_norm_ = register_module(
+        "q_norm", std::make_shared<RMSNorm>(per_head ? Dh_ : H_ * Dh_, cfg.rms_norm_eps));
+    k_norm_ = register_module(
+        "k_norm", std::make_shared<RMSNorm>(per_head ? Dh_ : Hkv_ * Dh_, cfg.rms_norm_eps));
+  }
   scale_ = 1.0 / std::sqrt(static_cast<double>(Dh_)) * cfg.rope.softmax_scale_multiplier();
+}
+
+at::Tensor GqaAttention::project(const Linear& proj, const RMSNorm* norm, const at::Tensor& x,
+                                 int64_t heads) const {
+  at::Tensor y = proj.forward(x);
+  if (norm && qk_norm_ == AttentionConfig::QkNorm::kFullWidth) y = norm->forward(y);
+  auto shape = x.sizes().vec();
+  shape.back() = heads;
+  shape.push_back(Dh_);
+  y = y.view(shape);
+  if (norm && qk_norm_ == AttentionConfig::QkNorm::kPerHead) y = norm->forward(y);
+  return y;
 }
 
 at::Tensor GqaAttention::forward_full(const at::Tensor& x, const at::Tensor& cos,
                                       const at::Tensor& sin) {
   int64_t B = x.size(0), T = x.size(1);
-  at::Tensor q = q_proj_->forward(x).view({B, T, H_, Dh_});
-  at::Tensor k = k_proj_->forward(x).view({B, T, Hkv_, Dh_});
+  at::Tensor q = project(*q_proj_, q_norm_.get(), x, H_);  // [B,T,H,Dh]
+  at::Tensor k = project(*k_proj_, k_norm_.get(), x, Hkv_);
   at::Tensor v = v_proj_->forward(x).view({B, T, Hkv_, Dh_});
   at::Tensor c = cos.unsqueeze(1), s = sin.unsqueeze(1);  // [T,1,R/2]
   q = rope_->apply(q, c, s).transpose(1, 2);
@@ -117,8 +137,8 @@ at::Tensor GqaAttention::forward_full(const at::Tensor& x, const at::Tensor& cos
 at::Tensor GqaAttention::forward_cached(const at::Tensor& x, const CacheStep& st, KvCache& cache,
                                         int64_t layer) {
   const int64_t N = x.size(0), B = st.num_rows, Q = st.q_len, L = st.kv_len, g = H_ / Hkv_;
-  at::Tensor q = q_proj_->forward(x).view({N, H_, Dh_});
-  at::Tensor k = k_proj_->forward(x).view({N, Hkv_, Dh_});
+  at::Tensor q = project(*q_proj_, q_norm_.get(), x, H_);  // [N,H,Dh]
+  at::Tensor k = project(*k_proj_, k_norm_.get(), x, Hkv_);
   at::Tensor v = v_proj_->forward(x).view({N, Hkv_, Dh_});
   at::Tensor c = st.cos_N.unsqueeze(1), s = st.sin_N.unsqueeze(1);
   q = rope_->apply(q, c, s) * scale_;

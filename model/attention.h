@@ -1,8 +1,9 @@
-// Attention layers (internal to model/): GQA/MHA (Qwen2Moe) and Multi-head
-// Latent Attention (DeepSeek-V2/V3), each with a full-sequence causal path
-// (training and scoring: at::scaled_dot_product_attention, so no [B,H,T,T]
-// tensor exists; logits equal HF's eager path within 1e-4,
-// tests/model/hf_parity_test.cpp) and a KV-cache path (decoding).
+// Attention layers (internal to model/): GQA/MHA (Qwen, OLMoE, Llama; with
+// optional q/k RMSNorm before RoPE) and Multi-head Latent Attention
+// (DeepSeek-V2/V3), each with a full-sequence causal path (training and
+// scoring: at::scaled_dot_product_attention, so no [B,H,T,T] tensor exists;
+// logits equal HF's eager path within 1e-4, tests/model/hf_parity_test.cpp)
+// and a KV-cache path (decoding).
 //
 // Legend: B batch (cache path: the attention batch of CacheStep), T time,
 // D width, H heads, S cache slots, Q new tokens per slot (padded), L cached
@@ -61,10 +62,15 @@ class GqaAttention : public Attention {
                             int64_t layer) override;
 
  private:
+  // proj(x) as [..., heads, Dh], q/k-normed as the config says (norm may be null).
+  at::Tensor project(const Linear& proj, const RMSNorm* norm, const at::Tensor& x,
+                     int64_t heads) const;
   int64_t H_, Hkv_, Dh_;
   double scale_;
   std::shared_ptr<const Rope> rope_;
   std::shared_ptr<Linear> q_proj_, k_proj_, v_proj_, o_proj_;
+  AttentionConfig::QkNorm qk_norm_ = AttentionConfig::QkNorm::kNone;
+  std::shared_ptr<RMSNorm> q_norm_, k_norm_;  // "q_norm" / "k_norm" or null
 };
 
 class MlaAttention : public Attention {

@@ -18,8 +18,9 @@ DecoderLayer::DecoderLayer(const ModelConfig& cfg, int64_t index,
   if (cfg.layer_is_moe(index))
     moe = register_module("mlp", std::make_shared<MoeBlock>(cfg));
   else
-    dense =
-        register_module("mlp", std::make_shared<Mlp>(cfg.hidden_size, cfg.moe.dense_intermediate));
+    dense = register_module(
+        "mlp",
+        std::make_shared<Mlp>(cfg.hidden_size, cfg.moe.dense_intermediate, cfg.moe.dense_bias));
   input_layernorm = register_module("input_layernorm",
                                     std::make_shared<RMSNorm>(cfg.hidden_size, cfg.rms_norm_eps));
   post_attention_layernorm = register_module(

@@ -13,8 +13,6 @@ namespace zerorl::model {
 
 using nlohmann::json;
 
-const char* arch_name(Arch a) { return a == Arch::kDeepseekV3 ? "deepseek_v3" : "qwen2_moe"; }
-
 static double yarn_get_mscale(double scale, double mscale) {
   if (scale <= 1) return 1.0;
   return 0.1 * mscale * std::log(scale) + 1.0;
@@ -36,8 +34,9 @@ double RopeConfig::softmax_scale_multiplier() const {
 }
 
 bool ModelConfig::layer_is_moe(int64_t i) const {
-  if (moe.num_experts <= 0) return false;
-  if (arch == Arch::kDeepseekV3) return i >= moe.first_k_dense_replace;
+  // One rule for every family: DeepSeek's first_k_dense_replace, Qwen's
+  // mlp_only_layers and decoder_sparse_step (each neutral where absent).
+  if (moe.num_experts <= 0 || i < moe.first_k_dense_replace) return false;
   for (int64_t j : moe.mlp_only_layers)
     if (j == i) return false;
   return (i + 1) % moe.decoder_sparse_step == 0;
@@ -105,9 +104,18 @@ void ModelConfig::validate(const std::string& where) const {
     ZR_CHECK(moe.decoder_sparse_step >= 1, where, ": decoder_sparse_step must be >= 1");
     ZR_CHECK(moe.first_k_dense_replace >= 0, where, ": first_k_dense_replace must be >= 0");
   }
-  if (arch == Arch::kQwen2Moe)
-    ZR_CHECK(attn.kind == AttentionConfig::Kind::kGqa, where,
-             ": qwen2_moe uses GQA attention, not MLA");
+  const bool mla_family = arch == Arch::kDeepseekV3 || arch == Arch::kDeepseekV2;
+  ZR_CHECK((attn.kind == AttentionConfig::Kind::kMla) == mla_family, where, ": ", arch_name(arch),
+           " uses ", mla_family ? "MLA" : "GQA", " attention");
+  if (attn.qk_norm == AttentionConfig::QkNorm::kFullWidth)
+    ZR_CHECK(attn.num_heads * attn.head_dim == hidden_size, where,
+             ": q/k norm over the full width needs num_attention_heads * head_dim == hidden_size");
+  if (rope.scaling == RopeConfig::Scaling::kLlama3)
+    ZR_CHECK(rope.high_freq_factor > rope.low_freq_factor && rope.low_freq_factor > 0, where,
+             ": llama3 rope needs 0 < low_freq_factor < high_freq_factor");
+  for (int64_t id : eos_token_ids)
+    ZR_CHECK(id >= 0 && id < vocab_size, where, ": eos_token_id ", id, " is outside [0, ",
+             vocab_size, ")");
   ZR_CHECK(init_std > 0, where, ": initializer_range must be > 0");
   ZR_CHECK(pad_token_id < vocab_size && bos_token_id < vocab_size && eos_token_id < vocab_size,
            where, ": special token ids must be < vocab_size (", vocab_size, ")");
@@ -128,6 +136,7 @@ ModelConfig ModelConfig::from_recipe(const ConfigNode& n) {
   c.tie_embeddings = n.get<bool>("tie_word_embeddings", c.tie_embeddings);
   c.bos_token_id = n.get<long long>("bos_token_id", c.bos_token_id);
   c.eos_token_id = n.get<long long>("eos_token_id", c.eos_token_id);
+  if (c.eos_token_id >= 0) c.eos_token_ids = {c.eos_token_id};
   c.pad_token_id = n.get<long long>("pad_token_id", c.pad_token_id);
   c.init_std = n.get<double>("initializer_range", c.init_std);
   c.seed = n.get<unsigned long long>("seed", c.seed);
@@ -242,6 +251,18 @@ int64_t first_token_id(const json& j, const char* key) {
   return it->get<int64_t>();
 }
 
+// An id or a list of ids (eos_token_id may be either).
+std::vector<int64_t> token_ids(const json& j, const char* key, const std::string& name) {
+  auto it = j.find(key);
+  if (it == j.end() || it->is_null()) return {};
+  try {
+    if (it->is_array()) return it->get<std::vector<int64_t>>();
+    return {it->get<int64_t>()};
+  } catch (const std::exception&) {
+    ZR_THROW(name, ": key '", key, "' must be an id or a list of ids, got ", it->dump());
+  }
+}
+
 // rope_parameters (transformers 5.x) or rope_scaling + rope_theta (hub configs).
 void read_rope(const JsonReader& r, RopeConfig& rope, int64_t max_position) {
   json params = json::object();
@@ -253,6 +274,10 @@ void read_rope(const JsonReader& r, RopeConfig& rope, int64_t max_position) {
   JsonReader p{params, r.name};
   rope.theta = p.get<double>("rope_theta", r.get<double>("rope_theta", 10000.0));
   std::string type = p.get<std::string>("rope_type", p.get<std::string>("type", "default"));
+  double partial =
+      p.get<double>("partial_rotary_factor", r.get<double>("partial_rotary_factor", 1.0));
+  ZR_CHECK(partial == 1.0, r.name, ": partial_rotary_factor ", partial,
+           " is not supported (RoPE over the whole head)");
   if (type == "default") {
     rope.scaling = RopeConfig::Scaling::kDefault;
   } else if (type == "linear") {
@@ -273,12 +298,74 @@ void read_rope(const JsonReader& r, RopeConfig& rope, int64_t max_position) {
     rope.mscale_all_dim = p.get<double>("mscale_all_dim", 0.0);
     rope.attention_factor = p.get<double>("attention_factor", -1.0);
     rope.truncate = p.get<bool>("truncate", true);
+  } else if (type == "llama3") {
+    rope.scaling = RopeConfig::Scaling::kLlama3;
+    rope.factor = p.req<double>("factor");
+    rope.low_freq_factor = p.req<double>("low_freq_factor");
+    rope.high_freq_factor = p.req<double>("high_freq_factor");
+    rope.original_max_position = p.req<int64_t>("original_max_position_embeddings");
   } else {
-    ZR_THROW(r.name, ": rope type '", type, "' is not supported (default, linear, yarn are)");
+    ZR_THROW(r.name, ": rope type '", type,
+             "' is not supported (default, linear, yarn, llama3 are)");
   }
 }
 
 }  // namespace
+
+namespace {
+
+// What differs between the families (see the table in config.h); everything
+// not here is read the same way for all.
+struct Family {
+  Arch arch;
+  const char* model_type;
+  const char* hf_class;
+  bool mla;
+  AttentionConfig::QkNorm qk_norm;
+  enum class Bias { kQkvKey, kQkvAlways, kAttentionBias } bias;
+  enum class Moe { kNone, kDeepseek, kQwen, kOlmoe } moe;
+  bool gated_shared_expert;                        // qwen2_moe
+  bool sliding_window_key;                         // config has use_sliding_window (must be false)
+  int64_t default_max_position, default_head_dim;  // head_dim 0: hidden_size / heads
+};
+
+using QkNorm = AttentionConfig::QkNorm;
+using Bias = Family::Bias;
+using FMoe = Family::Moe;
+const Family kFamilies[] = {
+    {Arch::kDeepseekV3, "deepseek_v3", "DeepseekV3ForCausalLM", true, QkNorm::kNone,
+     Bias::kAttentionBias, FMoe::kDeepseek, false, false, 4096, 0},
+    {Arch::kDeepseekV2, "deepseek_v2", "DeepseekV2ForCausalLM", true, QkNorm::kNone,
+     Bias::kAttentionBias, FMoe::kDeepseek, false, false, 2048, 0},
+    {Arch::kQwen2Moe, "qwen2_moe", "Qwen2MoeForCausalLM", false, QkNorm::kNone, Bias::kQkvKey,
+     FMoe::kQwen, true, true, 32768, 0},
+    {Arch::kQwen3Moe, "qwen3_moe", "Qwen3MoeForCausalLM", false, QkNorm::kPerHead,
+     Bias::kAttentionBias, FMoe::kQwen, false, true, 32768, 0},
+    {Arch::kOlmoe, "olmoe", "OlmoeForCausalLM", false, QkNorm::kFullWidth, Bias::kAttentionBias,
+     FMoe::kOlmoe, false, false, 4096, 0},
+    {Arch::kQwen2, "qwen2", "Qwen2ForCausalLM", false, QkNorm::kNone, Bias::kQkvAlways, FMoe::kNone,
+     false, true, 32768, 0},
+    {Arch::kQwen3, "qwen3", "Qwen3ForCausalLM", false, QkNorm::kPerHead, Bias::kAttentionBias,
+     FMoe::kNone, false, true, 32768, 128},
+    {Arch::kLlama, "llama", "LlamaForCausalLM", false, QkNorm::kNone, Bias::kAttentionBias,
+     FMoe::kNone, false, false, 2048, 0},
+};
+
+const Family& family(Arch a) {
+  for (const Family& f : kFamilies)
+    if (f.arch == a) return f;
+  ZR_THROW("unknown architecture ", static_cast<int>(a));
+}
+
+std::string family_list() {
+  std::string s;
+  for (const Family& f : kFamilies) s += (s.empty() ? "" : ", ") + std::string(f.model_type);
+  return s;
+}
+
+}  // namespace
+
+const char* arch_name(Arch a) { return family(a).model_type; }
 
 ModelConfig ModelConfig::from_hf_json_text(const std::string& text, const std::string& name) {
   json j;
@@ -290,28 +377,28 @@ ModelConfig ModelConfig::from_hf_json_text(const std::string& text, const std::s
   ZR_CHECK(j.is_object(), name, ": expected a JSON object");
   JsonReader r{j, name};
   std::string type = r.get<std::string>("model_type", "");
+  const Family* fam = nullptr;
+  for (const Family& f : kFamilies)
+    if (type == f.model_type) fam = &f;
+  ZR_CHECK(fam != nullptr, name, ": model_type '", type, "' is not supported; zerorl runs ",
+           family_list(), " checkpoints");
   ModelConfig c;
-  if (type == "deepseek_v3")
-    c.arch = Arch::kDeepseekV3;
-  else if (type == "qwen2_moe")
-    c.arch = Arch::kQwen2Moe;
-  else
-    ZR_THROW(name, ": model_type '", type,
-             "' is not supported; zerorl runs 'deepseek_v3' (DeepSeek-V3/R1, Moonlight, "
-             "V2-Lite-style) and "
-             "'qwen2_moe' checkpoints");
+  c.arch = fam->arch;
   std::string act = r.get<std::string>("hidden_act", "silu");
   ZR_CHECK(act == "silu", name, ": hidden_act '", act, "' is not supported (silu only)");
-  bool qwen = c.arch == Arch::kQwen2Moe;
+  if (fam->sliding_window_key)
+    ZR_CHECK(!r.get<bool>("use_sliding_window", false), name,
+             ": use_sliding_window=true is not supported (zerorl attends to the full context)");
 
   c.vocab_size = r.req<int64_t>("vocab_size");
   c.hidden_size = r.req<int64_t>("hidden_size");
   c.num_layers = r.req<int64_t>("num_hidden_layers");
-  c.max_position = r.get<int64_t>("max_position_embeddings", qwen ? 32768 : 4096);
-  c.rms_norm_eps = r.get<double>("rms_norm_eps", 1e-6);
+  c.max_position = r.get<int64_t>("max_position_embeddings", fam->default_max_position);
+  c.rms_norm_eps = r.get<double>("rms_norm_eps", c.arch == Arch::kOlmoe ? 1e-5 : 1e-6);
   c.tie_embeddings = r.get<bool>("tie_word_embeddings", false);
   c.bos_token_id = first_token_id(j, "bos_token_id");
-  c.eos_token_id = first_token_id(j, "eos_token_id");
+  c.eos_token_ids = token_ids(j, "eos_token_id", name);
+  c.eos_token_id = c.eos_token_ids.empty() ? -1 : c.eos_token_ids.front();
   c.pad_token_id = first_token_id(j, "pad_token_id");
   c.init_std = r.get<double>("initializer_range", 0.02);
 
@@ -320,25 +407,8 @@ ModelConfig ModelConfig::from_hf_json_text(const std::string& text, const std::s
   a.num_kv_heads = r.get<int64_t>("num_key_value_heads", a.num_heads);
   auto& m = c.moe;
   m.dense_intermediate = r.req<int64_t>("intermediate_size");
-  m.expert_intermediate = r.req<int64_t>("moe_intermediate_size");
-  m.top_k = r.req<int64_t>("num_experts_per_tok");
-  if (qwen) {
-    ZR_CHECK(!r.get<bool>("use_sliding_window", false), name,
-             ": use_sliding_window=true is not supported (zerorl attends to the full context)");
-    a.kind = AttentionConfig::Kind::kGqa;
-    a.head_dim = r.get<int64_t>("head_dim", c.hidden_size / a.num_heads);
-    a.qkv_bias = r.get<bool>("qkv_bias", true);
-    c.rope.layout = RopeConfig::Layout::kHalf;
-    m.num_experts = r.req<int64_t>("num_experts");
-    m.shared_intermediate = r.get<int64_t>("shared_expert_intermediate_size", 5632);
-    m.shared_expert_gate = true;
-    m.sigmoid_scoring = false;
-    m.score_bias = false;
-    m.norm_topk_prob = r.get<bool>("norm_topk_prob", false);
-    m.decoder_sparse_step = r.get<int64_t>("decoder_sparse_step", 1);
-    m.mlp_only_layers = r.get<std::vector<int64_t>>("mlp_only_layers", {});
-    m.first_k_dense_replace = 0;
-  } else {
+  if (c.arch == Arch::kLlama) m.dense_bias = r.get<bool>("mlp_bias", false);
+  if (fam->mla) {
     a.kind = AttentionConfig::Kind::kMla;
     ZR_CHECK(a.num_kv_heads == a.num_heads, name, ": num_key_value_heads (", a.num_kv_heads,
              ") must equal num_attention_heads (", a.num_heads, ") for MLA");
@@ -348,29 +418,106 @@ ModelConfig ModelConfig::from_hf_json_text(const std::string& text, const std::s
     a.qk_rope_head_dim = r.req<int64_t>("qk_rope_head_dim");
     a.v_head_dim = r.req<int64_t>("v_head_dim");
     a.attention_bias = r.get<bool>("attention_bias", false);
-    c.rope.layout = r.get<bool>("rope_interleave", true) ? RopeConfig::Layout::kInterleaved
-                                                         : RopeConfig::Layout::kHalf;
-    m.num_experts = r.req<int64_t>("n_routed_experts");
-    m.shared_intermediate = r.get<int64_t>("n_shared_experts", 1) * m.expert_intermediate;
-    m.shared_expert_gate = false;
-    std::string scoring = r.get<std::string>("scoring_func", "sigmoid");
-    ZR_CHECK(scoring == "sigmoid" || scoring == "softmax", name, ": scoring_func '", scoring,
-             "' is not supported (sigmoid, softmax)");
-    m.sigmoid_scoring = scoring == "sigmoid";
-    std::string method = r.get<std::string>("topk_method", "noaux_tc");
-    m.n_group = r.get<int64_t>("n_group", 1);
-    m.topk_group = r.get<int64_t>("topk_group", 1);
-    if (method == "noaux_tc") {
-      m.score_bias = true;
-    } else if (method == "greedy") {
-      m.score_bias = false;
-      m.n_group = 1, m.topk_group = 1;  // plain top-k over all experts
-    } else {
-      ZR_THROW(name, ": topk_method '", method, "' is not supported (noaux_tc, greedy)");
+    // DeepSeek-V2 rotates (x0,x1),(x2,x3).. as complex numbers; V3 as rope_interleave says.
+    bool interleave = c.arch == Arch::kDeepseekV2 || r.get<bool>("rope_interleave", true);
+    c.rope.layout = interleave ? RopeConfig::Layout::kInterleaved : RopeConfig::Layout::kHalf;
+  } else {
+    a.kind = AttentionConfig::Kind::kGqa;
+    a.head_dim =
+        r.get<int64_t>("head_dim", fam->default_head_dim > 0 ? fam->default_head_dim
+                                                             : c.hidden_size / a.num_heads);
+    a.qk_norm = fam->qk_norm;
+    switch (fam->bias) {
+      case Bias::kQkvKey:
+        a.qkv_bias = r.get<bool>("qkv_bias", true);
+        break;
+      case Bias::kQkvAlways:
+        a.qkv_bias = true;
+        break;
+      case Bias::kAttentionBias:
+        a.qkv_bias = a.o_bias = r.get<bool>("attention_bias", false);
+        break;
     }
-    m.norm_topk_prob = r.get<bool>("norm_topk_prob", true);
-    m.routed_scaling_factor = r.get<double>("routed_scaling_factor", 1.0);
-    m.first_k_dense_replace = r.get<int64_t>("first_k_dense_replace", 0);
+    c.rope.layout = RopeConfig::Layout::kHalf;
+    if (c.arch == Arch::kOlmoe)
+      ZR_CHECK(!r.has("clip_qkv"), name, ": clip_qkv is not supported (OLMoE releases use null)");
+  }
+
+  m.shared_intermediate = 0;
+  m.shared_expert_gate = false;
+  m.sigmoid_scoring = false;
+  m.score_bias = false;
+  m.first_k_dense_replace = 0;
+  switch (fam->moe) {
+    case FMoe::kNone:
+      m.num_experts = 0;
+      break;
+    case FMoe::kQwen:
+      // transformers 5.x saves Qwen3-MoE's count as num_local_experts.
+      m.num_experts = r.has("num_experts") ? r.req<int64_t>("num_experts")
+                                           : r.req<int64_t>("num_local_experts");
+      m.top_k = r.req<int64_t>("num_experts_per_tok");
+      m.expert_intermediate = r.req<int64_t>("moe_intermediate_size");
+      if (fam->gated_shared_expert) {
+        m.shared_intermediate = r.get<int64_t>("shared_expert_intermediate_size", 5632);
+        m.shared_expert_gate = true;
+      }
+      m.norm_topk_prob = r.get<bool>("norm_topk_prob", false);
+      m.decoder_sparse_step = r.get<int64_t>("decoder_sparse_step", 1);
+      m.mlp_only_layers = r.get<std::vector<int64_t>>("mlp_only_layers", {});
+      break;
+    case FMoe::kOlmoe:
+      // Every layer is MoE; the experts have the width of intermediate_size.
+      m.num_experts = r.get<int64_t>("num_experts", 64);
+      m.top_k = r.get<int64_t>("num_experts_per_tok", 8);
+      m.expert_intermediate = m.dense_intermediate;
+      m.norm_topk_prob = r.get<bool>("norm_topk_prob", false);
+      break;
+    case FMoe::kDeepseek: {
+      m.num_experts = r.req<int64_t>("n_routed_experts");
+      m.top_k = r.req<int64_t>("num_experts_per_tok");
+      m.expert_intermediate = r.req<int64_t>("moe_intermediate_size");
+      m.shared_intermediate = r.get<int64_t>("n_shared_experts", 1) * m.expert_intermediate;
+      m.routed_scaling_factor = r.get<double>("routed_scaling_factor", 1.0);
+      m.first_k_dense_replace = r.get<int64_t>("first_k_dense_replace", 0);
+      std::string scoring = r.get<std::string>("scoring_func", "sigmoid");
+      std::string method = r.get<std::string>("topk_method", "noaux_tc");
+      m.n_group = r.get<int64_t>("n_group", 1);
+      m.topk_group = r.get<int64_t>("topk_group", 1);
+      if (c.arch == Arch::kDeepseekV2) {
+        // transformers' DeepseekV2TopkRouter: softmax, then greedy or
+        // group-limited greedy (a group scores its best expert), weights x
+        // routed_scaling_factor, never renormalised.
+        ZR_CHECK(!r.has("scoring_func") || scoring == "softmax", name, ": scoring_func '", scoring,
+                 "' is not supported for deepseek_v2 (softmax)");
+        ZR_CHECK(!r.get<bool>("norm_topk_prob", false), name,
+                 ": norm_topk_prob=true is not supported for deepseek_v2 (transformers ignores "
+                 "it, DeepSeek's own code honours it; every released V2 has false)");
+        ZR_CHECK(r.get<int64_t>("moe_layer_freq", 1) == 1, name,
+                 ": moe_layer_freq != 1 is not supported (transformers ignores it)");
+        m.norm_topk_prob = false;
+        m.group_by_max = true;
+        if (!r.has("topk_method")) method = "greedy";
+        if (method == "greedy")
+          m.n_group = 1, m.topk_group = 1;
+        else
+          ZR_CHECK(method == "group_limited_greedy", name, ": topk_method '", method,
+                   "' is not supported for deepseek_v2 (greedy, group_limited_greedy)");
+      } else {
+        ZR_CHECK(scoring == "sigmoid" || scoring == "softmax", name, ": scoring_func '", scoring,
+                 "' is not supported (sigmoid, softmax)");
+        m.sigmoid_scoring = scoring == "sigmoid";
+        if (method == "noaux_tc") {
+          m.score_bias = true;
+        } else if (method == "greedy") {
+          m.n_group = 1, m.topk_group = 1;  // plain top-k over all experts
+        } else {
+          ZR_THROW(name, ": topk_method '", method, "' is not supported (noaux_tc, greedy)");
+        }
+        m.norm_topk_prob = r.get<bool>("norm_topk_prob", true);
+      }
+      break;
+    }
   }
   read_rope(r, c.rope, c.max_position);
   // zerorl-only knobs round-trip through an extra object transformers ignores.
@@ -394,9 +541,9 @@ ModelConfig ModelConfig::from_hf_json_file(const std::string& path) {
 
 std::string ModelConfig::to_hf_json() const {
   json j;
-  bool qwen = arch == Arch::kQwen2Moe;
-  j["model_type"] = arch_name(arch);
-  j["architectures"] = {qwen ? "Qwen2MoeForCausalLM" : "DeepseekV3ForCausalLM"};
+  const Family& fam = family(arch);
+  j["model_type"] = fam.model_type;
+  j["architectures"] = {fam.hf_class};
   j["vocab_size"] = vocab_size;
   j["hidden_size"] = hidden_size;
   j["num_hidden_layers"] = num_layers;
@@ -407,23 +554,26 @@ std::string ModelConfig::to_hf_json() const {
   j["initializer_range"] = init_std;
   auto tok = [&](const char* k, int64_t v) { j[k] = v >= 0 ? json(v) : json(nullptr); };
   tok("bos_token_id", bos_token_id);
-  tok("eos_token_id", eos_token_id);
+  if (eos_token_ids.size() > 1)
+    j["eos_token_id"] = eos_token_ids;
+  else
+    tok("eos_token_id", eos_token_id);
   tok("pad_token_id", pad_token_id);
   j["num_attention_heads"] = attn.num_heads;
   j["num_key_value_heads"] = attn.num_kv_heads;
-  j["intermediate_size"] = moe.dense_intermediate;
-  j["moe_intermediate_size"] = moe.expert_intermediate;
-  j["num_experts_per_tok"] = moe.top_k;
-  j["norm_topk_prob"] = moe.norm_topk_prob;
+  j["intermediate_size"] =
+      fam.moe == Family::Moe::kOlmoe ? moe.expert_intermediate : moe.dense_intermediate;
   j["dtype"] = "float32";
-  if (qwen) {
+  if (fam.sliding_window_key) j["use_sliding_window"] = false;
+  if (arch == Arch::kLlama) j["mlp_bias"] = moe.dense_bias;
+  if (!fam.mla) {
     j["head_dim"] = attn.head_dim;
-    j["qkv_bias"] = attn.qkv_bias;
-    j["num_experts"] = moe.num_experts;
-    j["shared_expert_intermediate_size"] = moe.shared_intermediate;
-    j["decoder_sparse_step"] = moe.decoder_sparse_step;
-    j["mlp_only_layers"] = moe.mlp_only_layers;
-    j["use_sliding_window"] = false;
+    if (fam.bias == Family::Bias::kQkvKey) j["qkv_bias"] = attn.qkv_bias;
+    if (fam.bias == Family::Bias::kAttentionBias) {
+      ZR_CHECK(attn.qkv_bias == attn.o_bias, "to_hf_json: ", fam.model_type,
+               " has one attention_bias for q/k/v and o_proj");
+      j["attention_bias"] = attn.qkv_bias;
+    }
   } else {
     j["q_lora_rank"] = attn.q_lora_rank > 0 ? json(attn.q_lora_rank) : json(nullptr);
     j["kv_lora_rank"] = attn.kv_lora_rank;
@@ -431,19 +581,45 @@ std::string ModelConfig::to_hf_json() const {
     j["qk_rope_head_dim"] = attn.qk_rope_head_dim;
     j["v_head_dim"] = attn.v_head_dim;
     j["attention_bias"] = attn.attention_bias;
-    j["rope_interleave"] = rope.layout == RopeConfig::Layout::kInterleaved;
-    j["n_routed_experts"] = moe.num_experts;
-    ZR_CHECK(moe.expert_intermediate > 0 && moe.shared_intermediate % moe.expert_intermediate == 0,
-             "to_hf_json: the shared expert width (", moe.shared_intermediate,
-             ") must be a multiple of moe_intermediate_size for a deepseek_v3 config");
-    j["n_shared_experts"] = moe.shared_intermediate / moe.expert_intermediate;
-    j["scoring_func"] = moe.sigmoid_scoring ? "sigmoid" : "softmax";
-    j["topk_method"] = moe.score_bias ? "noaux_tc" : "greedy";
-    j["routed_scaling_factor"] = moe.routed_scaling_factor;
-    j["n_group"] = moe.n_group;
-    j["topk_group"] = moe.topk_group;
-    j["first_k_dense_replace"] = moe.first_k_dense_replace;
-    j["num_nextn_predict_layers"] = 0;
+    if (arch == Arch::kDeepseekV3)
+      j["rope_interleave"] = rope.layout == RopeConfig::Layout::kInterleaved;
+  }
+  switch (fam.moe) {
+    case Family::Moe::kNone:
+      break;
+    case Family::Moe::kQwen:
+    case Family::Moe::kOlmoe:
+      j["num_experts"] = moe.num_experts;
+      j["num_experts_per_tok"] = moe.top_k;
+      j["norm_topk_prob"] = moe.norm_topk_prob;
+      if (fam.moe == Family::Moe::kOlmoe) break;
+      j["moe_intermediate_size"] = moe.expert_intermediate;
+      j["decoder_sparse_step"] = moe.decoder_sparse_step;
+      j["mlp_only_layers"] = moe.mlp_only_layers;
+      if (fam.gated_shared_expert) j["shared_expert_intermediate_size"] = moe.shared_intermediate;
+      break;
+    case Family::Moe::kDeepseek:
+      j["n_routed_experts"] = moe.num_experts;
+      j["num_experts_per_tok"] = moe.top_k;
+      j["moe_intermediate_size"] = moe.expert_intermediate;
+      j["norm_topk_prob"] = moe.norm_topk_prob;
+      ZR_CHECK(
+          moe.expert_intermediate > 0 && moe.shared_intermediate % moe.expert_intermediate == 0,
+          "to_hf_json: the shared expert width (", moe.shared_intermediate,
+          ") must be a multiple of moe_intermediate_size for a ", fam.model_type, " config");
+      j["n_shared_experts"] = moe.shared_intermediate / moe.expert_intermediate;
+      j["routed_scaling_factor"] = moe.routed_scaling_factor;
+      j["n_group"] = moe.n_group;
+      j["topk_group"] = moe.topk_group;
+      j["first_k_dense_replace"] = moe.first_k_dense_replace;
+      if (arch == Arch::kDeepseekV2) {
+        j["topk_method"] = moe.n_group > 1 ? "group_limited_greedy" : "greedy";
+      } else {
+        j["scoring_func"] = moe.sigmoid_scoring ? "sigmoid" : "softmax";
+        j["topk_method"] = moe.score_bias ? "noaux_tc" : "greedy";
+        j["num_nextn_predict_layers"] = 0;
+      }
+      break;
   }
   json rp;
   rp["rope_theta"] = rope.theta;
@@ -454,6 +630,13 @@ std::string ModelConfig::to_hf_json() const {
     case RopeConfig::Scaling::kLinear:
       rp["rope_type"] = "linear";
       rp["factor"] = rope.factor;
+      break;
+    case RopeConfig::Scaling::kLlama3:
+      rp["rope_type"] = "llama3";
+      rp["factor"] = rope.factor;
+      rp["original_max_position_embeddings"] = rope.original_max_position;
+      rp["low_freq_factor"] = rope.low_freq_factor;
+      rp["high_freq_factor"] = rope.high_freq_factor;
       break;
     case RopeConfig::Scaling::kYarn:
       rp["rope_type"] = "yarn";

@@ -1,17 +1,28 @@
 // ModelConfig: the shape and behaviour of the policy model, one small struct
 // per component, read from a recipe section or from a Hugging Face config.json.
 //
-// Supported families (anything else is rejected with a message naming the
-// file and the `model_type`):
-//   * deepseek_v3 (DeepSeek-V3/R1, Moonlight-16B-A3B, and DeepSeek-V2-Lite-style
-//     settings expressed in a deepseek_v3 config: no q low-rank, softmax
-//     scoring via "scoring_func", greedy or group-limited routing).  MLA
-//     attention, DeepSeekMoE (shared + routed experts), sigmoid/softmax
-//     scoring, group-limited top-k, first_k_dense_replace dense layers,
-//     interleaved or half-split RoPE, yarn/linear/default RoPE scaling.
-//   * qwen2_moe (Qwen1.5-MoE / Qwen2-57B-A14B style): GQA attention with q/k/v
-//     bias, half-split RoPE, softmax top-k routing, one shared expert behind a
-//     sigmoid gate, decoder_sparse_step / mlp_only_layers.
+// Every supported family is a configuration of the same building blocks
+// (model/attention, model/moe_block, model/layers): no family has its own
+// model code.  What differs, family by family (HF model_type):
+//
+// clang-format off
+//   family       attn  q/k norm    biases          router                        shared expert  dense layers
+//   deepseek_v3  MLA   -           attention_bias  sigmoid+bias, groups by       n_shared       i < first_k_dense_replace
+//                                                  top-2 sum, normalised
+//   deepseek_v2  MLA   -           attention_bias  softmax, greedy or groups     n_shared       i < first_k_dense_replace
+//                                                  by max, x routed_scaling
+//   qwen2_moe    GQA   -           q/k/v           softmax top-k, norm_topk_prob sigmoid-gated  mlp_only_layers, sparse step
+//   qwen3_moe    GQA   per head    attention_bias  softmax top-k, norm_topk_prob none           mlp_only_layers, sparse step
+//   olmoe        GQA   full width  attention_bias  softmax top-k, norm_topk_prob none           none (experts intermediate_size wide)
+//   qwen2        GQA   -           q/k/v           -                             -              all
+//   qwen3        GQA   per head    attention_bias  -                             -              all
+//   llama        GQA   -           attention_bias, -                             -              all
+//                                  mlp_bias
+// clang-format on
+// ("attention_bias": q/k/v/o for GQA; q_a/kv_a/o for MLA.)  RoPE: GQA
+// families rotate halves, deepseek_v2 interleaved pairs, deepseek_v3 per
+// rope_interleave; scaling default | linear | yarn | llama3.  Sliding-window
+// attention, qk clipping (olmoe clip_qkv) and partial rotary are rejected.
 //
 // Recipe section (all keys optional; the defaults ARE the `tiny` model used
 // by the R1-Zero CPU demo, see model/tiny.yaml):
@@ -21,7 +32,8 @@
 //     hidden_size: 128 ...         # same key names as config.json
 //   plus zerorl-only keys: balance_bias_gamma (aux-loss-free bias speed,
 //   0 disables updates), seq_aux_loss_alpha (sequence-wise balance loss,
-//   0 disables), init_std, seed (weight init stream).
+//   0 disables), init_std, seed (weight init stream).  The other families
+//   are read from a Hugging Face folder (`zerorl import`, policy.init).
 //
 // Contract: from_recipe / from_hf_json validate everything (positive sizes,
 // divisibility, top_k <= experts, ...) and throw zerorl::Error naming the key
@@ -38,8 +50,8 @@ class ConfigNode;
 
 namespace zerorl::model {
 
-enum class Arch { kDeepseekV3, kQwen2Moe };
-const char* arch_name(Arch a);  // "deepseek_v3" / "qwen2_moe" (HF model_type)
+enum class Arch { kDeepseekV3, kDeepseekV2, kQwen2Moe, kQwen3Moe, kOlmoe, kQwen2, kQwen3, kLlama };
+const char* arch_name(Arch a);  // the HF model_type ("deepseek_v3", "qwen3_moe", ...)
 
 // Rotary position embedding.
 struct RopeConfig {
@@ -47,16 +59,17 @@ struct RopeConfig {
     kHalf /* rotate_half, Llama/Qwen */,
     kInterleaved /* (x0,x1),(x2,x3).. DeepSeek rope_interleave */
   };
-  enum class Scaling { kDefault, kLinear, kYarn };
+  enum class Scaling { kDefault, kLinear, kYarn, kLlama3 };
   Layout layout = Layout::kInterleaved;
   Scaling scaling = Scaling::kDefault;
   double theta = 10000.0;
-  double factor = 1.0;                        // linear / yarn
-  int64_t original_max_position = 4096;       // yarn
-  double beta_fast = 32.0, beta_slow = 1.0;   // yarn
-  double mscale = 0.0, mscale_all_dim = 0.0;  // yarn (DeepSeek); 0 = absent
-  double attention_factor = -1.0;             // yarn: < 0 means derive from mscale as HF does
-  bool truncate = true;                       // yarn correction range rounding
+  double factor = 1.0;                                   // linear / yarn / llama3
+  int64_t original_max_position = 4096;                  // yarn / llama3
+  double low_freq_factor = 1.0, high_freq_factor = 4.0;  // llama3
+  double beta_fast = 32.0, beta_slow = 1.0;              // yarn
+  double mscale = 0.0, mscale_all_dim = 0.0;             // yarn (DeepSeek); 0 = absent
+  double attention_factor = -1.0;  // yarn: < 0 means derive from mscale as HF does
+  bool truncate = true;            // yarn correction range rounding
 
   // Multiplier on cos/sin (HF "attention_scaling"): 1 except for yarn.
   double cos_sin_scale() const;
@@ -73,7 +86,13 @@ struct AttentionConfig {
   // GQA
   int64_t num_kv_heads = 4;
   int64_t head_dim = 32;
-  bool qkv_bias = false;  // q/k/v projection biases (Qwen2Moe: true)
+  bool qkv_bias = false;  // q/k/v projection biases (Qwen2: true)
+  bool o_bias = false;    // o_proj bias (attention_bias of Qwen3 / OLMoE / Llama)
+  // RMSNorm of q and k before RoPE: over each head's head_dim (Qwen3, weights
+  // [head_dim]) or over the whole projection (OLMoE, weights [H*head_dim] and
+  // [Hkv*head_dim]).
+  enum class QkNorm { kNone, kPerHead, kFullWidth };
+  QkNorm qk_norm = QkNorm::kNone;
   // MLA
   int64_t q_lora_rank = 0;  // 0: plain q_proj (V2-Lite style); > 0: q_a_proj -> norm -> q_b_proj
   int64_t kv_lora_rank = 64;
@@ -102,14 +121,16 @@ struct MoeConfig {
   bool norm_topk_prob = true;
   double routed_scaling_factor = 1.0;
   int64_t n_group = 1, topk_group = 1;  // group-limited routing
-  bool score_bias = true;               // e_score_correction_bias present (DeepSeek-V3 noaux_tc)
-  double balance_bias_gamma = 0.0;      // aux-loss-free bias update speed (0: frozen)
-  double seq_aux_loss_alpha = 0.0;      // sequence-wise balance loss weight (0: off)
+  bool group_by_max = false;  // a group's score: its best expert (DeepSeek-V2) instead of top-2 sum
+  bool score_bias = true;     // e_score_correction_bias present (DeepSeek-V3 noaux_tc)
+  double balance_bias_gamma = 0.0;  // aux-loss-free bias update speed (0: frozen)
+  double seq_aux_loss_alpha = 0.0;  // sequence-wise balance loss weight (0: off)
   // Which layers are MoE (others use the dense MLP of width dense_intermediate):
   int64_t first_k_dense_replace = 1;     // DeepSeek: layers < k are dense
   int64_t decoder_sparse_step = 1;       // Qwen2Moe: layer i is MoE iff (i+1) % step == 0
   std::vector<int64_t> mlp_only_layers;  // Qwen2Moe: forced dense
   int64_t dense_intermediate = 512;      // intermediate_size
+  bool dense_bias = false;               // biases on the dense MLP (Llama mlp_bias)
 };
 
 struct ModelConfig {
@@ -121,6 +142,9 @@ struct ModelConfig {
   double rms_norm_eps = 1e-6;
   bool tie_embeddings = false;
   int64_t bos_token_id = -1, eos_token_id = -1, pad_token_id = -1;  // -1: absent
+  // Every id that ends a generation (config.json eos_token_id, replaced by
+  // generation_config.json's when the folder has one; first = eos_token_id).
+  std::vector<int64_t> eos_token_ids;
   AttentionConfig attn;
   RopeConfig rope;
   MoeConfig moe;

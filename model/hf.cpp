@@ -100,6 +100,33 @@ void check_shape(const HfTensors& h, const std::string& hf_name, at::IntArrayRef
            shape_str(got), " but config.json implies ", shape_str(want));
 }
 
+// generation_config.json's eos_token_id (an id or a list) replaces
+// config.json's: it is what transformers' generate() stops at.
+void apply_generation_config(const std::string& dir, ModelConfig& cfg) {
+  const fs::path path = fs::path(dir) / "generation_config.json";
+  if (!fs::exists(path)) return;
+  std::ifstream f(path);
+  json j;
+  try {
+    j = json::parse(f);
+  } catch (const std::exception& e) {
+    ZR_THROW(path.string(), ": not valid JSON: ", e.what());
+  }
+  ZR_CHECK(j.is_object(), path.string(), ": expected a JSON object");
+  auto it = j.find("eos_token_id");
+  if (it == j.end() || it->is_null()) return;
+  std::vector<int64_t> ids;
+  try {
+    ids =
+        it->is_array() ? it->get<std::vector<int64_t>>() : std::vector<int64_t>{it->get<int64_t>()};
+  } catch (const std::exception&) {
+    ZR_THROW(path.string(), ": eos_token_id must be an id or a list of ids, got ", it->dump());
+  }
+  cfg.eos_token_ids = ids;
+  cfg.eos_token_id = ids.empty() ? -1 : ids.front();
+  cfg.validate(path.string());
+}
+
 const std::regex kExpertRe(
     R"(^(model\.layers\.\d+\.mlp\.experts)\.(gate_proj|up_proj|down_proj)$)");
 
@@ -108,6 +135,7 @@ const std::regex kExpertRe(
 std::shared_ptr<CausalLM> load_hf(const std::string& dir) {
   ZR_CHECK(fs::is_directory(dir), dir, ": not a directory (expected a Hugging Face model folder)");
   ModelConfig cfg = ModelConfig::from_hf_json_file((fs::path(dir) / "config.json").string());
+  apply_generation_config(dir, cfg);
   HfTensors h = open_folder(dir);
   auto model = std::make_shared<CausalLM>(cfg, /*random_init=*/false);
   at::NoGradGuard no_grad;
@@ -175,9 +203,10 @@ void save_hf(const CausalLM& model, const std::string& dir, const HfSaveOptions&
   std::vector<std::pair<std::string, at::Tensor>> out;
   auto cast = [&](const std::string& name, at::Tensor t) {
     t = t.detach().to(at::kCPU);
-    bool keep_fp32 = name.find("e_score_correction_bias") != std::string::npos ||
-                     (cfg.arch == Arch::kDeepseekV3 && name.size() > 16 &&
-                      name.compare(name.size() - 16, 16, ".mlp.gate.weight") == 0);
+    bool keep_fp32 =
+        name.find("e_score_correction_bias") != std::string::npos ||
+        ((cfg.arch == Arch::kDeepseekV3 || cfg.arch == Arch::kDeepseekV2) && name.size() > 16 &&
+         name.compare(name.size() - 16, 16, ".mlp.gate.weight") == 0);
     if (opt.dtype && t.is_floating_point() && !keep_fp32) t = t.to(*opt.dtype);
     return t.contiguous();
   };

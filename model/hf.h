@@ -14,6 +14,10 @@
 // it on import.  Tensors beyond num_hidden_layers (DeepSeek-V3's multi-token
 // prediction layers) are ignored on import.
 //
+// generation_config.json, when present, supplies the end-of-text ids
+// (ModelConfig::eos_token_ids): a list such as Llama-3-Instruct's
+// [128001, 128008, 128009] ends a generation at any of them.
+//
 // Dtypes: each tensor keeps the dtype it has in the file (fp32/bf16/fp16), so
 // import -> export is bit-lossless.  save_hf can cast everything (except the
 // fp32 router bias) to one dtype.

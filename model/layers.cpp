@@ -36,10 +36,10 @@ at::Tensor RMSNorm::forward(const at::Tensor& x) const {
   return kernels::rmsnorm(x, w, eps);
 }
 
-Mlp::Mlp(int64_t dim, int64_t hidden) {
-  gate_proj = register_module("gate_proj", std::make_shared<Linear>(dim, hidden, false));
-  up_proj = register_module("up_proj", std::make_shared<Linear>(dim, hidden, false));
-  down_proj = register_module("down_proj", std::make_shared<Linear>(hidden, dim, false));
+Mlp::Mlp(int64_t dim, int64_t hidden, bool bias) {
+  gate_proj = register_module("gate_proj", std::make_shared<Linear>(dim, hidden, bias));
+  up_proj = register_module("up_proj", std::make_shared<Linear>(dim, hidden, bias));
+  down_proj = register_module("down_proj", std::make_shared<Linear>(hidden, dim, bias));
 }
 
 at::Tensor Mlp::forward(const at::Tensor& x) const {
@@ -73,6 +73,21 @@ Rope::Rope(const RopeConfig& cfg, int64_t rotary_dim) : cfg_(cfg), dim_(rotary_d
       at::Tensor extra_factor = 1 - ramp;
       at::Tensor inv_inter = 1.0 / (cfg.factor * pos_freqs);
       inv = inv_inter * (1 - extra_factor) + inv * extra_factor;
+      break;
+    }
+    case RopeConfig::Scaling::kLlama3: {
+      // transformers' _compute_llama3_parameters: long wavelengths divided by
+      // factor, short ones kept, a smooth blend in between.
+      const double old_len = static_cast<double>(cfg.original_max_position);
+      const double low_wavelen = old_len / cfg.low_freq_factor;
+      const double high_wavelen = old_len / cfg.high_freq_factor;
+      at::Tensor wavelen = 2 * M_PI / inv;
+      at::Tensor scaled = at::where(wavelen > low_wavelen, inv / cfg.factor, inv);
+      at::Tensor smooth =
+          (old_len / wavelen - cfg.low_freq_factor) / (cfg.high_freq_factor - cfg.low_freq_factor);
+      at::Tensor smoothed = (1 - smooth) * scaled / cfg.factor + smooth * scaled;
+      at::Tensor medium = (wavelen >= high_wavelen).logical_and(wavelen <= low_wavelen);
+      inv = at::where(medium, smoothed, scaled);
       break;
     }
   }

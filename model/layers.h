@@ -34,16 +34,16 @@ class RMSNorm : public torch::nn::Module {
   double eps;
 };
 
-// down(silu(gate(x)) * up(x))
+// down(silu(gate(x)) * up(x)); biases only for Llama's mlp_bias.
 class Mlp : public torch::nn::Module {
  public:
-  Mlp(int64_t dim, int64_t hidden);
+  Mlp(int64_t dim, int64_t hidden, bool bias = false);
   at::Tensor forward(const at::Tensor& x) const;
   std::shared_ptr<Linear> gate_proj, up_proj, down_proj;
 };
 
 // Rotary embedding tables, computed as transformers does (inverse
-// frequencies in fp32, with linear or yarn scaling; cos/sin multiplied by
+// frequencies in fp32, with linear, yarn or llama3 scaling; cos/sin multiplied by
 // the yarn attention factor).
 class Rope {
  public:

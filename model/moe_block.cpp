@@ -27,6 +27,7 @@ kernels::RouterOptions router_options(const MoeConfig& c) {
   ro.routed_scaling_factor = c.routed_scaling_factor;
   ro.n_group = c.n_group;
   ro.topk_group = c.topk_group;
+  ro.group_by_max = c.group_by_max;
   return ro;
 }
 

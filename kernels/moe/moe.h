@@ -21,8 +21,9 @@ struct RouterOptions {
   bool sigmoid = false;        // false: softmax over experts; true: per-expert sigmoid
   bool norm_topk_prob = true;  // renormalise the K weights to sum to 1 (sum + 1e-20, as HF)
   double routed_scaling_factor = 1.0;
-  int64_t n_group = 1;     // group-limited routing (DeepSeek-V3): E splits into n_group groups
-  int64_t topk_group = 1;  // ... and only the best topk_group groups may be chosen
+  int64_t n_group = 1;        // group-limited routing (DeepSeek-V3): E splits into n_group groups
+  int64_t topk_group = 1;     // ... and only the best topk_group groups may be chosen
+  bool group_by_max = false;  // a group scores its best expert (DeepSeek-V2), not its top-2 sum
 };
 
 struct RouterOutput {
@@ -41,8 +42,10 @@ struct RouterOutput {
 // scores are negative).  Weights are gathered from the unbiased scores,
 // renormalised over the top-k when norm_topk_prob, then multiplied by
 // routed_scaling_factor.  The experts chosen are those of HF transformers'
-// DeepseekV3 / Qwen2Moe routers; exact ties are broken by torch.topk on CPU and
-// towards the lower expert index on CUDA.
+// DeepseekV3 / DeepseekV2 / Qwen2Moe / Qwen3Moe / Olmoe routers; exact ties
+// are broken by torch.topk on CPU and towards the lower expert index on CUDA.
+// With group_by_max a group's score is its best expert's (DeepseekV2's
+// group_limited_greedy); the CUDA path runs the reference for that.
 // Requires 1 <= top_k <= E, n_group | E, 1 <= topk_group <= n_group, and with
 // n_group > 1: E / n_group >= 2 and top_k <= topk_group * E / n_group.
 RouterOutput moe_route(const at::Tensor& router_logits_TE, const at::Tensor& bias_E,

@@ -137,7 +137,8 @@ RouterOutput moe_route_cuda(const at::Tensor& router_logits_TE, const at::Tensor
                             const RouterOptions& opt) {
   // The selection kernel keeps a warp's row in shared memory (2E floats per
   // warp, 4 warps) and one group per lane: beyond that, the ATen reference.
-  if (opt.n_group > 32 || router_logits_TE.size(1) > 1024)
+  // DeepSeek-V2's group-by-max selection (group_by_max) runs there too.
+  if (opt.n_group > 32 || router_logits_TE.size(1) > 1024 || (opt.group_by_max && opt.n_group > 1))
     return moe_route_ref(router_logits_TE, bias_E, opt);
   const c10::cuda::CUDAGuard guard(router_logits_TE.device());
   const int64_t T = router_logits_TE.size(0), E = router_logits_TE.size(1);

@@ -31,10 +31,13 @@ RouterOutput moe_route_ref(const at::Tensor& router_logits_TE, const at::Tensor&
   at::Tensor choice_TE = r.scores_TE.detach();
   if (bias_E.defined()) choice_TE = choice_TE + bias_E.to(at::kFloat).unsqueeze(0);
   if (opt.n_group > 1) {
-    // HF DeepseekV3TopkRouter.get_topk_indices, op for op.
+    // HF DeepseekV3TopkRouter.get_topk_indices, op for op (DeepseekV2TopkRouter's
+    // group_limited_greedy with group_by_max; its 0.0 fill equals -inf here
+    // since softmax scores are positive).
     const int64_t G = opt.n_group;
     const at::Tensor group_scores_TG =
-        std::get<0>(choice_TE.view({T, G, E / G}).topk(2, -1)).sum(-1);
+        opt.group_by_max ? std::get<0>(choice_TE.view({T, G, E / G}).max(-1))
+                         : std::get<0>(choice_TE.view({T, G, E / G}).topk(2, -1)).sum(-1);
     const at::Tensor group_idx =
         std::get<1>(at::topk(group_scores_TG, opt.topk_group, -1, true, false));
     const at::Tensor group_mask_TG = at::zeros_like(group_scores_TG).scatter_(1, group_idx, 1);

@@ -1,6 +1,7 @@
 // Parity with Hugging Face transformers 5.x on tiny random checkpoints
-// (tests/model/make_hf_fixtures.py): logits, chosen experts, greedy
-// continuations, and the loader variants (sharded bf16, fused experts).
+// (tests/model/make_hf_fixtures.py), one per supported family: logits,
+// chosen experts, greedy continuations; the loader variants (sharded bf16,
+// fused experts); export read back by transformers; generation_config.json.
 //
 // Tolerance: fp32 logits within 1e-4 absolute.  Both sides run the same fp32
 // arithmetic except for summation order inside matmuls / attention (HF uses
@@ -82,6 +83,67 @@ void check_parity(const std::string& name) {
 TEST(HfParity, DeepseekV3MlaYarnGroupLimitedRouting) { check_parity("deepseek_v3"); }
 TEST(HfParity, DeepseekV2LiteStyleNoQLoraHalfRopeTied) { check_parity("deepseek_lite"); }
 TEST(HfParity, Qwen2MoeGqaSharedExpertGate) { check_parity("qwen2_moe"); }
+TEST(HfParity, DeepseekV2QLoraGroupLimitedGreedyByMaxRoutedScaling) { check_parity("deepseek_v2"); }
+TEST(HfParity, DeepseekV2LiteNoQLoraGreedyTwoSharedExperts) { check_parity("deepseek_v2_lite"); }
+TEST(HfParity, Qwen3MoePerHeadQkNormNoSharedExpertNormalisedTopK) { check_parity("qwen3_moe"); }
+TEST(HfParity, OlmoeFullWidthQkNormEveryLayerMoe) { check_parity("olmoe"); }
+TEST(HfParity, Qwen2DenseQkvBiasTied) { check_parity("qwen2"); }
+TEST(HfParity, Qwen3DensePerHeadQkNormAttentionBias) { check_parity("qwen3"); }
+TEST(HfParity, LlamaDenseLlama3RopeAttentionAndMlpBias) { check_parity("llama"); }
+
+// Every family written by save_hf and read back by transformers itself
+// (tests/model/check_hf_reload.py): same logits within 1e-4, same greedy ids.
+TEST(HfExport, TransformersReloadsEveryFamilyWithTheSameIds) {
+  ZR_HF_FIXTURES(fx);
+  namespace fs = std::filesystem;
+  const std::string root = std::string(ZR_BINARY_DIR) + "/model_hf_reload_test";
+  testing::remove_tree(root);
+  std::string dirs;
+  for (const char* name : {"deepseek_v3", "deepseek_v2", "deepseek_v2_lite", "qwen2_moe",
+                           "qwen3_moe", "olmoe", "qwen2", "qwen3", "llama"}) {
+    const std::string out = root + "/" + name;
+    save_hf(*load_hf(fx + "/" + name), out);
+    fs::copy_file(fx + "/" + name + "/reference.safetensors.ref",
+                  out + "/reference.safetensors.ref");
+    dirs += " " + out;
+  }
+  const std::string cmd = std::string(ZR_PYTHON) + " " + ZR_SOURCE_DIR +
+                          "/tests/model/check_hf_reload.py" + dirs + " > " + root + "/log 2>&1";
+  const int rc = std::system(cmd.c_str());
+  const std::string log = testing::read_text(root + "/log");
+  std::cout << log;
+  EXPECT_EQ(rc, 0) << log;
+  if (rc == 0) testing::remove_tree(root);
+}
+
+TEST(HfImport, GenerationConfigEosIdsReplaceConfigJsonsAndExport) {
+  ZR_HF_FIXTURES(fx);
+  namespace fs = std::filesystem;
+  const std::string dir = std::string(ZR_BINARY_DIR) + "/model_hf_genconfig_test";
+  testing::remove_tree(dir);
+  fs::create_directories(dir);
+  for (const char* f : {"config.json", "model.safetensors"})
+    fs::copy_file(fx + "/qwen2/" + f, dir + "/" + f);
+  EXPECT_TRUE(load_hf(dir)->config().eos_token_ids.empty());
+  std::ofstream(dir + "/generation_config.json")
+      << R"({"eos_token_id": [7, 3], "do_sample": false})";
+  auto m = load_hf(dir);
+  EXPECT_EQ(m->config().eos_token_ids, (std::vector<int64_t>{7, 3}));
+  EXPECT_EQ(m->config().eos_token_id, 7);
+  // The list travels with the model: export writes it to config.json.
+  const std::string out = dir + "/export";
+  save_hf(*m, out);
+  EXPECT_EQ(ModelConfig::from_hf_json_file(out + "/config.json").eos_token_ids,
+            (std::vector<int64_t>{7, 3}));
+  std::ofstream(dir + "/generation_config.json") << R"({"eos_token_id": 500})";
+  try {
+    load_hf(dir);
+    FAIL() << "expected an error for an id outside the vocabulary";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("generation_config.json"), std::string::npos) << e.what();
+  }
+  testing::remove_tree(dir);
+}
 
 TEST(HfImport, FusedExpertLayoutLoadsTheSameWeights) {
   ZR_HF_FIXTURES(fx);
@@ -121,7 +183,8 @@ TEST(HfExport, RoundTripIsBitLosslessAndTransformersLayoutCompatible) {
   namespace fs = std::filesystem;
   std::string out = std::string(ZR_BINARY_DIR) + "/model_hf_export_test";
   testing::remove_tree(out);
-  for (const char* src : {"deepseek_v3_bf16_sharded", "qwen2_moe", "deepseek_lite"}) {
+  for (const char* src : {"deepseek_v3_bf16_sharded", "qwen2_moe", "deepseek_lite", "deepseek_v2",
+                          "deepseek_v2_lite", "qwen3_moe", "olmoe", "qwen2", "qwen3", "llama"}) {
     auto a = load_hf(fx + "/" + src);
     HfSaveOptions opt;
     opt.max_shard_bytes = std::string(src).find("sharded") != std::string::npos ? 30000 : 0;

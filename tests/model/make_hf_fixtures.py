@@ -2,7 +2,8 @@
 
 usage: make_hf_fixtures.py OUT_DIR
 
-Creates tiny random DeepseekV3ForCausalLM / Qwen2MoeForCausalLM checkpoints
+Creates tiny random checkpoints of every supported family (DeepseekV3, DeepseekV2
+with and without q LoRA, Qwen2Moe, Qwen3Moe, Olmoe, dense Qwen2, Qwen3, Llama)
 (save_pretrained: config.json + safetensors) and, for each, reference.safetensors
 holding the numbers zerorl must reproduce:
   tokens [B,T] int64, logits [B,T,V] fp32,
@@ -18,7 +19,10 @@ import sys
 
 import torch
 from safetensors.torch import save_file
-from transformers import DeepseekV3Config, DeepseekV3ForCausalLM, Qwen2MoeConfig, Qwen2MoeForCausalLM
+from transformers import (DeepseekV2Config, DeepseekV2ForCausalLM, DeepseekV3Config, DeepseekV3ForCausalLM,
+                          LlamaConfig, LlamaForCausalLM, OlmoeConfig, OlmoeForCausalLM, Qwen2Config,
+                          Qwen2ForCausalLM, Qwen2MoeConfig, Qwen2MoeForCausalLM, Qwen3Config, Qwen3ForCausalLM,
+                          Qwen3MoeConfig, Qwen3MoeForCausalLM)
 
 OUT = sys.argv[1]
 torch.manual_seed(1234)
@@ -62,7 +66,10 @@ def make(name, model, perturb_bias=False):
     seen.clear()
     prompt = torch.randint(0, V, (1, P))
     with torch.no_grad():
-        out = model.generate(prompt, max_new_tokens=NEW, do_sample=False, eos_token_id=None, pad_token_id=0,
+        # An explicit all-ones mask: generate() would otherwise mask prompt
+        # tokens equal to pad_token_id.
+        out = model.generate(prompt, attention_mask=torch.ones_like(prompt), max_new_tokens=NEW, do_sample=False,
+                             eos_token_id=None, pad_token_id=0,
                              min_new_tokens=NEW)
     ref["prompt"] = prompt[0].contiguous()
     ref["greedy"] = out[0, P:].contiguous()
@@ -99,6 +106,67 @@ qw_cfg = Qwen2MoeConfig(
     rope_parameters={"rope_type": "default", "rope_theta": 10000.0}, tie_word_embeddings=False,
     bos_token_id=None, eos_token_id=None, pad_token_id=None)
 make("qwen2_moe", Qwen2MoeForCausalLM(qw_cfg))
+
+no_special = dict(bos_token_id=None, eos_token_id=None, pad_token_id=None)
+
+# DeepSeek-V2: q LoRA, group-limited greedy routing (a group scores its best
+# expert), routed scaling, a dense first layer, yarn with mscale.
+make("deepseek_v2", DeepseekV2ForCausalLM(DeepseekV2Config(
+    vocab_size=80, hidden_size=64, intermediate_size=96, moe_intermediate_size=32, num_hidden_layers=3,
+    num_attention_heads=4, num_key_value_heads=4, n_shared_experts=1, n_routed_experts=8, kv_lora_rank=32,
+    q_lora_rank=48, qk_rope_head_dim=8, v_head_dim=16, qk_nope_head_dim=16, topk_method="group_limited_greedy",
+    n_group=4, topk_group=2, num_experts_per_tok=3, first_k_dense_replace=1, routed_scaling_factor=2.0,
+    norm_topk_prob=False, max_position_embeddings=256, tie_word_embeddings=False,
+    rope_parameters={"rope_type": "yarn", "rope_theta": 10000.0, "factor": 4.0,
+                     "original_max_position_embeddings": 64, "beta_fast": 32, "beta_slow": 1,
+                     "mscale": 0.707, "mscale_all_dim": 0.707}, **no_special)))
+
+# DeepSeek-V2-Lite's form: no q LoRA, greedy top-k over all experts, 2 shared experts.
+make("deepseek_v2_lite", DeepseekV2ForCausalLM(DeepseekV2Config(
+    vocab_size=72, hidden_size=48, intermediate_size=80, moe_intermediate_size=24, num_hidden_layers=3,
+    num_attention_heads=2, num_key_value_heads=2, n_shared_experts=2, n_routed_experts=6, kv_lora_rank=24,
+    q_lora_rank=None, qk_rope_head_dim=8, v_head_dim=12, qk_nope_head_dim=12, topk_method="greedy",
+    num_experts_per_tok=2, first_k_dense_replace=1, routed_scaling_factor=1.0, norm_topk_prob=False,
+    max_position_embeddings=256, tie_word_embeddings=False,
+    rope_parameters={"rope_type": "default", "rope_theta": 10000.0}, **no_special)))
+
+# Qwen3-MoE: per-head q/k RMSNorm, head_dim != hidden/heads, no shared expert,
+# normalised top-k, one dense layer.
+make("qwen3_moe", Qwen3MoeForCausalLM(Qwen3MoeConfig(
+    vocab_size=90, hidden_size=64, intermediate_size=112, num_hidden_layers=3, num_attention_heads=4,
+    num_key_value_heads=2, head_dim=24, moe_intermediate_size=32, num_experts_per_tok=3, num_experts=8,
+    norm_topk_prob=True, decoder_sparse_step=1, mlp_only_layers=[0], max_position_embeddings=256,
+    rope_parameters={"rope_type": "default", "rope_theta": 1000000.0}, tie_word_embeddings=False,
+    **no_special)))
+
+# OLMoE: q/k RMSNorm over the whole projection (k narrower: 2 kv heads), every
+# layer MoE with experts of width intermediate_size, top-k not renormalised.
+make("olmoe", OlmoeForCausalLM(OlmoeConfig(
+    vocab_size=88, hidden_size=64, intermediate_size=32, num_hidden_layers=2, num_attention_heads=4,
+    num_key_value_heads=2, num_experts=8, num_experts_per_tok=3, norm_topk_prob=False, rms_norm_eps=1e-5,
+    max_position_embeddings=256, rope_parameters={"rope_type": "default", "rope_theta": 10000.0},
+    tie_word_embeddings=False, clip_qkv=None, **no_special)))
+
+# Dense Qwen2 (Qwen2.5): q/k/v biases, tied embeddings, GQA.
+make("qwen2", Qwen2ForCausalLM(Qwen2Config(
+    vocab_size=84, hidden_size=48, intermediate_size=96, num_hidden_layers=2, num_attention_heads=4,
+    num_key_value_heads=2, max_position_embeddings=256, tie_word_embeddings=True,
+    rope_parameters={"rope_type": "default", "rope_theta": 1000000.0}, **no_special)))
+
+# Dense Qwen3: per-head q/k norm, head_dim 16 != 48/4, attention_bias on q/k/v/o.
+make("qwen3", Qwen3ForCausalLM(Qwen3Config(
+    vocab_size=84, hidden_size=48, intermediate_size=96, num_hidden_layers=2, num_attention_heads=4,
+    num_key_value_heads=2, head_dim=16, attention_bias=True, max_position_embeddings=256,
+    tie_word_embeddings=False, rope_parameters={"rope_type": "default", "rope_theta": 10000.0},
+    **no_special)))
+
+# Llama (3.x): llama3 rope scaling, attention and MLP biases, tied embeddings.
+make("llama", LlamaForCausalLM(LlamaConfig(
+    vocab_size=76, hidden_size=48, intermediate_size=80, num_hidden_layers=2, num_attention_heads=4,
+    num_key_value_heads=2, attention_bias=True, mlp_bias=True, max_position_embeddings=256,
+    tie_word_embeddings=True,
+    rope_parameters={"rope_type": "llama3", "rope_theta": 500000.0, "factor": 8.0, "low_freq_factor": 1.0,
+                     "high_freq_factor": 4.0, "original_max_position_embeddings": 32}, **no_special)))
 
 # Loader variants of the DeepSeek model: the fused-expert layout of
 # transformers' in-memory state_dict(), and a sharded bf16 checkpoint with an
