@@ -49,6 +49,8 @@ def make(name, model, perturb_bias=False):
                 p.normal_(0.0, 0.08)
             elif "norm" in n:
                 p.copy_(1.0 + 0.1 * torch.randn_like(p))
+            elif n.endswith(".bias"):  # init leaves them 0: a dropped bias would go unseen
+                p.normal_(0.0, 0.05)
         if perturb_bias:
             for n, b in model.named_buffers():
                 if n.endswith("e_score_correction_bias"):
