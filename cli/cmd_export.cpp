@@ -16,7 +16,7 @@ static const char* kUsage =
     "Writes the model held in a zerorl HDF5 file (its 'model' group, as written by\n"
     "`zerorl import` and by training checkpoints) as a Hugging Face folder:\n"
     "config.json and model.safetensors (per-expert tensor names, loadable by\n"
-    "transformers' DeepseekV3ForCausalLM / Qwen2MoeForCausalLM).\n"
+    "transformers' class of the model's family, e.g. Qwen3MoeForCausalLM).\n"
     "\n"
     "  --ckpt PATH        zerorl model file or checkpoint\n"
     "  --hf DIR           output folder (created; earlier *.safetensors removed)\n"

@@ -79,8 +79,13 @@ class Run {
         stops_(params.stop_strings) {
     const auto& cfg = policy.config();
     V_ = cfg.vocab_size;
+    // The options' id (-1: none at all), plus every end-of-text id of the
+    // model (generation_config.json may list several, e.g. Llama-3-Instruct).
     const int64_t eos = opt.eos_token_id.value_or(cfg.eos_token_id);
-    if (eos >= 0) stop_ids_.insert(eos);
+    if (eos >= 0) {
+      stop_ids_.insert(eos);
+      stop_ids_.insert(cfg.eos_token_ids.begin(), cfg.eos_token_ids.end());
+    }
     for (int64_t id : params.stop_token_ids) stop_ids_.insert(id);
 
     const int64_t P = static_cast<int64_t>(prompts.size());

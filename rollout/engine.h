@@ -147,7 +147,8 @@ struct RolloutBatch {
 struct EngineOptions {
   int64_t num_slots = 64;  // sequences decoded together (KV cache slots)
   // End-of-text id that finishes a sample; nullopt: the policy config's
-  // eos_token_id (if it has one).  -1: none.
+  // eos_token_id (if it has one).  -1: none.  Unless -1, the policy config's
+  // eos_token_ids (all of generation_config.json's) finish a sample too.
   std::optional<int64_t> eos_token_id;
   // Fill RolloutSample::routing (costs one small device-to-host copy per
   // MoE layer and step; off by default).

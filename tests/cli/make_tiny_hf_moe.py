@@ -1,11 +1,10 @@
 """A tiny random Hugging Face MoE checkpoint and math data for recipes/r1zero-hf-moe.yaml.
 
-usage: make_tiny_hf_moe.py OUT_DIR [deepseek_v3|qwen2_moe]
+usage: make_tiny_hf_moe.py OUT_DIR [deepseek_v3|deepseek_v2|qwen2_moe|qwen3_moe|olmoe|qwen2|qwen3|llama] [STEPS]
 
 Writes what a user of that recipe brings:
   OUT_DIR/model/       config.json + model.safetensors (save_pretrained of a
-                       DeepseekV3ForCausalLM or Qwen2MoeForCausalLM from random
-                       init, then briefly taught the R1 answer format so that
+                       model of that family (MoE or dense) from random init, then briefly taught the R1 answer format so that
                        sampled groups get different rewards and GRPO has a
                        gradient; a purely random model scores 0 everywhere) and
                        tokenizer.json + tokenizer_config.json: a byte-level BPE
@@ -13,7 +12,7 @@ Writes what a user of that recipe brings:
                        <|endoftext|> as EOS, <think>/<answer> tags as added tokens
   OUT_DIR/train.jsonl  {"problem", "answer"} lines (the recipe's JSONL format)
   OUT_DIR/test.jsonl   held-out lines, same format, disjoint problems
-Only called from tests/cli/hf_moe_recipe_test.sh.
+Called from tests/cli/hf_moe_recipe_test.sh and tests/cli/hf_families_test.sh.
 """
 import json
 import os
@@ -22,13 +21,16 @@ import sys
 
 import torch
 from tokenizers import AddedToken, Tokenizer, decoders, models, pre_tokenizers, trainers
-from transformers import DeepseekV3Config, DeepseekV3ForCausalLM, Qwen2MoeConfig, Qwen2MoeForCausalLM
+from transformers import (DeepseekV2Config, DeepseekV2ForCausalLM, DeepseekV3Config, DeepseekV3ForCausalLM,
+                          LlamaConfig, LlamaForCausalLM, OlmoeConfig, OlmoeForCausalLM, Qwen2Config,
+                          Qwen2ForCausalLM, Qwen2MoeConfig, Qwen2MoeForCausalLM, Qwen3Config, Qwen3ForCausalLM,
+                          Qwen3MoeConfig, Qwen3MoeForCausalLM)
 
 OUT = sys.argv[1]
 ARCH = sys.argv[2] if len(sys.argv) > 2 else "deepseek_v3"
 MODEL = os.path.join(OUT, "model")
 os.makedirs(MODEL, exist_ok=True)
-STEPS = 60
+STEPS = int(sys.argv[3]) if len(sys.argv) > 3 else 60  # 0: random weights (parity checks need no training)
 rng = random.Random(7)
 torch.manual_seed(7)
 
@@ -86,24 +88,39 @@ with open(os.path.join(MODEL, "tokenizer_config.json"), "w") as f:
 V = tok.get_vocab_size()
 eos = tok.token_to_id("<|endoftext|>")
 
-common = dict(vocab_size=V, hidden_size=32, intermediate_size=64, moe_intermediate_size=16,
-              num_hidden_layers=2, num_attention_heads=2, num_experts_per_tok=2,
+common = dict(vocab_size=V, hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=2,
               max_position_embeddings=512, tie_word_embeddings=False, bos_token_id=None,
               eos_token_id=eos, pad_token_id=None)
+moe = dict(moe_intermediate_size=16, num_experts_per_tok=2)
+rope = dict(rope_parameters={"rope_type": "default", "rope_theta": 10000.0})
+mla = dict(num_key_value_heads=2, n_shared_experts=1, n_routed_experts=4, kv_lora_rank=16, q_lora_rank=None,
+           qk_rope_head_dim=8, v_head_dim=8, qk_nope_head_dim=8, first_k_dense_replace=1,
+           routed_scaling_factor=1.0)
 if ARCH == "deepseek_v3":
-    cfg = DeepseekV3Config(num_key_value_heads=2, n_shared_experts=1, n_routed_experts=4, kv_lora_rank=16,
-                           q_lora_rank=None, qk_rope_head_dim=8, v_head_dim=8, qk_nope_head_dim=8,
-                           n_group=1, topk_group=1, first_k_dense_replace=1, routed_scaling_factor=1.0,
-                           norm_topk_prob=True, rope_interleave=True,
-                           rope_parameters={"rope_type": "default", "rope_theta": 10000.0}, **common)
-    model = DeepseekV3ForCausalLM(cfg)
+    model = DeepseekV3ForCausalLM(DeepseekV3Config(n_group=1, topk_group=1, norm_topk_prob=True, rope_interleave=True,
+                                                   **mla, **moe, **rope, **common))
+elif ARCH == "deepseek_v2":
+    model = DeepseekV2ForCausalLM(DeepseekV2Config(topk_method="greedy", norm_topk_prob=False, **mla, **moe, **rope,
+                                                   **common))
 elif ARCH == "qwen2_moe":
-    cfg = Qwen2MoeConfig(num_key_value_heads=1, shared_expert_intermediate_size=32, num_experts=4,
-                         norm_topk_prob=False, decoder_sparse_step=1, mlp_only_layers=[],
-                         rope_parameters={"rope_type": "default", "rope_theta": 10000.0}, **common)
-    model = Qwen2MoeForCausalLM(cfg)
+    model = Qwen2MoeForCausalLM(Qwen2MoeConfig(num_key_value_heads=1, shared_expert_intermediate_size=32,
+                                               num_experts=4, norm_topk_prob=False, decoder_sparse_step=1,
+                                               mlp_only_layers=[], **moe, **rope, **common))
+elif ARCH == "qwen3_moe":
+    model = Qwen3MoeForCausalLM(Qwen3MoeConfig(num_key_value_heads=1, head_dim=16, num_experts=4,
+                                               norm_topk_prob=True, **moe, **rope, **common))
+elif ARCH == "olmoe":
+    c = dict(common, intermediate_size=16)
+    model = OlmoeForCausalLM(OlmoeConfig(num_key_value_heads=1, num_experts=4, num_experts_per_tok=2,
+                                         norm_topk_prob=False, **rope, **c))
+elif ARCH == "qwen2":
+    model = Qwen2ForCausalLM(Qwen2Config(num_key_value_heads=1, **rope, **common))
+elif ARCH == "qwen3":
+    model = Qwen3ForCausalLM(Qwen3Config(num_key_value_heads=1, head_dim=16, **rope, **common))
+elif ARCH == "llama":
+    model = LlamaForCausalLM(LlamaConfig(num_key_value_heads=1, **rope, **common))
 else:
-    sys.exit(f"unknown arch '{ARCH}' (deepseek_v3 | qwen2_moe)")
+    sys.exit(f"unknown arch '{ARCH}'")
 # Teach the format: STEPS Adam steps of LM loss on the completions
 # (seconds for this 50K-parameter model).
 prompts = [tok.encode(TEMPLATE.replace("{prompt}", row["problem"])).ids for row in train]
@@ -127,5 +144,5 @@ for step in range(STEPS):
     opt.step()
 model.eval()
 model.save_pretrained(MODEL)
-print(json.dumps({"final_lm_loss": round(loss.item(), 3), "vocab_size": V, "eos_token_id": eos, "train": len(train), "test": len(test),
+print(json.dumps({"final_lm_loss": round(loss.item(), 3) if STEPS else None, "vocab_size": V, "eos_token_id": eos, "train": len(train), "test": len(test),
                   "prompt_tokens": len(tok.encode(TEMPLATE.replace("{prompt}", test[0]["problem"])).ids)}))

@@ -76,11 +76,31 @@ TEST(ModelConfig, HfJsonRoundTripAndRejections) {
     EXPECT_EQ(back.to_hf_json(), c.to_hf_json());
   }
   std::string msg = expect_error([] {
-    ModelConfig::from_hf_json_text(R"({"model_type": "llama", "vocab_size": 10})",
+    ModelConfig::from_hf_json_text(R"({"model_type": "mixtral", "vocab_size": 10})",
                                    "/m/config.json");
   });
   EXPECT_NE(msg.find("/m/config.json"), std::string::npos) << msg;
-  EXPECT_NE(msg.find("llama"), std::string::npos) << msg;
+  EXPECT_NE(msg.find("mixtral"), std::string::npos) << msg;
+  EXPECT_NE(msg.find("qwen3_moe"), std::string::npos) << msg;  // lists what is supported
+  // What a family has but zerorl does not run is refused by name.
+  const std::string dense =
+      R"("vocab_size": 10, "hidden_size": 8, "num_hidden_layers": 1, "num_attention_heads": 2,
+         "intermediate_size": 16)";
+  for (const auto& [extra, key] : std::vector<std::pair<std::string, std::string>>{
+           {R"("model_type": "qwen3", "use_sliding_window": true)", "use_sliding_window"},
+           {R"("model_type": "olmoe", "clip_qkv": 8.0)", "clip_qkv"},
+           {R"("model_type": "llama", "rope_parameters": {"rope_type": "dynamic", "factor": 2.0})",
+            "dynamic"},
+           {R"("model_type": "llama", "partial_rotary_factor": 0.5)", "partial_rotary_factor"},
+           {R"("model_type": "deepseek_v2", "norm_topk_prob": true, "kv_lora_rank": 4,
+               "qk_nope_head_dim": 2, "qk_rope_head_dim": 2, "v_head_dim": 2,
+               "n_routed_experts": 4, "num_experts_per_tok": 2, "moe_intermediate_size": 4)",
+            "norm_topk_prob"}}) {
+    msg = expect_error(
+        [&] { ModelConfig::from_hf_json_text("{" + dense + ", " + extra + "}", "/m/c.json"); });
+    EXPECT_NE(msg.find(key), std::string::npos) << msg;
+    EXPECT_NE(msg.find("/m/c.json"), std::string::npos) << msg;
+  }
   msg = expect_error([] { ModelConfig::from_hf_json_text("{not json", "/m/config.json"); });
   EXPECT_NE(msg.find("/m/config.json"), std::string::npos) << msg;
   // A Hub-style DeepSeek-V3 config: rope_scaling + rope_theta at top level.
