@@ -35,7 +35,9 @@ if ! echo 'extern "C" int LLVMFuzzerTestOneInput(const unsigned char*, unsigned 
 fi
 rm -f "$probe"
 
-core_base=(core/config.cpp core/error.cpp core/log.cpp core/progress.cpp core/rng.cpp)
+# zr_core_base's sources, read from core/CMakeLists.txt so the list cannot drift.
+core_base=($(cd "$here" && sed -n '/set(ZR_CORE_BASE_SOURCES/,/)/p' core/CMakeLists.txt |
+  tr '() ' '\n\n\n' | grep '\.cpp$' | sed 's|^|core/|'))
 data_srcs=($(cd "$here" && ls data/*.cpp))
 libs=()
 case "$target" in
