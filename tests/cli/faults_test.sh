@@ -17,13 +17,7 @@ set -uo pipefail
 z=$(realpath "$1")
 src=$(realpath "$2")
 part=$3
-work=$(mktemp -d)
-trap 'rm -rf "$work"' EXIT
-fails=0
-check() {  # check NAME CONDITION...
-  local name=$1; shift
-  if "$@"; then echo "ok   $name"; else echo "FAIL $name"; fails=$((fails+1)); fi
-}
+source "$(dirname "${BASH_SOURCE[0]}")/test_lib.sh"
 export OMP_NUM_THREADS=1
 
 # A three-step run of the tiny base, checkpointing every step.

@@ -465,7 +465,6 @@ TEST(Checkpoint, ModelGroupLoadsAsAModelFile) {
   }
 }
 
-
 // ---- issue 21: checkpoints verified end to end, write failures that say why ----
 
 namespace {
