@@ -1,6 +1,7 @@
 #include "data/bpe_tokenizer.h"
 
 #include <algorithm>
+#include <limits>
 #include <cctype>
 #include <queue>
 
@@ -71,21 +72,33 @@ ByteLevelBpe::ByteLevelBpe(const std::string& json_text, const json* config,
              "' is not supported (byte-level BPE needs a ByteLevel decoder)");
   }
 
+  // A token id: a JSON integer in [0, 2^31) (a float or an out-of-range
+  // number would be undefined behaviour in the conversion to int32).
+  auto token_id = [&](const json& v, const std::string& token) -> int32_t {
+    ZR_CHECK((v.is_number_unsigned() || v.is_number_integer()) && v.get<int64_t>() >= 0 &&
+                 v.get<int64_t>() <= std::numeric_limits<int32_t>::max(),
+             source, ": id of token '", token, "' is ", v.dump(), ", not an integer in [0, 2^31)");
+    return static_cast<int32_t>(v.get<int64_t>());
+  };
+
   // Vocabulary.
   int32_t max_id = -1;
   ZR_CHECK(model.contains("vocab") && model["vocab"].is_object(), source,
            ": BPE model has no vocab object");
   for (auto it = model["vocab"].begin(); it != model["vocab"].end(); ++it) {
-    int32_t id = it.value().get<int32_t>();
-    ZR_CHECK(id >= 0, source, ": negative id for token '", it.key(), "'");
+    int32_t id = token_id(it.value(), it.key());
     vocab_.index[it.key()] = id;
     max_id = std::max(max_id, id);
   }
   std::vector<AddedToken> added;
   for (const auto& a : doc.value("added_tokens", json::array())) {
-    AddedToken t{a.at("content").get<std::string>(), a.at("id").get<int32_t>(),
-                 a.value("special", false),          a.value("lstrip", false),
-                 a.value("rstrip", false),           a.value("single_word", false)};
+    const std::string content = a.at("content").get<std::string>();
+    AddedToken t{content,
+                 token_id(a.at("id"), content),
+                 a.value("special", false),
+                 a.value("lstrip", false),
+                 a.value("rstrip", false),
+                 a.value("single_word", false)};
     ZR_CHECK(!t.content.empty() && t.id >= 0, source, ": bad added token entry ", a.dump());
     vocab_.index[t.content] = t.id;
     max_id = std::max(max_id, t.id);

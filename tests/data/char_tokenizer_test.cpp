@@ -82,5 +82,24 @@ TEST(CharTokenizer, SavedJsonLoadsBackIdentically) {
   EXPECT_THROW(tokenizer_from_json("{\"type\": \"something\"}"), Error);
 }
 
+// Found by fuzz.tokenizer_json under UBSan: a vocab id that is a float, or
+// beyond int32, was converted to int32 (undefined behaviour).  Now refused,
+// naming the token (tests/fuzz/corpus/tokenizer_json/regress_float_token_id.json).
+TEST(TokenizerJson, TokenIdsMustBeIntegersInRange) {
+  const std::string good = testing::slurp(std::string(ZR_SOURCE_DIR) +
+                                          "/tests/fuzz/corpus/tokenizer_json/byte_bpe.json");
+  ASSERT_NO_THROW(tokenizer_from_json(good, "good"));
+  for (const std::string bad : {"8888890000.0", "3.5", "4294967296", "-3"}) {
+    std::string text = good;
+    text.replace(text.find("\"ab\": 3,"), 9, "\"ab\": " + bad + ",");
+    try {
+      tokenizer_from_json(text, "t.json");
+      ADD_FAILURE() << "id " << bad << " was accepted";
+    } catch (const Error& e) {
+      EXPECT_NE(std::string(e.what()).find("id of token 'ab'"), std::string::npos) << e.what();
+    }
+  }
+}
+
 }  // namespace
 }  // namespace zerorl::data
