@@ -3,8 +3,10 @@
 #include <fcntl.h>
 #include <poll.h>
 #include <signal.h>
+#include <sys/prctl.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -13,7 +15,9 @@
 #include <cerrno>
 #include <chrono>
 #include <cmath>
+#include <cstdlib>
 #include <cstring>
+#include <functional>
 #include <mutex>
 
 #include "core/log.h"
@@ -30,9 +34,12 @@ enum class Cost { kCrash, kTimeout, kBad };
 
 // The request line for a sample (command_reward.h: one JSON object and a
 // newline); false with *why when the sample cannot be encoded.
-bool encode_request(const Sample& s, std::string* line, std::string* why) {
-  nlohmann::json req = {
-      {"prompt", s.prompt}, {"completion", s.completion}, {"gold", s.gold}, {"task", s.task}};
+bool encode_request(const Sample& s, uint64_t id, std::string* line, std::string* why) {
+  nlohmann::json req = {{"id", id},
+                        {"prompt", s.prompt},
+                        {"completion", s.completion},
+                        {"gold", s.gold},
+                        {"task", s.task}};
   try {
     req["metadata"] = nlohmann::json::parse(s.metadata_json.empty() ? "{}" : s.metadata_json);
   } catch (const std::exception&) {
@@ -47,9 +54,20 @@ bool encode_request(const Sample& s, std::string* line, std::string* why) {
   return true;
 }
 
-// A reply line into *r (value, error); false with *why when it is not a
-// JSON object with a finite numeric "reward".
-bool parse_reply(const std::string& reply, RewardResult* r, std::string* why) {
+// The "id" a reply line carries, or -1 when it carries none (not JSON, not
+// an object, no unsigned id).
+int64_t reply_id(const std::string& reply) {
+  try {
+    nlohmann::json j = nlohmann::json::parse(reply);
+    if (j.is_object() && j.contains("id") && j["id"].is_number_unsigned())
+      return static_cast<int64_t>(j["id"].get<uint64_t>());
+  } catch (const std::exception&) {
+  }
+  return -1;
+}
+// A reply line to request `id` into *r (value, error); false with *why when
+// it is not a JSON object carrying that id and a finite numeric "reward".
+bool parse_reply(const std::string& reply, uint64_t id, RewardResult* r, std::string* why) {
   nlohmann::json j;
   try {
     j = nlohmann::json::parse(reply);
@@ -57,7 +75,17 @@ bool parse_reply(const std::string& reply, RewardResult* r, std::string* why) {
     *why = "reply is not JSON: '" + reply.substr(0, 80) + "'";
     return false;
   }
-  if (!j.is_object() || !j.contains("reward") || !j["reward"].is_number()) {
+  if (!j.is_object() || !j.contains("id") || !j["id"].is_number_unsigned()) {
+    *why = "reply has no \"id\" (each reply must carry its request's id): '" + reply.substr(0, 80) +
+           "'";
+    return false;
+  }
+  if (j["id"].get<uint64_t>() != id) {
+    *why = "reply carries id " + std::to_string(j["id"].get<uint64_t>()) + ", expected " +
+           std::to_string(id);
+    return false;
+  }
+  if (!j.contains("reward") || !j["reward"].is_number()) {
     *why = "reply has no numeric \"reward\": '" + reply.substr(0, 80) + "'";
     return false;
   }
@@ -75,12 +103,15 @@ bool parse_reply(const std::string& reply, RewardResult* r, std::string* why) {
 struct CommandReward::Worker {
   std::mutex mu;
   pid_t pid = -1;
-  int fd = -1;          // our end of the socketpair (child's stdin+stdout)
-  std::string pending;  // bytes read past the last newline
-  bool fresh = false;   // started, not yet answered a request
+  int fd = -1;           // our end of the socketpair (child's stdin+stdout)
+  std::string pending;   // bytes read past the last newline
+  bool fresh = false;    // started, not yet answered a request
+  uint64_t next_id = 1;  // the id of this worker's next request
 
+  // The whole process group: what the command started dies with it.
   void kill_child() {
     if (pid > 0) {
+      ::kill(-pid, SIGKILL);
       ::kill(pid, SIGKILL);
       int st;
       ::waitpid(pid, &st, 0);
@@ -97,6 +128,7 @@ struct CommandReward::Worker {
     ZR_CHECK(::socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) == 0,
              "command reward: socketpair failed: ", std::strerror(errno));
     std::string sh = "exec " + c.command;
+    const pid_t parent = ::getpid();
     pid_t p = ::fork();
     if (p < 0) {
       ::close(sv[0]);
@@ -104,7 +136,13 @@ struct CommandReward::Worker {
       ZR_THROW("command reward: fork failed: ", std::strerror(errno));
     }
     if (p == 0) {
-      // Child: only async-signal-safe calls until exec.
+      // Child: only async-signal-safe calls until exec.  Its own process
+      // group, so that a timeout or the end of the run can kill everything
+      // the command starts (kill(-pid)).
+      ::setpgid(0, 0);
+      // And killed if zerorl dies without running its destructors (SIGKILL).
+      ::prctl(PR_SET_PDEATHSIG, SIGKILL);
+      if (::getppid() != parent) ::_exit(127);
       ::dup2(sv[1], 0);
       ::dup2(sv[1], 1);
       struct rlimit cpu = {(rlim_t)c.cpu_seconds, (rlim_t)c.cpu_seconds + 1};
@@ -116,6 +154,7 @@ struct CommandReward::Worker {
       ::_exit(127);
     }
     ::close(sv[1]);
+    ::setpgid(p, p);  // also here: no race with a kill before the child ran
     pid = p;
     fd = sv[0];
     pending.clear();
@@ -127,6 +166,7 @@ struct CommandReward::Worker {
     int st;
     pid_t r = ::waitpid(pid, &st, WNOHANG);
     if (r == pid) {
+      ::kill(-pid, SIGKILL);  // what it left running
       pid = -1;
       if (fd >= 0) ::close(fd);
       fd = -1;
@@ -138,8 +178,10 @@ struct CommandReward::Worker {
   // Writes `line` and reads one reply line, within `budget_ms`.  On failure
   // returns false with *cost and *why set (the child is killed where it can
   // no longer be trusted); on success *reply holds the line.
-  bool exchange(const std::string& line, double budget_ms, double timeout_ms, Cost* cost,
-                std::string* why, std::string* reply) {
+  // Lines for which `stale` is true are dropped and reading goes on.
+  bool exchange(const std::string& line, double budget_ms, double timeout_ms,
+                const std::function<bool(const std::string&)>& stale, Cost* cost, std::string* why,
+                std::string* reply) {
     const auto deadline = Clock::now() + std::chrono::microseconds((long long)(budget_ms * 1000));
     auto remaining_ms = [&] {
       auto d =
@@ -177,6 +219,7 @@ struct CommandReward::Worker {
         *reply = pending.substr(0, nl);
         pending.erase(0, nl + 1);
         fresh = false;
+        if (stale(*reply)) continue;
         return true;
       }
       if (pending.size() > kMaxReply) {
@@ -217,10 +260,47 @@ struct CommandReward::Worker {
   }
 };
 
+namespace {
+
+// Why `command` cannot start, or "" when it may: its first word must be a
+// shell builtin or an executable file (by path, or found on PATH).  A
+// command the shell would have to interpret further (quotes, variables,
+// redirections, ...) is left to the shell.
+std::string why_cannot_start(const std::string& command) {
+  const std::string word = command.substr(0, command.find_first_of(" \t\n"));
+  if (word.empty() || word.find_first_of("$`'\"\\;|&<>(){}*?~=[") != std::string::npos) return "";
+  static const char* const kBuiltins[] = {
+      "exit", "exec", "cd",   "true", "false", ":",      "echo",   "printf", "test",  "set",
+      "eval", "trap", "wait", "read", "shift", "export", "ulimit", "umask",  "sleep", "."};
+  for (const char* b : kBuiltins)
+    if (word == b) return "";
+  auto runnable = [](const std::string& path) {
+    struct stat st;
+    return ::stat(path.c_str(), &st) == 0 && S_ISREG(st.st_mode) &&
+           ::access(path.c_str(), X_OK) == 0;
+  };
+  if (word.find('/') != std::string::npos)
+    return runnable(word) ? "" : "'" + word + "' is not an executable file";
+  const char* path_env = std::getenv("PATH");
+  std::string path = path_env ? path_env : "/usr/bin:/bin";
+  for (size_t from = 0; from <= path.size();) {
+    size_t to = path.find(':', from);
+    if (to == std::string::npos) to = path.size();
+    std::string dir = path.substr(from, to - from);
+    if (runnable((dir.empty() ? "." : dir) + "/" + word)) return "";
+    from = to + 1;
+  }
+  return "'" + word + "' is not found on PATH";
+}
+
+}  // namespace
+
 CommandRewardConfig CommandRewardConfig::from(const ConfigNode& n) {
   CommandRewardConfig c;
   c.command = n.get<std::string>("command");
   ZR_CHECK(!c.command.empty(), n.where("command"), ": ", n.path("command"), " is empty");
+  const std::string why = why_cannot_start(c.command);
+  ZR_CHECK(why.empty(), n.where("command"), ": ", n.path("command"), " cannot start: ", why);
   c.timeout_ms = n.get<double>("timeout_ms", 5000.0);
   c.startup_timeout_ms = n.get<double>("startup_timeout_ms", 10000.0);
   c.cpu_seconds = n.get<int>("cpu_seconds", 600);
@@ -292,11 +372,22 @@ RewardResult CommandReward::score(const Sample& s) const {
   }
 
   std::string line, reply, why;
-  if (!encode_request(s, &line, &why)) return fail(Cost::kBad, why);
+  const uint64_t id = w->next_id++;
+  if (!encode_request(s, id, &line, &why)) return fail(Cost::kBad, why);
   const double budget_ms = cfg_.timeout_ms + (w->fresh ? cfg_.startup_timeout_ms : 0.0);
   Cost cost = Cost::kCrash;
-  if (!w->exchange(line, budget_ms, cfg_.timeout_ms, &cost, &why, &reply)) return fail(cost, why);
-  if (!parse_reply(reply, &r, &why)) return fail(Cost::kBad, why);
+  // A late reply to an earlier request that already failed (after a line
+  // that was not a reply, or a timeout) belongs to no one now: dropped.
+  auto stale = [&](const std::string& line_read) {
+    const int64_t got = reply_id(line_read);
+    if (got < 0 || static_cast<uint64_t>(got) >= id) return false;
+    ZR_LOG_WARN("reward command '", cfg_.command, "': dropped a late reply to request ", got,
+                " while waiting for request ", id);
+    return true;
+  };
+  if (!w->exchange(line, budget_ms, cfg_.timeout_ms, stale, &cost, &why, &reply))
+    return fail(cost, why);
+  if (!parse_reply(reply, id, &r, &why)) return fail(Cost::kBad, why);
   return r;
 }
 

@@ -2,12 +2,15 @@
 // can be written in any language.
 //
 // Protocol: for each sample zerorl writes one line to the command's stdin
-//   {"prompt": "...", "completion": "...", "gold": "...", "task": "...",
-//    "metadata": {...}}
-// and reads one line from its stdout:
-//   {"reward": 0.75}            or   {"reward": 0, "error": "why"}
-// The command must flush stdout after each line; it stays alive between
-// samples.  stderr is passed through (tracebacks stay visible).
+//   {"id": 7, "prompt": "...", "completion": "...", "gold": "...",
+//    "task": "...", "metadata": {...}}
+// and reads one line from its stdout, carrying the request's id:
+//   {"id": 7, "reward": 0.75}   or   {"id": 7, "reward": 0, "error": "why"}
+// Replies are matched by id, so a stray output line costs at most the
+// sample it arrived for: a late reply to an earlier request is dropped
+// with a warning, never given to a later sample.  The command must flush
+// stdout after each line; it stays alive between samples.  stderr is
+// passed through (tracebacks stay visible).
 //
 // Recipe:
 //   rewards:
@@ -22,10 +25,16 @@
 //                                         take startup_timeout_ms longer (an
 //                                         interpreter's start-up is not a hang)
 //   * the process exits / crashes       -> restarted on the next call ("crash")
-//   * the reply is not JSON, or has no numeric "reward" -> "bad reply" (the
-//     process is kept: the line protocol is still in step)
+//   * the reply is not JSON, has no "id", or no numeric "reward" -> "bad
+//     reply" (the process is kept: ids keep later replies in step)
 //   * after max_restarts restarts the command is disabled: every sample
 //     scores 0 with that reason, and one error is logged.
+// Processes: each worker leads its own process group, killed whole
+// (kill(-pid, SIGKILL)) on a timeout, after a crash and by the destructor,
+// so nothing the command started outlives it; PR_SET_PDEATHSIG kills the
+// worker if zerorl itself is killed.  A command whose first word is neither
+// a shell builtin nor an executable (by path or on PATH) is refused by
+// CommandRewardConfig::from, naming the recipe key, before the run starts.
 // Limits are set in the child between fork() and exec(): RLIMIT_CPU
 // (cpu_seconds, over the process's whole life: a runaway worker dies and is
 // replaced) and RLIMIT_AS (memory_mb).  The command runs through

@@ -106,6 +106,11 @@ ScoredSample RewardPipeline::score_one(const Sample& sample) const {
       r.error = str_cat("non-finite reward value ", r.value, r.error.empty() ? "" : "; ", r.error);
       r.value = 0.0;
       r.failed = true;
+    } else if (std::abs(r.value) > clip_) {
+      r.error = str_cat("reward value ", r.value, " outside rewards.clip (+-", clip_, ")",
+                        r.error.empty() ? "" : "; ", r.error);
+      r.value = 0.0;
+      r.failed = true;
     }
     if (!r.error.empty()) impl_->errors[i].fetch_add(1, std::memory_order_relaxed);
     out.values[i] = r.value;
@@ -162,8 +167,9 @@ std::vector<long long> RewardPipeline::error_counts() const {
 RewardPipeline build_reward_pipeline(const ConfigNode& rewards_section, int num_threads) {
   RewardPipeline p(num_threads);
   auto keys = rewards_section.keys();
-  ZR_CHECK(!keys.empty() && !(keys.size() == 1 && keys[0] == "max_error_rate"),
-           rewards_section.where(), ": '", rewards_section.path(),
+  size_t own_keys = 0;
+  for (const auto& k : keys) own_keys += (k == "max_error_rate" || k == "clip");
+  ZR_CHECK(keys.size() > own_keys, rewards_section.where(), ": '", rewards_section.path(),
            "' lists no rewards (expected e.g. accuracy: {type: math, weight: 1.0})");
   for (const auto& name : keys) {
     if (name == "max_error_rate") {
@@ -171,6 +177,13 @@ RewardPipeline build_reward_pipeline(const ConfigNode& rewards_section, int num_
       ZR_CHECK(rate >= 0 && rate <= 1, rewards_section.where(name), ": ",
                rewards_section.path(name), " must be in [0, 1], got ", rate);
       p.set_max_error_rate(rate);
+      continue;
+    }
+    if (name == "clip") {
+      double clip = rewards_section.get<double>(name);
+      ZR_CHECK(std::isfinite(clip) && clip > 0, rewards_section.where(name), ": ",
+               rewards_section.path(name), " must be finite and > 0, got ", clip);
+      p.set_clip(clip);
       continue;
     }
     ConfigNode entry = rewards_section.section(name);

@@ -24,7 +24,10 @@
 // the largest fraction of a training step's samples on which one reward may
 // fail (RewardResult::failed) before the run stops with that reward's last
 // error (default 0.5; 1 never stops).  The trainer logs each reward's rate as
-// reward/<name>/error_rate.
+// reward/<name>/error_rate.  Another:
+//     clip: 1.0e6
+// the largest |value| a reward may return (default 1e6); a value beyond it
+// (or not finite) is a failure of that sample's reward, scored 0.
 #pragma once
 
 #include <atomic>
@@ -71,12 +74,17 @@ class RewardPipeline {
   // rewards.max_error_rate (see the top of this file).
   double max_error_rate() const { return max_error_rate_; }
   void set_max_error_rate(double rate) { max_error_rate_ = rate; }
+  // rewards.clip: a reward value v with |v| > clip is that sample's failure
+  // (value 0, reason given), not a number that overflows the step's sums.
+  double clip() const { return clip_; }
+  void set_clip(double clip) { clip_ = clip; }
 
  private:
   struct Impl;
   std::unique_ptr<Impl> impl_;
   int num_threads_;
   double max_error_rate_ = 0.5;
+  double clip_ = 1e6;
 };
 
 // Builds the pipeline from the `rewards:` section (see above); throws

@@ -10,6 +10,8 @@
 #   disagree ranks launched (MPMD) with a different optimizer.lr, train.steps
 #            or policy.init, or one path holding different weights, refuse
 #            to start naming the rank and key; log.level may differ
+#   reward   nothing a command reward's workers start survives the run; a
+#            command that cannot start stops the run at start-up
 #   messages a checkpoint write on a full disk says "No space left on device";
 #            invalid UTF-8 on stdin names its line and skips only it
 # Usage: faults_test.sh ZERORL_BINARY SOURCE_DIR PART
@@ -218,6 +220,31 @@ YAML
   check "one path, different weights per rank: refused (exit $rc)" test "$rc" -ne 0 -a "$rc" -ne 124
   check "naming the rank and the file" \
     grep -q "different weights from policy.init base.h5: rank(s) 1 differ" "$work/weights.log"
+  ;;
+reward)
+  # A command reward whose workers each start a process of their own and
+  # print a stray line now and then: nothing survives the run.
+  cat >"$work/judge.py" <<PY
+import json, subprocess, sys
+child = subprocess.Popen(["sleep", "300"])
+with open("$work/pids", "a") as f: f.write("%d\\n" % child.pid)
+for n, line in enumerate(sys.stdin):
+    req = json.loads(line)
+    if n % 3 == 2: print("debug: a stray line", flush=True)
+    print(json.dumps({"id": req["id"], "reward": 0.5}), flush=True)
+PY
+  train judge.log "rewards.judge={type: command, command: \"python3 -u $work/judge.py\", processes: 2}"
+  check "a run with a process-spawning command reward exits 0 (got $?)" test $? -eq 0
+  check "its workers started processes" test "$(grep -c . "$work/pids" 2>/dev/null)" -ge 2
+  gone() { ! kill -0 "$1" 2>/dev/null || grep -q '^[0-9]* ([^)]*) Z' "/proc/$1/stat" 2>/dev/null; }
+  left=0
+  for p in $(cat "$work/pids" 2>/dev/null); do gone "$p" || { left=$((left+1)); kill -9 "$p"; }; done
+  check "none of them survives the run ($left left)" test "$left" -eq 0
+  train nocmd.log run.name=nocmd "rewards.judge={type: command, command: \"no-such-judge --fast\"}"
+  rc=$?
+  check "a command that cannot start fails at start-up (exit $rc)" test "$rc" -eq 1
+  check "naming the key" grep -q "rewards.judge.command cannot start: 'no-such-judge' is not found" "$work/nocmd.log"
+  check "before any step" test ! -s "$work/runs/nocmd/metrics.jsonl"
   ;;
 *)
   echo "unknown part '$part'"; exit 2 ;;

@@ -173,14 +173,15 @@ TEST(LoopVariants, CommandRewardServedByTwoProcessesScoresEveryCompletion) {
   // process started and which served each call.
   const std::string script = (scratch() / "len_reward.py").string();
   const std::string log = (scratch() / "workers.log").string();
-  std::ofstream(script) << "import json, os, sys\n"
-                        << "log = open(" << json(log).dump() << ", 'a')\n"
-                        << "log.write('start %d\\n' % os.getpid()); log.flush()\n"
-                        << "for line in sys.stdin:\n"
-                        << "    s = json.loads(line)\n"
-                        << "    log.write('serve %d\\n' % os.getpid()); log.flush()\n"
-                        << "    print(json.dumps({'reward': (len(s['completion']) % 5) / 4}), "
-                           "flush=True)\n";
+  std::ofstream(script)
+      << "import json, os, sys\n"
+      << "log = open(" << json(log).dump() << ", 'a')\n"
+      << "log.write('start %d\\n' % os.getpid()); log.flush()\n"
+      << "for line in sys.stdin:\n"
+      << "    s = json.loads(line)\n"
+      << "    log.write('serve %d\\n' % os.getpid()); log.flush()\n"
+      << "    print(json.dumps({'id': s['id'], 'reward': (len(s['completion']) % 5) / 4}), "
+         "flush=True)\n";
   const Outputs r = train("cmd", {"rewards.judge={type: command, command: \"python3 -u " + script +
                                       "\", processes: 2, weight: 1.0}",
                                   "reward_threads=2", "train.steps=2", "eval.every=0"});
