@@ -3,6 +3,7 @@
 #include <torch/nn/module.h>
 #include <unistd.h>
 
+#include <cmath>
 #include <cstdio>
 #include <fstream>
 #include <iostream>
@@ -41,6 +42,12 @@ const char* kUsage =
     "  --temperature T      sampling temperature (default 1.0)\n"
     "  --top-p P            nucleus sampling mass in (0, 1] (default 1.0)\n"
     "  --top-k K            keep the K most probable tokens, 0 = off (default 0)\n"
+    "                       (a Hugging Face folder's generation_config.json sets\n"
+    "                       the defaults of these three, as transformers'\n"
+    "                       generate() reads it: do_sample false = greedy; a knob\n"
+    "                       it leaves out keeps the default above, not\n"
+    "                       transformers' top_k 50; its eos_token_id list ends a\n"
+    "                       completion)\n"
     "  --max-new-tokens N   completion length limit (default 256)\n"
     "  --stop TEXT          stop string, kept in the output (repeatable)\n"
     "  --num-samples G      completions per prompt (default 1)\n"
@@ -143,10 +150,11 @@ int run_generate(Args& args) {
   std::vector<std::string> prompts = args.values("--prompt");
   const bool greedy = args.flag("--greedy");
   rollout::SamplingParams sp;
-  sp.temperature = args.double_value("--temperature", 1.0);
-  if (greedy) sp.temperature = 0.0;
-  sp.top_p = args.double_value("--top-p", 1.0);
-  sp.top_k = args.int_value("--top-k", 0);
+  // NaN / -1: not given, so the model folder's generation_config.json (if
+  // any) or the built-in default decides.
+  const double temperature = args.double_value("--temperature", std::nan(""));
+  const double top_p = args.double_value("--top-p", std::nan(""));
+  const long long top_k = args.int_value("--top-k", -1);
   sp.max_new_tokens = args.int_value("--max-new-tokens", 256);
   sp.stop_strings = args.values("--stop");
   const long long seed = args.int_value("--seed", 0);
@@ -162,6 +170,22 @@ int run_generate(Args& args) {
   args.finish();
   if (group < 1) throw UsageError("--num-samples must be >= 1");
   if (slots < 1) throw UsageError("--slots must be >= 1");
+  model::GenerationDefaults gd;
+  if (model::is_hf_dir(model_path)) gd = model::read_generation_defaults(model_path);
+  sp.temperature = !std::isnan(temperature)         ? temperature
+                   : gd.do_sample && !*gd.do_sample ? 0.0
+                                                    : gd.temperature.value_or(1.0);
+  if (greedy) sp.temperature = 0.0;
+  sp.top_p = !std::isnan(top_p) ? top_p : gd.top_p.value_or(1.0);
+  sp.top_k = top_k >= 0 ? top_k : gd.top_k.value_or(0);
+  // Say which knobs the base's file set, so a sample is never a surprise.
+  const bool from_file = (!greedy && std::isnan(temperature) && (gd.do_sample || gd.temperature)) ||
+                         (std::isnan(top_p) && gd.top_p) || (top_k < 0 && gd.top_k);
+  if (from_file)
+    std::cerr << "generate: sampling defaults from " << model_path
+              << "/generation_config.json: temperature " << sp.temperature
+              << (sp.temperature == 0.0 ? " (greedy)" : "") << ", top_p " << sp.top_p << ", top_k "
+              << sp.top_k << " (--temperature/--top-p/--top-k/--greedy override)\n";
   try {
     sp.validate("generate");
   } catch (const Error& e) {

@@ -100,11 +100,10 @@ void check_shape(const HfTensors& h, const std::string& hf_name, at::IntArrayRef
            shape_str(got), " but config.json implies ", shape_str(want));
 }
 
-// generation_config.json's eos_token_id (an id or a list) replaces
-// config.json's: it is what transformers' generate() stops at.
-void apply_generation_config(const std::string& dir, ModelConfig& cfg) {
+// generation_config.json as a JSON object, or null when the folder has none.
+json read_generation_config(const std::string& dir) {
   const fs::path path = fs::path(dir) / "generation_config.json";
-  if (!fs::exists(path)) return;
+  if (!fs::exists(path)) return nullptr;
   std::ifstream f(path);
   json j;
   try {
@@ -113,6 +112,15 @@ void apply_generation_config(const std::string& dir, ModelConfig& cfg) {
     ZR_THROW(path.string(), ": not valid JSON: ", e.what());
   }
   ZR_CHECK(j.is_object(), path.string(), ": expected a JSON object");
+  return j;
+}
+
+// generation_config.json's eos_token_id (an id or a list) replaces
+// config.json's: it is what transformers' generate() stops at.
+void apply_generation_config(const std::string& dir, ModelConfig& cfg) {
+  const json j = read_generation_config(dir);
+  if (j.is_null()) return;
+  const fs::path path = fs::path(dir) / "generation_config.json";
   auto it = j.find("eos_token_id");
   if (it == j.end() || it->is_null()) return;
   std::vector<int64_t> ids;
@@ -131,6 +139,27 @@ const std::regex kExpertRe(
     R"(^(model\.layers\.\d+\.mlp\.experts)\.(gate_proj|up_proj|down_proj)$)");
 
 }  // namespace
+
+GenerationDefaults read_generation_defaults(const std::string& dir) {
+  GenerationDefaults d;
+  const json j = read_generation_config(dir);
+  if (j.is_null()) return d;
+  const std::string path = (fs::path(dir) / "generation_config.json").string();
+  auto get = [&](const char* key, auto& out) {
+    auto it = j.find(key);
+    if (it == j.end() || it->is_null()) return;
+    try {
+      out = it->get<typename std::remove_reference_t<decltype(out)>::value_type>();
+    } catch (const std::exception&) {
+      ZR_THROW(path, ": key '", key, "' has the wrong type (", it->dump(), ")");
+    }
+  };
+  get("do_sample", d.do_sample);
+  get("temperature", d.temperature);
+  get("top_p", d.top_p);
+  get("top_k", d.top_k);
+  return d;
+}
 
 std::shared_ptr<CausalLM> load_hf(const std::string& dir) {
   ZR_CHECK(fs::is_directory(dir), dir, ": not a directory (expected a Hugging Face model folder)");

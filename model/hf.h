@@ -46,6 +46,17 @@ struct HfSaveOptions {
 };
 void save_hf(const CausalLM& model, const std::string& dir, const HfSaveOptions& opt = {});
 
+// The sampling defaults a base ships in generation_config.json (what
+// transformers' generate() and vLLM use when the caller sets none); all
+// empty when the folder has no such file or it leaves a knob out.  Bad JSON
+// or a wrongly typed value throws naming the file and key.
+struct GenerationDefaults {
+  std::optional<bool> do_sample;
+  std::optional<double> temperature, top_p;
+  std::optional<int64_t> top_k;
+};
+GenerationDefaults read_generation_defaults(const std::string& dir);
+
 // True when `path` is a folder with a config.json (a Hugging Face model).
 bool is_hf_dir(const std::string& path);
 

@@ -5,7 +5,9 @@
 # byte-identical), and `zerorl generate --greedy` on the chat-template-free R1
 # prompt gives the prompt ids of the `tokenizers` library and the completion
 # ids of transformers' greedy generate().  A generation_config.json listing a
-# second end-of-text id stops generation there.
+# second end-of-text id stops generation there; one saying do_sample false
+# makes plain `zerorl generate` greedy, its top_k is used unless --top-k is
+# given, and a wrongly typed knob is an error naming the file and key.
 # Usage: hf_families_test.sh ZERORL_BINARY PYTHON SOURCE_DIR
 # Exit 77 (ctest: skipped) when PYTHON cannot import transformers/tokenizers.
 set -uo pipefail
@@ -52,6 +54,45 @@ for arch in $archs; do
   "$z" generate --model "$d/eos2" --greedy --json --max-new-tokens 24 --prompt "$prompt" >"$d/gen_eos2.json" 2>>"$d/gen.log"
   check "$arch: generation_config.json's second eos id ends the completion" \
     "$py" -c 'import json,sys; j=json.loads(open(sys.argv[1]).readline()); sys.exit(0 if j["finish"]=="eos" and len(j["tokens"])==1 else 1)' "$d/gen_eos2.json"
+  # A base whose generation_config.json says do_sample false decodes greedily
+  # without --greedy, whatever the seed.
+  if [ "$arch" = qwen3 ]; then
+    mkdir -p "$d/nosample" && cp "$d/model/"* "$d/nosample/"
+    echo "{\"do_sample\": false, \"eos_token_id\": $eos}" >"$d/nosample/generation_config.json"
+    for seed in 1 2; do
+      "$z" generate --model "$d/nosample" --seed $seed --json --max-new-tokens 24 --prompt "$prompt" \
+        >"$d/nosample_$seed.json" 2>>"$d/gen.log"
+    done
+    check "$arch: do_sample false in generation_config.json decodes greedily" \
+      "$py" -c 'import json,sys; t=[json.loads(open(f).readline())["tokens"] for f in sys.argv[1:]]; sys.exit(0 if t[0]==t[1]==t[2] else 1)' \
+      "$d/gen.json" "$d/nosample_1.json" "$d/nosample_2.json"
+    # top_k 1 from the file: every seed gives the greedy ids, and stderr says
+    # where the defaults came from; --top-k 0 on the command line overrides it.
+    mkdir -p "$d/topk1" && cp "$d/model/"* "$d/topk1/"
+    echo "{\"do_sample\": true, \"temperature\": 0.7, \"top_k\": 1, \"eos_token_id\": $eos}" \
+      >"$d/topk1/generation_config.json"
+    for seed in 1 2; do
+      "$z" generate --model "$d/topk1" --seed $seed --json --max-new-tokens 24 --prompt "$prompt" \
+        >"$d/topk1_$seed.json" 2>"$d/topk1_$seed.log"
+      "$z" generate --model "$d/topk1" --seed $seed --top-k 0 --json --max-new-tokens 24 \
+        --prompt "$prompt" >"$d/topk0_$seed.json" 2>>"$d/gen.log"
+    done
+    check "$arch: top_k 1 in generation_config.json samples the greedy ids" \
+      "$py" -c 'import json,sys; t=[json.loads(open(f).readline())["tokens"] for f in sys.argv[1:]]; sys.exit(0 if t[0]==t[1]==t[2] else 1)' \
+      "$d/gen.json" "$d/topk1_1.json" "$d/topk1_2.json"
+    check "$arch: stderr names the file and the defaults it took" \
+      grep -q "generation_config.json: temperature 0.7, top_p 1, top_k 1" "$d/topk1_1.log"
+    check "$arch: --top-k 0 overrides the file's top_k" \
+      "$py" -c 'import json,sys; t=[json.loads(open(f).readline())["tokens"] for f in sys.argv[1:]]; sys.exit(0 if t[1]!=t[0] and t[2]!=t[0] else 1)' \
+      "$d/gen.json" "$d/topk0_1.json" "$d/topk0_2.json"
+    # A wrongly typed knob is refused, naming the file and the key.
+    mkdir -p "$d/badgen" && cp "$d/model/"* "$d/badgen/"
+    echo '{"temperature": "hot"}' >"$d/badgen/generation_config.json"
+    "$z" generate --model "$d/badgen" --max-new-tokens 4 --prompt "$prompt" >/dev/null 2>"$d/badgen.log"
+    rc=$?
+    check "$arch: a wrongly typed generation_config.json knob fails (rc $rc) naming file and key" \
+      bash -c '[ "$1" -ne 0 ] && grep -q "generation_config.json: key .temperature." "$2"' _ "$rc" "$d/badgen.log"
+  fi
 done
 # One transformers process checks every family's ids.
 "$py" - "$work" "$prompt" $archs <<'PY'
