@@ -6,7 +6,7 @@
 
 #include "cli/command.h"
 #include "cli/recipe_args.h"
-#include "core/comm.h"
+#include "core/comm_config.h"
 #include "trainer/eval_run.h"
 #include "trainer/run_dir.h"
 
@@ -18,7 +18,7 @@ static int run_eval_cmd(Args& args) {
   const std::string out_dir = args.value("--out", "");
   Recipe recipe = recipe_from_args(args);
   args.finish();
-  auto comm = make_comm(recipe.root().get<std::string>("comm", "auto"));
+  auto comm = make_comm(CommConfig::from(recipe.root()));
   EvalRunResult r = run_eval(recipe, *comm, ckpt);
   if (comm->rank() != 0) return 0;
   if (!out_dir.empty()) {

@@ -2,7 +2,7 @@
 
 #include "cli/command.h"
 #include "cli/recipe_args.h"
-#include "core/comm.h"
+#include "core/comm_config.h"
 #include "core/log.h"
 #include "trainer/pretrain.h"
 
@@ -11,7 +11,7 @@ namespace zerorl::cli {
 static int run_pretrain_cmd(Args& args) {
   Recipe recipe = recipe_from_args(args);
   args.finish();
-  auto comm = make_comm(recipe.root().get<std::string>("comm", "auto"));
+  auto comm = make_comm(CommConfig::from(recipe.root()));
   auto res = run_pretrain(recipe, *comm);
   if (comm->rank() == 0)
     std::cout << "pretrained " << res.steps << " steps in " << res.wall_seconds << " s, final nll "

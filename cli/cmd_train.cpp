@@ -3,7 +3,7 @@
 
 #include "cli/command.h"
 #include "cli/recipe_args.h"
-#include "core/comm.h"
+#include "core/comm_config.h"
 #include "trainer/grpo_trainer.h"
 #include "trainer/stop_signal.h"
 
@@ -32,7 +32,7 @@ static int run_train_cmd(Args& args) {
   if (overwrite && !resume.empty()) throw UsageError("--overwrite and --resume exclude each other");
   Recipe recipe = recipe_from_args(args);
   args.finish();
-  auto comm = make_comm(recipe.root().get<std::string>("comm", "auto"));
+  auto comm = make_comm(CommConfig::from(recipe.root()));
   install_stop_handlers();
   auto res = run_train(recipe, *comm, resume, overwrite);
   if (res.stopped_by != 0) {

@@ -3,13 +3,17 @@
 #include <ATen/ATen.h>
 #include <mpi.h>
 
+#include <unistd.h>
+
 #include <algorithm>
 #include <cstdlib>
+#include <deque>
 #include <limits>
 #include <numeric>
 #include <vector>
 
 #include "core/checks.h"
+#include "core/collective_timeout.h"
 #include "core/log.h"
 
 namespace zerorl {
@@ -147,6 +151,18 @@ bool is_half_like(at::ScalarType s) { return s == at::kBFloat16 || s == at::kHal
 // their bits as 16-bit integers.
 MPI_Datatype mpi_move_type(at::ScalarType s) { return is_half_like(s) ? MPI_INT16_T : mpi_type(s); }
 
+double g_collective_timeout_s = kDefaultCollectiveTimeoutS;
+std::string g_collective_context;
+
+}  // namespace
+
+void set_collective_timeout(double seconds) { g_collective_timeout_s = seconds; }
+double collective_timeout() { return g_collective_timeout_s; }
+void set_collective_context(const std::string& where) { g_collective_context = where; }
+const std::string& collective_context() { return g_collective_context; }
+
+namespace {
+
 class MpiComm final : public Comm {
  public:
   // Wraps `comm` (MPI_COMM_WORLD, or a split of it that this object frees).
@@ -154,10 +170,14 @@ class MpiComm final : public Comm {
     ZR_CHECK(mpi_active(), "MPI Comm requested but MPI is not initialised: start with mpirun");
     MPI_CHECK(MPI_Comm_rank(comm_, &rank_));
     MPI_CHECK(MPI_Comm_size(comm_, &size_));
+    // The watchdog's side channel: its messages never match a collective's.
+    MPI_CHECK(MPI_Comm_dup(comm_, &side_));
+    MPI_Comm_set_errhandler(side_, MPI_ERRORS_RETURN);
   }
   ~MpiComm() override {
     int finalized = 0;
     MPI_Finalized(&finalized);
+    if (!finalized) MPI_Comm_free(&side_);
     if (comm_ != MPI_COMM_WORLD && !finalized) MPI_Comm_free(&comm_);
   }
   MpiComm(const MpiComm&) = delete;
@@ -179,8 +199,10 @@ class MpiComm final : public Comm {
     if (op == ReduceOp::kMax) mop = MPI_MAX;
     if (op == ReduceOp::kMin) mop = MPI_MIN;
     if (t.scalar_type() == at::kBool) mop = (op == ReduceOp::kMin) ? MPI_LAND : MPI_LOR;
-    MPI_CHECK(MPI_Allreduce(MPI_IN_PLACE, t.data_ptr(), static_cast<int>(t.numel()),
-                            mpi_type(t.scalar_type()), mop, comm_));
+    MPI_Request req;
+    MPI_CHECK(MPI_Iallreduce(MPI_IN_PLACE, t.data_ptr(), static_cast<int>(t.numel()),
+                             mpi_type(t.scalar_type()), mop, comm_, &req));
+    wait(req, "allreduce");
     if (op == ReduceOp::kMean) {
       ZR_CHECK(at::isFloatingType(t.scalar_type()), "allreduce mean needs a floating dtype, got ",
                at::toString(t.scalar_type()));
@@ -192,8 +214,10 @@ class MpiComm final : public Comm {
     check_cpu(t, "broadcast");
     ZR_CHECK(root >= 0 && root < size_, "broadcast root ", root, " out of range for ", size_,
              " ranks");
-    MPI_CHECK(MPI_Bcast(t.data_ptr(), static_cast<int>(t.numel()), mpi_move_type(t.scalar_type()),
-                        root, comm_));
+    MPI_Request req;
+    MPI_CHECK(MPI_Ibcast(t.data_ptr(), static_cast<int>(t.numel()), mpi_move_type(t.scalar_type()),
+                         root, comm_, &req));
+    wait(req, "broadcast");
   }
 
   at::Tensor allgather(const at::Tensor& t_in) override {
@@ -202,7 +226,9 @@ class MpiComm final : public Comm {
     // Shapes must agree: gather numels first (cheap) and name the culprit.
     long long n = t.numel();
     std::vector<long long> all(size_);
-    MPI_CHECK(MPI_Allgather(&n, 1, MPI_LONG_LONG, all.data(), 1, MPI_LONG_LONG, comm_));
+    MPI_Request req;
+    MPI_CHECK(MPI_Iallgather(&n, 1, MPI_LONG_LONG, all.data(), 1, MPI_LONG_LONG, comm_, &req));
+    wait(req, "allgather");
     for (int r = 0; r < size_; ++r)
       ZR_CHECK(all[r] == n, "allgather: rank ", r, " sent ", all[r], " elements, rank ", rank_,
                " sent ", n);
@@ -210,8 +236,9 @@ class MpiComm final : public Comm {
     for (auto d : t.sizes()) shape.push_back(d);
     at::Tensor out = at::empty(shape, t.options());
     const MPI_Datatype ty = mpi_move_type(t.scalar_type());
-    MPI_CHECK(MPI_Allgather(t.data_ptr(), static_cast<int>(n), ty, out.data_ptr(),
-                            static_cast<int>(n), ty, comm_));
+    MPI_CHECK(MPI_Iallgather(t.data_ptr(), static_cast<int>(n), ty, out.data_ptr(),
+                             static_cast<int>(n), ty, comm_, &req));
+    wait(req, "allgather");
     return out;
   }
 
@@ -223,7 +250,9 @@ class MpiComm final : public Comm {
     at::Tensor out = at::empty_like(t);
     const MPI_Datatype ty = mpi_move_type(t.scalar_type());
     int per = static_cast<int>(t.numel() / size_);
-    MPI_CHECK(MPI_Alltoall(t.data_ptr(), per, ty, out.data_ptr(), per, ty, comm_));
+    MPI_Request req;
+    MPI_CHECK(MPI_Ialltoall(t.data_ptr(), per, ty, out.data_ptr(), per, ty, comm_, &req));
+    wait(req, "alltoall");
     return out;
   }
 
@@ -236,12 +265,18 @@ class MpiComm final : public Comm {
       return reduce_scatter(flat.to(at::kFloat)).to(flat.scalar_type());
     const int64_t n = flat.numel() / size_;
     at::Tensor out = at::empty({n}, flat.options());
-    MPI_CHECK(MPI_Reduce_scatter_block(flat.data_ptr(), out.data_ptr(), static_cast<int>(n),
-                                       mpi_type(flat.scalar_type()), MPI_SUM, comm_));
+    MPI_Request req;
+    MPI_CHECK(MPI_Ireduce_scatter_block(flat.data_ptr(), out.data_ptr(), static_cast<int>(n),
+                                        mpi_type(flat.scalar_type()), MPI_SUM, comm_, &req));
+    wait(req, "reduce_scatter");
     return out;
   }
 
-  void barrier() override { MPI_CHECK(MPI_Barrier(comm_)); }
+  void barrier() override {
+    MPI_Request req;
+    MPI_CHECK(MPI_Ibarrier(comm_, &req));
+    wait(req, "barrier");
+  }
 
   at::Tensor alltoallv(const at::Tensor& t_in, const std::vector<int64_t>& send_counts,
                        std::vector<int64_t>* recv_counts_out) override {
@@ -263,8 +298,10 @@ class MpiComm final : public Comm {
     shape[0] = std::accumulate(recv_counts.begin(), recv_counts.end(), int64_t{0});
     at::Tensor out = at::empty(shape, t.options());
     const MPI_Datatype ty = mpi_move_type(t.scalar_type());
-    MPI_CHECK(MPI_Alltoallv(t.data_ptr(), sc.data(), sd.data(), ty, out.data_ptr(), rc.data(),
-                            rd.data(), ty, comm_));
+    MPI_Request req;
+    MPI_CHECK(MPI_Ialltoallv(t.data_ptr(), sc.data(), sd.data(), ty, out.data_ptr(), rc.data(),
+                             rd.data(), ty, comm_, &req));
+    wait(req, "alltoallv");
     if (recv_counts_out) *recv_counts_out = std::move(recv_counts);
     return out;
   }
@@ -302,7 +339,9 @@ class MpiComm final : public Comm {
     ZR_CHECK(total == t.size(0), what, ": send counts sum to ", total, " rows but the tensor has ",
              t.size(0));
     std::vector<int64_t> recv(size_);
-    MPI_CHECK(MPI_Alltoall(send.data(), 1, MPI_INT64_T, recv.data(), 1, MPI_INT64_T, comm_));
+    MPI_Request req;
+    MPI_CHECK(MPI_Ialltoall(send.data(), 1, MPI_INT64_T, recv.data(), 1, MPI_INT64_T, comm_, &req));
+    wait(req, "alltoallv counts");
     return recv;
   }
   static int64_t row_numel(const at::Tensor& t) {
@@ -310,8 +349,98 @@ class MpiComm final : public Comm {
     for (int64_t d = 1; d < t.dim(); ++d) row *= t.size(d);
     return row;
   }
+  // ---- the watchdog (core/collective_timeout.h) ----
+  static constexpr int kAskTag = 7001, kAnswerTag = 7002;
+  static constexpr long kSpins = 2000;  // MPI_Test calls before the first sleep
+
+  // Waits for a posted collective; past the timeout, names the ranks that
+  // did not arrive and throws.
+  void wait(MPI_Request& req, const char* what) {
+    ++seq_;
+    const double timeout = g_collective_timeout_s;
+    if (timeout <= 0) {
+      MPI_CHECK(MPI_Wait(&req, MPI_STATUS_IGNORE));
+      return;
+    }
+    const double t0 = MPI_Wtime();
+    for (long spins = 0;; ++spins) {
+      int done = 0;
+      MPI_CHECK(MPI_Test(&req, &done, MPI_STATUS_IGNORE));
+      if (done) return;
+      // Spin first (collectives are usually quick), then give the core up.
+      // A rank asks only after waiting a whole timeout, so the side channel
+      // and the clock are looked at only once the spinning is over.
+      if (spins < kSpins) continue;
+      answer_asks();
+      if (MPI_Wtime() - t0 > timeout) diagnose(what, timeout);
+      ::usleep(spins > 10 * kSpins ? 1000 : 50);
+    }
+  }
+
+  // Tells every rank that asked where this one is (its collective count).
+  void answer_asks() {
+    for (;;) {
+      int flag = 0;
+      MPI_Status st;
+      MPI_Iprobe(MPI_ANY_SOURCE, kAskTag, side_, &flag, &st);
+      if (!flag) return;
+      int64_t theirs = 0;
+      MPI_Recv(&theirs, 1, MPI_INT64_T, st.MPI_SOURCE, kAskTag, side_, MPI_STATUS_IGNORE);
+      answers_.push_back(seq_);  // stable storage until the send completes
+      MPI_Request r;
+      MPI_Isend(&answers_.back(), 1, MPI_INT64_T, st.MPI_SOURCE, kAnswerTag, side_, &r);
+      MPI_Request_free(&r);
+    }
+  }
+
+  [[noreturn]] void diagnose(const char* what, double timeout) {
+    const double grace = std::min(10.0, std::max(2.0, timeout / 10));
+    asks_.assign(size_, seq_);
+    for (int r = 0; r < size_; ++r) {
+      if (r == rank_) continue;
+      MPI_Request q;
+      MPI_Isend(&asks_[r], 1, MPI_INT64_T, r, kAskTag, side_, &q);
+      MPI_Request_free(&q);
+    }
+    std::vector<char> answered(size_, 0);
+    answered[rank_] = 1;
+    int missing = size_ - 1;
+    const double t0 = MPI_Wtime();
+    while (missing > 0 && MPI_Wtime() - t0 < grace) {
+      answer_asks();
+      int flag = 0;
+      MPI_Status st;
+      MPI_Iprobe(MPI_ANY_SOURCE, kAnswerTag, side_, &flag, &st);
+      if (!flag) {
+        ::usleep(1000);
+        continue;
+      }
+      int64_t where = 0;
+      MPI_Recv(&where, 1, MPI_INT64_T, st.MPI_SOURCE, kAnswerTag, side_, MPI_STATUS_IGNORE);
+      if (!answered[st.MPI_SOURCE]) --missing;
+      answered[st.MPI_SOURCE] = 1;
+    }
+    std::string late, waiting;
+    for (int r = 0; r < size_; ++r) {
+      if (r == rank_) continue;
+      std::string& list = answered[r] ? waiting : late;
+      list += (list.empty() ? "" : ", ") + std::to_string(r);
+    }
+    ZR_THROW("collective ", what, " #", seq_,
+             g_collective_context.empty() ? "" : " (" + g_collective_context + ")",
+             " timed out after ", timeout, " s on rank ", rank_, ": rank(s) ",
+             late.empty() ? "(none: all answered, so the collective itself is stuck)" : late,
+             " did not arrive (stopped, hung in compute or I/O, or dead)",
+             waiting.empty() ? "" : "; rank(s) " + waiting + " were waiting too",
+             "; the recipe key comm.timeout_s sets the limit (0 waits forever)");
+  }
+
   MPI_Comm comm_ = MPI_COMM_WORLD;
+  MPI_Comm side_ = MPI_COMM_NULL;
   int rank_ = 0, size_ = 1;
+  int64_t seq_ = 0;              // collectives started on this Comm
+  std::vector<int64_t> asks_;    // send buffers of diagnose()
+  std::deque<int64_t> answers_;  // send buffers of answer_asks(), never moved
 };
 
 }  // namespace

@@ -2,14 +2,37 @@
 // id is created on rank 0 and broadcast over MPI; each rank drives the GPU
 // given by its node-local rank.  Collectives run on the current ATen CUDA
 // stream, so they order correctly with the kernels that produced the data.
+//
+// The watchdog (core/collective_timeout.h): NCCL calls return as soon as the
+// work is enqueued, and a rank that never arrives leaves the others blocked
+// later, in whatever waits for the stream.  So each collective records a
+// CUDA event, and a thread of the Comm polls the events and
+// ncclCommGetAsyncError every 100 ms.  An async NCCL error, or a collective
+// not complete after collective_timeout() seconds, is logged naming the
+// collective, its number and the step; the thread then calls ncclCommAbort
+// (which frees the kernels waiting for the missing rank) and
+// mpi_abort_all(1).  The thread cannot throw into a main thread blocked in
+// CUDA, so it ends the job itself, as main() would.  NCCL cannot say which
+// peer is missing: the ranks that log the timeout were waiting, a rank that
+// does not is the one that did not arrive.
 #include <ATen/ATen.h>
 #include <c10/cuda/CUDAStream.h>
 #include <cuda_runtime.h>
 #include <mpi.h>
 #include <nccl.h>
 
+#include <chrono>
+#include <condition_variable>
+#include <deque>
+#include <mutex>
+#include <string>
+#include <thread>
+#include <vector>
+
 #include "core/checks.h"
+#include "core/collective_timeout.h"
 #include "core/comm.h"
+#include "core/log.h"
 
 namespace zerorl {
 
@@ -43,6 +66,126 @@ ncclDataType_t nccl_type(at::ScalarType s) {
   }
 }
 
+// Polls the collectives of one NCCL communicator (see the file comment).
+class NcclWatchdog {
+ public:
+  NcclWatchdog(ncclComm_t comm, int rank, int device, double timeout_s)
+      : comm_(comm), rank_(rank), device_(device), timeout_s_(timeout_s) {
+    thread_ = std::thread([this] { run(); });
+  }
+  ~NcclWatchdog() {
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      stop_ = true;
+    }
+    cv_.notify_all();
+    thread_.join();
+    for (auto& p : pending_)
+      if (p.event) cudaEventDestroy(p.event);
+    for (cudaEvent_t e : free_) cudaEventDestroy(e);
+  }
+  NcclWatchdog(const NcclWatchdog&) = delete;
+  NcclWatchdog& operator=(const NcclWatchdog&) = delete;
+
+  // Main thread, after a collective is enqueued on `stream`.
+  void enqueued(const char* what, cudaStream_t stream) {
+    cudaEvent_t ev = nullptr;
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      if (!free_.empty()) {
+        ev = free_.back();
+        free_.pop_back();
+      }
+    }
+    if (!ev) CUDA_CHECK(cudaEventCreateWithFlags(&ev, cudaEventDisableTiming));
+    CUDA_CHECK(cudaEventRecord(ev, stream));
+    push(what, ev);
+  }
+  // Main thread, around a host-blocking step (the MPI barrier).
+  void host_begin(const char* what) { push(what, nullptr); }
+  void host_end() {
+    std::lock_guard<std::mutex> lock(mu_);
+    for (auto& p : pending_)
+      if (!p.event) p.host_done = true;
+  }
+
+ private:
+  struct Pending {
+    cudaEvent_t event;  // null: a host step, done when host_done
+    bool host_done;
+    std::string what;
+    int64_t seq;
+    std::string context;
+    std::chrono::steady_clock::time_point start;
+  };
+
+  void push(const char* what, cudaEvent_t ev) {
+    std::lock_guard<std::mutex> lock(mu_);
+    pending_.push_back(
+        Pending{ev, false, what, ++seq_, collective_context(), std::chrono::steady_clock::now()});
+  }
+
+  void run() {
+    cudaSetDevice(device_);
+    std::unique_lock<std::mutex> lock(mu_);
+    while (!stop_) {
+      cv_.wait_for(lock, std::chrono::milliseconds(100));
+      if (stop_) break;
+      // Drop what completed; the oldest still pending decides the timeout.
+      for (size_t i = 0; i < pending_.size();) {
+        Pending& p = pending_[i];
+        const bool done = p.event ? cudaEventQuery(p.event) == cudaSuccess : p.host_done;
+        if (!done) {
+          ++i;
+          continue;
+        }
+        if (p.event) free_.push_back(p.event);
+        pending_.erase(pending_.begin() + static_cast<std::ptrdiff_t>(i));
+      }
+      ncclResult_t async = ncclSuccess;
+      if (ncclCommGetAsyncError(comm_, &async) == ncclSuccess && async != ncclSuccess &&
+          async != ncclInProgress)
+        fail(str_cat("NCCL reported an asynchronous error on rank ", rank_, ": ",
+                     ncclGetErrorString(async), where()));
+      if (pending_.empty()) continue;
+      const Pending& oldest = pending_.front();
+      const double waited =
+          std::chrono::duration<double>(std::chrono::steady_clock::now() - oldest.start).count();
+      if (waited > timeout_s_)
+        fail(str_cat("collective ", oldest.what, " #", oldest.seq,
+                     oldest.context.empty() ? "" : " (" + oldest.context + ")", " timed out after ",
+                     timeout_s_, " s on rank ", rank_,
+                     " (NCCL): a rank did not arrive (stopped, hung in compute or I/O, or dead); "
+                     "NCCL cannot name it: the ranks that log this line were waiting, the one "
+                     "that does not is missing; the recipe key comm.timeout_s sets the limit "
+                     "(0 waits forever)"));
+    }
+  }
+  std::string where() const {
+    if (pending_.empty()) return "";
+    const Pending& p = pending_.front();
+    return str_cat(" during collective ", p.what, " #", p.seq,
+                   p.context.empty() ? "" : " (" + p.context + ")");
+  }
+  [[noreturn]] void fail(const std::string& msg) {
+    ZR_LOG_ERROR(msg);
+    ncclCommAbort(comm_);
+    mpi_abort_all(1);
+    std::abort();  // not reached: MPI_Abort ends this process
+  }
+
+  ncclComm_t comm_;
+  int rank_, device_;
+  double timeout_s_;
+  std::mutex mu_;
+  std::condition_variable cv_;
+  bool stop_ = false;
+  int64_t seq_ = 0;
+  std::deque<Pending> pending_;
+  std::vector<cudaEvent_t> free_;
+  std::thread thread_;
+};
+
 class NcclComm final : public Comm {
  public:
   NcclComm() {
@@ -64,13 +207,16 @@ class NcclComm final : public Comm {
     if (rank_ == 0) NCCL_CHECK(ncclGetUniqueId(&id));
     MPI_CHECK(MPI_Bcast(&id, sizeof(id), MPI_BYTE, 0, MPI_COMM_WORLD));
     NCCL_CHECK(ncclCommInitRank(&comm_, size_, id, rank_));
+    start_watchdog();
   }
   // A split: `mpi` (owned, freed here) carries the barrier, `nccl` the data.
   NcclComm(MPI_Comm mpi, ncclComm_t nccl, int device) : mpi_(mpi), device_(device), comm_(nccl) {
     MPI_CHECK(MPI_Comm_rank(mpi_, &rank_));
     MPI_CHECK(MPI_Comm_size(mpi_, &size_));
+    start_watchdog();
   }
   ~NcclComm() override {
+    watchdog_.reset();  // before the communicator it polls
     if (comm_) ncclCommDestroy(comm_);
     int finalized = 0;
     MPI_Finalized(&finalized);
@@ -96,6 +242,7 @@ class NcclComm final : public Comm {
     if (op == ReduceOp::kMean) nop = ncclAvg;
     NCCL_CHECK(ncclAllReduce(t.data_ptr(), t.data_ptr(), t.numel(), nccl_type(t.scalar_type()), nop,
                              comm_, stream()));
+    watch("allreduce");
   }
   void broadcast(at::Tensor& t, int root) override {
     if (!t.is_cuda()) {
@@ -107,6 +254,7 @@ class NcclComm final : public Comm {
     check(t, "broadcast");
     NCCL_CHECK(ncclBroadcast(t.data_ptr(), t.data_ptr(), t.numel(), nccl_type(t.scalar_type()),
                              root, comm_, stream()));
+    watch("broadcast");
   }
   at::Tensor allgather(const at::Tensor& t_in) override {
     if (!t_in.is_cuda()) return allgather(t_in.to(at::Device(at::kCUDA, device_))).cpu();
@@ -117,6 +265,7 @@ class NcclComm final : public Comm {
     at::Tensor out = at::empty(shape, t.options());
     NCCL_CHECK(ncclAllGather(t.data_ptr(), out.data_ptr(), t.numel(), nccl_type(t.scalar_type()),
                              comm_, stream()));
+    watch("allgather");
     return out;
   }
   at::Tensor alltoall(const at::Tensor& t_in) override {
@@ -136,6 +285,7 @@ class NcclComm final : public Comm {
           ncclRecv(static_cast<char*>(out.data_ptr()) + r * bytes, per, ty, r, comm_, stream()));
     }
     NCCL_CHECK(ncclGroupEnd());
+    watch("alltoall");
     return out;
   }
   at::Tensor reduce_scatter(const at::Tensor& flat_in) override {
@@ -148,11 +298,14 @@ class NcclComm final : public Comm {
     at::Tensor out = at::empty({n}, flat.options());
     NCCL_CHECK(ncclReduceScatter(flat.data_ptr(), out.data_ptr(), n, nccl_type(flat.scalar_type()),
                                  ncclSum, comm_, stream()));
+    watch("reduce_scatter");
     return out;
   }
   void barrier() override {
+    if (watchdog_) watchdog_->host_begin("barrier");
     CUDA_CHECK(cudaStreamSynchronize(stream()));
     MPI_CHECK(MPI_Barrier(mpi_));
+    if (watchdog_) watchdog_->host_end();
   }
 
   at::Tensor alltoallv(const at::Tensor& t_in, const std::vector<int64_t>& send_counts,
@@ -197,6 +350,7 @@ class NcclComm final : public Comm {
       roff += rn;
     }
     NCCL_CHECK(ncclGroupEnd());
+    watch("alltoallv");
     if (recv_counts_out) *recv_counts_out = std::move(recv_counts);
     return out;
   }
@@ -215,6 +369,13 @@ class NcclComm final : public Comm {
 
  private:
   cudaStream_t stream() const { return c10::cuda::getCurrentCUDAStream(device_).stream(); }
+  void start_watchdog() {
+    if (collective_timeout() > 0)
+      watchdog_ = std::make_unique<NcclWatchdog>(comm_, rank_, device_, collective_timeout());
+  }
+  void watch(const char* what) {
+    if (watchdog_) watchdog_->enqueued(what, stream());
+  }
   void check(const at::Tensor& t, const char* what) const {
     ZR_CHECK(t.is_cuda(), "NCCL Comm ", what, " needs a CUDA tensor, got ", t.device().str());
     ZR_CHECK(t.is_contiguous(), "NCCL Comm ", what, " needs a contiguous tensor");
@@ -222,6 +383,7 @@ class NcclComm final : public Comm {
   MPI_Comm mpi_ = MPI_COMM_WORLD;
   int rank_ = 0, size_ = 1, device_ = 0;
   ncclComm_t comm_ = nullptr;
+  std::unique_ptr<NcclWatchdog> watchdog_;  // null when the timeout is 0
 };
 
 }  // namespace

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Launch zerorl on many processes (and nodes) with Open MPI.
 #   scripts/launch_mpirun.sh NP [--hostfile FILE] -- train recipes/r1zero-hf-moe.yaml key=value ...
-# One rank per GPU on GPU nodes (the recipe's comm: auto picks NCCL); on CPU
+# One rank per GPU on GPU nodes (the recipe's comm.backend: auto picks NCCL); on CPU
 # machines one rank per core pair, each with one OpenMP thread.
 set -euo pipefail
 np=${1:?usage: launch_mpirun.sh NP [mpirun options] -- zerorl-args...}

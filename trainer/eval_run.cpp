@@ -7,6 +7,7 @@
 #include <fstream>
 
 #include "core/comm.h"
+#include "core/comm_config.h"
 #include "core/config.h"
 #include "core/h5.h"
 #include "core/log.h"
@@ -78,7 +79,7 @@ EvalRunResult run_eval(Recipe& recipe, Comm& comm, const std::string& ckpt) {
   const int reward_threads = static_cast<int>(recipe.root().get<long>("reward_threads", 0));
   auto pipeline = rewards::build_reward_pipeline(recipe.section("rewards"), reward_threads);
   EvalConfig eval = EvalConfig::from(recipe.section("eval"));
-  recipe.root().get<std::string>("comm", "auto");  // read by the command
+  CommConfig::from(recipe.root());  // the command made the Comm from it
   log::set_level(log::level_from_string(recipe.section("log").get<std::string>("level", "info")));
   for (const char* training_only :
        {"train", "advantage", "loss", "optimizer", "checkpoint", "logging"})

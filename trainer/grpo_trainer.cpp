@@ -13,7 +13,9 @@
 #include <optional>
 #include <nlohmann/json.hpp>
 
+#include "core/collective_timeout.h"
 #include "core/comm.h"
+#include "core/comm_config.h"
 #include "core/config.h"
 #include "core/log.h"
 #include "core/recipe_diff.h"
@@ -162,7 +164,8 @@ const std::vector<std::string> kMayChangeOnResume = {"train.steps",
                                                      "logging.*",
                                                      "run.*",
                                                      "reward_threads",
-                                                     "comm",
+                                                     "comm",  // before it was a section
+                                                     "comm.*",
                                                      "rewards.max_error_rate"};
 
 // A resume with a changed recipe is refused unless every changed key may
@@ -268,7 +271,7 @@ void setup(Run& run, Recipe& recipe, Comm& comm, const std::string& resume, bool
   auto ck = recipe.section("checkpoint");
   run.ckpt_every = ck.get<long>("every", 0);
   run.keep_last = ck.get<long>("keep_last", 3);
-  recipe.root().get<std::string>("comm", "auto");  // read by the command
+  CommConfig::from(recipe.root());  // the command made the Comm from it
   log::set_level(log::level_from_string(recipe.section("log").get<std::string>("level", "info")));
   const LoggingConfig logging = LoggingConfig::from(recipe.section("logging"));
   recipe.check_all_read();
@@ -923,6 +926,7 @@ TrainResult run_train(Recipe& recipe, Comm& comm, const std::string& resume, boo
 
   Progress progress("train", run.train.steps);
   for (long step = run.start_step; step < run.train.steps; ++step) {
+    set_collective_context("step " + std::to_string(step + 1));
     std::map<std::string, double> timing;
     MetricReducer m;
     // rollout + reward (+ dynamic sampling's extra rounds)

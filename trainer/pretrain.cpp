@@ -7,7 +7,9 @@
 #include <cmath>
 #include <filesystem>
 
+#include "core/collective_timeout.h"
 #include "core/comm.h"
+#include "core/comm_config.h"
 #include "core/config.h"
 #include "core/log.h"
 #include "core/progress.h"
@@ -87,6 +89,7 @@ PretrainResult run_pretrain(Recipe& recipe, Comm& comm) {
            batch, " must be a positive multiple of the ", comm.size(), " ranks");
   ZR_CHECK(seq_len + 1 <= model_cfg.max_position, pt.where("seq_len"), ": seq_len ", seq_len,
            " exceeds model.max_position_embeddings");
+  CommConfig::from(recipe.root());  // the command made the Comm from it
   recipe.check_all_read();
 
   std::unique_ptr<RunDir> dir;
@@ -114,6 +117,7 @@ PretrainResult run_pretrain(Recipe& recipe, Comm& comm) {
   Progress progress("pretrain", steps);
   PretrainResult result;
   for (long step = 0; step < steps; ++step) {
+    set_collective_context("pretrain step " + std::to_string(step + 1));
     auto t0 = std::chrono::steady_clock::now();
     // Every rank packs the same global batch and takes its rows.
     at::Tensor rows = packer.next(batch).narrow(0, comm.rank() * rows_per_rank, rows_per_rank);

@@ -14,6 +14,9 @@
 #            command that cannot start stops the run at start-up
 #   messages a checkpoint write on a full disk says "No space left on device";
 #            invalid UTF-8 on stdin names its line and skips only it
+#   hang     a 2-rank run with comm.timeout_s=5 whose rank 1 is SIGSTOPped
+#            mid-run ends within 5 + 10 s, non-zero, naming the collective,
+#            the step and rank 1
 # Usage: faults_test.sh ZERORL_BINARY SOURCE_DIR PART
 set -uo pipefail
 z=$(realpath "$1")
@@ -245,6 +248,36 @@ PY
   check "a command that cannot start fails at start-up (exit $rc)" test "$rc" -eq 1
   check "naming the key" grep -q "rewards.judge.command cannot start: 'no-such-judge' is not found" "$work/nocmd.log"
   check "before any step" test ! -s "$work/runs/nocmd/metrics.jsonl"
+  ;;
+hang)
+  root_flag=(); [ "$(id -u)" -eq 0 ] && root_flag=(--allow-run-as-root)
+  logs+=(hang.log)
+  timeout 90 mpirun "${root_flag[@]}" --oversubscribe --bind-to none -np 2 \
+    "$z" train "$work/train.yaml" train.steps=1000 checkpoint.every=0 comm.timeout_s=5 \
+    >"$work/hang.log" 2>&1 &
+  job=$!
+  for _ in $(seq 600); do  # until rank 0 has logged a step (60 s at most)
+    [ -s "$work/runs/r/metrics.jsonl" ] && break
+    kill -0 "$job" 2>/dev/null || break
+    sleep 0.1
+  done
+  # Rank 1: the zerorl process whose environment says so.
+  rank1=""
+  for p in $(pgrep -f "$z train $work/train.yaml"); do
+    tr '\0' '\n' <"/proc/$p/environ" 2>/dev/null | grep -qx OMPI_COMM_WORLD_RANK=1 && rank1=$p
+  done
+  check "the job was running steps when rank 1 was stopped" test -n "$rank1" -a -s "$work/runs/r/metrics.jsonl"
+  t0=$(date +%s)
+  [ -n "$rank1" ] && kill -STOP "$rank1"
+  wait "$job"
+  rc=$?
+  dt=$(( $(date +%s) - t0 ))
+  for p in $(pgrep -f "$z train $work/train.yaml"); do kill -9 "$p"; done  # the planted defect's leftovers
+  check "the job ends non-zero by itself (exit $rc)" test "$rc" -ne 0 -a "$rc" -ne 124
+  check "within comm.timeout_s + 10 s (took $dt s)" test "$dt" -le 15
+  check "naming the collective, the step and rank 1" grep -Eq \
+    "collective [a-z_ ]+ #[0-9]+ \(step [0-9]+\) timed out after 5 s on rank 0: rank\(s\) 1 did not arrive" \
+    "$work/hang.log"
   ;;
 *)
   echo "unknown part '$part'"; exit 2 ;;

@@ -1,6 +1,11 @@
 // Driver for multi-rank tests of the MPI Comm, run under `mpirun -np 2`.
 //   collectives      every collective on every dtype the trainer uses
 //   throw_on_rank1   rank 1 throws while rank 0 blocks: main must abort all
+//   stop_rank1       the collective watchdog: after two steps of work on
+//                    every rank, rank 1 SIGSTOPs itself; rank 0's next
+//                    allreduce must end the job within the timeout (3 s
+//                    here) plus the grace, naming the collective, the step
+//                    and rank 1 (tests/core/expect_timeout.cmake)
 //   split_alltoallv  sub-communicators and the variable all-to-all (np 2, 4)
 //   nccl             the NCCL Comm at any world size (-np 1 on one GPU in
 //                    scripts/device_check.sh): allreduce (sum, mean, max,
@@ -10,9 +15,13 @@
 //                    build without CUDA
 #include <ATen/ATen.h>
 
+#include <unistd.h>
+
+#include <csignal>
 #include <cstdio>
 #include <iostream>
 
+#include "core/collective_timeout.h"
 #include "core/comm.h"
 #include "core/error.h"
 #include "core/process_grid.h"
@@ -304,6 +313,25 @@ int main(int argc, char** argv) {
       if (comm->rank() == 0)
         std::printf("split_alltoallv: %s\n", t.item<int>() ? "FAILED" : "passed");
       return t.item<int>() ? 1 : 0;
+    }
+    if (mode == "stop_rank1") {
+      set_collective_timeout(3.0);
+      for (int step = 1; step <= 2; ++step) {
+        set_collective_context("step " + std::to_string(step));
+        at::Tensor t = at::arange(1000, at::kFloat) * (comm->rank() + 1);
+        comm->allreduce(t);
+        ZR_CHECK(t[999].item<float>() == 999.0f * comm->size() * (comm->size() + 1) / 2,
+                 "allreduce sum wrong before the stop");
+        comm->barrier();
+      }
+      set_collective_context("step 3");
+      // Without a watchdog rank 0 would wait forever: SIGALRM ends it (and
+      // mpirun the job) well after the bound, so the test fails, not hangs.
+      if (comm->rank() == 0) ::alarm(40);
+      if (comm->rank() == 1) ::raise(SIGSTOP);  // never answers again
+      at::Tensor t = at::ones({8});
+      comm->allreduce(t);
+      return 0;  // unreachable on a correct watchdog
     }
     if (mode == "throw_on_rank1") {
       if (comm->rank() == 1) ZR_THROW("rank 1 fails on purpose");
