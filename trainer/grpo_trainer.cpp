@@ -702,6 +702,7 @@ void update_phase(Run& run, Comm& comm, StepBatch& b, const Packed* full,
   }
   timing["old_logprobs"] = seconds_since(t);
   double fwd_bwd = 0, sync = 0, apply = 0;
+  long blowups = 0;  // updates of this step skipped by the blow-up guard
   const long M = run.train.minibatches;
   for (long epoch = 0; epoch < run.train.epochs; ++epoch) {
     for (long mb = 0; mb < M; ++mb) {
@@ -754,8 +755,16 @@ void update_phase(Run& run, Comm& comm, StepBatch& b, const Packed* full,
       m.add_mean("optim/grad_norm", rep.grad_norm, 1);
       m.add_max("optim/lr", rep.lr);
       m.add_max("optim/skipped_total", static_cast<double>(rep.num_skipped));
+      m.add_max("optim/update_ratio", rep.update_ratio);
+      blowups += rep.blowup ? 1 : 0;  // the same on every rank: a max, not a sum
+      if (rep.blowup && comm.rank() == 0)
+        ZR_LOG_WARN(
+            "update skipped: it would blow the weights up (||update|| / ||weights|| = ",
+            rep.update_ratio, ", optimizer.max_update_ratio ", run.opt->config().max_update_ratio,
+            ", or a weight non-finite or beyond its dtype); optim/skipped_blowup counts it");
     }
   }
+  m.add_max("optim/skipped_blowup", static_cast<double>(blowups));
   timing["fwd_bwd"] = fwd_bwd;
   timing["grad_sync"] = sync;
   timing["optimizer"] = apply;

@@ -10,6 +10,7 @@
 
 #include <chrono>
 #include <cmath>
+#include <limits>
 #include <set>
 
 #include "core/config.h"
@@ -30,14 +31,23 @@ OptimizerConfig OptimizerConfig::from(const ConfigNode& n, int64_t default_total
     ZR_CHECK(std::isfinite(v) && v >= 0 && v < 1, n.where(key), ": ", n.path(key),
              " must be in [0, 1), got ", v);
   };
+  // The rates reach the fp32 masters as fp32 scalars: a value beyond fp32's
+  // range would fail mid-run naming no key (lr=1e38 did).
+  constexpr double kF32Max = std::numeric_limits<float>::max();
   c.lr = n.get<double>("lr", c.lr);
   positive("lr", c.lr);
   c.beta1 = n.get<double>("beta1", c.beta1);
   in01("beta1", c.beta1);
+  // AdamW's largest step size is lr / (1 - beta1), at its first step.
+  ZR_CHECK(c.lr / (1 - c.beta1) <= kF32Max, n.where("lr"), ": ", n.path("lr"), " = ", c.lr,
+           " is beyond the fp32 range of the master weights (lr / (1 - beta1) must stay <= ",
+           kF32Max, ")");
   c.beta2 = n.get<double>("beta2", c.beta2);
   in01("beta2", c.beta2);
   c.eps = n.get<double>("eps", c.eps);
   positive("eps", c.eps);
+  ZR_CHECK(c.eps <= kF32Max, n.where("eps"), ": ", n.path("eps"), " = ", c.eps,
+           " is beyond the fp32 range of the master weights (<= ", kF32Max, ")");
   c.weight_decay = n.get<double>("weight_decay", c.weight_decay);
   ZR_CHECK(std::isfinite(c.weight_decay) && c.weight_decay >= 0 && c.weight_decay * c.lr < 1,
            n.where("weight_decay"), ": ", n.path("weight_decay"),
@@ -62,6 +72,10 @@ OptimizerConfig OptimizerConfig::from(const ConfigNode& n, int64_t default_total
   c.max_grad_norm = n.get<double>("max_grad_norm", c.max_grad_norm);
   ZR_CHECK(std::isfinite(c.max_grad_norm) && c.max_grad_norm >= 0, n.where("max_grad_norm"), ": ",
            n.path("max_grad_norm"), " must be >= 0 (0 disables clipping), got ", c.max_grad_norm);
+  c.max_update_ratio = n.get<double>("max_update_ratio", c.max_update_ratio);
+  ZR_CHECK(std::isfinite(c.max_update_ratio) && c.max_update_ratio >= 0,
+           n.where("max_update_ratio"), ": ", n.path("max_update_ratio"),
+           " must be >= 0 (0: only non-finite updates are skipped), got ", c.max_update_ratio);
   c.bucket_mb = n.get<double>("bucket_mb", c.bucket_mb);
   positive("bucket_mb", c.bucket_mb);
   c.grad_reduce =
@@ -142,6 +156,26 @@ void adamw_update(at::Tensor p, const at::Tensor& grad_in, at::Tensor& exp_avg,
   const at::Tensor denom = (exp_avg_sq.sqrt() / std::sqrt(bias_correction2)).add_(h.eps);
   const double step_size = lr / bias_correction1;
   p.addcdiv_(exp_avg, denom, -step_size);
+}
+
+void adamw_preview(const at::Tensor& p, const at::Tensor& grad_in, const at::Tensor& exp_avg,
+                   const at::Tensor& exp_avg_sq, int64_t t, double lr, const AdamHyper& h,
+                   bool decay, double param_max, UpdatePreview& acc) {
+  at::NoGradGuard no_grad;
+  if (p.numel() == 0) return;
+  // adamw_update's arithmetic on copies (the decision needs the size of the
+  // update, not its bits).
+  const at::Tensor grad = grad_in.to(p.scalar_type());
+  const double bias_correction1 = 1 - std::pow(h.beta1, static_cast<double>(t));
+  const double bias_correction2 = 1 - std::pow(h.beta2, static_cast<double>(t));
+  const at::Tensor m = exp_avg.mul(h.beta1).add_(grad, 1 - h.beta1);
+  const at::Tensor v = exp_avg_sq.mul(h.beta2).addcmul_(grad, grad, 1 - h.beta2);
+  const at::Tensor denom = (v.sqrt() / std::sqrt(bias_correction2)).add_(h.eps);
+  at::Tensor next = decay && h.weight_decay != 0 ? p.mul(1 - lr * h.weight_decay) : p.clone();
+  next.addcdiv_(m, denom, -lr / bias_correction1);
+  acc.delta_norms.push_back(at::norm(at::sub(next, p), 2, at::kDouble));  // no fp32 overflow
+  acc.param_norms.push_back(at::norm(p, 2, at::kDouble));
+  acc.next_absmax.push_back(next.abs().max().to(at::kDouble) / param_max);
 }
 
 void AdamW::step(double lr) {
@@ -226,6 +260,21 @@ int64_t layout_hash(const std::vector<NamedParam>& ps) {
 }
 
 at::Tensor scalar_long(int64_t v) { return at::full({}, v, at::kLong); }
+
+// The largest finite value of a parameter dtype: a master beyond it would
+// round to inf in the parameter.
+double dtype_max(at::ScalarType s) {
+  switch (s) {
+    case at::kHalf:
+      return 65504.0;
+    case at::kBFloat16:
+      return 3.3895313892515355e38;
+    case at::kFloat:
+      return std::numeric_limits<float>::max();
+    default:
+      return std::numeric_limits<double>::max();
+  }
+}
 
 }  // namespace
 
@@ -322,24 +371,58 @@ StepReport Optimizer::step(bool local_loss_finite) {
       local_sq += std::pow(g.norm().to(at::kDouble).item<double>(), 2);
     r.grad_norm = std::sqrt(comm_.allreduce_scalar(local_sq, ReduceOp::kSum));
   }
-  // After the sync the norm is the same everywhere, but a non-finite loss is
-  // only known locally: one vote settles both.
-  const bool skip = any_rank(comm_, !local_loss_finite || !std::isfinite(r.grad_norm));
+  // clip_grads_to_norm's rule; stage 0 scales the gradients in place below.
+  const double coef = cfg_.max_grad_norm > 0 && std::isfinite(r.grad_norm)
+                          ? std::min(1.0, cfg_.max_grad_norm / (r.grad_norm + 1e-6))
+                          : 1.0;
+  const double lr = lr_at(cfg_, num_updates_);
+  const AdamHyper h{cfg_.beta1, cfg_.beta2, cfg_.eps, cfg_.weight_decay};
+  // The blow-up guard: what the update would do, before it is done.  The
+  // norm is global (the same on every rank), so every rank previews or none.
+  UpdatePreview pv;
+  if (std::isfinite(r.grad_norm))
+    for (size_t i = 0; i < owned.size(); ++i)
+      adamw_preview(master_[i], coef < 1.0 ? grads[i].mul(coef) : grads[i], exp_avg_[i],
+                    exp_avg_sq_[i], adam_step_ + 1, lr, h, params_[owned[i].param].decay,
+                    dtype_max(tensors_[owned[i].param].scalar_type()), pv);
+  double delta_sq = 0, param_sq = 0;
+  bool overflow = false;  // a new master non-finite or beyond the parameter dtype
+  if (!pv.delta_norms.empty()) {
+    const at::Tensor d = at::stack(pv.delta_norms).cpu();
+    const at::Tensor w = at::stack(pv.param_norms).cpu();
+    const double absmax = at::stack(pv.next_absmax).max().item<double>();  // / dtype max
+    delta_sq = d.square().sum().item<double>();
+    param_sq = w.square().sum().item<double>();
+    overflow = !(absmax <= 1.0);  // NaN too
+  }
+  // One vote settles everything known only locally (a non-finite loss, an
+  // overflow in this rank's shard) and sums the shards' squared norms
+  // (stages 1, 2; at stage 0 every rank holds everything, so its own sums
+  // are the global ones): every rank takes the same decision.
+  at::Tensor vote = at::tensor({!local_loss_finite || !std::isfinite(r.grad_norm) ? 1.0 : 0.0,
+                                overflow ? 1.0 : 0.0, delta_sq, param_sq},
+                               at::kDouble);
+  comm_.allreduce(vote, ReduceOp::kSum);
+  const bool nonfinite = vote[0].item<double>() > 0.5;
+  if (stage > 0) {
+    delta_sq = vote[2].item<double>();
+    param_sq = vote[3].item<double>();
+  }
+  r.update_ratio = param_sq > 0 ? std::sqrt(delta_sq / param_sq) : 0.0;
+  const bool blowup =
+      !nonfinite && (vote[1].item<double>() > 0.5 || !std::isfinite(delta_sq) ||
+                     (cfg_.max_update_ratio > 0 && param_sq > 0 &&
+                      delta_sq > cfg_.max_update_ratio * cfg_.max_update_ratio * param_sq));
+  const bool skip = nonfinite || blowup;
   if (skip) {
     ++num_skipped_;
   } else {
-    double coef = 1.0;
-    if (stage == 0) {
-      clip_grads_to_norm(tensors_, r.grad_norm, cfg_.max_grad_norm);
-    } else if (cfg_.max_grad_norm > 0) {
-      coef = std::min(1.0, cfg_.max_grad_norm / (r.grad_norm + 1e-6));  // clip_grads_to_norm's rule
-    }
-    r.lr = lr_at(cfg_, num_updates_);
-    const AdamHyper h{cfg_.beta1, cfg_.beta2, cfg_.eps, cfg_.weight_decay};
+    if (stage == 0) clip_grads_to_norm(tensors_, r.grad_norm, cfg_.max_grad_norm);
+    r.lr = lr;
     ++adam_step_;
     for (size_t i = 0; i < owned.size(); ++i) {
       at::Tensor g = grads[i];
-      if (coef < 1.0) g = g.mul(coef);
+      if (stage > 0 && coef < 1.0) g = g.mul(coef);
       adamw_update(master_[i], g, exp_avg_[i], exp_avg_sq_[i], adam_step_, r.lr, h,
                    params_[owned[i].param].decay);
     }
@@ -350,6 +433,7 @@ StepReport Optimizer::step(bool local_loss_finite) {
   r.applied = !skip;
   r.num_updates = num_updates_;
   r.num_skipped = num_skipped_;
+  r.blowup = blowup;
   r.apply_seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t1).count();
   return r;
 }

@@ -32,10 +32,19 @@
 //      on every rank after step 1), stages 1 and 2 as the square root of the
 //      all-reduced sum of each rank's squared slice norms: the same global
 //      norm, never a rank's local one;
-//   3. if the loss was non-finite on ANY rank or the norm is non-finite, the
-//      step is skipped on every rank: weights and AdamW state unchanged,
-//      gradients cleared, num_skipped incremented;
-//   4. otherwise clip to max_grad_norm (torch's rule: scale by
+//   3. the blow-up guard previews the AdamW update on copies
+//      (adamw_preview): the norm of the update and of the owned masters
+//      before it, and the largest new master against the parameter dtype's
+//      range;
+//   4. one vote (an all-reduce of four numbers) gathers what is known only
+//      locally and the shards' squared norms; the step is skipped on every
+//      rank (weights and AdamW state unchanged, gradients cleared,
+//      num_skipped incremented) if the loss was non-finite on ANY rank, the
+//      gradient norm is non-finite, or the update would blow the weights up:
+//      a new master non-finite or beyond the parameter dtype's range on any
+//      rank, or ||update|| > max_update_ratio * ||weights|| (global norms
+//      over the trainable parameters; StepReport::blowup);
+//   5. otherwise clip to max_grad_norm (torch's rule: scale by
 //      max / (norm + 1e-6) when that is < 1), AdamW with lr_at(num_updates)
 //      on the owned elements, parameters = rounded masters, all-gather of the
 //      new parameters (stages 1, 2), clear gradients, num_updates incremented.
@@ -84,7 +93,10 @@ struct OptimizerConfig {
   int64_t total_steps = 0;     // cosine: the update at which lr reaches min
   double min_lr_ratio = 0.0;   // cosine floor, as a fraction of lr
   double max_grad_norm = 1.0;  // 0 disables clipping (the norm is still reported)
-  double bucket_mb = 25.0;     // gradient all-reduce bucket size
+  // Skip an update larger than this times the weights (global L2 norms); 0
+  // skips only non-finite ones.  A healthy step is a few percent at most.
+  double max_update_ratio = 1.0;
+  double bucket_mb = 25.0;  // gradient all-reduce bucket size
   ReduceOp grad_reduce = ReduceOp::kSum;
   // ZeRO stage 0 | 1 | 2 (shard_plan.h).  Not an optimizer-section key: the
   // GRPO recipe sets it from train.zero.
@@ -92,7 +104,9 @@ struct OptimizerConfig {
 
   // Keys (all optional): lr, beta1, beta2, eps, weight_decay, warmup_steps,
   // schedule: constant|cosine, total_steps (> warmup_steps for cosine),
-  // min_lr_ratio, max_grad_norm, bucket_mb, grad_reduce: sum|mean.
+  // min_lr_ratio, max_grad_norm, max_update_ratio, bucket_mb,
+  // grad_reduce: sum|mean.  lr / (1 - beta1) and eps must lie within fp32's
+  // range (the masters' dtype), else the key is named.
   // total_steps counts optimizer updates; with cosine it defaults to
   // `default_total_steps` (the caller's count of the run's updates; 0: none,
   // the key is then required), and the default is written into the recipe.
@@ -126,6 +140,18 @@ struct AdamHyper {
 void adamw_update(at::Tensor master, const at::Tensor& grad, at::Tensor& exp_avg,
                   at::Tensor& exp_avg_sq, int64_t t, double lr, const AdamHyper& h, bool decay);
 
+// Norms of what adamw_update would do to `master`, without doing it (the
+// blow-up guard of Optimizer::step): per segment, the update's and the
+// weights' L2 norms and the largest new |value| divided by `param_max` (the
+// parameter dtype's largest finite value), as 0-dim tensors on the master's
+// device, so that one host copy reads them all.
+struct UpdatePreview {
+  std::vector<at::Tensor> delta_norms, param_norms, next_absmax;
+};
+void adamw_preview(const at::Tensor& master, const at::Tensor& grad, const at::Tensor& exp_avg,
+                   const at::Tensor& exp_avg_sq, int64_t t, double lr, const AdamHyper& h,
+                   bool decay, double param_max, UpdatePreview& acc);
+
 class AdamW {
  public:
   AdamW(std::vector<NamedParam> params, double beta1, double beta2, double eps,
@@ -152,7 +178,9 @@ class AdamW {
 };
 
 struct StepReport {
-  bool applied = false;     // false: skipped for a non-finite loss or gradient
+  bool applied = false;     // false: skipped (non-finite loss or gradient, or a blow-up)
+  bool blowup = false;      // skipped because the update would blow the weights up
+  double update_ratio = 0;  // ||update|| / ||weights|| (previewed; 0 when not previewed)
   double grad_norm = 0;     // before clipping (NaN/inf when skipped for it)
   double lr = 0;            // the rate used (0 when skipped)
   int64_t num_updates = 0;  // applied updates so far (after this step)

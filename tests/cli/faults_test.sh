@@ -14,6 +14,9 @@
 #            command that cannot start stops the run at start-up
 #   messages a checkpoint write on a full disk says "No space left on device";
 #            invalid UTF-8 on stdin names its line and skips only it
+#   blowup   optimizer.lr=1e20: every update is skipped and counted
+#            (optim/skipped_blowup), the run ends 0 and its checkpoint loads
+#            and generates; lr=1e38 is refused at start-up naming the key
 #   hang     a 2-rank run with comm.timeout_s=5 whose rank 1 is SIGSTOPped
 #            mid-run ends within 5 + 10 s, non-zero, naming the collective,
 #            the step and rank 1
@@ -248,6 +251,22 @@ PY
   check "a command that cannot start fails at start-up (exit $rc)" test "$rc" -eq 1
   check "naming the key" grep -q "rewards.judge.command cannot start: 'no-such-judge' is not found" "$work/nocmd.log"
   check "before any step" test ! -s "$work/runs/nocmd/metrics.jsonl"
+  ;;
+blowup)
+  train blowup.log optimizer.lr=1e20 train.steps=2
+  check "an lr of 1e20 runs to the end (exit $?)" test $? -eq 0
+  check "every update skipped as a blow-up" test "$(grep -c '"optim/skipped_blowup":1.0' "$work/runs/r/metrics.jsonl")" -eq 2
+  check "and counted in optim/skipped_total" grep -q '"optim/skipped_total":2.0' "$work/runs/r/metrics.jsonl"
+  check "the log says why" grep -q "update skipped: it would blow the weights up" "$work/blowup.log"
+  check "the checkpoint verifies" "$z" ckpt verify "$ckpts/step_2"
+  "$z" generate --model "$ckpts/step_2/rank_0.h5" --prompt "What is 1 + 2?" --max-new-tokens 4 \
+    --greedy --json >"$work/gen_blowup" 2>&1
+  check "its weights are finite: generate works (exit $?)" grep -q '"completion"' "$work/gen_blowup"
+  train lr38.log optimizer.lr=1e38 run.name=lr38
+  rc=$?
+  check "lr=1e38 is refused (exit $rc)" test "$rc" -eq 1
+  check "at start-up, naming the key" grep -q "command line 'optimizer.lr=1e38': optimizer.lr = 1e+38 is beyond the fp32 range" "$work/lr38.log"
+  check "before any step" test ! -s "$work/runs/lr38/metrics.jsonl"
   ;;
 hang)
   root_flag=(); [ "$(id -u)" -eq 0 ] && root_flag=(--allow-run-as-root)

@@ -154,6 +154,63 @@ TEST_F(SingleOptimizer, NonFiniteLossOrGradientSkipsAndKeepsWeights) {
   EXPECT_EQ(r.num_skipped, 2);
 }
 
+// Issue 21 item 6: an update that would blow the weights up is skipped as a
+// non-finite loss is, before anything is changed.
+TEST_F(SingleOptimizer, AnUpdateThatWouldBlowTheWeightsUpIsSkipped) {
+  auto ps = make_params(4);
+  OptimizerConfig c;
+  c.lr = 1e20;  // finite weights of ~1e20 after one step
+  Optimizer opt(ps, c, *comm);
+  std::mt19937_64 gen(2);
+  std::vector<at::Tensor> before;
+  for (auto& p : ps) before.push_back(p.param.detach().clone());
+  set_grads(ps, gen);
+  StepReport r = opt.step();
+  EXPECT_FALSE(r.applied);
+  EXPECT_TRUE(r.blowup);
+  EXPECT_GT(r.update_ratio, 1e15);
+  EXPECT_EQ(r.num_skipped, 1);
+  EXPECT_EQ(r.num_updates, 0);
+  for (size_t i = 0; i < ps.size(); ++i) {
+    EXPECT_TRUE(same_bits(ps[i].param.detach(), before[i])) << ps[i].name;
+    EXPECT_FALSE(ps[i].param.grad().defined()) << "gradients are cleared after a skip";
+  }
+  for (const auto& [k, v] : opt.state())
+    if (k.rfind("exp_avg", 0) == 0) EXPECT_EQ(v.abs().sum().item<double>(), 0.0) << k;
+
+  // A healthy rate: applied, the ratio small and reported.
+  OptimizerConfig ok = c;
+  ok.lr = 1e-3;
+  auto ps2 = make_params(5);
+  Optimizer opt2(ps2, ok, *comm);
+  std::mt19937_64 gen2(3);
+  set_grads(ps2, gen2);
+  r = opt2.step();
+  EXPECT_TRUE(r.applied);
+  EXPECT_FALSE(r.blowup);
+  EXPECT_GT(r.update_ratio, 0);
+  EXPECT_LT(r.update_ratio, 0.1);
+  // The bound is the recipe's: the same step under a tighter bound is skipped.
+  OptimizerConfig tight = ok;
+  tight.max_update_ratio = r.update_ratio / 10;
+  auto ps3 = make_params(5);
+  Optimizer opt3(ps3, tight, *comm);
+  std::mt19937_64 gen3(3);
+  set_grads(ps3, gen3);
+  EXPECT_TRUE(opt3.step().blowup);
+  // fp16 weights: an update past 65504 would round to inf.
+  auto hs = make_params(6);
+  for (auto& p : hs) p.param = p.param.detach().to(at::kHalf).requires_grad_(true);
+  OptimizerConfig big = ok;
+  big.lr = 1e5;
+  big.max_update_ratio = 0;  // only the dtype's range decides
+  Optimizer opt4(hs, big, *comm);
+  for (auto& p : hs) p.param.mutable_grad() = at::ones_like(p.param);
+  r = opt4.step();
+  EXPECT_TRUE(r.blowup);
+  for (auto& p : hs) EXPECT_TRUE(at::isfinite(p.param).all().item<bool>()) << p.name;
+}
+
 TEST_F(SingleOptimizer, StateRoundTripContinuesBitIdentically) {
   OptimizerConfig c;
   c.lr = 1e-2;
@@ -390,6 +447,16 @@ TEST(OptimizerConfig, FromRecipeWithValidation) {
   EXPECT_NE(e.find("total_steps"), std::string::npos) << e;
   e = error_of("opt:\n  beta1: 1.0\n");
   EXPECT_NE(e.find("opt.beta1"), std::string::npos) << e;
+  // Beyond fp32 (the masters' dtype): refused at load, naming key and line.
+  e = error_of("opt:\n  beta1: 0.9\n  lr: 1.0e38\n");
+  EXPECT_NE(e.find("bad.yaml:3:3: opt.lr = 1e+38 is beyond the fp32 range"), std::string::npos)
+      << e;
+  EXPECT_EQ(error_of("opt:\n  lr: 3.0e37\n"), "");  // lr / (1 - beta1) = 3e38 still fits
+  e = error_of("opt:\n  eps: 1.0e39\n");
+  EXPECT_NE(e.find("bad.yaml:2:3: opt.eps = 1e+39 is beyond the fp32 range"), std::string::npos)
+      << e;
+  e = error_of("opt:\n  max_update_ratio: -1\n");
+  EXPECT_NE(e.find("opt.max_update_ratio must be >= 0"), std::string::npos) << e;
 }
 
 }  // namespace
