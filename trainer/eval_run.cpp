@@ -40,16 +40,29 @@ std::string checkpoint_step_of(const std::string& path) {
   return fs::path(path).parent_path().string();
 }
 
-// The checkpoint's weights into the policy, as a resume loads them.
-void load_checkpoint_weights(model::CausalLM& model, const std::string& step_dir) {
-  Checkpoint c = load_checkpoint(checkpoint_rank_file(step_dir, 0));
+// A training checkpoint file (its root carries the format tag), under any
+// name and in any folder.
+bool is_checkpoint_file(const std::string& path) {
+  std::error_code ec;
+  if (!fs::is_regular_file(path, ec)) return false;
+  try {
+    H5File f(path, H5File::Mode::kRead);
+    return f.has_attr("", "zerorl_checkpoint_format");
+  } catch (const Error&) {
+    return false;  // not HDF5: load_policy says what it is
+  }
+}
+
+// The weights of a checkpoint rank file into the policy, as a resume loads them.
+void load_checkpoint_weights(model::CausalLM& model, const std::string& file) {
+  Checkpoint c = load_checkpoint(file);
   torch::NoGradGuard g;
   std::map<std::string, at::Tensor> saved(c.weights.begin(), c.weights.end());
   for (auto& [n, t] : model.named_weights()) {
     auto it = saved.find(n);
-    ZR_CHECK(it != saved.end(), step_dir, ": weight '", n,
+    ZR_CHECK(it != saved.end(), file, ": weight '", n,
              "' missing (a checkpoint of another model than policy.init?)");
-    ZR_CHECK(it->second.sizes() == t.sizes(), step_dir, ": weight '", n, "' has shape ",
+    ZR_CHECK(it->second.sizes() == t.sizes(), file, ": weight '", n, "' has shape ",
              it->second.sizes(), ", policy.init's has ", t.sizes());
     t.copy_(it->second);
   }
@@ -93,6 +106,7 @@ EvalRunResult run_eval(Recipe& recipe, Comm& comm, const std::string& ckpt) {
   // Which policy.
   EvalRunResult out;
   std::string step_dir;
+  std::string ckpt_file;  // the rank file whose weights are evaluated
   std::string policy_path = init;
   if (ckpt == "auto") {
     ResumePoint rp = find_resume_checkpoint(run_path + "/checkpoints", comm);
@@ -100,20 +114,31 @@ EvalRunResult run_eval(Recipe& recipe, Comm& comm, const std::string& ckpt) {
     step_dir = rp.path;
   } else if (!ckpt.empty()) {
     ZR_CHECK(fs::exists(ckpt), "--ckpt ", ckpt, ": no such file or folder");
+    // Verified before anything is read from it, as generate and export do:
+    // a checkpoint file under any name first, its step folder (every rank
+    // file present, intact and agreeing) below.
+    const std::string why = verify_if_checkpoint(ckpt);
+    ZR_CHECK(why.empty(), "--ckpt ", ckpt, ": the checkpoint fails verification (", why,
+             "); refusing to evaluate it");
     step_dir = checkpoint_step_of(ckpt);
-    if (step_dir.empty()) policy_path = ckpt;
+    if (step_dir.empty() && is_checkpoint_file(ckpt)) ckpt_file = ckpt;  // a copy, renamed
+    if (step_dir.empty() && ckpt_file.empty()) policy_path = ckpt;
+  }
+  if (!step_dir.empty()) {
+    const std::string why = verify_checkpoint_step(step_dir);
+    ZR_CHECK(why.empty(), "--ckpt ", ckpt, ": the checkpoint fails verification (", why,
+             "); refusing to evaluate it");
+    ckpt_file = checkpoint_rank_file(step_dir, 0);
   }
   Policy policy = load_policy(policy_path);
   auto& model = *policy.model;
   cast_parameters(model, dtype, "policy " + policy_path);
   model.to(device);
   out.policy = policy_path;
-  if (!step_dir.empty()) {
-    const std::string why = verify_checkpoint_step(step_dir);
-    ZR_CHECK(why.empty(), step_dir, ": ", why);
-    load_checkpoint_weights(model, step_dir);
-    out.policy = step_dir;
-    out.step = inspect_checkpoint(checkpoint_rank_file(step_dir, 0)).step;
+  if (!ckpt_file.empty()) {
+    load_checkpoint_weights(model, ckpt_file);
+    out.policy = step_dir.empty() ? ckpt_file : step_dir;
+    out.step = inspect_checkpoint(ckpt_file).step;
   }
   ZR_LOG_INFO("evaluating ", out.policy, " (step ", out.step, ") on ",
               eval.num_problems > 0 ? std::min<long>(eval.num_problems, test_set.size())

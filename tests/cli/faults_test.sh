@@ -5,8 +5,9 @@
 #            names each and why, and changes nothing; one corrupt newest step
 #            is kept aside (step_N.corrupt) while the run resumes before it
 #   verify   `zerorl ckpt verify STEP_DIR` flags a missing rank file, an
-#            edited attribute, ranks that disagree; generate/export refuse a
-#            corrupt checkpoint
+#            edited attribute, ranks that disagree; generate/export/eval
+#            refuse a corrupt checkpoint (eval: a byte flipped in rank_1.h5
+#            of the step it is given, or in a copy of a rank file)
 #   disagree ranks launched (MPMD) with a different optimizer.lr, train.steps
 #            or policy.init, or one path holding different weights, refuse
 #            to start naming the rank and key; log.level may differ
@@ -116,6 +117,34 @@ verify)
   "$z" ckpt verify "$ckpts/step_2" >"$work/v_mixed" 2>&1
   check "another step's rank file fails verify (exit $?)" grep -q "UNUSABLE.*disagrees" "$work/v_mixed"
   mv "$work/rank_1.h5" "$ckpts/step_2/rank_1.h5"
+
+  # zerorl eval --ckpt verifies what it is given, the whole step: a byte
+  # flipped in rank 1's file (whose weights eval would never read) refuses.
+  ev=(eval "$work/train.yaml" eval.correct_reward=accuracy eval.format_reward=accuracy --json)
+  logs+=(eval_ok eval_flip eval_flip_r0 eval_copy eval_copy_bad)
+  "$z" "${ev[@]}" --ckpt "$ckpts/step_2" >"$work/eval_ok" 2>&1
+  check "eval of a good 2-rank step works (exit $?)" grep -q '"step":2' "$work/eval_ok"
+  cp "$ckpts/step_2/rank_1.h5" "$work/rank_1.good"
+  flip "$ckpts/step_2/rank_1.h5" $(( $(stat -c %s "$ckpts/step_2/rank_1.h5") / 2 ))
+  "$z" "${ev[@]}" --ckpt "$ckpts/step_2" >"$work/eval_flip" 2>&1
+  rc=$?
+  check "eval refuses a step with a byte flipped in rank_1.h5 (exit $rc)" test "$rc" -eq 1
+  check "naming the file and why" \
+    grep -q "fails verification (.*rank_1.h5: checksum mismatch.*refusing to evaluate it" "$work/eval_flip"
+  "$z" "${ev[@]}" --ckpt "$ckpts/step_2/rank_0.h5" >"$work/eval_flip_r0" 2>&1
+  rc=$?
+  check "and given rank_0.h5 of that step, refuses too (exit $rc)" test "$rc" -eq 1
+  mv "$work/rank_1.good" "$ckpts/step_2/rank_1.h5"
+  # A copy of a rank file, renamed: verified alone, evaluated as its step.
+  cp "$ckpts/step_2/rank_0.h5" "$work/best.h5"
+  "$z" "${ev[@]}" --ckpt "$work/best.h5" >"$work/eval_copy" 2>&1
+  check "a good renamed copy evaluates as its step" \
+    test "$(grep '^{' "$work/eval_copy")" = "$(grep '^{' "$work/eval_ok")"
+  flip "$work/best.h5" $(( $(stat -c %s "$work/best.h5") / 2 ))
+  "$z" "${ev[@]}" --ckpt "$work/best.h5" >"$work/eval_copy_bad" 2>&1
+  rc=$?
+  check "a corrupt renamed copy is refused (exit $rc)" test "$rc" -eq 1
+  check "as corrupt" grep -q "best.h5: the checkpoint fails verification (checksum mismatch" "$work/eval_copy_bad"
 
   # Edit the model's config attribute (4 layers -> 2) in place, leaving the
   # manifest's escaped copy alone: the model that loads would change.
