@@ -38,6 +38,7 @@
 #include "trainer/metric_reducer.h"
 #include "trainer/optimizer.h"
 #include "trainer/plot.h"
+#include "trainer/policy_step.h"
 #include "trainer/policy_file.h"
 #include "trainer/rank_agreement.h"
 #include "trainer/run_dir.h"
@@ -123,8 +124,42 @@ struct Run {
   double wall_seconds() const { return wall_before + seconds_since(t_start); }
 };
 
+// The batch laid out for teacher forcing (rollout/batch_tensors.h: rows are
+// completions, [B, T] with the completion mask), on the learner's device,
+// plus which completions hit the length cap.
+struct Packed {
+  rollout::PaddedRollout t;
+  at::Tensor truncated_B;
+  std::vector<int64_t> len_B;  // teacher-forced positions of each row (prompt + completion - 1)
+
+  // The longest of `rows`: a forward over them is cut to this many positions
+  // (right padding beyond every row's end changes nothing before it).
+  int64_t span(const std::vector<int64_t>& rows) const {
+    int64_t s = 1;
+    for (int64_t r : rows) s = std::max(s, len_B[r]);
+    return s;
+  }
+};
+
+Packed pack(const rollout::RolloutBatch& rb, at::Device device) {
+  Packed p;
+  p.t = rollout::pad_rollout(rb);
+  p.truncated_B = at::zeros({static_cast<int64_t>(rb.samples.size())}, at::kBool);
+  for (size_t b = 0; b < rb.samples.size(); ++b) {
+    p.truncated_B[b] = rb.samples[b].finish == rollout::FinishReason::kLength;
+    p.len_B.push_back(rb.samples[b].prompt_length() + rb.samples[b].completion_length() - 1);
+  }
+  p.t.completion_mask_BT = p.t.completion_mask_BT.to(at::kFloat);
+  if (device.is_cpu()) return p;
+  for (at::Tensor* x : {&p.t.tokens_BT, &p.t.targets_BT, &p.t.valid_BT, &p.t.completion_mask_BT,
+                        &p.t.behaviour_logp_BT, &p.truncated_B})
+    *x = x->to(device);
+  return p;
+}
+
 // One scored group-batch: a rollout round's, or the groups kept for the
-// update (P groups on this rank, B = P * G completions).
+// update (P groups on this rank, B = P * G completions), and what the step's
+// phases add to it.
 struct StepBatch {
   rollout::RolloutBatch rollout;
   std::vector<std::string> prompts_rendered;  // [P]
@@ -133,11 +168,63 @@ struct StepBatch {
   // rounds); picks its minibatch, so the split is the same at any world size.
   std::vector<int64_t> group_pos;
   std::vector<rewards::ScoredSample> scores;  // [B]
-  std::vector<double> rewards;                // [B] after shaping
+  // [B] what the advantages see: the pipeline's total, overlong-shaped
+  // (reward_phase), then less the KL penalty when loss.kl_in = reward
+  // (shape_rewards).
+  std::vector<double> rewards;
   GroupAdvantages adv;
   long global_groups = 0;  // groups in the step's batch over all ranks
+  // The learner's view (reference_phase): the batch packed for teacher
+  // forcing (none when this rank kept no groups) and the reference's
+  // log-probs [B, T] (undefined without a reference model).
+  std::optional<Packed> packed;
+  at::Tensor ref_logp_BT;
 
   size_t num_groups() const { return examples.size(); }
+  long group_size() const { return static_cast<long>(rollout.group_size); }
+};
+
+// ---- step logger -------------------------------------------------------------------
+
+// A step's bookkeeping, so the loop and its phases name only what they
+// measure: the metrics (reduced over ranks by write()) and this rank's
+// wall-clock seconds per phase (summed when a phase runs more than once in
+// the step, e.g. one rollout per dynamic-sampling round).  metrics.jsonl's
+// "time" holds rank 0's, with learner = reference + update, learner_cpu the
+// process CPU seconds of those two phases, and the two throughputs.
+class StepLog {
+ public:
+  MetricReducer metrics;
+
+  // Times its scope as `phase` (wall clock and process CPU).
+  class Timer {
+   public:
+    Timer(StepLog& log, std::string phase)
+        : log_(log), phase_(std::move(phase)), cpu0_(process_cpu_seconds()) {}
+    ~Timer() {
+      log_.add_seconds(phase_, seconds_since(t0_));
+      log_.cpu_[phase_] += process_cpu_seconds() - cpu0_;
+    }
+    Timer(const Timer&) = delete;
+    Timer& operator=(const Timer&) = delete;
+
+   private:
+    StepLog& log_;
+    std::string phase_;
+    Clock::time_point t0_ = Clock::now();
+    double cpu0_;
+  };
+  Timer time(std::string phase) { return Timer(*this, std::move(phase)); }
+  void add_seconds(const std::string& phase, double seconds) { seconds_[phase] += seconds; }
+
+  // Collective: reduces the metrics over ranks and derives reward/std; rank
+  // 0 appends them and the timing to metrics.jsonl (and the batch's first
+  // completions to samples.jsonl every train.sample_every steps).  Returns
+  // the reduced metrics.
+  std::map<std::string, double> write(const Run& run, Comm& comm, long step, const StepBatch& b);
+
+ private:
+  std::map<std::string, double> seconds_, cpu_;
 };
 
 void copy_weights(model::CausalLM& dst, const model::CausalLM& src) {
@@ -428,7 +515,8 @@ void setup(Run& run, Recipe& recipe, Comm& comm, const std::string& resume, bool
 // rollout: G completions of each of this rank's prompts.  Prompt ids are
 // global stream positions, so a completion does not depend on the world size.
 void rollout_phase(Run& run, Comm& comm, long step, long round,
-                   const std::vector<data::Example>& prompts, StepBatch& out) {
+                   const std::vector<data::Example>& prompts, StepBatch& out, StepLog& log) {
+  const auto timer = log.time("rollout");
   std::vector<rollout::PromptInput> inputs;
   const long P = static_cast<long>(prompts.size());
   for (long i = 0; i < P; ++i) {
@@ -447,9 +535,12 @@ void rollout_phase(Run& run, Comm& comm, long step, long round,
   out.rollout = run.engine->generate(*run.policy.model, inputs, run.train.group_size, sp);
 }
 
-// reward: the pipeline's weighted sum per completion (never throws on bad text).
-void reward_phase(Run& run, StepBatch& b) {
-  const long G = run.train.group_size;
+// reward: the pipeline's weighted sum per completion (never throws on bad
+// text), overlong-shaped (loss.overlong = soft): dynamic sampling keeps or
+// drops a group by these rewards.
+void reward_phase(Run& run, StepBatch& b, StepLog& log) {
+  const auto timer = log.time("reward");
+  const long G = b.group_size();
   std::vector<rewards::Sample> samples;
   for (size_t j = 0; j < b.rollout.samples.size(); ++j)
     samples.push_back(
@@ -460,39 +551,6 @@ void reward_phase(Run& run, StepBatch& b) {
   std::vector<int64_t> lengths;
   for (auto& s : b.rollout.samples) lengths.push_back(s.completion_length());
   apply_overlong_shaping(b.rewards, lengths, run.loss);
-}
-
-// The batch laid out for teacher forcing (rollout/batch_tensors.h: rows are
-// completions, [B, T] with the completion mask), on the learner's device,
-// plus which completions hit the length cap.
-struct Packed {
-  rollout::PaddedRollout t;
-  at::Tensor truncated_B;
-  std::vector<int64_t> len_B;  // teacher-forced positions of each row (prompt + completion - 1)
-
-  // The longest of `rows`: a forward over them is cut to this many positions
-  // (right padding beyond every row's end changes nothing before it).
-  int64_t span(const std::vector<int64_t>& rows) const {
-    int64_t s = 1;
-    for (int64_t r : rows) s = std::max(s, len_B[r]);
-    return s;
-  }
-};
-
-Packed pack(const rollout::RolloutBatch& rb, at::Device device) {
-  Packed p;
-  p.t = rollout::pad_rollout(rb);
-  p.truncated_B = at::zeros({static_cast<int64_t>(rb.samples.size())}, at::kBool);
-  for (size_t b = 0; b < rb.samples.size(); ++b) {
-    p.truncated_B[b] = rb.samples[b].finish == rollout::FinishReason::kLength;
-    p.len_B.push_back(rb.samples[b].prompt_length() + rb.samples[b].completion_length() - 1);
-  }
-  p.t.completion_mask_BT = p.t.completion_mask_BT.to(at::kFloat);
-  if (device.is_cpu()) return p;
-  for (at::Tensor* x : {&p.t.tokens_BT, &p.t.targets_BT, &p.t.valid_BT, &p.t.completion_mask_BT,
-                        &p.t.behaviour_logp_BT, &p.truncated_B})
-    *x = x->to(device);
-  return p;
 }
 
 at::Tensor select_rows(const at::Tensor& t, const std::vector<int64_t>& rows);
@@ -559,7 +617,8 @@ at::Tensor select_rows(const at::Tensor& t, const std::vector<int64_t>& rows) {
 void add_batch_metrics(Run& run, const StepBatch& b, const std::vector<bool>& signal,
                        MetricReducer& m);
 
-void append_group(StepBatch& dst, StepBatch& src, size_t g, long G, int64_t pos) {
+void append_group(StepBatch& dst, StepBatch& src, size_t g, int64_t pos) {
+  const long G = src.group_size();
   dst.prompts_rendered.push_back(src.prompts_rendered[g]);
   dst.examples.push_back(src.examples[g]);
   dst.group_pos.push_back(pos);
@@ -582,23 +641,20 @@ void append_group(StepBatch& dst, StepBatch& src, size_t g, long G, int64_t pos)
 // ranks take the same number of rounds and advance their prompt sources
 // alike.  Metrics of what was drawn (rewards, lengths, zero-spread fraction)
 // cover every round; the update sees only the kept groups.
-StepBatch sample_phase(Run& run, Comm& comm, long step, MetricReducer& m,
-                       std::map<std::string, double>& timing) {
-  const long N = run.train.prompts_per_step, G = run.train.group_size;
+StepBatch sample_phase(Run& run, Comm& comm, long step, StepLog& log) {
+  MetricReducer& m = log.metrics;
+  const long N = run.train.prompts_per_step;
   const bool dynamic = run.adv.dynamic_sampling;
   const long max_rounds = dynamic ? run.adv.max_sampling_rounds : 1;
   StepBatch kept;
-  kept.rollout.group_size = G;
+  kept.rollout.group_size = run.train.group_size;
   long round = 0;
   for (; round < max_rounds && kept.global_groups < N; ++round) {
     StepBatch b;
-    auto t = Clock::now();
-    rollout_phase(run, comm, step, round, run.source->next_batch(), b);
-    timing["rollout"] += seconds_since(t);
-    t = Clock::now();
-    reward_phase(run, b);
-    timing["reward"] += seconds_since(t);
-    const std::vector<bool> signal = groups_with_signal(b.rewards, G, run.adv.zero_spread_tol);
+    rollout_phase(run, comm, step, round, run.source->next_batch(), b, log);
+    reward_phase(run, b, log);
+    const std::vector<bool> signal =
+        groups_with_signal(b.rewards, b.group_size(), run.adv.zero_spread_tol);
     add_batch_metrics(run, b, signal, m);
     if (!dynamic) {
       kept = std::move(b);
@@ -616,7 +672,7 @@ StepBatch sample_phase(Run& run, Comm& comm, long step, MetricReducer& m,
     }
     int64_t pos = before;
     for (size_t g = 0; g < signal.size() && pos < N; ++g)
-      if (signal[g]) append_group(kept, b, g, G, pos++);
+      if (signal[g]) append_group(kept, b, g, pos++);
     m.add_sum("dynamic/groups_with_signal", static_cast<double>(mine));
     kept.global_groups = std::min(N, kept.global_groups + total);
   }
@@ -638,34 +694,46 @@ StepBatch sample_phase(Run& run, Comm& comm, long step, MetricReducer& m,
   return kept;
 }
 
-// reference log-probs (no grad) for the KL term and its metric; with
-// loss.kl_in = reward, the KL penalty is subtracted from the rewards here.
+// reference: the kept batch packed for the learner (rollout/batch_tensors.h)
+// and the reference model's log-probs of it (no grad), for the KL term.
 // Resets the reference to the policy every train.ref_reset_every steps.
-at::Tensor reference_phase(Run& run, long step, StepBatch& b, const Packed* full,
-                           MetricReducer& m) {
-  if (!run.reference) return {};
+void reference_phase(Run& run, long step, StepBatch& b, StepLog& log) {
+  const auto timer = log.time("reference");
+  if (!b.rollout.samples.empty()) {
+    b.packed = pack(b.rollout, run.device);
+    log.metrics.add_sum("learner/tokens", b.packed->t.valid_BT.sum().item<double>());
+  } else {
+    log.metrics.add_sum("learner/tokens", 0);
+  }
+  if (!run.reference) return;
   if (run.train.ref_reset_every > 0 && step > 0 && step % run.train.ref_reset_every == 0 &&
       run.ref_reset_step != step) {
     copy_weights(*run.reference, *run.policy.model);
     run.ref_reset_step = step;
     ZR_LOG_INFO("reference reset to the policy at step ", step);
   }
-  const bool kl_in_reward = run.loss.kl_in == LossConfig::KlIn::kReward;
-  if (!full) {
-    if (kl_in_reward) m.add_mean("reward/kl_penalty", 0, 0);
-    return {};
+  if (b.packed)
+    b.ref_logp_BT = logprobs_no_grad(*run.reference, *b.packed, run.train.micro_batch,
+                                     run.sampling.logprob_temperature());
+}
+
+// shape rewards: with loss.kl_in = reward, each completion's KL penalty
+// (beta * its summed per-token KL to the reference, trainer/grpo_loss.h) is
+// subtracted from its reward before the advantages; reward/kl_penalty is
+// its mean.  The overlong shaping happened in reward_phase (dynamic sampling
+// needs it), so after this the rewards are final.
+void shape_rewards(const Run& run, StepBatch& b, MetricReducer& m) {
+  if (!run.reference || run.loss.kl_in != LossConfig::KlIn::kReward) return;
+  if (!b.packed) {
+    m.add_mean("reward/kl_penalty", 0, 0);
+    return;
   }
-  at::Tensor ref_logp_BT = logprobs_no_grad(*run.reference, *full, run.train.micro_batch,
-                                            run.sampling.logprob_temperature());
-  if (kl_in_reward) {
-    auto pen = kl_reward_penalty(full->t.behaviour_logp_BT, ref_logp_BT, full->t.completion_mask_BT,
-                                 run.loss);
-    for (size_t j = 0; j < pen.size(); ++j) {
-      b.rewards[j] -= pen[j];
-      m.add_mean("reward/kl_penalty", pen[j], 1);
-    }
+  const auto pen = kl_reward_penalty(b.packed->t.behaviour_logp_BT, b.ref_logp_BT,
+                                     b.packed->t.completion_mask_BT, run.loss);
+  for (size_t j = 0; j < pen.size(); ++j) {
+    b.rewards[j] -= pen[j];
+    m.add_mean("reward/kl_penalty", pen[j], 1);
   }
-  return ref_logp_BT;
 }
 
 // The statistics a rank adds for a minibatch in which it holds no rows, so
@@ -674,15 +742,18 @@ LossStats empty_loss_stats(const Run& run) {
   return LossStats::empty(run.loss, run.reference != nullptr, /*has_entropy=*/true);
 }
 
-// update: mu epochs x minibatches optimizer steps; each optimizer step is a
-// collective (gradient all-reduce inside Optimizer::step).  full is null when
-// this rank kept no groups (dynamic sampling): it still joins every
-// collective with empty gradients.
-void update_phase(Run& run, Comm& comm, StepBatch& b, const Packed* full,
-                  const at::Tensor& ref_logp_BT, MetricReducer& m,
-                  std::map<std::string, double>& timing) {
+// update: mu epochs x minibatches optimizer steps, each a collective
+// (policy_step: gradient sync, AdamW, MoE balancing biases).  A rank that
+// kept no groups (dynamic sampling; b.packed empty) still joins every
+// collective with empty gradients; a step whose batch is empty on every rank
+// (no group with a signal) is not updated.
+void update_phase(Run& run, Comm& comm, const StepBatch& b, StepLog& log) {
+  const auto timer = log.time("update");
+  if (b.global_groups == 0) return;
+  MetricReducer& m = log.metrics;
   auto& model = *run.policy.model;
-  const long G = run.train.group_size;
+  const Packed* full = b.packed ? &*b.packed : nullptr;
+  const long G = b.group_size();
   const int64_t B = static_cast<int64_t>(b.rollout.samples.size());
   at::Tensor mask_BT, old_logp_BT, adv_B;
   const double T = run.sampling.logprob_temperature();
@@ -700,7 +771,7 @@ void update_phase(Run& run, Comm& comm, StepBatch& b, const Packed* full,
     }
     adv_B = at::tensor(b.adv.advantages, at::kDouble).to(run.device, at::kFloat);
   }
-  timing["old_logprobs"] = seconds_since(t);
+  log.add_seconds("old_logprobs", seconds_since(t));
   double fwd_bwd = 0, sync = 0, apply = 0;
   long blowups = 0;  // updates of this step skipped by the blow-up guard
   const long M = run.train.minibatches;
@@ -727,7 +798,7 @@ void update_phase(Run& run, Comm& comm, StepBatch& b, const Packed* full,
         LossInputs in;
         in.logp_BT = logp;
         in.old_logp_BT = select_span(old_logp_BT, part, S);
-        if (ref_logp_BT.defined()) in.ref_logp_BT = select_span(ref_logp_BT, part, S);
+        if (b.ref_logp_BT.defined()) in.ref_logp_BT = select_span(b.ref_logp_BT, part, S);
         in.advantages_B = select_rows(adv_B, part);
         in.mask_BT = select_span(mask_BT, part, S);
         in.entropy_BT = ent;
@@ -739,19 +810,12 @@ void update_phase(Run& run, Comm& comm, StepBatch& b, const Packed* full,
         if (epoch == 0) out.stats.add_to(m, "loss/");
       }
       fwd_bwd += seconds_since(t);
-      StepReport rep = run.opt->step(finite);
+      const PolicyStepReport report = policy_step(*run.opt, model, comm, finite);
+      const StepReport& rep = report.optimizer;
       sync += rep.sync_seconds;
       apply += rep.apply_seconds;
-      // MoE balancing bias: from the load all ranks saw, after the update.
-      at::Tensor load = model.expert_load_LE();
-      if (load.numel() > 0) {
-        comm.allreduce(load);
-        if (rep.applied) model.update_balance_bias(load);
-        at::Tensor lf = load.to(at::kDouble);
-        at::Tensor mean = lf.mean(1).clamp_min(1.0);
-        m.add_max("moe/load_imbalance_max", (lf.amax(1) / mean).max().item<double>());
-      }
-      model.reset_expert_load();
+      if (report.load_imbalance_max)
+        m.add_max("moe/load_imbalance_max", *report.load_imbalance_max);
       m.add_mean("optim/grad_norm", rep.grad_norm, 1);
       m.add_max("optim/lr", rep.lr);
       m.add_max("optim/skipped_total", static_cast<double>(rep.num_skipped));
@@ -765,9 +829,9 @@ void update_phase(Run& run, Comm& comm, StepBatch& b, const Packed* full,
     }
   }
   m.add_max("optim/skipped_blowup", static_cast<double>(blowups));
-  timing["fwd_bwd"] = fwd_bwd;
-  timing["grad_sync"] = sync;
-  timing["optimizer"] = apply;
+  log.add_seconds("fwd_bwd", fwd_bwd);
+  log.add_seconds("grad_sync", sync);
+  log.add_seconds("optimizer", apply);
 }
 
 // Metrics of one drawn rollout round (all of its groups, kept or not).
@@ -828,9 +892,9 @@ void warn_if_format_never_met(Run& run, const std::map<std::string, double>& met
               "(docs/REWARDS.md)");
 }
 
-std::vector<SampleRecord> sample_records(Run& run, const StepBatch& b) {
+std::vector<SampleRecord> sample_records(const Run& run, const StepBatch& b) {
   std::vector<SampleRecord> out;
-  const long G = run.train.group_size;
+  const long G = b.group_size();
   for (size_t j = 0;
        j < b.scores.size() && static_cast<long>(out.size()) < run.train.samples_per_log; ++j) {
     SampleRecord r;
@@ -852,6 +916,27 @@ std::vector<SampleRecord> sample_records(Run& run, const StepBatch& b) {
     out.push_back(std::move(r));
   }
   return out;
+}
+
+std::map<std::string, double> StepLog::write(const Run& run, Comm& comm, long step,
+                                             const StepBatch& b) {
+  auto reduced = metrics.reduce(comm);
+  const double mean = reduced["reward/mean"];
+  reduced["reward/std"] = std::sqrt(std::max(0.0, reduced["reward/sq"] - mean * mean));
+  reduced.erase("reward/sq");
+  std::map<std::string, double> timing = seconds_;
+  timing["learner"] = timing["reference"] + timing["update"];
+  timing["learner_cpu"] = cpu_["reference"] + cpu_["update"];
+  const double gen = reduced["rollout/generated_tokens"];
+  timing["rollout_tokens_per_s"] = timing["rollout"] > 0 ? gen / timing["rollout"] : 0.0;
+  timing["learner_tokens_per_s"] =
+      timing["learner"] > 0 ? reduced["learner/tokens"] / timing["learner"] : 0.0;
+  if (run.dir) {
+    run.dir->append_metrics(step + 1, reduced, timing);
+    if (run.train.sample_every > 0 && (step + 1) % run.train.sample_every == 0)
+      run.dir->append_samples(step + 1, sample_records(run, b));
+  }
+  return reduced;
 }
 
 std::map<std::string, double> evaluate_phase(Run& run, Comm& comm, long step) {
@@ -936,50 +1021,18 @@ TrainResult run_train(Recipe& recipe, Comm& comm, const std::string& resume, boo
   Progress progress("train", run.train.steps);
   for (long step = run.start_step; step < run.train.steps; ++step) {
     set_collective_context("step " + std::to_string(step + 1));
-    std::map<std::string, double> timing;
-    MetricReducer m;
-    // rollout + reward (+ dynamic sampling's extra rounds)
-    StepBatch b = sample_phase(run, comm, step, m, timing);
-    // reference log-probs (no grad): for the KL term and its metric
-    auto t = Clock::now();
-    const double cpu0 = process_cpu_seconds();
-    std::optional<Packed> full;
-    if (!b.rollout.samples.empty()) {
-      full = pack(b.rollout, run.device);
-      m.add_sum("learner/tokens", full->t.valid_BT.sum().item<double>());
-    } else {
-      m.add_sum("learner/tokens", 0);
-    }
-    const Packed* full_p = full ? &*full : nullptr;
-    at::Tensor ref_logp_BT = reference_phase(run, step, b, full_p, m);
-    timing["reference"] = seconds_since(t);
-    // advantage, update (+ gradient sync inside each optimizer step)
-    b.adv = compute_advantages(b.rewards, run.train.group_size, run.adv);
-    t = Clock::now();
-    if (b.global_groups > 0) update_phase(run, comm, b, full_p, ref_logp_BT, m, timing);
-    timing["update"] = seconds_since(t);
-    timing["learner"] = timing["reference"] + timing["update"];
-    timing["learner_cpu"] = process_cpu_seconds() - cpu0;
-    // log
-    auto metrics = m.reduce(comm);
-    double mean = metrics["reward/mean"];
-    metrics["reward/std"] = std::sqrt(std::max(0.0, metrics["reward/sq"] - mean * mean));
-    metrics.erase("reward/sq");
-    const double gen = metrics["rollout/generated_tokens"];
-    timing["rollout_tokens_per_s"] = timing["rollout"] > 0 ? gen / timing["rollout"] : 0.0;
-    timing["learner_tokens_per_s"] =
-        timing["learner"] > 0 ? metrics["learner/tokens"] / timing["learner"] : 0.0;
-    if (run.dir) {
-      run.dir->append_metrics(step + 1, metrics, timing);
-      if (run.train.sample_every > 0 && (step + 1) % run.train.sample_every == 0)
-        run.dir->append_samples(step + 1, sample_records(run, b));
-    }
+    StepLog log;
+    StepBatch b = sample_phase(run, comm, step, log);  // rollout + reward (+ dynamic rounds)
+    reference_phase(run, step, b, log);
+    shape_rewards(run, b, log.metrics);
+    b.adv = compute_advantages(b.rewards, b.group_size(), run.adv);
+    update_phase(run, comm, b, log);
+    auto metrics = log.write(run, comm, step, b);
     result.last_metrics = metrics;
     check_reward_failures(run, metrics, step);
     warn_if_format_never_met(run, metrics, step);
     progress.update(step + 1 - run.start_step,
-                    {{"reward", mean}, {"len", metrics["response/length_mean"]}});
-    // evaluate, checkpoint
+                    {{"reward", metrics["reward/mean"]}, {"len", metrics["response/length_mean"]}});
     if (eval_on && (step + 1) % run.eval.every == 0)
       result.last_eval = evaluate_phase(run, comm, step + 1);
     // stop: every rank learns whether any rank was signalled (one all-reduce)

@@ -4,9 +4,11 @@
 //
 // One step, as run_train() reads (phases are named functions in
 // grpo_trainer.cpp):
-//   rollout -> reward [-> more rounds: dynamic sampling] -> reference
-//   log-probs -> advantage -> update (with gradient sync) -> log ->
-//   evaluate -> checkpoint
+//   sample (rollout -> reward [-> more rounds: dynamic sampling]) ->
+//   reference log-probs -> shape rewards (the KL penalty, loss.kl_in =
+//   reward) -> advantages -> update (policy_step per optimizer step:
+//   gradient sync, AdamW, MoE balancing biases) -> log -> evaluate ->
+//   checkpoint
 //
 // Dynamic sampling (DAPO; advantage.dynamic_sampling: true,
 // advantage.max_sampling_rounds: N, default 4, the first round included):
@@ -30,7 +32,7 @@
 // 0's wall-clock seconds: rollout, reward, reference (packing + reference
 // log-probs), update = old_logprobs + fwd_bwd + grad_sync + optimizer (+ MoE
 // bias update), learner = reference + update, learner_cpu (rank 0's process
-// CPU seconds over the same span), and rollout_tokens_per_s,
+// CPU seconds in those two phases), and rollout_tokens_per_s,
 // learner_tokens_per_s (learner/tokens / learner).
 //
 // Recipe sections (each component validates its own; unknown keys fail):

@@ -17,6 +17,7 @@
 #include "data/corpus.h"
 #include "model/model.h"
 #include "trainer/optimizer.h"
+#include "trainer/policy_step.h"
 #include "trainer/policy_file.h"
 #include "trainer/run_dir.h"
 
@@ -131,13 +132,7 @@ PretrainResult run_pretrain(Recipe& recipe, Comm& comm) {
     if (out.aux_loss.defined()) loss = loss + out.aux_loss / comm.size();
     double local_loss = loss.item<double>();
     loss.backward();
-    StepReport rep = opt.step(std::isfinite(local_loss));
-    if (fo.record_expert_load) {
-      at::Tensor load = model->expert_load_LE();
-      comm.allreduce(load);
-      if (rep.applied) model->update_balance_bias(load);
-      model->reset_expert_load();
-    }
+    const StepReport rep = policy_step(opt, *model, comm, std::isfinite(local_loss)).optimizer;
     double nll = comm.allreduce_scalar(local_loss);
     double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
     result.final_loss = nll;
