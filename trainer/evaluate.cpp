@@ -194,31 +194,29 @@ void score_problem(const ProblemOutcome& p, long k, const AnswerEquivalence& eq,
            "score_problem: ", n, " samples for k = ", k, " or vectors of different lengths");
   long c = 0;
   for (bool ok : p.correct) c += ok;
-  double* v = sums.v;
-  v[0] += static_cast<double>(c) / static_cast<double>(n);
-  v[1] += pass_at_k(n, c, k);
-  v[2] += majority_correct(p, k, eq);
-  v[3] += p.greedy_correct > 0;
-  for (bool f : p.formatted) v[4] += f;
-  for (long len : p.lengths) v[5] += static_cast<double>(len);
-  for (bool w : p.worked) v[6] += w;
-  v[7] += static_cast<double>(n);
-  v[8] += 1;
+  sums.pass_at_1 += static_cast<double>(c) / static_cast<double>(n);
+  sums.pass_at_k += pass_at_k(n, c, k);
+  sums.maj_at_k += majority_correct(p, k, eq);
+  sums.greedy_correct += p.greedy_correct > 0;
+  for (bool f : p.formatted) sums.formatted += f;
+  for (long len : p.lengths) sums.tokens += static_cast<double>(len);
+  for (bool w : p.worked) sums.worked += w;
+  sums.completions += static_cast<double>(n);
+  sums.problems += 1;
 }
 
 std::map<std::string, double> eval_metrics(const EvalSums& sums, long k, bool greedy,
                                            bool has_format) {
-  const double* s = sums.v;
-  const double problems = s[8], completions = s[7];
+  const double problems = sums.problems, completions = sums.completions;
   auto per = [](double x, double d) { return d > 0 ? x / d : 0.0; };
   std::map<std::string, double> m;
-  m["pass_at_1"] = per(s[0], problems);
-  m["pass_at_" + std::to_string(k)] = per(s[1], problems);
-  m["maj_at_" + std::to_string(k)] = per(s[2], problems);
-  if (greedy) m["greedy_accuracy"] = per(s[3], problems);
-  if (has_format) m["format_rate"] = per(s[4], completions);
-  m["mean_response_tokens"] = per(s[5], completions);
-  m["worked_rate"] = per(s[6], completions);
+  m["pass_at_1"] = per(sums.pass_at_1, problems);
+  m["pass_at_" + std::to_string(k)] = per(sums.pass_at_k, problems);
+  m["maj_at_" + std::to_string(k)] = per(sums.maj_at_k, problems);
+  if (greedy) m["greedy_accuracy"] = per(sums.greedy_correct, problems);
+  if (has_format) m["format_rate"] = per(sums.formatted, completions);
+  m["mean_response_tokens"] = per(sums.tokens, completions);
+  m["worked_rate"] = per(sums.worked, completions);
   m["num_problems"] = problems;
   return m;
 }
@@ -313,9 +311,11 @@ EvalResult evaluate(const EvalContext& ctx, const std::vector<data::Example>& al
   EvalSums sums;
   for (const auto& o : outcomes) score_problem(o, cfg.k, math_answers_equivalent, sums);
   // Every rank counts its own problems; the all-reduce makes the totals.
-  at::Tensor t = at::from_blob(sums.v, {EvalSums::kSize}, at::kDouble).clone();
+  const auto fields = sums.fields();
+  at::Tensor t = at::empty({EvalSums::kSize}, at::kDouble);
+  for (int i = 0; i < EvalSums::kSize; ++i) t.data_ptr<double>()[i] = *fields[i];
   comm.allreduce(t);
-  std::copy(t.data_ptr<double>(), t.data_ptr<double>() + EvalSums::kSize, sums.v);
+  for (int i = 0; i < EvalSums::kSize; ++i) *fields[i] = t.data_ptr<double>()[i];
   result.metrics = eval_metrics(sums, cfg.k, cfg.greedy, format_idx >= 0);
   return result;
 }

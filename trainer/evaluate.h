@@ -28,6 +28,7 @@
 // all-reduced, so every rank returns the same numbers.  Collective.
 #pragma once
 
+#include <array>
 #include <functional>
 #include <map>
 #include <memory>
@@ -131,10 +132,27 @@ bool majority_correct(const ProblemOutcome& p, long k, const AnswerEquivalence& 
 
 // Per-problem sums, summed over problems (and ranks) before eval_metrics().
 struct EvalSums {
+  double pass_at_1 = 0;       // each problem's c / n
+  double pass_at_k = 0;       // each problem's unbiased pass@k
+  double maj_at_k = 0;        // problems whose majority answer is right
+  double greedy_correct = 0;  // problems whose greedy completion is right
+  double formatted = 0;       // completions the format reward accepts
+  double tokens = 0;          // completion tokens
+  double worked = 0;          // completions with worked steps
+  double completions = 0;
+  double problems = 0;
+
+  // Every field, in one fixed order: what evaluate() all-reduces over ranks.
   static constexpr int kSize = 9;
-  // pass@1, pass@k, maj@k, greedy correct, formatted, tokens, worked,
-  // completions, problems
-  double v[kSize] = {0};
+  std::array<double*, kSize> fields() {
+    return {&pass_at_1, &pass_at_k, &maj_at_k,    &greedy_correct, &formatted,
+            &tokens,    &worked,    &completions, &problems};
+  }
+  EvalSums& operator+=(EvalSums o) {
+    const auto mine = fields(), theirs = o.fields();
+    for (int i = 0; i < kSize; ++i) *mine[i] += *theirs[i];
+    return *this;
+  }
 };
 void score_problem(const ProblemOutcome& p, long k, const AnswerEquivalence& eq, EvalSums& sums);
 // The metrics of EvalResult::metrics from sums over all problems.

@@ -204,6 +204,11 @@ at::Tensor bool_mask(const at::Tensor& mask_BT) {
 
 }  // namespace
 
+// Long (~200 lines) on purpose: the loss reads top to bottom in the order of
+// the variant table at the top of trainer/grpo_loss.h (ratios, clipping,
+// behaviour weights, KL, aggregation, entropy), then gathers its statistics
+// in one device->host copy; cut into pieces, each would take a dozen of the
+// same intermediate tensors.
 LossOutput grpo_loss(const LossInputs& in, const LossConfig& cfg, const LossScale& scale_in) {
   const at::Tensor& logp = in.logp_BT;
   ZR_CHECK(logp.defined() && logp.dim() == 2 && at::isFloatingType(logp.scalar_type()),
@@ -365,90 +370,57 @@ LossOutput grpo_loss(const LossInputs& in, const LossConfig& cfg, const LossScal
       low = m & (r < lo) & (adv < 0);
       high = m & (r > hi) & (adv > 0);
     }
-    std::vector<at::Tensor> parts = {
-        as_d(loss.detach()),
-        as_d(mf.sum()),
-        kl.defined() ? as_d((kl.detach() * mf).sum()) : dz,
-        cnt(low),
-        cnt(high),
-        as_d((rt * mf).sum()),
-        as_d(rt.where(m, inf).min()),
-        as_d(rt.where(m, -inf).max()),
-        use_entropy ? as_d(ent_m.detach().sum()) : dz,
+    // Each statistic as a device scalar beside the LossStats field it fills,
+    // stacked for one device->host copy.
+    LossStats& s = out.stats;
+    std::vector<std::pair<at::Tensor, double*>> stats = {
+        {as_d(loss.detach()), &s.loss},
+        {as_d(mf.sum()), &s.num_tokens},
+        {kl.defined() ? as_d((kl.detach() * mf).sum()) : dz, &s.kl_sum},
+        {cnt(low), &s.clip_low_count},
+        {cnt(high), &s.clip_high_count},
+        {as_d((rt * mf).sum()), &s.ratio_sum},
+        {as_d(rt.where(m, inf).min()), &s.ratio_min},
+        {as_d(rt.where(m, -inf).max()), &s.ratio_max},
+        {use_entropy ? as_d(ent_m.detach().sum()) : dz, &s.entropy_sum},
     };
-    const size_t kSeq = parts.size();
     if (seq_level) {
       const at::Tensor sr = seq_ratio_B1.detach();
-      parts.push_back(cnt(active_B1));
-      parts.push_back(as_d(sr.where(active_B1, 0.0).sum()));
-      parts.push_back(as_d(sr.where(active_B1, inf).min()));
-      parts.push_back(as_d(sr.where(active_B1, -inf).max()));
-      if (cispo) {
-        parts.push_back(cnt(active_B1 & (sr < lo)));
-        parts.push_back(cnt(active_B1 & (sr > hi)));
-      } else {
-        parts.push_back(cnt(active_B1 & (sr < lo) & (adv < 0)));
-        parts.push_back(cnt(active_B1 & (sr > hi) & (adv > 0)));
-      }
+      at::Tensor seq_low = active_B1 & (sr < lo), seq_high = active_B1 & (sr > hi);
+      if (!cispo) seq_low = seq_low & (adv < 0), seq_high = seq_high & (adv > 0);
+      stats.push_back({cnt(active_B1), &s.num_active_seqs});
+      stats.push_back({as_d(sr.where(active_B1, 0.0).sum()), &s.seq_ratio_sum});
+      stats.push_back({as_d(sr.where(active_B1, inf).min()), &s.seq_ratio_min});
+      stats.push_back({as_d(sr.where(active_B1, -inf).max()), &s.seq_ratio_max});
+      stats.push_back({cnt(seq_low), &s.seq_clip_low_count});
+      stats.push_back({cnt(seq_high), &s.seq_clip_high_count});
     }
-    const size_t kBeh = parts.size();
     if (cfg.behaviour_is != BIS::kNone) {
-      parts.push_back(as_d((rho * mf).sum()));
-      parts.push_back(as_d(rho.where(m, inf).min()));
-      parts.push_back(as_d(rho.where(m, -inf).max()));
-      parts.push_back(cnt(m & ((rho > cfg.behaviour_is_cap) | (rho < cfg.behaviour_is_floor))));
-      parts.push_back(cnt(m & (w_beh == 0)));
+      const at::Tensor out_of_range = (rho > cfg.behaviour_is_cap) | (rho < cfg.behaviour_is_floor);
+      stats.push_back({as_d((rho * mf).sum()), &s.behaviour_ratio_sum});
+      stats.push_back({as_d(rho.where(m, inf).min()), &s.behaviour_ratio_min});
+      stats.push_back({as_d(rho.where(m, -inf).max()), &s.behaviour_ratio_max});
+      stats.push_back({cnt(m & out_of_range), &s.behaviour_truncated_count});
+      stats.push_back({cnt(m & (w_beh == 0)), &s.behaviour_masked_count});
       if (geo_B1.defined()) {
         const at::Tensor dropped = active_B1 & ((geo_B1 < cfg.behaviour_is_seq_low) |
                                                 (geo_B1 > cfg.behaviour_is_seq_high));
-        parts.push_back(cnt(active_B1));
-        parts.push_back(as_d(geo_B1.where(active_B1, 0.0).sum()));
-        parts.push_back(as_d(geo_B1.where(active_B1, inf).min()));
-        parts.push_back(as_d(geo_B1.where(active_B1, -inf).max()));
-        parts.push_back(cnt(dropped));
+        stats.push_back({cnt(active_B1), &s.num_active_seqs});
+        stats.push_back({as_d(geo_B1.where(active_B1, 0.0).sum()), &s.behaviour_seq_ratio_sum});
+        stats.push_back({as_d(geo_B1.where(active_B1, inf).min()), &s.behaviour_seq_ratio_min});
+        stats.push_back({as_d(geo_B1.where(active_B1, -inf).max()), &s.behaviour_seq_ratio_max});
+        stats.push_back({cnt(dropped), &s.behaviour_seq_masked_count});
       }
     }
-    const at::Tensor v = at::stack(parts).cpu();
-    const double* p = v.data_ptr<double>();
-    LossStats& s = out.stats;
-    s.loss = p[0];
+    std::vector<at::Tensor> values;
+    for (const auto& st : stats) values.push_back(st.first);
+    const at::Tensor v = at::stack(values).cpu();
+    for (size_t i = 0; i < stats.size(); ++i) *stats[i].second = v.data_ptr<double>()[i];
     s.num_seqs = static_cast<double>(logp.size(0));
-    s.num_tokens = p[1];
-    s.kl_sum = p[2];
     s.has_kl = kl.defined();
-    s.clip_low_count = p[3];
-    s.clip_high_count = p[4];
-    s.ratio_sum = p[5];
-    s.ratio_min = p[6];
-    s.ratio_max = p[7];
-    s.entropy_sum = p[8];
     s.has_entropy = use_entropy;
     s.has_seq_ratio = seq_level;
-    if (seq_level) {
-      const double* q = p + kSeq;
-      s.num_active_seqs = q[0];
-      s.seq_ratio_sum = q[1];
-      s.seq_ratio_min = q[2];
-      s.seq_ratio_max = q[3];
-      s.seq_clip_low_count = q[4];
-      s.seq_clip_high_count = q[5];
-    }
     s.behaviour_is = cfg.behaviour_is;
-    if (cfg.behaviour_is != BIS::kNone) {
-      const double* q = p + kBeh;
-      s.behaviour_ratio_sum = q[0];
-      s.behaviour_ratio_min = q[1];
-      s.behaviour_ratio_max = q[2];
-      s.behaviour_truncated_count = q[3];
-      s.behaviour_masked_count = q[4];
-      if (geo_B1.defined()) {
-        s.num_active_seqs = q[5];
-        s.behaviour_seq_ratio_sum = q[6];
-        s.behaviour_seq_ratio_min = q[7];
-        s.behaviour_seq_ratio_max = q[8];
-        s.behaviour_seq_masked_count = q[9];
-      }
-    }
   }
   return out;
 }

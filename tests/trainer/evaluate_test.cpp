@@ -127,7 +127,7 @@ TEST(EvalFigures, SumsSplitOverRanksAddUp) {
   score_problem(ps[0], k, math_answers_equivalent, a);
   score_problem(ps[2], k, math_answers_equivalent, a);
   score_problem(ps[1], k, math_answers_equivalent, b);
-  for (int i = 0; i < EvalSums::kSize; ++i) a.v[i] += b.v[i];
+  a += b;
   EXPECT_EQ(eval_metrics(a, k, true, true), eval_metrics(all, k, true, true));
 }
 
