@@ -18,6 +18,7 @@
 #endif
 
 #include "kernels/rmsnorm/rmsnorm.h"
+#include "kernels/rmsnorm/rmsnorm_impl.h"
 
 int main(int argc, char** argv) {
   std::map<std::string, std::string> a{

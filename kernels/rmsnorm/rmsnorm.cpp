@@ -4,6 +4,7 @@
 #include <cmath>
 
 #include "core/error.h"
+#include "kernels/rmsnorm/rmsnorm_impl.h"
 
 namespace zerorl::kernels {
 

@@ -9,7 +9,8 @@
 // backward treats the intermediate rounding as identity).  CPU tensors run the
 // LibTorch-ops reference (rmsnorm_ref.cpp); CUDA tensors a fused forward and
 // backward kernel (rmsnorm.cu + rmsnorm_cuda.cpp) on the current stream.
-// Deterministic on both devices.
+// Deterministic on both devices.  The two paths are declared in
+// rmsnorm_impl.h (internal).
 #pragma once
 
 #include <ATen/core/Tensor.h>
@@ -17,12 +18,5 @@
 namespace zerorl::kernels {
 
 at::Tensor rmsnorm(const at::Tensor& x, const at::Tensor& weight, double eps);
-
-namespace detail {
-at::Tensor rmsnorm_ref(const at::Tensor& x, const at::Tensor& weight, double eps);
-#ifdef ZERORL_WITH_CUDA
-at::Tensor rmsnorm_cuda(const at::Tensor& x, const at::Tensor& weight, double eps);
-#endif
-}  // namespace detail
 
 }  // namespace zerorl::kernels

@@ -9,7 +9,7 @@
 #include <torch/csrc/autograd/custom_function.h>
 
 #include "kernels/cuda_glue.h"
-#include "kernels/rmsnorm/rmsnorm.h"
+#include "kernels/rmsnorm/rmsnorm_impl.h"
 #include "kernels/rmsnorm/rmsnorm_launch.h"
 
 namespace zerorl::kernels::detail {

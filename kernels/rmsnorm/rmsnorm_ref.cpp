@@ -1,7 +1,7 @@
 // CPU reference for rmsnorm(): HF DeepseekV3RMSNorm.forward, op for op.
 #include <ATen/ATen.h>
 
-#include "kernels/rmsnorm/rmsnorm.h"
+#include "kernels/rmsnorm/rmsnorm_impl.h"
 
 namespace zerorl::kernels::detail {
 

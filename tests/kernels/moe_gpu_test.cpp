@@ -1,135 +1,15 @@
-// Every CUDA kernel against its CPU reference on random inputs, through the
-// functions the model calls (dispatch by device) and through the internal
-// entry points where one op has two CUDA paths.  Label `gpu`: each test skips,
-// naming the missing device, when there is no CUDA device.
-//
-// Tolerances (all against the reference evaluated in fp64 on the very same
-// input values, so input rounding is not counted):
-//   fp32: cuBLAS fp32 GEMMs and __expf (2 ulp): 1e-4 relative to the output's scale;
-//   bf16: dL/dz and the outputs are rounded to bf16 (8-bit mantissa), so
-//         2-3% of the output's scale; expert choices and permutations exactly.
-#include <ATen/ATen.h>
-#include <ATen/Context.h>
-#include <gtest/gtest.h>
-
-#include "kernels/logprob/logprob.h"
+// The MoE router, permutation and experts on a CUDA device against their CPU
+// references (label gpu; tests/kernels/gpu_test_util.h has the tolerances).
 #include "kernels/moe/moe.h"
 #include "kernels/moe/moe_impl.h"
-#include "kernels/rmsnorm/rmsnorm.h"
+
+#include "tests/kernels/gpu_test_util.h"
 
 namespace zk = zerorl::kernels;
+using zerorl::test::kGpu;
+using zerorl::test::rel_err;
+using zerorl::test::tol_for;
 
-#define ZR_REQUIRE_CUDA() \
-  if (!at::hasCUDA()) GTEST_SKIP() << "no CUDA device"
-
-namespace {
-
-const at::Device kGpu(at::kCUDA, 0);
-
-// max |a - b| / max(max |b|, floor), a on any device, b on CPU.
-double rel_err(const at::Tensor& a, const at::Tensor& b, double floor = 1e-30) {
-  const at::Tensor ad = a.detach().cpu().to(at::kDouble), bd = b.detach().cpu().to(at::kDouble);
-  EXPECT_EQ(ad.sizes(), bd.sizes());
-  EXPECT_FALSE(at::isnan(ad).any().item<bool>()) << "NaN in the CUDA result";
-  const double scale = std::max(bd.abs().max().item<double>(), floor);
-  return (ad - bd).abs().max().item<double>() / scale;
-}
-
-double tol_for(at::ScalarType dt) { return dt == at::kFloat ? 1e-4 : 3e-2; }
-
-}  // namespace
-
-// ---- logprob -------------------------------------------------------------
-TEST(GpuLogprob, MatchesReferenceForwardAndBackward) {
-  ZR_REQUIRE_CUDA();
-  struct Shape {
-    int64_t N, D, V, chunk;
-  };
-  for (at::ScalarType dt : {at::kFloat, at::kBFloat16}) {
-    for (Shape s : {Shape{300, 64, 1000, 128}, Shape{1, 8, 33, 1024}, Shape{257, 128, 4099, 64}}) {
-      SCOPED_TRACE(::testing::Message() << dt << " N=" << s.N << " D=" << s.D << " V=" << s.V);
-      at::manual_seed(100 + s.V);
-      const at::Tensor h = at::randn({s.N, s.D}).to(dt), w = (at::randn({s.V, s.D}) * 0.3).to(dt);
-      const at::Tensor tgt = at::randint(s.V, {s.N}, at::kLong);
-      const at::Tensor a = at::randn({s.N}, at::kDouble), b = at::randn({s.N}, at::kDouble);
-      zk::LogprobOptions opt;
-      opt.chunk_tokens = s.chunk;
-      opt.with_entropy = true;
-      opt.temperature = 0.8;
-
-      at::Tensor hg = h.to(kGpu).requires_grad_(true), wg = w.to(kGpu).requires_grad_(true);
-      const zk::LogprobResult rg = zk::chosen_logprob(hg, wg, tgt.to(kGpu), opt);
-      ((rg.logp_N.to(at::kDouble) * a.to(kGpu)).sum() +
-       (rg.entropy_N.to(at::kDouble) * b.to(kGpu)).sum())
-          .backward();
-
-      at::Tensor hc = h.to(at::kDouble).requires_grad_(true),
-                 wc = w.to(at::kDouble).requires_grad_(true);
-      const zk::LogprobResult rc = zk::chosen_logprob(hc, wc, tgt, opt);
-      ((rc.logp_N * a).sum() + (rc.entropy_N * b).sum()).backward();
-
-      EXPECT_EQ(rg.logp_N.scalar_type(), at::kFloat);
-      EXPECT_LT(rel_err(rg.logp_N, rc.logp_N), tol_for(dt));
-      EXPECT_LT(rel_err(rg.entropy_N, rc.entropy_N), tol_for(dt));
-      EXPECT_EQ(hg.grad().scalar_type(), dt);
-      EXPECT_LT(rel_err(hg.grad(), hc.grad()), tol_for(dt));
-      EXPECT_LT(rel_err(wg.grad(), wc.grad()), tol_for(dt));
-    }
-  }
-}
-
-TEST(GpuLogprob, Float64TakesTheReferencePathOnTheGpu) {
-  ZR_REQUIRE_CUDA();
-  at::manual_seed(101);
-  const at::Tensor h = at::randn({20, 16}, at::kDouble), w = at::randn({50, 16}, at::kDouble);
-  const at::Tensor tgt = at::randint(50, {20}, at::kLong);
-  const zk::LogprobResult rg = zk::chosen_logprob(h.to(kGpu), w.to(kGpu), tgt.to(kGpu));
-  const zk::LogprobResult rc = zk::chosen_logprob(h, w, tgt);
-  EXPECT_LT(rel_err(rg.logp_N, rc.logp_N), 1e-12);
-}
-
-TEST(GpuLogprob, OutOfRangeTargetGivesNaN) {
-  ZR_REQUIRE_CUDA();
-  const at::Tensor h = at::randn({3, 8}, kGpu), w = at::randn({5, 8}, kGpu);
-  const at::Tensor tgt = at::tensor({int64_t{0}, int64_t{7}, int64_t{4}}).to(kGpu);
-  const at::Tensor logp = zk::chosen_logprob(h, w, tgt).logp_N.cpu();
-  EXPECT_FALSE(std::isnan(logp[0].item<float>()));
-  EXPECT_TRUE(std::isnan(logp[1].item<float>()));
-  EXPECT_FALSE(std::isnan(logp[2].item<float>()));
-}
-
-// ---- rmsnorm -------------------------------------------------------------
-TEST(GpuRmsnorm, MatchesReferenceForwardAndBackward) {
-  ZR_REQUIRE_CUDA();
-  for (at::ScalarType dt : {at::kFloat, at::kBFloat16, at::kHalf}) {
-    // 1001: no 16-byte packs (single-element loads); 13000: wider than the
-    // shared dw accumulator (separate dw kernel); the rest take packs.
-    for (int64_t D : {64, 1000, 1001, 4096, 13000}) {
-      SCOPED_TRACE(::testing::Message() << dt << " D=" << D);
-      at::manual_seed(200 + D);
-      const at::Tensor x = at::randn({3, 7, D}).to(dt), w = (1 + 0.1 * at::randn({D})).to(dt);
-      const at::Tensor g = at::randn({3, 7, D}, at::kDouble);
-      at::Tensor xg = x.to(kGpu).requires_grad_(true), wg = w.to(kGpu).requires_grad_(true);
-      const at::Tensor yg = zk::rmsnorm(xg, wg, 1e-6);
-      EXPECT_EQ(yg.scalar_type(), dt);
-      (yg.to(at::kDouble) * g.to(kGpu)).sum().backward();
-      at::Tensor xc = x.to(at::kDouble).requires_grad_(true),
-                 wc = w.to(at::kDouble).requires_grad_(true);
-      const at::Tensor yc = zk::rmsnorm(xc, wc, 1e-6);
-      (yc * g).sum().backward();
-      const double tol = dt == at::kFloat ? 1e-5 : 2e-2;
-      EXPECT_LT(rel_err(yg, yc), tol);
-      EXPECT_LT(rel_err(xg.grad(), xc.grad()), tol);
-      EXPECT_LT(rel_err(wg.grad(), wc.grad()), tol);
-      // Same inputs, same bits: the CPU reference in the input dtype rounds
-      // like the kernel up to the order of the sum of squares (1 ulp).
-      const at::Tensor y_same = zk::rmsnorm(x, w, 1e-6);
-      EXPECT_LT(rel_err(yg, y_same), dt == at::kFloat ? 1e-6 : 1e-2);
-    }
-  }
-}
-
-// ---- router --------------------------------------------------------------
 TEST(GpuMoeRoute, PicksTheSameExpertsAsTheReference) {
   ZR_REQUIRE_CUDA();
   struct Case {
