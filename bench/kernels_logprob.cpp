@@ -67,6 +67,7 @@ double process_cpu_seconds() {
 
 }  // namespace
 
+// A benchmark's main reads top to bottom as the table it prints (~100 lines).
 int main(int argc, char** argv) {
   auto a = parse(argc, argv);
   const int64_t N = std::stoll(a["N"]), V = std::stoll(a["V"]), D = std::stoll(a["D"]),

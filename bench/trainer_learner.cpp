@@ -102,6 +102,7 @@ int bench_recipe(Comm& comm, const std::string& path, long steps,
 
 }  // namespace
 
+// A benchmark's main reads top to bottom as the table it prints (~115 lines).
 int main(int argc, char** argv) {
   int64_t B = 64, T = 1024, reps = 5;
   double params_m = 10;

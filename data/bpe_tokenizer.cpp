@@ -34,6 +34,9 @@ std::string token_to_bytes(const std::string& token) {
 
 }  // namespace
 
+// Reads tokenizer.json section by section (normalizer, pre-tokenizer, model,
+// added tokens, decoder; ~130 lines): each refusal names the field it
+// checks, in the file's own order.
 ByteLevelBpe::ByteLevelBpe(const std::string& json_text, const json* config,
                            const std::string& source)
     : json_text_(json_text), source_(source) {

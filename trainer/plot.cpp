@@ -299,6 +299,8 @@ ChartSpec parse_chart_spec(const std::string& text) {
   return c;
 }
 
+// Draws one chart top to bottom (ranges, frame, ticks, labels, series,
+// legend; ~110 lines): each step uses the same pixel mapping.
 void write_line_chart_png(const std::string& path, const std::string& title,
                           const std::string& x_label, const std::vector<Series>& series, int width,
                           int height) {

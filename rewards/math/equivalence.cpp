@@ -170,6 +170,8 @@ class Comparer {
  public:
   Comparer(const CompareOptions& o, Budget& b) : o_(o), b_(b) {}
 
+  // The comparison rules in the order they are tried (~110 lines): which
+  // rule decides a verdict depends on that order, so it stays in one place.
   Comparison eq(NodeP g, NodeP p, int depth = 0) {
     tick(b_);
     if (depth > 40) throw BudgetExceeded{"comparison nesting too deep"};

@@ -560,6 +560,8 @@ class Parser {
     return f.size() == 1 ? f[0] : mk(NodeKind::Mul, f);
   }
 
+  // One case per kind of primary expression (~100 lines), as the grammar
+  // lists them; a recursive-descent parser reads best that way.
   NodeP primary() {
     Depth d(this);
     Tok t = peek();
