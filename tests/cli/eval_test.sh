@@ -13,29 +13,14 @@ export OMP_NUM_THREADS=1
 "$z" --version >"$work/version" 2>&1
 check "--version names zerorl and its version" grep -Eq '^zerorl [0-9]+\.[0-9]+\.[0-9]+ ' "$work/version"
 
-cat >"$work/train.yaml" <<YAML
-run: {name: ev, dir: $work/runs}
-policy: {init: $src/recipes/base-tiny.h5}
-template: {name: tiny}
-data:
-  source: task
-  task: {name: addition, min_digits: 1, max_digits: 2, seed: 0}
-  train_size: 200
-  test_size: 6
-  seed: 1
-rollout:
-  num_slots: 16
-  sampling: {temperature: 1.0, max_new_tokens: 48, stop_strings: ["</answer>"]}
-rewards:
-  accuracy: {type: math}
-  format: {type: format, weight: 0.5}
-loss: {beta: 0.0}
-optimizer: {lr: 3.0e-3, max_grad_norm: 1.0}
-train: {steps: 2, prompts_per_step: 2, group_size: 4, sample_every: 1, samples_per_log: 8}
-eval: {every: 2, num_problems: 6, k: 2, n: 3}
-checkpoint: {every: 2}
-reward_threads: 1
-YAML
+write_tiny_train "$work/train.yaml" ev "$src/recipes/base-tiny.h5" \
+  "data: {source: task, task: {name: addition, min_digits: 1, max_digits: 2, seed: 0},
+         train_size: 200, test_size: 6, seed: 1}" \
+  "rollout: {num_slots: 16,
+            sampling: {temperature: 1.0, max_new_tokens: 48, stop_strings: [\"</answer>\"]}}" \
+  "loss: {beta: 0.0}" "optimizer: {lr: 3.0e-3, max_grad_norm: 1.0}" \
+  "train: {steps: 2, prompts_per_step: 2, group_size: 4, sample_every: 1, samples_per_log: 8}" \
+  "eval: {every: 2, num_problems: 6, k: 2, n: 3}" "checkpoint: {every: 2}"
 "$z" train "$work/train.yaml" >"$work/train.log" 2>&1 || { cat "$work/train.log"; exit 1; }
 step0=$(grep '"step":0,' "$work/runs/ev/eval.jsonl")
 step2=$(grep '"step":2,' "$work/runs/ev/eval.jsonl")

@@ -30,28 +30,8 @@ source "$(dirname "${BASH_SOURCE[0]}")/test_lib.sh"
 export OMP_NUM_THREADS=1
 
 # A three-step run of the tiny base, checkpointing every step.
-cat >"$work/train.yaml" <<YAML
-run: {name: r, dir: $work/runs}
-policy: {init: $src/recipes/base-tiny.h5}
-template: {name: tiny}
-data:
-  source: task
-  task: {name: addition, min_digits: 1, max_digits: 2, seed: 0}
-  train_size: 200
-  test_size: 8
-  seed: 1
-rollout:
-  num_slots: 16
-  sampling: {temperature: 1.0, max_new_tokens: 12, stop_strings: ["</answer>"]}
-rewards:
-  accuracy: {type: math}
-loss: {beta: 0.04}
-optimizer: {lr: 1.0e-3, max_grad_norm: 1.0}
-train: {steps: 3, prompts_per_step: 4, group_size: 4, sample_every: 0}
-eval: {every: 0}
-checkpoint: {every: 1, keep_last: 0}
-reward_threads: 1
-YAML
+write_tiny_train "$work/train.yaml" r "$src/recipes/base-tiny.h5" \
+  "rewards: {accuracy: {type: math}}" "checkpoint: {every: 1, keep_last: 0}"
 ckpts=$work/runs/r/checkpoints
 flip() {  # flip FILE OFFSET: overwrite 4 bytes in place
   printf '\xa5\x5a\xa5\x5a' | dd of="$1" bs=1 seek="$2" conv=notrunc status=none

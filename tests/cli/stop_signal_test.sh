@@ -19,29 +19,9 @@ launch=("$work/tree/scripts/launch_mpirun.sh" 2 --oversubscribe --)
 write_tiny_pretrain "$work/pt.yaml" 1
 "$z" pretrain "$work/pt.yaml" >"$work/pt.log" 2>&1 || { cat "$work/pt.log"; exit 1; }
 steps=12
-cat >"$work/train.yaml" <<YAML
-run: {name: straight, dir: $work/runs}
-policy: {init: $work/runs/pt/base.h5}
-template: {name: tiny}
-data:
-  source: task
-  task: {name: addition, min_digits: 1, max_digits: 2, seed: 0}
-  train_size: 200
-  test_size: 8
-  seed: 1
-rollout:
-  num_slots: 16
-  sampling: {temperature: 1.0, max_new_tokens: 12, stop_strings: ["</answer>"]}
-rewards:
-  accuracy: {type: math}
-  format: {type: format, weight: 0.5}
-loss: {beta: 0.04}
-optimizer: {lr: 1.0e-3, max_grad_norm: 1.0}
-train: {steps: $steps, prompts_per_step: 4, group_size: 4, sample_every: 0}
-eval: {every: 0}
-checkpoint: {every: 0}
-reward_threads: 1
-YAML
+write_tiny_train "$work/train.yaml" straight "$work/runs/pt/base.h5" \
+  "train: {steps: $steps, prompts_per_step: 4, group_size: 4, sample_every: 0}" \
+  "checkpoint: {every: 0}"
 
 # The uninterrupted run.
 "${launch[@]}" train "$work/train.yaml" >"$work/straight.log" 2>&1

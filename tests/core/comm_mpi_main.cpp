@@ -25,66 +25,61 @@
 #include "core/comm.h"
 #include "core/error.h"
 #include "core/process_grid.h"
+#include "tests/mpi_check.h"
 
 using namespace zerorl;
 
-static int failures = 0;
-#define EXPECT(cond, ...)                                                      \
-  do {                                                                         \
-    if (!(cond)) {                                                             \
-      ++failures;                                                              \
-      std::cerr << "FAILED " << #cond << ": " << str_cat(__VA_ARGS__) << "\n"; \
-    }                                                                          \
-  } while (0)
+using test::g_failures;
 
 static void collectives(Comm& comm) {
   int r = comm.rank(), n = comm.size();
-  EXPECT(n == 2, "size ", n);
+  CHECK_OR_FAIL(n == 2, "size ", n);
   for (auto dt : {at::kFloat, at::kDouble, at::kBFloat16, at::kHalf, at::kLong, at::kInt}) {
     std::string name = at::toString(dt);
     // sum: rank r contributes (r+1) * [1, 2, 3, ...]
     at::Tensor t = (at::arange(1, 8, at::kDouble) * (r + 1)).to(dt);
     comm.allreduce(t, ReduceOp::kSum);
     at::Tensor want = (at::arange(1, 8, at::kDouble) * 3).to(dt);
-    EXPECT(at::equal(t, want), name, " sum");
+    CHECK_OR_FAIL(at::equal(t, want), name, " sum");
     at::Tensor m = at::full({5}, r == 0 ? 7 : 3, at::kDouble).to(dt);
     comm.allreduce(m, ReduceOp::kMax);
-    EXPECT(at::equal(m, at::full({5}, 7, at::kDouble).to(dt)), name, " max");
+    CHECK_OR_FAIL(at::equal(m, at::full({5}, 7, at::kDouble).to(dt)), name, " max");
     at::Tensor mn = at::full({5}, r == 0 ? 7 : 3, at::kDouble).to(dt);
     comm.allreduce(mn, ReduceOp::kMin);
-    EXPECT(at::equal(mn, at::full({5}, 3, at::kDouble).to(dt)), name, " min");
+    CHECK_OR_FAIL(at::equal(mn, at::full({5}, 3, at::kDouble).to(dt)), name, " min");
     if (at::isFloatingType(dt)) {
       at::Tensor avg = at::full({4}, r == 0 ? 1.0 : 3.0, at::kDouble).to(dt);
       comm.allreduce(avg, ReduceOp::kMean);
-      EXPECT(at::equal(avg, at::full({4}, 2.0, at::kDouble).to(dt)), name, " mean");
+      CHECK_OR_FAIL(at::equal(avg, at::full({4}, 2.0, at::kDouble).to(dt)), name, " mean");
     }
     at::Tensor b = r == 0 ? at::arange(0, 6, at::kDouble).to(dt).reshape({2, 3})
                           : at::zeros({2, 3}, at::kDouble).to(dt);
     comm.broadcast(b, 0);
-    EXPECT(at::equal(b, at::arange(0, 6, at::kDouble).to(dt).reshape({2, 3})), name, " broadcast");
+    CHECK_OR_FAIL(at::equal(b, at::arange(0, 6, at::kDouble).to(dt).reshape({2, 3})), name,
+                  " broadcast");
     at::Tensor g = comm.allgather(at::full({3}, r, at::kDouble).to(dt));
-    EXPECT(g.sizes() == at::IntArrayRef({2, 3}), name, " allgather shape");
-    EXPECT(at::equal(g[0], at::zeros({3}, at::kDouble).to(dt)) &&
-               at::equal(g[1], at::ones({3}, at::kDouble).to(dt)),
-           name, " allgather values");
+    CHECK_OR_FAIL(g.sizes() == at::IntArrayRef({2, 3}), name, " allgather shape");
+    CHECK_OR_FAIL(at::equal(g[0], at::zeros({3}, at::kDouble).to(dt)) &&
+                      at::equal(g[1], at::ones({3}, at::kDouble).to(dt)),
+                  name, " allgather values");
     // alltoall: rank r sends [10r+0, 10r+1] (one element per destination).
     at::Tensor a = at::tensor({10.0 * r, 10.0 * r + 1}, at::kDouble).to(dt);
     at::Tensor got = comm.alltoall(a);
     at::Tensor expect = at::tensor({0.0 + r, 10.0 + r}, at::kDouble).to(dt);
-    EXPECT(at::equal(got, expect), name, " alltoall");
+    CHECK_OR_FAIL(at::equal(got, expect), name, " alltoall");
     if (at::isFloatingType(dt) || dt == at::kLong || dt == at::kInt) {
       // reduce_scatter: rank r contributes (r+1) * [1..6]; rank r gets
       // elements [3r, 3r+3) of 3 * [1..6].
       at::Tensor rs = comm.reduce_scatter((at::arange(1, 7, at::kDouble) * (r + 1)).to(dt));
       at::Tensor rs_want = (at::arange(1 + 3 * r, 4 + 3 * r, at::kDouble) * 3).to(dt);
-      EXPECT(at::equal(rs, rs_want), name, " reduce_scatter");
+      CHECK_OR_FAIL(at::equal(rs, rs_want), name, " reduce_scatter");
       at::Tensor base = (at::arange(1, 7, at::kDouble) * (r + 1)).to(dt);
       at::Tensor via_base = comm.Comm::reduce_scatter(base);
-      EXPECT(at::equal(via_base, rs_want), name, " reduce_scatter (base implementation)");
+      CHECK_OR_FAIL(at::equal(via_base, rs_want), name, " reduce_scatter (base implementation)");
     }
   }
   double s = comm.allreduce_scalar(r + 0.5);
-  EXPECT(s == 2.0, "scalar sum ", s);
+  CHECK_OR_FAIL(s == 2.0, "scalar sum ", s);
   // A shape mismatch is named, not silently mis-gathered.
   bool threw = false;
   try {
@@ -92,7 +87,7 @@ static void collectives(Comm& comm) {
   } catch (const Error& e) {
     threw = std::string(e.what()).find("allgather") != std::string::npos;
   }
-  EXPECT(threw, "allgather shape mismatch must throw");
+  CHECK_OR_FAIL(threw, "allgather shape mismatch must throw");
   comm.barrier();
 }
 
@@ -121,9 +116,9 @@ static void check_alltoallv(Comm& comm, const std::string& where) {
     }
     std::vector<int64_t> got_counts;
     at::Tensor got = comm.alltoallv(at::cat(send).to(dt), counts, &got_counts);
-    EXPECT(got_counts == want_counts, name, " alltoallv recv counts");
-    EXPECT(got.sizes() == at::cat(want).sizes() && at::equal(got, at::cat(want).to(dt)), name,
-           " alltoallv rows: got ", got, " want ", at::cat(want));
+    CHECK_OR_FAIL(got_counts == want_counts, name, " alltoallv recv counts");
+    CHECK_OR_FAIL(got.sizes() == at::cat(want).sizes() && at::equal(got, at::cat(want).to(dt)),
+                  name, " alltoallv rows: got ", got, " want ", at::cat(want));
   }
   // A rank that sends nothing at all (every count zero) still joins.
   std::vector<int64_t> zero(n, 0), got_counts;
@@ -131,9 +126,11 @@ static void check_alltoallv(Comm& comm, const std::string& where) {
   one[0] = 1;
   at::Tensor x = r == n - 1 ? at::zeros({0, 3}) : at::full({1, 3}, 1.0 + r);
   at::Tensor got = comm.alltoallv(x, r == n - 1 ? zero : one, &got_counts);
-  EXPECT(got.size(0) == (r == 0 ? n - 1 : 0), where, " alltoallv with an idle rank: ", got.sizes());
+  CHECK_OR_FAIL(got.size(0) == (r == 0 ? n - 1 : 0), where,
+                " alltoallv with an idle rank: ", got.sizes());
   if (r == 0 && got.size(0) == n - 1)
-    EXPECT(at::equal(got.select(1, 0), at::arange(1.0, 1.0 * n)), where, " idle-rank rows ", got);
+    CHECK_OR_FAIL(at::equal(got.select(1, 0), at::arange(1.0, 1.0 * n)), where, " idle-rank rows ",
+                  got);
   // Counts that do not add up to the rows are named.
   bool threw = false;
   try {
@@ -141,37 +138,38 @@ static void check_alltoallv(Comm& comm, const std::string& where) {
   } catch (const Error& e) {
     threw = std::string(e.what()).find("send counts sum to 0 rows") != std::string::npos;
   }
-  EXPECT(threw, where, " alltoallv with wrong counts must throw");
+  CHECK_OR_FAIL(threw, where, " alltoallv with wrong counts must throw");
 }
 
 static void split_alltoallv(Comm& world) {
   int r = world.rank(), n = world.size();
-  EXPECT(n == 2 || n == 4, "size ", n);
+  CHECK_OR_FAIL(n == 2 || n == 4, "size ", n);
   check_alltoallv(world, "world");
   // Interleaved colours, keys reversing the order: sub rank follows the key.
   auto odd_even = world.split(r % 2, -r);
   int members = (n + 1 - r % 2) / 2;
-  EXPECT(odd_even->size() == members, "odd/even size ", odd_even->size());
-  EXPECT(odd_even->rank() == (n - 1 - r) / 2, "odd/even rank ", odd_even->rank(), " of world ", r);
+  CHECK_OR_FAIL(odd_even->size() == members, "odd/even size ", odd_even->size());
+  CHECK_OR_FAIL(odd_even->rank() == (n - 1 - r) / 2, "odd/even rank ", odd_even->rank(),
+                " of world ", r);
   at::Tensor sum = at::full({2}, 1.0 + r, at::kDouble);
   odd_even->allreduce(sum);
   double want = 0;
   for (int q = r % 2; q < n; q += 2) want += 1.0 + q;
-  EXPECT(at::equal(sum, at::full({2}, want, at::kDouble)), "odd/even allreduce ", sum);
+  CHECK_OR_FAIL(at::equal(sum, at::full({2}, want, at::kDouble)), "odd/even allreduce ", sum);
   check_alltoallv(*odd_even, "odd/even");
   // Contiguous pairs (the EP groups of a DP x EP grid with EP = 2).
   auto pairs = world.split(r / 2, r);
-  EXPECT(pairs->size() == 2 && pairs->rank() == r % 2, "pairs rank ", pairs->rank());
+  CHECK_OR_FAIL(pairs->size() == 2 && pairs->rank() == r % 2, "pairs rank ", pairs->rank());
   at::Tensor g = pairs->allgather(at::full({1}, r, at::kLong));
-  EXPECT(at::equal(g.flatten(), at::tensor({r / 2 * 2, r / 2 * 2 + 1}, at::kLong)),
-         "pairs allgather ", g);
+  CHECK_OR_FAIL(at::equal(g.flatten(), at::tensor({r / 2 * 2, r / 2 * 2 + 1}, at::kLong)),
+                "pairs allgather ", g);
   check_alltoallv(*pairs, "pairs");
   // A split of a split.
   auto single = pairs->split(pairs->rank(), 0);
-  EXPECT(single->size() == 1 && single->rank() == 0, "split of a split ", single->size());
+  CHECK_OR_FAIL(single->size() == 1 && single->rank() == 0, "split of a split ", single->size());
   at::Tensor s1 = at::full({1}, 5.0 + r);
   single->allreduce(s1);
-  EXPECT(s1.item<double>() == 5.0 + r, "size-1 split allreduce ", s1);
+  CHECK_OR_FAIL(s1.item<double>() == 5.0 + r, "size-1 split allreduce ", s1);
   check_alltoallv(*single, "size-1 split");
   bool threw = false;
   try {
@@ -179,7 +177,7 @@ static void split_alltoallv(Comm& world) {
   } catch (const Error& e) {
     threw = std::string(e.what()).find("colour -1") != std::string::npos;
   }
-  EXPECT(threw, "negative colour must throw");
+  CHECK_OR_FAIL(threw, "negative colour must throw");
   world.barrier();
 }
 
@@ -189,16 +187,16 @@ static void grid(Comm& world) {
   for (int ep = 1; ep <= n; ep *= 2) {
     ProcessGrid g(world, ep);
     std::string name = "ep " + std::to_string(ep);
-    EXPECT(g.ep() == ep && g.dp() == n / ep, name, " shape ", g.dp(), "x", g.ep());
-    EXPECT(g.ep_rank() == r % ep && g.dp_rank() == r / ep, name, " coordinates");
+    CHECK_OR_FAIL(g.ep() == ep && g.dp() == n / ep, name, " shape ", g.dp(), "x", g.ep());
+    CHECK_OR_FAIL(g.ep_rank() == r % ep && g.dp_rank() == r / ep, name, " coordinates");
     // Gathering world ranks over each axis names exactly the member ranks.
     at::Tensor e = g.ep_comm().allgather(at::full({1}, r, at::kLong)).flatten();
     at::Tensor d = g.dp_comm().allgather(at::full({1}, r, at::kLong)).flatten();
-    EXPECT(at::equal(e, at::arange(r / ep * ep, r / ep * ep + ep, at::kLong)), name, " EP group ",
-           e);
-    EXPECT(at::equal(d, at::arange(r % ep, n, ep, at::kLong)), name, " DP group ", d);
-    EXPECT(g.experts_per_rank(8) == 8 / ep && g.first_expert(8) == (r % ep) * (8 / ep), name,
-           " expert shard");
+    CHECK_OR_FAIL(at::equal(e, at::arange(r / ep * ep, r / ep * ep + ep, at::kLong)), name,
+                  " EP group ", e);
+    CHECK_OR_FAIL(at::equal(d, at::arange(r % ep, n, ep, at::kLong)), name, " DP group ", d);
+    CHECK_OR_FAIL(g.experts_per_rank(8) == 8 / ep && g.first_expert(8) == (r % ep) * (8 / ep), name,
+                  " expert shard");
   }
   bool threw = false;
   try {
@@ -206,7 +204,7 @@ static void grid(Comm& world) {
   } catch (const Error& e) {
     threw = std::string(e.what()).find("parallel.expert = 3") != std::string::npos;
   }
-  EXPECT(threw, "an expert size that does not divide the world must throw");
+  CHECK_OR_FAIL(threw, "an expert size that does not divide the world must throw");
   ProcessGrid g(world, n);
   threw = false;
   try {
@@ -214,7 +212,7 @@ static void grid(Comm& world) {
   } catch (const Error& e) {
     threw = std::string(e.what()).find("do not divide") != std::string::npos;
   }
-  EXPECT(threw, "experts that do not divide over EP must throw");
+  CHECK_OR_FAIL(threw, "experts that do not divide over EP must throw");
 }
 
 // Rank r's contributions are functions of r, so the expected results hold at
@@ -223,37 +221,37 @@ static void grid(Comm& world) {
 static void nccl_collectives(Comm& comm) {
   const int r = comm.rank(), n = comm.size();
   const double tri = n * (n + 1) / 2.0;
-  EXPECT(comm.backend() == "nccl", "backend ", comm.backend());
+  CHECK_OR_FAIL(comm.backend() == "nccl", "backend ", comm.backend());
   const auto cuda = [](at::Tensor t) { return t.to(at::kCUDA); };
   for (auto dt : {at::kFloat, at::kDouble, at::kBFloat16, at::kHalf, at::kLong, at::kInt}) {
     const std::string name = at::toString(dt);
     const auto on = [&](at::Tensor t) { return cuda(t.to(dt)); };
     at::Tensor t = on(at::arange(1, 8, at::kDouble) * (r + 1));
     comm.allreduce(t, ReduceOp::kSum);
-    EXPECT(t.is_cuda() && at::equal(t.cpu(), (at::arange(1, 8, at::kDouble) * tri).to(dt)), name,
-           " sum");
+    CHECK_OR_FAIL(t.is_cuda() && at::equal(t.cpu(), (at::arange(1, 8, at::kDouble) * tri).to(dt)),
+                  name, " sum");
     at::Tensor mx = on(at::full({5}, 3.0 + r, at::kDouble));
     comm.allreduce(mx, ReduceOp::kMax);
-    EXPECT(at::equal(mx.cpu(), at::full({5}, 2.0 + n, at::kDouble).to(dt)), name, " max");
+    CHECK_OR_FAIL(at::equal(mx.cpu(), at::full({5}, 2.0 + n, at::kDouble).to(dt)), name, " max");
     at::Tensor mn = on(at::full({5}, 3.0 + r, at::kDouble));
     comm.allreduce(mn, ReduceOp::kMin);
-    EXPECT(at::equal(mn.cpu(), at::full({5}, 3.0, at::kDouble).to(dt)), name, " min");
+    CHECK_OR_FAIL(at::equal(mn.cpu(), at::full({5}, 3.0, at::kDouble).to(dt)), name, " min");
     if (at::isFloatingType(dt)) {
       at::Tensor avg = on(at::full({4}, 2.0 * r + 1, at::kDouble));  // mean of 1, 3, ..: n
       comm.allreduce(avg, ReduceOp::kMean);
-      EXPECT(at::equal(avg.cpu(), at::full({4}, static_cast<double>(n), at::kDouble).to(dt)), name,
-             " mean");
+      CHECK_OR_FAIL(at::equal(avg.cpu(), at::full({4}, static_cast<double>(n), at::kDouble).to(dt)),
+                    name, " mean");
     }
     at::Tensor b = r == 0 ? on(at::arange(0, 6, at::kDouble).reshape({2, 3}))
                           : on(at::zeros({2, 3}, at::kDouble));
     comm.broadcast(b, 0);
-    EXPECT(at::equal(b.cpu(), at::arange(0, 6, at::kDouble).reshape({2, 3}).to(dt)), name,
-           " broadcast");
+    CHECK_OR_FAIL(at::equal(b.cpu(), at::arange(0, 6, at::kDouble).reshape({2, 3}).to(dt)), name,
+                  " broadcast");
     at::Tensor g = comm.allgather(on(at::full({3}, r + 0.0, at::kDouble)));
-    EXPECT(g.sizes() == at::IntArrayRef({n, 3}), name, " allgather shape");
+    CHECK_OR_FAIL(g.sizes() == at::IntArrayRef({n, 3}), name, " allgather shape");
     for (int i = 0; i < n && g.dim() == 2; ++i)
-      EXPECT(at::equal(g[i].cpu(), at::full({3}, i + 0.0, at::kDouble).to(dt)), name,
-             " allgather row ", i);
+      CHECK_OR_FAIL(at::equal(g[i].cpu(), at::full({3}, i + 0.0, at::kDouble).to(dt)), name,
+                    " allgather row ", i);
     // alltoall: rank r sends 10 r + i (two elements each) to rank i.
     at::Tensor a = at::empty({2 * n}, at::kDouble), want = at::empty({2 * n}, at::kDouble);
     for (int i = 0; i < n; ++i) {
@@ -263,13 +261,14 @@ static void nccl_collectives(Comm& comm) {
       want[2 * i + 1] = 10.0 * i + r + 0.5;
     }
     at::Tensor got = comm.alltoall(on(a));
-    EXPECT(at::equal(got.cpu(), want.to(dt)), name, " alltoall");
+    CHECK_OR_FAIL(at::equal(got.cpu(), want.to(dt)), name, " alltoall");
   }
   // A CPU tensor (metrics, expert loads) is staged through the GPU and comes back.
   at::Tensor cpu = at::arange(1, 5, at::kDouble) * (r + 1);
   comm.allreduce(cpu, ReduceOp::kSum);
-  EXPECT(!cpu.is_cuda() && at::equal(cpu, at::arange(1, 5, at::kDouble) * tri), "CPU tensor sum");
-  EXPECT(comm.allreduce_scalar(r + 0.5) == n * n / 2.0, "scalar sum");
+  CHECK_OR_FAIL(!cpu.is_cuda() && at::equal(cpu, at::arange(1, 5, at::kDouble) * tri),
+                "CPU tensor sum");
+  CHECK_OR_FAIL(comm.allreduce_scalar(r + 0.5) == n * n / 2.0, "scalar sum");
   comm.barrier();
 }
 
@@ -287,8 +286,9 @@ int main(int argc, char** argv) {
         return 77;
       }
       auto nccl = make_comm("nccl");
+      test::g_rank = nccl->rank();
       nccl_collectives(*nccl);
-      const int total = static_cast<int>(nccl->allreduce_scalar(failures));
+      const int total = static_cast<int>(nccl->allreduce_scalar(g_failures));
       if (nccl->rank() == 0)
         std::printf("nccl collectives on %d rank(s): %s\n", nccl->size(),
                     total ? "FAILED" : "passed");
@@ -296,9 +296,10 @@ int main(int argc, char** argv) {
 #endif
     }
     auto comm = make_comm("mpi");
+    test::g_rank = comm->rank();
     if (mode == "collectives") {
       collectives(*comm);
-      int local = failures, total = 0;
+      int local = g_failures, total = 0;
       at::Tensor t = at::full({1}, local, at::kInt);
       comm->allreduce(t);
       total = t.item<int>();
@@ -308,7 +309,7 @@ int main(int argc, char** argv) {
     if (mode == "split_alltoallv") {
       split_alltoallv(*comm);
       grid(*comm);
-      at::Tensor t = at::full({1}, failures, at::kInt);
+      at::Tensor t = at::full({1}, g_failures, at::kInt);
       comm->allreduce(t);
       if (comm->rank() == 0)
         std::printf("split_alltoallv: %s\n", t.item<int>() ? "FAILED" : "passed");

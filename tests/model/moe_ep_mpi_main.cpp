@@ -17,18 +17,12 @@
 #include "core/process_grid.h"
 #include "model/moe_block.h"
 #include "model/moe_ep.h"
+#include "tests/mpi_check.h"
 
 using namespace zerorl;
 using namespace zerorl::model;
 
-static int failures = 0;
-#define EXPECT(cond, ...)                                                      \
-  do {                                                                         \
-    if (!(cond)) {                                                             \
-      ++failures;                                                              \
-      std::cerr << "FAILED " << #cond << ": " << str_cat(__VA_ARGS__) << "\n"; \
-    }                                                                          \
-  } while (0)
+using test::g_failures;
 
 static ModelConfig config(int64_t E, int64_t K) {
   ModelConfig c;
@@ -92,11 +86,11 @@ static void case_(Comm& world, int ep, int64_t E, int64_t K, Load load, int64_t 
   at::Tensor y_ep = ep_block->forward(x_ep, call_ep);
   (y_ep * g).sum().backward();
 
-  EXPECT(y_ep.sizes() == y_ref.sizes(), name, " output shape");
-  EXPECT(max_diff(y_ep, y_ref) <= 1e-6, name, " forward differs by ", max_diff(y_ep, y_ref));
-  EXPECT(max_diff(x_ep.grad(), x_ref.grad()) <= 1e-6, name, " input gradient differs by ",
-         max_diff(x_ep.grad(), x_ref.grad()));
-  EXPECT(at::equal(call_ep.counts_E, call_ref.counts_E), name, " expert counts");
+  CHECK_OR_FAIL(y_ep.sizes() == y_ref.sizes(), name, " output shape");
+  CHECK_OR_FAIL(max_diff(y_ep, y_ref) <= 1e-6, name, " forward differs by ", max_diff(y_ep, y_ref));
+  CHECK_OR_FAIL(max_diff(x_ep.grad(), x_ref.grad()) <= 1e-6, name, " input gradient differs by ",
+                max_diff(x_ep.grad(), x_ref.grad()));
+  CHECK_OR_FAIL(at::equal(call_ep.counts_E, call_ref.counts_E), name, " expert counts");
   // Dense parts: this rank's tokens only (their DP sync is item 4, planned).
   auto ref = local->named_parameters(true);
   for (auto& kv : ep_block->named_parameters(true)) {
@@ -107,26 +101,30 @@ static void case_(Comm& world, int ep, int64_t E, int64_t K, Load load, int64_t 
       grid.ep_comm().allreduce(want);
       want = want.narrow(0, ep_block->first_expert(), ep_block->local_experts());
     }
-    EXPECT(max_diff(kv.value().grad(), want) <= 1e-6, name, " gradient of ", kv.key(),
-           " differs by ", max_diff(kv.value().grad(), want));
+    CHECK_OR_FAIL(max_diff(kv.value().grad(), want) <= 1e-6, name, " gradient of ", kv.key(),
+                  " differs by ", max_diff(kv.value().grad(), want));
   }
   // The scenario did what it says, over the whole group.
   at::Tensor load_E = call_ref.counts_E.clone();
   grid.ep_comm().allreduce(load_E);
-  if (load == Load::kIdleExpert) EXPECT(load_E[E - 1].item<int64_t>() == 0, name, " idle expert");
+  if (load == Load::kIdleExpert)
+    CHECK_OR_FAIL(load_E[E - 1].item<int64_t>() == 0, name, " idle expert");
   if (load == Load::kOneExpert) {
     at::Tensor tokens = at::full({1}, N, at::kLong);
     grid.ep_comm().allreduce(tokens);
-    EXPECT(load_E[1].item<int64_t>() == tokens.item<int64_t>(), name, " all tokens on expert 1");
+    CHECK_OR_FAIL(load_E[1].item<int64_t>() == tokens.item<int64_t>(), name,
+                  " all tokens on expert 1");
   }
   if (load == Load::kRagged)
-    EXPECT(load_E.min().item<int64_t>() != load_E.max().item<int64_t>(), name, " ragged load");
+    CHECK_OR_FAIL(load_E.min().item<int64_t>() != load_E.max().item<int64_t>(), name,
+                  " ragged load");
 }
 
 int main(int argc, char** argv) {
   try {
     ZR_CHECK(mpi_init_if_launched(&argc, &argv), "run me under mpirun");
     auto world = make_comm("mpi");
+    test::g_rank = world->rank();
     const int n = world->size();
     for (int ep = 2; ep <= n; ep *= 2) {
       if (n % ep) continue;
@@ -135,7 +133,7 @@ int main(int argc, char** argv) {
       case_(*world, ep, 8, 2, Load::kIdleExpert, 6);
       case_(*world, ep, 4 * ep, 1, Load::kOneExpert, 3);  // other ranks' experts get nothing
     }
-    at::Tensor t = at::full({1}, failures, at::kInt);
+    at::Tensor t = at::full({1}, g_failures, at::kInt);
     world->allreduce(t);
     if (world->rank() == 0) std::printf("moe_ep: %s\n", t.item<int>() ? "FAILED" : "passed");
     return t.item<int>() ? 1 : 0;

@@ -25,7 +25,7 @@
 
 #include "core/comm.h"
 #include "core/error.h"
-#include "mpi_check.h"
+#include "tests/mpi_check.h"
 #include "trainer/advantages.h"
 #include "trainer/grad_sync.h"
 #include "trainer/grpo_loss.h"

@@ -57,7 +57,7 @@
 #include "core/comm.h"
 #include "core/config.h"
 #include "core/error.h"
-#include "mpi_check.h"
+#include "tests/mpi_check.h"
 #include "tiny_run.h"
 #include "trainer/checkpoint.h"
 #include "trainer/grpo_trainer.h"

@@ -1,4 +1,5 @@
-// Checks for the plain-main MPI test programs (learner_mpi_main.cpp,
+// Checks for the plain-main MPI test programs (tests/core/comm_mpi_main.cpp,
+// tests/model/moe_ep_mpi_main.cpp, tests/trainer/learner_mpi_main.cpp and
 // loop_mpi_main.cpp): a failed check prints its rank, line and message and is
 // counted; main all-reduces the count so every rank exits with the verdict
 // (mpi_verdict), and an exception on any rank aborts them all (mpi_error).
