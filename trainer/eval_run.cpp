@@ -17,6 +17,7 @@
 #include "model/model.h"
 #include "rewards/pipeline.h"
 #include "rollout/engine.h"
+#include "rollout/prompt_input.h"
 #include "trainer/checkpoint.h"
 #include "trainer/policy_file.h"
 #include "trainer/run_dir.h"
@@ -132,6 +133,9 @@ EvalRunResult run_eval(Recipe& recipe, Comm& comm, const std::string& ckpt) {
   }
   Policy policy = load_policy(policy_path);
   auto& model = *policy.model;
+  rollout::check_prompts_fit(
+      test_set, tmpl, *policy.tokenizer, prepend_bos, model.config().max_position,
+      eval.max_new_tokens > 0 ? eval.max_new_tokens : sampling.max_new_tokens, "test");
   cast_parameters(model, dtype, "policy " + policy_path);
   model.to(device);
   out.policy = policy_path;

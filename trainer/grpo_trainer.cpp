@@ -303,27 +303,6 @@ void check_memory_and_context(Run& run, const Recipe& recipe, Comm& comm) {
   if (comm.rank() == 0) ZR_LOG_INFO("memory plan per rank:\n", plan.table());
 }
 
-// Every prompt, rendered and tokenized as the rollout will, leaves room for
-// max_new_tokens within the model's positions: checked once at start, not
-// when a long prompt is first drawn hours into a run.
-void check_prompts_fit(const Run& run, const std::vector<data::Example>& set, long max_new,
-                       const std::string& which) {
-  const data::Tokenizer& tok = *run.policy.tokenizer;
-  const int64_t max_pos = run.policy.model->config().max_position;
-  const size_t bos = run.prepend_bos && tok.bos_id() >= 0 ? 1 : 0;
-  size_t longest = 0;
-  std::string longest_id;
-  for (const auto& ex : set) {
-    const size_t n = tok.encode(run.tmpl.render(ex.prompt)).size() + bos;
-    if (n > longest) longest = n, longest_id = ex.id;
-  }
-  // The last sampled token is never fed back (rollout/engine.cpp).
-  ZR_CHECK(static_cast<int64_t>(longest) + max_new - 1 <= max_pos, "the longest ", which,
-           " prompt (", longest_id, ", ", longest, " tokens with the template) + max_new_tokens (",
-           max_new, ") - 1 exceeds the model's max_position_embeddings (", max_pos,
-           "): lower rollout.sampling.max_new_tokens or drop the longest prompts");
-}
-
 void setup(Run& run, Recipe& recipe, Comm& comm, const std::string& resume, bool overwrite) {
   auto rn = recipe.section("run");
   std::string name = rn.get<std::string>("name");
@@ -395,10 +374,14 @@ void setup(Run& run, Recipe& recipe, Comm& comm, const std::string& resume, bool
   run.policy = load_policy(init);
   auto& model = *run.policy.model;
   cast_parameters(model, dtype, "policy.init " + init);
-  check_prompts_fit(run, train_set, run.sampling.max_new_tokens, "training");
+  // Every prompt fits the context with max_new_tokens: checked once at
+  // start, not when a long prompt is first drawn hours into a run.
+  const int64_t max_pos = model.config().max_position;
+  rollout::check_prompts_fit(train_set, run.tmpl, *run.policy.tokenizer, run.prepend_bos, max_pos,
+                             run.sampling.max_new_tokens, "training");
   if (run.eval.every > 0)
-    check_prompts_fit(
-        run, run.test_set,
+    rollout::check_prompts_fit(
+        run.test_set, run.tmpl, *run.policy.tokenizer, run.prepend_bos, max_pos,
         run.eval.max_new_tokens > 0 ? run.eval.max_new_tokens : run.sampling.max_new_tokens,
         "test");
   model.to(run.device);

@@ -16,6 +16,7 @@
 #include "data/char_tokenizer.h"
 #include "model/model.h"
 #include "trainer/checkpoint.h"
+#include "trainer/eval_run.h"
 #include "trainer/policy_file.h"
 #include "trainer/pretrain.h"
 #include "trainer/run_dir.h"
@@ -292,6 +293,25 @@ TEST(GrpoTrainer, PromptTooLongForTheContextFailsAtStart) {
         << what;
   }
   EXPECT_FALSE(fs::exists(scratch() / "runs" / "toolong" / "metrics.jsonl"));
+}
+
+// `zerorl eval` runs the same start-time check on its test prompts (the
+// function training runs: rollout::check_prompts_fit), before any rollout.
+TEST(GrpoTrainer, EvalOfAPromptTooLongForTheContextFailsAtStart) {
+  const int64_t max_pos = load_policy(tiny_policy()).model->config().max_position;
+  Recipe r = Recipe::from_string(recipe_text("toolong_eval"), "test.yaml");
+  r.apply_overrides({"eval.max_new_tokens=" + std::to_string(max_pos - 4)});
+  auto comm = make_comm("single");
+  try {
+    run_eval(r, *comm, "");
+    FAIL() << "expected an error";
+  } catch (const Error& e) {
+    const std::string what = e.what();
+    EXPECT_NE(what.find("the longest test prompt (addition/test/"), std::string::npos) << what;
+    EXPECT_NE(what.find("max_position_embeddings (" + std::to_string(max_pos) + ")"),
+              std::string::npos)
+        << what;
+  }
 }
 
 // The shipped recipes parse, every key in them is read, and one step runs
