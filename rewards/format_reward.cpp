@@ -22,7 +22,10 @@ bool blank(const std::string& s, size_t a, size_t b) {
 FormatRewardConfig FormatRewardConfig::from(const ConfigNode& n) {
   FormatRewardConfig c;
   c.strict = n.choice("mode", {"strict", "lenient"}, "strict") == "strict";
-  c.prompt_opens_think = n.get<bool>("prompt_opens_think", false);
+  ZR_CHECK(!n.has("prompt_opens_think"), n.where("prompt_opens_think"), ": ",
+           n.path("prompt_opens_think"),
+           " was removed: the format reward sees that a prompt ending in <think> opened the "
+           "think block (docs/REWARDS.md); delete the key");
   c.reward = n.get<double>("reward", 1.0);
   return c;
 }
@@ -54,9 +57,17 @@ std::string FormatReward::check(const std::string& s, bool strict) {
   return "";
 }
 
+bool FormatReward::prompt_opens_think(const std::string& prompt) {
+  static const std::string kOpen = "<think>";
+  const size_t end = prompt.find_last_not_of(" \t");
+  return end != std::string::npos && end + 1 >= kOpen.size() &&
+         prompt.compare(end + 1 - kOpen.size(), kOpen.size(), kOpen) == 0;
+}
+
 RewardResult FormatReward::score(const Sample& sample) const {
   RewardResult r;
-  std::string text = cfg_.prompt_opens_think ? "<think>" + sample.completion : sample.completion;
+  const std::string text =
+      prompt_opens_think(sample.prompt) ? "<think>" + sample.completion : sample.completion;
   std::string why = check(text, cfg_.strict);
   r.value = why.empty() ? cfg_.reward : 0.0;
   r.components["well_formed"] = why.empty() ? 1.0 : 0.0;

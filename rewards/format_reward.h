@@ -7,9 +7,12 @@
 //            "<｜end▁of▁sentence｜>"); each tag exactly once; the blocks are
 //            non-empty.
 //   lenient: a <think> block and a later <answer> block each appear (once),
-//            anything may sit around them.  The R1-Zero template ends the
-//            prompt with "<think>", so `prompt_opens_think: true` treats the
-//            completion as if it began with "<think>".
+//            anything may sit around them.
+// When the sample's prompt ends in "<think>" (spaces and tabs after it
+// aside), as the `tiny` template's does (data/template.cpp), the think block
+// was opened by the prompt: the completion is checked as if it began with
+// "<think>" (prompt_opens_think).  The key `prompt_opens_think` of earlier
+// versions is refused with that explanation.
 // Value: `reward` (default 1.0) when well formed, else 0 with the reason in
 // `error`.
 #pragma once
@@ -21,7 +24,6 @@ namespace zerorl::rewards {
 
 struct FormatRewardConfig {
   bool strict = true;
-  bool prompt_opens_think = false;
   double reward = 1.0;
   static FormatRewardConfig from(const ConfigNode& n);
 };
@@ -32,6 +34,8 @@ class FormatReward : public Reward {
   RewardResult score(const Sample& sample) const override;
   // The reason the text is not well formed, or "" when it is.
   static std::string check(const std::string& completion, bool strict);
+  // Whether `prompt` ends in "<think>" (trailing spaces and tabs aside).
+  static bool prompt_opens_think(const std::string& prompt);
 
  private:
   FormatRewardConfig cfg_;

@@ -44,17 +44,7 @@ EvalConfig EvalConfig::from(const ConfigNode& n) {
 
 rewards::Sample reward_sample(const data::Example& example, const std::string& rendered_prompt,
                               const std::string& completion) {
-  return {rendered_prompt, scored_response(rendered_prompt, completion), example.answer,
-          example.task, example.meta.dump()};
-}
-
-std::string scored_response(const std::string& rendered_prompt, const std::string& completion) {
-  static const std::string kOpen = "<think>";
-  size_t end = rendered_prompt.find_last_not_of(" \t");
-  if (end != std::string::npos && end + 1 >= kOpen.size() &&
-      rendered_prompt.compare(end + 1 - kOpen.size(), kOpen.size(), kOpen) == 0)
-    return kOpen + completion;
-  return completion;
+  return {rendered_prompt, completion, example.answer, example.task, example.meta.dump()};
 }
 
 namespace {
@@ -275,7 +265,7 @@ EvalResult evaluate(const EvalContext& ctx, const std::vector<data::Example>& al
         const auto& smp = batch.samples[j];
         o.correct.push_back(scored[j].values[correct_idx] >= 0.5);
         if (format_idx >= 0) o.formatted.push_back(scored[j].values[format_idx] >= 0.5);
-        o.answers.push_back(answer_key(scored_response(rendered[p], smp.text)));
+        o.answers.push_back(answer_key(smp.text));
         o.lengths.push_back(smp.completion_length());
         o.worked.push_back(data::uses_worked_steps(smp.text));
       }

@@ -162,14 +162,11 @@ std::map<std::string, double> eval_metrics(const EvalSums& sums, long k, bool gr
 EvalResult evaluate(const EvalContext& ctx, const std::vector<data::Example>& problems,
                     const EvalConfig& cfg, Comm& comm);
 
-// The text the rewards see for a completion: templates that open the think
-// block in the prompt ("... Assistant: <think>") get "<think>" put back in
-// front, so format checks see the whole structure.
-std::string scored_response(const std::string& rendered_prompt, const std::string& completion);
-
 // What the rewards score for one completion of `example`: the rendered
-// prompt, the scored_response, the gold answer, the task and its metadata.
-// Training and evaluation both score through it.
+// prompt, the completion as generated (the text samples.jsonl and
+// eval_samples.jsonl log; a prompt that ends in <think> stays in the
+// prompt, rewards/format_reward.h), the gold answer, the task and its
+// metadata.  Training and evaluation both score through it.
 rewards::Sample reward_sample(const data::Example& example, const std::string& rendered_prompt,
                               const std::string& completion);
 

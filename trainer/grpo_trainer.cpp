@@ -860,9 +860,9 @@ void check_reward_failures(const Run& run, const std::map<std::string, double>& 
 }
 
 // A format reward at 0 on every sample of a step is worth a word: usually
-// the template and the format reward disagree (e.g. a prompt that ends in
-// <think> without prompt_opens_think: true).  Said at the first such step
-// and then every 50th, so a long run of them does not flood the log.
+// the template and the format reward disagree (e.g. a template whose prompt
+// does not open the think block with a policy that never writes <think>).  Said at the first such
+// step and then every 50th, so a long run of them does not flood the log.
 void warn_if_format_never_met(Run& run, const std::map<std::string, double>& metrics, long step) {
   const std::string& name = run.eval.format_reward;
   auto it = metrics.find("reward/" + name);
@@ -870,9 +870,9 @@ void warn_if_format_never_met(Run& run, const std::map<std::string, double>& met
   if (run.format_zero_steps++ % 50 != 0) return;
   ZR_LOG_WARN("step ", step + 1, ": the format reward '", name, "' is 0 on every sample (",
               run.format_zero_steps,
-              " such step(s) so far); check that the template and the reward agree, e.g. ",
-              "rewards.", name, ".prompt_opens_think: true when the prompt ends in <think> ",
-              "(docs/REWARDS.md)");
+              " such step(s) so far); check that the template and the reward agree: the ",
+              "completion must hold <think>...</think><answer>...</answer>, or the prompt end in ",
+              "<think> and the completion hold the rest (template.name: tiny; docs/REWARDS.md)");
 }
 
 std::vector<SampleRecord> sample_records(const Run& run, const StepBatch& b) {

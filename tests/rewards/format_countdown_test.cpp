@@ -38,12 +38,26 @@ TEST(FormatReward, LenientAllowsTextAroundTheBlocks) {
   EXPECT_EQ(fmt("hi <think>a</think> so <answer>1</answer> bye", false), 1.0);
   EXPECT_EQ(fmt("<answer>1</answer><think>a</think>", false), 0.0);
   EXPECT_EQ(fmt("<think>a</think> no answer", false), 0.0);
-  zr::FormatRewardConfig c;
-  c.prompt_opens_think = true;
-  zr::Sample s;
-  s.completion = "reasoning</think><answer>5</answer>";
-  auto r = zr::FormatReward(c).score(s);
-  EXPECT_EQ(r.value, 1.0) << r.error;
+}
+
+// A prompt that ends in <think> (the tiny template's) opened the think
+// block: the completion is checked as if it began with it, in both modes.
+TEST(FormatReward, APromptEndingInThinkOpensTheBlock) {
+  for (bool strict : {true, false}) {
+    zr::FormatRewardConfig c;
+    c.strict = strict;
+    zr::Sample s;
+    s.prompt = "User: What is 1 + 4?\nAssistant: <think> ";
+    s.completion = "reasoning</think><answer>5</answer>";
+    auto r = zr::FormatReward(c).score(s);
+    EXPECT_EQ(r.value, 1.0) << r.error;
+    s.completion = "<think>reasoning</think><answer>5</answer>";  // opened twice
+    EXPECT_EQ(zr::FormatReward(c).score(s).value, 0.0);
+    s.prompt = "User: What is 1 + 4?\nAssistant:";
+    EXPECT_EQ(zr::FormatReward(c).score(s).value, 1.0);
+    s.completion = "reasoning</think><answer>5</answer>";
+    EXPECT_EQ(zr::FormatReward(c).score(s).value, 0.0);
+  }
 }
 
 TEST(CountdownReward, EachNumberOnceAndTheTarget) {
