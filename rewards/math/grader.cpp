@@ -17,13 +17,28 @@ struct Parsed {
   NodeP node;
   std::string norm;
   std::string why;
+  bool percent = false;  // written as a percentage (normalize_answer drops the sign)
 };
+
+bool has_percent(const std::string& answer) {
+  return answer.find('%') != std::string::npos || answer.find("percent") != std::string::npos ||
+         answer.find("pct") != std::string::npos;
+}
 
 Parsed parse(const std::string& answer, const GradeOptions& opt, Budget& b) {
   Parsed p;
   p.norm = normalize_answer(answer, opt.parse);
   p.node = parse_answer(p.norm, opt.parse, b, &p.why);
+  p.percent = has_percent(answer);
   return p;
+}
+
+// A percentage read as its fraction: "25\%" -> 25/100.
+Parsed as_fraction(const Parsed& pct, const GradeOptions& opt, Budget& b) {
+  Parsed f;
+  f.norm = "\\frac{" + pct.norm + "}{100}";
+  f.node = parse_answer(f.norm, opt.parse, b, &f.why);
+  return f;
 }
 
 Verdict compare_parsed(const Parsed& g, const Parsed& p, const GradeOptions& opt, Budget& b) {
@@ -36,6 +51,16 @@ Verdict compare_parsed(const Parsed& g, const Parsed& p, const GradeOptions& opt
   }
   if (g.node && p.node) {
     Comparison c = equivalent(g.node, p.node, opt.compare, b);
+    // A percentage equals its number and its fraction (25\% = 25 = 0.25),
+    // as in Math-Verify.
+    if (!c.equal && g.percent != p.percent) {
+      const Parsed f = as_fraction(g.percent ? g : p, opt, b);
+      if (f.node) {
+        Comparison cf = g.percent ? equivalent(f.node, p.node, opt.compare, b)
+                                  : equivalent(g.node, f.node, opt.compare, b);
+        if (cf.equal) c = cf, c.how += " (percentage as a fraction)";
+      }
+    }
     v.correct = c.equal;
     v.reason = c.how;
     return v;

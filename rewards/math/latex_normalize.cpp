@@ -89,6 +89,51 @@ std::string strip_text_units(const std::string& s) {
   return out;
 }
 
+// Unit words that follow a number as plain text ("10 meters", "5 days",
+// "4 students"): those of Math-Verify's unit list that are units or counted
+// nouns, singular, plural in -s or -es.  Left out on purpose: its single
+// letters (m, s, h, ...: "3 t" is a product as often as a unit) and words
+// that change the answer's meaning ("more", "less", "increase", "profit").
+bool is_unit_word(const std::string& w) {
+  static const std::set<std::string> kUnits = {
+      "meter", "metre",  "cm",    "mm",      "km",     "dm",     "inch",    "inches",   "foot",
+      "feet",  "ft",     "yard",  "mile",    "sq",     "square", "acre",    "hectare",  "liter",
+      "litre", "gallon", "gal",   "cubic",   "cc",     "kg",     "gm",      "gram",     "lb",
+      "pound", "second", "sec",   "minute",  "min",    "hour",   "hr",      "day",      "month",
+      "year",  "yr",     "mph",   "kmph",    "kmh",    "degree", "deg",     "cent",     "rupee",
+      "rs",    "ohm",    "unit",  "point",   "digit",  "mark",   "student", "children", "man",
+      "men",   "woman",  "women", "soldier", "monkey", "apple",  "toy",     "coin",     "tile",
+      "edge",  "meal",   "pie"};
+  if (kUnits.count(w)) return true;
+  for (const char* suffix : {"s", "es"}) {
+    const size_t n = std::strlen(suffix);
+    if (w.size() > n && w.compare(w.size() - n, n, suffix) == 0 &&
+        kUnits.count(w.substr(0, w.size() - n)))
+      return true;
+  }
+  return false;
+}
+
+// "10 meters" -> "10", "10 square meters" -> "10": up to two unit words at
+// the end of the answer, after a number, closing brace or parenthesis.
+std::string strip_unit_words(const std::string& s) {
+  size_t cut = s.size();
+  while (cut > 0 && (is_space(s[cut - 1]) || s[cut - 1] == '.')) --cut;
+  size_t keep = std::string::npos;  // where the answer ends without its unit words
+  for (int words = 0; words < 2; ++words) {
+    size_t start = cut;
+    while (start > 0 && is_alpha(s[start - 1])) --start;
+    if (start == cut || (start > 0 && s[start - 1] == '\\')) break;
+    std::string word = s.substr(start, cut - start);
+    for (auto& c : word) c = (char)std::tolower((unsigned char)c);
+    if (!is_unit_word(word)) break;
+    cut = start;
+    while (cut > 0 && is_space(s[cut - 1])) --cut;
+    if (cut > 0 && (is_digit(s[cut - 1]) || s[cut - 1] == '}' || s[cut - 1] == ')')) keep = cut;
+  }
+  return keep == std::string::npos ? s : s.substr(0, keep);
+}
+
 // "and" / "or" as separate words between answers -> ",".
 std::string words_to_commas(const std::string& s) {
   std::string out;
@@ -179,6 +224,7 @@ std::string normalize_answer(const std::string& in, const ParseOptions& opt) {
   replace_all(s, "\\%", "");
   replace_all(s, "%", "");
   s = strip_text_units(s);
+  s = strip_unit_words(s);
   s = words_to_commas(s);
   for (const char* w : {"percentage", "percent", "pct"}) {
     size_t p;

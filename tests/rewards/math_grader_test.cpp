@@ -79,6 +79,35 @@ TEST(MathNormalize, SurfaceFormsThatMeanTheSame) {
   EXPECT_FALSE(same("10", "100"));
 }
 
+// As Math-Verify (0.9.0, checked in the venv): a percentage equals both its
+// number and its fraction, either side the gold; a unit word after a number
+// is dropped; single letters and meaning-changing words are not units.
+TEST(MathNormalize, PercentagesAndUnitWordsAsMathVerify) {
+  EXPECT_TRUE(same("25\\%", "0.25"));
+  EXPECT_TRUE(same("0.25", "25\\%"));
+  EXPECT_TRUE(same("50\\%", "\\frac{1}{2}"));
+  EXPECT_TRUE(same("12.5\\%", "\\frac18"));
+  EXPECT_TRUE(same("0.25", "25 percent"));
+  EXPECT_TRUE(same("25\\%", "25"));
+  EXPECT_FALSE(same("0.25", "26\\%"));
+  EXPECT_FALSE(same("0.5", "50"));  // no percent sign: 50 is fifty
+  EXPECT_FALSE(same("25\\%", "0.5"));
+  EXPECT_TRUE(g("0.25", "The answer is \\boxed{25\\%}.").correct);
+  EXPECT_TRUE(same("10", "10 meters"));
+  EXPECT_TRUE(same("10 meters", "10"));
+  EXPECT_TRUE(same("10", "10 square meters"));
+  EXPECT_TRUE(same("12", "12 inches"));
+  EXPECT_TRUE(same("7", "7 hours."));
+  EXPECT_TRUE(same("4", "4 students"));
+  EXPECT_TRUE(same("10", "10cm"));
+  EXPECT_TRUE(g("10", "The answer is 10 meters").correct);
+  EXPECT_FALSE(same("11", "10 meters"));
+  EXPECT_FALSE(same("3", "3 x"));      // a variable, not a unit
+  EXPECT_FALSE(same("10", "10 m"));    // single letters stay variables
+  EXPECT_FALSE(same("10", "10 more"));  // changes the meaning
+  EXPECT_FALSE(same("2", "2 \\pi"));
+}
+
 TEST(MathEquivalence, ExactRationalsAndRoundedDecimals) {
   EXPECT_TRUE(same("0.5", "\\frac{1}{2}"));
   EXPECT_TRUE(same("1000", "1000.0"));

@@ -2,12 +2,16 @@
 //
 // Generates answer pairs (seeded): integers, decimals, fractions in several
 // notations, thousands separators, radicals, π multiples, sets and tuples,
-// each with an equivalent rewrite and a near miss.  Both graders judge every
-// pair; the agreement rate is printed with each disagreement, and must be at
-// least 95% (the disagreements are reviewed in docs/REWARDS.md).
+// scientific notation, percentages, numbers with a unit word, each with an
+// equivalent rewrite and a near miss, so every pair's true verdict is known
+// by construction.  Both graders judge every pair; each disagreement is
+// printed with which grader the truth sides with.  zerorl must agree with
+// math-verify on at least 95% of the pairs math-verify gets right and be
+// right on every pair (the disagreements are reviewed in docs/REWARDS.md).
 #include <gtest/gtest.h>
 #include <nlohmann/json.hpp>
 
+#include <algorithm>
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
@@ -25,6 +29,7 @@ namespace {
 
 struct Pair {
   std::string gold, pred, kind;
+  bool truth = false;  // equivalent by construction (not a near miss)
 };
 
 long long gcdll(long long a, long long b) { return b ? gcdll(b, a % b) : (a < 0 ? -a : a); }
@@ -36,7 +41,8 @@ std::vector<Pair> generate(int n, uint64_t seed) {
   };
   std::vector<Pair> out;
   while ((int)out.size() < n) {
-    int kind = (int)uni(0, 12);
+    int kind = (int)uni(0, 14);
+    const size_t before = out.size();
     bool miss = uni(0, 2) == 0;  // a third are near misses
     long long a = uni(-999, 999), b = uni(2, 60);
     switch (kind) {
@@ -113,14 +119,19 @@ std::vector<Pair> generate(int n, uint64_t seed) {
                        miss ? std::to_string(v) + ".24" : std::to_string(v) + ".250", "decimal"});
         break;
       }
-      case 8: {  // scientific notation
-        long long m = uni(11, 99), e = uni(2, 6);
-        long long v = m;
-        for (int i = 0; i < e; ++i) v *= 10;
-        out.push_back({std::to_string(v / 10) + (miss ? "1" : "0"),
-                       std::to_string(m / 10) + "." + std::to_string(m % 10) + " \\times 10^{" +
-                           std::to_string(e) + "}",
-                       "scientific"});
+      case 8: {  // scientific notation: m/10 x 10^(e+1) = m x 10^e, or its negative power
+        long long m = uni(11, 98), e = uni(1, 5);
+        const std::string mant = std::to_string(m / 10) + "." + std::to_string(m % 10);
+        if (uni(0, 1)) {
+          long long v = m;
+          for (int i = 0; i < e; ++i) v *= 10;
+          out.push_back({std::to_string(v + (miss ? 1 : 0)),
+                         mant + " \\times 10^{" + std::to_string(e + 1) + "}", "scientific"});
+        } else {  // 0.00mm = m/10 x 10^-(e+1), within the 6 places decimals are rounded to
+          e = std::min<long long>(e, 3);
+          out.push_back({"0." + std::string((size_t)e, '0') + std::to_string(m + (miss ? 1 : 0)),
+                         mant + " \\times 10^{-" + std::to_string(e + 1) + "}", "scientific"});
+        }
         break;
       }
       case 9: {  // intervals with open / closed ends
@@ -157,7 +168,28 @@ std::vector<Pair> generate(int n, uint64_t seed) {
                        "rounded_decimal"});
         break;
       }
+      case 13: {  // a percentage vs its fraction as a decimal, either side the gold
+        long long pc = uni(1, 99), q = pc + (miss ? 1 : 0);
+        std::string d = std::to_string(q / 100.0);  // "0.250000"
+        while (d.back() == '0') d.pop_back();
+        if (d.back() == '.') d.pop_back();
+        std::string pct = std::to_string(pc) + "\\%";
+        if (uni(0, 1))
+          out.push_back({pct, d, "percent"});
+        else
+          out.push_back({d, pct, "percent"});
+        break;
+      }
+      case 14: {  // a number with a unit word vs the number
+        static const char* kWords[] = {"meters",   "cm",   "inches",  "hours", "days",
+                                       "students", "feet", "minutes", "km",    "kg"};
+        long long v = uni(1, 999);
+        out.push_back({std::to_string(v),
+                       std::to_string(v + (miss ? 1 : 0)) + " " + kWords[uni(0, 9)], "unit_word"});
+        break;
+      }
     }
+    if (out.size() > before) out.back().truth = !miss;
   }
   return out;
 }
@@ -195,6 +227,7 @@ for line in open(sys.argv[1]):
   std::ifstream vin(dir / "verdicts.jsonl");
   std::map<std::string, std::pair<int, int>> by_kind;
   int agree = 0, total = 0, positives = 0;
+  int mv_right = 0, agree_where_mv_right = 0, ours_right = 0, true_scientific = 0;
   std::string line;
   for (auto& p : pairs) {
     ASSERT_TRUE((bool)std::getline(vin, line));
@@ -204,16 +237,28 @@ for line in open(sys.argv[1]):
     auto& k = by_kind[p.kind];
     ++k.second;
     ++total;
+    mv_right += oracle == p.truth;
+    ours_right += ours == p.truth;
+    true_scientific += p.kind == "scientific" && p.truth;
     if (oracle == ours) {
       ++agree;
       ++k.first;
+      agree_where_mv_right += oracle == p.truth;
+      if (oracle != p.truth)
+        std::printf("  both graders differ from the construction [%s] gold='%s' pred='%s'\n",
+                    p.kind.c_str(), p.gold.c_str(), p.pred.c_str());
     } else {
-      std::printf("  disagree [%s] gold='%s' pred='%s' math-verify=%d zerorl=%d\n", p.kind.c_str(),
-                  p.gold.c_str(), p.pred.c_str(), (int)oracle, (int)ours);
+      std::printf("  disagree [%s] gold='%s' pred='%s' math-verify=%d zerorl=%d (%s is right)\n",
+                  p.kind.c_str(), p.gold.c_str(), p.pred.c_str(), (int)oracle, (int)ours,
+                  ours == p.truth ? "zerorl" : "math-verify");
     }
   }
   std::printf("math-verify agreement: %d/%d = %.1f%% (%d pairs equivalent per math-verify)\n",
               agree, total, 100.0 * agree / total, positives);
+  std::printf(
+      "right by construction: math-verify %d/%d, zerorl %d/%d; agreement where "
+      "math-verify is right: %d/%d\n",
+      mv_right, total, ours_right, total, agree_where_mv_right, mv_right);
   for (auto& [k, v] : by_kind) std::printf("  %-18s %3d/%3d\n", k.c_str(), v.first, v.second);
   // (std::filesystem::remove_all resolves to a broken copy inside libtorch.so.)
   for (const char* f : {"pairs.jsonl", "oracle.py", "verdicts.jsonl"})
@@ -222,5 +267,9 @@ for line in open(sys.argv[1]):
   // Both kinds of pair are present, so agreement cannot come from always saying yes or no.
   EXPECT_GT(positives, total / 3);
   EXPECT_LT(positives, total);
-  EXPECT_GE((double)agree / total, 0.95);
+  EXPECT_GE((double)agree_where_mv_right / mv_right, 0.95);
+  // Seeded pairs with known verdicts: zerorl is right on every one (where
+  // math-verify is not, the disagreement is printed and is math-verify's).
+  EXPECT_EQ(ours_right, total);
+  EXPECT_GT(true_scientific, 0);  // equivalent scientific-notation pairs are generated
 }
