@@ -23,6 +23,7 @@
 #include "model/weights.h"
 #include "rollout/engine.h"
 #include "rollout/prompt_input.h"
+#include "trainer/policy_file.h"
 
 namespace zerorl::cli {
 namespace {
@@ -31,9 +32,11 @@ const char* kUsage =
     "usage: zerorl generate --model PATH [--prompt TEXT ...] [options]\n"
     "\n"
     "Sample completions with the rollout engine (KV cache, continuous batching).\n"
-    "PATH is a zerorl checkpoint (.h5) or a Hugging Face folder (config.json,\n"
-    "*.safetensors, tokenizer.json).  With no --prompt: an interactive prompt loop\n"
-    "when stdin is a terminal, else one prompt per line of stdin (a line that is\n"
+    "PATH is a policy file (.h5), a training checkpoint step folder\n"
+    "(runs/NAME/checkpoints/step_N) or one of its rank files, or a Hugging Face\n"
+    "folder (config.json, *.safetensors, tokenizer.json).  With no --prompt: an\n"
+    "interactive prompt loop when stdin is a terminal, else one prompt per line of\n"
+    "stdin (a line that is\n"
     "not valid UTF-8 is skipped, naming its line number; the exit status is then 1).\n"
     "A training checkpoint is verified first and refused when corrupt.\n"
     "\n"
@@ -61,46 +64,9 @@ const char* kUsage =
     "  --json               one JSON object per completion on stdout\n"
     "  --stats              print throughput figures to stderr\n";
 
-std::shared_ptr<model::CausalLM> load_policy(const std::string& path) {
-  if (model::is_hf_dir(path)) return model::load_hf(path);
-  const std::string why = verify_if_checkpoint(path);
-  ZR_CHECK(why.empty(), "--model ", path, ": the checkpoint fails verification (", why,
-           "); refusing to sample from it");
-  return model::load_model_h5(path);
-}
-
-std::unique_ptr<data::Tokenizer> find_tokenizer(const std::string& model_path,
-                                                const std::optional<std::string>& flag) {
-  if (flag && *flag == "char")
-    return std::make_unique<data::CharTokenizer>(data::CharTokenizer::for_tasks());
-  if (flag) return data::load_tokenizer(*flag);
-  if (model::is_hf_dir(model_path)) {
-    if (std::ifstream(model_path + "/tokenizer.json").good())
-      return data::load_tokenizer(model_path);
-    ZR_THROW(model_path, ": no tokenizer.json in the model folder; pass --tokenizer PATH");
-  }
-  H5File f(model_path, H5File::Mode::kRead);
-  // A policy file (trainer/policy_file.h) keeps it as a byte dataset.
-  if (f.exists("tokenizer_json"))
-    return data::tokenizer_from_json(f.read_bytes("tokenizer_json"),
-                                     model_path + ":tokenizer_json");
-  if (f.exists("meta")) {  // a training checkpoint (trainer/checkpoint.h)
-    auto info = inspect_checkpoint(model_path);
-    auto it = info.strings.find("tokenizer_json");
-    if (it != info.strings.end())
-      return data::tokenizer_from_json(it->second, model_path + ":tokenizer_json");
-  }
-  if (f.has_attr("model", "tokenizer_json"))
-    return data::tokenizer_from_json(f.read_attr_string("model", "tokenizer_json"),
-                                     model_path + ":model/tokenizer_json");
-  ZR_THROW(model_path,
-           ": the checkpoint stores no tokenizer (attribute model/tokenizer_json); pass "
-           "--tokenizer PATH");
-}
-
 struct Session {
   std::shared_ptr<model::CausalLM> policy;
-  std::unique_ptr<data::Tokenizer> tok;
+  std::shared_ptr<data::Tokenizer> tok;
   std::unique_ptr<rollout::Engine> engine;
   rollout::SamplingParams params;
   int64_t group = 1;
@@ -194,14 +160,22 @@ int run_generate(Args& args) {
   s.params = sp;
   s.group = group;
 
-  s.policy = load_policy(model_path);
+  Policy loaded = load_model_for_command(model_path, "--model", /*with_tokenizer=*/!tok_path);
+  s.policy = loaded.model;
   s.policy->eval();
   // Half precision on the CPU is slow and gains nothing for generation.
   if (s.policy->output_weight().device().is_cpu() &&
       s.policy->output_weight().scalar_type() != at::kFloat &&
       s.policy->output_weight().scalar_type() != at::kDouble)
     s.policy->to(at::kFloat);
-  s.tok = find_tokenizer(model_path, tok_path);
+  if (tok_path && *tok_path == "char")
+    s.tok = std::make_shared<data::CharTokenizer>(data::CharTokenizer::for_tasks());
+  else if (tok_path)
+    s.tok = data::load_tokenizer(*tok_path);
+  else
+    s.tok = loaded.tokenizer;
+  ZR_CHECK(s.tok, "--model ", model_path,
+           ": no tokenizer stored with the model; pass --tokenizer PATH");
   auto text = std::make_shared<rollout::TokenText>(rollout::TokenText::from_tokenizer(*s.tok));
   rollout::EngineOptions eo;
   eo.num_slots = slots;

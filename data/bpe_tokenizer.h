@@ -48,6 +48,7 @@ class ByteLevelBpe final : public Tokenizer {
   std::string id_to_token(int32_t id) const override;
   bool is_special(int32_t id) const override;
   std::string to_json() const override { return json_text_; }
+  std::string to_hf_json() const override { return json_text_; }
 
   size_t num_merges() const { return merges_.size(); }
 

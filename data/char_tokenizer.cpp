@@ -1,6 +1,8 @@
 #include "data/char_tokenizer.h"
 
 #include <algorithm>
+#include <map>
+#include <set>
 
 #include <nlohmann/json.hpp>
 
@@ -82,6 +84,93 @@ std::string CharTokenizer::to_json() const {
   j["tokens"] = vocab_.tokens;
   j["special"] = special_names_;
   return j.dump();
+}
+
+std::string CharTokenizer::to_hf_json() const {
+  json vocab = json::object(), added = json::array();
+  for (size_t i = 0; i < vocab_.tokens.size(); ++i) {
+    const std::string& t = vocab_.tokens[i];
+    vocab[t] = i;
+    if (num_codepoints(t) > 1 || vocab_.special[i])
+      added.push_back({{"id", i},
+                       {"content", t},
+                       {"single_word", false},
+                       {"lstrip", false},
+                       {"rstrip", false},
+                       {"normalized", false},
+                       {"special", vocab_.special[i] != 0}});
+  }
+  json model = {{"type", "BPE"},
+                {"dropout", nullptr},
+                {"unk_token", unk_id_ >= 0 ? json(vocab_.tokens[unk_id_]) : json(nullptr)},
+                {"continuing_subword_prefix", nullptr},
+                {"end_of_word_suffix", nullptr},
+                {"fuse_unk", false},
+                {"byte_fallback", false},
+                {"ignore_merges", false},
+                {"vocab", vocab},
+                {"merges", json::array()}};
+  json j = {
+      {"version", "1.0"},          {"truncation", nullptr},         {"padding", nullptr},
+      {"added_tokens", added},     {"normalizer", nullptr},         {"pre_tokenizer", nullptr},
+      {"post_processor", nullptr}, {"decoder", {{"type", "Fuse"}}}, {"model", model}};
+  return j.dump(2);
+}
+
+bool CharTokenizer::is_hf_char_form(const json& j) {
+  if (!j.is_object() || !j.contains("model") || !j["model"].is_object()) return false;
+  const json& m = j["model"];
+  auto null_or_absent = [](const json& o, const char* k) {
+    return !o.contains(k) || o[k].is_null();
+  };
+  return m.value("type", "") == "BPE" && m.contains("merges") && m["merges"].is_array() &&
+         m["merges"].empty() && null_or_absent(j, "normalizer") &&
+         null_or_absent(j, "pre_tokenizer") && j.contains("decoder") && j["decoder"].is_object() &&
+         j["decoder"].value("type", "") == "Fuse";
+}
+
+CharTokenizer CharTokenizer::from_hf_json(const json& j, const std::string& source) {
+  ZR_CHECK(is_hf_char_form(j), source,
+           ": not a character tokenizer.json (BPE without merges, no normalizer or "
+           "pre-tokenizer, Fuse decoder)");
+  const json& m = j["model"];
+  for (const char* k : {"continuing_subword_prefix", "end_of_word_suffix", "dropout"})
+    ZR_CHECK(!m.contains(k) || m[k].is_null(), source, ": model.", k,
+             " is not supported in a character tokenizer");
+  ZR_CHECK(!m.value("byte_fallback", false), source,
+           ": model.byte_fallback is not supported in a character tokenizer");
+  std::map<int64_t, std::string> by_id;
+  std::set<std::string> added;
+  std::vector<std::string> special;
+  auto put = [&](const std::string& t, int64_t id) {
+    auto [it, fresh] = by_id.emplace(id, t);
+    ZR_CHECK(fresh || it->second == t, source, ": id ", id, " names both '", it->second, "' and '",
+             t, "'");
+  };
+  for (const auto& [t, id] : m.at("vocab").items()) put(t, id.get<int64_t>());
+  for (const auto& a : j.value("added_tokens", json::array())) {
+    const std::string t = a.at("content").get<std::string>();
+    ZR_CHECK(!a.value("lstrip", false) && !a.value("rstrip", false) &&
+                 !a.value("single_word", false) && !a.value("normalized", false),
+             source, ": added token '", t,
+             "' has lstrip/rstrip/single_word/normalized, unsupported in a character tokenizer");
+    put(t, a.at("id").get<int64_t>());
+    added.insert(t);
+    if (a.value("special", false)) special.push_back(t);
+  }
+  std::vector<std::string> tokens;
+  for (const auto& [id, t] : by_id) {
+    ZR_CHECK(id == static_cast<int64_t>(tokens.size()), source, ": ids are not dense (id ",
+             tokens.size(), " is missing)");
+    ZR_CHECK(num_codepoints(t) <= 1 || added.count(t), source, ": vocabulary entry '", t,
+             "' has several characters but is no added token (BPE without merges never "
+             "produces it)");
+    tokens.push_back(t);
+  }
+  const json& unk = m.contains("unk_token") ? m["unk_token"] : json();
+  ZR_CHECK(unk.is_null() || unk == "<unk>", source, ": model.unk_token must be \"<unk>\", got ",
+           unk.dump());
+  return CharTokenizer(std::move(tokens), std::move(special));
 }
 
 std::vector<int32_t> CharTokenizer::encode(std::string_view text) const {

@@ -11,7 +11,19 @@
 // Saved with a model as JSON (to_json(); an HDF5 string attribute holds it):
 //   {"type": "zerorl-char", "version": 1, "tokens": [...], "special": [...]}
 // where tokens[i] is the string of id i.
+//
+// Its Hugging Face form (to_hf_json(), what `zerorl export` writes as
+// tokenizer.json) is a BPE model without merges over the one-character
+// tokens, every multi-character token an added token (special as here),
+// no normalizer, no pre-tokenizer and a Fuse decoder: `tokenizers` cuts the
+// added tokens out of the text leftmost-longest, as encode() does, and maps
+// each remaining character to its id or to <unk> (one per character), so
+// both give the same ids.  from_hf_json() reads exactly that form back
+// (is_hf_char_form()).  A vocabulary without <unk> has no HF equivalent for
+// an unknown character (`tokenizers` drops it; encode() throws).
 #pragma once
+
+#include <nlohmann/json_fwd.hpp>
 
 #include <string>
 #include <unordered_map>
@@ -32,6 +44,13 @@ class CharTokenizer final : public Tokenizer {
   // <unk>, the four reasoning tags, newline and printable ASCII (space..~).
   static CharTokenizer for_tasks();
   static CharTokenizer from_json(const std::string& json_text, const std::string& source);
+  // A Hugging Face tokenizer.json of the form to_hf_json() writes (BPE with
+  // no merges, no normalizer or pre-tokenizer, a Fuse decoder).
+  static bool is_hf_char_form(const nlohmann::json& tokenizer_json);
+  // Throws naming `source` when the document is not of that form, a
+  // multi-character token is not an added token, or ids are not dense.
+  static CharTokenizer from_hf_json(const nlohmann::json& tokenizer_json,
+                                    const std::string& source);
 
   std::string kind() const override { return "char"; }
   std::vector<int32_t> encode(std::string_view text) const override;
@@ -42,6 +61,7 @@ class CharTokenizer final : public Tokenizer {
   std::string id_to_token(int32_t id) const override;
   bool is_special(int32_t id) const override;
   std::string to_json() const override;
+  std::string to_hf_json() const override;
 
  private:
   VocabTable vocab_;

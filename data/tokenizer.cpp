@@ -50,6 +50,8 @@ std::unique_ptr<Tokenizer> tokenizer_from_json(const std::string& text, const st
     ZR_CHECK(head.is_object(), source, ": a tokenizer file must hold a JSON object");
     if (head.value("type", "") == "zerorl-char")
       return std::make_unique<CharTokenizer>(CharTokenizer::from_json(text, source));
+    if (CharTokenizer::is_hf_char_form(head))
+      return std::make_unique<CharTokenizer>(CharTokenizer::from_hf_json(head, source));
     ZR_CHECK(head.contains("model"), source,
              ": neither a Hugging Face tokenizer.json (no \"model\") nor a zerorl char tokenizer");
     return std::make_unique<ByteLevelBpe>(text, nullptr, source);
@@ -70,6 +72,8 @@ std::unique_ptr<Tokenizer> load_tokenizer(const std::string& path) {
     }
     if (head.is_object() && head.value("type", "") == "zerorl-char")
       return std::make_unique<CharTokenizer>(CharTokenizer::from_json(text, p.string()));
+    if (CharTokenizer::is_hf_char_form(head))
+      return std::make_unique<CharTokenizer>(CharTokenizer::from_hf_json(head, p.string()));
     ZR_CHECK(head.is_object() && head.contains("model"), p.string(),
              ": neither a Hugging Face tokenizer.json (no \"model\") nor a zerorl char tokenizer");
     json config;

@@ -19,6 +19,10 @@
 //   * to_json() returns a document that tokenizer_from_json() reads back into
 //     an equal tokenizer; it is what a checkpoint stores (e.g. as an HDF5
 //     string attribute) so a model travels with its tokenizer.
+//   * to_hf_json() returns a Hugging Face tokenizer.json with which the
+//     `tokenizers` library gives the same ids as encode() and the same text
+//     as decode() (what `zerorl export` writes); load_tokenizer() and
+//     tokenizer_from_json() read it back into an equal tokenizer.
 #pragma once
 
 #include <cstdint>
@@ -55,6 +59,7 @@ class Tokenizer {
   int32_t pad_id() const { return pad_id_; }
 
   virtual std::string to_json() const = 0;
+  virtual std::string to_hf_json() const = 0;
 
  protected:
   int32_t bos_id_ = -1, eos_id_ = -1, pad_id_ = -1;

@@ -3,6 +3,8 @@
 #include <torch/csrc/autograd/grad_mode.h>
 
 #include <filesystem>
+#include <fstream>
+#include <nlohmann/json.hpp>
 #include <set>
 
 #include "core/config.h"
@@ -11,6 +13,7 @@
 #include "core/h5.h"
 #include "model/hf.h"
 #include "model/weights.h"
+#include "trainer/checkpoint.h"
 
 namespace zerorl {
 
@@ -50,6 +53,106 @@ Policy load_policy(const std::string& path) {
   model::load_weights(*p.model, f, "model");
   p.tokenizer = data::tokenizer_from_json(f.read_bytes("tokenizer_json"), path);
   return p;
+}
+
+Policy load_model_for_command(const std::string& path, const std::string& flag,
+                              bool with_tokenizer) {
+  Policy p;
+  std::error_code ec;
+  ZR_CHECK(fs::exists(path, ec), flag, " ", path, ": no such file or folder");
+  if (model::is_hf_dir(path)) {
+    p.model = model::load_hf(path);
+    if (with_tokenizer && fs::exists(fs::path(path) / "tokenizer.json"))
+      p.tokenizer = data::load_tokenizer(path);
+    return p;
+  }
+  std::string file = path;
+  if (fs::is_directory(path, ec)) {
+    ZR_CHECK(fs::exists(fs::path(path) / "rank_0.h5", ec), flag, " ", path,
+             ": a folder that is neither a Hugging Face model (config.json) nor a checkpoint "
+             "step folder (rank_0.h5)");
+    const std::string why = verify_checkpoint_step(path);
+    ZR_CHECK(why.empty(), flag, " ", path, ": the checkpoint fails verification (", why,
+             "); refusing to read it");
+    file = checkpoint_rank_file(path, 0);
+  } else {
+    const std::string why = verify_if_checkpoint(path);
+    ZR_CHECK(why.empty(), flag, " ", path, ": the checkpoint fails verification (", why,
+             "); refusing to read it");
+  }
+  p.model = model::load_model_h5(file);
+  if (!with_tokenizer) return p;
+  H5File f(file, H5File::Mode::kRead);
+  if (f.exists("tokenizer_json")) {  // a policy file
+    p.tokenizer =
+        data::tokenizer_from_json(f.read_bytes("tokenizer_json"), file + ":tokenizer_json");
+  } else if (f.exists("meta")) {  // a training checkpoint (trainer/checkpoint.h)
+    auto info = inspect_checkpoint(file);
+    auto it = info.strings.find("tokenizer_json");
+    if (it != info.strings.end())
+      p.tokenizer = data::tokenizer_from_json(it->second, file + ":tokenizer_json");
+  } else if (f.has_attr("model", "tokenizer_json")) {
+    p.tokenizer = data::tokenizer_from_json(f.read_attr_string("model", "tokenizer_json"),
+                                            file + ":model/tokenizer_json");
+  }
+  return p;
+}
+
+namespace {
+
+void write_json(const fs::path& path, const nlohmann::json& j) {
+  std::ofstream f(path);
+  f << j.dump(2) << "\n";
+  f.close();
+  ZR_CHECK(f.good(), path.string(), ": write failed");
+}
+
+}  // namespace
+
+void save_hf_policy(const Policy& policy, const std::string& dir, const model::HfSaveOptions& opt) {
+  ZR_CHECK(policy.tokenizer, "export to ", dir, ": the model has no tokenizer");
+  const data::Tokenizer& tok = *policy.tokenizer;
+  const model::ModelConfig& mc = policy.model->config();
+  model::save_hf(*policy.model, dir, opt);
+  using nlohmann::json;
+  const fs::path d(dir);
+  // Token ids the model's config lacks come from the tokenizer.
+  auto id_or = [](int64_t model_id, int32_t tok_id) {
+    const int64_t id = model_id >= 0 ? model_id : tok_id;
+    return id >= 0 ? json(id) : json(nullptr);
+  };
+  json eos =
+      mc.eos_token_ids.size() > 1 ? json(mc.eos_token_ids) : id_or(mc.eos_token_id, tok.eos_id());
+  json cfg;
+  {
+    std::ifstream in(d / "config.json");
+    cfg = json::parse(in);
+  }
+  cfg["bos_token_id"] = id_or(mc.bos_token_id, tok.bos_id());
+  cfg["eos_token_id"] = eos;
+  cfg["pad_token_id"] = id_or(mc.pad_token_id, tok.pad_id());
+  write_json(d / "config.json", cfg);
+  json gen = {{"bos_token_id", cfg["bos_token_id"]},
+              {"eos_token_id", eos},
+              {"pad_token_id", cfg["pad_token_id"]}};
+  write_json(d / "generation_config.json", gen);
+  {
+    std::ofstream f(d / "tokenizer.json");
+    f << tok.to_hf_json();
+    f.close();
+    ZR_CHECK(f.good(), (d / "tokenizer.json").string(), ": write failed");
+  }
+  json tc = {{"tokenizer_class", "PreTrainedTokenizerFast"},
+             {"clean_up_tokenization_spaces", false},
+             {"model_max_length", mc.max_position}};
+  auto name = [&](const char* key, int32_t id) {
+    if (id >= 0) tc[key] = tok.id_to_token(id);
+  };
+  name("bos_token", tok.bos_id());
+  name("eos_token", tok.eos_id());
+  name("pad_token", tok.pad_id());
+  name("unk_token", tok.token_to_id("<unk>"));
+  write_json(d / "tokenizer_config.json", tc);
 }
 
 at::ScalarType policy_dtype_from(const ConfigNode& policy) {

@@ -5,6 +5,12 @@
 // `zerorl generate --model` loads; a Hugging Face folder (config.json,
 // *.safetensors, tokenizer.json) is accepted wherever a policy file is.
 //
+// `zerorl import` writes a policy file from a Hugging Face folder (keeping
+// its tokenizer.json, so the file is usable as policy.init); `zerorl export`
+// writes a policy back as a Hugging Face folder (save_hf_policy) that
+// transformers' AutoTokenizer / AutoModelForCausalLM.generate and zerorl
+// itself load.
+//
 // Errors: missing files, a model without a tokenizer, or weights that do
 // not fit the config throw zerorl::Error naming the path.
 #pragma once
@@ -24,11 +30,34 @@ struct Policy {
   std::shared_ptr<data::Tokenizer> tokenizer;
 };
 
+namespace model {
+struct HfSaveOptions;
+}
+
 // Written to "<path>.tmp", flushed, renamed.
 void save_policy(const std::string& path, const model::CausalLM& model,
                  const data::Tokenizer& tokenizer);
 // A policy file or a Hugging Face folder.
 Policy load_policy(const std::string& path);
+
+// What a command reads when the user names a model (`generate --model`,
+// `export --ckpt`): a policy file, a model file without tokenizer, a
+// Hugging Face folder, or a training checkpoint: a step folder
+// (runs/<name>/checkpoints/step_<N>) or one of its rank files, whose weights
+// are rank 0's.  A checkpoint is verified first (the whole step for a
+// folder) and refused, naming `flag` and the reason, when it fails.  The
+// tokenizer is the one stored with the model (a policy file's, a
+// checkpoint's, an HF folder's tokenizer.json); null when there is none or
+// !with_tokenizer (the caller brings its own).
+Policy load_model_for_command(const std::string& path, const std::string& flag,
+                              bool with_tokenizer = true);
+
+// A Hugging Face folder of the policy (model::save_hf) with the tokenizer's
+// tokenizer.json (Tokenizer::to_hf_json), a tokenizer_config.json naming its
+// special tokens (clean_up_tokenization_spaces false: decode gives the
+// token texts unchanged), and a generation_config.json with the end-of-text
+// ids.  config.json's bos/eos/pad ids the model lacks are the tokenizer's.
+void save_hf_policy(const Policy& policy, const std::string& dir, const model::HfSaveOptions& opt);
 
 // policy.dtype: the compute dtype of policy, reference and rollout, "fp32"
 // (default) or "bf16".  With bf16 the Optimizer keeps fp32 master weights
