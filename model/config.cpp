@@ -5,6 +5,7 @@
 #include <fstream>
 #include <nlohmann/json.hpp>
 #include <sstream>
+#include <type_traits>
 
 #include "core/config.h"
 #include "core/error.h"
@@ -121,6 +122,42 @@ void ModelConfig::validate(const std::string& where) const {
            where, ": special token ids must be < vocab_size (", vocab_size, ")");
 }
 
+// ---- the keys every reader and the writer share ----------------------------------
+
+namespace {
+
+// Whether a Hugging Face config.json must give a key (a recipe always falls
+// back to the tiny model's default, model/config.h).
+enum class Need { kRequired, kOptional };
+
+// The keys that a recipe's model section, a Hugging Face config.json and
+// to_hf_json() name alike, each with the field it fills: the one list that
+// from_recipe, from_hf_json_text and to_hf_json walk.  C is ModelConfig or
+// const ModelConfig; visit(key, field, Need).  The order is from_recipe's
+// reading order, which is the order recipe.resolved.yaml lists the
+// defaults it filled in: keep it.
+template <typename C, typename Visit>
+void for_each_shape_key(C& c, Visit&& visit) {
+  visit("vocab_size", c.vocab_size, Need::kRequired);
+  visit("hidden_size", c.hidden_size, Need::kRequired);
+  visit("num_hidden_layers", c.num_layers, Need::kRequired);
+  visit("max_position_embeddings", c.max_position, Need::kOptional);
+  visit("rms_norm_eps", c.rms_norm_eps, Need::kOptional);
+  visit("tie_word_embeddings", c.tie_embeddings, Need::kOptional);
+}
+
+// The same for multi-head latent attention (MLA families only).
+template <typename C, typename Visit>
+void for_each_mla_key(C& c, Visit&& visit) {
+  visit("kv_lora_rank", c.attn.kv_lora_rank, Need::kRequired);
+  visit("qk_nope_head_dim", c.attn.qk_nope_head_dim, Need::kRequired);
+  visit("qk_rope_head_dim", c.attn.qk_rope_head_dim, Need::kRequired);
+  visit("v_head_dim", c.attn.v_head_dim, Need::kRequired);
+  visit("attention_bias", c.attn.attention_bias, Need::kOptional);
+}
+
+}  // namespace
+
 // ---- recipe ------------------------------------------------------------------
 
 ModelConfig ModelConfig::from_recipe(const ConfigNode& n) {
@@ -128,12 +165,11 @@ ModelConfig ModelConfig::from_recipe(const ConfigNode& n) {
   std::string arch = n.choice("arch", {"deepseek_v3", "qwen2_moe"}, "deepseek_v3");
   c.arch = arch == "qwen2_moe" ? Arch::kQwen2Moe : Arch::kDeepseekV3;
   bool qwen = c.arch == Arch::kQwen2Moe;
-  c.vocab_size = n.get<long long>("vocab_size", c.vocab_size);
-  c.hidden_size = n.get<long long>("hidden_size", c.hidden_size);
-  c.num_layers = n.get<long long>("num_hidden_layers", c.num_layers);
-  c.max_position = n.get<long long>("max_position_embeddings", c.max_position);
-  c.rms_norm_eps = n.get<double>("rms_norm_eps", c.rms_norm_eps);
-  c.tie_embeddings = n.get<bool>("tie_word_embeddings", c.tie_embeddings);
+  // A key the recipe leaves out keeps the tiny model's value.
+  const auto read = [&n](const char* key, auto& field, Need) {
+    field = n.get<std::decay_t<decltype(field)>>(key, field);
+  };
+  for_each_shape_key(c, read);
   c.bos_token_id = n.get<long long>("bos_token_id", c.bos_token_id);
   c.eos_token_id = n.get<long long>("eos_token_id", c.eos_token_id);
   if (c.eos_token_id >= 0) c.eos_token_ids = {c.eos_token_id};
@@ -152,11 +188,7 @@ ModelConfig ModelConfig::from_recipe(const ConfigNode& n) {
   } else {
     a.num_kv_heads = a.num_heads;
     a.q_lora_rank = n.get<long long>("q_lora_rank", a.q_lora_rank);
-    a.kv_lora_rank = n.get<long long>("kv_lora_rank", a.kv_lora_rank);
-    a.qk_nope_head_dim = n.get<long long>("qk_nope_head_dim", a.qk_nope_head_dim);
-    a.qk_rope_head_dim = n.get<long long>("qk_rope_head_dim", a.qk_rope_head_dim);
-    a.v_head_dim = n.get<long long>("v_head_dim", a.v_head_dim);
-    a.attention_bias = n.get<bool>("attention_bias", a.attention_bias);
+    for_each_mla_key(c, read);
   }
 
   auto& r = c.rope;
@@ -390,12 +422,16 @@ ModelConfig ModelConfig::from_hf_json_text(const std::string& text, const std::s
     ZR_CHECK(!r.get<bool>("use_sliding_window", false), name,
              ": use_sliding_window=true is not supported (zerorl attends to the full context)");
 
-  c.vocab_size = r.req<int64_t>("vocab_size");
-  c.hidden_size = r.req<int64_t>("hidden_size");
-  c.num_layers = r.req<int64_t>("num_hidden_layers");
-  c.max_position = r.get<int64_t>("max_position_embeddings", fam->default_max_position);
-  c.rms_norm_eps = r.get<double>("rms_norm_eps", c.arch == Arch::kOlmoe ? 1e-5 : 1e-6);
-  c.tie_embeddings = r.get<bool>("tie_word_embeddings", false);
+  // config.json's defaults of the optional shared keys, then the keys.
+  c.max_position = fam->default_max_position;
+  c.rms_norm_eps = c.arch == Arch::kOlmoe ? 1e-5 : 1e-6;
+  c.tie_embeddings = false;
+  c.attn.attention_bias = false;
+  const auto read = [&r](const char* key, auto& field, Need need) {
+    using T = std::decay_t<decltype(field)>;
+    field = need == Need::kRequired ? r.req<T>(key) : r.get<T>(key, field);
+  };
+  for_each_shape_key(c, read);
   c.bos_token_id = first_token_id(j, "bos_token_id");
   c.eos_token_ids = token_ids(j, "eos_token_id", name);
   c.eos_token_id = c.eos_token_ids.empty() ? -1 : c.eos_token_ids.front();
@@ -413,11 +449,7 @@ ModelConfig ModelConfig::from_hf_json_text(const std::string& text, const std::s
     ZR_CHECK(a.num_kv_heads == a.num_heads, name, ": num_key_value_heads (", a.num_kv_heads,
              ") must equal num_attention_heads (", a.num_heads, ") for MLA");
     a.q_lora_rank = r.get<int64_t>("q_lora_rank", 0);
-    a.kv_lora_rank = r.req<int64_t>("kv_lora_rank");
-    a.qk_nope_head_dim = r.req<int64_t>("qk_nope_head_dim");
-    a.qk_rope_head_dim = r.req<int64_t>("qk_rope_head_dim");
-    a.v_head_dim = r.req<int64_t>("v_head_dim");
-    a.attention_bias = r.get<bool>("attention_bias", false);
+    for_each_mla_key(c, read);
     // DeepSeek-V2 rotates (x0,x1),(x2,x3).. as complex numbers; V3 as rope_interleave says.
     bool interleave = c.arch == Arch::kDeepseekV2 || r.get<bool>("rope_interleave", true);
     c.rope.layout = interleave ? RopeConfig::Layout::kInterleaved : RopeConfig::Layout::kHalf;
@@ -544,12 +576,8 @@ std::string ModelConfig::to_hf_json() const {
   const Family& fam = family(arch);
   j["model_type"] = fam.model_type;
   j["architectures"] = {fam.hf_class};
-  j["vocab_size"] = vocab_size;
-  j["hidden_size"] = hidden_size;
-  j["num_hidden_layers"] = num_layers;
-  j["max_position_embeddings"] = max_position;
-  j["rms_norm_eps"] = rms_norm_eps;
-  j["tie_word_embeddings"] = tie_embeddings;
+  const auto write = [&j](const char* key, const auto& field, Need) { j[key] = field; };
+  for_each_shape_key(*this, write);
   j["hidden_act"] = "silu";
   j["initializer_range"] = init_std;
   auto tok = [&](const char* k, int64_t v) { j[k] = v >= 0 ? json(v) : json(nullptr); };
@@ -576,11 +604,7 @@ std::string ModelConfig::to_hf_json() const {
     }
   } else {
     j["q_lora_rank"] = attn.q_lora_rank > 0 ? json(attn.q_lora_rank) : json(nullptr);
-    j["kv_lora_rank"] = attn.kv_lora_rank;
-    j["qk_nope_head_dim"] = attn.qk_nope_head_dim;
-    j["qk_rope_head_dim"] = attn.qk_rope_head_dim;
-    j["v_head_dim"] = attn.v_head_dim;
-    j["attention_bias"] = attn.attention_bias;
+    for_each_mla_key(*this, write);
     if (arch == Arch::kDeepseekV3)
       j["rope_interleave"] = rope.layout == RopeConfig::Layout::kInterleaved;
   }
