@@ -399,6 +399,9 @@ std::string family_list() {
 
 const char* arch_name(Arch a) { return family(a).model_type; }
 
+// Long (~160 lines) on purpose: config.json read top to bottom in one place,
+// family differences as branches on the Family table, so a reviewer checks
+// every key against transformers' config classes in one pass.
 ModelConfig ModelConfig::from_hf_json_text(const std::string& text, const std::string& name) {
   json j;
   try {
@@ -571,6 +574,8 @@ ModelConfig ModelConfig::from_hf_json_file(const std::string& path) {
   return from_hf_json_text(ss.str(), path);
 }
 
+// The mirror of from_hf_json_text (~110 lines), kept in the same order so
+// the two can be read side by side.
 std::string ModelConfig::to_hf_json() const {
   json j;
   const Family& fam = family(arch);
