@@ -6,10 +6,11 @@
 //                       # ended naming the ranks that did not arrive; 0 waits
 //                       # forever (core/collective_timeout.h)
 //
-// `zerorl train`, `pretrain` and `eval` read it with CommConfig::from before
-// any collective and make their Comm with make_comm(CommConfig); the
-// trainer's and eval's setup read it again so that the resolved recipe
-// holds the defaults and check_all_read() knows the keys.
+// Read once: `zerorl train`, `pretrain` and `eval` read it with
+// CommConfig::from before any collective and make their Comm with
+// make_comm(CommConfig).  The run they hand the Comm to reads the same
+// Recipe, so its keys already count as read and their defaults are in the
+// resolved recipe; the run does not read them again.
 //
 // A bare `comm: mpi` (the form before the section) is refused naming its
 // line and the section form to write instead.

@@ -1,5 +1,7 @@
 #include "core/config.h"
 
+#include <charconv>
+#include <cmath>
 #include <fstream>
 #include <map>
 #include <sstream>
@@ -134,6 +136,30 @@ struct Convert<std::vector<T>> {
   }
 };
 
+// A default written into the tree.  Floating values get the shortest text
+// that reads back as the same value (std::to_chars: "0.1", not yaml-cpp's
+// %.17g "0.10000000000000001"; "1000", "1e-09"), so the resolved recipe
+// shows what a person would write.
+template <typename T>
+std::string shortest_text(T v) {
+  char buf[64];
+  const auto res = std::to_chars(buf, buf + sizeof buf, v);
+  return std::string(buf, res.ptr);
+}
+template <typename T>
+YAML::Node default_node(const T& v) {
+  if constexpr (std::is_floating_point_v<T>) {
+    if (std::isfinite(v)) return YAML::Node(shortest_text(v));
+    return YAML::Node(v);
+  } else if constexpr (std::is_same_v<T, std::vector<double>>) {
+    YAML::Node seq(YAML::NodeType::Sequence);
+    for (double x : v) seq.push_back(default_node(x));
+    return seq;
+  } else {
+    return YAML::Node(v);
+  }
+}
+
 void collect_unread(const YAML::Node& n, const std::string& prefix, const detail::RecipeState& st,
                     std::vector<std::pair<std::string, YAML::Mark>>& out) {
   if (!n.IsMap()) return;
@@ -255,7 +281,7 @@ T ConfigNode::get(const std::string& key, const T& dflt) const {
   const YAML::Node n = node();
   if (!n.IsMap() || !n[key].IsDefined() || n[key].IsNull()) {
     YAML::Node sec = ensure_node();
-    sec[key] = dflt;
+    sec[key] = default_node(dflt);
     return dflt;
   }
   T out{};

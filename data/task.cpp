@@ -29,12 +29,17 @@ TaskConfig TaskConfig::from(const ConfigNode& n) {
   c.name = n.choice("name", {"addition", "multiplication", "countdown"}, c.name);
   c.seed = n.get<uint64_t>("seed", c.seed);
   c.test_fraction = n.get<double>("test_fraction", c.test_fraction);
-  c.min_digits = n.get<int>("min_digits", c.min_digits);
-  c.max_digits = n.get<int>("max_digits", c.max_digits);
-  c.num_count = n.get<int>("num_count", c.num_count);
-  c.max_number = n.get<int>("max_number", c.max_number);
-  c.min_target = n.get<int>("min_target", c.min_target);
-  c.max_target = n.get<int>("max_target", c.max_target);
+  // Each task reads only its own knobs: another task's key is left unread,
+  // so Recipe::check_all_read() refuses it by name and line.
+  if (c.name == "countdown") {
+    c.num_count = n.get<int>("num_count", c.num_count);
+    c.max_number = n.get<int>("max_number", c.max_number);
+    c.min_target = n.get<int>("min_target", c.min_target);
+    c.max_target = n.get<int>("max_target", c.max_target);
+  } else {
+    c.min_digits = n.get<int>("min_digits", c.min_digits);
+    c.max_digits = n.get<int>("max_digits", c.max_digits);
+  }
   try {
     c.validate();
   } catch (const Error& e) {

@@ -165,13 +165,22 @@ std::vector<long long> RewardPipeline::error_counts() const {
 }
 
 RewardPipeline build_reward_pipeline(const ConfigNode& rewards_section, int num_threads) {
-  RewardPipeline p(num_threads);
+  const auto is_pipeline_key = [](const std::string& k) {
+    return k == "threads" || k == "max_error_rate" || k == "clip";
+  };
   auto keys = rewards_section.keys();
-  size_t own_keys = 0;
-  for (const auto& k : keys) own_keys += (k == "max_error_rate" || k == "clip");
-  ZR_CHECK(keys.size() > own_keys, rewards_section.where(), ": '", rewards_section.path(),
+  ZR_CHECK(!std::all_of(keys.begin(), keys.end(), is_pipeline_key), rewards_section.where(), ": '",
+           rewards_section.path(),
            "' lists no rewards (expected e.g. accuracy: {type: math, weight: 1.0})");
+  if (num_threads < 0) {
+    const long threads = rewards_section.get<long>("threads", 0);
+    ZR_CHECK(threads >= 0, rewards_section.where("threads"), ": ", rewards_section.path("threads"),
+             " must be >= 0 (0: every hardware thread), got ", threads);
+    num_threads = static_cast<int>(threads);
+  }
+  RewardPipeline p(num_threads);
   for (const auto& name : keys) {
+    if (name == "threads") continue;
     if (name == "max_error_rate") {
       double rate = rewards_section.get<double>(name);
       ZR_CHECK(rate >= 0 && rate <= 1, rewards_section.where(name), ": ",

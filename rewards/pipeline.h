@@ -19,12 +19,15 @@
 //     accuracy: {type: math, weight: 1.0, precision: 6}
 //     format:   {type: format, weight: 0.2, mode: strict}
 // `type` defaults to the entry's name; `weight` to 1.0; the other keys are
-// the reward type's own options.  One key is the pipeline's own:
+// the reward type's own options.  Three keys are the pipeline's own:
+//     threads: 0
+// the scoring threads (0: std::thread::hardware_concurrency(); formerly the
+// top-level `reward_threads`, which a recipe now refuses naming this key);
 //     max_error_rate: 0.5
 // the largest fraction of a training step's samples on which one reward may
 // fail (RewardResult::failed) before the run stops with that reward's last
 // error (default 0.5; 1 never stops).  The trainer logs each reward's rate as
-// reward/<name>/error_rate.  Another:
+// reward/<name>/error_rate.
 //     clip: 1.0e6
 // the largest |value| a reward may return (default 1e6); a value beyond it
 // (or not finite) is a failure of that sample's reward, scored 0.
@@ -89,7 +92,8 @@ class RewardPipeline {
 
 // Builds the pipeline from the `rewards:` section (see above); throws
 // zerorl::Error naming the key and position on a bad entry, and when the
-// section is empty.
-RewardPipeline build_reward_pipeline(const ConfigNode& rewards_section, int num_threads = 0);
+// section is empty.  num_threads >= 0 (tests, benchmarks) replaces the
+// section's `threads` key, which is then not read.
+RewardPipeline build_reward_pipeline(const ConfigNode& rewards_section, int num_threads = -1);
 
 }  // namespace zerorl::rewards

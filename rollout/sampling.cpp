@@ -24,7 +24,10 @@ void SamplingParams::validate(const std::string& where) const {
              stop_token_ids[i]);
 }
 
-SamplingParams SamplingParams::from_config(const ConfigNode& n) {
+SamplingParams SamplingParams::from(const ConfigNode& n) {
+  ZR_CHECK(!n.has("seed"), n.where("seed"), ": ", n.path("seed"),
+           " is not read: sampling streams are seeded by train.seed in training (eval.seed in "
+           "evaluation); set train.seed instead");
   SamplingParams p;
   p.temperature = n.get<double>("temperature", p.temperature);
   p.top_p = n.get<double>("top_p", p.top_p);
@@ -32,7 +35,6 @@ SamplingParams SamplingParams::from_config(const ConfigNode& n) {
   p.max_new_tokens = n.get<int64_t>("max_new_tokens", p.max_new_tokens);
   p.stop_strings = n.get<std::vector<std::string>>("stop_strings", p.stop_strings);
   p.stop_token_ids = n.get<std::vector<int64_t>>("stop_token_ids", p.stop_token_ids);
-  p.seed = n.get<uint64_t>("seed", p.seed);
   // Name the key and its position rather than the struct field.
   ZR_CHECK(std::isfinite(p.temperature) && p.temperature >= 0.0, n.where("temperature"), ": ",
            n.path("temperature"), " must be >= 0 (0 = greedy), got ", p.temperature);
@@ -44,6 +46,15 @@ SamplingParams SamplingParams::from_config(const ConfigNode& n) {
            " must be >= 1, got ", p.max_new_tokens);
   p.validate(n.where());
   return p;
+}
+
+RolloutConfig RolloutConfig::from(const ConfigNode& n) {
+  RolloutConfig c;
+  c.num_slots = n.get<int64_t>("num_slots", c.num_slots);
+  ZR_CHECK(c.num_slots >= 1, n.where("num_slots"), ": ", n.path("num_slots"), " must be >= 1, got ",
+           c.num_slots);
+  c.sampling = SamplingParams::from(n.section("sampling"));
+  return c;
 }
 
 namespace {

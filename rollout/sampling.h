@@ -74,10 +74,20 @@ struct SamplingParams {
   //   max_new_tokens: 256
   //   stop_strings: ["</answer>"]
   //   stop_token_ids: []
-  //   seed: 0
-  // (`step` is set by the caller each GRPO step).  Validated; errors name the
-  // key and its position in the recipe.
-  static SamplingParams from_config(const ConfigNode& node);
+  // `seed` and `step` are not recipe keys: the caller sets them (training
+  // from train.seed and the step, evaluation from eval.seed), so a `seed`
+  // key is refused naming train.seed.  Validated; errors name the key and
+  // its position in the recipe.
+  static SamplingParams from(const ConfigNode& node);
+};
+
+// The recipe's `rollout` section: the engine's decode slots and how each
+// token is drawn.
+struct RolloutConfig {
+  int64_t num_slots = 64;   // sequences decoded at once (rollout::EngineOptions::slots)
+  SamplingParams sampling;  // rollout.sampling
+
+  static RolloutConfig from(const ConfigNode& node);
 };
 
 struct SampledToken {

@@ -18,6 +18,7 @@
 #include <nlohmann/json.hpp>
 
 #include "core/comm.h"
+#include "core/config.h"
 #include "core/error.h"
 #include "core/h5.h"
 #include "core/log.h"
@@ -25,6 +26,13 @@
 namespace fs = std::filesystem;
 
 namespace zerorl {
+
+CheckpointConfig CheckpointConfig::from(const ConfigNode& n) {
+  CheckpointConfig c;
+  c.every = n.get<long>("every", c.every);
+  c.keep_last = n.get<long>("keep_last", c.keep_last);
+  return c;
+}
 
 namespace {
 

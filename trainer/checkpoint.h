@@ -60,8 +60,17 @@
 namespace zerorl {
 
 class Comm;
+class ConfigNode;
 
 using NamedTensors = std::vector<std::pair<std::string, at::Tensor>>;
+
+// The recipe's `checkpoint` section.
+struct CheckpointConfig {
+  long every = 0;      // write a checkpoint every N steps (0: never; a stop still writes one)
+  long keep_last = 3;  // keep the newest N steps (prune_checkpoints; <= 0 keeps all)
+
+  static CheckpointConfig from(const ConfigNode& n);
+};
 
 struct Checkpoint {
   int64_t step = 0;  // the number of completed training steps

@@ -7,7 +7,6 @@
 #include <fstream>
 
 #include "core/comm.h"
-#include "core/comm_config.h"
 #include "core/config.h"
 #include "core/h5.h"
 #include "core/log.h"
@@ -21,6 +20,7 @@
 #include "trainer/checkpoint.h"
 #include "trainer/policy_file.h"
 #include "trainer/run_dir.h"
+#include "trainer/train_recipe.h"
 
 namespace zerorl {
 namespace {
@@ -72,35 +72,19 @@ void load_checkpoint_weights(model::CausalLM& model, const std::string& file) {
 }  // namespace
 
 EvalRunResult run_eval(Recipe& recipe, Comm& comm, const std::string& ckpt) {
-  // The recipe, read as setup() in grpo_trainer.cpp reads it.
-  auto rn = recipe.section("run");
-  const std::string run_path =
-      run_dir_path(rn.get<std::string>("dir", "runs"), rn.get<std::string>("name"));
-  auto pol = recipe.section("policy");
-  const std::string init = resolve_recipe_path(pol, "init", pol.get<std::string>("init"));
-  const bool prepend_bos = pol.get<bool>("prepend_bos", false);
-  const at::ScalarType dtype = policy_dtype_from(pol);
-  const bool on_cuda = pol.choice("device", {"cpu", "cuda"}, "cpu") == "cuda";
-  ZR_CHECK(!on_cuda || at::hasCUDA(), pol.where("device"),
+  // The recipe, read as a training run reads it (the training-only sections
+  // are validated too, so a recipe `zerorl eval` accepts also trains).
+  TrainRecipe cfg = read_train_recipe(recipe);
+  log::set_level(log::level_from_string(cfg.log.level));
+  const std::string run_path = cfg.run.path();
+  const std::string& init = cfg.policy.init;
+  ZR_CHECK(!cfg.policy.on_cuda || at::hasCUDA(), recipe.section("policy").where("device"),
            ": policy.device is cuda but this process sees no CUDA device");
-  const at::Device device = on_cuda ? at::Device(at::kCUDA) : at::Device(at::kCPU);
-  auto tmpl =
-      data::PromptTemplate::from_config(data::TemplateConfig::from(recipe.section("template")));
-  auto data_cfg = data::DatasetConfig::from(recipe.section("data"));
-  auto ro = recipe.section("rollout");
-  const long num_slots = ro.get<long>("num_slots", 64);
-  const auto sampling = rollout::SamplingParams::from_config(ro.section("sampling"));
-  const int reward_threads = static_cast<int>(recipe.root().get<long>("reward_threads", 0));
-  auto pipeline = rewards::build_reward_pipeline(recipe.section("rewards"), reward_threads);
-  EvalConfig eval = EvalConfig::from(recipe.section("eval"));
-  CommConfig::from(recipe.root());  // the command made the Comm from it
-  log::set_level(log::level_from_string(recipe.section("log").get<std::string>("level", "info")));
-  for (const char* training_only :
-       {"train", "advantage", "loss", "optimizer", "checkpoint", "logging"})
-    recipe.root().mark_read(training_only);
-  recipe.check_all_read();
+  const at::Device device = cfg.policy.on_cuda ? at::Device(at::kCUDA) : at::Device(at::kCPU);
+  const auto tmpl = data::PromptTemplate::from_config(cfg.prompt_template);
+  const EvalConfig& eval = cfg.eval;
 
-  const auto test_set = data::load_examples(data_cfg, data::Split::kTest);
+  const auto test_set = data::load_examples(cfg.data, data::Split::kTest);
   ZR_CHECK(!test_set.empty(), recipe.section("data").where(),
            ": the recipe's data has no test split to evaluate on");
 
@@ -133,10 +117,9 @@ EvalRunResult run_eval(Recipe& recipe, Comm& comm, const std::string& ckpt) {
   }
   Policy policy = load_policy(policy_path);
   auto& model = *policy.model;
-  rollout::check_prompts_fit(
-      test_set, tmpl, *policy.tokenizer, prepend_bos, model.config().max_position,
-      eval.max_new_tokens > 0 ? eval.max_new_tokens : sampling.max_new_tokens, "test");
-  cast_parameters(model, dtype, "policy " + policy_path);
+  rollout::check_prompts_fit(test_set, tmpl, *policy.tokenizer, cfg.policy.prepend_bos,
+                             model.config().max_position, eval.sampling.max_new_tokens, "test");
+  cast_parameters(model, cfg.policy.dtype, "policy " + policy_path);
   model.to(device);
   out.policy = policy_path;
   if (!ckpt_file.empty()) {
@@ -152,7 +135,7 @@ EvalRunResult run_eval(Recipe& recipe, Comm& comm, const std::string& ckpt) {
   auto text =
       std::make_shared<rollout::TokenText>(rollout::TokenText::from_tokenizer(*policy.tokenizer));
   rollout::EngineOptions eo;
-  eo.slots(num_slots);
+  eo.slots(cfg.rollout.num_slots);
   if (policy.tokenizer->eos_id() >= 0) eo.eos(policy.tokenizer->eos_id());
   rollout::Engine engine(eo, text);
 
@@ -160,10 +143,9 @@ EvalRunResult run_eval(Recipe& recipe, Comm& comm, const std::string& ckpt) {
   ctx.policy = &model;
   ctx.tokenizer = policy.tokenizer.get();
   ctx.prompt_template = &tmpl;
-  ctx.rewards = &pipeline;
+  ctx.rewards = &cfg.rewards;
   ctx.engine = &engine;
-  ctx.sampling = sampling;
-  ctx.prepend_bos = prepend_bos;
+  ctx.prepend_bos = cfg.policy.prepend_bos;
   out.eval = evaluate(ctx, test_set, eval, comm);
   return out;
 }

@@ -20,24 +20,28 @@
 
 namespace zerorl {
 
-EvalConfig EvalConfig::from(const ConfigNode& n) {
+EvalConfig EvalConfig::from(const ConfigNode& n, const rollout::SamplingParams& rollout_sampling) {
   EvalConfig c;
+  c.sampling = rollout_sampling;
   c.every = n.get<long>("every", c.every);
   c.num_problems = n.get<long>("num_problems", c.num_problems);
   c.k = n.get<long>("k", c.k);
   c.n = n.get<long>("n", c.n);
-  c.temperature = n.get<double>("temperature", c.temperature);
-  c.top_p = n.get<double>("top_p", c.top_p);
-  c.max_new_tokens = n.get<long>("max_new_tokens", c.max_new_tokens);
+  c.sampling.temperature = n.get<double>("temperature", 0.6);
+  c.sampling.top_p = n.get<double>("top_p", 0.95);
+  c.sampling.top_k = 0;
+  const long max_new_tokens = n.get<long>("max_new_tokens", 0);  // 0: the rollout's
+  if (max_new_tokens > 0) c.sampling.max_new_tokens = max_new_tokens;
   c.greedy = n.get<bool>("greedy", c.greedy);
   c.correct_reward = n.get<std::string>("correct_reward", c.correct_reward);
   c.format_reward = n.get<std::string>("format_reward", c.format_reward);
-  c.seed = n.get<unsigned long long>("seed", c.seed);
+  c.sampling.seed = n.get<unsigned long long>("seed", 12345);
+  c.sampling.step = 0;
   ZR_CHECK(c.every >= 0, n.where("every"), ": eval.every must be >= 0");
   ZR_CHECK(c.k >= 1, n.where("k"), ": eval.k must be >= 1");
   ZR_CHECK(c.n == 0 || c.n >= c.k, n.where("n"),
            ": eval.n (samples per problem) must be 0 (= k) or >= eval.k (", c.k, "), got ", c.n);
-  ZR_CHECK(c.temperature > 0, n.where("temperature"),
+  ZR_CHECK(c.sampling.temperature > 0, n.where("temperature"),
            ": eval.temperature must be > 0 (greedy is measured separately)");
   return c;
 }
@@ -249,13 +253,7 @@ EvalResult evaluate(const EvalContext& ctx, const std::vector<data::Example>& al
   std::vector<std::string> lines;  // this rank's eval_samples lines
   EvalResult result;
   if (!prompts.empty()) {
-    rollout::SamplingParams sp = ctx.sampling;
-    sp.temperature = cfg.temperature;
-    sp.top_p = cfg.top_p;
-    sp.top_k = 0;
-    sp.seed = cfg.seed;
-    sp.step = 0;
-    if (cfg.max_new_tokens > 0) sp.max_new_tokens = cfg.max_new_tokens;
+    rollout::SamplingParams sp = cfg.sampling;
     auto batch = ctx.engine->generate(*ctx.policy, prompts, n_samples, sp);
     auto scored = score(batch, n_samples);
     for (size_t p = 0; p < prompts.size(); ++p) {

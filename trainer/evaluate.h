@@ -59,14 +59,18 @@ struct EvalConfig {
   long num_problems = 64;
   long k = 8;
   long n = 0;  // 0: k
-  double temperature = 0.6;
-  double top_p = 0.95;
-  long max_new_tokens = 0;
   bool greedy = true;
   std::string correct_reward = "accuracy";
   std::string format_reward = "format";
-  uint64_t seed = 12345;
-  static EvalConfig from(const ConfigNode& n);
+  // How the n samples are drawn: the rollout's sampling (stop strings, stop
+  // ids, max_new_tokens unless eval.max_new_tokens > 0) with eval's
+  // temperature, top_p and seed, top-k off and step 0.  The greedy pass
+  // takes it at temperature 0.
+  rollout::SamplingParams sampling;
+
+  // The `eval:` section over the run's rollout.sampling (the defaults above
+  // and in the file comment are written into the recipe).
+  static EvalConfig from(const ConfigNode& n, const rollout::SamplingParams& rollout_sampling);
 };
 
 struct EvalResult {
@@ -97,7 +101,6 @@ struct EvalContext {
   const data::PromptTemplate* prompt_template = nullptr;
   const rewards::RewardPipeline* rewards = nullptr;
   rollout::Engine* engine = nullptr;
-  rollout::SamplingParams sampling;  // the rollout's: stop strings, max_new_tokens
   bool prepend_bos = false;
 };
 

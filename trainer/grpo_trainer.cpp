@@ -15,7 +15,6 @@
 
 #include "core/collective_timeout.h"
 #include "core/comm.h"
-#include "core/comm_config.h"
 #include "core/config.h"
 #include "core/log.h"
 #include "core/recipe_diff.h"
@@ -43,6 +42,7 @@
 #include "trainer/rank_agreement.h"
 #include "trainer/run_dir.h"
 #include "trainer/stop_signal.h"
+#include "trainer/train_recipe.h"
 
 namespace zerorl {
 
@@ -55,7 +55,11 @@ TrainConfig TrainConfig::from(const ConfigNode& n) {
   c.minibatches = n.get<long>("minibatches", c.minibatches);
   c.micro_batch = n.get<long>("micro_batch", c.micro_batch);
   c.activation_checkpointing = n.get<bool>("activation_checkpointing", false);
-  c.old_logprobs = n.choice("old_logprobs", {"auto", "rollout", "recompute"}, c.old_logprobs);
+  const std::string old_logprobs =
+      n.choice("old_logprobs", {"auto", "rollout", "recompute"}, "auto");
+  c.old_logprobs = old_logprobs == "rollout"     ? OldLogprobs::kRollout
+                   : old_logprobs == "recompute" ? OldLogprobs::kRecompute
+                                                 : OldLogprobs::kAuto;
   c.ref_reset_every = n.get<long>("ref_reset_every", c.ref_reset_every);
   c.sample_every = n.get<long>("sample_every", c.sample_every);
   c.samples_per_log = n.get<long>("samples_per_log", c.samples_per_log);
@@ -94,7 +98,7 @@ struct Run {
   LossConfig loss;
   OptimizerConfig optim;
   EvalConfig eval;
-  long ckpt_every = 0, keep_last = 3;
+  long ckpt_every = 0, keep_last = 0;  // CheckpointConfig's, set by setup()
   bool prepend_bos = false;
   at::Device device = at::kCPU;  // where the policy, reference and learner tensors live
   std::string recipe_yaml, run_path;
@@ -250,7 +254,7 @@ const std::vector<std::string> kMayChangeOnResume = {"train.steps",
                                                      "log.*",
                                                      "logging.*",
                                                      "run.*",
-                                                     "reward_threads",
+                                                     "rewards.threads",
                                                      "comm",  // before it was a section
                                                      "comm.*",
                                                      "rewards.max_error_rate"};
@@ -303,94 +307,69 @@ void check_memory_and_context(Run& run, const Recipe& recipe, Comm& comm) {
   if (comm.rank() == 0) ZR_LOG_INFO("memory plan per rank:\n", plan.table());
 }
 
-void setup(Run& run, Recipe& recipe, Comm& comm, const std::string& resume, bool overwrite) {
-  auto rn = recipe.section("run");
-  std::string name = rn.get<std::string>("name");
-  std::string root = rn.get<std::string>("dir", "runs");
-  auto pol = recipe.section("policy");
-  std::string init = resolve_recipe_path(pol, "init", pol.get<std::string>("init"));
-  run.prepend_bos = pol.get<bool>("prepend_bos", false);
-  const at::ScalarType dtype = policy_dtype_from(pol);
-  const bool on_cuda = pol.choice("device", {"cpu", "cuda"}, "cpu") == "cuda";
-  ZR_CHECK(!on_cuda || at::hasCUDA(), pol.where("device"),
+// setup, step 1 of 3 (read the recipe) is read_train_recipe()
+// (trainer/train_recipe.h).
+
+// setup, step 2 of 3: the run's objects from its configs.  Data first (a
+// missing file fails before any compute), then the policy (checked against
+// the positions and the device memory before its weights are read), the
+// reference, the optimizer and the rollout engine.
+void build_run(Run& run, TrainRecipe cfg, const Recipe& recipe, Comm& comm) {
+  ZR_CHECK(!cfg.policy.on_cuda || at::hasCUDA(), recipe.section("policy").where("device"),
            ": policy.device is cuda but this process sees no CUDA device");
-  if (on_cuda) run.device = at::Device(at::kCUDA);
-  run.tmpl =
-      data::PromptTemplate::from_config(data::TemplateConfig::from(recipe.section("template")));
-  auto data_cfg = data::DatasetConfig::from(recipe.section("data"));
-  auto ro = recipe.section("rollout");
-  long num_slots = ro.get<long>("num_slots", 64);
-  run.sampling = rollout::SamplingParams::from_config(ro.section("sampling"));
-  auto rw = recipe.section("rewards");
-  int reward_threads = static_cast<int>(recipe.root().get<long>("reward_threads", 0));
-  run.rewards =
-      std::make_unique<rewards::RewardPipeline>(rewards::build_reward_pipeline(rw, reward_threads));
+  if (cfg.policy.on_cuda) run.device = at::Device(at::kCUDA);
+  run.prepend_bos = cfg.policy.prepend_bos;
+  run.tmpl = data::PromptTemplate::from_config(cfg.prompt_template);
+  run.sampling = cfg.rollout.sampling;
+  run.rewards = std::make_unique<rewards::RewardPipeline>(std::move(cfg.rewards));
   run.reward_last_failure.assign(run.rewards->size(), "");
-  run.adv = AdvantageConfig::from(recipe.section("advantage"));
-  run.loss = LossConfig::from(recipe.section("loss"));
-  run.train = TrainConfig::from(recipe.section("train"));
-  // optimizer.total_steps counts optimizer updates: the cosine schedule's
-  // default is every update of the run.
-  run.optim = OptimizerConfig::from(recipe.section("optimizer"),
-                                    run.train.steps * run.train.epochs * run.train.minibatches);
-  run.eval = EvalConfig::from(recipe.section("eval"));
-  auto ck = recipe.section("checkpoint");
-  run.ckpt_every = ck.get<long>("every", 0);
-  run.keep_last = ck.get<long>("keep_last", 3);
-  CommConfig::from(recipe.root());  // the command made the Comm from it
-  log::set_level(log::level_from_string(recipe.section("log").get<std::string>("level", "info")));
-  const LoggingConfig logging = LoggingConfig::from(recipe.section("logging"));
-  recipe.check_all_read();
+  run.adv = cfg.advantage;
+  run.loss = cfg.loss;
+  run.train = cfg.train;
+  run.optim = cfg.optimizer;
+  run.eval = cfg.eval;
+  run.ckpt_every = cfg.checkpoint.every;
+  run.keep_last = cfg.checkpoint.keep_last;
+  run.recipe_yaml = cfg.resolved_yaml;
+  run.run_path = cfg.run.path();
   ZR_CHECK(run.train.prompts_per_step % comm.size() == 0, "train.prompts_per_step (",
            run.train.prompts_per_step, ") must be a multiple of the ", comm.size(), " ranks");
   const long local_prompts = run.train.prompts_per_step / comm.size();
-  // Minibatches are cut by each group's place in the global batch
-  // (update_phase), so only the global count must split evenly.
-  ZR_CHECK(run.train.prompts_per_step % run.train.minibatches == 0, "train.minibatches (",
-           run.train.minibatches, ") must divide train.prompts_per_step (",
-           run.train.prompts_per_step, ")");
   if (run.loss.behaviour_is != LossConfig::BehaviourIs::kNone &&
-      (run.train.old_logprobs == "rollout" ||
-       (run.train.old_logprobs == "auto" && run.train.epochs == 1 && run.train.minibatches == 1)))
+      run.train.old_logprobs_from_rollout())
     ZR_LOG_WARN("loss.behaviour_is=", to_string(run.loss.behaviour_is),
                 " has no effect: the old log-probs are the rollout's (every weight is 1); set "
                 "train.old_logprobs=recompute to correct the rollout/learner gap");
-  if (run.loss.aggregation == LossConfig::Aggregation::kDrGrpo ||
-      run.loss.overlong == LossConfig::Overlong::kSoft)
-    if (run.loss.max_completion_length == 0)
-      run.loss.max_completion_length = run.sampling.max_new_tokens;
-  run.recipe_yaml = recipe.dump();
   // Ranks given different recipes would train diverging replicas, or hang
   // when their step counts differ: refuse before any work.
   check_ranks_share_recipe(run.recipe_yaml, comm);
 
   // Data first: a missing file fails before any compute.
-  auto train_set = data::load_examples(data_cfg, data::Split::kTrain);
-  run.test_set = data::load_examples(data_cfg, data::Split::kTest);
+  auto train_set = data::load_examples(cfg.data, data::Split::kTrain);
+  run.test_set = data::load_examples(cfg.data, data::Split::kTest);
   run.source = std::make_unique<data::PromptSource>(
-      train_set, data_cfg, local_prompts * comm.size(), comm.rank(), comm.size());
+      train_set, cfg.data, local_prompts * comm.size(), comm.rank(), comm.size());
 
   check_memory_and_context(run, recipe, comm);
+  const std::string& init = cfg.policy.init;
   run.policy = load_policy(init);
   auto& model = *run.policy.model;
-  cast_parameters(model, dtype, "policy.init " + init);
+  cast_parameters(model, cfg.policy.dtype, "policy.init " + init);
   // Every prompt fits the context with max_new_tokens: checked once at
   // start, not when a long prompt is first drawn hours into a run.
   const int64_t max_pos = model.config().max_position;
   rollout::check_prompts_fit(train_set, run.tmpl, *run.policy.tokenizer, run.prepend_bos, max_pos,
                              run.sampling.max_new_tokens, "training");
   if (run.eval.every > 0)
-    rollout::check_prompts_fit(
-        run.test_set, run.tmpl, *run.policy.tokenizer, run.prepend_bos, max_pos,
-        run.eval.max_new_tokens > 0 ? run.eval.max_new_tokens : run.sampling.max_new_tokens,
-        "test");
+    rollout::check_prompts_fit(run.test_set, run.tmpl, *run.policy.tokenizer, run.prepend_bos,
+                               max_pos, run.eval.sampling.max_new_tokens, "test");
   model.to(run.device);
   check_ranks_share_weights(model.named_weights(), "policy.init " + init, comm);
   ZR_LOG_INFO("policy ", model.config().summary(), "; ", model.param_report().to_string());
   if (run.loss.needs_reference()) {
     // In the compute dtype: no fp32 copy of a bf16 policy.
     run.reference = std::make_shared<model::CausalLM>(model.config(), /*random_init=*/false);
-    cast_parameters(*run.reference, dtype, "");
+    cast_parameters(*run.reference, cfg.policy.dtype, "");
     run.reference->to(run.device);
     copy_weights(*run.reference, model);
     for (auto& p : run.reference->parameters()) p.set_requires_grad(false);
@@ -398,26 +377,29 @@ void setup(Run& run, Recipe& recipe, Comm& comm, const std::string& resume, bool
   std::vector<NamedParam> params;
   for (auto& p : model.named_parameters(true))
     params.push_back({p.key(), p.value(), p.value().dim() >= 2});
-  run.optim.zero = static_cast<int>(run.train.zero);
   run.opt = std::make_unique<Optimizer>(params, run.optim, comm);
   {
     // The learner's per-rank state (trainer/shard_plan.h), exact bytes.
     int64_t param_bytes = 0;
     for (const auto& p : params) param_bytes += static_cast<int64_t>(p.param.nbytes());
-    ZR_LOG_INFO("learner state per rank (", dtype_name(dtype), ", zero ", run.train.zero, ", ",
-                comm.size(), " ranks): params ", param_bytes, " B, grads ", param_bytes,
+    ZR_LOG_INFO("learner state per rank (", dtype_name(cfg.policy.dtype), ", zero ", run.train.zero,
+                ", ", comm.size(), " ranks): params ", param_bytes, " B, grads ", param_bytes,
                 " B, grad sync ", run.opt->plan().sync_bytes(), " B, masters ",
                 run.opt->master_bytes(), " B, AdamW moments ", run.opt->moment_bytes(), " B");
   }
   auto text = std::make_shared<rollout::TokenText>(
       rollout::TokenText::from_tokenizer(*run.policy.tokenizer));
   rollout::EngineOptions eo;
-  eo.slots(num_slots);
+  eo.slots(cfg.rollout.num_slots);
   if (run.policy.tokenizer->eos_id() >= 0) eo.eos(run.policy.tokenizer->eos_id());
   run.engine = std::make_unique<rollout::Engine>(eo, text);
+}
 
-  // Outputs and resume.
-  run.run_path = run_dir_path(root, name);
+// setup, step 3 of 3: the run directory, and with `resume` the checkpoint's
+// state (weights, reference, optimizer slices, data cursor, counters).
+void resume_or_start(Run& run, const RunConfig& where, const LoggingConfig& logging, Comm& comm,
+                     const std::string& resume, bool overwrite) {
+  auto& model = *run.policy.model;
   ResumePoint rp;
   if (!resume.empty()) {
     if (resume == "auto") {
@@ -435,7 +417,7 @@ void setup(Run& run, Recipe& recipe, Comm& comm, const std::string& resume, bool
                   quarantine_checkpoint(run.run_path + "/checkpoints", step, why),
                   "' so that resuming from step ", rp.step, " cannot overwrite it");
   if (comm.rank() == 0)
-    run.dir = std::make_unique<RunDir>(root, name, run.recipe_yaml,
+    run.dir = std::make_unique<RunDir>(where.dir, where.name, run.recipe_yaml,
                                        rp.found()  ? RunDir::Mode::kResume
                                        : overwrite ? RunDir::Mode::kOverwrite
                                                    : RunDir::Mode::kFresh,
@@ -491,6 +473,15 @@ void setup(Run& run, Recipe& recipe, Comm& comm, const std::string& resume, bool
     if (run.dir) run.dir->truncate_after(c.step);
     ZR_LOG_INFO("resumed from ", rp.path, " at step ", c.step);
   }
+}
+
+void setup(Run& run, Recipe& recipe, Comm& comm, const std::string& resume, bool overwrite) {
+  TrainRecipe cfg = read_train_recipe(recipe);
+  log::set_level(log::level_from_string(cfg.log.level));
+  const RunConfig where = cfg.run;
+  const LoggingConfig logging = cfg.logging;
+  build_run(run, std::move(cfg), recipe, comm);
+  resume_or_start(run, where, logging, comm, resume, overwrite);
 }
 
 // ---- phases ------------------------------------------------------------------------
@@ -745,9 +736,7 @@ void update_phase(Run& run, Comm& comm, const StepBatch& b, StepLog& log) {
     mask_BT = full->t.completion_mask_BT;
     if (run.loss.overlong == LossConfig::Overlong::kMask)
       mask_BT = mask_truncated(mask_BT, full->truncated_B);
-    const bool use_rollout_old =
-        run.train.old_logprobs == "rollout" ||
-        (run.train.old_logprobs == "auto" && run.train.epochs == 1 && run.train.minibatches == 1);
+    const bool use_rollout_old = run.train.old_logprobs_from_rollout();
     old_logp_BT = full->t.behaviour_logp_BT;
     if (!use_rollout_old) {
       old_logp_BT = logprobs_no_grad(model, *full, run.train.micro_batch, T);
@@ -929,7 +918,6 @@ std::map<std::string, double> evaluate_phase(Run& run, Comm& comm, long step) {
   ctx.prompt_template = &run.tmpl;
   ctx.rewards = run.rewards.get();
   ctx.engine = run.engine.get();
-  ctx.sampling = run.sampling;
   ctx.prepend_bos = run.prepend_bos;
   auto res = evaluate(ctx, run.test_set, run.eval, comm);
   if (run.dir) {

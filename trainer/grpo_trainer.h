@@ -35,20 +35,8 @@
 // CPU seconds in those two phases), and rollout_tokens_per_s,
 // learner_tokens_per_s (learner/tokens / learner).
 //
-// Recipe sections (each component validates its own; unknown keys fail):
-//   run:        name, dir                     outputs under <dir>/<name>/
-//   policy:     init (policy file or Hugging Face folder), prepend_bos,
-//               dtype: fp32 | bf16 (compute dtype; bf16 trains fp32 masters),
-//               device: cpu | cuda
-//   template:   data::TemplateConfig          (r1zero | tiny | custom)
-//   data:       data::DatasetConfig           (jsonl files or a synthetic task)
-//   rollout:    num_slots, sampling: rollout::SamplingParams
-//   rewards:    rewards::build_reward_pipeline (threads: top-level reward_threads)
-//   advantage:  AdvantageConfig               loss: LossConfig
-//   optimizer:  OptimizerConfig               eval: EvalConfig
-//   train:      TrainConfig (below)           checkpoint: every, keep_last
-//   comm:       auto | single | mpi | nccl    log: level
-//   logging:    LoggingConfig (trainer/run_dir.h: tensorboard)
+// Recipe sections: read by read_train_recipe() (trainer/train_recipe.h, the
+// section list), each component validating its own; unknown keys fail.
 //
 // Determinism: same recipe, seed and world size -> same bits; the prompt
 // stream and every sample's random stream do not depend on the world size.
@@ -91,9 +79,14 @@ struct TrainConfig {
   // Recompute each decoder layer in backward instead of keeping its
   // activations (model::ForwardOptions::activation_checkpointing).
   bool activation_checkpointing = false;
-  std::string old_logprobs = "auto";  // auto | rollout | recompute
-  long ref_reset_every = 0;           // copy the policy into the reference every N steps (0: never)
-  long sample_every = 5;              // write completions to samples.jsonl every N steps (0: never)
+  // The old log-probs of the clipped ratio: the rollout's behaviour
+  // log-probs, or recomputed by the learner before the first update of the
+  // step; kAuto recomputes only when the batch is updated more than once
+  // (epochs or minibatches > 1).  Recipe: auto | rollout | recompute.
+  enum class OldLogprobs { kAuto, kRollout, kRecompute };
+  OldLogprobs old_logprobs = OldLogprobs::kAuto;
+  long ref_reset_every = 0;  // copy the policy into the reference every N steps (0: never)
+  long sample_every = 5;     // write completions to samples.jsonl every N steps (0: never)
   long samples_per_log = 8;
   uint64_t seed = 1;  // sampling streams
   // ZeRO stage over the data-parallel group (trainer/shard_plan.h): 0 full
@@ -101,6 +94,11 @@ struct TrainConfig {
   // gradients.  Any stage gives the same update.
   long zero = 0;
   static TrainConfig from(const ConfigNode& n);
+  // Whether the update takes the rollout's log-probs as the old ones.
+  bool old_logprobs_from_rollout() const {
+    return old_logprobs == OldLogprobs::kRollout ||
+           (old_logprobs == OldLogprobs::kAuto && epochs == 1 && minibatches == 1);
+  }
 };
 
 struct TrainResult {

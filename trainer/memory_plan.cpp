@@ -10,6 +10,10 @@
 #include "core/error.h"
 #include "core/h5.h"
 #include "model/weights.h"
+#include "rollout/sampling.h"
+#include "trainer/grpo_loss.h"
+#include "trainer/grpo_trainer.h"
+#include "trainer/policy_file.h"
 
 #ifdef ZERORL_WITH_CUDA
 #include <cuda_runtime_api.h>
@@ -232,36 +236,34 @@ MemoryPlanInput plan_input_from_recipe(const Recipe& recipe, int64_t world_size,
                                        double gpu_memory_gib, int64_t prompt_tokens) {
   Recipe r = Recipe::from_string(recipe.dump(), recipe.source_name());
   MemoryPlanInput in;
-  auto pol = r.section("policy");
-  const std::string init = resolve_recipe_path(pol, "init", pol.get<std::string>("init"));
+  // Through the run's own readers, so the plan sees the run's defaults.
+  const PolicyConfig policy = PolicyConfig::from(r.section("policy"));
+  const std::string& init = policy.init;
   namespace fs = std::filesystem;
   if (fs::is_directory(init)) {
-    ZR_CHECK(fs::exists(init + "/config.json"), pol.where("init"), ": '", init,
+    ZR_CHECK(fs::exists(init + "/config.json"), r.section("policy").where("init"), ": '", init,
              "' is a folder without config.json");
     in.model = model::ModelConfig::from_hf_json_file(init + "/config.json");
   } else if (init.size() > 5 && init.compare(init.size() - 5, 5, ".json") == 0) {
     in.model = model::ModelConfig::from_hf_json_file(init);  // shapes only (zerorl plan)
   } else {
-    ZR_CHECK(fs::exists(init), pol.where("init"), ": policy file '", init, "' does not exist");
+    ZR_CHECK(fs::exists(init), r.section("policy").where("init"), ": policy file '", init,
+             "' does not exist");
     H5File f(init, H5File::Mode::kRead);
     in.model = model::read_config(f, "model");
   }
-  const std::string dtype = pol.has("dtype") ? pol.choice("dtype", {"fp32", "bf16"}) : "fp32";
-  in.param_bytes = dtype == "bf16" ? 2 : 4;
-  auto tr = r.section("train");
-  in.zero = tr.get<long>("zero", 0);
-  in.activation_checkpointing = tr.get<bool>("activation_checkpointing", false);
-  const long prompts = tr.get<long>("prompts_per_step", 8), G = tr.get<long>("group_size", 8);
-  const long minibatches = tr.get<long>("minibatches", 1);
-  const long rows = std::max<long>(1, prompts * G / minibatches / std::max<int64_t>(world_size, 1));
-  const long mb = tr.get<long>("micro_batch", 0);
-  in.micro_batch = mb > 0 ? std::min<long>(mb, rows) : rows;
-  auto ro = r.section("rollout");
-  in.kv_slots = ro.get<long>("num_slots", 64);
-  const long max_new = ro.section("sampling").get<long>("max_new_tokens", 256);
-  in.kv_len = prompt_tokens + max_new;
+  in.param_bytes = policy.dtype == at::kBFloat16 ? 2 : 4;
+  const TrainConfig train = TrainConfig::from(r.section("train"));
+  in.zero = train.zero;
+  in.activation_checkpointing = train.activation_checkpointing;
+  const long rows = std::max<long>(1, train.prompts_per_step * train.group_size /
+                                          train.minibatches / std::max<int64_t>(world_size, 1));
+  in.micro_batch = train.micro_batch > 0 ? std::min<long>(train.micro_batch, rows) : rows;
+  const rollout::RolloutConfig rollout = rollout::RolloutConfig::from(r.section("rollout"));
+  in.kv_slots = rollout.num_slots;
+  in.kv_len = prompt_tokens + rollout.sampling.max_new_tokens;
   in.seq_len = in.kv_len;
-  in.reference = r.section("loss").get<double>("beta", 0.0) > 0;
+  in.reference = LossConfig::from(r.section("loss")).needs_reference();
   in.world_size = world_size;
   in.gpu_memory_bytes = gpu_memory_gib * static_cast<double>(int64_t{1} << 30);
   return in;

@@ -10,6 +10,7 @@
 #include "core/config.h"
 #include "core/error.h"
 #include "core/log.h"
+#include "core/recipe_path.h"
 #include "core/h5.h"
 #include "model/hf.h"
 #include "model/weights.h"
@@ -155,8 +156,13 @@ void save_hf_policy(const Policy& policy, const std::string& dir, const model::H
   write_json(d / "tokenizer_config.json", tc);
 }
 
-at::ScalarType policy_dtype_from(const ConfigNode& policy) {
-  return policy.choice("dtype", {"fp32", "bf16"}, "fp32") == "bf16" ? at::kBFloat16 : at::kFloat;
+PolicyConfig PolicyConfig::from(const ConfigNode& n) {
+  PolicyConfig c;
+  c.init = resolve_recipe_path(n, "init", n.get<std::string>("init"));
+  c.prepend_bos = n.get<bool>("prepend_bos", c.prepend_bos);
+  c.dtype = n.choice("dtype", {"fp32", "bf16"}, "fp32") == "bf16" ? at::kBFloat16 : at::kFloat;
+  c.on_cuda = n.choice("device", {"cpu", "cuda"}, "cpu") == "cuda";
+  return c;
 }
 
 const char* dtype_name(at::ScalarType dtype) {

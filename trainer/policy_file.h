@@ -59,11 +59,25 @@ Policy load_model_for_command(const std::string& path, const std::string& flag,
 // ids.  config.json's bos/eos/pad ids the model lacks are the tokenizer's.
 void save_hf_policy(const Policy& policy, const std::string& dir, const model::HfSaveOptions& opt);
 
-// policy.dtype: the compute dtype of policy, reference and rollout, "fp32"
-// (default) or "bf16".  With bf16 the Optimizer keeps fp32 master weights
-// and fp32 AdamW moments (optimizer.h); log-probs, ratios, KL, advantages
-// and the loss stay fp32.  Throws naming the key and its line otherwise.
-at::ScalarType policy_dtype_from(const ConfigNode& policy);
+// The recipe's `policy` section:
+//   init         a policy file (.h5) or a Hugging Face folder (required; a
+//                relative path resolves as core/recipe_path.h says)
+//   prepend_bos  put the tokenizer's BOS before every prompt (default false)
+//   dtype        the compute dtype of policy, reference and rollout: fp32
+//                (default) or bf16.  With bf16 the Optimizer keeps fp32 master
+//                weights and fp32 AdamW moments (optimizer.h); log-probs,
+//                ratios, KL, advantages and the loss stay fp32.
+//   device       cpu (default) or cuda (checked against the process when the
+//                run is built, not here)
+// Bad values throw naming the key and its line.
+struct PolicyConfig {
+  std::string init;
+  bool prepend_bos = false;
+  at::ScalarType dtype = at::kFloat;
+  bool on_cuda = false;
+
+  static PolicyConfig from(const ConfigNode& n);
+};
 const char* dtype_name(at::ScalarType dtype);  // "fp32", "bf16", "fp16", "fp64"
 
 // Casts the model's floating parameters to `dtype` (buffers such as the

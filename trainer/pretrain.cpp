@@ -9,7 +9,6 @@
 
 #include "core/collective_timeout.h"
 #include "core/comm.h"
-#include "core/comm_config.h"
 #include "core/config.h"
 #include "core/log.h"
 #include "core/progress.h"
@@ -67,9 +66,9 @@ class Packer {
 PretrainResult run_pretrain(Recipe& recipe, Comm& comm) {
   auto t_start = std::chrono::steady_clock::now();
   // ---- configuration (all of it read before any compute) ----
-  auto run = recipe.section("run");
-  std::string run_name = run.get<std::string>("name");
-  std::string run_root = run.get<std::string>("dir", "runs");
+  const RunConfig run = RunConfig::from(recipe.section("run"));
+  const std::string& run_name = run.name;
+  const std::string& run_root = run.dir;
   auto corpus_cfg = data::CorpusConfig::from(recipe.section("corpus"));
   auto tok = std::make_shared<data::CharTokenizer>(data::CharTokenizer::for_tasks());
   auto model_node = recipe.section("model");
@@ -90,7 +89,6 @@ PretrainResult run_pretrain(Recipe& recipe, Comm& comm) {
            batch, " must be a positive multiple of the ", comm.size(), " ranks");
   ZR_CHECK(seq_len + 1 <= model_cfg.max_position, pt.where("seq_len"), ": seq_len ", seq_len,
            " exceeds model.max_position_embeddings");
-  CommConfig::from(recipe.root());  // the command made the Comm from it
   recipe.check_all_read();
 
   std::unique_ptr<RunDir> dir;

@@ -12,7 +12,7 @@
 
 namespace zerorl {
 
-const std::vector<std::string> kPerRankKeys = {"log.level", "reward_threads"};
+const std::vector<std::string> kPerRankKeys = {"log.level", "rewards.threads"};
 
 namespace {
 

@@ -19,7 +19,7 @@ namespace zerorl {
 class Comm;
 
 // Keys a rank may set differently without changing what the job computes.
-extern const std::vector<std::string> kPerRankKeys;  // log.level, reward_threads
+extern const std::vector<std::string> kPerRankKeys;  // log.level, rewards.threads
 
 // Compares each rank's resolved recipe (Recipe::dump()) with rank 0's,
 // ignoring kPerRankKeys; on a difference throws naming, per rank, the keys

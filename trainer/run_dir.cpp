@@ -176,6 +176,24 @@ std::string RunDir::next_segment_recipe() const {
   return segment_recipe_name(n);
 }
 
+RunConfig RunConfig::from(const ConfigNode& n) {
+  RunConfig c;
+  c.name = n.get<std::string>("name");
+  c.dir = n.get<std::string>("dir", c.dir);
+  return c;
+}
+
+LogConfig LogConfig::from(const ConfigNode& n) {
+  LogConfig c;
+  c.level = n.get<std::string>("level", c.level);
+  try {
+    log::level_from_string(c.level);
+  } catch (const Error& e) {
+    ZR_THROW(n.where("level"), ": ", n.path("level"), ": ", e.what());
+  }
+  return c;
+}
+
 LoggingConfig LoggingConfig::from(const ConfigNode& n) {
   LoggingConfig c;
   c.tensorboard = n.get<bool>("tensorboard", c.tensorboard);

@@ -76,6 +76,23 @@ struct LoggingConfig {
 // <root>/<name>; the name must be [A-Za-z0-9._-]+ and not "." or "..".
 std::string run_dir_path(const std::string& root, const std::string& name);
 
+// The recipe's `run` section: the run's outputs go to <dir>/<name>/.
+struct RunConfig {
+  std::string name;  // required
+  std::string dir = "runs";
+
+  static RunConfig from(const ConfigNode& n);
+  std::string path() const { return run_dir_path(dir, name); }
+};
+
+// The recipe's `log` section: level (debug | info | warn | error) of the
+// console log (core/log.h).
+struct LogConfig {
+  std::string level = "info";
+
+  static LogConfig from(const ConfigNode& n);
+};
+
 // One completion for samples.jsonl.
 struct SampleRecord {
   int64_t index = 0;  // sample index within the step (prompt-major: prompt*G + g)

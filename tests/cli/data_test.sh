@@ -27,11 +27,11 @@ rollout:
   num_slots: 8
   sampling: {temperature: 1.0, max_new_tokens: 24, stop_strings: ["</answer>"]}
 rewards:
+  threads: 1
   countdown: {type: countdown}
 optimizer: {lr: 1.0e-4, schedule: cosine, warmup_steps: 1}
 train: {steps: 2, prompts_per_step: 2, group_size: 2, minibatches: 2, sample_every: 0}
 eval: {every: 0, correct_reward: countdown, format_reward: ""}
-reward_threads: 1
 YAML
 (cd "$work/elsewhere" && "$z" train ../proj/cd.yaml) >"$work/train.log" 2>&1
 rc=$?

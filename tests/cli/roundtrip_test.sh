@@ -115,13 +115,12 @@ data:
   test_size: 2
   seed: 1
 rollout: {num_slots: 8, sampling: {temperature: 1.0, max_new_tokens: 16}}
-rewards: {accuracy: {type: math}, format: {type: format, weight: 0.5}}
+rewards: {threads: 1, accuracy: {type: math}, format: {type: format, weight: 0.5}}
 loss: {beta: 0.0}
 optimizer: {lr: 3.0e-3}
 train: {steps: 1, prompts_per_step: 2, group_size: 2}
 eval: {every: 0}
 checkpoint: {every: 1}
-reward_threads: 1
 YAML
 "$z" eval "$work/train.yaml" --json >"$work/eval_base" 2>"$work/eval.log"
 "$z" eval "$work/train.yaml" "policy.init=$work/imp.h5" --json >"$work/eval_imp" 2>>"$work/eval.log"

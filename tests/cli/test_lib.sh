@@ -42,13 +42,12 @@ write_tiny_train() {
        train_size: 200, test_size: 8, seed: 1}"
     "rollout: {num_slots: 16,
           sampling: {temperature: 1.0, max_new_tokens: 12, stop_strings: [\"</answer>\"]}}"
-    "rewards: {accuracy: {type: math}, format: {type: format, weight: 0.5}}"
+    "rewards: {threads: 1, accuracy: {type: math}, format: {type: format, weight: 0.5}}"
     "loss: {beta: 0.04}"
     "optimizer: {lr: 1.0e-3, max_grad_norm: 1.0}"
     "train: {steps: 3, prompts_per_step: 4, group_size: 4, sample_every: 0}"
     "eval: {every: 0}"
-    "checkpoint: {every: 1}"
-    "reward_threads: 1")
+    "checkpoint: {every: 1}")
   : >"$file"
   for line in "${sections[@]}"; do
     key=${line%%:*}

@@ -52,6 +52,34 @@ TEST(Config, TypedAccessAndDefaultsAreResolved) {
   EXPECT_DOUBLE_EQ(back.section("trainer").get<double>("lr"), 1e-4);
 }
 
+TEST(Config, DefaultFloatsAreWrittenInTheirShortestRoundTripForm) {
+  Recipe r = Recipe::from_string("a:\n  given: 1\n", "f.yaml");
+  auto a = r.section("a");
+  const double third = 1.0 / 3.0;
+  a.get<double>("tenth", 0.1);
+  a.get<double>("small", 1e-6);
+  a.get<double>("third", third);
+  a.get<double>("one", 1.0);
+  a.get<double>("thousand", 1000.0);
+  a.get<float>("f", 0.1f);
+  a.get<std::vector<double>>("betas", {0.9, 0.95});
+  const std::string dumped = r.dump();
+  EXPECT_NE(dumped.find("tenth: 0.1\n"), std::string::npos) << dumped;
+  EXPECT_NE(dumped.find("small: 1e-06\n"), std::string::npos) << dumped;
+  EXPECT_NE(dumped.find("one: 1\n"), std::string::npos) << dumped;
+  EXPECT_NE(dumped.find("thousand: 1000\n"), std::string::npos) << dumped;
+  EXPECT_NE(dumped.find("f: 0.1\n"), std::string::npos) << dumped;
+  EXPECT_NE(dumped.find("- 0.95\n"), std::string::npos) << dumped;
+  EXPECT_EQ(dumped.find("0000000"), std::string::npos) << dumped;
+  EXPECT_EQ(dumped.find("9999999"), std::string::npos) << dumped;
+  // Shortest, yet every value reads back to the same bits.
+  Recipe back = Recipe::from_string(dumped, "resolved.yaml");
+  EXPECT_EQ(back.section("a").get<double>("tenth"), 0.1);
+  EXPECT_EQ(back.section("a").get<double>("small"), 1e-6);
+  EXPECT_EQ(back.section("a").get<double>("third"), third);
+  EXPECT_EQ(back.section("a").get<float>("f"), 0.1f);
+}
+
 TEST(Config, UnknownKeyNamesKeyFileAndLine) {
   Recipe r = Recipe::from_string(std::string(kRecipe) + "  temprature: 0.6\n", "tiny.yaml");
   auto t = r.section("trainer");

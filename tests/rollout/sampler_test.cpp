@@ -219,21 +219,33 @@ TEST(Sampler, NanLogitsThrow) {
 TEST(SamplingParams, FromRecipeReadsEveryKeyAndNamesBadOnes) {
   Recipe r = Recipe::from_string(
       "sampling:\n  temperature: 0.7\n  top_p: 0.95\n  top_k: 20\n  max_new_tokens: 64\n"
-      "  stop_strings: [\"</answer>\"]\n  stop_token_ids: [2]\n  seed: 5\n",
+      "  stop_strings: [\"</answer>\"]\n  stop_token_ids: [2]\n",
       "r.yaml");
-  const SamplingParams p = SamplingParams::from_config(r.section("sampling"));
+  const SamplingParams p = SamplingParams::from(r.section("sampling"));
   EXPECT_DOUBLE_EQ(p.temperature, 0.7);
   EXPECT_DOUBLE_EQ(p.top_p, 0.95);
   EXPECT_EQ(p.top_k, 20);
   EXPECT_EQ(p.max_new_tokens, 64);
   EXPECT_EQ(p.stop_strings, std::vector<std::string>{"</answer>"});
   EXPECT_EQ(p.stop_token_ids, std::vector<int64_t>{2});
-  EXPECT_EQ(p.seed, 5u);
   EXPECT_NO_THROW(r.check_all_read());
+
+  // The streams' seed is the caller's (train.seed, eval.seed): a sampling
+  // seed in the recipe was once parsed and then silently overwritten.
+  Recipe seeded = Recipe::from_string("sampling:\n  top_p: 0.9\n  seed: 5\n", "seeded.yaml");
+  try {
+    SamplingParams::from(seeded.section("sampling"));
+    FAIL() << "sampling.seed accepted";
+  } catch (const Error& e) {
+    const std::string msg = e.what();
+    EXPECT_NE(msg.find("seeded.yaml:3"), std::string::npos) << msg;
+    EXPECT_NE(msg.find("sampling.seed"), std::string::npos) << msg;
+    EXPECT_NE(msg.find("train.seed"), std::string::npos) << msg;
+  }
 
   Recipe bad = Recipe::from_string("sampling:\n  top_p: 1.5\n", "bad.yaml");
   try {
-    SamplingParams::from_config(bad.section("sampling"));
+    SamplingParams::from(bad.section("sampling"));
     FAIL() << "top_p 1.5 accepted";
   } catch (const Error& e) {
     const std::string msg = e.what();
@@ -241,7 +253,7 @@ TEST(SamplingParams, FromRecipeReadsEveryKeyAndNamesBadOnes) {
     EXPECT_NE(msg.find("bad.yaml:2"), std::string::npos) << msg;
   }
   Recipe bad2 = Recipe::from_string("sampling:\n  max_new_tokens: 0\n", "bad2.yaml");
-  EXPECT_THROW(SamplingParams::from_config(bad2.section("sampling")), Error);
+  EXPECT_THROW(SamplingParams::from(bad2.section("sampling")), Error);
 }
 
 }  // namespace

@@ -178,7 +178,7 @@ TEST(GrpoTrainer, RerunKeepsItsCheckpoints) {
 // The tiny recipe with a command reward that dies at once on every sample.
 std::string dead_command_recipe(const std::string& name) {
   std::string text = recipe_text(name);
-  const std::string from = "rewards:\n  accuracy: {type: math}\n";
+  const std::string from = "rewards:\n  threads: 1\n  accuracy: {type: math}\n";
   const size_t at = text.find(from);
   EXPECT_NE(at, std::string::npos);
   return text.insert(at + from.size(), "  judge: {type: command, command: \"exit 3\"}\n");
@@ -330,7 +330,7 @@ TEST(GrpoTrainer, ShippedRecipesRunOneStep) {
                                           "data.train_size=50",
                                           "data.test_size=4",
                                           "checkpoint.every=0",
-                                          "reward_threads=1"};
+                                          "rewards.threads=1"};
   for (auto name : {"r1zero-tiny", "r1zero-countdown"}) {
     Recipe r = Recipe::from_file(std::string(ZR_SOURCE_DIR) + "/recipes/" + name + ".yaml");
     r.apply_overrides(small);

@@ -184,7 +184,7 @@ TEST(LoopVariants, CommandRewardServedByTwoProcessesScoresEveryCompletion) {
          "flush=True)\n";
   const Outputs r = train("cmd", {"rewards.judge={type: command, command: \"python3 -u " + script +
                                       "\", processes: 2, weight: 1.0}",
-                                  "reward_threads=2", "train.steps=2", "eval.every=0"});
+                                  "rewards.threads=2", "train.steps=2", "eval.every=0"});
   ASSERT_EQ(r.samples.size(), 32u);
   double mean = 0;
   for (const auto& s : r.samples) {

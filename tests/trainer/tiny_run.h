@@ -60,13 +60,12 @@ inline std::string tiny_recipe(const std::string& name, const std::string& runs_
     << "  train_size: 200\n  test_size: 8\n  seed: 1\n"
     << "rollout:\n  num_slots: 16\n  sampling: {temperature: 1.0, max_new_tokens: 12, "
        "stop_strings: [\"</answer>\"]}\n"
-    << "rewards:\n  accuracy: {type: math}\n  format: {type: format, weight: 0.5}\n"
+    << "rewards:\n  threads: 1\n  accuracy: {type: math}\n  format: {type: format, weight: 0.5}\n"
     << "loss: {beta: 0.04, eps_high: 0.28}\n"
     << "optimizer: {lr: 1.0e-3, max_grad_norm: 1.0}\n"
     << "train: {steps: 6, prompts_per_step: 4, group_size: 4, sample_every: 2}\n"
     << "eval: {every: 3, num_problems: 4, k: 2}\n"
     << "checkpoint: {every: 1, keep_last: 10}\n"
-    << "reward_threads: 1\n"
     << extra;
   return r.str();
 }
