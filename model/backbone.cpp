@@ -52,7 +52,8 @@ namespace {
 //     routing depends only on the input, the weights and the balancing bias,
 //     none of which change between forward and backward (the bias is updated
 //     after the optimizer step): the recomputation routes every token to the
-//     same experts.  Expert-load counts and routing records are taken in the
+//     same experts (under routing replay, to the replayed ones, which the
+//     layer keeps).  Expert-load counts and routing records are taken in the
 //     forward only; the recomputation asks for neither.
 struct CheckpointedLayer : public torch::autograd::Function<CheckpointedLayer> {
   static torch::autograd::variable_list forward(torch::autograd::AutogradContext* ctx,
@@ -66,6 +67,7 @@ struct CheckpointedLayer : public torch::autograd::Function<CheckpointedLayer> {
     ctx->saved_data["want_aux"] = call->want_aux;
     ctx->saved_data["batch"] = call->batch;
     if (call->valid_N.defined()) ctx->saved_data["valid_N"] = call->valid_N;
+    if (call->replay_idx_NK.defined()) ctx->saved_data["replay_idx_NK"] = call->replay_idx_NK;
     at::Tensor y = layer->forward_full(x, cos, sin, *call);
     at::Tensor aux =
         call->aux_loss.defined()
@@ -83,6 +85,8 @@ struct CheckpointedLayer : public torch::autograd::Function<CheckpointedLayer> {
     call.want_aux = ctx->saved_data["want_aux"].toBool();
     call.batch = ctx->saved_data["batch"].toInt();
     if (ctx->saved_data.count("valid_N")) call.valid_N = ctx->saved_data["valid_N"].toTensor();
+    if (ctx->saved_data.count("replay_idx_NK"))
+      call.replay_idx_NK = ctx->saved_data["replay_idx_NK"].toTensor();
     at::Tensor x = saved[0].detach().requires_grad_(true);
     {
       at::AutoGradMode enable(true);

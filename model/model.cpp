@@ -53,6 +53,11 @@ at::Tensor CausalLM::run_backbone(const at::Tensor& tokens_BT, const ForwardOpti
     valid_N = fo.valid_BT.to(tokens.device()).to(at::kBool).reshape({B * T});
   }
   std::vector<MoeCall> calls(moe_layers_.size());
+  ZR_CHECK(fo.replay_routing.empty() || fo.replay_routing.size() == calls.size(),
+           "CausalLM: replay_routing has ", fo.replay_routing.size(), " layers, the model has ",
+           calls.size(), " MoE layers");
+  for (size_t m = 0; m < fo.replay_routing.size(); ++m)
+    calls[m].replay_idx_NK = fo.replay_routing[m].to(tokens.device());
   for (auto& c : calls) {
     c.valid_N = valid_N;
     c.batch = B;
@@ -124,9 +129,9 @@ at::Tensor CausalLM::extend(KvCache& cache, const std::vector<int64_t>& slots,
   ZR_CHECK(cache.num_layers() == cfg_.num_layers &&
                cache.is_mla() == (cfg_.attn.kind == AttentionConfig::Kind::kMla),
            "CausalLM: the KV cache was made for a different model");
-  ZR_CHECK(!fo.valid_BT.defined() && !fo.record_expert_load,
+  ZR_CHECK(!fo.valid_BT.defined() && !fo.record_expert_load && fo.replay_routing.empty(),
            "CausalLM: prefill/decode take ForwardOptions::record_routing only (every new token is "
-           "valid; expert load is recorded by the trainer's forward)");
+           "valid; expert load and routing replay belong to the trainer's forward)");
   const int64_t S = static_cast<int64_t>(slots.size());
   std::vector<int64_t> n(slots.size());
   for (int64_t i = 0; i < S; ++i) n[i] = static_cast<int64_t>(tokens[i].size());

@@ -56,6 +56,12 @@ struct ForwardOptions {
   // [B*T, K] per layer; prefill/decode: [N, K], one row per new token.  Off:
   // no extra work at all.
   bool record_routing = false;
+  // Routing replay (train.routing_replay): per MoE layer, in layer order, the
+  // experts each token is sent to instead of the router's top-k: int64
+  // [B*T, K], row b*T + t, in last_routing()'s format.  Gates come from the
+  // current router for those experts.  Empty = route normally.  Full
+  // forwards only.  last_routing() still records the router's own choice.
+  std::vector<at::Tensor> replay_routing;
   // Activation checkpointing per decoder layer (train.activation_checkpointing):
   // with grad mode on, each layer keeps only its input and is recomputed in
   // backward; gradients equal the plain path's (tests/model/checkpoint_test.cpp).

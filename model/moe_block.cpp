@@ -44,12 +44,33 @@ MoeBlock::MoeBlock(const ModelConfig& cfg) : cfg_(cfg.moe) {
   }
 }
 
-at::Tensor MoeBlock::forward(const at::Tensor& x, MoeCall& call) {
-  int64_t N = x.size(0), E = cfg_.num_experts, K = cfg_.top_k;
+kernels::RouterOutput route_tokens(const Router& gate, const MoeConfig& c, const at::Tensor& x,
+                                   MoeCall& call) {
   // Router logits in fp32 as HF does (fp64 for fp64 models, for gradient checks).
   at::ScalarType acc = x.scalar_type() == at::kDouble ? at::kDouble : at::kFloat;
-  at::Tensor logits_NE = at::linear(x.to(acc), gate->weight.to(acc));
-  kernels::RouterOutput r = kernels::moe_route(logits_NE, gate->bias, router_options(cfg_));
+  at::Tensor logits_NE = at::linear(x.to(acc), gate.weight.to(acc));
+  const kernels::RouterOptions ro = router_options(c);
+  kernels::RouterOutput r = kernels::moe_route(logits_NE, gate.bias, ro);
+  if (call.want_routing) call.topk_idx_NK = r.topk_idx_TK.detach();
+  if (!call.replay_idx_NK.defined()) return r;
+  const at::Tensor& idx = call.replay_idx_NK;
+  ZR_CHECK(idx.dim() == 2 && idx.size(0) == x.size(0) && idx.size(1) == c.top_k,
+           "routing replay: expected experts [N=", x.size(0), ", K=", c.top_k, "], got ",
+           idx.sizes());
+  ZR_CHECK(idx.scalar_type() == at::kLong, "routing replay: expert ids must be int64, got ",
+           idx.scalar_type());
+  // The replayed experts' weights, as moe_route weighs its own choice: the
+  // unbiased scores gathered, renormalised over the k, scaled.
+  r.topk_idx_TK = idx.to(logits_NE.device());
+  at::Tensor w_NK = r.scores_TE.gather(1, r.topk_idx_TK);
+  if (ro.norm_topk_prob) w_NK = w_NK / (w_NK.sum(-1, true) + 1e-20);
+  r.topk_weight_TK = w_NK * ro.routed_scaling_factor;
+  return r;
+}
+
+at::Tensor MoeBlock::forward(const at::Tensor& x, MoeCall& call) {
+  int64_t N = x.size(0), E = cfg_.num_experts, K = cfg_.top_k;
+  kernels::RouterOutput r = route_tokens(*gate, cfg_, x, call);
 
   const at::Tensor& w = experts->gate_proj;
   auto cast = [&](const at::Tensor& t) {
@@ -64,7 +85,6 @@ at::Tensor MoeBlock::forward(const at::Tensor& x, MoeCall& call) {
     y = y + s;
   }
 
-  if (call.want_routing) call.topk_idx_NK = r.topk_idx_TK.detach();
   if (call.want_counts) {
     if (call.valid_N.defined()) {
       at::Tensor idx = r.topk_idx_TK.detach().index({call.valid_N}).reshape({-1});

@@ -43,8 +43,23 @@ struct MoeCall {
   bool want_counts = false;   // fill counts_E (valid tokens only)
   bool want_routing = false;  // fill topk_idx_NK
   bool want_aux = false;      // fill aux_loss (when seq_aux_loss_alpha > 0)
-  at::Tensor counts_E, topk_idx_NK, aux_loss;  // outputs
+  // Routing replay (train.routing_replay): int64 [N, K] experts to send each
+  // token to instead of the router's top-k; undefined = route normally.  The
+  // gates are recomputed from the current router's scores for these experts
+  // (so the router still gets gradients), renormalised and scaled as usual.
+  at::Tensor replay_idx_NK;
+  // Outputs.  topk_idx_NK is the router's own choice, also under replay (so
+  // the learner can measure how far its routing drifted from the rollout's);
+  // counts_E and aux_loss count the experts the tokens were actually sent to.
+  at::Tensor counts_E, topk_idx_NK, aux_loss;
 };
+
+// The router of `gate` on tokens x_ND (logits in fp32, fp64 for fp64 models),
+// with call.replay_idx_NK applied when defined; fills call.topk_idx_NK with
+// the router's own choice when call.want_routing.  Shared by MoeBlock and
+// EpMoeBlock, so both route, and replay, alike.
+kernels::RouterOutput route_tokens(const Router& gate, const MoeConfig& c, const at::Tensor& x_ND,
+                                   MoeCall& call);
 
 class MoeBlock : public torch::nn::Module {
  public:

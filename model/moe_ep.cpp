@@ -88,8 +88,7 @@ at::Tensor EpMoeBlock::forward(const at::Tensor& x, MoeCall& call) {
            "under expert parallelism yet (issue 14)");
   const int64_t N = x.size(0), D = x.size(1), K = cfg_.top_k;
   at::ScalarType acc = x.scalar_type() == at::kDouble ? at::kDouble : at::kFloat;
-  at::Tensor logits_NE = at::linear(x.to(acc), gate->weight.to(acc));
-  kernels::RouterOutput r = kernels::moe_route(logits_NE, gate->bias, router_options(cfg_));
+  kernels::RouterOutput r = route_tokens(*gate, cfg_, x, call);
 
   // Permute the (token, slot) pairs p = t*K + k by expert; experts are owned
   // in contiguous ranges, so this also groups them by destination rank.
@@ -125,7 +124,6 @@ at::Tensor EpMoeBlock::forward(const at::Tensor& x, MoeCall& call) {
     if (shared_gate) s = at::sigmoid(shared_gate->forward(x)) * s;
     y = y + s;
   }
-  if (call.want_routing) call.topk_idx_NK = r.topk_idx_TK.detach();
   if (call.want_counts) {
     at::Tensor sel = r.topk_idx_TK.detach();
     if (call.valid_N.defined()) sel = sel.index({call.valid_N});
