@@ -40,6 +40,7 @@
 #include "trainer/policy_step.h"
 #include "trainer/policy_file.h"
 #include "trainer/rank_agreement.h"
+#include "trainer/routing_replay.h"
 #include "trainer/run_dir.h"
 #include "trainer/stop_signal.h"
 #include "trainer/train_recipe.h"
@@ -55,6 +56,7 @@ TrainConfig TrainConfig::from(const ConfigNode& n) {
   c.minibatches = n.get<long>("minibatches", c.minibatches);
   c.micro_batch = n.get<long>("micro_batch", c.micro_batch);
   c.activation_checkpointing = n.get<bool>("activation_checkpointing", false);
+  c.routing_replay = n.get<bool>("routing_replay", c.routing_replay);
   const std::string old_logprobs =
       n.choice("old_logprobs", {"auto", "rollout", "recompute"}, "auto");
   c.old_logprobs = old_logprobs == "rollout"     ? OldLogprobs::kRollout
@@ -135,6 +137,7 @@ struct Packed {
   rollout::PaddedRollout t;
   at::Tensor truncated_B;
   std::vector<int64_t> len_B;  // teacher-forced positions of each row (prompt + completion - 1)
+  at::Tensor routing_MBTK;     // train.routing_replay: the rollout's experts (routing_tensor)
 
   // The longest of `rows`: a forward over them is cut to this many positions
   // (right padding beyond every row's end changes nothing before it).
@@ -145,9 +148,14 @@ struct Packed {
   }
 };
 
-Packed pack(const rollout::RolloutBatch& rb, at::Device device) {
+Packed pack(const rollout::RolloutBatch& rb, at::Device device, const model::CausalLM& policy,
+            bool routing_replay) {
   Packed p;
   p.t = rollout::pad_rollout(rb);
+  if (routing_replay)
+    p.routing_MBTK = routing_tensor(rb, static_cast<int64_t>(policy.moe_layers().size()),
+                                    policy.config().moe.top_k, p.t.tokens_BT.size(1))
+                         .to(device);
   p.truncated_B = at::zeros({static_cast<int64_t>(rb.samples.size())}, at::kBool);
   for (size_t b = 0; b < rb.samples.size(); ++b) {
     p.truncated_B[b] = rb.samples[b].finish == rollout::FinishReason::kLength;
@@ -355,6 +363,9 @@ void build_run(Run& run, TrainRecipe cfg, const Recipe& recipe, Comm& comm) {
   run.policy = load_policy(init);
   auto& model = *run.policy.model;
   cast_parameters(model, cfg.policy.dtype, "policy.init " + init);
+  ZR_CHECK(!run.train.routing_replay || !model.moe_layers().empty(),
+           recipe.section("train").where("routing_replay"),
+           ": train.routing_replay needs an MoE policy; ", init, " has no MoE layer");
   // Every prompt fits the context with max_new_tokens: checked once at
   // start, not when a long prompt is first drawn hours into a run.
   const int64_t max_pos = model.config().max_position;
@@ -391,6 +402,7 @@ void build_run(Run& run, TrainRecipe cfg, const Recipe& recipe, Comm& comm) {
       rollout::TokenText::from_tokenizer(*run.policy.tokenizer));
   rollout::EngineOptions eo;
   eo.slots(cfg.rollout.num_slots);
+  eo.routing(run.train.routing_replay);
   if (run.policy.tokenizer->eos_id() >= 0) eo.eos(run.policy.tokenizer->eos_id());
   run.engine = std::make_unique<rollout::Engine>(eo, text);
 }
@@ -535,11 +547,14 @@ at::Tensor select_span(const at::Tensor& t_BT, const std::vector<int64_t>& rows,
 }
 
 // Teacher-forced log-probs (and entropies) [b, S] of the listed rows, S =
-// p.span(rows).
+// p.span(rows), replaying the rollout's experts when p has them.  With
+// `mismatch`, the rows' log-probs and routing are compared with the
+// rollout's (the caller's model must be the one that generated them).
 std::pair<at::Tensor, at::Tensor> teacher_forced(model::CausalLM& m, const Packed& p,
                                                  const std::vector<int64_t>& rows,
                                                  double temperature, bool entropy, bool record_load,
-                                                 bool checkpoint = false) {
+                                                 bool checkpoint = false,
+                                                 RoutingMismatch* mismatch = nullptr) {
   kernels::LogprobOptions lo;
   lo.temperature = temperature;
   lo.with_entropy = entropy;
@@ -548,8 +563,18 @@ std::pair<at::Tensor, at::Tensor> teacher_forced(model::CausalLM& m, const Packe
   fo.valid_BT = select_span(p.t.valid_BT, rows, S);
   fo.record_expert_load = record_load;
   fo.activation_checkpointing = checkpoint;
+  std::vector<at::Tensor> recorded;  // the rollout's experts of these rows
+  if (p.routing_MBTK.defined()) recorded = replay_rows(p.routing_MBTK, rows, S);
+  fo.replay_routing = recorded;
+  fo.record_routing = mismatch && !recorded.empty();
   auto out =
       m.logprobs(select_span(p.t.tokens_BT, rows, S), select_span(p.t.targets_BT, rows, S), lo, fo);
+  if (mismatch) {
+    mismatch->add_logprobs(select_span(p.t.behaviour_logp_BT, rows, S), out.logp_BT,
+                           select_span(p.t.completion_mask_BT, rows, S));
+    if (fo.record_routing)
+      mismatch->add_experts(m.last_routing(), recorded, fo.valid_BT.reshape({-1}));
+  }
   return {out.logp_BT, entropy ? out.entropy_BT : at::Tensor()};
 }
 
@@ -567,16 +592,18 @@ std::vector<std::vector<int64_t>> length_chunks(const Packed& p, std::vector<int
 }
 
 // No-grad log-probs [B, T] of every row (0 past each row's end), in
-// length-sorted chunks of train.micro_batch rows.
-at::Tensor logprobs_no_grad(model::CausalLM& m, const Packed& p, int64_t micro,
-                            double temperature) {
+// length-sorted chunks of train.micro_batch rows (`mismatch`: as in
+// teacher_forced).
+at::Tensor logprobs_no_grad(model::CausalLM& m, const Packed& p, int64_t micro, double temperature,
+                            RoutingMismatch* mismatch = nullptr) {
   torch::NoGradGuard g;
   std::vector<int64_t> all(p.len_B.size());
   for (size_t i = 0; i < all.size(); ++i) all[i] = static_cast<int64_t>(i);
-  if (micro <= 0) return teacher_forced(m, p, all, temperature, false, false).first.detach();
+  if (micro <= 0)
+    return teacher_forced(m, p, all, temperature, false, false, false, mismatch).first.detach();
   at::Tensor out;
   for (const auto& part : length_chunks(p, all, micro)) {
-    at::Tensor lp = teacher_forced(m, p, part, temperature, false, false).first;
+    at::Tensor lp = teacher_forced(m, p, part, temperature, false, false, false, mismatch).first;
     if (!out.defined())
       out = at::zeros({p.t.tokens_BT.size(0), p.t.tokens_BT.size(1)}, lp.options());
     out.narrow(1, 0, lp.size(1)).index_copy_(0, at::tensor(part, at::kLong).to(lp.device()), lp);
@@ -674,7 +701,7 @@ StepBatch sample_phase(Run& run, Comm& comm, long step, StepLog& log) {
 void reference_phase(Run& run, long step, StepBatch& b, StepLog& log) {
   const auto timer = log.time("reference");
   if (!b.rollout.samples.empty()) {
-    b.packed = pack(b.rollout, run.device);
+    b.packed = pack(b.rollout, run.device, *run.policy.model, run.train.routing_replay);
     log.metrics.add_sum("learner/tokens", b.packed->t.valid_BT.sum().item<double>());
   } else {
     log.metrics.add_sum("learner/tokens", 0);
@@ -731,6 +758,9 @@ void update_phase(Run& run, Comm& comm, const StepBatch& b, StepLog& log) {
   const int64_t B = static_cast<int64_t>(b.rollout.samples.size());
   at::Tensor mask_BT, old_logp_BT, adv_B;
   const double T = run.sampling.logprob_temperature();
+  RoutingMismatch mismatch;
+  mismatch.experts = run.train.routing_replay;
+  bool mismatch_measured = false;
   auto t = Clock::now();
   if (full) {
     mask_BT = full->t.completion_mask_BT;
@@ -739,7 +769,8 @@ void update_phase(Run& run, Comm& comm, const StepBatch& b, StepLog& log) {
     const bool use_rollout_old = run.train.old_logprobs_from_rollout();
     old_logp_BT = full->t.behaviour_logp_BT;
     if (!use_rollout_old) {
-      old_logp_BT = logprobs_no_grad(model, *full, run.train.micro_batch, T);
+      old_logp_BT = logprobs_no_grad(model, *full, run.train.micro_batch, T, &mismatch);
+      mismatch_measured = true;
     }
     adv_B = at::tensor(b.adv.advantages, at::kDouble).to(run.device, at::kFloat);
   }
@@ -763,9 +794,13 @@ void update_phase(Run& run, Comm& comm, const StepBatch& b, StepLog& log) {
       t = Clock::now();
       std::vector<std::vector<int64_t>> parts;  // none when this rank holds no rows
       if (!rows.empty()) parts = length_chunks(*full, rows, run.train.micro_batch);
+      // Without recomputed old log-probs, the first optimizer step's forward
+      // (the policy still as it generated the batch) measures the mismatch.
+      const bool measure = !mismatch_measured && epoch == 0 && mb == 0;
       for (const auto& part : parts) {
         auto [logp, ent] =
-            teacher_forced(model, *full, part, T, true, true, run.train.activation_checkpointing);
+            teacher_forced(model, *full, part, T, true, true, run.train.activation_checkpointing,
+                           measure ? &mismatch : nullptr);
         const int64_t S = logp.size(1);
         LossInputs in;
         in.logp_BT = logp;
@@ -801,6 +836,7 @@ void update_phase(Run& run, Comm& comm, const StepBatch& b, StepLog& log) {
     }
   }
   m.add_max("optim/skipped_blowup", static_cast<double>(blowups));
+  mismatch.report(m);
   log.add_seconds("fwd_bwd", fwd_bwd);
   log.add_seconds("grad_sync", sync);
   log.add_seconds("optimizer", apply);

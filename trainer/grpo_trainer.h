@@ -79,6 +79,10 @@ struct TrainConfig {
   // Recompute each decoder layer in backward instead of keeping its
   // activations (model::ForwardOptions::activation_checkpointing).
   bool activation_checkpointing = false;
+  // Rollout routing replay (trainer/routing_replay.h): the learner's old,
+  // reference and policy forwards send each token to the experts the rollout
+  // chose; the router still learns through the gates.  MoE policies only.
+  bool routing_replay = false;
   // The old log-probs of the clipped ratio: the rollout's behaviour
   // log-probs, or recomputed by the learner before the first update of the
   // step; kAuto recomputes only when the batch is updated more than once

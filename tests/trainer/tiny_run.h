@@ -21,7 +21,8 @@
 namespace zerorl::test {
 
 // Writes the tiny policy to `path` (deterministic: same file every time).
-inline void write_tiny_policy(const std::string& path) {
+// balance_bias_gamma: the aux-loss-free bias step per update.
+inline void write_tiny_policy(const std::string& path, double balance_bias_gamma = 0.01) {
   auto tok = data::CharTokenizer::for_tasks();
   model::ModelConfig c;
   c.vocab_size = tok.vocab_size();
@@ -40,7 +41,7 @@ inline void write_tiny_policy(const std::string& path) {
   c.moe.shared_intermediate = 32;
   c.moe.dense_intermediate = 64;
   c.moe.first_k_dense_replace = 0;
-  c.moe.balance_bias_gamma = 0.01;
+  c.moe.balance_bias_gamma = balance_bias_gamma;
   c.eos_token_id = tok.eos_id();
   c.seed = 3;
   c.validate();
