@@ -184,7 +184,8 @@ void score_problem(const ProblemOutcome& p, long k, const AnswerEquivalence& eq,
   const long n = static_cast<long>(p.correct.size());
   ZR_CHECK(n >= k && p.answers.size() == p.correct.size() && p.lengths.size() == p.correct.size() &&
                p.worked.size() == p.correct.size() &&
-               (p.formatted.empty() || p.formatted.size() == p.correct.size()),
+               (p.formatted.empty() || p.formatted.size() == p.correct.size()) &&
+               (p.reflection.empty() || p.reflection.size() == p.correct.size()),
            "score_problem: ", n, " samples for k = ", k, " or vectors of different lengths");
   long c = 0;
   for (bool ok : p.correct) c += ok;
@@ -197,6 +198,15 @@ void score_problem(const ProblemOutcome& p, long k, const AnswerEquivalence& eq,
   for (bool w : p.worked) sums.worked += w;
   sums.completions += static_cast<double>(n);
   sums.problems += 1;
+  for (size_t j = 0; j < p.reflection.size(); ++j) {
+    const Reflection& r = p.reflection[j];
+    sums.reflection_measured += 1;
+    sums.reflective += r.reflects();
+    sums.markers += static_cast<double>(r.markers);
+    sums.revised += r.revisions > 0;
+    sums.correct_reflective += r.reflects() && p.correct[j];
+    sums.correct_plain += !r.reflects() && p.correct[j];
+  }
 }
 
 std::map<std::string, double> eval_metrics(const EvalSums& sums, long k, bool greedy,
@@ -212,6 +222,15 @@ std::map<std::string, double> eval_metrics(const EvalSums& sums, long k, bool gr
   m["mean_response_tokens"] = per(sums.tokens, completions);
   m["worked_rate"] = per(sums.worked, completions);
   m["num_problems"] = problems;
+  if (sums.reflection_measured > 0) {
+    const double nan = std::nan(""), all = sums.reflection_measured, with = sums.reflective,
+                 without = all - with;
+    m["reflection_rate"] = with / all;
+    m["reflection_markers_mean"] = sums.markers / all;
+    m["reflection_revision_rate"] = sums.revised / all;
+    m["reflection_accuracy_with"] = with > 0 ? sums.correct_reflective / with : nan;
+    m["reflection_accuracy_without"] = without > 0 ? sums.correct_plain / without : nan;
+  }
   return m;
 }
 
@@ -266,6 +285,7 @@ EvalResult evaluate(const EvalContext& ctx, const std::vector<data::Example>& al
         o.answers.push_back(answer_key(smp.text));
         o.lengths.push_back(smp.completion_length());
         o.worked.push_back(data::uses_worked_steps(smp.text));
+        o.reflection.push_back(detect_reflection(scored_response(rendered[p], smp.text)));
       }
     }
     auto num_correct = [&](size_t p) {

@@ -39,6 +39,7 @@
 #include "data/template.h"
 #include "rewards/reward.h"
 #include "rollout/engine.h"
+#include "trainer/reflection.h"
 
 namespace zerorl {
 
@@ -76,7 +77,10 @@ struct EvalConfig {
 struct EvalResult {
   // pass_at_1, pass_at_<k>, maj_at_<k>, greedy_accuracy (eval.greedy),
   // format_rate (with a format reward), mean_response_tokens, worked_rate,
-  // num_problems.
+  // num_problems; over the n sampled completions (trainer/reflection.h):
+  // reflection_rate, reflection_markers_mean, reflection_revision_rate,
+  // reflection_accuracy_with, reflection_accuracy_without (NaN when no
+  // completion is reflective / non-reflective).
   std::map<std::string, double> metrics;
   // The greedy completion of the first few problems (for eval logs).
   std::vector<std::pair<std::string, std::string>> examples;
@@ -108,12 +112,13 @@ struct EvalContext {
 
 // One problem's graded samples (all vectors [n], in sampling order).
 struct ProblemOutcome {
-  std::vector<bool> correct;         // graded correct (correct_reward >= 0.5)
-  std::vector<bool> formatted;       // format_reward >= 0.5 (empty: no format reward)
-  std::vector<std::string> answers;  // extracted final answer, "" when none
-  std::vector<long> lengths;         // completion tokens
-  std::vector<bool> worked;          // written in worked steps
-  int greedy_correct = -1;           // the greedy completion: 1 / 0, -1 when not decoded
+  std::vector<bool> correct;           // graded correct (correct_reward >= 0.5)
+  std::vector<bool> formatted;         // format_reward >= 0.5 (empty: no format reward)
+  std::vector<std::string> answers;    // extracted final answer, "" when none
+  std::vector<long> lengths;           // completion tokens
+  std::vector<bool> worked;            // written in worked steps
+  std::vector<Reflection> reflection;  // trainer/reflection.h (empty: not measured)
+  int greedy_correct = -1;             // the greedy completion: 1 / 0, -1 when not decoded
 };
 
 // Unbiased pass@k from n samples with c correct: 1 - C(n-c, k) / C(n, k),
@@ -144,12 +149,20 @@ struct EvalSums {
   double worked = 0;          // completions with worked steps
   double completions = 0;
   double problems = 0;
+  // Reflection (trainer/reflection.h), over the completions it was measured on.
+  double reflection_measured = 0;  // completions with a Reflection (0: not measured)
+  double reflective = 0;           // of those, with at least one marker
+  double markers = 0;              // markers in all of them
+  double revised = 0;              // completions with a revision
+  double correct_reflective = 0;   // correct and reflective
+  double correct_plain = 0;        // correct and not reflective
 
   // Every field, in one fixed order: what evaluate() all-reduces over ranks.
-  static constexpr int kSize = 9;
+  static constexpr int kSize = 15;
   std::array<double*, kSize> fields() {
-    return {&pass_at_1, &pass_at_k, &maj_at_k,    &greedy_correct, &formatted,
-            &tokens,    &worked,    &completions, &problems};
+    return {&pass_at_1,  &pass_at_k, &maj_at_k,    &greedy_correct,     &formatted,
+            &tokens,     &worked,    &completions, &problems,           &reflection_measured,
+            &reflective, &markers,   &revised,     &correct_reflective, &correct_plain};
   }
   EvalSums& operator+=(EvalSums o) {
     const auto mine = fields(), theirs = o.fields();

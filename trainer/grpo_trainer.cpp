@@ -5,6 +5,7 @@
 #include <ATen/ATen.h>
 #include <torch/csrc/autograd/grad_mode.h>
 
+#include <algorithm>
 #include <chrono>
 #include <cmath>
 #include <ctime>
@@ -40,6 +41,7 @@
 #include "trainer/policy_step.h"
 #include "trainer/policy_file.h"
 #include "trainer/rank_agreement.h"
+#include "trainer/reflection.h"
 #include "trainer/routing_replay.h"
 #include "trainer/run_dir.h"
 #include "trainer/stop_signal.h"
@@ -846,6 +848,7 @@ void update_phase(Run& run, Comm& comm, const StepBatch& b, StepLog& log) {
 void add_batch_metrics(Run& run, const StepBatch& b, const std::vector<bool>& signal,
                        MetricReducer& m) {
   const auto& names = run.rewards->names();
+  const auto correct_at = std::find(names.begin(), names.end(), run.eval.correct_reward);
   for (size_t j = 0; j < b.scores.size(); ++j) {
     const auto& s = b.scores[j];
     m.add_mean("reward/mean", b.rewards[j], 1);
@@ -859,6 +862,10 @@ void add_batch_metrics(Run& run, const StepBatch& b, const std::vector<bool>& si
     m.add_mean("response/length_mean", static_cast<double>(smp.completion_length()), 1);
     m.add_max("response/length_max", static_cast<double>(smp.completion_length()));
     m.add_mean("response/truncated_rate", smp.finish == rollout::FinishReason::kLength, 1);
+    add_reflection_metrics(
+        m,
+        detect_reflection(scored_response(b.prompts_rendered[j / run.train.group_size], smp.text)),
+        correct_at == names.end() ? -1 : s.values[correct_at - names.begin()] >= 0.5);
   }
   double zero_spread = 0;
   for (bool s : signal) zero_spread += !s;

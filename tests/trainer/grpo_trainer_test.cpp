@@ -56,10 +56,22 @@ TEST(GrpoTrainer, ShortRunWritesEveryOutputFile) {
   for (auto k :
        {"reward/mean", "reward/std", "reward/accuracy", "reward/format", "loss/kl", "loss/entropy",
         "loss/clip_frac_low", "loss/clip_frac_high", "optim/grad_norm", "optim/lr",
-        "response/length_mean", "response/truncated_rate", "advantage/zero_spread_frac"})
+        "response/length_mean", "response/truncated_rate", "advantage/zero_spread_frac",
+        "reflection/rate", "reflection/markers_mean", "reflection/revision_rate",
+        "reflection/accuracy_with", "reflection/accuracy_without"})
     EXPECT_TRUE(m.contains(k)) << k << " missing from " << metrics[1];
+  // The reflection figures are shares (accuracies null when a side is empty).
+  for (auto k : {"reflection/rate", "reflection/revision_rate", "reflection/accuracy_with",
+                 "reflection/accuracy_without"})
+    EXPECT_TRUE(m[k].is_null() || (m[k] >= 0.0 && m[k] <= 1.0)) << k << " = " << m[k];
+  EXPECT_GE(m["reflection/markers_mean"], 0.0);
   // eval before training and after each step
-  EXPECT_EQ(lines_without_time((d / "eval.jsonl").string()).size(), 3u);
+  const auto evals = lines_without_time((d / "eval.jsonl").string());
+  EXPECT_EQ(evals.size(), 3u);
+  for (const auto& line : evals)
+    for (auto k : {"reflection_rate", "reflection_markers_mean", "reflection_revision_rate",
+                   "reflection_accuracy_with", "reflection_accuracy_without"})
+      EXPECT_TRUE(nlohmann::json::parse(line).contains(k)) << k << " missing from " << line;
   auto samples = lines_without_time((d / "samples.jsonl").string());
   ASSERT_FALSE(samples.empty());
   auto s = nlohmann::json::parse(samples[0]);
