@@ -285,7 +285,7 @@ EvalResult evaluate(const EvalContext& ctx, const std::vector<data::Example>& al
         o.answers.push_back(answer_key(smp.text));
         o.lengths.push_back(smp.completion_length());
         o.worked.push_back(data::uses_worked_steps(smp.text));
-        o.reflection.push_back(detect_reflection(scored_response(rendered[p], smp.text)));
+        o.reflection.push_back(detect_reflection(smp.text));
       }
     }
     auto num_correct = [&](size_t p) {

@@ -863,8 +863,7 @@ void add_batch_metrics(Run& run, const StepBatch& b, const std::vector<bool>& si
     m.add_max("response/length_max", static_cast<double>(smp.completion_length()));
     m.add_mean("response/truncated_rate", smp.finish == rollout::FinishReason::kLength, 1);
     add_reflection_metrics(
-        m,
-        detect_reflection(scored_response(b.prompts_rendered[j / run.train.group_size], smp.text)),
+        m, detect_reflection(smp.text),
         correct_at == names.end() ? -1 : s.values[correct_at - names.begin()] >= 0.5);
   }
   double zero_spread = 0;

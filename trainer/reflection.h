@@ -1,6 +1,7 @@
 // Reflection detection: whether a completion re-checks or corrects itself
-// (issue 19, item 3).  Pure functions on the scored response text (the
-// completion with "<think>" put back when the prompt opened it); training
+// (issue 19, item 3).  Pure functions on the completion as generated (what
+// the rewards score and samples.jsonl logs; a prompt that opened <think>
+// leaves only "</think>" in it, handled below); training
 // (add_batch_metrics) and evaluation (evaluate) both count through
 // detect_reflection().
 //
