@@ -46,20 +46,6 @@ std::pair<at::Tensor, std::vector<at::Tensor>> forward(CausalLM& m, const Batch&
   return {logp, m.last_routing()};
 }
 
-// Shift every MoE layer's balancing bias by noise large against the scores,
-// so many tokens change experts.
-void shift_bias(CausalLM& m) {
-  torch::NoGradGuard g;
-  at::manual_seed(5);
-  int shifted = 0;
-  for (auto& [name, t] : m.named_weights())
-    if (name.find("e_score_correction_bias") != std::string::npos) {
-      t.add_(at::randn(t.sizes(), t.options()) * 0.5);
-      ++shifted;
-    }
-  ASSERT_GT(shifted, 0) << "the test model has no balancing bias";
-}
-
 // Share of (token, layer) rows whose expert sets differ.
 double differing(const std::vector<at::Tensor>& a, const std::vector<at::Tensor>& b) {
   double diff = 0, total = 0;
@@ -87,7 +73,7 @@ TEST(RoutingReplay, ReplayUndoesABiasShiftAndStillReportsTheRoutersChoice) {
   CausalLM m(cfg);
   const Batch b = batch(cfg);
   auto [before, recorded] = forward(m, b);
-  shift_bias(m);
+  testing::shift_balance_bias(m);
   auto [shifted, own] = forward(m, b);
   const double moved = differing(recorded, own);
   EXPECT_GT(moved, 0.1) << "the bias shift moved too few tokens to test anything";
@@ -107,7 +93,7 @@ TEST(RoutingReplay, RouterGetsGradientsAndCheckpointingKeepsTheReplay) {
   const ModelConfig cfg = testing::small_mla_config();
   CausalLM m(cfg);
   const Batch b = batch(cfg);
-  shift_bias(m);
+  testing::shift_balance_bias(m);
   auto [unused, shifted_choice] = forward(m, b);
   CausalLM fresh(cfg);  // the unshifted model: its own choice differs from the replay
   auto grads = [&](bool checkpoint) {

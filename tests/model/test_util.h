@@ -1,7 +1,14 @@
 // Small configs shared by the model tests.
 #pragma once
 
+#include <ATen/ATen.h>
+#include <gtest/gtest.h>
+#include <torch/torch.h>
+
+#include <string>
+
 #include "model/config.h"
+#include "model/model.h"
 
 namespace zerorl::model::testing {
 
@@ -70,6 +77,21 @@ inline ModelConfig small_gqa_config() {
   c.init_std = 0.1;
   c.seed = 11;
   return c;
+}
+
+// Adds noise (0.5 x N(0, 1), seed 5) to every MoE layer's balancing bias
+// (e_score_correction_bias): it changes which experts are selected, not
+// their weights -- what drifts between a rollout and the learner.
+inline void shift_balance_bias(CausalLM& m) {
+  torch::NoGradGuard g;
+  at::manual_seed(5);
+  int shifted = 0;
+  for (auto& [name, t] : m.named_weights())
+    if (name.find("e_score_correction_bias") != std::string::npos) {
+      t.add_(at::randn(t.sizes(), t.options()) * 0.5);
+      ++shifted;
+    }
+  ASSERT_GT(shifted, 0) << "the model has no balancing bias";
 }
 
 }  // namespace zerorl::model::testing

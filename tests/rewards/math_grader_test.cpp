@@ -102,8 +102,8 @@ TEST(MathNormalize, PercentagesAndUnitWordsAsMathVerify) {
   EXPECT_TRUE(same("10", "10cm"));
   EXPECT_TRUE(g("10", "The answer is 10 meters").correct);
   EXPECT_FALSE(same("11", "10 meters"));
-  EXPECT_FALSE(same("3", "3 x"));      // a variable, not a unit
-  EXPECT_FALSE(same("10", "10 m"));    // single letters stay variables
+  EXPECT_FALSE(same("3", "3 x"));       // a variable, not a unit
+  EXPECT_FALSE(same("10", "10 m"));     // single letters stay variables
   EXPECT_FALSE(same("10", "10 more"));  // changes the meaning
   EXPECT_FALSE(same("2", "2 \\pi"));
 }

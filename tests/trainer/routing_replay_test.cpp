@@ -26,6 +26,7 @@
 #include "trainer/metric_reducer.h"
 #include "loop_scratch.h"
 #include "tiny_run.h"
+#include "tests/model/test_util.h"
 
 using namespace zerorl;
 namespace fs = std::filesystem;
@@ -103,18 +104,6 @@ RoutingMismatch learner_pass(model::CausalLM& m, const Rollout& r, bool replay) 
   return mm;
 }
 
-void shift_bias(model::CausalLM& m) {
-  torch::NoGradGuard g;
-  at::manual_seed(5);
-  int shifted = 0;
-  for (auto& [name, t] : m.named_weights())
-    if (name.find("e_score_correction_bias") != std::string::npos) {
-      t.add_(at::randn(t.sizes(), t.options()) * 0.5);
-      ++shifted;
-    }
-  ASSERT_GT(shifted, 0);
-}
-
 double mean_abs(const RoutingMismatch& mm) { return mm.logp_abs / mm.tokens; }
 double expert_share(const RoutingMismatch& mm) { return mm.expert_diff / mm.expert_pairs; }
 
@@ -156,7 +145,7 @@ TEST(RoutingReplay, UnchangedPolicyReplaysTheBehaviourLogprobs) {
 TEST(RoutingReplay, BiasShiftShowsAsMismatchAndReplayRemovesIt) {
   model::CausalLM m(moe_config());
   const Rollout r = generate(m);
-  shift_bias(m);
+  model::testing::shift_balance_bias(m);
   const RoutingMismatch off = learner_pass(m, r, false), on = learner_pass(m, r, true);
   // Without replay the learner routes elsewhere and its log-probs drift.
   EXPECT_GT(expert_share(off), 0.1);
