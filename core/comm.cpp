@@ -8,6 +8,7 @@
 #include <algorithm>
 #include <cstdlib>
 #include <deque>
+#include <functional>
 #include <limits>
 #include <numeric>
 #include <vector>
@@ -37,6 +38,30 @@ at::Tensor Comm::reduce_scatter(const at::Tensor& flat) {
   allreduce(sum, ReduceOp::kSum);
   const int64_t n = flat.numel() / size();
   return sum.narrow(0, rank() * n, n).clone();
+}
+
+namespace {
+
+// A collective that completed when it was posted.
+class DoneWork final : public CommWork {
+ public:
+  explicit DoneWork(at::Tensor result) : result_(std::move(result)) {}
+  bool test() override { return true; }
+  at::Tensor wait() override { return result_; }
+
+ private:
+  at::Tensor result_;
+};
+
+}  // namespace
+
+std::unique_ptr<CommWork> Comm::allreduce_async(at::Tensor t, ReduceOp op) {
+  allreduce(t, op);
+  return std::make_unique<DoneWork>(t);
+}
+
+std::unique_ptr<CommWork> Comm::reduce_scatter_async(const at::Tensor& flat) {
+  return std::make_unique<DoneWork>(reduce_scatter(flat));
 }
 
 // ---- MPI lifetime --------------------------------------------------------------
@@ -186,28 +211,28 @@ class MpiComm final : public Comm {
   int size() const override { return size_; }
   std::string backend() const override { return "mpi"; }
 
-  void allreduce(at::Tensor& t, ReduceOp op) override {
+  void allreduce(at::Tensor& t, ReduceOp op) override { allreduce_async(t, op)->wait(); }
+
+  std::unique_ptr<CommWork> allreduce_async(at::Tensor t, ReduceOp op) override {
     check_cpu(t, "allreduce");
-    if (is_half_like(t.scalar_type())) {
-      // No MPI type for 16-bit floats: reduce in fp32, round once at the end.
-      at::Tensor f = t.to(at::kFloat);
-      allreduce(f, op);
-      t.copy_(f);
-      return;
-    }
+    ZR_CHECK(op != ReduceOp::kMean || at::isFloatingType(t.scalar_type()),
+             "allreduce mean needs a floating dtype, got ", at::toString(t.scalar_type()));
+    // No MPI type for 16-bit floats: reduce in fp32, round once at the end.
+    at::Tensor buf = is_half_like(t.scalar_type()) ? t.to(at::kFloat) : t;
     MPI_Op mop = MPI_SUM;
     if (op == ReduceOp::kMax) mop = MPI_MAX;
     if (op == ReduceOp::kMin) mop = MPI_MIN;
-    if (t.scalar_type() == at::kBool) mop = (op == ReduceOp::kMin) ? MPI_LAND : MPI_LOR;
-    MPI_Request req;
-    MPI_CHECK(MPI_Iallreduce(MPI_IN_PLACE, t.data_ptr(), static_cast<int>(t.numel()),
-                             mpi_type(t.scalar_type()), mop, comm_, &req));
-    wait(req, "allreduce");
-    if (op == ReduceOp::kMean) {
-      ZR_CHECK(at::isFloatingType(t.scalar_type()), "allreduce mean needs a floating dtype, got ",
-               at::toString(t.scalar_type()));
-      t.div_(size_);
-    }
+    if (buf.scalar_type() == at::kBool) mop = (op == ReduceOp::kMin) ? MPI_LAND : MPI_LOR;
+    auto w = std::make_unique<Work>(*this, "allreduce", std::vector<at::Tensor>{t, buf});
+    MPI_CHECK(MPI_Iallreduce(MPI_IN_PLACE, buf.data_ptr(), static_cast<int>(buf.numel()),
+                             mpi_type(buf.scalar_type()), mop, comm_, &w->req));
+    const int size = size_;
+    w->finish = [t, buf, op, size]() mutable {
+      if (op == ReduceOp::kMean) buf.div_(size);
+      if (!buf.is_same(t)) t.copy_(buf);
+      return t;
+    };
+    return w;
   }
 
   void broadcast(at::Tensor& t, int root) override {
@@ -256,20 +281,25 @@ class MpiComm final : public Comm {
     return out;
   }
 
-  at::Tensor reduce_scatter(const at::Tensor& flat_in) override {
+  at::Tensor reduce_scatter(const at::Tensor& flat) override {
+    return reduce_scatter_async(flat)->wait();
+  }
+
+  std::unique_ptr<CommWork> reduce_scatter_async(const at::Tensor& flat_in) override {
     at::Tensor flat = flat_in.contiguous();
     check_cpu(flat, "reduce_scatter");
     ZR_CHECK(flat.dim() == 1 && flat.numel() % size_ == 0, "reduce_scatter: a flat tensor of a ",
              "multiple of ", size_, " elements is needed, got shape ", flat.sizes());
-    if (is_half_like(flat.scalar_type()))
-      return reduce_scatter(flat.to(at::kFloat)).to(flat.scalar_type());
+    // 16-bit floats are summed in fp32 and rounded once, as allreduce does.
+    const at::ScalarType dtype = flat.scalar_type();
+    if (is_half_like(dtype)) flat = flat.to(at::kFloat);
     const int64_t n = flat.numel() / size_;
     at::Tensor out = at::empty({n}, flat.options());
-    MPI_Request req;
+    auto w = std::make_unique<Work>(*this, "reduce_scatter", std::vector<at::Tensor>{flat, out});
     MPI_CHECK(MPI_Ireduce_scatter_block(flat.data_ptr(), out.data_ptr(), static_cast<int>(n),
-                                        mpi_type(flat.scalar_type()), MPI_SUM, comm_, &req));
-    wait(req, "reduce_scatter");
-    return out;
+                                        mpi_type(flat.scalar_type()), MPI_SUM, comm_, &w->req));
+    w->finish = [out, dtype]() { return out.scalar_type() == dtype ? out : out.to(dtype); };
+    return w;
   }
 
   void barrier() override {
@@ -353,10 +383,47 @@ class MpiComm final : public Comm {
   static constexpr int kAskTag = 7001, kAnswerTag = 7002;
   static constexpr long kSpins = 2000;  // MPI_Test calls before the first sleep
 
+  // A posted non-blocking collective (allreduce_async, reduce_scatter_async).
+  struct Work final : public CommWork {
+    Work(MpiComm& c, const char* w, std::vector<at::Tensor> b)
+        : comm(c), what(w), seq(++c.seq_), buffers(std::move(b)) {}
+    ~Work() override {
+      // Never waited on (an exception is unwinding; MPI_Abort follows): the
+      // transfer may still write into the buffers, and a non-blocking
+      // collective cannot be cancelled or freed, so the buffers are kept.
+      if (req != MPI_REQUEST_NULL) {
+        static auto* kept = new std::vector<at::Tensor>();  // never freed, on purpose
+        for (at::Tensor& b : buffers) kept->push_back(std::move(b));
+      }
+    }
+    bool test() override {
+      if (req == MPI_REQUEST_NULL) return true;
+      int done = 0;
+      MPI_CHECK(MPI_Test(&req, &done, MPI_STATUS_IGNORE));
+      return done != 0;
+    }
+    at::Tensor wait() override {
+      ZR_CHECK(finish, "CommWork::wait called twice");
+      comm.poll(req, what, seq);
+      at::Tensor r = finish();
+      finish = nullptr;
+      return r;
+    }
+    MpiComm& comm;
+    const char* what;
+    int64_t seq;
+    std::vector<at::Tensor> buffers;
+    MPI_Request req = MPI_REQUEST_NULL;
+    std::function<at::Tensor()> finish;
+  };
+
   // Waits for a posted collective; past the timeout, names the ranks that
   // did not arrive and throws.
-  void wait(MPI_Request& req, const char* what) {
-    ++seq_;
+  void wait(MPI_Request& req, const char* what) { poll(req, what, ++seq_); }
+
+  // Waits for collective number `seq` (see wait()).
+  void poll(MPI_Request& req, const char* what, int64_t seq) {
+    if (req == MPI_REQUEST_NULL) return;  // completed in an earlier test()
     const double timeout = g_collective_timeout_s;
     if (timeout <= 0) {
       MPI_CHECK(MPI_Wait(&req, MPI_STATUS_IGNORE));
@@ -372,7 +439,7 @@ class MpiComm final : public Comm {
       // and the clock are looked at only once the spinning is over.
       if (spins < kSpins) continue;
       answer_asks();
-      if (MPI_Wtime() - t0 > timeout) diagnose(what, timeout);
+      if (MPI_Wtime() - t0 > timeout) diagnose(what, timeout, seq);
       ::usleep(spins > 10 * kSpins ? 1000 : 50);
     }
   }
@@ -393,7 +460,7 @@ class MpiComm final : public Comm {
     }
   }
 
-  [[noreturn]] void diagnose(const char* what, double timeout) {
+  [[noreturn]] void diagnose(const char* what, double timeout, int64_t seq) {
     const double grace = std::min(10.0, std::max(2.0, timeout / 10));
     asks_.assign(size_, seq_);
     for (int r = 0; r < size_; ++r) {
@@ -426,7 +493,7 @@ class MpiComm final : public Comm {
       std::string& list = answered[r] ? waiting : late;
       list += (list.empty() ? "" : ", ") + std::to_string(r);
     }
-    ZR_THROW("collective ", what, " #", seq_,
+    ZR_THROW("collective ", what, " #", seq,
              g_collective_context.empty() ? "" : " (" + g_collective_context + ")",
              " timed out after ", timeout, " s on rank ", rank_, ": rank(s) ",
              late.empty() ? "(none: all answered, so the collective itself is stuck)" : late,

@@ -9,11 +9,15 @@
 //   * "auto"   — nccl when CUDA is available and the process is under a
 //                launcher, mpi under a launcher (mpirun/srun), else single.
 //
-// Contract: collectives are blocking and called by every rank in the same
-// order with tensors of the same shape and dtype (allgather checks shapes).
+// Contract: collectives are called by every rank in the same order with
+// tensors of the same shape and dtype (allgather checks shapes).  They block,
+// except the *_async ones, which return a CommWork to wait on later; they
+// take their place in that order when they are posted, not when waited on.
 // allreduce and broadcast work in place on a contiguous tensor; the others
-// return a new tensor.  Not thread-safe: call from the main thread only.  A
-// failure throws zerorl::Error; main() turns that into MPI_Abort so no rank hangs.
+// return a new tensor.  Not thread-safe: call from one thread at a time (the
+// main thread; on CUDA the autograd thread may post *_async calls while the
+// main thread waits in backward).  A failure throws zerorl::Error; main()
+// turns that into MPI_Abort so no rank hangs.
 #pragma once
 
 #include <ATen/core/Tensor.h>
@@ -25,6 +29,25 @@
 namespace zerorl {
 
 enum class ReduceOp { kSum, kMean, kMax, kMin };
+
+// A collective posted by one of Comm's *_async calls, in flight until wait().
+// It holds the tensors the transfer reads and writes, so they live until it
+// completes; the caller must not touch the tensor it posted before wait().
+// Destroying a CommWork that was never waited on (an error path: the job is
+// ending) leaves its buffers allocated rather than freeing memory a transfer
+// may still write.
+class CommWork {
+ public:
+  virtual ~CommWork() = default;
+  // Lets the transfer progress without blocking (MPI moves a non-blocking
+  // collective only inside MPI calls) and says whether it is complete.
+  virtual bool test() = 0;
+  // Blocks until the collective is complete, under the watchdog of
+  // comm.timeout_s (core/collective_timeout.h), and returns its result (see
+  // the call that posted it).  On NCCL it returns once the caller's current
+  // CUDA stream is ordered after the transfer.  Call once.
+  virtual at::Tensor wait() = 0;
+};
 
 class Comm {
  public:
@@ -46,6 +69,16 @@ class Comm {
   // fp32 on mpi (rounded once), natively on nccl.
   virtual at::Tensor reduce_scatter(const at::Tensor& flat);
   virtual void barrier() = 0;
+
+  // Non-blocking allreduce and reduce_scatter, for the gradient sync that
+  // overlaps backward (trainer/grad_sync.h): the same result, bit for bit,
+  // as the blocking call.  allreduce_async reduces t in place (wait()
+  // returns t); reduce_scatter_async's wait() returns this rank's slice.
+  // mpi posts MPI_Iallreduce / MPI_Ireduce_scatter_block; nccl enqueues on
+  // the Comm's own stream after the current stream's pending work; the base
+  // implementation (single) runs the blocking call and returns it done.
+  virtual std::unique_ptr<CommWork> allreduce_async(at::Tensor t, ReduceOp op = ReduceOp::kSum);
+  virtual std::unique_ptr<CommWork> reduce_scatter_async(const at::Tensor& flat);
 
   // Variable-size all-to-all over the first dimension: rows
   // [sum(send_counts[0..i)), + send_counts[i]) of t go to rank i.  The row

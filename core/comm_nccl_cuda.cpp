@@ -15,7 +15,17 @@
 // CUDA, so it ends the job itself, as main() would.  NCCL cannot say which
 // peer is missing: the ranks that log the timeout were waiting, a rank that
 // does not is the one that did not arrive.
+//
+// The *_async collectives run on the Comm's own stream (one from the pool,
+// made at the first call): it first waits for the current stream's pending
+// work (the data being produced), then the collective runs beside later
+// compute; wait() makes the current stream wait for it.  The buffers are
+// recorded on that stream with the caching allocator, so freeing them early
+// is safe.  Issue every collective of one communicator either blocking or
+// async, not both: NCCL needs one order per communicator, and two streams
+// do not give one (GradSync splits a communicator of its own for this).
 #include <ATen/ATen.h>
+#include <c10/cuda/CUDACachingAllocator.h>
 #include <c10/cuda/CUDAStream.h>
 #include <cuda_runtime.h>
 #include <mpi.h>
@@ -24,7 +34,9 @@
 #include <chrono>
 #include <condition_variable>
 #include <deque>
+#include <functional>
 #include <mutex>
+#include <optional>
 #include <string>
 #include <thread>
 #include <vector>
@@ -186,6 +198,29 @@ class NcclWatchdog {
   std::thread thread_;
 };
 
+// A collective enqueued on the Comm's own stream (see the file comment).
+class NcclWork final : public CommWork {
+ public:
+  NcclWork(cudaEvent_t done, int device, std::function<at::Tensor()> finish)
+      : done_(done), device_(device), finish_(std::move(finish)) {}
+  ~NcclWork() override { cudaEventDestroy(done_); }
+  NcclWork(const NcclWork&) = delete;
+  NcclWork& operator=(const NcclWork&) = delete;
+  bool test() override { return cudaEventQuery(done_) == cudaSuccess; }
+  at::Tensor wait() override {
+    ZR_CHECK(finish_, "CommWork::wait called twice");
+    CUDA_CHECK(cudaStreamWaitEvent(c10::cuda::getCurrentCUDAStream(device_).stream(), done_, 0));
+    at::Tensor r = finish_();
+    finish_ = nullptr;
+    return r;
+  }
+
+ private:
+  cudaEvent_t done_;
+  int device_;
+  std::function<at::Tensor()> finish_;
+};
+
 class NcclComm final : public Comm {
  public:
   NcclComm() {
@@ -301,6 +336,31 @@ class NcclComm final : public Comm {
     watch("reduce_scatter");
     return out;
   }
+  std::unique_ptr<CommWork> allreduce_async(at::Tensor t, ReduceOp op) override {
+    if (!t.is_cuda()) return Comm::allreduce_async(t, op);  // staged, blocking
+    check(t, "allreduce");
+    ncclRedOp_t nop = ncclSum;
+    if (op == ReduceOp::kMax) nop = ncclMax;
+    if (op == ReduceOp::kMin) nop = ncclMin;
+    if (op == ReduceOp::kMean) nop = ncclAvg;
+    const cudaStream_t s = side_begin();
+    NCCL_CHECK(ncclAllReduce(t.data_ptr(), t.data_ptr(), t.numel(), nccl_type(t.scalar_type()), nop,
+                             comm_, s));
+    return side_end("allreduce", {t}, [t] { return t; });
+  }
+  std::unique_ptr<CommWork> reduce_scatter_async(const at::Tensor& flat_in) override {
+    if (!flat_in.is_cuda()) return Comm::reduce_scatter_async(flat_in);
+    at::Tensor flat = flat_in.contiguous();
+    check(flat, "reduce_scatter");
+    ZR_CHECK(flat.dim() == 1 && flat.numel() % size_ == 0, "reduce_scatter: a flat tensor of a ",
+             "multiple of ", size_, " elements is needed, got shape ", flat.sizes());
+    const int64_t n = flat.numel() / size_;
+    at::Tensor out = at::empty({n}, flat.options());
+    const cudaStream_t s = side_begin();
+    NCCL_CHECK(ncclReduceScatter(flat.data_ptr(), out.data_ptr(), n, nccl_type(flat.scalar_type()),
+                                 ncclSum, comm_, s));
+    return side_end("reduce_scatter", {flat, out}, [out] { return out; });
+  }
   void barrier() override {
     if (watchdog_) watchdog_->host_begin("barrier");
     CUDA_CHECK(cudaStreamSynchronize(stream()));
@@ -376,6 +436,28 @@ class NcclComm final : public Comm {
   void watch(const char* what) {
     if (watchdog_) watchdog_->enqueued(what, stream());
   }
+  // The Comm's own stream, made to wait for the current stream's pending work.
+  cudaStream_t side_begin() {
+    if (!side_) side_.emplace(c10::cuda::getStreamFromPool(/*isHighPriority=*/false, device_));
+    cudaEvent_t ready = nullptr;
+    CUDA_CHECK(cudaEventCreateWithFlags(&ready, cudaEventDisableTiming));
+    CUDA_CHECK(cudaEventRecord(ready, stream()));
+    CUDA_CHECK(cudaStreamWaitEvent(side_->stream(), ready, 0));
+    CUDA_CHECK(cudaEventDestroy(ready));  // released once the wait is done
+    return side_->stream();
+  }
+  // After a collective enqueued on the side stream: watched, its buffers
+  // recorded on that stream, and a CommWork holding its completion event.
+  std::unique_ptr<CommWork> side_end(const char* what, const std::vector<at::Tensor>& buffers,
+                                     std::function<at::Tensor()> finish) {
+    if (watchdog_) watchdog_->enqueued(what, side_->stream());
+    for (const at::Tensor& b : buffers)
+      c10::cuda::CUDACachingAllocator::recordStream(b.storage().data_ptr(), *side_);
+    cudaEvent_t done = nullptr;
+    CUDA_CHECK(cudaEventCreateWithFlags(&done, cudaEventDisableTiming));
+    CUDA_CHECK(cudaEventRecord(done, side_->stream()));
+    return std::make_unique<NcclWork>(done, device_, std::move(finish));
+  }
   void check(const at::Tensor& t, const char* what) const {
     ZR_CHECK(t.is_cuda(), "NCCL Comm ", what, " needs a CUDA tensor, got ", t.device().str());
     ZR_CHECK(t.is_contiguous(), "NCCL Comm ", what, " needs a contiguous tensor");
@@ -383,7 +465,8 @@ class NcclComm final : public Comm {
   MPI_Comm mpi_ = MPI_COMM_WORLD;
   int rank_ = 0, size_ = 1, device_ = 0;
   ncclComm_t comm_ = nullptr;
-  std::unique_ptr<NcclWatchdog> watchdog_;  // null when the timeout is 0
+  std::optional<c10::cuda::CUDAStream> side_;  // the *_async collectives' stream
+  std::unique_ptr<NcclWatchdog> watchdog_;     // null when the timeout is 0
 };
 
 }  // namespace

@@ -5,6 +5,8 @@
 #include <ATen/ops/zeros.h>
 #include <ATen/ops/full.h>
 #include <ATen/ops/zeros_like.h>
+#include <torch/csrc/autograd/function_hook.h>
+#include <torch/csrc/autograd/variable.h>
 
 #include <algorithm>
 #include <cmath>
@@ -20,8 +22,21 @@ GradSync::GradSync(std::vector<at::Tensor> params, Comm& comm, int64_t bucket_by
     : GradSync(params, ShardPlan::make(params, 0, comm.rank(), comm.size(), bucket_bytes), comm,
                op) {}
 
-GradSync::GradSync(std::vector<at::Tensor> params, ShardPlan plan, Comm& comm, ReduceOp op)
-    : params_(std::move(params)), plan_(std::move(plan)), comm_(comm), op_(op) {
+// The post-accumulate-grad hook of one parameter (GradSync's overlap): runs
+// after autograd has added this backward's gradient into .grad().
+class GradSync::Hook final : public torch::autograd::PostAccumulateGradHook {
+ public:
+  Hook(GradSync* sync, int64_t param) : sync_(sync), param_(param) {}
+  void operator()(const torch::autograd::Variable&) override { sync_->on_grad(param_); }
+
+ private:
+  GradSync* sync_;
+  int64_t param_;
+};
+
+GradSync::GradSync(std::vector<at::Tensor> params, ShardPlan plan, Comm& comm, ReduceOp op,
+                   bool overlap)
+    : params_(std::move(params)), plan_(std::move(plan)), comm_(comm), op_(op), overlap_(overlap) {
   ZR_CHECK(op == ReduceOp::kSum || op == ReduceOp::kMean,
            "GradSync: gradients reduce with kSum or kMean only");
   ZR_CHECK(plan_.rank == comm.rank() && plan_.world == comm.size() &&
@@ -29,6 +44,30 @@ GradSync::GradSync(std::vector<at::Tensor> params, ShardPlan plan, Comm& comm, R
            "GradSync: the plan was made for another rank, world size or parameter list");
   flats_.resize(plan_.buckets.size());
   slices_.resize(plan_.buckets.size());
+  if (!overlap_) return;
+  sync_comm_ = comm.split(0, comm.rank());
+  bucket_of_.assign(params_.size(), -1);
+  for (size_t k = 0; k < plan_.buckets.size(); ++k)
+    for (int64_t i : plan_.buckets[k].param_idx) bucket_of_[i] = static_cast<int64_t>(k);
+  works_.resize(plan_.buckets.size());
+  hooks_.assign(params_.size(), nullptr);
+  for (size_t i = 0; i < params_.size(); ++i) {
+    // A tensor that does not require grad never gets one from backward: its
+    // bucket is posted by the sync itself.
+    if (!params_[i].requires_grad()) continue;
+    auto hook = std::make_unique<Hook>(this, static_cast<int64_t>(i));
+    hooks_[i] = hook.get();
+    torch::autograd::impl::set_post_acc_grad_hooks(params_[i], std::move(hook));
+  }
+}
+
+GradSync::~GradSync() {
+  // Only our own hooks: a later GradSync over the same parameters replaced them.
+  for (size_t i = 0; i < hooks_.size(); ++i) {
+    if (!hooks_[i]) continue;
+    auto& slot = torch::autograd::impl::post_acc_grad_hooks(params_[i]);
+    if (slot.get() == hooks_[i]) slot.reset();
+  }
 }
 
 void GradSync::pack_grads(int64_t k, at::Tensor& dst) const {
@@ -45,7 +84,20 @@ void GradSync::pack_grads(int64_t k, at::Tensor& dst) const {
   }
 }
 
+void GradSync::unpack_grads(int64_t k) {
+  const ShardPlan::Bucket& b = plan_.buckets[k];
+  const at::Tensor& flat = flats_[k];
+  for (int64_t i : b.param_idx) {
+    at::Tensor& p = params_[i];
+    const at::Tensor src =
+        flat.narrow(0, plan_.param_offset[i] - b.begin, p.numel()).view(p.sizes());
+    if (!p.grad().defined()) p.mutable_grad() = at::zeros_like(p);
+    p.mutable_grad().copy_(src);
+  }
+}
+
 void GradSync::allreduce_grads() {
+  if (overlap_) return finish_overlapped();
   for (size_t k = 0; k < plan_.buckets.size(); ++k) {
     const ShardPlan::Bucket& b = plan_.buckets[k];
     if (!flats_[k].defined())
@@ -53,17 +105,12 @@ void GradSync::allreduce_grads() {
     at::Tensor& flat = flats_[k];
     pack_grads(static_cast<int64_t>(k), flat);
     comm_.allreduce(flat, op_);
-    for (int64_t i : b.param_idx) {
-      at::Tensor& p = params_[i];
-      const at::Tensor src =
-          flat.narrow(0, plan_.param_offset[i] - b.begin, p.numel()).view(p.sizes());
-      if (!p.grad().defined()) p.mutable_grad() = at::zeros_like(p);
-      p.mutable_grad().copy_(src);
-    }
+    unpack_grads(static_cast<int64_t>(k));
   }
 }
 
 void GradSync::reduce_scatter_grads() {
+  if (overlap_) return finish_overlapped();
   const int W = plan_.world;
   for (size_t k = 0; k < plan_.buckets.size(); ++k) {
     const ShardPlan::Bucket& b = plan_.buckets[k];
@@ -75,6 +122,81 @@ void GradSync::reduce_scatter_grads() {
     slices_[k] = comm_.reduce_scatter(padded);
     if (op_ == ReduceOp::kMean) slices_[k].div_(W);
   }
+}
+
+// ---- overlap with backward -------------------------------------------------------
+
+void GradSync::overlap_next_backward() {
+  if (!overlap_) return;
+  ZR_CHECK(!armed_, "GradSync: overlap_next_backward() twice before the gradient sync");
+  armed_ = true;
+  fired_.assign(params_.size(), 0);
+  missing_.clear();
+  for (const ShardPlan::Bucket& b : plan_.buckets)
+    missing_.push_back(static_cast<int64_t>(b.param_idx.size()));
+  next_post_ = next_done_ = static_cast<int64_t>(plan_.buckets.size()) - 1;
+  posted_in_backward_ = 0;
+  late_param_ = -1;
+}
+
+void GradSync::on_grad(int64_t i) {
+  if (!armed_) return;  // an earlier micro-batch, or a backward outside a step
+  const int64_t k = bucket_of_[i];
+  if (fired_[i]) {
+    if (k > next_post_ && late_param_ < 0) late_param_ = i;
+    return;
+  }
+  fired_[i] = 1;
+  --missing_[k];
+  while (next_post_ >= 0 && missing_[next_post_] == 0) {
+    post(next_post_--);
+    ++posted_in_backward_;
+  }
+  complete_done();
+}
+
+void GradSync::post(int64_t k) {
+  const ShardPlan::Bucket& b = plan_.buckets[k];
+  const at::TensorOptions opts = at::TensorOptions().dtype(b.dtype).device(b.device);
+  if (plan_.stage == 2) {
+    at::Tensor padded = at::zeros({b.shard * plan_.world}, opts);
+    pack_grads(k, padded);
+    for (int64_t i : b.param_idx)
+      if (params_[i].grad().defined()) params_[i].mutable_grad().reset();
+    works_[k] = sync_comm_->reduce_scatter_async(padded);
+  } else {
+    if (!flats_[k].defined()) flats_[k] = at::empty({b.numel}, opts);
+    pack_grads(k, flats_[k]);
+    works_[k] = sync_comm_->allreduce_async(flats_[k], op_);
+  }
+}
+
+void GradSync::complete(int64_t k) {
+  at::Tensor r = works_[k]->wait();
+  works_[k].reset();
+  if (plan_.stage == 2) {
+    slices_[k] = r;
+    if (op_ == ReduceOp::kMean) slices_[k].div_(plan_.world);
+  } else {
+    unpack_grads(k);
+  }
+}
+
+void GradSync::complete_done() {
+  // In posting order; test() also lets MPI move the ones still in flight.
+  while (next_done_ > next_post_ && works_[next_done_]->test()) complete(next_done_--);
+}
+
+void GradSync::finish_overlapped() {
+  if (!armed_) overlap_next_backward();  // no backward armed on this rank: post everything
+  armed_ = false;
+  for (; next_post_ >= 0; --next_post_) post(next_post_);
+  for (; next_done_ >= 0; --next_done_) complete(next_done_);
+  if (late_param_ >= 0)
+    ZR_THROW("GradSync: parameter ", late_param_,
+             " received a gradient after its bucket was sent (used by two backward passes "
+             "between overlap_next_backward() and the step?); set train.overlap_grad_sync: "
+             "false for such a model");
 }
 
 void GradSync::allgather_params() {

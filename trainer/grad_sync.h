@@ -23,16 +23,44 @@
 //                           parameters is all-gathered into every rank's
 //                           parameters (a temporary per bucket).
 //
+// Overlap with backward (train.overlap_grad_sync, on by default, as in
+// PyTorch DDP).  With `overlap`, a post-accumulate-grad hook on every
+// parameter counts the gradients that arrive during the backward that
+// follows overlap_next_backward() (the last micro-batch's: earlier ones only
+// accumulate).  Buckets are posted in descending index order (the reverse of
+// the parameter order, so roughly the order backward produces them, as DDP
+// does), each as soon as it and every bucket after it are complete: packed
+// as above and handed to allreduce_async / reduce_scatter_async (stage 2
+// then frees the bucket's .grad() at once).  Later hooks test the posted
+// collectives so that MPI moves them and complete those that are done.
+// allreduce_grads() / reduce_scatter_grads() then post what is left (a
+// parameter without a gradient in that backward, e.g. an expert with no
+// tokens, holds its bucket and those below it back; a rank with no
+// backward posts everything there), in the same descending order, and wait
+// in that order.  Every rank thus posts the same buckets in the same order,
+// each packed from the final gradients, and the result is bit for bit that
+// of the blocking path.  The collectives go over a communicator of their own
+// (split from comm at construction, a collective), so collectives that
+// backward itself makes on comm (expert parallelism's all-to-all) cannot
+// interleave with them differently on different ranks.  A gradient that
+// reaches a parameter whose bucket was already posted (a parameter used by
+// two backward passes between overlap_next_backward() and the sync) is an
+// error naming the key.  Without `overlap` the order is ascending and every
+// collective blocks, as before.
+//
 // MetricReducer (metric_reducer.h, included here for the learner's callers)
 // reduces the per-step metrics.
 //
-// Not thread-safe; call from the thread that owns the Comm.
+// Not thread-safe; call from the thread that owns the Comm.  The hooks run
+// on the thread that runs backward (the caller's on CPU; autograd's device
+// thread on CUDA, while the caller waits in backward).
 #pragma once
 
 #include <ATen/core/Tensor.h>
 
 #include <cstdint>
 #include <map>
+#include <memory>
 #include <string>
 #include <vector>
 
@@ -52,8 +80,19 @@ class GradSync {
   GradSync(std::vector<at::Tensor> params, Comm& comm, int64_t bucket_bytes = 25 << 20,
            ReduceOp op = ReduceOp::kSum);
   // plan: made from the same params for this comm's rank and size.
-  GradSync(std::vector<at::Tensor> params, ShardPlan plan, Comm& comm,
-           ReduceOp op = ReduceOp::kSum);
+  // overlap: see above (then construction is a collective on comm).
+  GradSync(std::vector<at::Tensor> params, ShardPlan plan, Comm& comm, ReduceOp op = ReduceOp::kSum,
+           bool overlap = false);
+  ~GradSync();  // removes the hooks
+  GradSync(const GradSync&) = delete;
+  GradSync& operator=(const GradSync&) = delete;
+
+  // With overlap: the next backward is the last before the sync (see above).
+  // Without: does nothing.
+  void overlap_next_backward();
+  bool overlap() const { return overlap_; }
+  // Buckets posted from hooks, during backward, in the last sync.
+  int64_t buckets_posted_in_backward() const { return posted_in_backward_; }
 
   // All-reduce every gradient in place (see above).
   void allreduce_grads();
@@ -73,8 +112,19 @@ class GradSync {
   Comm& comm() const { return comm_; }
 
  private:
+  class Hook;
   // The bucket's gradients, packed (zeros where undefined) into dst [>= numel].
   void pack_grads(int64_t k, at::Tensor& dst) const;
+  // Stages 0, 1: the summed bucket k back into .grad().
+  void unpack_grads(int64_t k);
+  // Overlap: a gradient of parameter i has been accumulated (the hook).
+  void on_grad(int64_t i);
+  // Overlap: post bucket k (non-blocking); complete posted ones that are done.
+  void post(int64_t k);
+  void complete(int64_t k);
+  void complete_done();
+  // Overlap: post what is left, wait for everything, disarm.
+  void finish_overlapped();
 
   std::vector<at::Tensor> params_;
   ShardPlan plan_;
@@ -82,6 +132,20 @@ class GradSync {
   std::vector<at::Tensor> slices_;  // stage 2: one [shard] slice per bucket
   Comm& comm_;
   ReduceOp op_;
+
+  // ---- overlap ----
+  bool overlap_ = false;
+  std::unique_ptr<Comm> sync_comm_;  // split of comm_: the non-blocking collectives
+  std::vector<Hook*> hooks_;         // owned by the parameters' autograd metadata
+  std::vector<int64_t> bucket_of_;   // parameter -> bucket
+  bool armed_ = false;
+  std::vector<char> fired_;                       // per parameter, in the armed backward
+  std::vector<int64_t> missing_;                  // per bucket: parameters yet to fire
+  int64_t next_post_ = -1;                        // next bucket to post (descending)
+  int64_t next_done_ = -1;                        // next posted bucket to complete
+  std::vector<std::unique_ptr<CommWork>> works_;  // per bucket, while in flight
+  int64_t posted_in_backward_ = 0;
+  int64_t late_param_ = -1;  // a parameter whose gradient came after its bucket was posted
 };
 
 // True on every rank when local_flag is true on any rank.

@@ -71,6 +71,7 @@ TrainConfig TrainConfig::from(const ConfigNode& n) {
   c.zero = n.get<long>("zero", c.zero);
   ZR_CHECK(c.zero >= 0 && c.zero <= 2, n.where("zero"), ": train.zero must be 0, 1 or 2, got ",
            c.zero);
+  c.overlap_grad_sync = n.get<bool>("overlap_grad_sync", c.overlap_grad_sync);
   ZR_CHECK(c.steps >= 0, n.where("steps"), ": train.steps must be >= 0");
   ZR_CHECK(c.prompts_per_step > 0, n.where("prompts_per_step"),
            ": train.prompts_per_step must be > 0");
@@ -259,6 +260,7 @@ const std::vector<std::string> kMayChangeOnResume = {"train.steps",
                                                      "train.sample_every",
                                                      "train.samples_per_log",
                                                      "train.zero",
+                                                     "train.overlap_grad_sync",
                                                      "eval.*",
                                                      "checkpoint.*",
                                                      "log.*",
@@ -815,6 +817,7 @@ void update_phase(Run& run, Comm& comm, const StepBatch& b, StepLog& log) {
           in.behaviour_logp_BT = select_span(full->t.behaviour_logp_BT, part, S);
         auto out = grpo_loss(in, run.loss, scale);
         finite = finite && std::isfinite(out.stats.loss);
+        if (&part == &parts.back()) run.opt->overlap_next_backward();
         out.loss.backward();
         if (epoch == 0) out.stats.add_to(m, "loss/");
       }

@@ -97,6 +97,10 @@ struct TrainConfig {
   // replicas, 1 sharded fp32 masters + AdamW moments, 2 also sharded
   // gradients.  Any stage gives the same update.
   long zero = 0;
+  // Send gradient buckets during the last micro-batch's backward, as they
+  // complete, instead of after it (trainer/grad_sync.h; PyTorch DDP's
+  // default).  The same bits either way; off: every bucket after backward.
+  bool overlap_grad_sync = true;
   static TrainConfig from(const ConfigNode& n);
   // Whether the update takes the rollout's log-probs as the old ones.
   bool old_logprobs_from_rollout() const {

@@ -290,7 +290,7 @@ Optimizer::Optimizer(std::vector<NamedParam> params, const OptimizerConfig& cfg,
   const int64_t bucket_bytes = static_cast<int64_t>(cfg.bucket_mb * 1024 * 1024);
   sync_ = std::make_unique<GradSync>(
       tensors_, ShardPlan::make(tensors_, cfg.zero, comm.rank(), comm.size(), bucket_bytes), comm,
-      cfg.grad_reduce);
+      cfg.grad_reduce, cfg.overlap_grad_sync);
   at::NoGradGuard no_grad;
   for (const ShardPlan::Segment& s : plan().owned) {
     const at::Tensor& p = tensors_[s.param];
@@ -313,6 +313,8 @@ void Optimizer::zero_grad() {
     if (p.grad().defined()) p.mutable_grad().reset();
   }
 }
+
+void Optimizer::overlap_next_backward() { sync_->overlap_next_backward(); }
 
 at::Tensor Optimizer::segment_grad(size_t i) const {
   const ShardPlan::Segment& s = plan().owned[i];

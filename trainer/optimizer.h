@@ -28,6 +28,8 @@
 // step, in the same order as every other collective):
 //   1. sync the gradients in buckets: all-reduce (stages 0, 1) or
 //      reduce-scatter (stage 2); kSum by default, see grpo_loss.h on LossScale;
+//      with overlap_grad_sync, buckets posted during the backward that
+//      followed overlap_next_backward() are only waited for here;
 //   2. the global gradient norm: stage 0 over the full gradients (identical
 //      on every rank after step 1), stages 1 and 2 as the square root of the
 //      all-reduced sum of each rank's squared slice norms: the same global
@@ -60,7 +62,8 @@
 // the slices of every rank of a checkpoint written at any world size and
 // stage, copies what this rank owns now, and republishes the parameters.
 //
-// Not thread-safe.  Errors (bad config, state of the wrong layout on load)
+// The constructor is a collective when overlap_grad_sync is on (GradSync
+// splits a communicator).  Not thread-safe.  Errors (bad config, state of the wrong layout on load)
 // throw zerorl::Error naming the key or tensor.
 #pragma once
 
@@ -101,6 +104,10 @@ struct OptimizerConfig {
   // ZeRO stage 0 | 1 | 2 (shard_plan.h).  Not an optimizer-section key: the
   // GRPO recipe sets it from train.zero.
   int zero = 0;
+  // Post gradient buckets during the last backward before a step
+  // (grad_sync.h; same bits as without).  Not an optimizer-section key: the
+  // GRPO recipe sets it from train.overlap_grad_sync.
+  bool overlap_grad_sync = true;
 
   // Keys (all optional): lr, beta1, beta2, eps, weight_decay, warmup_steps,
   // schedule: constant|cosine, total_steps (> warmup_steps for cosine),
@@ -202,6 +209,11 @@ class Optimizer {
 
   // Drops every gradient (sets .grad() undefined).
   void zero_grad();
+  // Call just before the backward of the last micro-batch of an optimizer
+  // step: with overlap_grad_sync, gradient buckets are sent during it as
+  // they complete (GradSync::overlap_next_backward); otherwise nothing.
+  // Local; step() is then the collective that finishes the sync.
+  void overlap_next_backward();
   // The collective described at the top of this file.
   StepReport step(bool local_loss_finite = true);
 

@@ -129,6 +129,7 @@ PretrainResult run_pretrain(Recipe& recipe, Comm& comm) {
     at::Tensor loss = -out.logp_BT.sum() / global_tokens;
     if (out.aux_loss.defined()) loss = loss + out.aux_loss / comm.size();
     double local_loss = loss.item<double>();
+    opt.overlap_next_backward();
     loss.backward();
     const StepReport rep = policy_step(opt, *model, comm, std::isfinite(local_loss)).optimizer;
     double nll = comm.allreduce_scalar(local_loss);

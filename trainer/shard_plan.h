@@ -35,8 +35,11 @@
 //   0      N*c     N*c               N*c (kept)        N*M      8N
 //   1      N*c     N*c               N*c (kept)        N*M/W    8N/W
 //   2      N*c     N*c (*)           N*c/W (shard)     N*M/W    8N/W
-// (*) stage 2 frees the full gradients at step(); they still peak at N*c
-// during backward (no reduce-scatter overlapped with backward yet).  /W is
+// (*) stage 2 frees the full gradients bucket by bucket: during the last
+// backward with train.overlap_grad_sync (grad_sync.h), as each bucket is
+// posted, else at step().  They still peak near N*c during backward (a
+// posted bucket's packed copy lives until it completes, and earlier
+// micro-batches accumulate full gradients).  /W is
 // ceil per bucket: up to W-1 padding elements per bucket.  The reference
 // model (when loss.beta > 0) adds N*c on every rank.
 //

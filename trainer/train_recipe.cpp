@@ -27,6 +27,7 @@ TrainRecipe read_train_recipe(Recipe& recipe) {
   c.optimizer = OptimizerConfig::from(recipe.section("optimizer"),
                                       c.train.steps * c.train.epochs * c.train.minibatches);
   c.optimizer.zero = static_cast<int>(c.train.zero);
+  c.optimizer.overlap_grad_sync = c.train.overlap_grad_sync;
   c.eval = EvalConfig::from(recipe.section("eval"), c.rollout.sampling);
   c.checkpoint = CheckpointConfig::from(recipe.section("checkpoint"));
   c.log = LogConfig::from(recipe.section("log"));

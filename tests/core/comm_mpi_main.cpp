@@ -76,6 +76,22 @@ static void collectives(Comm& comm) {
       at::Tensor base = (at::arange(1, 7, at::kDouble) * (r + 1)).to(dt);
       at::Tensor via_base = comm.Comm::reduce_scatter(base);
       CHECK_OR_FAIL(at::equal(via_base, rs_want), name, " reduce_scatter (base implementation)");
+      // Non-blocking: both posted before either is waited on, waited in the
+      // other order; the same bits as the blocking calls.
+      at::Tensor ta = (at::arange(1, 8, at::kDouble) * (r + 1)).to(dt);
+      auto w_ar = comm.allreduce_async(ta, ReduceOp::kSum);
+      auto w_rs = comm.reduce_scatter_async((at::arange(1, 7, at::kDouble) * (r + 1)).to(dt));
+      CHECK_OR_FAIL(at::equal(w_rs->wait(), rs_want), name, " reduce_scatter_async");
+      CHECK_OR_FAIL(w_ar->wait().is_same(ta) && at::equal(ta, want), name, " allreduce_async");
+      if (at::isFloatingType(dt)) {
+        at::Tensor avg = at::full({4}, r == 0 ? 1.0 : 3.0, at::kDouble).to(dt);
+        auto w = comm.allreduce_async(avg, ReduceOp::kMean);
+        while (!w->test()) {
+        }
+        w->wait();
+        CHECK_OR_FAIL(at::equal(avg, at::full({4}, 2.0, at::kDouble).to(dt)), name,
+                      " allreduce_async mean");
+      }
     }
   }
   double s = comm.allreduce_scalar(r + 0.5);
@@ -222,6 +238,7 @@ static void nccl_collectives(Comm& comm) {
   const int r = comm.rank(), n = comm.size();
   const double tri = n * (n + 1) / 2.0;
   CHECK_OR_FAIL(comm.backend() == "nccl", "backend ", comm.backend());
+  const auto own = comm.split(0, r);  // for the non-blocking calls
   const auto cuda = [](at::Tensor t) { return t.to(at::kCUDA); };
   for (auto dt : {at::kFloat, at::kDouble, at::kBFloat16, at::kHalf, at::kLong, at::kInt}) {
     const std::string name = at::toString(dt);
@@ -262,6 +279,19 @@ static void nccl_collectives(Comm& comm) {
     }
     at::Tensor got = comm.alltoall(on(a));
     CHECK_OR_FAIL(at::equal(got.cpu(), want.to(dt)), name, " alltoall");
+    // reduce_scatter, blocking and non-blocking (on a split communicator, on
+    // its own stream, as GradSync uses them): rank r contributes (r+1) *
+    // [1..2n] and gets elements [2r, 2r+2) of tri * [1..2n].
+    const at::Tensor rs_in = at::arange(1, 2 * n + 1, at::kDouble) * (r + 1);
+    const at::Tensor rs_want = (at::arange(1 + 2 * r, 3 + 2 * r, at::kDouble) * tri).to(dt);
+    CHECK_OR_FAIL(at::equal(comm.reduce_scatter(on(rs_in)).cpu(), rs_want), name,
+                  " reduce_scatter");
+    at::Tensor ta = on(at::arange(1, 8, at::kDouble) * (r + 1));
+    auto w_ar = own->allreduce_async(ta, ReduceOp::kSum);
+    auto w_rs = own->reduce_scatter_async(on(rs_in));
+    CHECK_OR_FAIL(at::equal(w_rs->wait().cpu(), rs_want), name, " reduce_scatter_async");
+    CHECK_OR_FAIL(at::equal(w_ar->wait().cpu(), (at::arange(1, 8, at::kDouble) * tri).to(dt)), name,
+                  " allreduce_async");
   }
   // A CPU tensor (metrics, expert loads) is staged through the GPU and comes back.
   at::Tensor cpu = at::arange(1, 5, at::kDouble) * (r + 1);

@@ -3,8 +3,9 @@
 //   -np 1 --write-ref=F    trains the reference run and writes its weights to F
 //   -np 2 --compare-ref=F  trains the same global batch on two ranks and
 //                          requires the same weights (<= 1e-6) as F and as an
-//                          in-process single-rank run; then the NaN-skip,
-//                          undefined-gradient and metric-reduction checks.
+//                          in-process single-rank run; then overlap on vs
+//                          off (same bits), the NaN-skip, undefined-gradient
+//                          and metric-reduction checks.
 //
 // The model is a 2-layer MLP over random token features, written here (the
 // policy model is not the point): logits_BTV = tanh(x_BTD W1 + b1) W2 + b2,
@@ -104,7 +105,10 @@ at::Tensor rows(const at::Tensor& t, int64_t r0, int64_t r1) { return t.narrow(0
 // returns the final weights followed by the gradient norm of every update:
 // Adam (and clipping) would hide a gradient that is off by a constant factor
 // (a sum/mean or normaliser mistake) from the weights, not from the norms.
-at::Tensor train(Comm& comm, LossConfig::Aggregation agg, at::ScalarType dt) {
+// overlap: train.overlap_grad_sync, armed before each update's last
+// micro-batch; *posted (when given) adds the buckets posted during backward.
+at::Tensor train(Comm& comm, LossConfig::Aggregation agg, at::ScalarType dt, bool overlap = true,
+                 int64_t* posted = nullptr) {
   Mlp model(7, dt), ref_model(7, dt);
   for (auto& p : ref_model.params) p.param.requires_grad_(false);
   OptimizerConfig oc;
@@ -114,7 +118,9 @@ at::Tensor train(Comm& comm, LossConfig::Aggregation agg, at::ScalarType dt) {
   oc.schedule = OptimizerConfig::Schedule::kCosine;
   oc.total_steps = kSteps * kMu;
   oc.max_grad_norm = 0.5;
-  oc.bucket_mb = 300.0 / (1024 * 1024);  // ~300 bytes: several buckets
+  // ~300 bytes (bf16: 75): several buckets
+  oc.bucket_mb = (dt == at::kBFloat16 ? 75.0 : 300.0) / (1024 * 1024);
+  oc.overlap_grad_sync = overlap;
   Optimizer opt(model.params, oc, comm);
   ZR_CHECK(opt.grad_sync().num_buckets() >= 3, "expected several buckets, got ",
            opt.grad_sync().num_buckets());
@@ -161,8 +167,10 @@ at::Tensor train(Comm& comm, LossConfig::Aggregation agg, at::ScalarType dt) {
         in.entropy_BT = -(lp_BTV.exp() * lp_BTV).sum(-1);
         LossOutput out = grpo_loss(in, lc, scale);
         finite = finite && std::isfinite(out.stats.loss);
+        if (b == B) opt.overlap_next_backward();
         out.loss.backward();
       }
+      if (posted) *posted += opt.grad_sync().buckets_posted_in_backward();
       const StepReport r = opt.step(finite);
       ZR_CHECK(r.applied, "step ", step, " inner ", inner, " was skipped");
       norms.push_back(r.grad_norm);
@@ -234,6 +242,23 @@ void check_world_size_invariance(Comm& comm, const std::string& ref_path) {
   // Every rank holds the same weights.
   const at::Tensor all = comm.allgather(dist.contiguous());
   CHECK_OR_FAIL(at::equal(all[0], all[comm.size() - 1]), "ranks disagree on the weights");
+}
+
+// train.overlap_grad_sync on and off give the same bits (fp64, fp32, and
+// bf16, whose buckets MPI sums in fp32), and with it on, buckets really went
+// out during backward on this rank.
+void check_overlap_same_bits(Comm& comm) {
+  for (auto dt : {at::kDouble, at::kFloat, at::kBFloat16}) {
+    int64_t posted = 0;
+    const at::Tensor on = train(comm, LossConfig::Aggregation::kGrpo, dt, true, &posted);
+    const at::Tensor off = train(comm, LossConfig::Aggregation::kGrpo, dt, false);
+    CHECK_OR_FAIL(at::equal(on, off), at::toString(dt), ": overlap on and off differ by ",
+                  (on - off).abs().max().item<double>());
+    CHECK_OR_FAIL(posted > 0, at::toString(dt), ": no bucket was posted during backward");
+    std::cout << "[rank " << comm.rank() << "] " << at::toString(dt)
+              << ": overlap on == off bit for bit; " << posted
+              << " buckets posted during backward\n";
+  }
 }
 
 void check_nan_skips_on_every_rank(Comm& comm) {
@@ -335,6 +360,7 @@ int main(int argc, char** argv) {
       ZR_CHECK(comm->size() == 2, "the comparison runs with two ranks (mpirun -np 2), got ",
                comm->size());
       check_world_size_invariance(*comm, compare_path);
+      check_overlap_same_bits(*comm);
       check_nan_skips_on_every_rank(*comm);
       check_undefined_grad_is_zero(*comm);
       check_metric_reduction(*comm);

@@ -11,7 +11,10 @@
 //   --scenario=dapo --runs=DIR     -np 1 then -np 2: DAPO dynamic sampling
 //   --scenario=zero --runs=DIR --name=N [--zero=Z] [--dtype=fp32|bf16]
 //                   [--steps=S] [--resume=PATH] [--compare=RUN --tol=T]
-//                                  ZeRO stages and resharding resume
+//                   [--set=KEY=VALUE ...]
+//                                  ZeRO stages and resharding resume (and,
+//                                  with --set, overlap on vs off: --tol=0
+//                                  then also requires the same weights hash)
 //
 // dense: every rank holds completions in every minibatch, so the gradient
 // all-reduce carries real gradients from each rank at every optimizer step.
@@ -287,6 +290,7 @@ struct ZeroArgs {
   std::string name, dtype = "fp32", resume, compare;
   long zero = 0, steps = 6;
   double tol = 1e-6;
+  std::vector<std::string> sets;  // extra key=value overrides (--set=K=V)
 };
 
 void run_zero(Comm& comm, const std::string& dir, const ZeroArgs& a) {
@@ -298,6 +302,7 @@ void run_zero(Comm& comm, const std::string& dir, const ZeroArgs& a) {
        "train.zero=" + std::to_string(a.zero), "policy.dtype=" + a.dtype, "optimizer.lr=1.0e-4",
        "optimizer.max_grad_norm=" + std::to_string(kZeroMaxGradNorm), "eval.every=0",
        "checkpoint.every=1", "checkpoint.keep_last=10"});
+  r.apply_overrides(a.sets);
   const TrainResult res = run_train(r, comm, a.resume);
   CHECK_OR_FAIL(res.steps_done == a.steps, "steps done: ", res.steps_done);
   comm.barrier();
@@ -314,6 +319,10 @@ void run_zero(Comm& comm, const std::string& dir, const ZeroArgs& a) {
   std::cout << "max |w(" << a.name << ") - w(" << a.compare << ")| = " << max_diff << "\n";
   CHECK_OR_FAIL(max_diff <= a.tol, "weights differ from ", a.compare, " by ", max_diff, " > ",
                 a.tol);
+  if (a.tol == 0)  // the same bits, not only the same values
+    CHECK_OR_FAIL(checkpoint_weights_hash(ckpt(other, a.steps, 0)) ==
+                      checkpoint_weights_hash(ckpt(res.run_dir, a.steps, 0)),
+                  "weights hash differs from ", a.compare);
   // Clipping was active somewhere, so the global norm entered the update.
   bool clipped = false;
   for (const auto& m : test::read_jsonl(res.run_dir + "/metrics.jsonl"))
@@ -343,6 +352,7 @@ int main(int argc, char** argv) {
     if (auto v = val("--resume")) z.resume = v;
     if (auto v = val("--compare")) z.compare = v;
     if (auto v = val("--tol")) z.tol = std::stod(v);
+    if (auto v = val("--set")) z.sets.push_back(v);
   }
   try {
     ZR_CHECK(!dir.empty() && (scenario == "dense" || scenario == "resume" || scenario == "dapo" ||
