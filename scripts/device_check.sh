@@ -34,8 +34,16 @@
 #   4. once the full build is done: 3 GRPO steps of r1zero-tiny with
 #      policy.device=cuda (120 s at most), then the same 3 steps on the CPU,
 #      which must sample the same completions and agree on the update;
+#   4b. the learner at issue 13's shape (bench/learner_mfu.cpp, built with
+#      zerorl): Moonlight-16B-A3B's shapes cut to 4 layers, bf16 with fp32
+#      masters, B=2 x T=4096, activation checkpointing, one rank under
+#      mpirun with the NCCL Comm: tokens/s, MFU (6 x active params x tokens /
+#      time / 989 TFLOP/s) and the memory plan against the CUDA allocator's
+#      peak (150 s at most);
 #   5. the full suite's GPU tests: KvCache.RaggedDecodeOnCudaMatchesFullForward
-#      and the NCCL Comm on one rank (core.gpu.nccl_comm), built after step 4.
+#      and the NCCL Comm on one rank (core.gpu.nccl_comm: every collective,
+#      blocking and non-blocking on a split communicator's own stream), built
+#      after step 4.
 # Output also goes to $OUT (when set) so the logs come back.  Knobs (for a dry
 # run of steps 1-2 on a CPU machine): ZR_PYTHON (python with torch; default
 # python3), ZR_SKIP_FULL=1 (skip steps 0 and 4).
@@ -133,7 +141,8 @@ else
   (
     cmake -S . -B "$fb" -G Ninja -DCMAKE_BUILD_TYPE=Release -DZERORL_PYTHON="$py" \
       >"$out/full_configure.log" 2>&1 &&
-    timeout 240 nice -n 10 ninja -C "$fb" -k 0 -j "$jobs" zerorl >"$out/full_build.log" 2>&1
+    timeout 240 nice -n 10 ninja -C "$fb" -k 0 -j "$jobs" zerorl bench_learner_mfu \
+      >"$out/full_build.log" 2>&1
   ) &
   full_pid=$!
 fi
@@ -295,6 +304,23 @@ PY
     tail -25 "$out/full_configure.log" "$out/full_build.log" 2>/dev/null
     row "full build (zerorl)" FAIL "see full_configure.log / full_build.log"
   fi
+fi
+
+# ---- 4b. the learner at a real shape: MFU and the memory plan against the CUDA peak ----
+if [ -n "$full_pid" ] && [ -x "$fb/bench_learner_mfu" ]; then
+  if timeout 150 mpirun --oversubscribe --allow-run-as-root -np 1 "$fb/bench_learner_mfu" \
+        --device cuda --layers 4 --dtype bf16 --B 2 --T 4096 --steps 4 --checkpointing 1 \
+        >"$out/learner_mfu.log" 2>&1; then
+    cat "$out/learner_mfu.log"
+    row "learner MFU (Moonlight x4L)" ok "$(grep -Eo '^MFU [0-9.]+%' "$out/learner_mfu.log"); $(grep -Eo '[0-9]+ tokens/s' "$out/learner_mfu.log" | head -1)"
+    row "  plan vs CUDA peak" "$(grep -q 'NOT within' "$out/learner_mfu.log" && echo WARN || echo ok)" \
+      "$(grep -Eo 'plan [0-9.]+ GiB, measured peak [0-9.]+ GiB.*' "$out/learner_mfu.log" | cut -c1-70)"
+  else
+    tail -30 "$out/learner_mfu.log"
+    row "learner MFU (Moonlight x4L)" FAIL "see learner_mfu.log"
+  fi
+elif [ -n "$full_pid" ]; then
+  row "learner MFU (Moonlight x4L)" FAIL "bench_learner_mfu not built (see full_build.log)"
 fi
 
 # ---- 5. the full suite's GPU tests ------------------------------------------------------
