@@ -166,6 +166,7 @@ int main(int argc, char** argv) {
       ZR_CHECK(r.applied, "step ", s, " was skipped (grad norm ", r.grad_norm, ")");
       if (s > 0) fb_s.push_back(t1 - t0), opt_s.push_back(t2 - t1);  // step 0 warms up
     }
+    if (comm->rank() != 0) return 0;  // every rank ran the same; rank 0 reports
     const double fb = median(fb_s), st = median(opt_s);
     const model::ParamReport pr = m->param_report();
     std::printf("model: %s, %lld layers, %s on %s, %s comm over %d rank(s)\n%s\n",
