@@ -7,8 +7,9 @@
 // activation checkpointing unless --checkpointing 0), backward, and
 // policy_step (gradient sync over the Comm, clipping, AdamW, balancing bias).
 // Under mpirun on a GPU the Comm is nccl ("auto"), otherwise mpi or single;
-// every rank runs the same B x T (data parallel), and --overlap 0 turns
-// train.overlap_grad_sync off (docs/PERFORMANCE.md compares the two).
+// every rank runs the same B x T (data parallel); --overlap 0 turns
+// train.overlap_grad_sync off and --bucket-mb sets optimizer.bucket_mb
+// (docs/PERFORMANCE.md compares the two).
 //
 // Prints, medians over --steps after one warm-up step:
 //   * forward + backward and optimizer-step milliseconds, learner tokens/s;
@@ -46,6 +47,7 @@
 #include "core/error.h"
 #include "model/model.h"
 #include "tests/kernels/tracking_allocator.h"
+#include "trainer/grad_sync.h"
 #include "trainer/memory_plan.h"
 #include "trainer/optimizer.h"
 #include "trainer/policy_file.h"
@@ -77,6 +79,7 @@ int main(int argc, char** argv) {
                                        {"checkpointing", "1"},
                                        {"zero", "1"},
                                        {"overlap", "1"},
+                                       {"bucket-mb", "25"},
                                        {"peak-tflops", "0"}};
   for (int i = 1; i + 1 < argc; i += 2) {
     const std::string k = argv[i];
@@ -135,6 +138,7 @@ int main(int argc, char** argv) {
     oc.lr = 3e-6;
     oc.zero = std::stoi(a["zero"]);
     oc.overlap_grad_sync = a["overlap"] != "0";
+    oc.bucket_mb = std::stod(a["bucket-mb"]);
     Optimizer opt(params, oc, *comm);
 
     const auto ids = at::TensorOptions(dev).dtype(at::kLong);
@@ -145,7 +149,7 @@ int main(int argc, char** argv) {
       if (cuda) c10::cuda::device_synchronize();
 #endif
     };
-    std::vector<double> fb_s, opt_s;
+    std::vector<double> fb_s, opt_s, step_s;
     for (int s = 0; s <= steps; ++s) {
       sync();
       const double t0 = now();
@@ -164,7 +168,11 @@ int main(int argc, char** argv) {
       sync();
       const double t2 = now();
       ZR_CHECK(r.applied, "step ", s, " was skipped (grad norm ", r.grad_norm, ")");
-      if (s > 0) fb_s.push_back(t1 - t0), opt_s.push_back(t2 - t1);  // step 0 warms up
+      if (s > 0) {  // step 0 warms up
+        fb_s.push_back(t1 - t0);
+        opt_s.push_back(t2 - t1);
+        step_s.push_back(t2 - t0);
+      }
     }
     if (comm->rank() != 0) return 0;  // every rank ran the same; rank 0 reports
     const double fb = median(fb_s), st = median(opt_s);
@@ -173,10 +181,12 @@ int main(int argc, char** argv) {
                 cfg.summary().c_str(), static_cast<long long>(cfg.num_layers), a["dtype"].c_str(),
                 dev.str().c_str(), comm->backend().c_str(), comm->size(), pr.to_string().c_str());
     std::printf(
-        "B=%lld T=%lld, checkpointing %s: forward+backward %.1f ms, optimizer step %.1f ms "
-        "(medians of %d); learner %.0f tokens/s (forward+backward %.0f)\n",
-        static_cast<long long>(B), static_cast<long long>(T), ckpt ? "on" : "off", fb * 1e3,
-        st * 1e3, steps, B * T / (fb + st), B * T / fb);
+        "B=%lld T=%lld, checkpointing %s, overlap %s, %lld buckets: forward+backward %.1f ms, "
+        "optimizer step %.1f ms, whole step %.1f ms (medians of %d); learner %.0f tokens/s "
+        "(forward+backward %.0f)\n",
+        static_cast<long long>(B), static_cast<long long>(T), ckpt ? "on" : "off",
+        oc.overlap_grad_sync ? "on" : "off", static_cast<long long>(opt.grad_sync().num_buckets()),
+        fb * 1e3, st * 1e3, median(step_s) * 1e3, steps, B * T / median(step_s), B * T / fb);
     double peak_tflops = std::stod(a["peak-tflops"]);
     std::string name = "cpu";
 #ifdef ZERORL_WITH_CUDA
