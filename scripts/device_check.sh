@@ -18,7 +18,8 @@
 #   scripts/device_check.sh run       # ON THE GPU MACHINE (no internet; torch
 #                                     # 2.11 in python3, nvcc, cmake, ninja; no
 #                                     # Debian -dev packages), with .device
-#                                     # carried along.  Under 8 minutes.
+#                                     # carried along.  Under 9 minutes
+#                                     # (step 4b adds about one).
 #
 # `run` does, and prints a table at the end:
 #   0. unpacks .device/deps.tar.xz into /tmp/zr-deps and copies it into /
@@ -307,12 +308,17 @@ PY
 fi
 
 # ---- 4b. the learner at a real shape: MFU and the memory plan against the CUDA peak ----
+# Debian's openmpi-bin unpacked with dpkg -x has no /usr/bin/mpirun (an
+# alternatives link): take whichever launcher exists; without one the bench
+# runs alone on the "single" Comm (its output names the Comm it used).
+mpi_run=$(command -v mpirun || command -v mpirun.openmpi || command -v orterun || true)
+mpi_one=${mpi_run:+$mpi_run --oversubscribe --allow-run-as-root -np 1}
 if [ -n "$full_pid" ] && [ -x "$fb/bench_learner_mfu" ]; then
-  if timeout 150 mpirun --oversubscribe --allow-run-as-root -np 1 "$fb/bench_learner_mfu" \
+  if timeout 150 $mpi_one "$fb/bench_learner_mfu" \
         --device cuda --layers 4 --dtype bf16 --B 2 --T 4096 --steps 4 --checkpointing 1 \
         >"$out/learner_mfu.log" 2>&1; then
     cat "$out/learner_mfu.log"
-    row "learner MFU (Moonlight x4L)" ok "$(grep -Eo '^MFU [0-9.]+%' "$out/learner_mfu.log"); $(grep -Eo '[0-9]+ tokens/s' "$out/learner_mfu.log" | head -1)"
+    row "learner MFU (Moonlight x4L)" ok "$(grep -Eo '^MFU [0-9.]+%' "$out/learner_mfu.log"); $(grep -Eo '[0-9]+ tokens/s' "$out/learner_mfu.log" | head -1); $(grep -Eo '[a-z]+ comm over' "$out/learner_mfu.log")"
     row "  plan vs CUDA peak" "$(grep -q 'NOT within' "$out/learner_mfu.log" && echo WARN || echo ok)" \
       "$(grep -Eo 'plan [0-9.]+ GiB, measured peak [0-9.]+ GiB.*' "$out/learner_mfu.log" | cut -c1-70)"
   else
