@@ -25,7 +25,9 @@ ZR_REGISTER_COMMAND(pretrain, "train a base model (LM loss) from a recipe",
                     "Pretrains a base model on the recipe's synthetic corpus with the\n"
                     "language-modelling loss and writes a policy file (model + tokenizer)\n"
                     "to <run.dir>/<run.name>/<pretrain.output>.  Under mpirun the global\n"
-                    "batch is split across ranks; the result does not depend on their number.\n",
+                    "batch is split across ranks; the result does not depend on their number.\n"
+                    "Every recipe key with its type, default and meaning: zerorl train\n"
+                    "--list-keys (docs/RECIPES.md).\n",
                     run_pretrain_cmd);
 
 }  // namespace zerorl::cli

@@ -5,6 +5,7 @@
 #include "cli/recipe_args.h"
 #include "core/comm_config.h"
 #include "trainer/grpo_trainer.h"
+#include "trainer/recipe_reference.h"
 #include "trainer/stop_signal.h"
 
 namespace zerorl::cli {
@@ -25,6 +26,12 @@ static void print_table(const TrainResult& r) {
 }
 
 static int run_train_cmd(Args& args) {
+  if (args.flag("--list-keys")) {
+    args.finish();
+    if (!args.positionals().empty()) throw UsageError("--list-keys takes no recipe");
+    std::cout << recipe_reference_markdown();
+    return 0;
+  }
   std::string resume = args.value("--resume", "");
   if (!resume.empty() && resume != "auto" && resume.rfind("-", 0) == 0)
     throw UsageError("--resume takes auto or a checkpoint path");
@@ -49,6 +56,7 @@ static int run_train_cmd(Args& args) {
 ZR_REGISTER_COMMAND(
     train, "GRPO training (R1-Zero style) from a recipe",
     "usage: zerorl train RECIPE [key.sub=value ...] [--resume auto|PATH | --overwrite]\n"
+    "       zerorl train --list-keys\n"
     "\n"
     "Runs the GRPO loop of the recipe: rollout, reward, reference log-probs,\n"
     "advantage, update, log, evaluate, checkpoint.  Outputs go to\n"
@@ -57,7 +65,9 @@ ZR_REGISTER_COMMAND(
     "from a checkpoint step directory.  Without either, a run directory that\n"
     "already holds checkpoints is refused; --overwrite removes that run and\n"
     "starts again.  Under mpirun every rank rolls out its\n"
-    "own groups and gradients are summed across ranks.\n"
+    "own groups and gradients are summed across ranks.  --list-keys prints\n"
+    "every recipe key (training and pretraining) with its type, default and\n"
+    "meaning: docs/RECIPES.md.\n"
     "\n"
     "SIGTERM, SIGINT or SIGUSR1: every rank finishes the current step, writes\n"
     "a checkpoint, and the command exits with status 75 and one line; a\n"

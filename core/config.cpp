@@ -1,5 +1,7 @@
 #include "core/config.h"
 
+#include "core/recipe_keys.h"
+
 #include <charconv>
 #include <cmath>
 #include <fstream>
@@ -97,6 +99,22 @@ struct TypeName<std::vector<T>> {
   static constexpr const char* v = "a list";
 };
 
+// The type as the recipe reference (core/recipe_keys.h) shows it.
+template <typename T>
+struct KeyTypeName {
+  static constexpr const char* v = std::is_same_v<T, bool>          ? "bool"
+                                   : std::is_same_v<T, std::string> ? "string"
+                                   : std::is_floating_point_v<T>    ? "number"
+                                   : std::is_unsigned_v<T>          ? "integer >= 0"
+                                                                    : "integer";
+};
+template <typename T>
+struct KeyTypeName<std::vector<T>> {
+  static constexpr const char* v = std::is_same_v<T, std::string> ? "list of strings"
+                                   : std::is_floating_point_v<T>  ? "list of numbers"
+                                                                  : "list of integers";
+};
+
 template <typename T>
 struct Convert {
   static bool run(const YAML::Node& n, T& out) {
@@ -176,6 +194,39 @@ void collect_unread(const YAML::Node& n, const std::string& prefix, const detail
 
 }  // namespace
 
+// ---- RecipeKeyLog -------------------------------------------------------------
+
+namespace {
+thread_local RecipeKeyLog* t_key_log = nullptr;
+
+std::string flow_text(const YAML::Node& n) {
+  YAML::Emitter e;
+  e << YAML::Flow << n;
+  return e.c_str();
+}
+
+std::string choice_list(const std::vector<std::string>& choices) {
+  std::string list;
+  for (auto& c : choices) list += (list.empty() ? "" : ", ") + c;
+  return list;
+}
+}  // namespace
+
+RecipeKeyLog::RecipeKeyLog() {
+  ZR_CHECK(t_key_log == nullptr, "RecipeKeyLog: one log per thread at a time");
+  t_key_log = this;
+}
+
+RecipeKeyLog::~RecipeKeyLog() { t_key_log = nullptr; }
+
+bool recipe_key_log_active() { return t_key_log != nullptr; }
+
+void log_recipe_key_read(RecipeKeyRead r) {
+  if (t_key_log == nullptr) return;
+  r.context = t_key_log->context_;
+  t_key_log->reads_.push_back(std::move(r));
+}
+
 // ---- ConfigNode ---------------------------------------------------------------
 
 YAML::Node ConfigNode::node() const { return walk(st_->root, prefix_); }
@@ -245,6 +296,7 @@ void ConfigNode::mark_read(const std::string& key) const {
 
 YAML::Node ConfigNode::raw(const std::string& key) const {
   mark_read(key);
+  if (recipe_key_log_active()) log_recipe_key_read({path(key), "free-form", "", false, ""});
   const YAML::Node n = node();
   if (!n.IsMap()) return YAML::Node(YAML::NodeType::Undefined);
   return YAML::Clone(n[key]);
@@ -267,6 +319,7 @@ void ConfigNode::type_error(const std::string& key, const char* want) const {
 template <typename T>
 T ConfigNode::get(const std::string& key) const {
   read_mark(key);
+  if (recipe_key_log_active()) log_recipe_key_read({path(key), KeyTypeName<T>::v, "", true, ""});
   const YAML::Node n = node();
   if (!n.IsMap() || !n[key].IsDefined() || n[key].IsNull())
     ZR_THROW(where(), ": missing required key '", path(key), "'");
@@ -278,6 +331,8 @@ T ConfigNode::get(const std::string& key) const {
 template <typename T>
 T ConfigNode::get(const std::string& key, const T& dflt) const {
   read_mark(key);
+  if (recipe_key_log_active())
+    log_recipe_key_read({path(key), KeyTypeName<T>::v, flow_text(default_node(dflt)), false, ""});
   const YAML::Node n = node();
   if (!n.IsMap() || !n[key].IsDefined() || n[key].IsNull()) {
     YAML::Node sec = ensure_node();
@@ -292,6 +347,8 @@ T ConfigNode::get(const std::string& key, const T& dflt) const {
 std::string ConfigNode::choice(const std::string& key, const std::vector<std::string>& choices,
                                const std::string& dflt) const {
   std::string v = get<std::string>(key, dflt);
+  if (recipe_key_log_active())
+    log_recipe_key_read({path(key), "one of " + choice_list(choices), dflt, false, ""});
   for (auto& c : choices)
     if (c == v) return v;
   std::string list;
@@ -302,6 +359,8 @@ std::string ConfigNode::choice(const std::string& key, const std::vector<std::st
 std::string ConfigNode::choice(const std::string& key,
                                const std::vector<std::string>& choices) const {
   std::string v = get<std::string>(key);
+  if (recipe_key_log_active())
+    log_recipe_key_read({path(key), "one of " + choice_list(choices), "", true, ""});
   for (auto& c : choices)
     if (c == v) return v;
   std::string list;

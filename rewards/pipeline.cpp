@@ -164,6 +164,15 @@ std::vector<long long> RewardPipeline::error_counts() const {
   return v;
 }
 
+RewardEntryConfig RewardEntryConfig::from(const ConfigNode& entry, const std::string& name) {
+  RewardEntryConfig c;
+  c.type = entry.get<std::string>("type", name);
+  c.weight = entry.get<double>("weight", c.weight);
+  ZR_CHECK(std::isfinite(c.weight), entry.where("weight"), ": ", entry.path("weight"),
+           " must be finite, got ", c.weight);
+  return c;
+}
+
 RewardPipeline build_reward_pipeline(const ConfigNode& rewards_section, int num_threads) {
   const auto is_pipeline_key = [](const std::string& k) {
     return k == "threads" || k == "max_error_rate" || k == "clip";
@@ -182,25 +191,24 @@ RewardPipeline build_reward_pipeline(const ConfigNode& rewards_section, int num_
   for (const auto& name : keys) {
     if (name == "threads") continue;
     if (name == "max_error_rate") {
-      double rate = rewards_section.get<double>(name);
+      // Read only when present; the default passed is the pipeline's own, so
+      // that the recipe reference (docs/RECIPES.md) shows it.
+      double rate = rewards_section.get<double>(name, p.max_error_rate());
       ZR_CHECK(rate >= 0 && rate <= 1, rewards_section.where(name), ": ",
                rewards_section.path(name), " must be in [0, 1], got ", rate);
       p.set_max_error_rate(rate);
       continue;
     }
     if (name == "clip") {
-      double clip = rewards_section.get<double>(name);
+      double clip = rewards_section.get<double>(name, p.clip());
       ZR_CHECK(std::isfinite(clip) && clip > 0, rewards_section.where(name), ": ",
                rewards_section.path(name), " must be finite and > 0, got ", clip);
       p.set_clip(clip);
       continue;
     }
     ConfigNode entry = rewards_section.section(name);
-    std::string type = entry.get<std::string>("type", name);
-    double weight = entry.get<double>("weight", 1.0);
-    ZR_CHECK(std::isfinite(weight), entry.where("weight"), ": ", entry.path("weight"),
-             " must be finite, got ", weight);
-    p.add(name, weight, make_reward(type, entry));
+    const RewardEntryConfig e = RewardEntryConfig::from(entry, name);
+    p.add(name, e.weight, make_reward(e.type, entry));
   }
   return p;
 }

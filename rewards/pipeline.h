@@ -90,6 +90,14 @@ class RewardPipeline {
   double clip_ = 1e6;
 };
 
+// One entry's own keys, `type` (default: the entry's name) and `weight`;
+// the rest are the type's (make_reward reads them).
+struct RewardEntryConfig {
+  std::string type;
+  double weight = 1.0;
+  static RewardEntryConfig from(const ConfigNode& entry, const std::string& name);
+};
+
 // Builds the pipeline from the `rewards:` section (see above); throws
 // zerorl::Error naming the key and position on a bad entry, and when the
 // section is empty.  num_threads >= 0 (tests, benchmarks) replaces the

@@ -53,14 +53,19 @@ rewards::Sample reward_sample(const data::Example& example, const std::string& r
 
 namespace {
 
-int reward_index(const rewards::RewardPipeline& p, const std::string& name) {
+// `key` is the recipe key that named the reward (eval.correct_reward or
+// eval.format_reward): a user who never wrote it learns what to set.
+int reward_index(const rewards::RewardPipeline& p, const std::string& name, const char* key,
+                 const std::string& dflt, const char* none) {
   if (name.empty()) return -1;
   const auto& names = p.names();
   for (size_t i = 0; i < names.size(); ++i)
     if (names[i] == name) return static_cast<int>(i);
   std::string known;
   for (auto& n : names) known += (known.empty() ? "" : ", ") + n;
-  ZR_THROW("eval: no reward named '", name, "' in the rewards section (have: ", known, ")");
+  ZR_THROW("eval: ", key, " = '", name, "' (default '", dflt,
+           "') names no reward of the rewards section (", known, "); set ", key, " to one of them",
+           none);
 }
 
 std::string answer_key(const std::string& response) {
@@ -241,8 +246,11 @@ EvalResult evaluate(const EvalContext& ctx, const std::vector<data::Example>& al
   ZR_CHECK(ctx.policy && ctx.tokenizer && ctx.prompt_template && ctx.rewards && ctx.engine,
            "evaluate: incomplete context");
   torch::NoGradGuard no_grad;
-  const int correct_idx = reward_index(*ctx.rewards, cfg.correct_reward);
-  const int format_idx = reward_index(*ctx.rewards, cfg.format_reward);
+  const EvalConfig defaults;
+  const int correct_idx = reward_index(*ctx.rewards, cfg.correct_reward, "eval.correct_reward",
+                                       defaults.correct_reward, "");
+  const int format_idx = reward_index(*ctx.rewards, cfg.format_reward, "eval.format_reward",
+                                      defaults.format_reward, ", or to \"\" for none");
   size_t n_total = all_problems.size();
   if (cfg.num_problems > 0) n_total = std::min<size_t>(n_total, cfg.num_problems);
 

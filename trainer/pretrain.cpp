@@ -63,33 +63,50 @@ class Packer {
 
 }  // namespace
 
+PretrainRecipe read_pretrain_recipe(Recipe& recipe) {
+  PretrainRecipe c;
+  c.run = RunConfig::from(recipe.section("run"));
+  c.corpus = data::CorpusConfig::from(recipe.section("corpus"));
+  c.tokenizer = std::make_shared<data::CharTokenizer>(data::CharTokenizer::for_tasks());
+  auto model_node = recipe.section("model");
+  if (!model_node.has("vocab_size")) model_node.get<long>("vocab_size", c.tokenizer->vocab_size());
+  c.model = model::ModelConfig::from_recipe(model_node);
+  ZR_CHECK(c.model.vocab_size >= c.tokenizer->vocab_size(), model_node.where("vocab_size"),
+           ": model.vocab_size ", c.model.vocab_size, " is smaller than the tokenizer's ",
+           c.tokenizer->vocab_size());
+  auto pt = recipe.section("pretrain");
+  c.steps = pt.get<long>("steps");
+  c.batch_size = pt.get<long>("batch_size");
+  c.seq_len = pt.get<long>("seq_len");
+  c.log_every = pt.get<long>("log_every", c.log_every);
+  c.output = pt.get<std::string>("output", c.output);
+  c.optimizer = OptimizerConfig::from(pt.section("optimizer"));
+  ZR_CHECK(c.steps > 0 && c.seq_len > 1, pt.where(),
+           ": pretrain.steps and seq_len must be > 0 / > 1");
+  ZR_CHECK(c.batch_size > 0, pt.where("batch_size"), ": pretrain.batch_size must be > 0, got ",
+           c.batch_size);
+  ZR_CHECK(c.seq_len + 1 <= c.model.max_position, pt.where("seq_len"), ": seq_len ", c.seq_len,
+           " exceeds model.max_position_embeddings");
+  recipe.check_all_read();
+  return c;
+}
+
 PretrainResult run_pretrain(Recipe& recipe, Comm& comm) {
   auto t_start = std::chrono::steady_clock::now();
   // ---- configuration (all of it read before any compute) ----
-  const RunConfig run = RunConfig::from(recipe.section("run"));
-  const std::string& run_name = run.name;
-  const std::string& run_root = run.dir;
-  auto corpus_cfg = data::CorpusConfig::from(recipe.section("corpus"));
-  auto tok = std::make_shared<data::CharTokenizer>(data::CharTokenizer::for_tasks());
-  auto model_node = recipe.section("model");
-  if (!model_node.has("vocab_size")) model_node.get<long>("vocab_size", tok->vocab_size());
-  auto model_cfg = model::ModelConfig::from_recipe(model_node);
-  ZR_CHECK(model_cfg.vocab_size >= tok->vocab_size(), model_node.where("vocab_size"),
-           ": model.vocab_size ", model_cfg.vocab_size, " is smaller than the tokenizer's ",
-           tok->vocab_size());
-  auto pt = recipe.section("pretrain");
-  long steps = pt.get<long>("steps");
-  long batch = pt.get<long>("batch_size");
-  long seq_len = pt.get<long>("seq_len");
-  long log_every = pt.get<long>("log_every", 50);
-  std::string output = pt.get<std::string>("output", "base.h5");
-  auto opt_cfg = OptimizerConfig::from(pt.section("optimizer"));
-  ZR_CHECK(steps > 0 && seq_len > 1, pt.where(), ": pretrain.steps and seq_len must be > 0 / > 1");
-  ZR_CHECK(batch > 0 && batch % comm.size() == 0, pt.where("batch_size"), ": pretrain.batch_size ",
-           batch, " must be a positive multiple of the ", comm.size(), " ranks");
-  ZR_CHECK(seq_len + 1 <= model_cfg.max_position, pt.where("seq_len"), ": seq_len ", seq_len,
-           " exceeds model.max_position_embeddings");
-  recipe.check_all_read();
+  const PretrainRecipe cfg = read_pretrain_recipe(recipe);
+  const std::string& run_name = cfg.run.name;
+  const std::string& run_root = cfg.run.dir;
+  const auto& corpus_cfg = cfg.corpus;
+  const auto& tok = cfg.tokenizer;
+  const model::ModelConfig& model_cfg = cfg.model;
+  const long steps = cfg.steps, batch = cfg.batch_size, seq_len = cfg.seq_len;
+  const long log_every = cfg.log_every;
+  const std::string& output = cfg.output;
+  const OptimizerConfig& opt_cfg = cfg.optimizer;
+  ZR_CHECK(batch % comm.size() == 0, recipe.section("pretrain").where("batch_size"),
+           ": pretrain.batch_size ", batch, " must be a positive multiple of the ", comm.size(),
+           " ranks");
 
   std::unique_ptr<RunDir> dir;
   std::string run_path = run_dir_path(run_root, run_name);

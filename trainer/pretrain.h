@@ -2,9 +2,9 @@
 // `zerorl pretrain RECIPE` runs to make the tiny base that the R1-Zero
 // reproduction starts from.
 //
-// Recipe sections read:
+// Recipe sections read (read_pretrain_recipe; every key with its meaning:
+// docs/RECIPES.md):
 //   run:      {name, dir}                     -> <dir>/<name>/ (metrics.jsonl, recipe)
-//   seed:     global seed (model init, corpus)
 //   model:    ModelConfig::from_recipe (model/config.h); vocab_size is set
 //             from the tokenizer when left out
 //   corpus:   data::CorpusConfig (data/corpus.h)
@@ -21,13 +21,41 @@
 // Collective: every rank calls run_pretrain.  Errors throw zerorl::Error.
 #pragma once
 
+#include <memory>
 #include <string>
 #include <vector>
+
+#include "data/corpus.h"
+#include "model/config.h"
+#include "trainer/optimizer.h"
+#include "trainer/run_dir.h"
 
 namespace zerorl {
 
 class Recipe;
 class Comm;
+
+namespace data {
+class Tokenizer;
+}
+
+// A pretraining recipe, read: every key, checked as far as the recipe alone
+// allows, and Recipe::check_all_read() (an unknown key throws naming its
+// line).  What depends on the world size is checked by run_pretrain.
+struct PretrainRecipe {
+  RunConfig run;
+  data::CorpusConfig corpus;
+  std::shared_ptr<data::Tokenizer> tokenizer;  // the task character tokenizer
+  model::ModelConfig model;
+  long steps = 0;
+  long batch_size = 0;  // global sequences per step
+  long seq_len = 0;
+  long log_every = 50;
+  std::string output = "base.h5";
+  OptimizerConfig optimizer;
+};
+
+PretrainRecipe read_pretrain_recipe(Recipe& recipe);
 
 struct PretrainResult {
   std::string policy_path;  // the written policy file
