@@ -2,8 +2,9 @@
 # The recipe reference (issue 17 item 9): `zerorl train --list-keys` lists
 # every key the readers read, with type, default and meaning (it fails while
 # a key has no meaning or a meaning names no key), and docs/RECIPES.md is
-# exactly its output.  Also: `zerorl eval` on a recipe without a reward named
-# `format` says which key to set.
+# exactly its output.  Also: the command lists of ARCHITECTURE.md and
+# README.md name only commands and flags that exist, and `zerorl eval` on a
+# recipe without a reward named `format` says which key to set.
 set -u
 zerorl=$1
 src=$2
@@ -27,6 +28,22 @@ else
   echo "regenerate: ./build/zerorl train --list-keys > docs/RECIPES.md"
   check "docs/RECIPES.md is --list-keys" false
 fi
+
+# The command lists of docs/ARCHITECTURE.md and README.md name only
+# commands that exist, each with flags its --help knows.
+for doc in docs/ARCHITECTURE.md README.md; do
+  while read -r _ cmd rest; do
+    if [ "$cmd" = --version ]; then
+      check "$doc: zerorl --version" "$zerorl" --version
+      continue
+    fi
+    help=$("$zerorl" "$cmd" --help 2>&1)
+    check "$doc: zerorl $cmd exists" test $? = 0
+    for flag in $(grep -oE -- '--[a-z][a-z-]*' <<<"$rest"); do
+      check "$doc: zerorl $cmd $flag exists" grep -qF -- "$flag" <<<"$help"
+    done
+  done < <(awk '/^```/ { inside = !inside; next } inside && /^zerorl /' "$src/$doc")
+done
 
 # eval.format_reward defaults to `format`: a recipe without that reward is
 # told what to set.
