@@ -49,7 +49,7 @@ int main(int argc, char** argv) {
   int threads = std::stoi(a["threads"]);
   if (threads > 0) at::set_num_threads(threads);
   Recipe r = Recipe::from_file(a["recipe"]);
-  model::ModelConfig cfg = model::ModelConfig::from_recipe(r.section("model"));
+  model::ModelConfig cfg = model::ModelConfig::from(r.section("model"));
   model::CausalLM m(cfg);
   int64_t B = std::stoll(a["B"]), T = std::stoll(a["T"]);
   int steps = std::stoi(a["steps"]);

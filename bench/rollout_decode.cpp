@@ -77,9 +77,9 @@ int main(int argc, char** argv) {
     }
   }
 
-  // The `tiny` model: ModelConfig::from_recipe's defaults (model/tiny.yaml).
+  // The `tiny` model: ModelConfig::from's defaults (model/tiny.yaml).
   Recipe recipe = Recipe::from_string("model: {}\n", "tiny");
-  const model::ModelConfig cfg = model::ModelConfig::from_recipe(recipe.section("model"));
+  const model::ModelConfig cfg = model::ModelConfig::from(recipe.section("model"));
   auto policy = std::make_shared<model::CausalLM>(cfg);
   policy->eval();
   if (!export_dir.empty()) {

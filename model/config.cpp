@@ -132,9 +132,9 @@ enum class Need { kRequired, kOptional };
 
 // The keys that a recipe's model section, a Hugging Face config.json and
 // to_hf_json() name alike, each with the field it fills: the one list that
-// from_recipe, from_hf_json_text and to_hf_json walk.  C is ModelConfig or
-// const ModelConfig; visit(key, field, Need).  The order is from_recipe's
-// reading order, which is the order recipe.resolved.yaml lists the
+// from (the recipe reader), from_hf_json_text and to_hf_json walk.  C is
+// ModelConfig or const ModelConfig; visit(key, field, Need).  The order is
+// from's reading order, which is the order recipe.resolved.yaml lists the
 // defaults it filled in: keep it.
 template <typename C, typename Visit>
 void for_each_shape_key(C& c, Visit&& visit) {
@@ -160,7 +160,7 @@ void for_each_mla_key(C& c, Visit&& visit) {
 
 // ---- recipe ------------------------------------------------------------------
 
-ModelConfig ModelConfig::from_recipe(const ConfigNode& n) {
+ModelConfig ModelConfig::from(const ConfigNode& n) {
   ModelConfig c;  // defaults = the tiny model
   std::string arch = n.choice("arch", {"deepseek_v3", "qwen2_moe"}, "deepseek_v3");
   c.arch = arch == "qwen2_moe" ? Arch::kQwen2Moe : Arch::kDeepseekV3;

@@ -35,7 +35,7 @@
 //   0 disables), init_std, seed (weight init stream).  The other families
 //   are read from a Hugging Face folder (`zerorl import`, policy.init).
 //
-// Contract: from_recipe / from_hf_json validate everything (positive sizes,
+// Contract: from / from_hf_json_text validate everything (positive sizes,
 // divisibility, top_k <= experts, ...) and throw zerorl::Error naming the key
 // and its position (recipe) or the file (config.json).  No torch headers here.
 #pragma once
@@ -159,7 +159,7 @@ struct ModelConfig {
 
   // From a recipe section (see the header comment).  Every key is read, so
   // Recipe::check_all_read() catches misspellings.
-  static ModelConfig from_recipe(const ConfigNode& node);
+  static ModelConfig from(const ConfigNode& node);
   // From a Hugging Face config.json (path for messages).
   static ModelConfig from_hf_json_file(const std::string& path);
   static ModelConfig from_hf_json_text(const std::string& json_text, const std::string& name);

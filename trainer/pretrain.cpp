@@ -70,7 +70,7 @@ PretrainRecipe read_pretrain_recipe(Recipe& recipe) {
   c.tokenizer = std::make_shared<data::CharTokenizer>(data::CharTokenizer::for_tasks());
   auto model_node = recipe.section("model");
   if (!model_node.has("vocab_size")) model_node.get<long>("vocab_size", c.tokenizer->vocab_size());
-  c.model = model::ModelConfig::from_recipe(model_node);
+  c.model = model::ModelConfig::from(model_node);
   ZR_CHECK(c.model.vocab_size >= c.tokenizer->vocab_size(), model_node.where("vocab_size"),
            ": model.vocab_size ", c.model.vocab_size, " is smaller than the tokenizer's ",
            c.tokenizer->vocab_size());

@@ -43,10 +43,10 @@ std::string expect_error(const std::function<void()>& f) {
 
 TEST(ModelConfig, TinyYamlIsTheRecipeDefault) {
   Recipe r = Recipe::from_file(std::string(ZR_SOURCE_DIR) + "/model/tiny.yaml");
-  ModelConfig a = ModelConfig::from_recipe(r.section("model"));
+  ModelConfig a = ModelConfig::from(r.section("model"));
   r.check_all_read();
   Recipe empty = Recipe::from_string("model: {}\n");
-  ModelConfig b = ModelConfig::from_recipe(empty.section("model"));
+  ModelConfig b = ModelConfig::from(empty.section("model"));
   EXPECT_EQ(a.to_hf_json(), b.to_hf_json());
   EXPECT_EQ(a.summary(), b.summary());
   EXPECT_EQ(a.num_moe_layers(), 3);
@@ -60,12 +60,12 @@ TEST(ModelConfig, TinyYamlIsTheRecipeDefault) {
 TEST(ModelConfig, RecipeErrorsNameTheKey) {
   Recipe r =
       Recipe::from_string("model:\n  n_routed_experts: 4\n  num_experts_per_tok: 5\n", "r.yaml");
-  std::string msg = expect_error([&] { ModelConfig::from_recipe(r.section("model")); });
+  std::string msg = expect_error([&] { ModelConfig::from(r.section("model")); });
   EXPECT_NE(msg.find("num_experts_per_tok"), std::string::npos) << msg;
   EXPECT_NE(msg.find("r.yaml"), std::string::npos) << msg;
 
   Recipe typo = Recipe::from_string("model:\n  hiden_size: 64\n", "t.yaml");
-  ModelConfig::from_recipe(typo.section("model"));
+  ModelConfig::from(typo.section("model"));
   msg = expect_error([&] { typo.check_all_read(); });
   EXPECT_NE(msg.find("hiden_size"), std::string::npos) << msg;
 }

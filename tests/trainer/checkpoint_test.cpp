@@ -450,7 +450,7 @@ TEST(Checkpoint, ModelGroupLoadsAsAModelFile) {
   // `--model runs/x/checkpoints/step_N/rank_0.h5` goes through
   // model::load_model_h5: the checkpoint's model group must read as a model.
   TempDir d;
-  model::ModelConfig cfg = model::ModelConfig::from_recipe(Recipe::from_string("{}").root());
+  model::ModelConfig cfg = model::ModelConfig::from(Recipe::from_string("{}").root());
   model::CausalLM m(cfg);
   Checkpoint c = make_checkpoint(9);
   c.weights = m.named_weights();
