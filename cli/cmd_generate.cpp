@@ -9,6 +9,7 @@
 #include <iostream>
 #include <memory>
 #include <nlohmann/json.hpp>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -111,42 +112,30 @@ struct Session {
   }
 };
 
-int run_generate(Args& args) {
-  const std::string model_path = args.value("--model");
-  std::vector<std::string> prompts = args.values("--prompt");
-  const bool greedy = args.flag("--greedy");
-  rollout::SamplingParams sp;
-  // NaN / -1: not given, so the model folder's generation_config.json (if
-  // any) or the built-in default decides.
-  const double temperature = args.double_value("--temperature", std::nan(""));
-  const double top_p = args.double_value("--top-p", std::nan(""));
-  const long long top_k = args.int_value("--top-k", -1);
-  sp.max_new_tokens = args.int_value("--max-new-tokens", 256);
-  sp.stop_strings = args.values("--stop");
-  const long long seed = args.int_value("--seed", 0);
-  if (seed < 0) throw UsageError("--seed must be >= 0");
-  sp.seed = static_cast<uint64_t>(seed);
-  const long long group = args.int_value("--num-samples", 1);
-  const long long slots = args.int_value("--slots", 16);
-  const auto tok_path = args.optional_value("--tokenizer");
-  Session s;
-  s.bos = args.flag("--bos");
-  s.json = args.flag("--json");
-  s.stats = args.flag("--stats");
-  args.finish();
-  if (group < 1) throw UsageError("--num-samples must be >= 1");
-  if (slots < 1) throw UsageError("--slots must be >= 1");
+// The sampling flags as given; NaN / -1: not given, so the model folder's
+// generation_config.json (if any) or the built-in default decides.
+struct SamplingFlags {
+  bool greedy = false;
+  double temperature = std::nan(""), top_p = std::nan("");
+  long long top_k = -1;
+};
+
+// Sets sp's temperature, top_p and top_k: a flag, else the folder's
+// generation_config.json, else the built-in default; says on stderr which
+// knobs the file set, so a sample is never a surprise.
+void resolve_sampling(const SamplingFlags& f, const std::string& model_path,
+                      rollout::SamplingParams& sp) {
   model::GenerationDefaults gd;
   if (model::is_hf_dir(model_path)) gd = model::read_generation_defaults(model_path);
-  sp.temperature = !std::isnan(temperature)         ? temperature
+  sp.temperature = !std::isnan(f.temperature)       ? f.temperature
                    : gd.do_sample && !*gd.do_sample ? 0.0
                                                     : gd.temperature.value_or(1.0);
-  if (greedy) sp.temperature = 0.0;
-  sp.top_p = !std::isnan(top_p) ? top_p : gd.top_p.value_or(1.0);
-  sp.top_k = top_k >= 0 ? top_k : gd.top_k.value_or(0);
-  // Say which knobs the base's file set, so a sample is never a surprise.
-  const bool from_file = (!greedy && std::isnan(temperature) && (gd.do_sample || gd.temperature)) ||
-                         (std::isnan(top_p) && gd.top_p) || (top_k < 0 && gd.top_k);
+  if (f.greedy) sp.temperature = 0.0;
+  sp.top_p = !std::isnan(f.top_p) ? f.top_p : gd.top_p.value_or(1.0);
+  sp.top_k = f.top_k >= 0 ? f.top_k : gd.top_k.value_or(0);
+  const bool from_file =
+      (!f.greedy && std::isnan(f.temperature) && (gd.do_sample || gd.temperature)) ||
+      (std::isnan(f.top_p) && gd.top_p) || (f.top_k < 0 && gd.top_k);
   if (from_file)
     std::cerr << "generate: sampling defaults from " << model_path
               << "/generation_config.json: temperature " << sp.temperature
@@ -157,9 +146,12 @@ int run_generate(Args& args) {
   } catch (const Error& e) {
     throw UsageError(e.what());
   }
-  s.params = sp;
-  s.group = group;
+}
 
+// Loads the policy (fp32 on the CPU), its tokenizer (--tokenizer or the
+// model's own) and the engine into s.
+void load_session(Session& s, const std::string& model_path,
+                  const std::optional<std::string>& tok_path, long long slots) {
   Policy loaded = load_model_for_command(model_path, "--model", /*with_tokenizer=*/!tok_path);
   s.policy = loaded.model;
   s.policy->eval();
@@ -182,15 +174,17 @@ int run_generate(Args& args) {
   if (s.policy->config().eos_token_id < 0 && s.tok->eos_id() >= 0)
     eo.eos_token_id = s.tok->eos_id();
   s.engine = std::make_unique<rollout::Engine>(eo, text);
+}
 
-  if (!prompts.empty()) {
-    s.run(prompts);
-    return 0;
-  }
+// No --prompt: a terminal is answered line by line; piped stdin is read
+// whole, one prompt a line, and sampled together.  Returns the exit status:
+// 1 when a line was skipped as invalid UTF-8.
+int run_stdin(Session& s) {
   const bool tty = isatty(STDIN_FILENO) != 0;
   if (tty)
     std::cerr << s.policy->config().summary()
               << "\nenter a prompt (empty line or Ctrl-D to quit)\n";
+  std::vector<std::string> prompts;
   std::string line;
   size_t lineno = 0, skipped = 0;
   while (true) {
@@ -220,6 +214,40 @@ int run_generate(Args& args) {
               << " lines skipped (not valid UTF-8)\n";
     return 1;
   }
+  return 0;
+}
+
+int run_generate(Args& args) {
+  const std::string model_path = args.value("--model");
+  const std::vector<std::string> prompts = args.values("--prompt");
+  SamplingFlags flags;
+  flags.greedy = args.flag("--greedy");
+  rollout::SamplingParams sp;
+  flags.temperature = args.double_value("--temperature", std::nan(""));
+  flags.top_p = args.double_value("--top-p", std::nan(""));
+  flags.top_k = args.int_value("--top-k", -1);
+  sp.max_new_tokens = args.int_value("--max-new-tokens", 256);
+  sp.stop_strings = args.values("--stop");
+  const long long seed = args.int_value("--seed", 0);
+  if (seed < 0) throw UsageError("--seed must be >= 0");
+  sp.seed = static_cast<uint64_t>(seed);
+  const long long group = args.int_value("--num-samples", 1);
+  const long long slots = args.int_value("--slots", 16);
+  const auto tok_path = args.optional_value("--tokenizer");
+  Session s;
+  s.bos = args.flag("--bos");
+  s.json = args.flag("--json");
+  s.stats = args.flag("--stats");
+  args.finish();
+  if (group < 1) throw UsageError("--num-samples must be >= 1");
+  if (slots < 1) throw UsageError("--slots must be >= 1");
+  resolve_sampling(flags, model_path, sp);
+  s.params = sp;
+  s.group = group;
+  load_session(s, model_path, tok_path, slots);
+
+  if (prompts.empty()) return run_stdin(s);
+  s.run(prompts);
   return 0;
 }
 
