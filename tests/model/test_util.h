@@ -1,4 +1,5 @@
-// Small configs shared by the model tests.
+// Small configs shared by the model tests (variants of tests/tiny_model.h)
+// and a routing perturbation.
 #pragma once
 
 #include <ATen/ATen.h>
@@ -9,26 +10,18 @@
 
 #include "model/config.h"
 #include "model/model.h"
+#include "tests/tiny_model.h"
 
 namespace zerorl::model::testing {
 
-// A small DeepSeek-style model: MLA with q low-rank, interleaved yarn RoPE,
-// 6 experts top-2 in 3 groups, one dense layer first.
+// A small DeepSeek-style model: the tiny MLA model (tests/tiny_model.h) with
+// q low-rank, interleaved yarn RoPE, 6 experts top-2 in 3 groups, one dense
+// layer first.
 inline ModelConfig small_mla_config() {
-  ModelConfig c;
-  c.arch = Arch::kDeepseekV3;
-  c.vocab_size = 37;
-  c.hidden_size = 32;
+  ModelConfig c = test::tiny_mla_config(/*vocab=*/37, /*hidden=*/32);
   c.num_layers = 3;
   c.max_position = 128;
-  c.attn.kind = AttentionConfig::Kind::kMla;
-  c.attn.num_heads = 4;
-  c.attn.num_kv_heads = 4;
   c.attn.q_lora_rank = 24;
-  c.attn.kv_lora_rank = 16;
-  c.attn.qk_nope_head_dim = 8;
-  c.attn.qk_rope_head_dim = 8;
-  c.attn.v_head_dim = 8;
   c.rope.layout = RopeConfig::Layout::kInterleaved;
   c.rope.scaling = RopeConfig::Scaling::kYarn;
   c.rope.factor = 4;
@@ -36,9 +29,6 @@ inline ModelConfig small_mla_config() {
   c.rope.mscale = 1.0;
   c.rope.mscale_all_dim = 1.0;
   c.moe.num_experts = 6;
-  c.moe.top_k = 2;
-  c.moe.expert_intermediate = 16;
-  c.moe.shared_intermediate = 16;
   c.moe.n_group = 3;
   c.moe.topk_group = 2;
   c.moe.routed_scaling_factor = 2.0;
@@ -49,29 +39,12 @@ inline ModelConfig small_mla_config() {
   return c;
 }
 
-// A small Qwen2Moe-style model: GQA (4 heads, 2 KV heads) with q/k/v bias,
-// half-split RoPE, softmax routing, gated shared expert.
+// A small Qwen2Moe-style model: the tiny GQA model (tests/tiny_model.h) with
+// a wider shared expert and every layer MoE.
 inline ModelConfig small_gqa_config() {
-  ModelConfig c;
-  c.arch = Arch::kQwen2Moe;
-  c.vocab_size = 41;
-  c.hidden_size = 32;
-  c.num_layers = 2;
+  ModelConfig c = test::tiny_gqa_config(/*vocab=*/41, /*hidden=*/32);
   c.max_position = 128;
-  c.attn.kind = AttentionConfig::Kind::kGqa;
-  c.attn.num_heads = 4;
-  c.attn.num_kv_heads = 2;
-  c.attn.head_dim = 8;
-  c.attn.qkv_bias = true;
-  c.rope.layout = RopeConfig::Layout::kHalf;
-  c.moe.num_experts = 4;
-  c.moe.top_k = 2;
-  c.moe.expert_intermediate = 16;
   c.moe.shared_intermediate = 24;
-  c.moe.shared_expert_gate = true;
-  c.moe.sigmoid_scoring = false;
-  c.moe.score_bias = false;
-  c.moe.norm_topk_prob = false;
   c.moe.first_k_dense_replace = 0;
   c.moe.dense_intermediate = 48;
   c.init_std = 0.1;

@@ -8,14 +8,14 @@
 
 #include "core/error.h"
 #include "rollout/batch_tensors.h"
-#include "tests/rollout/test_models.h"
+#include "tests/tiny_model.h"
 
 namespace zerorl::rollout {
 namespace {
 
 TEST(PadRollout, BatchedTeacherForcingMatchesBehaviourLogprobs) {
   at::set_num_threads(1);  // tiny model; see engine_test.cpp
-  auto m = testing::make_policy(testing::tiny_mla_config());
+  auto m = test::make_policy(test::tiny_mla_config());
   std::vector<PromptInput> prompts;
   for (int64_t i = 0; i < 3; ++i) {
     PromptInput p;

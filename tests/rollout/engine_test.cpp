@@ -18,7 +18,7 @@
 
 #include "core/error.h"
 #include "rollout/engine.h"
-#include "tests/rollout/test_models.h"
+#include "tests/tiny_model.h"
 
 namespace zerorl::rollout {
 namespace {
@@ -28,9 +28,9 @@ namespace {
 // the thread count.
 const bool kSingleThread = (at::set_num_threads(1), true);
 
-using testing::make_policy;
-using testing::tiny_mla_config;
-using testing::tiny_qwen_config;
+using test::make_policy;
+using test::tiny_gqa_config;
+using test::tiny_mla_config;
 
 // Prompts of different lengths with ids 100 + i, tokens from a fixed rule.
 std::vector<PromptInput> make_prompts(int64_t n, int64_t vocab, int64_t first_len = 3) {
@@ -86,7 +86,7 @@ void expect_logprob_parity(model::CausalLM& m, const RolloutBatch& b, double T) 
 
 class EngineArch : public ::testing::TestWithParam<bool> {
  protected:
-  model::ModelConfig cfg() const { return GetParam() ? tiny_mla_config() : tiny_qwen_config(); }
+  model::ModelConfig cfg() const { return GetParam() ? tiny_mla_config() : tiny_gqa_config(); }
 };
 
 TEST_P(EngineArch, BehaviourLogprobsEqualTeacherForcedLogprobs) {
@@ -361,7 +361,7 @@ TEST(Engine, StopStringsSplitAcrossTokensAreCaughtAndKept) {
 }
 
 TEST(Engine, MaxNewTokensIsExact) {
-  auto m = make_policy(tiny_qwen_config());
+  auto m = make_policy(tiny_gqa_config());
   for (int64_t max_new : {1, 2, 7}) {
     const RolloutBatch b = Engine(EngineOptions().slots(4).eos(-1))
                                .generate(*m, make_prompts(3, 64), 2, params(1.0, max_new));

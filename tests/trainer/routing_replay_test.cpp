@@ -33,24 +33,12 @@ namespace fs = std::filesystem;
 
 namespace {
 
+// tests/tiny_model.h's MLA model (sigmoid scores, balancing bias,
+// norm_topk_prob) with 6 experts.
 model::ModelConfig moe_config() {
-  model::ModelConfig c;
-  c.arch = model::Arch::kDeepseekV3;  // sigmoid scores, balancing bias, norm_topk_prob
-  c.vocab_size = 48;
-  c.hidden_size = 64;
-  c.num_layers = 2;
+  model::ModelConfig c = test::tiny_mla_config(/*vocab=*/48);
   c.max_position = 128;
-  c.attn.num_heads = 4;
-  c.attn.kv_lora_rank = 32;
-  c.attn.qk_nope_head_dim = 16;
-  c.attn.qk_rope_head_dim = 8;
-  c.attn.v_head_dim = 16;
   c.moe.num_experts = 6;
-  c.moe.top_k = 2;
-  c.moe.expert_intermediate = 32;
-  c.moe.shared_intermediate = 32;
-  c.moe.first_k_dense_replace = 0;
-  c.init_std = 0.15;
   c.seed = 4;
   c.validate();
   return c;

@@ -15,35 +15,27 @@
 
 #include "data/char_tokenizer.h"
 #include "model/model.h"
+#include "tests/tiny_model.h"
 #include "trainer/checkpoint.h"
 #include "trainer/policy_file.h"
 
 namespace zerorl::test {
 
-// Writes the tiny policy to `path` (deterministic: same file every time).
+// Writes the tiny policy to `path` (deterministic: same file every time):
+// tests/tiny_model.h's MLA model at width 32 with the task character
+// vocabulary, 2 heads, experts as wide as the model and the default init.
 // balance_bias_gamma: the aux-loss-free bias step per update.
 inline void write_tiny_policy(const std::string& path, double balance_bias_gamma = 0.01) {
   auto tok = data::CharTokenizer::for_tasks();
-  model::ModelConfig c;
-  c.vocab_size = tok.vocab_size();
-  c.hidden_size = 32;
-  c.num_layers = 2;
-  c.max_position = 256;
+  model::ModelConfig c = tiny_mla_config(tok.vocab_size(), /*hidden=*/32);
   c.attn.num_heads = 2;
   c.attn.num_kv_heads = 2;
-  c.attn.kv_lora_rank = 16;
-  c.attn.qk_nope_head_dim = 8;
-  c.attn.qk_rope_head_dim = 8;
-  c.attn.v_head_dim = 8;
-  c.moe.num_experts = 4;
-  c.moe.top_k = 2;
   c.moe.expert_intermediate = 32;
   c.moe.shared_intermediate = 32;
   c.moe.dense_intermediate = 64;
-  c.moe.first_k_dense_replace = 0;
+  c.init_std = 0.02;
   c.moe.balance_bias_gamma = balance_bias_gamma;
   c.eos_token_id = tok.eos_id();
-  c.seed = 3;
   c.validate();
   model::CausalLM m(c);
   save_policy(path, m, tok);
