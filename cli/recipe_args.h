@@ -1,6 +1,7 @@
-// Shared by the recipe-driven commands (pretrain, train, eval): the first
-// positional argument is the recipe file, the rest are key.sub=value
-// overrides; the resolved recipe is printed on rank 0 after validation.
+// Shared by the recipe-driven commands (pretrain, train, eval, plan): the
+// first positional argument is the recipe file, the rest are key.sub=value
+// overrides, applied in order.  Nothing is printed here: a run saves its
+// resolved recipe as recipe.resolved.yaml (trainer/run_dir.h).
 #pragma once
 
 #include <string>

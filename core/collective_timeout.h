@@ -12,9 +12,10 @@
 //   collective allreduce #412 (step 12) timed out after 600 s on rank 0:
 //   rank(s) 1 did not arrive ...; rank(s) 2, 3 were waiting too
 // main() turns that into MPI_Abort, which ends the job.  The "single" Comm
-// has nothing to wait for.  The NCCL Comm (core/comm_nccl_cuda.cpp) polls
-// ncclCommGetAsyncError while it waits for its stream past each collective
-// and calls ncclCommAbort past the same timeout.
+// has nothing to wait for.  The NCCL Comm (core/comm_nccl_cuda.cpp) records
+// a CUDA event after each collective; a watchdog thread polls the events and
+// ncclCommGetAsyncError every 100 ms and, on an error or past the same
+// timeout, calls ncclCommAbort and MPI_Abort (it cannot name the late rank).
 //
 // Process-wide settings, read by every Comm: set them from the main thread
 // before the collectives they should govern (make_comm(CommConfig) in

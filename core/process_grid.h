@@ -22,7 +22,8 @@ namespace zerorl {
 
 class ProcessGrid {
  public:
-  // `expert` (recipe parallel.expert) must divide world.size().
+  // `expert`, the EP size, must divide world.size().  (No recipe key sets
+  // it yet: parallel.expert is planned, issue 14.)
   ProcessGrid(Comm& world, int expert);
 
   int ep() const { return ep_; }

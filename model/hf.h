@@ -1,11 +1,11 @@
 // Hugging Face checkpoints: a folder with config.json and *.safetensors
 // (one file, or shards listed in model.safetensors.index.json).
 //
-// Name mapping (zerorl <-> HF), everything else is identical:
-//   model.layers.i.mlp.experts.gate_proj [E,F,D]  <-> model.layers.i.mlp.experts.e.gate_proj.weight
-//   [F,D] model.layers.i.mlp.experts.up_proj   [E,F,D]  <->
-//   model.layers.i.mlp.experts.e.up_proj.weight   [F,D] model.layers.i.mlp.experts.down_proj
-//   [E,D,F]  <->  model.layers.i.mlp.experts.e.down_proj.weight [D,F]
+// Name mapping (zerorl <-> HF, prefix model.layers.i.mlp.experts.), the
+// rest is identical:
+//   gate_proj [E,F,D] <-> e.gate_proj.weight [F,D]   (e = 0 .. E-1)
+//   up_proj   [E,F,D] <-> e.up_proj.weight   [F,D]
+//   down_proj [E,D,F] <-> e.down_proj.weight [D,F]
 // Import also accepts transformers 5.x fused tensors
 //   model.layers.i.mlp.experts.gate_up_proj [E,2F,D] (gate rows first) and
 //   model.layers.i.mlp.experts.down_proj [E,D,F];

@@ -1,5 +1,5 @@
-// CausalLM: the policy, a DeepSeek-style MoE transformer (or Qwen2Moe),
-// numerically matched to Hugging Face transformers 5.x on the same weights.
+// CausalLM: the policy, one transformer for every family of model/config.h
+// (DeepSeek-V2/V3, Qwen2/3-MoE, OLMoE, dense Qwen2/3, Llama), matched to HF.
 //
 //   tokens_BT -> embed -> L x [ x + attn(rmsnorm(x)); x + mlp_or_moe(rmsnorm(x)) ]
 //             -> rmsnorm -> (lm_head | tied embedding)

@@ -19,9 +19,9 @@
 //     normalised as dapo (token mean over the step).
 //   * behaviour importance weights (behaviour_is) for the gap between the
 //     policy that sampled the tokens (behaviour_logp, from the rollout) and
-//     the learner's old policy (old_logp; recomputed when
-//     train.old_logprobs = recompute, otherwise the two are equal and every
-//     weight is 1), with rho_t = exp(old_logp_t - behaviour_logp_t):
+//     the learner's old policy (old_logp: recomputed by train.old_logprobs =
+//     recompute, or auto with epochs or minibatches > 1; else the two are
+//     equal and every weight is 1), with rho_t = exp(old_logp_t - behaviour_logp_t):
 //       none           w_t = 1
 //       truncate       w_t = clamp(rho_t, floor, cap)                  (TIS)
 //       mask           w_t = rho_t if floor <= rho_t <= cap, else 0    (MIS / IcePop)

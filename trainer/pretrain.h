@@ -4,13 +4,14 @@
 //
 // Recipe sections read (read_pretrain_recipe; every key with its meaning:
 // docs/RECIPES.md):
-//   run:      {name, dir}                     -> <dir>/<name>/ (metrics.jsonl, recipe)
-//   model:    ModelConfig::from_recipe (model/config.h); vocab_size is set
-//             from the tokenizer when left out
-//   corpus:   data::CorpusConfig (data/corpus.h)
+//   run:      RunConfig {name, dir}           -> <dir>/<name>/ (metrics.jsonl, recipe)
+//   model:    ModelConfig::from (model/config.h; model.seed seeds the
+//             weights); vocab_size is set from the tokenizer when left out
+//   corpus:   data::CorpusConfig (data/corpus.h; corpus.seed its order)
 //   pretrain: steps, batch_size (global sequences per step), seq_len,
 //             log_every, output (policy file path, relative to the run dir
 //             unless absolute), optimizer: OptimizerConfig (trainer/optimizer.h)
+//   comm:     CommConfig (core/comm_config.h), read once by the command
 //
 // Data: documents 0, 1, 2, ... of the corpus, each followed by <eos>, packed
 // back to back into rows of seq_len + 1 tokens.  Every rank builds the same

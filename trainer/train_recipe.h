@@ -9,7 +9,7 @@
 //   template:   data::TemplateConfig                data: data::DatasetConfig
 //   rollout:    rollout::RolloutConfig (rollout/sampling.h)
 //   rewards:    rewards::build_reward_pipeline (rewards/pipeline.h; threads,
-//               max_error_rate and one entry per reward)
+//               max_error_rate, clip and one entry per reward)
 //   advantage:  AdvantageConfig                     loss: LossConfig
 //   train:      TrainConfig (trainer/grpo_trainer.h)
 //   optimizer:  OptimizerConfig                     eval: EvalConfig
