@@ -14,64 +14,60 @@
 
 namespace zerorl::test {
 
-// DeepSeek-V3 shaped (sigmoid scores, balancing bias, normalised top-k): 2
-// layers of MLA (4 heads, no q low-rank, kv_lora_rank hidden/2, nope and v
-// head dims hidden/4, rope 8) and MoE (4 experts top-2 and a shared expert,
-// each hidden/2 wide; no dense layer), 256 positions.  init_std 0.15: weights
+// What the two tiny models share: 2 layers, 256 positions, 4 attention
+// heads; 4 routed experts top-2 and a shared expert, each hidden/2 wide, a
+// dense MLP (where a layer has one) hidden wide.  init_std 0.15: weights
 // large enough that the next-token distributions are far from uniform.
-inline model::ModelConfig tiny_mla_config(int64_t vocab = 64, int64_t hidden = 64) {
+inline model::ModelConfig tiny_config(model::Arch arch, model::AttentionConfig::Kind attention,
+                                      int64_t vocab, int64_t hidden) {
   model::ModelConfig c;
-  c.arch = model::Arch::kDeepseekV3;
+  c.arch = arch;
   c.vocab_size = vocab;
   c.hidden_size = hidden;
   c.num_layers = 2;
   c.max_position = 256;
-  c.attn.kind = model::AttentionConfig::Kind::kMla;
+  c.attn.kind = attention;
   c.attn.num_heads = 4;
+  c.moe.num_experts = 4;
+  c.moe.top_k = 2;
+  c.moe.expert_intermediate = hidden / 2;
+  c.moe.shared_intermediate = hidden / 2;
+  c.moe.dense_intermediate = hidden;
+  c.init_std = 0.15;
+  return c;
+}
+
+// DeepSeek-V3 shaped (sigmoid scores, balancing bias, normalised top-k):
+// MLA with no q low-rank, kv_lora_rank hidden/2, nope and v head dims
+// hidden/4, rope 8; every layer MoE.
+inline model::ModelConfig tiny_mla_config(int64_t vocab = 64, int64_t hidden = 64) {
+  model::ModelConfig c =
+      tiny_config(model::Arch::kDeepseekV3, model::AttentionConfig::Kind::kMla, vocab, hidden);
   c.attn.q_lora_rank = 0;
   c.attn.kv_lora_rank = hidden / 2;
   c.attn.qk_nope_head_dim = hidden / 4;
   c.attn.qk_rope_head_dim = 8;
   c.attn.v_head_dim = hidden / 4;
-  c.moe.num_experts = 4;
-  c.moe.top_k = 2;
-  c.moe.expert_intermediate = hidden / 2;
-  c.moe.shared_intermediate = hidden / 2;
-  c.moe.dense_intermediate = hidden;
   c.moe.first_k_dense_replace = 0;
-  c.init_std = 0.15;
   c.seed = 3;
   return c;
 }
 
 // Qwen2-MoE shaped (softmax scores, no bias, no renormalisation, a
-// sigmoid-gated shared expert): 2 layers of GQA (4 heads, 2 KV heads of
-// hidden/4, q/k/v bias, half-split RoPE); layer 0 a dense MLP hidden wide,
-// layer 1 the MoE above.
+// sigmoid-gated shared expert): GQA with 2 KV heads of hidden/4, q/k/v
+// bias, half-split RoPE; layer 0 dense, layer 1 MoE.
 inline model::ModelConfig tiny_gqa_config(int64_t vocab = 64, int64_t hidden = 64) {
-  model::ModelConfig c;
-  c.arch = model::Arch::kQwen2Moe;
-  c.vocab_size = vocab;
-  c.hidden_size = hidden;
-  c.num_layers = 2;
-  c.max_position = 256;
-  c.attn.kind = model::AttentionConfig::Kind::kGqa;
-  c.attn.num_heads = 4;
+  model::ModelConfig c =
+      tiny_config(model::Arch::kQwen2Moe, model::AttentionConfig::Kind::kGqa, vocab, hidden);
   c.attn.num_kv_heads = 2;
   c.attn.head_dim = hidden / 4;
   c.attn.qkv_bias = true;
   c.rope.layout = model::RopeConfig::Layout::kHalf;
-  c.moe.num_experts = 4;
-  c.moe.top_k = 2;
-  c.moe.expert_intermediate = hidden / 2;
-  c.moe.shared_intermediate = hidden / 2;
   c.moe.shared_expert_gate = true;
   c.moe.sigmoid_scoring = false;
   c.moe.score_bias = false;
   c.moe.norm_topk_prob = false;
-  c.moe.dense_intermediate = hidden;
   c.moe.first_k_dense_replace = 1;
-  c.init_std = 0.15;
   c.seed = 4;
   return c;
 }
