@@ -106,7 +106,7 @@ int main(int argc, char** argv) {
     model::ModelConfig cfg =
         path.size() > 5 && path.compare(path.size() - 5, 5, ".json") == 0
             ? model::ModelConfig::from_hf_json_file(path)
-            : model::ModelConfig::from_recipe(Recipe::from_file(path).section("model"));
+            : model::ModelConfig::from(Recipe::from_file(path).section("model"));
     cfg.num_layers = std::stoll(a["layers"]);
     cfg.max_position = std::max<int64_t>(cfg.max_position, T + 1);
     auto comm = make_comm("auto");
