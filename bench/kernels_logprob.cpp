@@ -26,11 +26,11 @@
 #include <c10/core/CPUAllocator.h>
 #ifdef ZERORL_WITH_CUDA
 #include <c10/cuda/CUDACachingAllocator.h>
-#include <c10/cuda/CUDAFunctions.h>
 #endif
 
 #include "kernels/logprob/logprob.h"
 #include "tests/kernels/tracking_allocator.h"
+#include "bench/flags.h"
 
 namespace {
 
@@ -40,14 +40,7 @@ std::map<std::string, std::string> parse(int argc, char** argv) {
   std::map<std::string, std::string> a{{"device", "cpu"}, {"dtype", "float32"}, {"N", "16384"},
                                        {"V", "32768"},    {"D", "1024"},        {"chunk", "1024"},
                                        {"entropy", "0"},  {"mode", "both"},     {"reps", "1"}};
-  for (int i = 1; i + 1 < argc; i += 2) {
-    std::string k = argv[i];
-    if (k.rfind("--", 0) != 0 || !a.count(k.substr(2))) {
-      std::fprintf(stderr, "unknown flag %s\n", argv[i]);
-      std::exit(2);
-    }
-    a[k.substr(2)] = argv[i + 1];
-  }
+  if (!zerorl::bench::read_flags(argc, argv, a)) std::exit(2);
   return a;
 }
 
@@ -82,11 +75,7 @@ int main(int argc, char** argv) {
     cpu_mem = new TrackingAllocator(c10::GetCPUAllocator());
     c10::SetCPUAllocator(cpu_mem, 100);
   }
-  auto sync = [&] {
-#ifdef ZERORL_WITH_CUDA
-    if (cuda) c10::cuda::device_synchronize();
-#endif
-  };
+  auto sync = [&] { zerorl::bench::sync_device(cuda); };
   auto reset_peak = [&] {
     sync();
     if (cpu_mem) cpu_mem->reset_peak();

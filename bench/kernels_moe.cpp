@@ -15,12 +15,10 @@
 #include <string>
 
 #include <ATen/ATen.h>
-#ifdef ZERORL_WITH_CUDA
-#include <c10/cuda/CUDAFunctions.h>
-#endif
 
 #include "kernels/moe/moe.h"
 #include "kernels/moe/moe_impl.h"
+#include "bench/flags.h"
 
 namespace {
 
@@ -28,14 +26,7 @@ std::map<std::string, std::string> parse(int argc, char** argv) {
   std::map<std::string, std::string> a{{"device", "cpu"}, {"dtype", "float32"}, {"T", "8192"},
                                        {"D", "2048"},     {"F", "1408"},        {"E", "64"},
                                        {"K", "6"},        {"reps", "5"}};
-  for (int i = 1; i + 1 < argc; i += 2) {
-    const std::string k = argv[i];
-    if (k.rfind("--", 0) != 0 || !a.count(k.substr(2))) {
-      std::fprintf(stderr, "unknown flag %s\n", argv[i]);
-      return {};
-    }
-    a[k.substr(2)] = argv[i + 1];
-  }
+  if (!zerorl::bench::read_flags(argc, argv, a)) return {};
   return a;
 }
 
@@ -66,11 +57,7 @@ int main(int argc, char** argv) {
   const at::ScalarType dt = a["dtype"] == "bfloat16" ? at::kBFloat16 : at::kFloat;
   const at::TensorOptions o =
       at::TensorOptions(cuda ? at::Device(at::kCUDA, 0) : at::Device(at::kCPU)).dtype(dt);
-  auto sync = [&] {
-#ifdef ZERORL_WITH_CUDA
-    if (cuda) c10::cuda::device_synchronize();
-#endif
-  };
+  auto sync = [&] { zerorl::bench::sync_device(cuda); };
   at::manual_seed(0);
   const at::Tensor logits = at::randn({T, E}, o.dtype(at::kFloat));
   at::Tensor x = at::randn({T, D}, o).requires_grad_(true);

@@ -13,35 +13,22 @@
 #include <string>
 
 #include <ATen/ATen.h>
-#ifdef ZERORL_WITH_CUDA
-#include <c10/cuda/CUDAFunctions.h>
-#endif
 
 #include "kernels/rmsnorm/rmsnorm.h"
 #include "kernels/rmsnorm/rmsnorm_impl.h"
+#include "bench/flags.h"
 
 int main(int argc, char** argv) {
   std::map<std::string, std::string> a{
       {"device", "cpu"}, {"dtype", "float32"}, {"rows", "16384"}, {"D", "4096"}, {"reps", "20"}};
-  for (int i = 1; i + 1 < argc; i += 2) {
-    const std::string k = argv[i];
-    if (k.rfind("--", 0) != 0 || !a.count(k.substr(2))) {
-      std::fprintf(stderr, "unknown flag %s\n", argv[i]);
-      return 2;
-    }
-    a[k.substr(2)] = argv[i + 1];
-  }
+  if (!zerorl::bench::read_flags(argc, argv, a)) return 2;
   const int64_t rows = std::stoll(a["rows"]), D = std::stoll(a["D"]);
   const int reps = std::stoi(a["reps"]);
   const bool cuda = a["device"] == "cuda";
   const at::ScalarType dt = a["dtype"] == "bfloat16" ? at::kBFloat16 : at::kFloat;
   const at::TensorOptions o =
       at::TensorOptions(cuda ? at::Device(at::kCUDA, 0) : at::Device(at::kCPU)).dtype(dt);
-  auto sync = [&] {
-#ifdef ZERORL_WITH_CUDA
-    if (cuda) c10::cuda::device_synchronize();
-#endif
-  };
+  auto sync = [&] { zerorl::bench::sync_device(cuda); };
   at::manual_seed(0);
   at::Tensor x = at::randn({rows, D}, o).requires_grad_(true),
              w = at::ones({D}, o).requires_grad_(true);

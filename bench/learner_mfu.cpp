@@ -30,7 +30,6 @@
 #include <ATen/core/grad_mode.h>
 #ifdef ZERORL_WITH_CUDA
 #include <c10/cuda/CUDACachingAllocator.h>
-#include <c10/cuda/CUDAFunctions.h>
 #include <cuda_runtime_api.h>
 #endif
 
@@ -52,6 +51,7 @@
 #include "trainer/optimizer.h"
 #include "trainer/policy_file.h"
 #include "trainer/policy_step.h"
+#include "bench/flags.h"
 
 using namespace zerorl;
 
@@ -81,14 +81,7 @@ int main(int argc, char** argv) {
                                        {"overlap", "1"},
                                        {"bucket-mb", "25"},
                                        {"peak-tflops", "0"}};
-  for (int i = 1; i + 1 < argc; i += 2) {
-    const std::string k = argv[i];
-    if (k.rfind("--", 0) != 0 || !a.count(k.substr(2))) {
-      std::fprintf(stderr, "unknown flag %s\n", argv[i]);
-      return 2;
-    }
-    a[k.substr(2)] = argv[i + 1];
-  }
+  if (!zerorl::bench::read_flags(argc, argv, a)) return 2;
   try {
     mpi_init_if_launched(&argc, &argv);
     const bool cuda = a["device"] == "cuda";
@@ -144,11 +137,7 @@ int main(int argc, char** argv) {
     const auto ids = at::TensorOptions(dev).dtype(at::kLong);
     const at::Tensor tokens = at::randint(0, cfg.vocab_size, {B, T}, ids);
     const at::Tensor targets = at::randint(0, cfg.vocab_size, {B, T}, ids);
-    auto sync = [&] {
-#ifdef ZERORL_WITH_CUDA
-      if (cuda) c10::cuda::device_synchronize();
-#endif
-    };
+    auto sync = [&] { zerorl::bench::sync_device(cuda); };
     std::vector<double> fb_s, opt_s, step_s;
     for (int s = 0; s <= steps; ++s) {
       sync();

@@ -21,6 +21,7 @@
 
 #include "core/config.h"
 #include "model/model.h"
+#include "bench/flags.h"
 
 static double cpu_seconds() {
   rusage u{};
@@ -38,14 +39,7 @@ int main(int argc, char** argv) {
   using namespace zerorl;
   std::map<std::string, std::string> a{
       {"recipe", "model/tiny.yaml"}, {"B", "8"}, {"T", "128"}, {"steps", "5"}, {"threads", "0"}};
-  for (int i = 1; i + 1 < argc; i += 2) {
-    std::string k = argv[i];
-    if (k.rfind("--", 0) != 0 || !a.count(k.substr(2))) {
-      std::fprintf(stderr, "unknown flag %s\n", argv[i]);
-      return 2;
-    }
-    a[k.substr(2)] = argv[i + 1];
-  }
+  if (!zerorl::bench::read_flags(argc, argv, a)) return 2;
   int threads = std::stoi(a["threads"]);
   if (threads > 0) at::set_num_threads(threads);
   Recipe r = Recipe::from_file(a["recipe"]);
