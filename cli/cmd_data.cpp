@@ -21,12 +21,13 @@ static const char* kUsage =
     "                          [task options]\n"
     "\n"
     "generate writes N distinct problems of a split of TASK (addition, multiplication,\n"
-    "countdown) as JSONL {id, prompt, answer, task, meta}; train and test never share a\n"
+    "sum, countdown) as JSONL {id, prompt, answer, task, meta}; train and test never share a\n"
     "problem, whatever the seeds.  corpus writes N pretraining documents {text, kind}\n"
     "(see docs/DATA.md).  Output goes to --out, or stdout.\n"
     "\n"
     "task options (the difficulty knobs):\n"
-    "  --min-digits D --max-digits D          addition, multiplication (default 1..3)\n"
+    "  --min-digits D --max-digits D          addition, multiplication, sum (default 1..3)\n"
+    "  --min-terms N --max-terms N            sum: numbers added, the level (default 2..4)\n"
     "  --num-count K --max-number M           countdown (default 4 numbers up to 50)\n"
     "  --min-target T --max-target T          countdown (default 10..200)\n"
     "  --test-fraction F                      share of problems held out (default 0.1)\n";
@@ -37,6 +38,8 @@ static data::TaskConfig task_options(Args& args) {
   data::TaskConfig c;
   c.min_digits = static_cast<int>(args.int_value("--min-digits", c.min_digits));
   c.max_digits = static_cast<int>(args.int_value("--max-digits", c.max_digits));
+  c.min_terms = static_cast<int>(args.int_value("--min-terms", c.min_terms));
+  c.max_terms = static_cast<int>(args.int_value("--max-terms", c.max_terms));
   c.num_count = static_cast<int>(args.int_value("--num-count", c.num_count));
   c.max_number = static_cast<int>(args.int_value("--max-number", c.max_number));
   c.min_target = static_cast<int>(args.int_value("--min-target", c.min_target));
@@ -84,8 +87,9 @@ static int run_data(Args& args) {
   } else {
     throw UsageError("unknown action '" + action + "' (generate, corpus)");
   }
-  if (task_name != "addition" && task_name != "multiplication" && task_name != "countdown")
-    throw UsageError("unknown task '" + task_name + "' (addition, multiplication, countdown)");
+  if (task_name != "addition" && task_name != "multiplication" && task_name != "sum" &&
+      task_name != "countdown")
+    throw UsageError("unknown task '" + task_name + "' (addition, multiplication, sum, countdown)");
   task.name = task_name;
   task.seed = static_cast<uint64_t>(seed);
   try {

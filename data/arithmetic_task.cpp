@@ -60,7 +60,7 @@ static uint64_t pow10(int d) {
   return p;
 }
 
-static uint64_t draw_operand(Rng& rng, int min_digits, int max_digits) {
+uint64_t draw_operand(Rng& rng, int min_digits, int max_digits) {
   int d =
       min_digits + static_cast<int>(rng.below(static_cast<uint64_t>(max_digits - min_digits + 1)));
   uint64_t lo = d == 1 ? 0 : pow10(d - 1), hi = pow10(d);
@@ -89,8 +89,7 @@ CheckResult ArithmeticTask::check(std::string_view answer, const Example& ex) co
   return check_integer_answer(answer, ex.answer);
 }
 
-// Column addition, right to left, one step per column.
-static std::string worked_addition(uint64_t a, uint64_t b) {
+std::string worked_column_addition(uint64_t a, uint64_t b) {
   std::string sa = std::to_string(a), sb = std::to_string(b), out;
   size_t n = std::max(sa.size(), sb.size());
   int carry = 0;
@@ -129,7 +128,7 @@ static std::string worked_multiplication(uint64_t a, uint64_t b) {
 
 std::string ArithmeticTask::worked_solution(const Example& ex) const {
   uint64_t a = ex.meta.at("a").get<uint64_t>(), b = ex.meta.at("b").get<uint64_t>();
-  return multiply_ ? worked_multiplication(a, b) : worked_addition(a, b);
+  return multiply_ ? worked_multiplication(a, b) : worked_column_addition(a, b);
 }
 
 }  // namespace zerorl::data

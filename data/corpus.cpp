@@ -69,6 +69,7 @@ const char* pick(Rng& rng, const char* const (&options)[N]) {
 // The problem stated without the "What is" frame: "12 + 7" or the countdown prompt.
 std::string problem_phrase(const Example& ex) {
   if (ex.task == "countdown") return ex.prompt;
+  if (ex.task == "sum") return ex.prompt.substr(8, ex.prompt.size() - 9);  // "What is " ... "?"
   return str_cat(ex.meta.at("a").get<uint64_t>(), " ", ex.meta.at("op").get<std::string>(), " ",
                  ex.meta.at("b").get<uint64_t>());
 }

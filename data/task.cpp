@@ -7,6 +7,7 @@
 #include "core/rng.h"
 #include "data/arithmetic_task.h"
 #include "data/countdown_task.h"
+#include "data/sum_task.h"
 
 namespace zerorl::data {
 
@@ -26,7 +27,7 @@ Split split_from_name(const std::string& name) {
 
 TaskConfig TaskConfig::from(const ConfigNode& n) {
   TaskConfig c;
-  c.name = n.choice("name", {"addition", "multiplication", "countdown"}, c.name);
+  c.name = n.choice("name", {"addition", "multiplication", "sum", "countdown"}, c.name);
   c.seed = n.get<uint64_t>("seed", c.seed);
   c.test_fraction = n.get<double>("test_fraction", c.test_fraction);
   // Each task reads only its own knobs: another task's key is left unread,
@@ -39,6 +40,10 @@ TaskConfig TaskConfig::from(const ConfigNode& n) {
   } else {
     c.min_digits = n.get<int>("min_digits", c.min_digits);
     c.max_digits = n.get<int>("max_digits", c.max_digits);
+    if (c.name == "sum") {
+      c.min_terms = n.get<int>("min_terms", c.min_terms);
+      c.max_terms = n.get<int>("max_terms", c.max_terms);
+    }
   }
   try {
     c.validate();
@@ -54,6 +59,8 @@ void TaskConfig::validate() const {
   ZR_CHECK(min_digits >= 1 && max_digits >= min_digits && max_digits <= 9,
            "digits must satisfy 1 <= min_digits <= max_digits <= 9, got ", min_digits, "..",
            max_digits);
+  ZR_CHECK(min_terms >= 2 && max_terms >= min_terms && max_terms <= 9,
+           "terms must satisfy 2 <= min_terms <= max_terms <= 9, got ", min_terms, "..", max_terms);
   ZR_CHECK(num_count >= 2 && num_count <= 6, "num_count must be in [2, 6], got ", num_count);
   ZR_CHECK(max_number >= 2 && max_number <= 1000, "max_number must be in [2, 1000], got ",
            max_number);
@@ -103,8 +110,9 @@ std::unique_ptr<Task> make_task(const TaskConfig& cfg) {
   cfg.validate();
   if (cfg.name == "addition" || cfg.name == "multiplication")
     return std::make_unique<ArithmeticTask>(cfg);
+  if (cfg.name == "sum") return std::make_unique<SumTask>(cfg);
   if (cfg.name == "countdown") return std::make_unique<CountdownTask>(cfg);
-  ZR_THROW("unknown task '", cfg.name, "' (known: addition, multiplication, countdown)");
+  ZR_THROW("unknown task '", cfg.name, "' (known: addition, multiplication, sum, countdown)");
 }
 
 int count_worked_steps(std::string_view completion) {

@@ -28,13 +28,17 @@ const char* split_name(Split s);
 Split split_from_name(const std::string& name);  // "train" | "test"; throws otherwise
 
 struct TaskConfig {
-  std::string name = "addition";  // addition | multiplication | countdown
+  std::string name = "addition";  // addition | multiplication | sum | countdown
   uint64_t seed = 0;
   double test_fraction = 0.1;  // share of the problem space held out for test
-  // addition / multiplication: operands have min_digits..max_digits digits
-  // (the difficulty knob).
+  // addition / multiplication / sum: operands have min_digits..max_digits
+  // digits (the difficulty knob).
   int min_digits = 1;
   int max_digits = 3;
+  // sum: how many numbers are added, uniform in min_terms..max_terms (the
+  // level; data/sum_task.h).
+  int min_terms = 2;
+  int max_terms = 4;
   // countdown: how many numbers (the difficulty knob), their range, target range.
   int num_count = 4;
   int max_number = 50;

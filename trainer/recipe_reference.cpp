@@ -45,6 +45,11 @@ policy: {init: policy.h5}
 data: {source: jsonl, path: /dev/null}
 rewards: {math: {type: math}}
 )",
+    R"(run: {name: ref}
+policy: {init: policy.h5}
+data: {source: task, task: {name: sum}}
+rewards: {math: {type: math}}
+)",
 };
 
 // The command and plug-in rewards, read by the pipeline's entry reader and

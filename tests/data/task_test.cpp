@@ -3,12 +3,16 @@
 #include <gtest/gtest.h>
 
 #include <algorithm>
+#include <cmath>
+#include <map>
+#include <regex>
 #include <set>
 
 #include "core/config.h"
 #include "core/error.h"
 #include "data/arithmetic_task.h"
 #include "data/countdown_task.h"
+#include "data/sum_task.h"
 #include "data/task.h"
 
 namespace zerorl::data {
@@ -33,6 +37,12 @@ TaskConfig config(const std::string& name, uint64_t seed) {
   if (name == "multiplication") {
     c.min_digits = 1;
     c.max_digits = 2;
+  }
+  if (name == "sum") {
+    c.min_digits = 1;
+    c.max_digits = 2;
+    c.min_terms = 2;
+    c.max_terms = 4;
   }
   if (name == "countdown") {
     c.num_count = 3;
@@ -88,7 +98,7 @@ TEST_P(EachTask, SameSeedSameProblemsOtherSeedOthers) {
 }
 
 INSTANTIATE_TEST_SUITE_P(Tasks, EachTask,
-                         ::testing::Values("addition", "multiplication", "countdown"));
+                         ::testing::Values("addition", "multiplication", "sum", "countdown"));
 
 TEST(Arithmetic, DifficultyKnobSetsOperandDigits) {
   TaskConfig c = config("addition", 1);
@@ -108,6 +118,63 @@ TEST(Arithmetic, WorkedAdditionShowsEveryColumnAndFinalCarry) {
   EXPECT_EQ(task.worked_solution(ex),
             "7+5=12, write 2 carry 1. 8+4+1=13, write 3 carry 1. 9+0+1=10, write 0 carry 1. "
             "write 1. So 987+45=1032.");
+}
+
+// Hand-checked: 47+85=132, 132+36=168; 9+0=9, 9+7=16, 16+305=321... (see below).
+TEST(Sum, WorkedSolutionIsTheChainOfRunningSums) {
+  SumTask task(config("sum", 1));
+  Example ex;
+  ex.task = "sum";
+  ex.meta = {{"terms", {47, 85, 36}}, {"level", 3}};
+  ex.answer = "168";
+  EXPECT_EQ(task.worked_solution(ex), "47+85=132. 132+36=168. So 47+85+36=168.");
+  ex.meta = {{"terms", {9, 0, 7, 305, 99}}, {"level", 5}};
+  ex.answer = "420";
+  EXPECT_EQ(task.worked_solution(ex),
+            "9+0=9. 9+7=16. 16+305=321. 321+99=420. So 9+0+7+305+99=420.");
+  EXPECT_TRUE(task.check("420", ex).correct);
+  EXPECT_TRUE(task.check(" 420. ", ex).correct);
+  EXPECT_FALSE(task.check("421", ex).correct);
+  EXPECT_FALSE(task.check("9+0+7+305+99", ex).correct);
+  ex.meta = {{"terms", {58, 64}}, {"level", 2}};
+  EXPECT_EQ(task.worked_solution(ex), "58+64=122. So 58+64=122.");
+}
+
+// The level (number of terms) is uniform over min_terms..max_terms, the
+// prompt names every term, the gold is their sum (recomputed here from the
+// prompt text), and a worked solution has one step per pair plus the "So".
+TEST(Sum, LevelsAreAFixedUniformMixAndAnswersSumThePrompt) {
+  TaskConfig c = config("sum", 7);
+  c.min_terms = 2;
+  c.max_terms = 5;
+  c.min_digits = c.max_digits = 2;
+  auto task = make_task(c);
+  const int n = 4000;
+  std::map<int, int> level_count;
+  static const std::regex number(R"(\d+)");
+  for (auto& ex : task->generate_split(Split::kTrain, n)) {
+    const int level = ex.meta["level"].get<int>();
+    ++level_count[level];
+    std::string p = ex.prompt;
+    ASSERT_EQ(p.rfind("What is ", 0), 0u) << p;
+    uint64_t total = 0;
+    int count = 0;
+    for (auto it = std::sregex_iterator(p.begin(), p.end(), number); it != std::sregex_iterator();
+         ++it, ++count) {
+      EXPECT_EQ(it->str().size(), 2u) << p;
+      total += std::stoull(it->str());
+    }
+    EXPECT_EQ(count, level) << p;
+    EXPECT_EQ(ex.answer, std::to_string(total)) << p;
+    EXPECT_EQ(count_worked_steps(task->worked_solution(ex)), level) << p;
+  }
+  ASSERT_EQ(level_count.size(), 4u);
+  const double sigma = std::sqrt(0.25 * 0.75 / n);
+  for (auto [level, k] : level_count) {
+    EXPECT_GE(level, 2);
+    EXPECT_LE(level, 5);
+    EXPECT_NEAR(k / double(n), 0.25, 4 * sigma) << "level " << level;
+  }
 }
 
 TEST(Arithmetic, IntegerCheckerAcceptsHarmlessFormattingOnly) {
@@ -149,6 +216,12 @@ TEST(TaskConfig, BuiltFromARecipeSectionAndValidated) {
   } catch (const Error& e) {
     EXPECT_NE(std::string(e.what()).find("b.yaml"), std::string::npos) << e.what();
   }
+  auto sum = Recipe::from_string("task:\n  name: sum\n  min_terms: 3\n  max_terms: 6\n", "s.yaml");
+  auto s = TaskConfig::from(sum.section("task"));
+  EXPECT_EQ(s.min_terms, 3);
+  EXPECT_EQ(s.max_terms, 6);
+  auto one = Recipe::from_string("task:\n  name: sum\n  min_terms: 1\n", "o.yaml");
+  EXPECT_THROW(TaskConfig::from(one.section("task")), Error);
   auto typo = Recipe::from_string("task:\n  name: additon\n", "c.yaml");
   EXPECT_THROW(TaskConfig::from(typo.section("task")), Error);
 }

@@ -1,0 +1,39 @@
+// Addition of several numbers: a task with difficulty levels and room to
+// think (issue 19, item 1).
+//
+// A problem adds `terms` numbers ("What is 47 + 85 + 36?"); its level is the
+// number of terms, drawn uniformly from min_terms..max_terms (a fixed mix:
+// the prompt stream stays a pure function of seed and index, whatever the
+// policy does), each term with min_digits..max_digits digits.
+//
+// The worked solution is a chain of running sums, each pair added in one
+// go: "47+85=132. 132+36=168. So 47+85+36=168."  Every pair is a chance to
+// slip, so a first attempt at a long chain is often wrong; a pair added the
+// long way (checked_pair: column by column, data/arithmetic_task.h) is
+// rarely wrong, so checking a step and redoing it raises the chance of
+// being right.  More terms mean more steps: length has room to grow.
+#pragma once
+
+#include <cstdint>
+#include <vector>
+
+#include "data/task.h"
+
+namespace zerorl::data {
+
+class SumTask final : public Task {
+ public:
+  explicit SumTask(TaskConfig cfg);
+  CheckResult check(std::string_view answer, const Example& ex) const override;
+  // The running sums, left to right, then "So <t1>+<t2>+...=<total>.".
+  std::string worked_solution(const Example& ex) const override;
+
+  // The terms of a problem (its meta "terms").
+  static std::vector<uint64_t> terms(const Example& ex);
+
+ protected:
+  Example draw(uint64_t rng_seed) const override;
+  std::string key(const Example& ex) const override;
+};
+
+}  // namespace zerorl::data
