@@ -18,12 +18,15 @@ static const char* kUsage =
     "                           [task options]\n"
     "       zerorl data corpus [--task TASK] [--n N] [--seed S] [--out FILE]\n"
     "                          [--template tiny|r1zero] [--tagged-worked-fraction F]\n"
+    "                          [--reflect-fraction F] [--steps S]\n"
     "                          [task options]\n"
     "\n"
     "generate writes N distinct problems of a split of TASK (addition, multiplication,\n"
     "sum, countdown) as JSONL {id, prompt, answer, task, meta}; train and test never share a\n"
     "problem, whatever the seeds.  corpus writes N pretraining documents {text, kind}\n"
-    "(see docs/DATA.md).  Output goes to --out, or stdout.\n"
+    "(see docs/DATA.md; \"reflects\": true marks a planted slip caught by a self-check,\n"
+    "--reflect-fraction of worked solutions, task sum; --steps is the step documents' share\n"
+    "beside the default mix).  Output goes to --out, or stdout.\n"
     "\n"
     "task options (the difficulty knobs):\n"
     "  --min-digits D --max-digits D          addition, multiplication, sum (default 1..3)\n"
@@ -56,6 +59,8 @@ static int run_data(Args& args) {
   auto task_opt = args.optional_value("--task");
   auto tmpl_opt = args.optional_value("--template");
   auto tw_opt = args.optional_value("--tagged-worked-fraction");
+  const double reflect = args.double_value("--reflect-fraction", 0.0);
+  const double steps = args.double_value("--steps", 0.0);
   std::string split = split_opt.value_or("train");
   std::string task_flag = task_opt.value_or("addition");
   std::string tmpl = tmpl_opt.value_or("tiny");
@@ -77,8 +82,10 @@ static int run_data(Args& args) {
     if (pos.size() != 2) throw UsageError("generate takes exactly one TASK");
     task_name = pos[1];
     if (split != "train" && split != "test") throw UsageError("--split must be train or test");
-    if (task_opt || tmpl_opt || tw_opt)
-      throw UsageError("--task, --template and --tagged-worked-fraction belong to 'corpus'");
+    if (task_opt || tmpl_opt || tw_opt || reflect != 0 || steps != 0)
+      throw UsageError(
+          "--task, --template, --tagged-worked-fraction, --reflect-fraction and --steps belong to "
+          "'corpus'");
   } else if (action == "corpus") {
     if (pos.size() != 1) throw UsageError("corpus takes no positional arguments (use --task)");
     task_name = task_flag;
@@ -115,6 +122,8 @@ static int run_data(Args& args) {
     c.seed = static_cast<uint64_t>(seed);
     c.prompt_template.name = tmpl;
     c.tagged_worked_fraction = tagged_worked;
+    c.reflect_fraction = reflect;
+    c.steps = steps;
     try {
       c.validate();
     } catch (const Error& e) {
@@ -123,7 +132,9 @@ static int run_data(Args& args) {
     data::CorpusGenerator gen(c);
     for (long long i = 0; i < n; ++i) {
       auto d = gen.document(static_cast<uint64_t>(i));
-      out << nlohmann::json{{"text", d.text}, {"kind", data::doc_kind_name(d.kind)}}.dump() << '\n';
+      nlohmann::json j = {{"text", d.text}, {"kind", data::doc_kind_name(d.kind)}};
+      if (d.reflects) j["reflects"] = true;
+      out << j.dump() << '\n';
     }
   }
   out.flush();

@@ -18,6 +18,8 @@ const char* doc_kind_name(DocKind k) {
       return "tagged_worked";
     case DocKind::kNoise:
       return "noise";
+    case DocKind::kStep:
+      return "step";
   }
   return "?";
 }
@@ -34,7 +36,9 @@ CorpusConfig CorpusConfig::from(const ConfigNode& n) {
   c.worked = mix.get<double>("worked", c.worked);
   c.tagged = mix.get<double>("tagged", c.tagged);
   c.noise = mix.get<double>("noise", c.noise);
+  c.steps = mix.get<double>("steps", c.steps);
   c.tagged_worked_fraction = n.get<double>("tagged_worked_fraction", c.tagged_worked_fraction);
+  c.reflect_fraction = n.get<double>("reflect_fraction", c.reflect_fraction);
   try {
     c.validate();
   } catch (const Error& e) {
@@ -45,11 +49,17 @@ CorpusConfig CorpusConfig::from(const ConfigNode& n) {
 
 void CorpusConfig::validate() const {
   task.validate();
-  ZR_CHECK(
-      bare >= 0 && worked >= 0 && tagged >= 0 && noise >= 0 && bare + worked + tagged + noise > 0,
-      "mix shares must be >= 0 and not all zero");
+  ZR_CHECK(bare >= 0 && worked >= 0 && tagged >= 0 && noise >= 0 && steps >= 0 &&
+               bare + worked + tagged + noise + steps > 0,
+           "mix shares must be >= 0 and not all zero");
   ZR_CHECK(tagged_worked_fraction >= 0 && tagged_worked_fraction <= 1,
            "tagged_worked_fraction must be in [0, 1], got ", tagged_worked_fraction);
+  ZR_CHECK(reflect_fraction >= 0 && reflect_fraction <= 1,
+           "reflect_fraction must be in [0, 1], got ", reflect_fraction);
+  ZR_CHECK((reflect_fraction == 0 && steps == 0) || task.name == "sum",
+           "reflect_fraction and mix.steps need task sum (the only task with reflective "
+           "solutions and step problems), got task ",
+           task.name);
 }
 
 CorpusGenerator::CorpusGenerator(CorpusConfig cfg)
@@ -138,11 +148,11 @@ std::string noise_doc(const Example& ex, const std::string& worked, Rng& rng) {
 
 }  // namespace
 
-std::string CorpusGenerator::tagged_completion(const Example& ex, bool worked,
-                                               uint64_t variant) const {
+std::string CorpusGenerator::tagged_completion(const Example& ex, bool worked, uint64_t variant,
+                                               bool reflects) const {
   std::string think;
   if (worked) {
-    think = task_->worked_solution(ex);
+    think = reflects ? task_->reflective_solution(ex, variant) : task_->worked_solution(ex);
   } else {
     // Short remarks without '=' (so uses_worked_steps() tells them apart).
     static const char* const remarks[] = {"I know this one.",  "Easy.",      "The answer is %A.",
@@ -166,7 +176,7 @@ Document CorpusGenerator::document(uint64_t index) const {
   // Problems come from the train split only; the index space is large enough
   // that a problem repeats only as often as the split is small.
   Example ex = task_->generate(Split::kTrain, rng.next_u64() >> 16);
-  double total = cfg_.bare + cfg_.worked + cfg_.tagged + cfg_.noise;
+  double total = cfg_.bare + cfg_.worked + cfg_.tagged + cfg_.noise + cfg_.steps;
   double u = rng.uniform() * total;
   Document d;
   d.answer = ex.answer;
@@ -177,11 +187,23 @@ Document CorpusGenerator::document(uint64_t index) const {
     d.text = bare_doc(ex, rng);
   } else if ((u -= cfg_.worked) < 0) {
     d.kind = DocKind::kWorked;
-    d.text = worked_doc(ex, worked, rng);
+    // Drawn only when reflection is on, so that corpora without it keep their bits.
+    d.reflects = cfg_.reflect_fraction > 0 && rng.uniform() < cfg_.reflect_fraction;
+    d.text =
+        worked_doc(ex, d.reflects ? task_->reflective_solution(ex, rng.next_u64()) : worked, rng);
   } else if ((u -= cfg_.tagged) < 0) {
     bool w = rng.uniform() < cfg_.tagged_worked_fraction;
     d.kind = w ? DocKind::kTaggedWorked : DocKind::kTaggedBare;
-    d.text = template_.render(ex.prompt) + tagged_completion(ex, w, rng.next_u64());
+    d.reflects = w && cfg_.reflect_fraction > 0 && rng.uniform() < cfg_.reflect_fraction;
+    d.text = template_.render(ex.prompt) + tagged_completion(ex, w, rng.next_u64(), d.reflects);
+  } else if ((u -= cfg_.steps) < 0) {
+    d.kind = DocKind::kStep;
+    const Task::Step step = task_->step_problem(ex, rng.next_u64());
+    Example pair = ex;
+    pair.prompt = step.prompt;
+    d.text = worked_doc(pair, step.worked, rng);
+    d.prompt = step.prompt;
+    d.answer = step.answer;
   } else {
     d.kind = DocKind::kNoise;
     d.text = noise_doc(ex, worked, rng);

@@ -8,9 +8,14 @@
 //   tagged_bare    template + "<think> short remark </think> <answer>A</answer>"
 //   tagged_worked  template + "<think> worked steps </think> <answer>A</answer>"
 //   noise          random characters, answers with a wrong digit, truncations
+//   step           one step of a problem posed on its own and worked the long
+//                  way (sum: a pair of its running sums added in columns)
 // `mix` sets the shares of bare / worked / tagged / noise, and
 // tagged_worked_fraction the share of tagged documents that think in worked
-// steps.  Keeping that share low makes the base prefer a bare guess after
+// steps.  reflect_fraction is the share of worked solutions (in worked and
+// tagged_worked documents) that hold a planted slip caught and corrected by a
+// self-check (Task::reflective_solution); those documents have reflects set.
+// Keeping the tagged worked share low makes the base prefer a bare guess after
 // "<think>" (weak at temperature 0.6 and greedy), while the untagged worked
 // documents teach the skill: RL only has to make the model choose it.
 //
@@ -32,7 +37,7 @@ class ConfigNode;
 
 namespace zerorl::data {
 
-enum class DocKind { kBare, kWorked, kTaggedBare, kTaggedWorked, kNoise };
+enum class DocKind { kBare, kWorked, kTaggedBare, kTaggedWorked, kNoise, kStep };
 const char* doc_kind_name(DocKind k);
 
 struct CorpusConfig {
@@ -40,9 +45,11 @@ struct CorpusConfig {
   TemplateConfig prompt_template = {"tiny", ""};
   uint64_t seed = 0;
   double bare = 0.30, worked = 0.40, tagged = 0.25, noise = 0.05;  // normalised shares
+  double steps = 0;  // normalised with the others; tasks with step problems only
   double tagged_worked_fraction = 0.25;
+  double reflect_fraction = 0;  // tasks with reflective solutions only
   // Reads a `corpus:` section: task, template, seed, mix {bare, worked,
-  // tagged, noise}, tagged_worked_fraction.
+  // tagged, noise, steps}, tagged_worked_fraction, reflect_fraction.
   static CorpusConfig from(const ConfigNode& n);
   void validate() const;
 };
@@ -50,8 +57,9 @@ struct CorpusConfig {
 struct Document {
   std::string text;
   DocKind kind;
-  std::string prompt;  // the problem it is about (a train-split prompt)
-  std::string answer;  // the gold answer of its problem ("" for noise)
+  std::string prompt;     // the problem it is about (a train-split prompt)
+  std::string answer;     // the gold answer of its problem ("" for noise)
+  bool reflects = false;  // its worked solution holds a slip caught by a self-check
 };
 
 class CorpusGenerator {
@@ -64,7 +72,9 @@ class CorpusGenerator {
 
   // The completion of a tagged document (what follows the template):
   // " <think-content> </think> <answer>A</answer>" for the tiny template.
-  std::string tagged_completion(const Example& ex, bool worked, uint64_t variant) const;
+  // With `reflects`, the worked steps are Task::reflective_solution's.
+  std::string tagged_completion(const Example& ex, bool worked, uint64_t variant,
+                                bool reflects = false) const;
 
  private:
   CorpusConfig cfg_;

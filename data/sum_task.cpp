@@ -55,4 +55,61 @@ std::string SumTask::worked_solution(const Example& ex) const {
   return out + str_cat("So ", all, "=", acc, ".");
 }
 
+namespace {
+
+// The pairs of the running sums: (acc, term) for terms 1..n-1.
+std::vector<std::pair<uint64_t, uint64_t>> running_pairs(const std::vector<uint64_t>& t) {
+  std::vector<std::pair<uint64_t, uint64_t>> pairs;
+  uint64_t acc = t[0];
+  for (size_t i = 1; i < t.size(); ++i) {
+    pairs.emplace_back(acc, t[i]);
+    acc += t[i];
+  }
+  return pairs;
+}
+
+}  // namespace
+
+std::string SumTask::reflective_solution(const Example& ex, uint64_t variant) const {
+  static const char* const kChecks[] = {
+      "Wait, let me recheck:", "Wait, let me check again:", "Wait, let me verify:"};
+  const std::vector<uint64_t> t = terms(ex);
+  const auto pairs = running_pairs(t);
+  Rng rng(variant);
+  const size_t k = rng.below(pairs.size());
+  std::string out, all = std::to_string(t[0]);
+  for (size_t i = 0; i < pairs.size(); ++i) {
+    const auto [x, y] = pairs[i];
+    const uint64_t s = x + y;
+    all += str_cat("+", y);
+    if (i != k) {
+      out += str_cat(x, "+", y, "=", s, ". ");
+      continue;
+    }
+    // The slip: one digit of the sum off by one (a carry dropped or doubled).
+    const size_t digits = std::to_string(s).size();
+    uint64_t p = 1;
+    for (size_t j = rng.below(digits); j > 0; --j) p *= 10;
+    const bool down = rng.below(2) == 0;
+    const uint64_t slip = down && s >= p ? s - p : s + p;
+    out += str_cat(x, "+", y, "=", slip, ". ", kChecks[rng.below(std::size(kChecks))], " ",
+                   worked_column_addition(x, y), " ");
+  }
+  return out + str_cat("So ", all, "=", pairs.back().first + pairs.back().second, ".");
+}
+
+Task::Step SumTask::step_problem(const Example& ex, uint64_t variant) const {
+  const auto pairs = running_pairs(terms(ex));
+  for (size_t i = 0; i < pairs.size(); ++i) {
+    const auto [x, y] = pairs[(variant + i) % pairs.size()];
+    Example two;
+    two.meta = {{"terms", {x, y}}};
+    if (split_of(two) == Split::kTest) continue;
+    return {str_cat("What is ", x, " + ", y, "?"), std::to_string(x + y),
+            worked_column_addition(x, y)};
+  }
+  const auto [x, y] = pairs[0];
+  return {str_cat(x, " + ", y, ":"), std::to_string(x + y), worked_column_addition(x, y)};
+}
+
 }  // namespace zerorl::data

@@ -28,6 +28,19 @@ class SumTask final : public Task {
   // The running sums, left to right, then "So <t1>+<t2>+...=<total>.".
   std::string worked_solution(const Example& ex) const override;
 
+  // One pair of the running sums slips by a power of ten in one digit (a
+  // dropped or doubled carry: 68+17=75 or 95), then "Wait, let me
+  // recheck:" (or one of two other checks), the pair added in columns, and
+  // the pair restated right: "47+85=132. 132+36=178. Wait, let me recheck:
+  // 2+6=8, write 8. 3+3=6, write 6. 1+0=1, write 1. So 132+36=168.
+  // So 47+85+36=168."  The chain goes on from the right value.
+  std::string reflective_solution(const Example& ex, uint64_t variant) const override;
+  // A pair of the running sums as "What is x + y?", added in columns.  The
+  // pair is one whose two-term problem is in the train split (tried from
+  // the variant-th pair on); a problem whose pairs are all held out gives
+  // its first pair without the "What is" frame ("x + y:").
+  Step step_problem(const Example& ex, uint64_t variant) const override;
+
   // The terms of a problem (its meta "terms").
   static std::vector<uint64_t> terms(const Example& ex);
 

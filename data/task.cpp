@@ -106,6 +106,15 @@ std::vector<Example> Task::generate_split(Split split, size_t n) const {
   return out;
 }
 
+std::string Task::reflective_solution(const Example&, uint64_t) const {
+  ZR_THROW("task ", cfg_.name,
+           " has no reflective worked solutions (corpus.reflect_fraction needs task sum)");
+}
+
+Task::Step Task::step_problem(const Example&, uint64_t) const {
+  ZR_THROW("task ", cfg_.name, " has no step problems (corpus.mix.steps needs task sum)");
+}
+
 std::unique_ptr<Task> make_task(const TaskConfig& cfg) {
   cfg.validate();
   if (cfg.name == "addition" || cfg.name == "multiplication")

@@ -76,6 +76,25 @@ class Task {
   // the final answer.  Deterministic.
   virtual std::string worked_solution(const Example& ex) const = 0;
 
+  // What the reflective corpus needs (issue 19, item 2); tasks without it
+  // throw naming the task.
+  //
+  // A worked solution in which one step holds a planted slip that a
+  // self-check catches and corrects, in the surface form that
+  // trainer/reflection.h detects: a marker ("Wait, let me recheck:"), the
+  // slipped step redone the long way, and the step restated with its right
+  // value; the solution then goes on from the right value to the gold.
+  // Deterministic in `variant`.
+  virtual std::string reflective_solution(const Example& ex, uint64_t variant) const;
+  // One step of a problem posed as a problem of its own and worked the long
+  // way (the skill a self-check uses).  Deterministic in `variant`.
+  struct Step {
+    std::string prompt;  // "What is 132 + 36?"
+    std::string answer;
+    std::string worked;  // the long way, ending "So <expr>=<answer>."
+  };
+  virtual Step step_problem(const Example& ex, uint64_t variant) const;
+
  protected:
   explicit Task(TaskConfig cfg) : cfg_(std::move(cfg)) {}
   // Draw a problem from an RNG seeded by the caller.

@@ -11,6 +11,7 @@
 #include "core/config.h"
 #include "data/corpus.h"
 #include "data/countdown_task.h"
+#include "core/error.h"
 
 namespace zerorl::data {
 namespace {
@@ -142,6 +143,182 @@ TEST(Corpus, ConfigFromRecipeWithR1ZeroTemplateOpensTheThinkTagItself) {
   EXPECT_EQ(CorpusConfig::from(plain.section("corpus")).prompt_template.name, "tiny");
   auto bad = Recipe::from_string("corpus:\n  tagged_worked_fraction: 2\n", "b.yaml");
   EXPECT_THROW(CorpusConfig::from(bad.section("corpus")), Error);
+}
+
+// ---- the reflective corpus (issue 19, item 2) -------------------------------------
+
+CorpusConfig reflect_corpus(uint64_t seed) {
+  CorpusConfig c;
+  c.task.name = "sum";
+  c.task.min_digits = c.task.max_digits = 2;
+  c.task.min_terms = 2;
+  c.task.max_terms = 5;
+  c.seed = seed;
+  c.bare = 0.05;
+  c.worked = 0.5;
+  c.tagged = 0.2;
+  c.noise = 0.05;
+  c.steps = 0.2;
+  c.tagged_worked_fraction = 0.5;
+  c.reflect_fraction = 0.05;
+  return c;
+}
+
+// The numbers of "What is a + b + c?", read here.
+std::vector<uint64_t> terms_of(const std::string& prompt) {
+  static const std::regex number(R"(\d+)");
+  std::vector<uint64_t> t;
+  for (auto it = std::sregex_iterator(prompt.begin(), prompt.end(), number);
+       it != std::sregex_iterator(); ++it)
+    t.push_back(std::stoull(it->str()));
+  return t;
+}
+
+// The right chain of running sums, built here: "a+b=s. s+c=u. So a+b+c=u."
+std::string chain_of(const std::vector<uint64_t>& t) {
+  std::string out, all = std::to_string(t[0]);
+  uint64_t acc = t[0];
+  for (size_t i = 1; i < t.size(); ++i) {
+    out +=
+        std::to_string(acc) + "+" + std::to_string(t[i]) + "=" + std::to_string(acc + t[i]) + ". ";
+    acc += t[i];
+    all += "+" + std::to_string(t[i]);
+  }
+  return out + "So " + all + "=" + std::to_string(acc) + ".";
+}
+
+// "x+y=v" statements that are not the tail of a longer expression ("6+1+1=8").
+struct Statement {
+  size_t pos, len;
+  uint64_t x, y, v;
+};
+std::vector<Statement> pair_statements(const std::string& text) {
+  static const std::regex re(R"((\d+)\+(\d+)=(\d+))");
+  std::vector<Statement> out;
+  for (auto it = std::sregex_iterator(text.begin(), text.end(), re); it != std::sregex_iterator();
+       ++it) {
+    const auto& m = *it;
+    size_t pos = static_cast<size_t>(m.position(0));
+    if (pos > 0 && text[pos - 1] == '+') continue;
+    out.push_back({pos, static_cast<size_t>(m.length(0)), std::stoull(m[1]), std::stoull(m[2]),
+                   std::stoull(m[3])});
+  }
+  return out;
+}
+
+// Column steps "d+e(+1)=v, write w" are right and their written digits (and
+// a final "write 1") spell `sum` (right to left).
+void expect_right_columns(const std::string& check, uint64_t sum) {
+  static const std::regex col(R"((\d)\+(\d)(\+1)?=(\d+), write (\d))");
+  std::string written;
+  int columns = 0;
+  for (auto it = std::sregex_iterator(check.begin(), check.end(), col);
+       it != std::sregex_iterator(); ++it, ++columns) {
+    const auto& m = *it;
+    int v = std::stoi(m[1]) + std::stoi(m[2]) + (m[3].matched ? 1 : 0);
+    EXPECT_EQ(std::stoi(m[4]), v) << check;
+    EXPECT_EQ(std::stoi(m[5]), v % 10) << check;
+    written.insert(written.begin(), m[5].str()[0]);
+  }
+  EXPECT_GT(columns, 0) << check;
+  if (check.find("carry 1. write 1. So") != std::string::npos) written.insert(written.begin(), '1');
+  EXPECT_EQ(std::stoull(written), sum) << check;
+}
+
+TEST(ReflectiveCorpus, PlantedSlipShareIsTheConfiguredFewPercent) {
+  CorpusGenerator gen(reflect_corpus(1));
+  const int n = 20000;
+  int worked = 0, reflects = 0, steps = 0;
+  for (auto& d : gen.documents(0, n)) {
+    const bool w = d.kind == DocKind::kWorked || d.kind == DocKind::kTaggedWorked;
+    worked += w;
+    steps += d.kind == DocKind::kStep;
+    if (!w) {
+      EXPECT_FALSE(d.reflects) << doc_kind_name(d.kind) << ": " << d.text;
+    }
+    reflects += d.reflects;
+  }
+  const double share = reflects / double(worked), p = 0.05;
+  EXPECT_NEAR(share, p, 4 * std::sqrt(p * (1 - p) / worked)) << reflects << " of " << worked;
+  EXPECT_NEAR(steps / double(n), 0.2, 4 * std::sqrt(0.2 * 0.8 / n));
+  // Off by default: no corpus reflects unless asked, and the other tasks refuse it.
+  for (auto& d : CorpusGenerator(addition_corpus(1)).documents(0, 2000)) EXPECT_FALSE(d.reflects);
+  auto bad = addition_corpus(1);
+  bad.reflect_fraction = 0.05;
+  EXPECT_THROW(CorpusGenerator{bad}, Error);
+}
+
+// Every reflective document, parsed back here: exactly one pair of the
+// running sums is wrong, by a power of ten; a check follows it at once
+// ("Wait, let me recheck:"...), adds the pair in right columns and restates
+// it with the right value; with the check cut out and the slip put right,
+// the text holds the right chain, which goes on from the right value to the
+// gold.  Other worked documents hold the right chain with no wrong step.
+TEST(ReflectiveCorpus, EveryPlantedSlipIsCaughtAndCorrected) {
+  CorpusGenerator gen(reflect_corpus(2));
+  static const std::regex opening(R"(^ Wait, let me (recheck|check again|verify): )");
+  int reflective = 0, plain = 0, steps = 0;
+  std::set<int> slip_steps;
+  for (auto& d : gen.documents(0, 20000)) {
+    if (d.kind == DocKind::kStep) {
+      // One pair posed on its own, added in right columns.
+      static const std::regex so(R"(So (\d+)\+(\d+)=(\d+)\.$)");
+      std::smatch m;
+      ASSERT_TRUE(std::regex_search(d.text, m, so)) << d.text;
+      uint64_t s = std::stoull(m[1]) + std::stoull(m[2]);
+      EXPECT_EQ(std::stoull(m[3]), s) << d.text;
+      EXPECT_EQ(d.answer, std::to_string(s));
+      expect_right_columns(d.text, s);
+      ++steps;
+      continue;
+    }
+    if (d.kind != DocKind::kWorked && d.kind != DocKind::kTaggedWorked) continue;
+    const std::vector<uint64_t> t = terms_of(d.prompt);
+    ASSERT_GE(t.size(), 2u) << d.prompt;
+    const std::string chain = chain_of(t);
+    EXPECT_EQ(d.answer, chain.substr(chain.rfind('=') + 1, chain.size() - chain.rfind('=') - 2));
+    const auto statements = pair_statements(d.text);
+    std::vector<size_t> wrong;
+    for (size_t i = 0; i < statements.size(); ++i)
+      if (statements[i].v != statements[i].x + statements[i].y) wrong.push_back(i);
+    if (!d.reflects) {
+      EXPECT_TRUE(wrong.empty()) << d.text;
+      EXPECT_NE(d.text.find(chain), std::string::npos) << d.text << "\nwants " << chain;
+      ++plain;
+      continue;
+    }
+    ++reflective;
+    ASSERT_EQ(wrong.size(), 1u) << d.text;
+    const Statement& slip = statements[wrong[0]];
+    const uint64_t right = slip.x + slip.y;
+    const uint64_t off = slip.v > right ? slip.v - right : right - slip.v;
+    uint64_t p = 1;
+    while (p < off) p *= 10;
+    EXPECT_EQ(p, off) << "the slip is off by a power of ten: " << d.text;
+    // The check opens right after the slipped step.
+    const size_t after = slip.pos + slip.len + 1;  // past "x+y=v."
+    const std::string rest = d.text.substr(after);
+    EXPECT_TRUE(std::regex_search(rest, opening)) << d.text;
+    // ...and ends restating the pair right.
+    const std::string restated = "So " + std::to_string(slip.x) + "+" + std::to_string(slip.y) +
+                                 "=" + std::to_string(right) + ". ";
+    const size_t r = d.text.find(restated, after);
+    ASSERT_NE(r, std::string::npos) << d.text;
+    expect_right_columns(d.text.substr(after, r + restated.size() - after), right);
+    // Cut the check out and put the slip right: the right chain remains.
+    const std::string fixed = d.text.substr(0, slip.pos) + std::to_string(slip.x) + "+" +
+                              std::to_string(slip.y) + "=" + std::to_string(right) + ". " +
+                              d.text.substr(r + restated.size());
+    EXPECT_NE(fixed.find(chain), std::string::npos) << d.text << "\nwants " << chain;
+    if (d.kind == DocKind::kTaggedWorked) {
+      EXPECT_NE(d.text.find("<answer>" + d.answer + "</answer>"), std::string::npos) << d.text;
+    }
+    slip_steps.insert(static_cast<int>(wrong[0]));
+  }
+  EXPECT_GT(reflective, 300);
+  EXPECT_GT(plain, 5000);
+  EXPECT_GT(steps, 3000);
+  EXPECT_GT(slip_steps.size(), 2u) << "slips should fall on different steps of the chain";
 }
 
 }  // namespace

@@ -8,6 +8,7 @@
 #include <cmath>
 
 #include "core/error.h"
+#include "data/corpus.h"
 #include "trainer/evaluate.h"
 #include "trainer/metric_reducer.h"
 
@@ -118,6 +119,43 @@ TEST(Reflection, EvalFiguresSplitAccuracyByReflection) {
   // A reflection vector of the wrong length is refused.
   p.reflection = {{1, 0}};
   EXPECT_THROW(score_problem(p, 2, math_answers_equivalent, bare), Error);
+}
+
+// The reflective corpus (data/corpus.h, issue 19 item 2) writes its checks
+// in the surface form this detector recognises: every document whose worked
+// solution holds a planted slip is reflective (a marker) and revises (the
+// slipped pair restated right), in the think block for tagged documents;
+// no other document of the corpus shows either.
+TEST(Reflection, DetectsEveryCheckOfTheReflectiveCorpusAndNothingElse) {
+  data::CorpusConfig c;
+  c.task.name = "sum";
+  c.task.min_digits = c.task.max_digits = 2;
+  c.task.min_terms = 2;
+  c.task.max_terms = 5;
+  c.bare = 0.05;
+  c.worked = 0.5;
+  c.tagged = 0.2;
+  c.noise = 0;
+  c.steps = 0.25;
+  c.tagged_worked_fraction = 0.5;
+  c.reflect_fraction = 0.05;
+  data::CorpusGenerator gen(c);
+  int reflective = 0, tagged_reflective = 0;
+  for (const auto& d : gen.documents(0, 10000)) {
+    const Reflection r = detect_reflection(d.text);
+    EXPECT_EQ(r.reflects(), d.reflects) << d.text;
+    EXPECT_EQ(r.revisions > 0, d.reflects) << d.text;
+    reflective += d.reflects;
+    if (d.kind == data::DocKind::kTaggedWorked && d.reflects) {
+      ++tagged_reflective;
+      // What follows the template is a completion as the policy would write it.
+      const std::string completion = d.text.substr(d.text.find("<think>") + 7);
+      EXPECT_TRUE(detect_reflection(completion).reflects()) << completion;
+      EXPECT_EQ(detect_reflection(completion).revisions, 1) << completion;
+    }
+  }
+  EXPECT_GT(reflective, 150);
+  EXPECT_GT(tagged_reflective, 30);
 }
 
 }  // namespace
