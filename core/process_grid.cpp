@@ -1,8 +1,18 @@
 #include "core/process_grid.h"
 
 #include "core/checks.h"
+#include "core/config.h"
 
 namespace zerorl {
+
+ParallelConfig ParallelConfig::from(const ConfigNode& n) {
+  ParallelConfig c;
+  c.expert = n.get<int>("expert", c.expert);
+  c.where_expert = n.where("expert");
+  ZR_CHECK(c.expert >= 1, c.where_expert, ": parallel.expert must be >= 1 (ranks per expert-",
+           "parallel group), got ", c.expert);
+  return c;
+}
 
 ProcessGrid::ProcessGrid(Comm& world, int expert) : world_(&world), ep_(expert) {
   const int n = world.size();

@@ -15,10 +15,25 @@
 
 #include <cstdint>
 #include <memory>
+#include <string>
 
 #include "core/comm.h"
 
 namespace zerorl {
+
+class ConfigNode;
+
+// Recipe section `parallel` (issue 14):
+//   parallel: {expert: E}   ranks per EP group, default 1 (every routed
+//                           expert on every rank: plain data parallelism)
+// E >= 1 is checked here; that E divides the world size and the policy's
+// n_routed_experts is checked where those are known (the trainer's build,
+// with `where_expert` naming the key's line).
+struct ParallelConfig {
+  int expert = 1;
+  std::string where_expert;  // "file:line:col" of parallel.expert (or its section)
+  static ParallelConfig from(const ConfigNode& n);
+};
 
 class ProcessGrid {
  public:

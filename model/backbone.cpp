@@ -27,6 +27,11 @@ DecoderLayer::DecoderLayer(const ModelConfig& cfg, int64_t index,
       "post_attention_layernorm", std::make_shared<RMSNorm>(cfg.hidden_size, cfg.rms_norm_eps));
 }
 
+void DecoderLayer::set_moe(std::shared_ptr<MoeLayer> m) {
+  ZR_CHECK(moe, "DecoderLayer::set_moe: the layer is dense");
+  moe = replace_module("mlp", std::move(m));
+}
+
 at::Tensor DecoderLayer::mlp(const at::Tensor& x, MoeCall& call) {
   return moe ? moe->forward(x, call) : dense->forward(x);
 }

@@ -35,8 +35,11 @@ class DecoderLayer : public torch::nn::Module {
                           MoeCall& call);
   std::shared_ptr<RMSNorm> input_layernorm, post_attention_layernorm;
   std::shared_ptr<Attention> self_attn;
+  // A parallel plan's swap of the MoE layer (model/moe_ep.h): `m` replaces
+  // the module registered as "mlp" (same submodule names).
+  void set_moe(std::shared_ptr<MoeLayer> m);
   std::shared_ptr<Mlp> dense;     // registered as "mlp" when the layer is dense
-  std::shared_ptr<MoeBlock> moe;  // registered as "mlp" when the layer is MoE
+  std::shared_ptr<MoeLayer> moe;  // registered as "mlp" when the layer is MoE
 };
 
 class Backbone : public torch::nn::Module {

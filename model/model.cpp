@@ -239,6 +239,29 @@ void CausalLM::update_balance_bias(const at::Tensor& load_LE, double gamma) {
     backbone_->layers[moe_layers_[m]]->moe->update_bias(load_LE[m], gamma);
 }
 
+// ---- parallel plans --------------------------------------------------------------
+
+MoeLayer& CausalLM::moe_layer(size_t m) {
+  ZR_CHECK(m < moe_layers_.size(), "CausalLM: MoE layer ", m, " of ", moe_layers_.size());
+  return *backbone_->layers[moe_layers_[m]]->moe;
+}
+
+void CausalLM::replace_moe_layer(size_t m, std::shared_ptr<MoeLayer> layer) {
+  ZR_CHECK(m < moe_layers_.size(), "CausalLM: MoE layer ", m, " of ", moe_layers_.size());
+  backbone_->layers[moe_layers_[m]]->set_moe(std::move(layer));
+}
+
+void CausalLM::forward_idle() {
+  if (!grid_) return;
+  c10::InferenceMode inference;
+  const at::Tensor none_ND =
+      at::empty({0, cfg_.hidden_size}, backbone_->embed_tokens->weight.options());
+  for (size_t m = 0; m < moe_layers_.size(); ++m) {
+    MoeCall call;
+    moe_layer(m).forward(none_ND, call);
+  }
+}
+
 // ---- weights -------------------------------------------------------------------------
 
 std::vector<std::pair<std::string, at::Tensor>> CausalLM::named_weights() const {

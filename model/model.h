@@ -37,9 +37,14 @@
 #include "model/config.h"
 #include "model/kv_cache.h"
 
+namespace zerorl {
+class ProcessGrid;  // core/process_grid.h
+}
+
 namespace zerorl::model {
 
 class Backbone;  // model/backbone.h (internal)
+class MoeLayer;  // model/moe_block.h (internal)
 class Linear;    // model/layers.h (internal)
 
 struct ForwardOptions {
@@ -147,6 +152,23 @@ class CausalLM : public torch::nn::Module {
   void update_balance_bias(const at::Tensor& load_LE);
   void update_balance_bias(const at::Tensor& load_LE, double gamma);
 
+  // ---- parallel plans (model/moe_ep.h applies them) ----
+  // MoE layer m (0-based, in moe_layers() order) and its replacement by a
+  // plan's layer with the same submodule names.
+  MoeLayer& moe_layer(size_t m);
+  void replace_moe_layer(size_t m, std::shared_ptr<MoeLayer> layer);
+  // The grid the expert-parallel plan sharded this model over, or null
+  // (every routed expert on this rank).  Set by apply_expert_parallel; the
+  // grid must outlive the model.  When set, every forward (full, prefill,
+  // decode) is a collective over grid->ep_comm(): the ranks of an EP group
+  // run the same number of forwards in the same order, and a rank with no
+  // tokens of its own joins with forward_idle().
+  const ProcessGrid* expert_grid() const { return grid_; }
+  void set_expert_grid(const ProcessGrid* grid) { grid_ = grid; }
+  // One forward's exchanges with no tokens of this rank (its experts still
+  // serve the peers' tokens); no autograd.  A no-op without a grid.
+  void forward_idle();
+
   // ---- weights ----
   // Every tensor that is part of the weights: parameters and the balancing
   // bias buffers, by their dotted names, in registration order.
@@ -165,6 +187,7 @@ class CausalLM : public torch::nn::Module {
   std::vector<int64_t> moe_layers_;
   at::Tensor load_LE_;  // int64 CPU accumulator
   std::vector<at::Tensor> last_routing_;
+  const ProcessGrid* grid_ = nullptr;
 };
 
 }  // namespace zerorl::model

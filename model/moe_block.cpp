@@ -31,7 +31,7 @@ kernels::RouterOptions router_options(const MoeConfig& c) {
   return ro;
 }
 
-MoeBlock::MoeBlock(const ModelConfig& cfg) : cfg_(cfg.moe) {
+MoeBlock::MoeBlock(const ModelConfig& cfg) : MoeLayer(cfg.moe) {
   int64_t D = cfg.hidden_size;
   gate = register_module("gate", std::make_shared<Router>(D, cfg_.num_experts, cfg_.score_bias));
   experts = register_module(
@@ -112,7 +112,7 @@ at::Tensor MoeBlock::forward(const at::Tensor& x, MoeCall& call) {
   return y;
 }
 
-void MoeBlock::update_bias(const at::Tensor& load_E, double gamma) {
+void MoeLayer::update_bias(const at::Tensor& load_E, double gamma) {
   if (!gate->bias.defined() || gamma == 0) return;
   at::NoGradGuard ng;
   at::Tensor load = load_E.to(at::kDouble);

@@ -61,11 +61,15 @@ struct MoeCall {
 kernels::RouterOutput route_tokens(const Router& gate, const MoeConfig& c, const at::Tensor& x_ND,
                                    MoeCall& call);
 
-class MoeBlock : public torch::nn::Module {
+// What every MoE layer of a DecoderLayer is: the local MoeBlock below, or
+// the expert-parallel EpMoeBlock (model/moe_ep.h) a parallel plan swaps in.
+// Both own the same submodules under the same names (gate, experts, shared
+// expert(s)), so weights address them alike; `experts` may hold a slice.
+class MoeLayer : public torch::nn::Module {
  public:
-  explicit MoeBlock(const ModelConfig& cfg);
-  at::Tensor forward(const at::Tensor& x_ND, MoeCall& call);
-  // bias_E += gamma * sign(mean(load_E) - load_E)
+  explicit MoeLayer(const MoeConfig& c) : cfg_(c) {}
+  virtual at::Tensor forward(const at::Tensor& x_ND, MoeCall& call) = 0;
+  // bias_E += gamma * sign(mean(load_E) - load_E); load_E over all E experts.
   void update_bias(const at::Tensor& load_E, double gamma);
   const MoeConfig& config() const { return cfg_; }
   std::shared_ptr<Router> gate;
@@ -73,8 +77,14 @@ class MoeBlock : public torch::nn::Module {
   std::shared_ptr<Mlp> shared;  // "shared_experts" (DeepSeek) / "shared_expert" (Qwen) or null
   std::shared_ptr<Linear> shared_gate;  // Qwen2Moe "shared_expert_gate" [1,D] or null
 
- private:
+ protected:
   MoeConfig cfg_;
+};
+
+class MoeBlock : public MoeLayer {
+ public:
+  explicit MoeBlock(const ModelConfig& cfg);
+  at::Tensor forward(const at::Tensor& x_ND, MoeCall& call) override;
 };
 
 }  // namespace zerorl::model

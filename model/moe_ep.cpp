@@ -3,12 +3,26 @@
 #include <ATen/ATen.h>
 #include <torch/csrc/autograd/custom_function.h>
 
+#include <chrono>
+
 #include "core/error.h"
 #include "kernels/moe/moe.h"
 
 namespace zerorl::model {
 
 namespace {
+
+// See ep_exchange_seconds(); one thread per process runs the model.
+double g_exchange_seconds = 0;
+
+at::Tensor timed_alltoallv(Comm& comm, const at::Tensor& rows, const std::vector<int64_t>& send,
+                           std::vector<int64_t>* recv) {
+  const auto t0 = std::chrono::steady_clock::now();
+  at::Tensor out = comm.alltoallv(rows, send, recv);
+  g_exchange_seconds +=
+      std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  return out;
+}
 
 using torch::autograd::AutogradContext;
 using torch::autograd::variable_list;
@@ -23,7 +37,7 @@ struct ExchangeFn : public torch::autograd::Function<ExchangeFn> {
   static at::Tensor forward(AutogradContext* ctx, const at::Tensor& rows, Comm* comm,
                             std::vector<int64_t> send_counts, std::vector<int64_t>* recv_counts) {
     std::vector<int64_t> recv;
-    at::Tensor out = comm->alltoallv(rows, send_counts, &recv);
+    at::Tensor out = timed_alltoallv(*comm, rows, send_counts, &recv);
     ctx->saved_data["comm"] = c10::IValue::make_capsule(c10::make_intrusive<CommRef>(comm));
     ctx->saved_data["send"] = send_counts;
     ctx->saved_data["recv"] = recv;
@@ -49,7 +63,7 @@ struct ExchangeFn : public torch::autograd::Function<ExchangeFn> {
                                   .dtype(ctx->saved_data["dtype"].toScalarType())
                                   .device(ctx->saved_data["device"].toDevice()));
     }
-    at::Tensor g = comm->alltoallv(grad.contiguous(), recv, &back);
+    at::Tensor g = timed_alltoallv(*comm, grad.contiguous(), recv, &back);
     ZR_CHECK(back == send,
              "EP exchange backward: the gradient rows that came back do not match "
              "the rows sent forward");
@@ -66,7 +80,7 @@ at::Tensor alltoallv_autograd(Comm& comm, const at::Tensor& rows,
 }
 
 EpMoeBlock::EpMoeBlock(const ModelConfig& cfg, const ProcessGrid& grid)
-    : cfg_(cfg.moe), ep_comm_(&grid.ep_comm()), ep_(grid.ep()) {
+    : MoeLayer(cfg.moe), ep_comm_(&grid.ep_comm()), ep_(grid.ep()) {
   const int64_t D = cfg.hidden_size, E = cfg_.num_experts;
   ZR_CHECK(E > 0, "EpMoeBlock needs routed experts (moe.num_experts > 0)");
   el_ = grid.experts_per_rank(E);
@@ -88,6 +102,7 @@ at::Tensor EpMoeBlock::forward(const at::Tensor& x, MoeCall& call) {
            "under expert parallelism yet (issue 14)");
   const int64_t N = x.size(0), D = x.size(1), K = cfg_.top_k;
   at::ScalarType acc = x.scalar_type() == at::kDouble ? at::kDouble : at::kFloat;
+  // Zero rows route to nothing (a rank joining its peers' exchanges).
   kernels::RouterOutput r = route_tokens(*gate, cfg_, x, call);
 
   // Permute the (token, slot) pairs p = t*K + k by expert; experts are owned
@@ -103,7 +118,8 @@ at::Tensor EpMoeBlock::forward(const at::Tensor& x, MoeCall& call) {
   // Tokens (differentiable) and their local expert ids travel the same way.
   std::vector<int64_t> recv;
   at::Tensor x_recv = alltoallv_autograd(*ep_comm_, x_send, send, &recv);
-  at::Tensor local_R1 = ep_comm_->alltoallv((expert_P - dest_P * el_).unsqueeze(1), send);
+  at::Tensor local_R1 =
+      timed_alltoallv(*ep_comm_, (expert_P - dest_P * el_).unsqueeze(1), send, nullptr);
   auto cast = [&](const at::Tensor& t) {
     return t.scalar_type() == x.scalar_type() ? t : t.to(x.scalar_type());
   };
@@ -132,7 +148,7 @@ at::Tensor EpMoeBlock::forward(const at::Tensor& x, MoeCall& call) {
   return y;
 }
 
-std::shared_ptr<EpMoeBlock> shard_moe_block(const MoeBlock& local, const ModelConfig& cfg,
+std::shared_ptr<EpMoeBlock> shard_moe_block(const MoeLayer& local, const ModelConfig& cfg,
                                             const ProcessGrid& grid) {
   auto ep = std::make_shared<EpMoeBlock>(cfg, grid);
   at::NoGradGuard ng;
@@ -153,6 +169,37 @@ std::shared_ptr<EpMoeBlock> shard_moe_block(const MoeBlock& local, const ModelCo
     kv.value().copy_(*from);
   }
   return ep;
+}
+
+double ep_exchange_seconds() { return g_exchange_seconds; }
+
+void apply_expert_parallel(CausalLM& model, const ProcessGrid& grid) {
+  ZR_CHECK(!model.expert_grid(), "apply_expert_parallel: the model is already sharded");
+  const ModelConfig& cfg = model.config();
+  if (!model.moe_layers().empty())
+    grid.experts_per_rank(cfg.moe.num_experts);  // divides, or throws
+  if (grid.ep() > 1)
+    for (size_t m = 0; m < model.moe_layers().size(); ++m)
+      model.replace_moe_layer(m, shard_moe_block(model.moe_layer(m), cfg, grid));
+  model.set_expert_grid(&grid);
+}
+
+bool is_sharded_expert(const std::string& name) {
+  return name.find(".mlp.experts.") != std::string::npos;
+}
+
+std::vector<std::pair<std::string, at::Tensor>> full_named_weights(const CausalLM& model) {
+  auto w = model.named_weights();
+  const ProcessGrid* grid = model.expert_grid();
+  if (!grid || grid->ep() == 1) return w;
+  for (auto& [name, t] : w) {
+    if (!is_sharded_expert(name)) continue;
+    at::Tensor all = grid->ep_comm().allgather(t.detach().contiguous());  // [ep, E/ep, ...]
+    std::vector<int64_t> shape = t.sizes().vec();
+    shape[0] *= grid->ep();
+    t = all.reshape(shape);
+  }
+  return w;
 }
 
 }  // namespace zerorl::model

@@ -15,18 +15,21 @@
 //
 // Every rank of the EP group must call forward (and backward) the same number
 // of times, in the same order; a rank with no tokens joins with zero rows.
-// Not yet wired into Backbone or the trainer (issue 14, items 3-7 planned).
+// apply_expert_parallel (below) swaps it into a CausalLM's MoE layers.
 #pragma once
 
 #include <ATen/core/Tensor.h>
 #include <torch/nn/module.h>
 
 #include <memory>
+#include <string>
+#include <utility>
 #include <vector>
 
 #include "core/comm.h"
 #include "core/process_grid.h"
 #include "model/config.h"
+#include "model/model.h"
 #include "model/moe_block.h"
 
 namespace zerorl::model {
@@ -39,23 +42,18 @@ at::Tensor alltoallv_autograd(Comm& comm, const at::Tensor& rows,
                               const std::vector<int64_t>& send_counts,
                               std::vector<int64_t>* recv_counts);
 
-class EpMoeBlock : public torch::nn::Module {
+class EpMoeBlock : public MoeLayer {
  public:
   // Same module names as MoeBlock (gate, experts, shared_experts/shared_expert,
   // shared_expert_gate), so HF names still address the parameters; `experts`
   // holds local experts only ([E/ep, ...]).  Uninitialised: see shard_moe_block.
   EpMoeBlock(const ModelConfig& cfg, const ProcessGrid& grid);
-  at::Tensor forward(const at::Tensor& x_ND, MoeCall& call);
+  // x_ND may have zero rows (a rank with no tokens joining the exchanges).
+  at::Tensor forward(const at::Tensor& x_ND, MoeCall& call) override;
   int64_t first_expert() const { return e0_; }
   int64_t local_experts() const { return el_; }
 
-  std::shared_ptr<Router> gate;
-  std::shared_ptr<RoutedExperts> experts;  // [E/ep, ...]: experts e0 .. e0 + E/ep - 1
-  std::shared_ptr<Mlp> shared;
-  std::shared_ptr<Linear> shared_gate;
-
  private:
-  MoeConfig cfg_;
   Comm* ep_comm_;
   int64_t e0_ = 0, el_ = 0;
   int ep_ = 1;
@@ -64,7 +62,34 @@ class EpMoeBlock : public torch::nn::Module {
 // The plan applied to one layer: a new EpMoeBlock whose dense parts (router,
 // bias, shared expert) are copies of `local`'s and whose experts are
 // `local`'s experts [e0, e0 + E/ep) for this rank of `grid`.
-std::shared_ptr<EpMoeBlock> shard_moe_block(const MoeBlock& local, const ModelConfig& cfg,
+std::shared_ptr<EpMoeBlock> shard_moe_block(const MoeLayer& local, const ModelConfig& cfg,
                                             const ProcessGrid& grid);
+
+// Wall-clock seconds this process has spent in EpMoeBlock's exchanges
+// (every alltoallv, forward and backward, waiting for peers included) since
+// it started: the trainer logs the difference per step (time/ep_exchange).
+double ep_exchange_seconds();
+
+// The expert-parallel plan applied to a whole model (torchtitan's
+// parallelize step): every MoE layer of `model` is replaced by its
+// shard_moe_block for this rank of `grid`, so the rank keeps only its
+// experts' parameters (the full stacks are freed), and the model records
+// the grid (CausalLM::expert_grid: its forwards become collectives over the
+// EP group).  Local (no communication); every rank of the grid must apply
+// it to identical weights.  grid.ep() == 1 leaves the layers as they are
+// but still records the grid.  Throws if n_routed_experts do not divide
+// over grid.ep() or the plan was applied before.
+void apply_expert_parallel(CausalLM& model, const ProcessGrid& grid);
+
+// True for the parameters the plan shards (routed-expert stacks:
+// "....mlp.experts.{gate,up,down}_proj"): their gradients meet over the DP
+// group only; every other parameter is replicated on every rank.
+bool is_sharded_expert(const std::string& name);
+
+// The model's named_weights() with every sharded expert stack all-gathered
+// over the EP group into the full [E, ...] stack: the weights as a model
+// without the plan holds them (checkpoints, exports).  Collective over
+// model.expert_grid()->ep_comm(); without a grid, named_weights().
+std::vector<std::pair<std::string, at::Tensor>> full_named_weights(const CausalLM& model);
 
 }  // namespace zerorl::model

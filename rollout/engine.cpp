@@ -10,7 +10,9 @@
 #include <deque>
 #include <unordered_set>
 
+#include "core/comm.h"
 #include "core/error.h"
+#include "core/process_grid.h"
 #include "core/rng.h"
 #include "model/kv_cache.h"
 #include "model/model.h"
@@ -77,6 +79,8 @@ class Run {
         G_(G),
         params_(params),
         stops_(params.stop_strings) {
+    if (const ProcessGrid* grid = policy.expert_grid(); grid && grid->ep() > 1)
+      lockstep_ = &grid->ep_comm();
     const auto& cfg = policy.config();
     V_ = cfg.vocab_size;
     // The options' id (-1: none at all), plus every end-of-text id of the
@@ -134,7 +138,10 @@ class Run {
 
   RolloutBatch run() {
     const auto t0 = Clock::now();
-    if (batch_.samples.empty()) return std::move(batch_);
+    if (batch_.samples.empty()) {
+      join_peers_until_done();
+      return std::move(batch_);
+    }
     cache_ = std::make_unique<model::KvCache>(policy_.make_cache(num_slots_, max_len_));
     for (int64_t s = num_slots_ - 1; s >= 0; --s) free_.push_back(s);
     for (;;) {
@@ -146,6 +153,7 @@ class Run {
       }
       decode_step();
     }
+    join_peers_until_done();
     for (size_t i = 0; i < seqs_.size(); ++i) {
       ZR_CHECK(seqs_[i].done, "rollout: internal error, sample ", i, " did not finish");
       if (text_) batch_.samples[i].text = utf8_sanitize(seqs_[i].bytes);
@@ -159,6 +167,28 @@ class Run {
     return batch_.samples[static_cast<size_t>(p * G_ + g)];
   }
   int64_t num_prompts() const { return static_cast<int64_t>(prompts_.size()); }
+
+  // ---- expert parallelism: forwards in lockstep over the EP group ----
+  // Every forward of an expert-parallel policy is an exchange over its EP
+  // group.  Before each of its own forwards a rank votes "busy"; a rank
+  // whose work is done votes "idle" and, while any peer is busy, joins that
+  // peer's forward with no tokens (CausalLM::forward_idle).  So every rank
+  // runs as many forwards as the busiest one, each rank's continuous
+  // batching stays as it is, and the loop ends when every rank votes idle.
+  // One small all-reduce per forward; nothing without a sharded policy.
+  bool any_peer_busy(bool self_busy) {
+    return lockstep_->allreduce_scalar(self_busy ? 1.0 : 0.0, ReduceOp::kMax) > 0.5;
+  }
+  void before_forward() {
+    if (lockstep_) any_peer_busy(true);
+  }
+  void join_peers_until_done() {
+    if (!lockstep_) return;
+    while (any_peer_busy(false)) {
+      policy_.forward_idle();
+      ++batch_.stats.idle_forwards;
+    }
+  }
 
   int64_t pop_free() {
     const int64_t s = free_.back();
@@ -257,6 +287,7 @@ class Run {
       batch_.stats.prefill_tokens += static_cast<int64_t>(tokens.back().size());
     }
     batch_.stats.num_prefills += static_cast<int64_t>(prompt_idx.size());
+    before_forward();
     const at::Tensor logits_NV =
         host_logits(policy_.prefill(*cache_, slots, tokens, forward_options()), prompt_idx.size());
     const float* base = logits_NV.data_ptr<float>();
@@ -350,6 +381,7 @@ class Run {
       slots[static_cast<size_t>(i)] = seqs_[static_cast<size_t>(si)].slot;
       tok[i] = batch_.samples[static_cast<size_t>(si)].completion_tokens.back();
     }
+    before_forward();
     const at::Tensor logits_AV = host_logits(
         policy_.decode(*cache_, slots, tokens_A, forward_options()), static_cast<size_t>(A));
     if (record_routing_) {
@@ -431,6 +463,7 @@ class Run {
 
   const TokenText* text_;
   const bool record_routing_;
+  Comm* lockstep_ = nullptr;  // the EP group of an expert-parallel policy, else null
   model::CausalLM& policy_;
   const std::vector<PromptInput>& prompts_;
   const int64_t G_;

@@ -57,6 +57,16 @@
 // with record_routing, the [N, K] expert ids of each MoE layer) come back to
 // the host.
 //
+// Expert parallelism (a policy sharded by model/moe_ep.h, expert_grid()
+// set): every forward is an exchange over the EP group, so generate() is a
+// collective over that group.  The ranks run their own continuous batching
+// (own prompts, own slots) and vote before each forward: a rank with nothing
+// left joins each of its peers' remaining forwards with zero tokens
+// (CausalLM::forward_idle) until every rank is done.  A rank's completions
+// do not depend on its peers' work (the exchange routes each token to the
+// same experts with the same weights), so they equal the unsharded ones up
+// to the last bits of the expert GEMMs' row blocking.
+//
 // Errors (zerorl::Error): empty prompts, duplicate prompt ids, token ids
 // outside the vocabulary, prompt + max_new_tokens beyond the model's
 // max_position, invalid params, stop strings without a TokenText, NaN logits
@@ -119,6 +129,9 @@ struct RolloutStats {
   int64_t generated_tokens =
       0;  // completion tokens (= decode_tokens + first tokens from prefill logits)
   int64_t decode_steps = 0;
+  // Expert parallelism: forwards this rank joined with no tokens of its own
+  // while a peer of its EP group still had work (see "Expert parallelism").
+  int64_t idle_forwards = 0;
   double prefill_seconds = 0.0;  // prefill calls + cache copies + first-token sampling
   double decode_seconds = 0.0;   // decode calls + host sampling + stop checks
   double total_seconds = 0.0;    // the whole generate() call

@@ -10,6 +10,7 @@
 #include "core/comm.h"
 #include "core/config.h"
 #include "core/error.h"
+#include "core/process_grid.h"
 #include "data/corpus.h"
 #include "data/tokenizer.h"
 #include "model/model.h"
@@ -321,6 +322,16 @@ EvalResult evaluate(const EvalContext& ctx, const std::vector<data::Example>& al
                                     batch.samples[j], scored[j], ctx.rewards->names(),
                                     outcomes[p].correct[0], num_correct(p), n_samples));
       }
+    }
+  } else if (const ProcessGrid* grid = ctx.policy->expert_grid(); grid && grid->ep() > 1) {
+    // Expert parallelism: generate() is a collective over the EP group
+    // (rollout/engine.h); a rank without problems joins its peers' calls.
+    rollout::SamplingParams sp = cfg.sampling;
+    ctx.engine->generate(*ctx.policy, {}, n_samples, sp);
+    if (cfg.greedy) {
+      sp.temperature = 0.0;
+      sp.top_p = 1.0;
+      ctx.engine->generate(*ctx.policy, {}, 1, sp);
     }
   }
   result.samples = gather_lines(lines, comm);

@@ -36,16 +36,27 @@ class GradSync::Hook final : public torch::autograd::PostAccumulateGradHook {
 
 GradSync::GradSync(std::vector<at::Tensor> params, ShardPlan plan, Comm& comm, ReduceOp op,
                    bool overlap)
-    : params_(std::move(params)), plan_(std::move(plan)), comm_(comm), op_(op), overlap_(overlap) {
+    : GradSync(std::move(params), std::move(plan), std::vector<Comm*>{&comm}, op, overlap) {}
+
+GradSync::GradSync(std::vector<at::Tensor> params, ShardPlan plan, std::vector<Comm*> group_comms,
+                   ReduceOp op, bool overlap)
+    : params_(std::move(params)),
+      plan_(std::move(plan)),
+      comms_(std::move(group_comms)),
+      op_(op),
+      overlap_(overlap) {
   ZR_CHECK(op == ReduceOp::kSum || op == ReduceOp::kMean,
            "GradSync: gradients reduce with kSum or kMean only");
-  ZR_CHECK(plan_.rank == comm.rank() && plan_.world == comm.size() &&
-               plan_.param_numel.size() == params_.size(),
-           "GradSync: the plan was made for another rank, world size or parameter list");
+  ZR_CHECK(comms_.size() == plan_.groups.size() && plan_.param_numel.size() == params_.size(),
+           "GradSync: the plan was made for another parameter list or other sync groups");
+  for (size_t g = 0; g < comms_.size(); ++g)
+    ZR_CHECK(comms_[g] && plan_.groups[g].rank == comms_[g]->rank() &&
+                 plan_.groups[g].size == comms_[g]->size(),
+             "GradSync: the plan was made for another rank or world size (sync group ", g, ")");
   flats_.resize(plan_.buckets.size());
   slices_.resize(plan_.buckets.size());
   if (!overlap_) return;
-  sync_comm_ = comm.split(0, comm.rank());
+  for (Comm* c : comms_) sync_comms_.push_back(c->split(0, c->rank()));
   bucket_of_.assign(params_.size(), -1);
   for (size_t k = 0; k < plan_.buckets.size(); ++k)
     for (int64_t i : plan_.buckets[k].param_idx) bucket_of_[i] = static_cast<int64_t>(k);
@@ -104,22 +115,22 @@ void GradSync::allreduce_grads() {
       flats_[k] = at::empty({b.numel}, at::TensorOptions().dtype(b.dtype).device(b.device));
     at::Tensor& flat = flats_[k];
     pack_grads(static_cast<int64_t>(k), flat);
-    comm_.allreduce(flat, op_);
+    comm_of(b).allreduce(flat, op_);
     unpack_grads(static_cast<int64_t>(k));
   }
 }
 
 void GradSync::reduce_scatter_grads() {
   if (overlap_) return finish_overlapped();
-  const int W = plan_.world;
   for (size_t k = 0; k < plan_.buckets.size(); ++k) {
     const ShardPlan::Bucket& b = plan_.buckets[k];
+    const int W = group_size(b);
     at::Tensor padded =
         at::zeros({b.shard * W}, at::TensorOptions().dtype(b.dtype).device(b.device));
     pack_grads(static_cast<int64_t>(k), padded);
     for (int64_t i : b.param_idx)
       if (params_[i].grad().defined()) params_[i].mutable_grad().reset();
-    slices_[k] = comm_.reduce_scatter(padded);
+    slices_[k] = comm_of(b).reduce_scatter(padded);
     if (op_ == ReduceOp::kMean) slices_[k].div_(W);
   }
 }
@@ -159,15 +170,15 @@ void GradSync::post(int64_t k) {
   const ShardPlan::Bucket& b = plan_.buckets[k];
   const at::TensorOptions opts = at::TensorOptions().dtype(b.dtype).device(b.device);
   if (plan_.stage == 2) {
-    at::Tensor padded = at::zeros({b.shard * plan_.world}, opts);
+    at::Tensor padded = at::zeros({b.shard * group_size(b)}, opts);
     pack_grads(k, padded);
     for (int64_t i : b.param_idx)
       if (params_[i].grad().defined()) params_[i].mutable_grad().reset();
-    works_[k] = sync_comm_->reduce_scatter_async(padded);
+    works_[k] = sync_comms_[static_cast<size_t>(b.group)]->reduce_scatter_async(padded);
   } else {
     if (!flats_[k].defined()) flats_[k] = at::empty({b.numel}, opts);
     pack_grads(k, flats_[k]);
-    works_[k] = sync_comm_->allreduce_async(flats_[k], op_);
+    works_[k] = sync_comms_[static_cast<size_t>(b.group)]->allreduce_async(flats_[k], op_);
   }
 }
 
@@ -176,7 +187,7 @@ void GradSync::complete(int64_t k) {
   works_[k].reset();
   if (plan_.stage == 2) {
     slices_[k] = r;
-    if (op_ == ReduceOp::kMean) slices_[k].div_(plan_.world);
+    if (op_ == ReduceOp::kMean) slices_[k].div_(group_size(plan_.buckets[k]));
   } else {
     unpack_grads(k);
   }
@@ -204,12 +215,12 @@ void GradSync::allgather_params() {
   for (size_t k = 0; k < plan_.buckets.size(); ++k) {
     const ShardPlan::Bucket& b = plan_.buckets[k];
     at::Tensor mine = at::zeros({b.shard}, at::TensorOptions().dtype(b.dtype).device(b.device));
-    const int64_t lo = std::min(b.numel, plan_.rank * b.shard);
+    const int64_t lo = plan_.own_slice(static_cast<int64_t>(k)).first;
     for (const ShardPlan::Segment& s : plan_.owned)
       if (s.bucket == static_cast<int64_t>(k))
         mine.narrow(0, s.bucket_offset - lo, s.numel)
             .copy_(params_[s.param].detach().reshape({-1}).narrow(0, s.offset, s.numel));
-    const at::Tensor all = comm_.allgather(mine).reshape({-1});  // [W * shard]
+    const at::Tensor all = comm_of(b).allgather(mine).reshape({-1});  // [W * shard]
     for (int64_t i : b.param_idx) {
       at::Tensor p = params_[i].detach();
       ZR_CHECK(p.is_contiguous(), "GradSync: parameter ", i, " is not contiguous");

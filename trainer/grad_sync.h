@@ -83,6 +83,12 @@ class GradSync {
   // overlap: see above (then construction is a collective on comm).
   GradSync(std::vector<at::Tensor> params, ShardPlan plan, Comm& comm, ReduceOp op = ReduceOp::kSum,
            bool overlap = false);
+  // A plan with sync groups (shard_plan.h): group_comms[g] carries the
+  // buckets of group g (group_comms[0] is the world); each must match the
+  // plan's group (rank, size).  The Comms must outlive this object.  With
+  // overlap, each group's Comm is split once (in group order).
+  GradSync(std::vector<at::Tensor> params, ShardPlan plan, std::vector<Comm*> group_comms,
+           ReduceOp op = ReduceOp::kSum, bool overlap = false);
   ~GradSync();  // removes the hooks
   GradSync(const GradSync&) = delete;
   GradSync& operator=(const GradSync&) = delete;
@@ -109,12 +115,16 @@ class GradSync {
   // Bytes this object keeps between calls (the all-reduce buffers or the
   // gradient slices), for the memory accounting.
   int64_t kept_bytes() const;
-  Comm& comm() const { return comm_; }
+  Comm& comm() const { return *comms_[0]; }
 
  private:
   class Hook;
   // The bucket's gradients, packed (zeros where undefined) into dst [>= numel].
   void pack_grads(int64_t k, at::Tensor& dst) const;
+  Comm& comm_of(const ShardPlan::Bucket& b) const { return *comms_[static_cast<size_t>(b.group)]; }
+  int group_size(const ShardPlan::Bucket& b) const {
+    return plan_.groups[static_cast<size_t>(b.group)].size;
+  }
   // Stages 0, 1: the summed bucket k back into .grad().
   void unpack_grads(int64_t k);
   // Overlap: a gradient of parameter i has been accumulated (the hook).
@@ -130,12 +140,12 @@ class GradSync {
   ShardPlan plan_;
   std::vector<at::Tensor> flats_;   // stages 0, 1: one [numel] buffer per bucket (lazily)
   std::vector<at::Tensor> slices_;  // stage 2: one [shard] slice per bucket
-  Comm& comm_;
+  std::vector<Comm*> comms_;  // per sync group
   ReduceOp op_;
 
   // ---- overlap ----
   bool overlap_ = false;
-  std::unique_ptr<Comm> sync_comm_;  // split of comm_: the non-blocking collectives
+  std::vector<std::unique_ptr<Comm>> sync_comms_;  // per group, a split: the non-blocking ones
   std::vector<Hook*> hooks_;         // owned by the parameters' autograd metadata
   std::vector<int64_t> bucket_of_;   // parameter -> bucket
   bool armed_ = false;

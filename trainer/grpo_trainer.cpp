@@ -25,6 +25,7 @@
 #include "data/prompt_source.h"
 #include "data/template.h"
 #include "model/model.h"
+#include "model/moe_ep.h"
 #include "rewards/pipeline.h"
 #include "rollout/batch_tensors.h"
 #include "rollout/engine.h"
@@ -32,6 +33,7 @@
 #include "trainer/advantages.h"
 #include "trainer/checkpoint.h"
 #include "trainer/evaluate.h"
+#include "trainer/expert_parallel.h"
 #include "trainer/grad_sync.h"
 #include "trainer/grpo_loss.h"
 #include "trainer/memory_plan.h"
@@ -108,6 +110,9 @@ struct Run {
   at::Device device = at::kCPU;  // where the policy, reference and learner tensors live
   std::string recipe_yaml, run_path;
 
+  // Expert parallelism (trainer/expert_parallel.h): null unless
+  // parallel.expert > 1.  Declared before the models, which point to it.
+  std::unique_ptr<ProcessGrid> grid;
   Policy policy;
   std::shared_ptr<model::CausalLM> reference;  // null when beta == 0
   std::unique_ptr<Optimizer> opt;
@@ -261,6 +266,7 @@ const std::vector<std::string> kMayChangeOnResume = {"train.steps",
                                                      "train.samples_per_log",
                                                      "train.zero",
                                                      "train.overlap_grad_sync",
+                                                     "parallel.expert",
                                                      "eval.*",
                                                      "checkpoint.*",
                                                      "log.*",
@@ -381,17 +387,20 @@ void build_run(Run& run, TrainRecipe cfg, const Recipe& recipe, Comm& comm) {
   model.to(run.device);
   check_ranks_share_weights(model.named_weights(), "policy.init " + init, comm);
   ZR_LOG_INFO("policy ", model.config().summary(), "; ", model.param_report().to_string());
+  run.grid = build_expert_parallel(cfg, recipe, model, comm);
   if (run.loss.needs_reference()) {
     // In the compute dtype: no fp32 copy of a bf16 policy.
     run.reference = std::make_shared<model::CausalLM>(model.config(), /*random_init=*/false);
     cast_parameters(*run.reference, cfg.policy.dtype, "");
     run.reference->to(run.device);
+    if (run.grid) model::apply_expert_parallel(*run.reference, *run.grid);
     copy_weights(*run.reference, model);
     for (auto& p : run.reference->parameters()) p.set_requires_grad(false);
   }
   std::vector<NamedParam> params;
   for (auto& p : model.named_parameters(true))
-    params.push_back({p.key(), p.value(), p.value().dim() >= 2});
+    params.push_back(
+        {p.key(), p.value(), p.value().dim() >= 2, gradient_group(run.grid.get(), p.key())});
   run.opt = std::make_unique<Optimizer>(params, run.optim, comm);
   {
     // The learner's per-rank state (trainer/shard_plan.h), exact bytes.
@@ -423,6 +432,15 @@ void resume_or_start(Run& run, const RunConfig& where, const LoggingConfig& logg
     } else {
       rp = resolve_resume_path(resume, comm.rank(), comm.size());
     }
+  }
+  if (rp.found()) {
+    const CheckpointInfo head = inspect_checkpoint(checkpoint_rank_file(rp.path, 0));
+    const int64_t ckpt_ep =
+        head.ints.count("parallel_expert") ? head.ints.at("parallel_expert") : 1;
+    ZR_CHECK(!run.grid && ckpt_ep == 1, "cannot resume from ", rp.path,
+             " with expert parallelism (", "written with parallel.expert = ", ckpt_ep,
+             ", resuming with ", run.grid ? run.grid->ep() : 1,
+             "): resharding expert checkpoints is planned (issue 14); start a new run");
   }
   if (rp.found())
     check_resume_recipe(inspect_checkpoint(checkpoint_rank_file(rp.path, 0)).recipe_yaml,
@@ -875,6 +893,8 @@ void add_batch_metrics(Run& run, const StepBatch& b, const std::vector<bool>& si
   m.add_sum("rollout/generated_tokens", static_cast<double>(b.rollout.stats.generated_tokens));
   m.add_sum("rollout/prefill_tokens", static_cast<double>(b.rollout.stats.prefill_tokens));
   m.add_mean("rollout/occupancy", b.rollout.stats.occupancy(), 1);
+  if (run.grid)  // expert parallelism: forwards joined with no tokens (rollout/engine.h)
+    m.add_sum("rollout/idle_forwards", static_cast<double>(b.rollout.stats.idle_forwards));
 }
 
 // Rewards that cannot work stop the run: a reward that failed on more than
@@ -984,13 +1004,23 @@ void checkpoint_phase(Run& run, Comm& comm, long step) {
   c.model_config_json = run.policy.model->config().to_hf_json();
   // Each rank writes what it owns: rank 0 the replicated weights and
   // reference, every rank its optimizer slice (any world size reads them back).
-  for (auto& [n, t] : run.policy.model->named_weights()) c.weights.push_back({n, t});
+  // Under expert parallelism the weights are gathered whole first (a
+  // collective over the EP group), so the file reads like any other.
+  if (run.grid) c.ints["parallel_expert"] = run.grid->ep();
+  // This rank's trainable elements (under EP: the dense ones and its experts).
+  int64_t numel = 0;
+  for (const auto& p : run.policy.model->parameters()) numel += p.numel();
+  c.ints["rank_param_numel"] = numel;
+  for (auto& [n, t] : model::full_named_weights(*run.policy.model)) c.weights.push_back({n, t});
   // What this rank holds, so a test can see every rank has the same weights.
   c.strings["weights_hash"] = weights_hash(c);
   if (comm.rank() != 0) c.weights.clear();
   c.optimizer = run.opt->state();
-  if (run.reference && run.ref_reset_step != step && comm.rank() == 0)
-    for (auto& [n, t] : run.reference->named_weights()) c.reference.push_back({n, t});
+  if (run.reference && run.ref_reset_step != step) {
+    auto ref = model::full_named_weights(*run.reference);  // every rank: a collective under EP
+    if (comm.rank() == 0)
+      for (auto& [n, t] : ref) c.reference.push_back({n, t});
+  }
   c.data_cursor = run.source->cursor().to_string();
   c.ints["ref_reset_step"] = run.ref_reset_step;
   c.ints["dynamic_short_steps"] = run.short_steps;
@@ -1038,11 +1068,13 @@ TrainResult run_train(Recipe& recipe, Comm& comm, const std::string& resume, boo
   for (long step = run.start_step; step < run.train.steps; ++step) {
     set_collective_context("step " + std::to_string(step + 1));
     StepLog log;
+    const double exchange0 = model::ep_exchange_seconds();
     StepBatch b = sample_phase(run, comm, step, log);  // rollout + reward (+ dynamic rounds)
     reference_phase(run, step, b, log);
     shape_rewards(run, b, log.metrics);
     b.adv = compute_advantages(b.rewards, b.group_size(), run.adv);
     update_phase(run, comm, b, log);
+    if (run.grid) log.add_seconds("ep_exchange", model::ep_exchange_seconds() - exchange0);
     auto metrics = log.write(run, comm, step, b);
     result.last_metrics = metrics;
     check_reward_failures(run, metrics, step);

@@ -288,8 +288,20 @@ Optimizer::Optimizer(std::vector<NamedParam> params, const OptimizerConfig& cfg,
     ZR_CHECK(p.param.is_contiguous(), "Optimizer: parameter '", p.name, "' is not contiguous");
   }
   const int64_t bucket_bytes = static_cast<int64_t>(cfg.bucket_mb * 1024 * 1024);
+  // Sync groups in order of first appearance; group 0 is `comm`.
+  std::vector<Comm*> comms{&comm};
+  std::vector<int> group_of;
+  for (const NamedParam& p : params_) {
+    Comm* c = p.sync ? p.sync : &comm;
+    auto it = std::find(comms.begin(), comms.end(), c);
+    if (it == comms.end()) it = comms.insert(comms.end(), c);
+    group_of.push_back(static_cast<int>(it - comms.begin()));
+  }
+  grouped_ = comms.size() > 1;
+  std::vector<ShardPlan::Group> groups;
+  for (Comm* c : comms) groups.push_back({c->rank(), c->size()});
   sync_ = std::make_unique<GradSync>(
-      tensors_, ShardPlan::make(tensors_, cfg.zero, comm.rank(), comm.size(), bucket_bytes), comm,
+      tensors_, ShardPlan::make(tensors_, cfg.zero, groups, group_of, bucket_bytes), comms,
       cfg.grad_reduce, cfg.overlap_grad_sync);
   at::NoGradGuard no_grad;
   for (const ShardPlan::Segment& s : plan().owned) {
@@ -301,6 +313,9 @@ Optimizer::Optimizer(std::vector<NamedParam> params, const OptimizerConfig& cfg,
     own_master_.push_back(copy);
     exp_avg_.push_back(at::zeros({s.numel}, view.options().dtype(md)));
     exp_avg_sq_.push_back(at::zeros({s.numel}, view.options().dtype(md)));
+    counted_.push_back(cfg.zero > 0 ||
+                       plan().groups[static_cast<size_t>(plan().buckets[s.bucket].group)].rank ==
+                           0);
   }
 }
 
@@ -319,8 +334,7 @@ void Optimizer::overlap_next_backward() { sync_->overlap_next_backward(); }
 at::Tensor Optimizer::segment_grad(size_t i) const {
   const ShardPlan::Segment& s = plan().owned[i];
   if (plan().stage == 2) {
-    const ShardPlan::Bucket& b = plan().buckets[s.bucket];
-    const int64_t lo = std::min(b.numel, plan().rank * b.shard);
+    const int64_t lo = plan().own_slice(s.bucket).first;
     return sync_->grad_slice(s.bucket).narrow(0, s.bucket_offset - lo, s.numel);
   }
   return tensors_[s.param].grad().view({-1}).narrow(0, s.offset, s.numel);
@@ -363,14 +377,15 @@ StepReport Optimizer::step(bool local_loss_finite) {
   const auto& owned = plan().owned;
   std::vector<at::Tensor> grads;
   for (size_t i = 0; i < owned.size(); ++i) grads.push_back(segment_grad(i));
-  if (stage == 0) {
+  if (stage == 0 && !grouped_) {
     r.grad_norm = global_grad_norm(tensors_);
   } else {
     // Each rank's slices are disjoint and cover everything: the sum of the
-    // squared slice norms over ranks is the squared global norm.
+    // squared slice norms over ranks is the squared global norm (with sync
+    // groups at stage 0, each element counted by one rank: counted_).
     double local_sq = 0;
-    for (const at::Tensor& g : grads)
-      local_sq += std::pow(g.norm().to(at::kDouble).item<double>(), 2);
+    for (size_t i = 0; i < grads.size(); ++i)
+      if (counted_[i]) local_sq += std::pow(grads[i].norm().to(at::kDouble).item<double>(), 2);
     r.grad_norm = std::sqrt(comm_.allreduce_scalar(local_sq, ReduceOp::kSum));
   }
   // clip_grads_to_norm's rule; stage 0 scales the gradients in place below.
@@ -390,8 +405,16 @@ StepReport Optimizer::step(bool local_loss_finite) {
   double delta_sq = 0, param_sq = 0;
   bool overflow = false;  // a new master non-finite or beyond the parameter dtype
   if (!pv.delta_norms.empty()) {
-    const at::Tensor d = at::stack(pv.delta_norms).cpu();
-    const at::Tensor w = at::stack(pv.param_norms).cpu();
+    at::Tensor d = at::stack(pv.delta_norms).cpu();
+    at::Tensor w = at::stack(pv.param_norms).cpu();
+    if (grouped_) {  // one segment per owned segment, in order: keep the counted ones
+      std::vector<int64_t> keep;
+      for (size_t i = 0; i < counted_.size(); ++i)
+        if (counted_[i]) keep.push_back(static_cast<int64_t>(i));
+      const at::Tensor idx = at::tensor(keep, at::kLong);
+      d = d.index_select(0, idx);
+      w = w.index_select(0, idx);
+    }
     const double absmax = at::stack(pv.next_absmax).max().item<double>();  // / dtype max
     delta_sq = d.square().sum().item<double>();
     param_sq = w.square().sum().item<double>();
@@ -406,7 +429,7 @@ StepReport Optimizer::step(bool local_loss_finite) {
                                at::kDouble);
   comm_.allreduce(vote, ReduceOp::kSum);
   const bool nonfinite = vote[0].item<double>() > 0.5;
-  if (stage > 0) {
+  if (stage > 0 || grouped_) {
     delta_sq = vote[2].item<double>();
     param_sq = vote[3].item<double>();
   }
@@ -455,7 +478,7 @@ int64_t Optimizer::moment_bytes() const {
 }
 
 std::vector<std::pair<std::string, at::Tensor>> Optimizer::state() const {
-  const auto ranges = plan().slice_ranges(plan().rank);
+  const auto ranges = plan().slice_ranges(plan().rank);  // grouped: each group's own slice
   int64_t n = 0;
   for (const auto& [b, e] : ranges) n += e - b;
   const at::ScalarType md = master_.empty() ? at::kFloat : master_[0].scalar_type();

@@ -56,6 +56,13 @@
 // takes an AdamW step (momentum and decay still move it): give the Optimizer
 // trainable parameters only.
 //
+// Sync groups (NamedParam::sync; expert parallelism): each group's buckets
+// are reduced, sliced (stages 1, 2) and all-gathered over its own Comm.  The
+// global norms of steps 2-4 then count each element once over the world:
+// at stage 0 a group's elements are counted by its rank 0 only, and the
+// sums are all-reduced over the Optimizer's comm.  Without groups nothing of
+// this runs (the one-group path is unchanged, bit for bit).
+//
 // Checkpoints: state() is this rank's slice of the state under the stage-1
 // partition of its world size (ShardPlan::slice_ranges), whatever the stage:
 // flat masters and moments over listed global ranges.  load_state() takes
@@ -130,6 +137,12 @@ struct NamedParam {
   std::string name;
   at::Tensor param;  // a leaf with requires_grad; updated in place
   bool decay = true;
+  // The group its gradient is summed over: null = the Optimizer's comm (the
+  // world).  Expert parallelism (model/moe_ep.h) gives a sharded expert
+  // stack its DP group, the ranks that hold the same experts; each element
+  // then lives on every rank of that group and on no other (shard_plan.h,
+  // "Sync groups").
+  Comm* sync = nullptr;
 };
 
 // sqrt(sum_p ||grad_p||^2) in double; undefined gradients count as zero.
@@ -258,6 +271,9 @@ class Optimizer {
   // Per owned segment (plan().owned order).
   std::vector<at::Tensor> master_, exp_avg_, exp_avg_sq_;
   std::vector<bool> own_master_;  // true: master_ is a copy, not the parameter
+  // Sync groups: whether owned segment i enters the global sums (see the top).
+  std::vector<bool> counted_;
+  bool grouped_ = false;
   int64_t adam_step_ = 0;
   Comm& comm_;
   int64_t num_updates_ = 0;

@@ -43,6 +43,13 @@
 // ceil per bucket: up to W-1 padding elements per bucket.  The reference
 // model (when loss.beta > 0) adds N*c on every rank.
 //
+// Sync groups (expert parallelism, model/moe_ep.h).  A plan may hold
+// parameters whose gradients meet over different communicators: group 0
+// the Optimizer's (the world: dense, replicated parameters), group g > 0 a
+// sub-communicator (the DP group that replicates one expert shard).  Buckets
+// never mix groups; bucket b is sliced over groups[b.group].size ranks and
+// this rank owns slice groups[b.group].rank.  make() gives one group.
+//
 // Not thread-safe; immutable after make().
 #pragma once
 
@@ -60,7 +67,8 @@ struct ShardPlan {
     std::vector<int64_t> param_idx;  // consecutive parameters
     int64_t begin = 0;               // global flat offset of its first element
     int64_t numel = 0;
-    int64_t shard = 0;  // elements per rank slice: ceil(numel / world)
+    int64_t shard = 0;  // elements per rank slice: ceil(numel / groups[group].size)
+    int group = 0;      // its sync group (see above)
     at::ScalarType dtype = at::ScalarType::Float;
     at::Device device = at::kCPU;
   };
@@ -74,7 +82,12 @@ struct ShardPlan {
     int64_t global = 0;         // its first element in the flat index space
   };
 
-  int stage = 0, rank = 0, world = 1;
+  struct Group {
+    int rank = 0, size = 1;  // this rank's place in the group, and its size
+  };
+
+  int stage = 0, rank = 0, world = 1;  // rank and world: group 0's
+  std::vector<Group> groups;
   int64_t total_numel = 0;
   std::vector<int64_t> param_offset, param_numel;
   std::vector<Bucket> buckets;
@@ -84,9 +97,17 @@ struct ShardPlan {
   // undefined or non-floating parameter, or rank outside [0, world).
   static ShardPlan make(const std::vector<at::Tensor>& params, int stage, int rank, int world,
                         int64_t bucket_bytes);
+  // Grouped: parameter i syncs over groups[group_of[i]] (group 0 first).
+  static ShardPlan make(const std::vector<at::Tensor>& params, int stage,
+                        const std::vector<Group>& groups, const std::vector<int>& group_of,
+                        int64_t bucket_bytes);
+
+  // Bucket k's bucket-local [lo, hi) that this rank owns under stages 1, 2.
+  std::pair<int64_t, int64_t> own_slice(int64_t k) const;
 
   // The global [begin, end) ranges rank r owns under stages 1 and 2 (its
-  // slices), ascending; empty slices omitted.
+  // slices), ascending; empty slices omitted.  A grouped plan answers for
+  // its own rank only.
   std::vector<std::pair<int64_t, int64_t>> slice_ranges(int r) const;
   int64_t owned_numel() const;
   // Bytes GradSync keeps between steps: the all-reduce buffers (stages 0,

@@ -32,6 +32,7 @@ TrainRecipe read_train_recipe(Recipe& recipe) {
   c.checkpoint = CheckpointConfig::from(recipe.section("checkpoint"));
   c.log = LogConfig::from(recipe.section("log"));
   c.logging = LoggingConfig::from(recipe.section("logging"));
+  c.parallel = ParallelConfig::from(recipe.section("parallel"));
   recipe.check_all_read();
 
   // Minibatches are cut by each group's place in the global batch, so only

@@ -15,6 +15,7 @@
 //   optimizer:  OptimizerConfig                     eval: EvalConfig
 //   checkpoint: CheckpointConfig (trainer/checkpoint.h)
 //   log:        LogConfig                           logging: LoggingConfig
+//   parallel:   ParallelConfig (core/process_grid.h)  expert parallelism
 //   comm:       CommConfig (core/comm_config.h), read once by the command
 //
 // Contract: read_train_recipe() reads every key (defaults are written into
@@ -29,6 +30,7 @@
 
 #include <string>
 
+#include "core/process_grid.h"
 #include "data/dataset.h"
 #include "data/template.h"
 #include "rewards/pipeline.h"
@@ -61,6 +63,7 @@ struct TrainRecipe {
   CheckpointConfig checkpoint;
   LogConfig log;
   LoggingConfig logging;
+  ParallelConfig parallel;
   std::string resolved_yaml;  // Recipe::dump() once everything is read
 };
 

@@ -273,6 +273,28 @@ TEST(GrpoTrainer, TypoInRecipeNamesKeyAndLine) {
   }
 }
 
+// parallel.expert (issue 14): a bad value, one that does not divide the
+// policy's 4 routed experts, or one that does not divide the world size each
+// stop the run at start with the key and its line.
+TEST(GrpoTrainer, ExpertParallelErrorsNameKeyAndLine) {
+  const std::vector<std::pair<std::string, std::string>> cases = {
+      {"parallel: {expert: 0}\n", "must be >= 1"},
+      {"parallel: {expert: 3}\n", "n_routed_experts (4)"},
+      {"parallel: {expert: 2}\n", "divide the world size 1"}};
+  for (const auto& [yaml, want] : cases) {
+    try {
+      train(recipe_text("ep_bad", yaml));
+      ADD_FAILURE() << "expected an error for " << yaml;
+    } catch (const Error& e) {
+      const std::string msg = e.what();
+      EXPECT_NE(msg.find("parallel.expert"), std::string::npos) << msg;
+      EXPECT_NE(msg.find("test.yaml:"), std::string::npos) << msg;
+      EXPECT_NE(msg.find(want), std::string::npos) << msg;
+    }
+  }
+  EXPECT_FALSE(fs::exists(scratch() / "runs" / "ep_bad" / "metrics.jsonl"));
+}
+
 TEST(GrpoTrainer, MissingDatasetFailsBeforeAnyCompute) {
   std::string text = recipe_text("nodata");
   text.replace(text.find("  source: task"), std::string("  source: task").size(),

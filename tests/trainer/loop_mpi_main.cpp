@@ -11,10 +11,11 @@
 //   --scenario=dapo --runs=DIR     -np 1 then -np 2: DAPO dynamic sampling
 //   --scenario=zero --runs=DIR --name=N [--zero=Z] [--dtype=fp32|bf16]
 //                   [--steps=S] [--resume=PATH] [--compare=RUN --tol=T]
-//                   [--set=KEY=VALUE ...]
+//                   [--set=KEY=VALUE ...] [--ep=E]
 //                                  ZeRO stages and resharding resume (and,
 //                                  with --set, overlap on vs off: --tol=0
-//                                  then also requires the same weights hash)
+//                                  then also requires the same weights hash;
+//                                  with --ep, expert parallelism)
 //
 // dense: every rank holds completions in every minibatch, so the gradient
 // all-reduce carries real gradients from each rank at every optimizer step.
@@ -50,6 +51,17 @@
 // above: at W = 1, 2 and 4 every rank has completions in every minibatch,
 // so its all-reduce / reduce-scatter sums real gradients from every rank),
 // lr 1e-4, max_grad_norm 0.05 (clipping on), a checkpoint every step.
+//
+// zero with --ep=E (parallel.expert = E, issue 14): the same run with the
+// tiny policy's 4 routed experts spread over EP groups of E ranks (the
+// world DP x EP).  Whole GRPO steps -- rollout in lockstep, rewards, the
+// update with expert gradients summed over the DP group only, the balancing
+// bias from the global load -- must reach the one-rank run's weights (the
+// checkpoint holds them gathered whole) within --tol.  It also checks that
+// the plan ran: each rank held only its experts' parameters (the
+// rank_param_numel of its files against np1's), and the rollout's lockstep
+// joined peers with zero tokens at some step (rollout/idle_forwards > 0),
+// so a rank with no work left kept the exchanges going.
 #include <cmath>
 #include <filesystem>
 #include <iostream>
@@ -288,20 +300,62 @@ constexpr double kZeroMaxGradNorm = 0.05;
 
 struct ZeroArgs {
   std::string name, dtype = "fp32", resume, compare;
-  long zero = 0, steps = 6;
+  long zero = 0, steps = 6, ep = 1;
   double tol = 1e-6;
   std::vector<std::string> sets;  // extra key=value overrides (--set=K=V)
 };
 
+// The plan ran (see the top of the file): sharded parameters, lockstep rollout.
+void check_expert_parallel(const std::string& dir, const std::string& run, const ZeroArgs& a,
+                           int world) {
+  const std::string np1 = ckpt(dir + "/runs/np1", a.steps, 0);
+  CHECK_OR_FAIL(fs::exists(np1), "no ", np1, " (run trainer.mpi.zero_np1 first)");
+  const Checkpoint ref = load_checkpoint(np1);
+  int64_t expert_numel = 0;  // every routed-expert stack, whole
+  for (const auto& [n, t] : ref.weights)
+    if (n.find(".mlp.experts.") != std::string::npos) expert_numel += t.numel();
+  const int64_t want = ref.ints.at("rank_param_numel") - expert_numel + expert_numel / a.ep;
+  CHECK_OR_FAIL(expert_numel > 0, "the reference policy has no routed experts");
+  for (int r = 0; r < world; ++r) {
+    const Checkpoint c = load_checkpoint(ckpt(run, a.steps, r));
+    CHECK_OR_FAIL(c.ints.count("parallel_expert") && c.ints.at("parallel_expert") == a.ep, "rank ",
+                  r, ": the checkpoint does not record parallel.expert = ", a.ep);
+    CHECK_OR_FAIL(c.ints.at("rank_param_numel") == want, "rank ", r, " held ",
+                  c.ints.at("rank_param_numel"), " parameters, expected ", want,
+                  " (the dense ones and 1/", a.ep, " of the experts)");
+  }
+  double idle = 0;
+  for (const auto& m : test::read_jsonl(run + "/metrics.jsonl"))
+    idle += m.value("rollout/idle_forwards", 0.0);
+  std::cout << "rollout forwards joined with zero tokens: " << idle << "\n";
+  CHECK_OR_FAIL(idle > 0,
+                "no rank ever joined an exchange with zero tokens: the lockstep path "
+                "of the rollout was not exercised");
+}
+
 void run_zero(Comm& comm, const std::string& dir, const ZeroArgs& a) {
   if (comm.rank() == 0) remove_tree(dir + "/runs/" + a.name);
   comm.barrier();
-  Recipe r = make_recipe(
-      comm, dir, a.name,
-      {"train.steps=" + std::to_string(a.steps), "train.prompts_per_step=8", "train.minibatches=2",
-       "train.zero=" + std::to_string(a.zero), "policy.dtype=" + a.dtype, "optimizer.lr=1.0e-4",
-       "optimizer.max_grad_norm=" + std::to_string(kZeroMaxGradNorm), "eval.every=0",
-       "checkpoint.every=1", "checkpoint.keep_last=10"});
+  std::vector<std::string> overrides = {
+      "train.steps=" + std::to_string(a.steps),
+      "train.prompts_per_step=8",
+      "train.minibatches=2",
+      "train.zero=" + std::to_string(a.zero),
+      "policy.dtype=" + a.dtype,
+      "optimizer.lr=1.0e-4",
+      "optimizer.max_grad_norm=" + std::to_string(kZeroMaxGradNorm),
+      "eval.every=0",
+      "checkpoint.every=1",
+      "checkpoint.keep_last=10"};
+  if (a.ep > 1) {
+    overrides.push_back("parallel.expert=" + std::to_string(a.ep));
+    // Three cache slots for 16 samples per rank: admissions and prefills
+    // fall at different forwards on different ranks, so the lockstep must
+    // join peers with zero tokens.  A completion does not depend on the
+    // slot count (rollout/engine.h), so np1's run stays the reference.
+    overrides.push_back("rollout.num_slots=3");
+  }
+  Recipe r = make_recipe(comm, dir, a.name, overrides);
   r.apply_overrides(a.sets);
   const TrainResult res = run_train(r, comm, a.resume);
   CHECK_OR_FAIL(res.steps_done == a.steps, "steps done: ", res.steps_done);
@@ -311,6 +365,7 @@ void run_zero(Comm& comm, const std::string& dir, const ZeroArgs& a) {
   const auto files = list_rank_files(checkpoint_step_dir(res.run_dir + "/checkpoints", a.steps));
   CHECK_OR_FAIL(static_cast<int>(files.size()) == comm.size(), files.size(), " rank files");
   check_ranks_agree(res.run_dir, a.steps, comm.size());
+  if (a.ep > 1) check_expert_parallel(dir, res.run_dir, a, comm.size());
   if (a.compare.empty()) return;
   const std::string other = dir + "/runs/" + a.compare;
   CHECK_OR_FAIL(fs::exists(ckpt(other, a.steps, 0)), "no ", other,
@@ -353,6 +408,7 @@ int main(int argc, char** argv) {
     if (auto v = val("--compare")) z.compare = v;
     if (auto v = val("--tol")) z.tol = std::stod(v);
     if (auto v = val("--set")) z.sets.push_back(v);
+    if (auto v = val("--ep")) z.ep = std::stol(v);
   }
   try {
     ZR_CHECK(!dir.empty() && (scenario == "dense" || scenario == "resume" || scenario == "dapo" ||
