@@ -9,6 +9,7 @@
 #include "core/recipe_path.h"
 #include "core/error.h"
 #include "core/h5.h"
+#include "core/process_grid.h"
 #include "model/weights.h"
 #include "rollout/sampling.h"
 #include "trainer/grpo_loss.h"
@@ -210,10 +211,89 @@ MemoryPlan plan_memory(const MemoryPlanInput& in) {
   return p;
 }
 
-int64_t MemoryPlan::row(const std::string& name) const {
+namespace {
+int64_t row_bytes(const std::vector<MemoryPlanRow>& rows, const std::string& name) {
   for (const auto& r : rows)
     if (r.name == name) return r.bytes;
   return 0;
+}
+}  // namespace
+
+int64_t MemoryPlan::row(const std::string& name) const { return row_bytes(rows, name); }
+int64_t TrafficPlan::row(const std::string& name) const { return row_bytes(rows, name); }
+
+TrafficPlan plan_traffic(const MemoryPlanInput& in) {
+  ZR_CHECK(in.world_size >= 1 && in.expert_parallel >= 1 && in.world_size % in.expert_parallel == 0,
+           "traffic plan: expert parallelism ", in.expert_parallel, " must divide the world size ",
+           in.world_size);
+  const model::ModelConfig& c = in.model;
+  const int64_t b = in.param_bytes, N = in.world_size, X = in.expert_parallel, n_dp = N / X;
+  const int64_t L = c.num_moe_layers(), K = c.moe.top_k, D = c.hidden_size;
+  const ParamCount pc = count_parameters(c);
+  const int64_t P_dense = pc.total - pc.experts, P_exp = pc.experts / X;
+  TrafficPlan t;
+  auto add = [&](const std::string& name, int64_t bytes, const std::string& note) {
+    t.rows.push_back({name, bytes, note});
+    t.total_bytes += bytes;
+  };
+  // The share of the exchanged rows that leaves the rank: (X-1)/X, exact in
+  // integers as (rows x) / X.
+  auto off_rank = [&](int64_t rows) { return rows * (X - 1) / X; };
+  if (X > 1 && L > 0) {
+    const int64_t tokens = in.rows_per_step * in.seq_len;
+    const int64_t fwd = in.epochs * (in.activation_checkpointing ? 2 : 1) + (in.reference ? 1 : 0) +
+                        (in.old_logprobs_recomputed ? 1 : 0);
+    const int64_t bwd = in.epochs;
+    const int64_t pairs = off_rank(L * tokens * K);  // (token, slot) pairs leaving, per pass
+    std::ostringstream n;
+    n << "L " << L << " x " << tokens << " tokens x K " << K << " x " << (X - 1) << "/" << X
+      << " x ((2 x " << fwd << " fwd + 2 x " << bwd << " bwd) x D " << D << " x " << b << " B + "
+      << fwd << " fwd x 8 B ids)";
+    add("EP all-to-all, learner", pairs * ((2 * fwd + 2 * bwd) * D * b + fwd * 8), n.str());
+    const int64_t rtokens = in.rows_per_step * in.kv_len;
+    const int64_t rpairs = off_rank(L * rtokens * K);
+    std::ostringstream r;
+    r << "at most L " << L << " x " << rtokens << " tokens x K " << K << " x " << (X - 1) << "/"
+      << X << " x (2 x D " << D << " x " << b << " B + 8 B ids)";
+    add("EP all-to-all, rollout", rpairs * (2 * D * b + 8), r.str());
+  }
+  const int64_t steps = in.epochs * in.minibatches;  // optimizer steps per training step
+  // Bytes a rank sends in one ring collective over n ranks of a buffer of `bytes`.
+  auto ring = [](int64_t bytes, int64_t n, int64_t passes) { return passes * bytes * (n - 1) / n; };
+  const bool rs = in.zero >= 2;
+  const std::string op = rs ? "reduce-scatter" : "all-reduce";
+  const int64_t passes = rs ? 1 : 2;
+  auto grad_note = [&](int64_t P, int64_t n) {
+    std::ostringstream o;
+    o << steps << (steps == 1 ? " optimizer step x " : " optimizer steps x ") << op << " of " << P
+      << " x " << b << " B over " << n << " ranks";
+    return o.str();
+  };
+  add("dense gradients", steps * ring(P_dense * b, N, passes), grad_note(P_dense, N));
+  add("expert gradients", steps * ring(P_exp * b, n_dp, passes),
+      grad_note(P_exp, n_dp) + (X > 1 ? " (the replicas of this shard)" : ""));
+  if (in.zero >= 1) {
+    std::ostringstream o;
+    o << steps << (steps == 1 ? " optimizer step x" : " optimizer steps x")
+      << " all-gather of dense " << P_dense << " over " << N << ", experts " << P_exp << " over "
+      << n_dp << " ranks, x " << b << " B";
+    add("parameter all-gather", steps * (ring(P_dense * b, N, 1) + ring(P_exp * b, n_dp, 1)),
+        o.str());
+  }
+  return t;
+}
+
+std::string TrafficPlan::table() const {
+  std::ostringstream os;
+  os << std::left << std::setw(24) << "sent per rank and step" << std::right << std::setw(10)
+     << "GiB"
+     << "  estimate: ring collectives, uniform routing, rows at full length\n";
+  for (const auto& r : rows)
+    os << std::left << std::setw(24) << r.name << std::right << std::setw(10) << gib(r.bytes)
+       << "  " << r.note << "\n";
+  os << std::left << std::setw(24) << "total" << std::right << std::setw(10) << gib(total_bytes)
+     << "\n";
+  return os.str();
 }
 
 std::string MemoryPlan::table() const {
@@ -253,11 +333,29 @@ MemoryPlanInput plan_input_from_recipe(const Recipe& recipe, int64_t world_size,
     in.model = model::read_config(f, "model");
   }
   in.param_bytes = policy.dtype == at::kBFloat16 ? 2 : 4;
+  // parallel.expert: the checks (and words) of trainer/expert_parallel.cpp,
+  // so that a plan made before the trainer builds the grid names the same key.
+  const ParallelConfig parallel = ParallelConfig::from(r.section("parallel"));
+  const int E = parallel.expert;
+  if (E > 1) {
+    const std::string& at = parallel.where_expert;
+    ZR_CHECK(in.model.num_moe_layers() > 0, at, ": parallel.expert = ", E,
+             " needs an MoE policy; policy.init ", init, " has no MoE layer");
+    ZR_CHECK(in.model.moe.num_experts % E == 0, at, ": parallel.expert = ", E,
+             " must divide the policy's n_routed_experts (", in.model.moe.num_experts, ")");
+    ZR_CHECK(world_size % E == 0, at, ": parallel.expert = ", E, " must divide the world size ",
+             world_size);
+  }
+  in.expert_parallel = E;
   const TrainConfig train = TrainConfig::from(r.section("train"));
   in.zero = train.zero;
   in.activation_checkpointing = train.activation_checkpointing;
-  const long rows = std::max<long>(1, train.prompts_per_step * train.group_size /
-                                          train.minibatches / std::max<int64_t>(world_size, 1));
+  in.epochs = train.epochs;
+  in.minibatches = train.minibatches;
+  in.old_logprobs_recomputed = !train.old_logprobs_from_rollout();
+  in.rows_per_step = std::max<long>(
+      1, train.prompts_per_step * train.group_size / std::max<int64_t>(world_size, 1));
+  const long rows = std::max<long>(1, in.rows_per_step / train.minibatches);
   in.micro_batch = train.micro_batch > 0 ? std::min<long>(train.micro_batch, rows) : rows;
   const rollout::RolloutConfig rollout = rollout::RolloutConfig::from(r.section("rollout"));
   in.kv_slots = rollout.num_slots;

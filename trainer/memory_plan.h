@@ -5,10 +5,12 @@
 // table when it does not fit.
 //
 // What is counted (P = parameters, b = bytes of policy.dtype, N = world size,
-// Z = train.zero, X = expert-parallel degree, a what-if of issue #14):
+// Z = train.zero, X = parallel.expert, the expert-parallel degree):
 //   parameters       P_dense * b + P_experts * b / X
 //   master weights   4 P / (Z >= 1 ? N : 1) when policy.dtype is bf16, else 0
 //   optimizer        AdamW moments, 8 P / (Z >= 1 ? N : 1)
+//                    (ZeRO shards a dense parameter's state over N ranks,
+//                    an expert's over the N / X replicas of its shard)
 //   gradients        P * b / (Z >= 2 ? N : 1), plus the gradient-sync buffers:
 //                    a full copy (Z = 0, 1; trainer/grad_sync.h) or one
 //                    25 MiB bucket (Z = 2, reduce-scatter)
@@ -30,8 +32,34 @@
 // checked against the tracking CPU allocator's peaks within 15%
 // (tests/trainer/memory_plan_test.cpp, docs/PERFORMANCE.md).
 //
+// The traffic plan (plan_traffic below): bytes each rank sends per training
+// step, an estimate from the same shapes.  Every collective is costed as a
+// ring (what NCCL does at these sizes): all-reduce 2 (n-1)/n S, reduce-scatter
+// and all-gather (n-1)/n S for a buffer of S bytes over n ranks.
+//   EP all-to-all     per MoE layer and forward, dispatch and combine each
+//                     send tokens x K x D x b x (X-1)/X (uniform routing: the
+//                     1/X of the rows bound for this rank's own experts stay
+//                     local), plus the expert ids (int64, forward only); the
+//                     backward sends both gradients back the same way.
+//                     Learner tokens: rows per rank x (prompt + max_new_tokens)
+//                     (forwards are cut to their longest row, so an upper
+//                     bound); forwards per step: the policy's per epoch (twice
+//                     with activation checkpointing), the reference's (loss.beta
+//                     > 0) and the recomputed old log-probs' (train.old_logprobs);
+//                     backwards: one per epoch.  Rollout: every prompt and
+//                     generated token once, forward only (at most: completions
+//                     stop early).
+//   gradients        per optimizer step (epochs x minibatches a step): dense
+//                    gradients over all N ranks, the rank's expert gradients
+//                    over the N / X replicas of its shard only; all-reduce at
+//                    Z = 0, 1, reduce-scatter at Z = 2
+//   parameters       Z >= 1: the updated shards all-gathered, dense over N,
+//                    experts over N / X
+// Left out: the all-to-alls' row counts (X int64 each), the rollout's vote
+// before each forward, norms, metrics and expert loads (a few bytes each).
+//
 // Legend: T positions per row, D width, H heads, F expert width, E experts,
-// K top-k, V vocabulary.
+// K top-k, V vocabulary, L MoE layers.
 #pragma once
 
 #include <cstdint>
@@ -51,7 +79,7 @@ struct MemoryPlanInput {
   int64_t world_size = 1;
   int64_t param_bytes = 4;      // policy.dtype: fp32 4, bf16 2
   int64_t zero = 0;             // train.zero: 0 | 1 | 2
-  int64_t expert_parallel = 1;  // what-if: routed experts sharded over this many ranks (#14)
+  int64_t expert_parallel = 1;  // parallel.expert: routed experts sharded over this many ranks
   bool reference = true;        // loss.beta > 0
   bool activation_checkpointing = false;
   int64_t micro_batch = 1;           // rows per forward/backward
@@ -59,6 +87,11 @@ struct MemoryPlanInput {
   int64_t kv_slots = 0, kv_len = 0;  // rollout.num_slots, prompt + max_new_tokens
   int64_t logits_chunk_tokens = 1024;
   double gpu_memory_bytes = 0;  // 0: unknown (fits is then true)
+  // The traffic plan's step: completions per rank (prompts_per_step x
+  // group_size / world), passes and optimizer steps, extra forwards.
+  int64_t rows_per_step = 1;
+  int64_t epochs = 1, minibatches = 1;
+  bool old_logprobs_recomputed = false;  // the learner recomputes the old log-probs
 };
 
 struct MemoryPlanRow {
@@ -81,6 +114,15 @@ struct MemoryPlan {
   int64_t row(const std::string& name) const;  // bytes of a row (0 when absent)
 };
 
+// Bytes one rank sends per training step (see "The traffic plan" above).
+struct TrafficPlan {
+  std::vector<MemoryPlanRow> rows;  // EP all-to-all (learner, rollout), gradients, parameters
+  int64_t total_bytes = 0;
+  std::string table() const;
+  int64_t row(const std::string& name) const;
+};
+TrafficPlan plan_traffic(const MemoryPlanInput& in);
+
 // Parameters of a model from its config alone (equal to
 // CausalLM::param_report().total; tests pin it).  experts: routed-expert
 // weights among them.
@@ -100,8 +142,9 @@ MemoryPlan plan_memory(const MemoryPlanInput& in);
 // The plan's input from a recipe (read from a copy: the recipe's keys are
 // not marked read).  The model's shapes come from policy.init's config
 // (config.json of a Hugging Face folder, a config.json file itself, or a
-// policy file's).  policy.dtype
-// and train.zero are read when present (fp32 and 0 otherwise);
+// policy file's).  policy.dtype, train.zero and parallel.expert are read
+// when present (fp32, 0 and 1 otherwise; parallel.expert must divide the
+// world size and the policy's routed experts, an error naming its line);
 // prompt_tokens is the prompt length the plan assumes (the recipe does not
 // bound it).  micro_batch = 0 in the recipe means a whole minibatch per rank.
 MemoryPlanInput plan_input_from_recipe(const Recipe& recipe, int64_t world_size,
