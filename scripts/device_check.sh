@@ -41,10 +41,16 @@
 #      mpirun with the NCCL Comm: tokens/s, MFU (6 x active params x tokens /
 #      time / 989 TFLOP/s) and the memory plan against the CUDA allocator's
 #      peak (150 s at most);
+#   4c. the expert-parallel MoE layer at world size 1 against the local layer
+#      (bench/ep_layer.cpp, built with zerorl), one rank under mpirun with the
+#      NCCL Comm, bf16, one Moonlight MoE layer's shapes: the exchange path's
+#      overhead (EP / local time, the share inside the all-to-alls) and the
+#      two layers' agreement (60 s at most);
 #   5. the full suite's GPU tests: KvCache.RaggedDecodeOnCudaMatchesFullForward
 #      and the NCCL Comm on one rank (core.gpu.nccl_comm: every collective,
-#      blocking and non-blocking on a split communicator's own stream), built
-#      after step 4.
+#      blocking and non-blocking on a split communicator's own stream, and
+#      the expert-parallel paths: split, split of a split, a DP x EP grid's
+#      groups and alltoallv on CUDA tensors), built after step 4.
 # Output also goes to $OUT (when set) so the logs come back.  Knobs (for a dry
 # run of steps 1-2 on a CPU machine): ZR_PYTHON (python with torch; default
 # python3), ZR_SKIP_FULL=1 (skip steps 0 and 4).
@@ -142,7 +148,7 @@ else
   (
     cmake -S . -B "$fb" -G Ninja -DCMAKE_BUILD_TYPE=Release -DZERORL_PYTHON="$py" \
       >"$out/full_configure.log" 2>&1 &&
-    timeout 240 nice -n 10 ninja -C "$fb" -k 0 -j "$jobs" zerorl bench_learner_mfu \
+    timeout 240 nice -n 10 ninja -C "$fb" -k 0 -j "$jobs" zerorl bench_learner_mfu bench_ep_layer \
       >"$out/full_build.log" 2>&1
   ) &
   full_pid=$!
@@ -329,9 +335,24 @@ elif [ -n "$full_pid" ]; then
   row "learner MFU (Moonlight x4L)" FAIL "bench_learner_mfu not built (see full_build.log)"
 fi
 
+# ---- 4c. the expert-parallel layer's exchange path at world size 1 -------------------
+if [ -n "$full_pid" ] && [ -x "$fb/bench_ep_layer" ]; then
+  if timeout 60 $mpi_one "$fb/bench_ep_layer" --device cuda --dtype bfloat16 \
+        --T 16384 --D 2048 --F 1408 --E 64 --K 6 --shared 2816 --reps 5 \
+        >"$out/ep_layer.log" 2>&1; then
+    cat "$out/ep_layer.log"
+    row "EP layer ws1 vs local" ok "$(grep -Eo 'EP / local +[0-9.]+' "$out/ep_layer.log" | tr -s ' '); $(grep -Eo '[0-9.]+% of the EP layer' "$out/ep_layer.log"); $(grep -Eo '[a-z]+ Comm' "$out/ep_layer.log" | head -1)"
+  else
+    tail -20 "$out/ep_layer.log"
+    row "EP layer ws1 vs local" FAIL "see ep_layer.log"
+  fi
+elif [ -n "$full_pid" ]; then
+  row "EP layer ws1 vs local" FAIL "bench_ep_layer not built (see full_build.log)"
+fi
+
 # ---- 5. the full suite's GPU tests ------------------------------------------------------
 # KvCache.RaggedDecodeOnCudaMatchesFullForward (model tests) and the NCCL Comm
-# on one rank (core.gpu.nccl_comm): both skip on a CPU machine, so only here
+# on one rank (core.gpu.nccl_comm, with split and alltoallv): both skip on a CPU machine, so only here
 # do they run; a skip here (no device seen) is a failure.
 if [ -n "$full_pid" ] && [ -x "$fb/zerorl" ]; then
   if timeout 240 nice -n 10 ninja -C "$fb" -j "$jobs" zr_model_tests zr_core_mpi \

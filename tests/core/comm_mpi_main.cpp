@@ -11,8 +11,13 @@
 //                    scripts/device_check.sh): allreduce (sum, mean, max,
 //                    min), broadcast, allgather and alltoall on CUDA tensors
 //                    of each dtype, and a CPU tensor staged through the GPU;
-//                    exits 77 (ctest's skip) naming the missing device or a
-//                    build without CUDA
+//                    then the expert-parallel paths: split (ncclCommSplit)
+//                    and alltoallv on CUDA tensors over the world, a split,
+//                    a split of a split and a DP x EP grid's groups (at
+//                    world size 1 every exchange is a rank sending rows to
+//                    itself, which still runs the counts exchange and the
+//                    grouped ncclSend/ncclRecv); exits 77 (ctest's skip)
+//                    naming the missing device or a build without CUDA
 #include <ATen/ATen.h>
 
 #include <unistd.h>
@@ -107,10 +112,11 @@ static void collectives(Comm& comm) {
   comm.barrier();
 }
 
-// Rank src sends (src + dst) % 3 rows to dst (zero for some pairs), row i
-// holding [src, dst, i] + [0, 0.5, 0.25]: the receiver can check every row's
-// origin.  The ranks are those of `comm`.
-static int64_t rows_from_to(int src, int dst) { return (src + dst) % 3; }
+// Rank src sends (src + dst + 1) % 3 rows to dst (zero for some pairs at
+// two ranks and more, one to itself at one rank), row i holding
+// [src, dst, i] + [0, 0.5, 0.25]: the receiver can check every row's origin.
+// The ranks are those of `comm`.
+static int64_t rows_from_to(int src, int dst) { return (src + dst + 1) % 3; }
 static at::Tensor rows_block(int src, int dst) {
   int64_t k = rows_from_to(src, dst);
   at::Tensor i = at::arange(k, at::kDouble).unsqueeze(1);
@@ -118,7 +124,10 @@ static at::Tensor rows_block(int src, int dst) {
   return at::cat({sd, i}, 1) + at::tensor({0.0, 0.5, 0.25}, at::kDouble);
 }
 
-static void check_alltoallv(Comm& comm, const std::string& where) {
+// `dev`: where the rows live (CUDA for the NCCL Comm's own path; a CPU
+// tensor on NCCL is staged through the GPU).
+static void check_alltoallv(Comm& comm, const std::string& where,
+                            at::Device dev = at::Device(at::kCPU)) {
   int r = comm.rank(), n = comm.size();
   for (auto dt : {at::kFloat, at::kDouble, at::kBFloat16, at::kLong}) {
     std::string name = where + " " + at::toString(dt);
@@ -131,7 +140,9 @@ static void check_alltoallv(Comm& comm, const std::string& where) {
       want_counts.push_back(rows_from_to(d, r));
     }
     std::vector<int64_t> got_counts;
-    at::Tensor got = comm.alltoallv(at::cat(send).to(dt), counts, &got_counts);
+    at::Tensor got = comm.alltoallv(at::cat(send).to(dt).to(dev), counts, &got_counts);
+    CHECK_OR_FAIL(got.device() == dev, name, " alltoallv result on ", got.device());
+    got = got.cpu();
     CHECK_OR_FAIL(got_counts == want_counts, name, " alltoallv recv counts");
     CHECK_OR_FAIL(got.sizes() == at::cat(want).sizes() && at::equal(got, at::cat(want).to(dt)),
                   name, " alltoallv rows: got ", got, " want ", at::cat(want));
@@ -140,8 +151,8 @@ static void check_alltoallv(Comm& comm, const std::string& where) {
   std::vector<int64_t> zero(n, 0), got_counts;
   std::vector<int64_t> one(n, 0);
   one[0] = 1;
-  at::Tensor x = r == n - 1 ? at::zeros({0, 3}) : at::full({1, 3}, 1.0 + r);
-  at::Tensor got = comm.alltoallv(x, r == n - 1 ? zero : one, &got_counts);
+  at::Tensor x = (r == n - 1 ? at::zeros({0, 3}) : at::full({1, 3}, 1.0 + r)).to(dev);
+  at::Tensor got = comm.alltoallv(x, r == n - 1 ? zero : one, &got_counts).cpu();
   CHECK_OR_FAIL(got.size(0) == (r == 0 ? n - 1 : 0), where,
                 " alltoallv with an idle rank: ", got.sizes());
   if (r == 0 && got.size(0) == n - 1)
@@ -150,7 +161,7 @@ static void check_alltoallv(Comm& comm, const std::string& where) {
   // Counts that do not add up to the rows are named.
   bool threw = false;
   try {
-    comm.alltoallv(at::zeros({1, 2}), zero);
+    comm.alltoallv(at::zeros({1, 2}).to(dev), zero);
   } catch (const Error& e) {
     threw = std::string(e.what()).find("send counts sum to 0 rows") != std::string::npos;
   }
@@ -302,6 +313,45 @@ static void nccl_collectives(Comm& comm) {
   comm.barrier();
 }
 
+// The expert-parallel paths with rows on `gpu` (CUDA on the NCCL Comm, the
+// CPU on MPI), at any world size (at 1 every sub-communicator is the rank
+// alone and each exchange sends to itself).
+static void ep_paths(Comm& world, at::Device gpu) {
+  const int r = world.rank(), n = world.size();
+  const std::string b = world.backend();
+  check_alltoallv(world, b + " world", gpu);
+  if (gpu.is_cuda()) check_alltoallv(world, b + " world, CPU rows staged", at::Device(at::kCPU));
+  // Keys reversing the order: the sub rank follows the key (MPI and NCCL agree).
+  auto rev = world.split(0, -r);
+  CHECK_OR_FAIL(rev->backend() == b && rev->size() == n && rev->rank() == n - 1 - r,
+                b + " split rank ", rev->rank(), " of ", rev->size(), " (", rev->backend(), ")");
+  at::Tensor s = at::full({3}, 1.0 + r, at::kDouble).to(gpu);
+  rev->allreduce(s);
+  CHECK_OR_FAIL(at::equal(s.cpu(), at::full({3}, n * (n + 1) / 2.0, at::kDouble)),
+                b + " split allreduce ", s);
+  at::Tensor g = rev->allgather(at::full({1}, r, at::kLong).to(gpu)).flatten().cpu();
+  CHECK_OR_FAIL(at::equal(g, at::arange(n - 1, -1, -1, at::kLong)), b + " split allgather ", g);
+  check_alltoallv(*rev, b + " split", gpu);
+  auto single = rev->split(rev->rank(), 0);  // a split of a split: the rank alone
+  CHECK_OR_FAIL(single->size() == 1 && single->rank() == 0, b + " split of a split ",
+                single->size());
+  check_alltoallv(*single, b + " split of a split", gpu);
+  // The grids the trainer builds (two splits each): every EP size dividing n.
+  for (int ep = 1; ep <= n; ++ep) {
+    if (n % ep) continue;
+    ProcessGrid grid(world, ep);
+    const std::string name = b + " grid ep " + std::to_string(ep);
+    at::Tensor e = grid.ep_comm().allgather(at::full({1}, r, at::kLong).to(gpu)).flatten().cpu();
+    at::Tensor d = grid.dp_comm().allgather(at::full({1}, r, at::kLong).to(gpu)).flatten().cpu();
+    CHECK_OR_FAIL(at::equal(e, at::arange(r / ep * ep, r / ep * ep + ep, at::kLong)), name,
+                  " EP group ", e);
+    CHECK_OR_FAIL(at::equal(d, at::arange(r % ep, n, ep, at::kLong)), name, " DP group ", d);
+    check_alltoallv(grid.ep_comm(), name + " EP group", gpu);
+    check_alltoallv(grid.dp_comm(), name + " DP group", gpu);
+  }
+  world.barrier();
+}
+
 int main(int argc, char** argv) {
   std::string mode = argc > 1 ? argv[1] : "collectives";
   try {
@@ -318,9 +368,10 @@ int main(int argc, char** argv) {
       auto nccl = make_comm("nccl");
       test::g_rank = nccl->rank();
       nccl_collectives(*nccl);
+      ep_paths(*nccl, at::Device(at::kCUDA));
       const int total = static_cast<int>(nccl->allreduce_scalar(g_failures));
       if (nccl->rank() == 0)
-        std::printf("nccl collectives on %d rank(s): %s\n", nccl->size(),
+        std::printf("nccl collectives, split and alltoallv on %d rank(s): %s\n", nccl->size(),
                     total ? "FAILED" : "passed");
       return total ? 1 : 0;
 #endif
@@ -339,6 +390,7 @@ int main(int argc, char** argv) {
     if (mode == "split_alltoallv") {
       split_alltoallv(*comm);
       grid(*comm);
+      ep_paths(*comm, at::Device(at::kCPU));  // what `nccl` runs on CUDA tensors
       at::Tensor t = at::full({1}, g_failures, at::kInt);
       comm->allreduce(t);
       if (comm->rank() == 0)
