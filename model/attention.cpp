@@ -74,12 +74,20 @@ at::Tensor unpad_rows(const at::Tensor& x_BQ, const CacheStep& st) {
   return st.flat_N.defined() ? x_BQ.index_select(0, st.flat_N) : x_BQ;
 }
 
-// The attention batch's slots of one cache tensor, first kv_len positions
-// along pos_dim: a strided view (window) or a gathered copy.
-at::Tensor batch_rows(const at::Tensor& store, const CacheStep& st, int64_t pos_dim,
-                      at::ScalarType dtype) {
-  at::Tensor t = store.narrow(pos_dim, 0, st.kv_len);
-  t = st.slot_lo >= 0 ? t.narrow(0, st.slot_lo, st.num_rows) : t.index_select(0, st.slots_B);
+// The attention batch's positions 0..L-1 of one layer's pool, gathered
+// block by block: MLA pool [NB,bs,C] -> [B, L, C]; GQA pool [Hkv,NB,bs,Dh]
+// -> [Hkv*B, L, Dh] (kv head major).
+at::Tensor gather_blocks(const at::Tensor& pool, const CacheStep& st, at::ScalarType dtype) {
+  const int64_t B = st.num_rows, M = st.blocks_per_row;
+  at::Tensor t;
+  if (pool.dim() == 3) {
+    const int64_t bs = pool.size(1);
+    t = pool.index_select(0, st.blocks_BM).view({B, M * bs, pool.size(2)});
+  } else {
+    const int64_t Hkv = pool.size(0), bs = pool.size(2);
+    t = pool.index_select(1, st.blocks_BM).view({Hkv * B, M * bs, pool.size(3)});
+  }
+  t = t.narrow(1, 0, st.kv_len);
   return t.scalar_type() == dtype ? t : t.to(dtype);
 }
 
@@ -144,23 +152,25 @@ at::Tensor GqaAttention::forward_cached(const at::Tensor& x, const CacheStep& st
   q = rope_->apply(q, c, s) * scale_;
   k = rope_->apply(k, c, s);
   using at::indexing::Slice;
-  at::Tensor& k_store = cache.a(layer);  // [S,Hkv,Lmax,Dh]
-  at::Tensor& v_store = cache.b(layer);
-  k_store.index_put_({st.slot_N, Slice(), st.pos_N}, k.to(k_store.scalar_type()));
-  v_store.index_put_({st.slot_N, Slice(), st.pos_N}, v.to(v_store.scalar_type()));
-  const int64_t pd = cache.pos_dim();
-  // One matrix per (slot, kv head): [B*Hkv, L, Dh]; heads i*g .. i*g+g-1 share kv head i (HF
+  at::Tensor& k_pool = cache.a(layer);  // [Hkv,NB,bs,Dh]
+  at::Tensor& v_pool = cache.b(layer);
+  const int64_t rows = k_pool.size(1) * k_pool.size(2);
+  k_pool.view({Hkv_, rows, Dh_})
+      .index_put_({Slice(), st.write_N}, k.transpose(0, 1).to(k_pool.scalar_type()));
+  v_pool.view({Hkv_, rows, Dh_})
+      .index_put_({Slice(), st.write_N}, v.transpose(0, 1).to(v_pool.scalar_type()));
+  // One matrix per (kv head, row): [Hkv*B, L, Dh]; heads i*g .. i*g+g-1 share kv head i (HF
   // repeat_kv), so their g*Q query rows form one GEMM against it.
-  at::Tensor K = batch_rows(k_store, st, pd, x.scalar_type()).reshape({B * Hkv_, L, Dh_});
-  at::Tensor V = batch_rows(v_store, st, pd, x.scalar_type()).reshape({B * Hkv_, L, Dh_});
+  at::Tensor K = gather_blocks(k_pool, st, x.scalar_type());
+  at::Tensor V = gather_blocks(v_pool, st, x.scalar_type());
   at::Tensor q_B = pad_rows(q, st)
                        .view({B, Q, Hkv_, g, Dh_})
-                       .permute({0, 2, 1, 3, 4})
-                       .reshape({B * Hkv_, Q * g, Dh_});
+                       .permute({2, 0, 1, 3, 4})
+                       .reshape({Hkv_ * B, Q * g, Dh_});
   at::Tensor p = masked_softmax_(at::bmm(q_B, K.transpose(1, 2)),
-                                 st.masked_BQL.view({B, 1, Q, 1, L}), {B, Hkv_, Q, g, L});
+                                 st.masked_BQL.view({1, B, Q, 1, L}), {Hkv_, B, Q, g, L});
   at::Tensor o =
-      at::bmm(p, V).view({B, Hkv_, Q, g, Dh_}).permute({0, 2, 1, 3, 4}).reshape({B * Q, H_ * Dh_});
+      at::bmm(p, V).view({Hkv_, B, Q, g, Dh_}).permute({1, 2, 0, 3, 4}).reshape({B * Q, H_ * Dh_});
   return o_proj_->forward(unpad_rows(o, st));
 }
 
@@ -232,9 +242,10 @@ at::Tensor MlaAttention::forward_cached(const at::Tensor& x, const CacheStep& st
       rope_->apply(at::cat({q.narrow(-1, Dn_, Dr_), ckv.narrow(-1, R_, Dr_).unsqueeze(1)}, 1),
                    st.cos_N.unsqueeze(1), st.sin_N.unsqueeze(1));
   at::Tensor q_rot = rot.narrow(1, 0, H_), kr = rot.select(1, H_);
-  at::Tensor& store = cache.a(layer);  // [S,Lmax,R+Dr]: latent ++ rotary key
-  store.index_put_({st.slot_N, st.pos_N}, at::cat({c, kr}, -1).to(store.scalar_type()));
-  at::Tensor CK = batch_rows(store, st, cache.pos_dim(), x.scalar_type());  // [B,L,R+Dr]
+  at::Tensor& pool = cache.a(layer);  // [NB,bs,R+Dr]: latent ++ rotary key
+  pool.view({pool.size(0) * pool.size(1), R_ + Dr_})
+      .index_copy_(0, st.write_N, at::cat({c, kr}, -1).to(pool.scalar_type()));
+  at::Tensor CK = gather_blocks(pool, st, x.scalar_type());  // [B,L,R+Dr]
 
   // Absorbed form: score = q_nope W_uk . c + q_rot . k_rope, one GEMM against
   // the stored [c, k_rope]; the output stays in latent space until W_uv.

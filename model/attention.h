@@ -23,21 +23,18 @@ namespace zerorl::model {
 
 // Everything one cache step needs that is the same for all layers.
 //
-// Attention runs over an "attention batch" of B cache slots with Q query
-// rows each (Q = most new tokens of any listed slot; decode: 1):
-//   * window (slot_lo >= 0): slots slot_lo .. slot_lo+B-1 of the cache, read in
-//     place as a strided view.  Used when the listed slots are dense enough
-//     (model.cpp); slots in the window that are not listed compute a dummy
-//     row (attending position 0 only) that is dropped.
-//   * gather (slot_lo < 0): the listed slots in call order, copied out of the
-//     cache with index_select (B = number of listed slots).
+// Attention runs over an "attention batch" of B rows, one per listed slot in
+// call order, with Q query rows each (Q = most new tokens of any listed slot;
+// decode: 1).  Row b reads its slot's first L positions by gathering the
+// pool blocks blocks_BM[b*M .. b*M+M) (M = ceil(L / block_size); a slot
+// holding fewer blocks is padded with block 0, masked).
 struct CacheStep {
-  at::Tensor cos_N, sin_N;   // rotary tables of each new token's position [N, R/2]
-  at::Tensor slot_N, pos_N;  // int64 [N]: where each new token's K/V goes in the cache
-  int64_t slot_lo = -1;      // window start, or -1: gather slots_B
-  at::Tensor slots_B;        // int64 [B]: gathered slots (gather mode only)
+  at::Tensor cos_N, sin_N;  // rotary tables of each new token's position [N, R/2]
+  at::Tensor write_N;  // int64 [N]: pool row (block * block_size + offset) of each new token's K/V
+  at::Tensor blocks_BM;        // int64 [B*M]: each row's block table, padded
+  int64_t blocks_per_row = 0;  // M
   at::Tensor flat_N;      // int64 [N]: row of each new token in the padded [B*Q] layout; undefined
-                          // when that is the identity (N == B*Q, e.g. a full decode step)
+                          // when that is the identity (N == B*Q, e.g. a decode step)
   at::Tensor masked_BQL;  // bool [B,Q,L]: query (b,q) must NOT attend cached position l
   int64_t num_rows = 0, q_len = 0, kv_len = 0;  // B, Q, L
 };

@@ -112,9 +112,11 @@ at::Tensor CausalLM::logits(const at::Tensor& tokens_BT, const ForwardOptions& f
 
 // ---- KV cache ------------------------------------------------------------------
 
-KvCache CausalLM::make_cache(int64_t num_slots, int64_t max_len) const {
+KvCache CausalLM::make_cache(int64_t num_slots, int64_t max_len, int64_t block_size,
+                             int64_t num_blocks) const {
   at::Tensor w = backbone_->embed_tokens->weight;
-  return KvCache(cfg_, num_slots, max_len, w.options().requires_grad(false));
+  return KvCache(cfg_, num_slots, max_len, w.options().requires_grad(false), block_size,
+                 num_blocks);
 }
 
 at::Tensor CausalLM::extend(KvCache& cache, const std::vector<int64_t>& slots,
@@ -135,33 +137,36 @@ at::Tensor CausalLM::extend(KvCache& cache, const std::vector<int64_t>& slots,
   const int64_t S = static_cast<int64_t>(slots.size());
   std::vector<int64_t> n(slots.size());
   for (int64_t i = 0; i < S; ++i) n[i] = static_cast<int64_t>(tokens[i].size());
-  cache.check_append(slots, n);
-  const int64_t Q = *std::max_element(n.begin(), n.end());
-
-  // Attention batch (attention.h): a window of slots read in place when the
-  // listed slots span at most twice their number -- a dummy row costs about
-  // what gathering a listed slot would -- else the listed slots gathered.
-  const auto [lo_it, hi_it] = std::minmax_element(slots.begin(), slots.end());
-  const int64_t span = *hi_it - *lo_it + 1;
-  const bool window = span <= 2 * S;
-  const int64_t B = window ? span : S;
-  std::vector<int64_t> tok_N, slot_N, pos_N, flat_N, last_S, qpos_BQ(static_cast<size_t>(B * Q), 0);
-  int64_t L = 0;
-  bool identity = B * Q == std::accumulate(n.begin(), n.end(), int64_t{0});
-  for (int64_t i = 0; i < S; ++i) {
-    const int64_t len = cache.length(slots[i]);
-    const int64_t row = window ? slots[i] - *lo_it : i;
-    L = std::max(L, len + n[i]);
-    for (int64_t t = 0; t < Q; ++t) qpos_BQ[static_cast<size_t>(row * Q + t)] = len + t;
-    for (int64_t t = 0; t < n[i]; ++t) {
-      const int64_t id = tokens[i][t];
+  for (int64_t i = 0; i < S; ++i)
+    for (int64_t id : tokens[i])
       ZR_CHECK(id >= 0 && id < cfg_.vocab_size, "CausalLM: token id ", id, " for slot ", slots[i],
                " is outside [0, ", cfg_.vocab_size, ")");
-      identity = identity && row * Q + t == static_cast<int64_t>(tok_N.size());
-      flat_N.push_back(row * Q + t);
-      tok_N.push_back(id);
-      slot_N.push_back(slots[i]);
-      pos_N.push_back(len + t);
+  cache.check_append(slots, n);
+  cache.reserve_append(slots, n);
+
+  // Attention batch (attention.h): one row per listed slot, in call order,
+  // reading its blocks through the block table.
+  const int64_t Q = *std::max_element(n.begin(), n.end());
+  const int64_t bs = cache.block_size();
+  int64_t L = 0;
+  for (int64_t i = 0; i < S; ++i) L = std::max(L, cache.length(slots[i]) + n[i]);
+  const int64_t M = (L + bs - 1) / bs;
+  std::vector<int64_t> tok_N, write_N, pos_N, flat_N, last_S,
+      blocks_BM(static_cast<size_t>(S * M), 0), qpos_BQ(static_cast<size_t>(S * Q), 0);
+  bool identity = S * Q == std::accumulate(n.begin(), n.end(), int64_t{0});
+  for (int64_t i = 0; i < S; ++i) {
+    const int64_t len = cache.length(slots[i]);
+    const std::vector<int64_t>& table = cache.block_table(slots[i]);
+    const int64_t used = std::min<int64_t>(M, static_cast<int64_t>(table.size()));
+    std::copy(table.begin(), table.begin() + used, blocks_BM.begin() + i * M);
+    for (int64_t t = 0; t < Q; ++t) qpos_BQ[static_cast<size_t>(i * Q + t)] = len + t;
+    for (int64_t t = 0; t < n[i]; ++t) {
+      const int64_t pos = len + t;
+      identity = identity && i * Q + t == static_cast<int64_t>(tok_N.size());
+      flat_N.push_back(i * Q + t);
+      tok_N.push_back(tokens[i][t]);
+      write_N.push_back(table[static_cast<size_t>(pos / bs)] * bs + pos % bs);
+      pos_N.push_back(pos);
     }
     last_S.push_back(static_cast<int64_t>(tok_N.size()) - 1);
   }
@@ -169,21 +174,16 @@ at::Tensor CausalLM::extend(KvCache& cache, const std::vector<int64_t>& slots,
   const auto long_opts = at::TensorOptions().dtype(at::kLong).device(dev);
   auto to_dev = [&](const std::vector<int64_t>& v) { return at::tensor(v, at::kLong).to(dev); };
   CacheStep st;
-  st.num_rows = B;
+  st.num_rows = S;
   st.q_len = Q;
   st.kv_len = L;
-  st.slot_N = to_dev(slot_N);
-  st.pos_N = to_dev(pos_N);
-  if (window)
-    st.slot_lo = *lo_it;
-  else
-    st.slots_B = to_dev(slots);
+  st.blocks_per_row = M;
+  st.write_N = to_dev(write_N);
+  st.blocks_BM = to_dev(blocks_BM);
   if (!identity) st.flat_N = to_dev(flat_N);
-  // Rows outside the listed slots get query position 0: they attend position
-  // 0 only (never an all-masked row, whose softmax would be NaN).
-  st.masked_BQL = at::arange(L, long_opts).view({1, 1, L}) > to_dev(qpos_BQ).view({B, Q, 1});
+  st.masked_BQL = at::arange(L, long_opts).view({1, 1, L}) > to_dev(qpos_BQ).view({S, Q, 1});
   const at::ScalarType dt = backbone_->embed_tokens->weight.scalar_type();
-  std::tie(st.cos_N, st.sin_N) = backbone_->rope().tables(st.pos_N, dt);
+  std::tie(st.cos_N, st.sin_N) = backbone_->rope().tables(to_dev(pos_N), dt);
 
   std::vector<MoeCall> calls(moe_layers_.size());
   for (auto& c : calls) c.want_routing = fo.record_routing;

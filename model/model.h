@@ -122,7 +122,10 @@ class CausalLM : public torch::nn::Module {
   const std::vector<at::Tensor>& last_routing() const { return last_routing_; }
 
   // ---- (b) incremental decoding with a KV cache (runs without autograd) ----
-  KvCache make_cache(int64_t num_slots, int64_t max_len) const;  // model's device and dtype
+  // A paged cache on the model's device and dtype (model/kv_cache.h);
+  // num_blocks 0: enough blocks for every slot at max_len.
+  KvCache make_cache(int64_t num_slots, int64_t max_len,
+                     int64_t block_size = KvCache::kDefaultBlockSize, int64_t num_blocks = 0) const;
   // Append each token list to its slot (at the slot's current length; usually
   // 0 after reset) and return the logits of each list's last token [N, V]
   // (fp32).  Lists may have different lengths (>= 1 each).
@@ -132,8 +135,7 @@ class CausalLM : public torch::nn::Module {
                      const ForwardOptions& fo = {});
   // One new token per listed slot, each at its own position length(slot);
   // returns next-token logits [S, V] (fp32), row i for slots[i].
-  // tokens_S: int64 [S], on any device.  Fastest when `slots` is ascending
-  // and dense (e.g. 0..S-1: the cache is then read in place, not gathered).
+  // tokens_S: int64 [S], on any device.
   at::Tensor decode(KvCache& cache, const std::vector<int64_t>& slots, const at::Tensor& tokens_S,
                     const ForwardOptions& fo = {});
 

@@ -32,17 +32,30 @@ const char* finish_reason_name(FinishReason r) {
 }
 
 std::string RolloutStats::to_string() const {
-  char buf[320];
-  std::snprintf(buf, sizeof buf,
-                "samples %lld, prefill %lld tok in %.3fs (%.0f tok/s, %lld prefills), decode %lld "
-                "tok in %.3fs "
-                "(%.0f tok/s, %lld steps, occupancy %.2f of %lld slots), total %.3fs",
-                static_cast<long long>(num_samples), static_cast<long long>(prefill_tokens),
-                prefill_seconds, prefill_tokens_per_s(), static_cast<long long>(num_prefills),
-                static_cast<long long>(decode_tokens), decode_seconds, decode_tokens_per_s(),
-                static_cast<long long>(decode_steps), occupancy(),
-                static_cast<long long>(num_slots), total_seconds);
+  char buf[512];
+  std::snprintf(
+      buf, sizeof buf,
+      "samples %lld, prefill %lld tok in %.3fs (%.0f tok/s, %lld prefills), decode %lld "
+      "tok in %.3fs "
+      "(%.0f tok/s, %lld steps, occupancy %.2f of %lld slots), KV cache peak %lld of "
+      "%lld blocks (%.1f MiB), %lld preemptions (%lld tokens recomputed), total %.3fs",
+      static_cast<long long>(num_samples), static_cast<long long>(prefill_tokens), prefill_seconds,
+      prefill_tokens_per_s(), static_cast<long long>(num_prefills),
+      static_cast<long long>(decode_tokens), decode_seconds, decode_tokens_per_s(),
+      static_cast<long long>(decode_steps), occupancy(), static_cast<long long>(num_slots),
+      static_cast<long long>(peak_cache_blocks), static_cast<long long>(cache_blocks),
+      static_cast<double>(peak_cache_bytes()) / (1 << 20), static_cast<long long>(num_preemptions),
+      static_cast<long long>(recompute_tokens), total_seconds);
   return buf;
+}
+
+EngineOptions engine_options(const RolloutConfig& rollout) {
+  EngineOptions eo;
+  eo.slots(rollout.num_slots).blocks(rollout.kv_block_size);
+  eo.kv_cache_bytes =
+      static_cast<int64_t>(rollout.kv_cache_gb * static_cast<double>(int64_t{1} << 30));
+  eo.kv_cache_memory_fraction = rollout.kv_cache_memory_fraction;
+  return eo;
 }
 
 Engine::Engine(EngineOptions options, std::shared_ptr<const TokenText> text)
@@ -63,6 +76,7 @@ struct SeqState {
   Rng rng;
   std::string bytes;  // completion text so far (raw bytes)
   int64_t slot = -1;
+  int64_t admitted_at = -1;  // admission counter when it last got a slot (newest preempted first)
   bool done = false;
 };
 
@@ -73,6 +87,7 @@ class Run {
   Run(const EngineOptions& opt, const TokenText* text, model::CausalLM& policy,
       const std::vector<PromptInput>& prompts, int64_t G, const SamplingParams& params)
       : text_(text),
+        opt_(opt),
         record_routing_(opt.record_routing),
         policy_(policy),
         prompts_(prompts),
@@ -113,6 +128,7 @@ class Run {
     max_len_ = need;
 
     num_slots_ = std::min<int64_t>(opt.num_slots, P * G);
+    size_pool(cfg);
     batch_.group_size = G;
     batch_.samples.resize(static_cast<size_t>(P * G));
     seqs_.resize(static_cast<size_t>(P * G));
@@ -142,18 +158,25 @@ class Run {
       join_peers_until_done();
       return std::move(batch_);
     }
-    cache_ = std::make_unique<model::KvCache>(policy_.make_cache(num_slots_, max_len_));
+    cache_ = std::make_unique<model::KvCache>(
+        policy_.make_cache(num_slots_, max_len_, opt_.block_size, num_blocks_));
     for (int64_t s = num_slots_ - 1; s >= 0; --s) free_.push_back(s);
     for (;;) {
       admit();
       if (running_.empty()) {
-        if (held_ < 0) break;  // nothing running, nothing waiting
-        release_template();    // num_slots < G: the template must decode itself
-        continue;
+        if (held_ >= 0) {
+          release_template();  // no slot or block for a copy: the template decodes itself
+          continue;
+        }
+        ZR_CHECK(!work_waits(), "rollout: internal error, work waits but nothing can run (",
+                 cache_->num_free_blocks(), " of ", cache_->num_blocks(), " blocks free)");
+        break;  // nothing running, nothing waiting
       }
+      make_room();
       decode_step();
     }
     join_peers_until_done();
+    batch_.stats.peak_cache_blocks = cache_->peak_used_blocks();
     for (size_t i = 0; i < seqs_.size(); ++i) {
       ZR_CHECK(seqs_[i].done, "rollout: internal error, sample ", i, " did not finish");
       if (text_) batch_.samples[i].text = utf8_sanitize(seqs_[i].bytes);
@@ -163,6 +186,46 @@ class Run {
   }
 
  private:
+  // The pool: kv_cache_bytes, or the free-memory fraction, capped at what
+  // num_slots sequences of max_len could ever hold.
+  void size_pool(const model::ModelConfig& cfg) {
+    const int64_t bs = opt_.block_size;
+    ZR_CHECK(bs >= 1, "rollout: the KV cache block size must be >= 1, got ", bs);
+    if (num_slots_ == 0) return;  // no prompts (a rank that only joins its EP peers)
+    const at::ScalarType dt = policy_.output_weight().scalar_type();
+    const int64_t block_bytes = model::KvCache::block_bytes(cfg, bs, dt);
+    const int64_t per_seq = (max_len_ + bs - 1) / bs;
+    int64_t budget = 0;
+    std::string source;
+    if (opt_.kv_cache_bytes > 0) {
+      budget = opt_.kv_cache_bytes;
+      source = "rollout.kv_cache_gb";
+    } else {
+      ZR_CHECK(opt_.kv_cache_memory_fraction > 0 && opt_.kv_cache_memory_fraction <= 1,
+               "rollout: kv_cache_memory_fraction must be in (0, 1], got ",
+               opt_.kv_cache_memory_fraction);
+      budget = static_cast<int64_t>(
+          opt_.kv_cache_memory_fraction *
+          static_cast<double>(model::KvCache::free_device_bytes(policy_.output_weight().device())));
+      source = "rollout.kv_cache_memory_fraction of the free device memory";
+    }
+    num_blocks_ = std::min(num_slots_ * per_seq, budget / block_bytes);
+    ZR_CHECK(num_blocks_ >= per_seq, "rollout: the KV cache pool (", source, ": ", budget,
+             " bytes, ", budget / block_bytes, " blocks of ", bs, " positions at ", block_bytes,
+             " bytes each) cannot hold one sequence of the longest prompt + max_new_tokens - 1 = ",
+             max_len_, " tokens (", per_seq, " blocks); raise rollout.kv_cache_gb");
+    batch_.stats.block_size = bs;
+    batch_.stats.cache_blocks = num_blocks_;
+    batch_.stats.cache_block_bytes = block_bytes;
+  }
+
+  bool work_waits() const {
+    return held_ >= 0 || !preempted_.empty() || !reprefill_.empty() || next_prompt_ < num_prompts();
+  }
+  int64_t blocks_for(int64_t tokens) const {
+    return (tokens + opt_.block_size - 1) / opt_.block_size;
+  }
+
   RolloutSample& sample(int64_t p, int64_t g) {
     return batch_.samples[static_cast<size_t>(p * G_ + g)];
   }
@@ -197,6 +260,42 @@ class Run {
   }
 
   // ---- admission: fill free slots from the front of the queue ----
+  // Blocks: an admission goes ahead only if the pool then still has one free
+  // block for the next decode step of every sequence holding a slot (held
+  // templates included), or if no slot is held at all (then one sequence
+  // always fits: size_pool checked it).  Otherwise the newest work waits.
+  struct BlockBudget {
+    int64_t free_blocks;  // free now, less what this round's prefills and copies take
+    int64_t reserve;      // blocks the occupied slots may take in the next step
+    bool empty;           // no slot occupied yet
+    // One more sequence, taking `blocks` now and `next` (0 or 1) in its
+    // first decode step.
+    bool take(int64_t blocks, int64_t next) {
+      const bool ok = empty ? blocks <= free_blocks : blocks + reserve + next <= free_blocks;
+      if (ok) {
+        free_blocks -= blocks;
+        reserve += next;
+        empty = false;
+      }
+      return ok;
+    }
+  };
+  BlockBudget block_budget() const {
+    std::vector<int64_t> occupied;
+    for (int64_t si : running_) occupied.push_back(seqs_[static_cast<size_t>(si)].slot);
+    if (held_ >= 0) occupied.push_back(held_slot_);
+    const int64_t reserve =
+        occupied.empty()
+            ? 0
+            : cache_->blocks_to_append(occupied, std::vector<int64_t>(occupied.size(), 1));
+    return {cache_->num_free_blocks(), reserve, occupied.empty()};
+  }
+
+  // A prefill of this round: a prompt into its template slot, or a
+  // preempted sample's prompt ++ completion (sample >= 0) to resume it.
+  struct PrefillItem {
+    int64_t slot, prompt, sample;
+  };
   struct Copy {
     int64_t prompt, src;
     std::vector<int64_t> dsts;
@@ -205,7 +304,8 @@ class Run {
   void admit() {
     if (free_.empty()) return;
     const auto t0 = Clock::now();
-    std::vector<int64_t> prefill_prompts, prefill_slots;
+    BlockBudget budget = block_budget();
+    std::vector<PrefillItem> prefills;
     std::vector<Copy> copies;
     std::vector<std::pair<int64_t, int64_t>> started;  // (sample index, slot) needing a first token
 
@@ -213,7 +313,11 @@ class Run {
     // the template becomes the group's last sample once all others have slots.
     auto distribute = [&](int64_t p, int64_t src) {
       Copy c{p, src, {}};
-      while (!free_.empty() && admitted_[static_cast<size_t>(p)] < G_ - 1) {
+      const int64_t copy_blocks =
+          opt_.share_prefix ? 0 : blocks_for(prompts_[static_cast<size_t>(p)].tokens.size());
+      const int64_t next_blocks = params_.max_new_tokens > 1 ? 1 : 0;
+      while (!free_.empty() && admitted_[static_cast<size_t>(p)] < G_ - 1 &&
+             budget.take(copy_blocks, next_blocks)) {
         const int64_t dst = pop_free();
         c.dsts.push_back(dst);
         started.emplace_back(p * G_ + admitted_[static_cast<size_t>(p)]++, dst);
@@ -227,43 +331,63 @@ class Run {
     };
 
     if (held_ >= 0 && distribute(held_, held_slot_)) held_ = -1;
-    while (held_ < 0 && !free_.empty() && (!reprefill_.empty() || next_prompt_ < num_prompts())) {
+    while (held_ < 0 && !free_.empty()) {
+      // Resume preempted samples first, then groups whose template was
+      // consumed early, then new prompts.
+      if (!preempted_.empty()) {
+        const int64_t si = preempted_.front();
+        const RolloutSample& s = batch_.samples[static_cast<size_t>(si)];
+        if (!budget.take(blocks_for(s.prompt_length() + s.completion_length()),
+                         s.completion_length() + 1 < params_.max_new_tokens ? 1 : 0))
+          break;
+        preempted_.pop_front();
+        prefills.push_back({pop_free(), -1, si});
+        continue;
+      }
       int64_t p;
       if (!reprefill_.empty()) {
         p = reprefill_.front();
-        reprefill_.pop_front();
+      } else if (next_prompt_ < num_prompts()) {
+        p = next_prompt_;
       } else {
-        p = next_prompt_++;
+        break;
       }
+      if (!budget.take(blocks_for(prompts_[static_cast<size_t>(p)].tokens.size()),
+                       params_.max_new_tokens > 1 ? 1 : 0))
+        break;
+      if (!reprefill_.empty())
+        reprefill_.pop_front();
+      else
+        ++next_prompt_;
       const int64_t slot = pop_free();
-      prefill_prompts.push_back(p);
-      prefill_slots.push_back(slot);
+      prefills.push_back({slot, p, -1});
       if (!distribute(p, slot)) {
         held_ = p;
         held_slot_ = slot;
       }
     }
 
-    if (!prefill_prompts.empty()) prefill(prefill_prompts, prefill_slots);
-    for (const Copy& c : copies) cache_->copy_slot(c.src, c.dsts);
+    std::vector<std::pair<int64_t, std::vector<float>>> resumed;  // (sample, next-token logits)
+    if (!prefills.empty()) resumed = prefill(prefills);
+    for (const Copy& c : copies) {
+      if (opt_.share_prefix)
+        cache_->share_slot(c.src, c.dsts);
+      else
+        cache_->copy_slot(c.src, c.dsts);
+    }
 
     // First tokens come from the prompt's prefill logits.  The template slot
     // of a held prompt stays idle until its group is fully admitted.
     for (const auto& [si, slot] : started) {
       const int64_t p = si / G_;
-      const std::vector<float>& row = template_logits_[static_cast<size_t>(p)];
-      SeqState& st = seqs_[static_cast<size_t>(si)];
-      st.slot = slot;
       if (record_routing_)
         batch_.samples[static_cast<size_t>(si)].routing = template_routing_[static_cast<size_t>(p)];
-      const SampledToken tok = draw(row.data(), si, st);
-      ++batch_.stats.generated_tokens;
-      if (accept(si, tok)) {
-        free_.push_back(slot);
-      } else {
-        running_.push_back(si);
-      }
+      start(si, slot, template_logits_[static_cast<size_t>(p)].data());
     }
+    // A resumed sample draws its next token from the recomputed logits.
+    for (size_t i = 0; i < resumed.size(); ++i)
+      start(resumed[i].first, seqs_[static_cast<size_t>(resumed[i].first)].slot,
+            resumed[i].second.data());
     for (const auto& [si, slot] : started) {
       const int64_t p = si / G_;
       if (admitted_[static_cast<size_t>(p)] == G_) {
@@ -273,37 +397,82 @@ class Run {
     }
     batch_.stats.prefill_seconds += seconds_since(t0);
     // A sample that finished on its first token freed its slot: fill it now.
-    if (!started.empty() && !free_.empty() &&
-        (held_ >= 0 || !reprefill_.empty() || next_prompt_ < num_prompts()))
-      admit();
+    if ((!started.empty() || !resumed.empty()) && !free_.empty() && work_waits()) admit();
   }
 
-  void prefill(const std::vector<int64_t>& prompt_idx, const std::vector<int64_t>& slots) {
+  // Sample si takes `slot` and its next token from `logits_V`.
+  void start(int64_t si, int64_t slot, const float* logits_V) {
+    SeqState& st = seqs_[static_cast<size_t>(si)];
+    st.slot = slot;
+    st.admitted_at = admissions_++;
+    const SampledToken tok = draw(logits_V, si, st);
+    ++batch_.stats.generated_tokens;
+    if (accept(si, tok))
+      finish_slot(slot);
+    else
+      running_.push_back(si);
+  }
+
+  void finish_slot(int64_t slot) {
+    cache_->reset(slot);  // its blocks go back to the pool (shared ones once unreferenced)
+    free_.push_back(slot);
+  }
+
+  // Runs the round's prefills as one batched call; keeps each prompt's
+  // last-token logits (and routing) for its samples and returns each resumed
+  // sample's next-token logits.
+  std::vector<std::pair<int64_t, std::vector<float>>> prefill(
+      const std::vector<PrefillItem>& items) {
     std::vector<std::vector<int64_t>> tokens;
-    tokens.reserve(prompt_idx.size());
-    for (size_t i = 0; i < prompt_idx.size(); ++i) {
-      cache_->reset(slots[i]);
-      tokens.push_back(prompts_[static_cast<size_t>(prompt_idx[i])].tokens);
-      batch_.stats.prefill_tokens += static_cast<int64_t>(tokens.back().size());
-    }
-    batch_.stats.num_prefills += static_cast<int64_t>(prompt_idx.size());
-    before_forward();
-    const at::Tensor logits_NV =
-        host_logits(policy_.prefill(*cache_, slots, tokens, forward_options()), prompt_idx.size());
-    const float* base = logits_NV.data_ptr<float>();
-    for (size_t i = 0; i < prompt_idx.size(); ++i)
-      template_logits_[static_cast<size_t>(prompt_idx[i])].assign(base + i * V_,
-                                                                  base + (i + 1) * V_);
-    if (record_routing_) {
-      // Rows of the routing record are the prompts' tokens in call order.
-      const HostRouting r = host_routing();
-      int64_t row = 0;
-      for (size_t i = 0; i < prompt_idx.size(); ++i) {
-        auto& dst = template_routing_[static_cast<size_t>(prompt_idx[i])];
-        dst.clear();
-        for (size_t t = 0; t < tokens[i].size(); ++t) dst.push_back(r.row(row++));
+    std::vector<int64_t> slots;
+    tokens.reserve(items.size());
+    for (const PrefillItem& it : items) {
+      cache_->reset(it.slot);
+      slots.push_back(it.slot);
+      if (it.sample < 0) {
+        tokens.push_back(prompts_[static_cast<size_t>(it.prompt)].tokens);
+        batch_.stats.prefill_tokens += static_cast<int64_t>(tokens.back().size());
+        ++batch_.stats.num_prefills;
+      } else {
+        const RolloutSample& s = batch_.samples[static_cast<size_t>(it.sample)];
+        tokens.push_back(s.prompt_tokens);
+        tokens.back().insert(tokens.back().end(), s.completion_tokens.begin(),
+                             s.completion_tokens.end());
+        batch_.stats.recompute_tokens += static_cast<int64_t>(tokens.back().size());
+        seqs_[static_cast<size_t>(it.sample)].slot = it.slot;
       }
     }
+    before_forward();
+    const at::Tensor logits_NV =
+        host_logits(policy_.prefill(*cache_, slots, tokens, forward_options()), items.size());
+    const float* base = logits_NV.data_ptr<float>();
+    std::vector<std::pair<int64_t, std::vector<float>>> resumed;
+    for (size_t i = 0; i < items.size(); ++i) {
+      std::vector<float> row(base + i * V_, base + (i + 1) * V_);
+      if (items[i].sample < 0)
+        template_logits_[static_cast<size_t>(items[i].prompt)] = std::move(row);
+      else
+        resumed.emplace_back(items[i].sample, std::move(row));
+    }
+    if (record_routing_) {
+      // Rows of the routing record are the prefilled tokens in call order.  A
+      // resumed sample already holds the rows of all but its last token.
+      const HostRouting r = host_routing();
+      int64_t row = 0;
+      for (size_t i = 0; i < items.size(); ++i) {
+        const int64_t n = static_cast<int64_t>(tokens[i].size());
+        if (items[i].sample < 0) {
+          auto& dst = template_routing_[static_cast<size_t>(items[i].prompt)];
+          dst.clear();
+          for (int64_t t = 0; t < n; ++t) dst.push_back(r.row(row + t));
+        } else {
+          batch_.samples[static_cast<size_t>(items[i].sample)].routing.push_back(
+              r.row(row + n - 1));
+        }
+        row += n;
+      }
+    }
+    return resumed;
   }
 
   model::ForwardOptions forward_options() const {
@@ -345,30 +514,60 @@ class Run {
     return logits.to(at::kCPU, at::kFloat).contiguous();
   }
 
-  // num_slots < G and nothing is running: the template decodes as the next
-  // sample and the rest of the group is prefilled again later.
+  // Nothing is running and the template cannot be copied (num_slots < G,
+  // or no block for a copy): it decodes as the next sample and the rest of
+  // the group is prefilled again later.
   void release_template() {
     const int64_t p = held_;
     const int64_t si = p * G_ + admitted_[static_cast<size_t>(p)]++;
     held_ = -1;
-    SeqState& st = seqs_[static_cast<size_t>(si)];
-    st.slot = held_slot_;
     if (record_routing_)
       batch_.samples[static_cast<size_t>(si)].routing = template_routing_[static_cast<size_t>(p)];
-    const SampledToken tok = draw(template_logits_[static_cast<size_t>(p)].data(), si, st);
-    ++batch_.stats.generated_tokens;
-    if (accept(si, tok))
-      free_.push_back(held_slot_);
-    else
-      running_.push_back(si);
+    start(si, held_slot_, template_logits_[static_cast<size_t>(p)].data());
     if (admitted_[static_cast<size_t>(p)] < G_) reprefill_.push_front(p);
+  }
+
+  // ---- preemption: make the next decode step fit the pool ----
+  // Newest first (as vLLM): a preempted sample frees its slot and blocks and
+  // is resumed before any other waiting work.  If one sequence alone still
+  // lacks blocks, a held template (whose blocks it may share) is dropped and
+  // its prompt prefilled again later.
+  void make_room() {
+    for (;;) {
+      std::vector<int64_t> slots;
+      for (int64_t si : running_) slots.push_back(seqs_[static_cast<size_t>(si)].slot);
+      const int64_t need = cache_->blocks_to_append(slots, std::vector<int64_t>(slots.size(), 1));
+      if (need <= cache_->num_free_blocks()) return;
+      if (running_.size() > 1) {
+        const auto newest =
+            std::max_element(running_.begin(), running_.end(), [this](int64_t a, int64_t b) {
+              return seqs_[static_cast<size_t>(a)].admitted_at <
+                     seqs_[static_cast<size_t>(b)].admitted_at;
+            });
+        const int64_t si = *newest;
+        running_.erase(newest);
+        finish_slot(seqs_[static_cast<size_t>(si)].slot);
+        seqs_[static_cast<size_t>(si)].slot = -1;
+        preempted_.push_front(si);
+        ++batch_.stats.num_preemptions;
+        continue;
+      }
+      if (held_ >= 0) {
+        finish_slot(held_slot_);
+        reprefill_.push_front(held_);
+        held_ = -1;
+        continue;
+      }
+      ZR_THROW("rollout: internal error, one sequence needs ", need, " KV cache blocks and only ",
+               cache_->num_free_blocks(), " of ", cache_->num_blocks(), " are free");
+    }
   }
 
   // ---- one decode step over every running sample ----
   void decode_step() {
     const auto t0 = Clock::now();
-    // Ascending slots: when every slot runs, the step lists 0..S-1 in order,
-    // the layout a model can serve without gathering its cache.
+    // Ascending slots: a fixed order (which of two sharers copies a shared
+    // block first) whatever the admission history.
     std::sort(running_.begin(), running_.end(), [this](int64_t a, int64_t b) {
       return seqs_[static_cast<size_t>(a)].slot < seqs_[static_cast<size_t>(b)].slot;
     });
@@ -410,7 +609,7 @@ class Run {
     for (int64_t i = 0; i < A; ++i) {
       const int64_t si = running_[static_cast<size_t>(i)];
       if (accept(si, drawn[static_cast<size_t>(i)]))
-        free_.push_back(seqs_[static_cast<size_t>(si)].slot);
+        finish_slot(seqs_[static_cast<size_t>(si)].slot);
       else
         still.push_back(si);
     }
@@ -462,6 +661,7 @@ class Run {
   }
 
   const TokenText* text_;
+  const EngineOptions& opt_;
   const bool record_routing_;
   Comm* lockstep_ = nullptr;  // the EP group of an expert-parallel policy, else null
   model::CausalLM& policy_;
@@ -470,7 +670,7 @@ class Run {
   const SamplingParams& params_;
   StopMatcher stops_;
   std::unordered_set<int64_t> stop_ids_;
-  int64_t V_ = 0, max_len_ = 0, num_slots_ = 0;
+  int64_t V_ = 0, max_len_ = 0, num_slots_ = 0, num_blocks_ = 0;
 
   RolloutBatch batch_;
   std::vector<SeqState> seqs_;
@@ -485,6 +685,8 @@ class Run {
   std::deque<int64_t>
       reprefill_;  // prompts whose template was consumed before their group was done
   int64_t held_ = -1, held_slot_ = -1;  // prompt whose prefilled template waits for free slots
+  std::deque<int64_t> preempted_;       // samples preempted for blocks, resumed front first
+  int64_t admissions_ = 0;
 };
 
 }  // namespace

@@ -4,31 +4,50 @@
 //   RolloutBatch b = engine.generate(policy, prompts, /*group_size=*/G, params);
 //   b.samples[p * G + g]  is sample g of prompts[p]
 //
-// How it runs (continuous batching over a fixed number of cache slots):
+// How it runs (continuous batching over a paged KV cache, model/kv_cache.h):
+//   * The cache is a pool of blocks (EngineOptions::block_size positions
+//     each) sized by kv_cache_bytes, or else by kv_cache_memory_fraction of
+//     the device memory free when generate() starts, and never larger than
+//     num_slots sequences of the longest prompt + max_new_tokens could use.
+//     A slot (one of num_slots sequences decoded together) is a block table,
+//     so memory follows the tokens in flight.
 //   * The work is the queue of (prompt, sample) pairs, prompt-major.  Free
 //     slots are filled from the front of the queue: a prompt is prefilled
-//     ONCE into one slot, then KvCache::copy_slot gives each of its samples
-//     that fits an identical cache; all prompts admitted in one round go
+//     ONCE into one slot, then its other samples get the prompt's blocks by
+//     reference (KvCache::share_slot; the first token written into the
+//     shared, partly filled last block copies it); with share_prefix off
+//     they get private copies instead.  All prompts admitted in one round go
 //     through one batched prefill call.  If fewer slots are free than the
 //     group still needs, the prefilled slot is held back (not decoded) as the
 //     group's template until its last sample gets a slot -- the template slot
 //     then becomes that last sample -- so the prompt is still prefilled once.
 //     Only when no sequence is running and the template cannot be copied
-//     anywhere (num_slots < group_size) does the template slot decode itself
-//     and the prompt get prefilled again for the rest of its group.
+//     anywhere (num_slots < group_size, or a pool too small for a copy) does
+//     the template slot decode itself and the prompt get prefilled again for
+//     the rest of its group.
+//   * A sequence is admitted only while the pool keeps one block free for
+//     the next decode step of every sequence holding a slot; otherwise the
+//     newest work waits.  If a decode step still lacks blocks, the sequences
+//     admitted last are preempted (their blocks freed; if one sequence alone
+//     still lacks them, a held template is dropped) and later resumed first
+//     by recomputation: prompt ++ completion so far is prefilled again and
+//     the next token drawn from its logits, from the sample's own stream, so
+//     the completion does not change.  A pool that cannot hold one sequence
+//     of the longest prompt + max_new_tokens - 1 tokens is an error.
 //   * Every decode step feeds one token to each running slot (each at its own
 //     position; prompts of different lengths mix freely).  A sample that
-//     finishes frees its slot, which the next waiting sample takes before the
-//     next step, so the batch stays full while work remains.
+//     finishes frees its slot and blocks, which the next waiting sample takes
+//     before the next step, so the batch stays full while work remains.
 //   * Sampling happens on the host in fp64 over the fp32 logits
 //     (rollout/sampling.h), each sample from its own stream
 //     Rng(params.seed, params.step, prompt.id, sample_index, RngPurpose::kSample).
 //     A completion is therefore a function of (weights, prompt, params, ids)
-//     only: not of num_slots, the other prompts, their order, or how many
-//     ranks share the work.  (The model's logits for a row can differ in the
-//     last bits between batch shapes -- GEMM blocking -- so a token sitting
-//     exactly on a sampling boundary could in principle flip; the
-//     reproducibility tests check this does not happen in practice.)
+//     only: not of num_slots, the pool size, preemptions, the other prompts,
+//     their order, or how many ranks share the work.  (The model's logits for
+//     a row can differ in the last bits between batch shapes -- GEMM
+//     blocking -- so a token sitting exactly on a sampling boundary could in
+//     principle flip; the reproducibility tests check this does not happen
+//     in practice.)
 //
 // Behaviour log-probs: completion token t gets
 //   logp[t] = log_softmax(logits_t / T)[token_t]      (T = params.temperature; 1 if greedy)
@@ -50,12 +69,11 @@
 //
 // Threads: generate() runs on the calling thread (the host sampler may use
 // ATen's intra-op thread pool, with results independent of its size).  Each
-// call allocates its KvCache (num_slots x (longest prompt + max_new_tokens))
-// on the policy's device and frees it on return; an Engine holds no tensors
-// between calls, so one Engine may serve several policies.  The policy must
-// not be used by another thread during generate().  Only logits rows (and,
-// with record_routing, the [N, K] expert ids of each MoE layer) come back to
-// the host.
+// call allocates its KvCache pool on the policy's device and frees it on
+// return; an Engine holds no tensors between calls, so one Engine may serve
+// several policies.  The policy must not be used by another thread during
+// generate().  Only logits rows (and, with record_routing, the [N, K] expert
+// ids of each MoE layer) come back to the host.
 //
 // Expert parallelism (a policy sharded by model/moe_ep.h, expert_grid()
 // set): every forward is an exchange over the EP group, so generate() is a
@@ -70,7 +88,8 @@
 // Errors (zerorl::Error): empty prompts, duplicate prompt ids, token ids
 // outside the vocabulary, prompt + max_new_tokens beyond the model's
 // max_position, invalid params, stop strings without a TokenText, NaN logits
-// (naming the prompt id and sample).
+// (naming the prompt id and sample), a KV cache pool too small for one
+// sequence (naming rollout.kv_cache_gb).
 #pragma once
 
 #include <cstdint>
@@ -132,9 +151,15 @@ struct RolloutStats {
   // Expert parallelism: forwards this rank joined with no tokens of its own
   // while a peer of its EP group still had work (see "Expert parallelism").
   int64_t idle_forwards = 0;
-  double prefill_seconds = 0.0;  // prefill calls + cache copies + first-token sampling
-  double decode_seconds = 0.0;   // decode calls + host sampling + stop checks
-  double total_seconds = 0.0;    // the whole generate() call
+  int64_t num_preemptions = 0;    // sequences preempted for lack of cache blocks
+  int64_t recompute_tokens = 0;   // tokens prefilled again to resume them
+  int64_t block_size = 0;         // KV cache positions per block
+  int64_t cache_blocks = 0;       // blocks in the pool
+  int64_t peak_cache_blocks = 0;  // most blocks in use at once
+  int64_t cache_block_bytes = 0;  // device bytes per block (all layers)
+  double prefill_seconds = 0.0;   // prefill calls + cache copies + first-token sampling
+  double decode_seconds = 0.0;    // decode calls + host sampling + stop checks
+  double total_seconds = 0.0;     // the whole generate() call
 
   double prefill_tokens_per_s() const {
     return prefill_seconds > 0 ? prefill_tokens / prefill_seconds : 0.0;
@@ -148,6 +173,9 @@ struct RolloutStats {
                                   (static_cast<double>(decode_steps) * num_slots)
                             : 0.0;
   }
+  // Cache memory: the pool reserved, and the most its blocks in use held.
+  int64_t cache_bytes() const { return cache_blocks * cache_block_bytes; }
+  int64_t peak_cache_bytes() const { return peak_cache_blocks * cache_block_bytes; }
   std::string to_string() const;  // one line for logs
 };
 
@@ -166,6 +194,17 @@ struct EngineOptions {
   // Fill RolloutSample::routing (costs one small device-to-host copy per
   // MoE layer and step; off by default).
   bool record_routing = false;
+  // The KV cache pool (model/kv_cache.h): positions per block, and its size
+  // in bytes; 0: kv_cache_memory_fraction of the device memory free when
+  // generate() starts (CUDA: cudaMemGetInfo; CPU: MemAvailable).  Either
+  // way capped at what num_slots sequences of the call's longest prompt +
+  // max_new_tokens could use.
+  int64_t block_size = 16;  // model::KvCache::kDefaultBlockSize, vLLM's default
+  int64_t kv_cache_bytes = 0;
+  double kv_cache_memory_fraction = 0.9;
+  // The G samples of a prompt point at its prefilled blocks (true) or get
+  // private copies of them (false: G times the prompt's cache memory).
+  bool share_prefix = true;
 
   EngineOptions& slots(int64_t n) {
     num_slots = n;
@@ -179,7 +218,22 @@ struct EngineOptions {
     record_routing = on;
     return *this;
   }
+  EngineOptions& blocks(int64_t size) {
+    block_size = size;
+    return *this;
+  }
+  EngineOptions& cache_bytes(int64_t bytes) {
+    kv_cache_bytes = bytes;
+    return *this;
+  }
+  EngineOptions& sharing(bool on) {
+    share_prefix = on;
+    return *this;
+  }
 };
+
+// The options a recipe's `rollout` section sets: slots and the cache pool.
+EngineOptions engine_options(const RolloutConfig& rollout);
 
 class Engine {
  public:

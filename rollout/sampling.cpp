@@ -53,6 +53,18 @@ RolloutConfig RolloutConfig::from(const ConfigNode& n) {
   c.num_slots = n.get<int64_t>("num_slots", c.num_slots);
   ZR_CHECK(c.num_slots >= 1, n.where("num_slots"), ": ", n.path("num_slots"), " must be >= 1, got ",
            c.num_slots);
+  c.kv_cache_gb = n.get<double>("kv_cache_gb", c.kv_cache_gb);
+  ZR_CHECK(std::isfinite(c.kv_cache_gb) && c.kv_cache_gb >= 0, n.where("kv_cache_gb"), ": ",
+           n.path("kv_cache_gb"), " must be >= 0 (0: size by kv_cache_memory_fraction), got ",
+           c.kv_cache_gb);
+  c.kv_cache_memory_fraction =
+      n.get<double>("kv_cache_memory_fraction", c.kv_cache_memory_fraction);
+  ZR_CHECK(c.kv_cache_memory_fraction > 0 && c.kv_cache_memory_fraction <= 1,
+           n.where("kv_cache_memory_fraction"), ": ", n.path("kv_cache_memory_fraction"),
+           " must be in (0, 1], got ", c.kv_cache_memory_fraction);
+  c.kv_block_size = n.get<int64_t>("kv_block_size", c.kv_block_size);
+  ZR_CHECK(c.kv_block_size >= 1, n.where("kv_block_size"), ": ", n.path("kv_block_size"),
+           " must be >= 1, got ", c.kv_block_size);
   c.sampling = SamplingParams::from(n.section("sampling"));
   return c;
 }

@@ -81,11 +81,17 @@ struct SamplingParams {
   static SamplingParams from(const ConfigNode& node);
 };
 
-// The recipe's `rollout` section: the engine's decode slots and how each
-// token is drawn.
+// The recipe's `rollout` section: the engine's decode slots, its paged KV
+// cache pool (rollout/engine.h, model/kv_cache.h) and how each token is drawn.
 struct RolloutConfig {
-  int64_t num_slots = 64;   // sequences decoded at once (rollout::EngineOptions::slots)
-  SamplingParams sampling;  // rollout.sampling
+  int64_t num_slots = 64;  // sequences decoded at once (rollout::EngineOptions::slots)
+  // Pool size in GiB (2^30 bytes); 0: kv_cache_memory_fraction of the
+  // device memory free when a rollout starts.  Either way no larger than
+  // num_slots sequences of the longest prompt + max_new_tokens can use.
+  double kv_cache_gb = 0.0;
+  double kv_cache_memory_fraction = 0.9;  // (0, 1]
+  int64_t kv_block_size = 16;             // token positions per cache block
+  SamplingParams sampling;                // rollout.sampling
 
   static RolloutConfig from(const ConfigNode& node);
 };

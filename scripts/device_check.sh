@@ -46,11 +46,13 @@
 #      NCCL Comm, bf16, one Moonlight MoE layer's shapes: the exchange path's
 #      overhead (EP / local time, the share inside the all-to-alls) and the
 #      two layers' agreement (60 s at most);
-#   5. the full suite's GPU tests: KvCache.RaggedDecodeOnCudaMatchesFullForward
-#      and the NCCL Comm on one rank (core.gpu.nccl_comm: every collective,
-#      blocking and non-blocking on a split communicator's own stream, and
-#      the expert-parallel paths: split, split of a split, a DP x EP grid's
-#      groups and alltoallv on CUDA tensors), built after step 4.
+#   5. the full suite's GPU tests: KvCache.RaggedDecodeOnCudaMatchesFullForward,
+#      PagedEngine.SameCompletionsAndLogprobsOnCuda (the paged rollout engine's
+#      completions against the golden file) and the NCCL Comm on one rank
+#      (core.gpu.nccl_comm: every collective, blocking and non-blocking on a
+#      split communicator's own stream, and the expert-parallel paths: split,
+#      split of a split, a DP x EP grid's groups and alltoallv on CUDA
+#      tensors), built after step 4.
 # Output also goes to $OUT (when set) so the logs come back.  Knobs (for a dry
 # run of steps 1-2 on a CPU machine): ZR_PYTHON (python with torch; default
 # python3), ZR_SKIP_FULL=1 (skip steps 0 and 4).
@@ -351,25 +353,27 @@ elif [ -n "$full_pid" ]; then
 fi
 
 # ---- 5. the full suite's GPU tests ------------------------------------------------------
-# KvCache.RaggedDecodeOnCudaMatchesFullForward (model tests) and the NCCL Comm
-# on one rank (core.gpu.nccl_comm, with split and alltoallv): both skip on a CPU machine, so only here
+# KvCache.RaggedDecodeOnCudaMatchesFullForward (model tests),
+# PagedEngine.SameCompletionsAndLogprobsOnCuda (rollout tests) and the NCCL Comm
+# on one rank (core.gpu.nccl_comm, with split and alltoallv): all skip on a
+# CPU machine, so only here
 # do they run; a skip here (no device seen) is a failure.
 if [ -n "$full_pid" ] && [ -x "$fb/zerorl" ]; then
-  if timeout 240 nice -n 10 ninja -C "$fb" -j "$jobs" zr_model_tests zr_core_mpi \
+  if timeout 240 nice -n 10 ninja -C "$fb" -j "$jobs" zr_model_tests zr_rollout_tests zr_core_mpi \
         >"$out/gpu_tests_build.log" 2>&1; then
     ctest --test-dir "$fb" --no-tests=error --output-on-failure --timeout 120 \
-      -R '^(KvCache\.RaggedDecodeOnCudaMatchesFullForward|core\.gpu\.nccl_comm)$' \
+      -R '^(KvCache\.RaggedDecodeOnCudaMatchesFullForward|PagedEngine\.SameCompletionsAndLogprobsOnCuda|core\.gpu\.nccl_comm)$' \
       >"$out/ctest_full_gpu.log" 2>&1
     rc=$?
     if [ $rc -eq 0 ] && ! grep -q "Skipped\|SKIPPED" "$out/ctest_full_gpu.log"; then
-      row "KvCache cuda + NCCL Comm" ok "$(grep -Eo '[0-9]+% tests passed.*' "$out/ctest_full_gpu.log" | head -1)"
+      row "KvCache + paged engine cuda, NCCL Comm" ok "$(grep -Eo '[0-9]+% tests passed.*' "$out/ctest_full_gpu.log" | head -1)"
     else
       tail -30 "$out/ctest_full_gpu.log"
-      row "KvCache cuda + NCCL Comm" FAIL "see ctest_full_gpu.log (a skip counts as a failure here)"
+      row "KvCache + paged engine cuda, NCCL Comm" FAIL "see ctest_full_gpu.log (a skip counts as a failure here)"
     fi
   else
     tail -20 "$out/gpu_tests_build.log"
-    row "KvCache cuda + NCCL Comm" FAIL "build failed, see gpu_tests_build.log"
+    row "KvCache + paged engine cuda, NCCL Comm" FAIL "build failed, see gpu_tests_build.log"
   fi
 fi
 

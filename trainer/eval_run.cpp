@@ -134,8 +134,7 @@ EvalRunResult run_eval(Recipe& recipe, Comm& comm, const std::string& ckpt) {
 
   auto text =
       std::make_shared<rollout::TokenText>(rollout::TokenText::from_tokenizer(*policy.tokenizer));
-  rollout::EngineOptions eo;
-  eo.slots(cfg.rollout.num_slots);
+  rollout::EngineOptions eo = rollout::engine_options(cfg.rollout);
   if (policy.tokenizer->eos_id() >= 0) eo.eos(policy.tokenizer->eos_id());
   rollout::Engine engine(eo, text);
 

@@ -413,8 +413,7 @@ void build_run(Run& run, TrainRecipe cfg, const Recipe& recipe, Comm& comm) {
   }
   auto text = std::make_shared<rollout::TokenText>(
       rollout::TokenText::from_tokenizer(*run.policy.tokenizer));
-  rollout::EngineOptions eo;
-  eo.slots(cfg.rollout.num_slots);
+  rollout::EngineOptions eo = rollout::engine_options(cfg.rollout);
   eo.routing(run.train.routing_replay);
   if (run.policy.tokenizer->eos_id() >= 0) eo.eos(run.policy.tokenizer->eos_id());
   run.engine = std::make_unique<rollout::Engine>(eo, text);

@@ -195,9 +195,12 @@ MemoryPlan plan_memory(const MemoryPlanInput& in) {
   const int64_t kv_per_pos = a.kind == model::AttentionConfig::Kind::kMla
                                  ? a.kv_lora_rank + a.qk_rope_head_dim
                                  : 2 * a.num_kv_heads * a.head_dim;
-  const int64_t kv = in.kv_slots * in.kv_len * c.num_layers * kv_per_pos * b;
-  add("KV cache", kv,
-      std::to_string(in.kv_slots) + " slots x " + std::to_string(in.kv_len) + " positions");
+  const int64_t kv_worst = in.kv_slots * in.kv_len * c.num_layers * kv_per_pos * b;
+  if (in.kv_cache_bytes > 0 && in.kv_cache_bytes < kv_worst)
+    add("KV cache", in.kv_cache_bytes, "rollout.kv_cache_gb (block pool)");
+  else
+    add("KV cache", kv_worst,
+        std::to_string(in.kv_slots) + " slots x " + std::to_string(in.kv_len) + " positions");
   for (const auto& r : p.rows) {
     if (r.name == "activations" || r.name == "logits chunk")
       p.learner_bytes += r.bytes;
@@ -360,6 +363,8 @@ MemoryPlanInput plan_input_from_recipe(const Recipe& recipe, int64_t world_size,
   const rollout::RolloutConfig rollout = rollout::RolloutConfig::from(r.section("rollout"));
   in.kv_slots = rollout.num_slots;
   in.kv_len = prompt_tokens + rollout.sampling.max_new_tokens;
+  in.kv_cache_bytes =
+      static_cast<int64_t>(rollout.kv_cache_gb * static_cast<double>(int64_t{1} << 30));
   in.seq_len = in.kv_len;
   in.reference = LossConfig::from(r.section("loss")).needs_reference();
   in.world_size = world_size;

@@ -23,7 +23,10 @@
 //   logits chunk     kernels::chosen_logprob's working set: chunk_tokens x V
 //                    fp32 logits, probabilities and their gradient
 //   KV cache         rollout.num_slots x (prompt_tokens + max_new_tokens)
-//                    per layer (MLA: the latent and rotary key; GQA: K and V)
+//                    per layer (MLA: the latent and rotary key; GQA: K and V),
+//                    or rollout.kv_cache_gb when that is set and smaller (the
+//                    paged pool; with kv_cache_gb 0 the pool takes a share of
+//                    the memory free at rollout time, at most this much)
 // The rollout and the update never overlap (the engine frees its cache on
 // return), so the peak is the static part plus the larger of the two.
 //
@@ -85,6 +88,7 @@ struct MemoryPlanInput {
   int64_t micro_batch = 1;           // rows per forward/backward
   int64_t seq_len = 1;               // teacher-forced positions per row
   int64_t kv_slots = 0, kv_len = 0;  // rollout.num_slots, prompt + max_new_tokens
+  int64_t kv_cache_bytes = 0;        // rollout.kv_cache_gb in bytes (0: not set)
   int64_t logits_chunk_tokens = 1024;
   double gpu_memory_bytes = 0;  // 0: unknown (fits is then true)
   // The traffic plan's step: completions per rank (prompts_per_step x

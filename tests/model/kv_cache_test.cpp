@@ -44,10 +44,11 @@ std::vector<int64_t> random_seq(int64_t n, int64_t V, uint64_t seed) {
 
 // Three sequences of lengths 9, 4, 12 prefilled (3, 1, 6 tokens) into
 // `slots` of a cache of `num_slots`, then decoded token by token, each
-// finishing at its own step.  Dense slot lists are read in place (a window of
-// the cache), sparse ones gathered (model.cpp); both must match.
+// finishing at its own step.  With blocks of block_size positions (16: one
+// block per sequence; 3: up to 4 blocks each, prefills spanning blocks).
 void check_ragged(const ModelConfig& cfg, std::vector<int64_t> slots = {4, 0, 2},
-                  int64_t num_slots = 5, at::Device device = at::kCPU) {
+                  int64_t num_slots = 5, at::Device device = at::kCPU,
+                  int64_t block_size = KvCache::kDefaultBlockSize) {
   CausalLM m(cfg);
   m.to(device);
   const std::vector<int64_t> lens = {9, 4, 12};
@@ -67,7 +68,7 @@ void check_ragged(const ModelConfig& cfg, std::vector<int64_t> slots = {4, 0, 2}
   rec.record_routing = true;
   int64_t routed_checked = 0;
 
-  KvCache cache = m.make_cache(num_slots, 16);
+  KvCache cache = m.make_cache(num_slots, 16, block_size);
   at::Tensor first = m.prefill(cache, slots, prompts, rec);
   ASSERT_EQ(first.sizes(), (at::IntArrayRef{3, cfg.vocab_size}));
   ASSERT_EQ(m.last_routing().size(), num_moe);
@@ -113,18 +114,25 @@ void check_ragged(const ModelConfig& cfg, std::vector<int64_t> slots = {4, 0, 2}
 TEST(KvCache, RaggedDecodeMatchesFullForwardMla) { check_ragged(testing::small_mla_config()); }
 TEST(KvCache, RaggedDecodeMatchesFullForwardGqa) { check_ragged(testing::small_gqa_config()); }
 
-// The same on a CUDA device (window and gather), where the cached path runs
+TEST(KvCache, RaggedDecodeAcrossBlocksMatchesFullForwardMla) {
+  check_ragged(testing::small_mla_config(), {4, 0, 2}, 5, at::kCPU, 3);
+}
+TEST(KvCache, RaggedDecodeAcrossBlocksMatchesFullForwardGqa) {
+  check_ragged(testing::small_gqa_config(), {4, 0, 2}, 5, at::kCPU, 3);
+}
+
+// The same on a CUDA device (one block and several per sequence), where the cached path runs
 // its ops as CUDA kernels; fp32 without TF32 (libtorch's default), so the
 // same 1e-5 bound holds.
 TEST(KvCache, RaggedDecodeOnCudaMatchesFullForward) {
   if (!torch::cuda::is_available()) GTEST_SKIP() << "needs a CUDA device";
   for (const ModelConfig& cfg : {testing::small_mla_config(), testing::small_gqa_config()}) {
     check_ragged(cfg, {4, 0, 2}, 5, at::kCUDA);
-    check_ragged(cfg, {9, 0, 4}, 12, at::kCUDA);
+    check_ragged(cfg, {9, 0, 4}, 12, at::kCUDA, 3);
   }
 }
 
-// Slots 9, 0, 4 of 12 (then 9, 4): too sparse for a window, so gathered.
+// Slots 9, 0, 4 of 12 (then 9, 4): any slots, in any order.
 TEST(KvCache, RaggedDecodeOfSparseSlotsMatchesFullForwardMla) {
   check_ragged(testing::small_mla_config(), {9, 0, 4}, 12);
 }
@@ -172,6 +180,84 @@ TEST(KvCache, CopySlotServesAGroupFromOnePrefill) {
   std::vector<int64_t> other = random_seq(3, cfg.vocab_size, 43);
   at::Tensor l2 = m.prefill(cache, {3}, {other});
   EXPECT_LE((l2[0] - full_logits(m, other)[2]).abs().max().item<double>(), kTol);
+}
+
+// A group's samples share the prompt's blocks; the first write into the
+// shared, partly filled last block copies it, so each sample sees only its
+// own token, while the full block stays shared.
+void check_shared_prefix(const ModelConfig& cfg) {
+  CausalLM m(cfg);
+  const std::vector<int64_t> prompt = random_seq(6, cfg.vocab_size, 42);
+  KvCache cache = m.make_cache(4, 12, /*block_size=*/4);  // blocks: 4 full + 2 of 4
+  m.prefill(cache, {1}, {prompt});
+  const std::vector<int64_t> prompt_blocks = cache.block_table(1);
+  ASSERT_EQ(prompt_blocks.size(), 2u);
+  cache.share_slot(1, {0, 3});
+  EXPECT_EQ(cache.num_used_blocks(), 2);  // by reference: no new memory
+  for (int64_t b : prompt_blocks) EXPECT_EQ(cache.block_refs(b), 3);
+  EXPECT_EQ(cache.length(0), 6);
+  EXPECT_EQ(cache.length(3), 6);
+  EXPECT_EQ(cache.blocks_to_append({0, 1, 3}, {1, 1, 1}), 2);  // the last sharer writes in place
+  // Three samples diverge with different next tokens, then one more each.
+  std::vector<std::vector<int64_t>> seqs(3, prompt);
+  const std::vector<std::vector<int64_t>> next = {{5, 7}, {9, 1}, {30, 2}};
+  const std::vector<int64_t> slots = {0, 1, 3};
+  for (int step = 0; step < 2; ++step) {
+    std::vector<int64_t> tok;
+    for (int j = 0; j < 3; ++j) {
+      tok.push_back(next[j][step]);
+      seqs[j].push_back(next[j][step]);
+    }
+    at::Tensor lg = m.decode(cache, slots, at::tensor(tok, at::kLong));
+    for (int j = 0; j < 3; ++j) {
+      const int64_t pos = static_cast<int64_t>(seqs[j].size()) - 1;
+      EXPECT_LE((lg[j] - full_logits(m, seqs[j])[pos]).abs().max().item<double>(), kTol)
+          << "sample " << j << " position " << pos;
+    }
+  }
+  EXPECT_EQ(cache.block_refs(prompt_blocks[0]), 3);  // the full block is still shared
+  EXPECT_EQ(cache.num_used_blocks(), 4);             // + two copies of the partial block
+  // Blocks go back to the pool when their last holder lets go.
+  cache.reset(0);
+  cache.reset(3);
+  EXPECT_EQ(cache.num_used_blocks(), 2);
+  EXPECT_EQ(cache.block_refs(prompt_blocks[0]), 1);
+  cache.reset(1);
+  EXPECT_EQ(cache.num_used_blocks(), 0);
+  EXPECT_EQ(cache.peak_used_blocks(), 4);
+}
+TEST(KvCache, SharedPrefixIsCopiedOnWriteMla) { check_shared_prefix(testing::small_mla_config()); }
+TEST(KvCache, SharedPrefixIsCopiedOnWriteGqa) { check_shared_prefix(testing::small_gqa_config()); }
+
+TEST(KvCache, AFullPoolThrowsAndLeavesTheCacheUnchanged) {
+  ModelConfig cfg = testing::small_mla_config();
+  CausalLM m(cfg);
+  KvCache cache = m.make_cache(3, 12, /*block_size=*/4, /*num_blocks=*/3);
+  m.prefill(cache, {0}, {random_seq(8, cfg.vocab_size, 1)});  // 2 full blocks
+  m.prefill(cache, {1}, {random_seq(2, cfg.vocab_size, 2)});  // 1 block, half used
+  EXPECT_EQ(cache.num_free_blocks(), 0);
+  EXPECT_EQ(cache.blocks_to_append({0, 1}, {1, 1}), 1);
+  try {
+    m.decode(cache, {0, 1}, at::tensor({1L, 2L}));
+    FAIL() << "a step past the pool was accepted";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("free blocks"), std::string::npos) << e.what();
+  }
+  EXPECT_EQ(cache.length(0), 8);
+  EXPECT_EQ(cache.length(1), 2);
+  EXPECT_EQ(cache.num_free_blocks(), 0);
+  m.decode(cache, {1}, at::tensor({2L}));  // fits in slot 1's own block
+  EXPECT_EQ(cache.length(1), 3);
+  // Copies need blocks too; sharing does not.
+  EXPECT_THROW(cache.copy_slot(1, {2}), Error);
+  EXPECT_EQ(cache.length(2), 0);
+  cache.share_slot(1, {2});
+  EXPECT_EQ(cache.length(2), 3);
+  EXPECT_EQ(cache.num_free_blocks(), 0);
+  // A dst's own blocks are given back first: slot 0's two make room.
+  cache.copy_slot(1, {0});
+  EXPECT_EQ(cache.length(0), 3);
+  EXPECT_EQ(cache.num_free_blocks(), 1);
 }
 
 TEST(KvCache, BadCallsThrowAndLeaveTheCacheUnchanged) {
