@@ -90,6 +90,11 @@ model: {arch: qwen2_moe}
 corpus: {task: {name: addition}}
 pretrain: {steps: 1, batch_size: 1, seq_len: 8}
 )"},
+    {"deepseek_v3", R"(run: {name: ref}
+model: {arch: deepseek_v3}
+corpus: {task: {name: sum}, reflect_fraction: 0.05, mix: {steps: 0.1}}
+pretrain: {steps: 1, batch_size: 1, seq_len: 8}
+)"},
 };
 
 struct Group {
