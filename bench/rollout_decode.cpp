@@ -1,18 +1,27 @@
-// Rollout throughput of the tiny model: B prompts, one completion each, B
-// slots, exactly N new tokens (no end-of-text), temperature 1.
+// Rollout throughput of the tiny model: B prompts, G completions each, all
+// B*G sequences in slots at once, exactly N new tokens (no end-of-text),
+// temperature 1.
 //
-//   build/bench_rollout_decode [--batch 1,16,64] [--prompt-len 16] [--new 128]
-//                              [--repeat 3] [--export-hf DIR]
+//   build/bench_rollout_decode [--batch 1,16,64] [--group 1] [--prompt-len 16]
+//                              [--new 128] [--repeat 3] [--block-size 16]
+//                              [--no-share] [--export-hf DIR]
 //
 // Prints, per batch size, the best of --repeat runs: end-to-end generated
 // tokens per wall second and per process-CPU second (prefill + decode, the
 // figures compared with HF generate by bench/rollout_hf_generate.py),
-// decode-only and prefill tokens/s.
+// decode-only and prefill tokens/s, the most KV-cache memory the blocks in
+// use held (peak cache MiB) and the process's peak resident memory so far
+// (run one batch size per process to read it for that size alone).
+// --block-size and --no-share set the paged cache (EngineOptions); built
+// with -DZR_OLD_ENGINE against the libraries of commit 1208403 (one
+// contiguous cache window per slot) the same source measures the engine of
+// before (docs/PERFORMANCE.md says how), and those two flags are refused.
 // --export-hf writes the same weights as a Hugging Face folder for the
 // Python side.  Threads: ATen's intra-op pool (OMP_NUM_THREADS).
 #include <ATen/Parallel.h>
 #include <torch/nn/module.h>
 
+#include <sys/resource.h>
 #include <time.h>
 
 #include <algorithm>
@@ -40,6 +49,12 @@ static double cpu_seconds() {
   return static_cast<double>(ts.tv_sec) + 1e-9 * static_cast<double>(ts.tv_nsec);
 }
 
+static double max_rss_mib() {
+  rusage ru;
+  getrusage(RUSAGE_SELF, &ru);
+  return static_cast<double>(ru.ru_maxrss) / 1024.0;  // KiB on Linux
+}
+
 static std::vector<int64_t> parse_list(const std::string& s) {
   std::vector<int64_t> out;
   std::stringstream ss(s);
@@ -50,7 +65,8 @@ static std::vector<int64_t> parse_list(const std::string& s) {
 
 int main(int argc, char** argv) {
   std::vector<int64_t> batches = {1, 16, 64};
-  int64_t prompt_len = 16, num_new = 128, repeat = 3;
+  int64_t prompt_len = 16, num_new = 128, repeat = 3, group = 1, block_size = 16;
+  bool share = true;
   std::string export_dir;
   for (int i = 1; i < argc; ++i) {
     const std::string a = argv[i];
@@ -67,6 +83,12 @@ int main(int argc, char** argv) {
       prompt_len = std::stoll(next());
     else if (a == "--new")
       num_new = std::stoll(next());
+    else if (a == "--group")
+      group = std::stoll(next());
+    else if (a == "--block-size")
+      block_size = std::stoll(next());
+    else if (a == "--no-share")
+      share = false;
     else if (a == "--repeat")
       repeat = std::stoll(next());
     else if (a == "--export-hf")
@@ -86,11 +108,23 @@ int main(int argc, char** argv) {
     model::save_hf(*policy, export_dir);
     std::printf("exported HF checkpoint to %s\n", export_dir.c_str());
   }
-  std::printf("model: %s\nthreads: %d, prompt_len %lld, new tokens %lld, best of %lld\n",
-              cfg.summary().c_str(), at::get_num_threads(), static_cast<long long>(prompt_len),
-              static_cast<long long>(num_new), static_cast<long long>(repeat));
-  std::printf("%6s %14s %14s %14s %14s %10s\n", "batch", "gen tok/s", "gen tok/cpu-s",
-              "decode tok/s", "prefill tok/s", "occupancy");
+#ifdef ZR_OLD_ENGINE
+  if (block_size != 16 || !share) {
+    std::fprintf(stderr, "--block-size and --no-share need the paged engine\n");
+    return 2;
+  }
+  const char* engine_name = "contiguous (1208403)";
+#else
+  const char* engine_name = share ? "paged, prefix shared" : "paged, prefix copied";
+#endif
+  std::printf(
+      "model: %s\nengine: %s, block size %lld\nthreads: %d, group %lld, prompt_len %lld, new "
+      "tokens %lld, best of %lld\n",
+      cfg.summary().c_str(), engine_name, static_cast<long long>(block_size),
+      at::get_num_threads(), static_cast<long long>(group), static_cast<long long>(prompt_len),
+      static_cast<long long>(num_new), static_cast<long long>(repeat));
+  std::printf("%6s %14s %14s %14s %14s %10s %10s %10s\n", "batch", "gen tok/s", "gen tok/cpu-s",
+              "decode tok/s", "prefill tok/s", "occupancy", "cache MiB", "maxrss MiB");
 
   rollout::SamplingParams sp;
   sp.temperature = 1.0;
@@ -104,18 +138,22 @@ int main(int argc, char** argv) {
         prompts[static_cast<size_t>(p)].tokens.push_back(
             static_cast<int64_t>(rng.below(cfg.vocab_size)));
     }
-    rollout::Engine engine(rollout::EngineOptions().slots(B).eos(-1));
+    rollout::EngineOptions eo = rollout::EngineOptions().slots(B * group).eos(-1);
+#ifndef ZR_OLD_ENGINE
+    eo.blocks(block_size).sharing(share);
+#endif
+    rollout::Engine engine(eo);
     {  // warm-up
       rollout::SamplingParams w = sp;
       w.max_new_tokens = 4;
-      engine.generate(*policy, prompts, 1, w);
+      engine.generate(*policy, prompts, group, w);
     }
     rollout::RolloutStats best;
     double best_rate = 0, best_cpu_rate = 0;
     for (int64_t r = 0; r < repeat; ++r) {
       sp.seed = static_cast<uint64_t>(r);
       const double c0 = cpu_seconds();
-      const rollout::RolloutBatch b = engine.generate(*policy, prompts, 1, sp);
+      const rollout::RolloutBatch b = engine.generate(*policy, prompts, group, sp);
       best_cpu_rate = std::max(best_cpu_rate, b.stats.generated_tokens / (cpu_seconds() - c0));
       const double rate = b.stats.generated_tokens / b.stats.total_seconds;
       if (rate > best_rate) {
@@ -123,9 +161,19 @@ int main(int argc, char** argv) {
         best = b.stats;
       }
     }
-    std::printf("%6lld %14.1f %14.1f %14.1f %14.1f %10.2f\n", static_cast<long long>(B), best_rate,
-                best_cpu_rate, best.decode_tokens_per_s(), best.prefill_tokens_per_s(),
-                best.occupancy());
+#ifdef ZR_OLD_ENGINE
+    // The old engine reserved num_slots x (prompt + new) positions, all layers.
+    const auto& a = cfg.attn;
+    const double cache_mib =
+        static_cast<double>(B * group * (prompt_len + num_new - 1) * cfg.num_layers *
+                            (a.kv_lora_rank + a.qk_rope_head_dim) * 4) /
+        (1 << 20);
+#else
+    const double cache_mib = static_cast<double>(best.peak_cache_bytes()) / (1 << 20);
+#endif
+    std::printf("%6lld %14.1f %14.1f %14.1f %14.1f %10.2f %10.1f %10.1f\n",
+                static_cast<long long>(B), best_rate, best_cpu_rate, best.decode_tokens_per_s(),
+                best.prefill_tokens_per_s(), best.occupancy(), cache_mib, max_rss_mib());
     std::fflush(stdout);
   }
   return 0;
