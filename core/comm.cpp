@@ -64,6 +64,21 @@ std::unique_ptr<CommWork> Comm::reduce_scatter_async(const at::Tensor& flat) {
   return std::make_unique<DoneWork>(reduce_scatter(flat));
 }
 
+void Comm::send_bytes(const at::Tensor&, int, int) {
+  ZR_THROW("point-to-point send needs comm.backend mpi (the ", backend(),
+           " Comm has none): rollout.mode disaggregated runs over MPI");
+}
+
+std::unique_ptr<CommWork> Comm::send_bytes_async(const at::Tensor& bytes, int dst, int tag) {
+  send_bytes(bytes, dst, tag);
+  return std::make_unique<DoneWork>(bytes);
+}
+
+at::Tensor Comm::recv_bytes(int, int) {
+  ZR_THROW("point-to-point receive needs comm.backend mpi (the ", backend(),
+           " Comm has none): rollout.mode disaggregated runs over MPI");
+}
+
 // ---- MPI lifetime --------------------------------------------------------------
 
 namespace {
@@ -336,6 +351,46 @@ class MpiComm final : public Comm {
     return out;
   }
 
+  void send_bytes(const at::Tensor& bytes, int dst, int tag) override {
+    send_bytes_async(bytes, dst, tag)->wait();
+  }
+
+  std::unique_ptr<CommWork> send_bytes_async(const at::Tensor& bytes, int dst, int tag) override {
+    check_cpu(bytes, "send");
+    ZR_CHECK(bytes.scalar_type() == at::kByte && bytes.dim() == 1, "MPI Comm send: a 1-D uint8 ",
+             "tensor is needed, got ", at::toString(bytes.scalar_type()), " ", bytes.sizes());
+    check_peer(dst, "send");
+    auto w = std::make_unique<Work>(*this, "send to", std::vector<at::Tensor>{bytes});
+    w->peer = dst;
+    MPI_CHECK(MPI_Isend(bytes.data_ptr(), checked_int(bytes.numel()), MPI_BYTE, dst, tag, comm_,
+                        &w->req));
+    w->finish = [bytes]() { return bytes; };
+    return w;
+  }
+
+  at::Tensor recv_bytes(int src, int tag) override {
+    check_peer(src, "receive");
+    // The length comes with the message: probe (polled, under the
+    // watchdog), then receive what was probed.
+    MPI_Message msg;
+    MPI_Status st;
+    const double t0 = MPI_Wtime();
+    for (long spins = 0;; ++spins) {
+      int found = 0;
+      MPI_CHECK(MPI_Improbe(src, tag, comm_, &found, &msg, &st));
+      if (found) break;
+      if (spins < kSpins) continue;
+      answer_asks();
+      peer_timeout_check(t0, "receive from", src);
+      ::usleep(spins > 10 * kSpins ? 1000 : 50);
+    }
+    int n = 0;
+    MPI_CHECK(MPI_Get_count(&st, MPI_BYTE, &n));
+    at::Tensor out = at::empty({n}, at::kByte);
+    MPI_CHECK(MPI_Mrecv(out.data_ptr(), n, MPI_BYTE, &msg, MPI_STATUS_IGNORE));
+    return out;
+  }
+
   std::unique_ptr<Comm> split(int color, int key) override {
     ZR_CHECK(color >= 0, "Comm split: colour ", color, " must be >= 0");
     MPI_Comm sub = MPI_COMM_NULL;
@@ -404,7 +459,11 @@ class MpiComm final : public Comm {
     }
     at::Tensor wait() override {
       ZR_CHECK(finish, "CommWork::wait called twice");
-      comm.poll(req, what, seq);
+      if (peer >= 0) {
+        if (req != MPI_REQUEST_NULL) comm.wait_peer(req, what, peer);
+      } else {
+        comm.poll(req, what, seq);
+      }
       at::Tensor r = finish();
       finish = nullptr;
       return r;
@@ -414,12 +473,47 @@ class MpiComm final : public Comm {
     int64_t seq;
     std::vector<at::Tensor> buffers;
     MPI_Request req = MPI_REQUEST_NULL;
+    int peer = -1;  // point-to-point: the other rank (its watchdog names it)
     std::function<at::Tensor()> finish;
   };
 
   // Waits for a posted collective; past the timeout, names the ranks that
   // did not arrive and throws.
   void wait(MPI_Request& req, const char* what) { poll(req, what, ++seq_); }
+
+  void check_peer(int peer, const char* what) const {
+    ZR_CHECK(peer >= 0 && peer < size_ && peer != rank_, "MPI Comm ", what, ": peer rank ", peer,
+             " is not another rank of ", size_);
+  }
+
+  // Waits for a point-to-point transfer with rank `peer`; past the timeout
+  // throws naming it (only the two ranks take part: no one else to ask).
+  void wait_peer(MPI_Request& req, const char* what, int peer) {
+    if (g_collective_timeout_s <= 0) {
+      MPI_CHECK(MPI_Wait(&req, MPI_STATUS_IGNORE));
+      return;
+    }
+    const double t0 = MPI_Wtime();
+    for (long spins = 0;; ++spins) {
+      int done = 0;
+      MPI_CHECK(MPI_Test(&req, &done, MPI_STATUS_IGNORE));
+      if (done) return;
+      if (spins < kSpins) continue;
+      answer_asks();
+      peer_timeout_check(t0, what, peer);
+      ::usleep(spins > 10 * kSpins ? 1000 : 50);
+    }
+  }
+
+  void peer_timeout_check(double t0, const char* what, int peer) const {
+    const double timeout = g_collective_timeout_s;
+    if (timeout <= 0 || MPI_Wtime() - t0 <= timeout) return;
+    ZR_THROW(what, " rank ", peer,
+             g_collective_context.empty() ? "" : " (" + g_collective_context + ")",
+             " timed out after ", timeout, " s on rank ", rank_, ": rank ", peer,
+             " did not answer (stopped, hung in compute or I/O, or dead); the recipe key "
+             "comm.timeout_s sets the limit (0 waits forever)");
+  }
 
   // Waits for collective number `seq` (see wait()).
   void poll(MPI_Request& req, const char* what, int64_t seq) {

@@ -93,6 +93,22 @@ class Comm {
   // it (a collective); the result uses this Comm's backend.
   virtual std::unique_ptr<Comm> split(int color, int key) = 0;
 
+  // Point-to-point, for the disaggregated rollout (trainer/disaggregated.h):
+  // send_bytes sends a 1-D uint8 CPU tensor to rank `dst`; recv_bytes
+  // returns the next message from rank `src` with tag `tag`, of whatever
+  // length it has (the receiver need not know it).  Messages from one rank
+  // to another with the same tag arrive in the order sent.  Both block under
+  // the watchdog of comm.timeout_s (a peer that stopped or died ends the
+  // job with a message naming it) and are not collectives: only the two
+  // ranks take part.  mpi implements them; the base class (single, nccl)
+  // throws, naming comm.backend.
+  virtual void send_bytes(const at::Tensor& bytes, int dst, int tag);
+  virtual at::Tensor recv_bytes(int src, int tag);
+  // send_bytes without waiting: the rank goes on (e.g. into a collective
+  // the receiver must join before it receives); wait() completes the send
+  // under the same watchdog and returns `bytes`.
+  virtual std::unique_ptr<CommWork> send_bytes_async(const at::Tensor& bytes, int dst, int tag);
+
   // Convenience for scalars (metrics): reduce a double across ranks.
   double allreduce_scalar(double v, ReduceOp op = ReduceOp::kSum);
 };

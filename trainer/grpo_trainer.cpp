@@ -6,9 +6,11 @@
 #include <torch/csrc/autograd/grad_mode.h>
 
 #include <algorithm>
+#include <array>
 #include <chrono>
 #include <cmath>
 #include <ctime>
+#include <deque>
 #include <filesystem>
 #include <limits>
 #include <optional>
@@ -32,6 +34,7 @@
 #include "rollout/prompt_input.h"
 #include "trainer/advantages.h"
 #include "trainer/checkpoint.h"
+#include "trainer/disaggregated.h"
 #include "trainer/evaluate.h"
 #include "trainer/expert_parallel.h"
 #include "trainer/grad_sync.h"
@@ -136,6 +139,18 @@ struct Run {
   double wall_before = 0;
   Clock::time_point t_start = Clock::now();
   double wall_seconds() const { return wall_before + seconds_since(t_start); }
+
+  // rollout.mode disaggregated (trainer/disaggregated.h); roles is null when
+  // colocated.
+  DisaggregatedConfig async;
+  std::unique_ptr<Roles> roles;
+  std::unique_ptr<WeightBroadcast> weights_out;   // the policy's weights, learners -> rollout
+  std::map<int64_t, double> version_fingerprint;  // learners: every version sent
+  long stale_dropped = 0;                         // groups dropped for staleness, whole run
+
+  bool learner() const { return !roles || roles->learner(); }
+  // The ranks this rank trains (or rolls out) with: the world when colocated.
+  Comm& role_comm(Comm& world) const { return roles ? roles->role_comm() : world; }
 };
 
 // The batch laid out for teacher forcing (rollout/batch_tensors.h: rows are
@@ -267,6 +282,7 @@ const std::vector<std::string> kMayChangeOnResume = {"train.steps",
                                                      "train.zero",
                                                      "train.overlap_grad_sync",
                                                      "parallel.expert",
+                                                     "parallel.rollout_ranks",
                                                      "eval.*",
                                                      "checkpoint.*",
                                                      "log.*",
@@ -328,11 +344,15 @@ void check_memory_and_context(Run& run, const Recipe& recipe, Comm& comm) {
 // setup, step 1 of 3 (read the recipe) is read_train_recipe()
 // (trainer/train_recipe.h).
 
+void build_learner(Run& run, const TrainRecipe& cfg, Comm& comm);
+
 // setup, step 2 of 3: the run's objects from its configs.  Data first (a
 // missing file fails before any compute), then the policy (checked against
 // the positions and the device memory before its weights are read), the
-// reference, the optimizer and the rollout engine.
-void build_run(Run& run, TrainRecipe cfg, const Recipe& recipe, Comm& comm) {
+// reference, the optimizer and the rollout engine.  `comm` is this rank's
+// role (the world when colocated); a rollout rank (disaggregated) builds no
+// reference and no optimizer.
+void build_run(Run& run, TrainRecipe cfg, const Recipe& recipe, Comm& comm, Comm& world) {
   ZR_CHECK(!cfg.policy.on_cuda || at::hasCUDA(), recipe.section("policy").where("device"),
            ": policy.device is cuda but this process sees no CUDA device");
   if (cfg.policy.on_cuda) run.device = at::Device(at::kCUDA);
@@ -360,7 +380,7 @@ void build_run(Run& run, TrainRecipe cfg, const Recipe& recipe, Comm& comm) {
                 "train.old_logprobs=recompute to correct the rollout/learner gap");
   // Ranks given different recipes would train diverging replicas, or hang
   // when their step counts differ: refuse before any work.
-  check_ranks_share_recipe(run.recipe_yaml, comm);
+  check_ranks_share_recipe(run.recipe_yaml, world);
 
   // Data first: a missing file fails before any compute.
   auto train_set = data::load_examples(cfg.data, data::Split::kTrain);
@@ -385,9 +405,23 @@ void build_run(Run& run, TrainRecipe cfg, const Recipe& recipe, Comm& comm) {
     rollout::check_prompts_fit(run.test_set, run.tmpl, *run.policy.tokenizer, run.prepend_bos,
                                max_pos, run.eval.sampling.max_new_tokens, "test");
   model.to(run.device);
-  check_ranks_share_weights(model.named_weights(), "policy.init " + init, comm);
+  check_ranks_share_weights(model.named_weights(), "policy.init " + init, world);
   ZR_LOG_INFO("policy ", model.config().summary(), "; ", model.param_report().to_string());
   run.grid = build_expert_parallel(cfg, recipe, model, comm);
+  if (run.roles)
+    run.weights_out = std::make_unique<WeightBroadcast>(model.named_weights(), run.optim.bucket_mb);
+  if (run.learner()) build_learner(run, cfg, comm);
+  auto text = std::make_shared<rollout::TokenText>(
+      rollout::TokenText::from_tokenizer(*run.policy.tokenizer));
+  rollout::EngineOptions eo = rollout::engine_options(cfg.rollout);
+  eo.routing(run.train.routing_replay);
+  if (run.policy.tokenizer->eos_id() >= 0) eo.eos(run.policy.tokenizer->eos_id());
+  run.engine = std::make_unique<rollout::Engine>(eo, text);
+}
+
+// The learner's part of build_run: the reference and the optimizer.
+void build_learner(Run& run, const TrainRecipe& cfg, Comm& comm) {
+  auto& model = *run.policy.model;
   if (run.loss.needs_reference()) {
     // In the compute dtype: no fp32 copy of a bf16 policy.
     run.reference = std::make_shared<model::CausalLM>(model.config(), /*random_init=*/false);
@@ -411,12 +445,6 @@ void build_run(Run& run, TrainRecipe cfg, const Recipe& recipe, Comm& comm) {
                 " B, grad sync ", run.opt->plan().sync_bytes(), " B, masters ",
                 run.opt->master_bytes(), " B, AdamW moments ", run.opt->moment_bytes(), " B");
   }
-  auto text = std::make_shared<rollout::TokenText>(
-      rollout::TokenText::from_tokenizer(*run.policy.tokenizer));
-  rollout::EngineOptions eo = rollout::engine_options(cfg.rollout);
-  eo.routing(run.train.routing_replay);
-  if (run.policy.tokenizer->eos_id() >= 0) eo.eos(run.policy.tokenizer->eos_id());
-  run.engine = std::make_unique<rollout::Engine>(eo, text);
 }
 
 // setup, step 3 of 3: the run directory, and with `resume` the checkpoint's
@@ -502,26 +530,61 @@ void resume_or_start(Run& run, const RunConfig& where, const LoggingConfig& logg
     run.start_step = c.step;
     run.ref_reset_step = c.ints.count("ref_reset_step") ? c.ints["ref_reset_step"] : 0;
     run.short_steps = c.ints.count("dynamic_short_steps") ? c.ints["dynamic_short_steps"] : 0;
+    run.stale_dropped = c.ints.count("stale_groups_dropped") ? c.ints["stale_groups_dropped"] : 0;
     run.wall_before = c.doubles.count("wall_seconds") ? c.doubles["wall_seconds"] : 0.0;
     if (run.dir) run.dir->truncate_after(c.step);
     ZR_LOG_INFO("resumed from ", rp.path, " at step ", c.step);
   }
 }
 
-void setup(Run& run, Recipe& recipe, Comm& comm, const std::string& resume, bool overwrite) {
+// rollout.mode disaggregated: what it does not (yet) combine with, refused
+// before any work, naming the key.
+void check_disaggregated(const TrainRecipe& cfg, const Recipe& recipe, Comm& world) {
+  const DisaggregatedConfig& d = cfg.disaggregated;
+  ZR_CHECK(world.backend() == "mpi", d.where_mode,
+           ": rollout.mode disaggregated runs over MPI point-to-point; this run's comm.backend "
+           "is ",
+           world.backend(), " (set comm.backend: mpi and start under mpirun)");
+  ZR_CHECK(!cfg.policy.on_cuda, d.where_mode,
+           ": rollout.mode disaggregated moves weights over MPI on the CPU; policy.device cuda "
+           "with it (NCCL weight broadcast) is planned (issue 16)");
+  ZR_CHECK(!cfg.advantage.dynamic_sampling, recipe.section("advantage").where("dynamic_sampling"),
+           ": advantage.dynamic_sampling with rollout.mode disaggregated is planned (issue 16); "
+           "turn one of them off");
+  ZR_CHECK(cfg.parallel.expert == 1, cfg.parallel.where_expert,
+           ": parallel.expert > 1 with rollout.mode disaggregated is planned (issue 16); the "
+           "rollout ranks would need their own expert-parallel groups");
+  const int L = world.size() - d.rollout_ranks;
+  ZR_CHECK(L >= 1, d.where_ranks, ": parallel.rollout_ranks = ", d.rollout_ranks,
+           " leaves no learner among the ", world.size(), " ranks");
+  ZR_CHECK(cfg.train.prompts_per_step % L == 0 && cfg.train.prompts_per_step % d.rollout_ranks == 0,
+           recipe.section("train").where("prompts_per_step"), ": train.prompts_per_step (",
+           cfg.train.prompts_per_step, ") must be a multiple of the ", L, " learner and the ",
+           d.rollout_ranks, " rollout ranks (parallel.rollout_ranks)");
+}
+
+void setup(Run& run, Recipe& recipe, Comm& world, const std::string& resume, bool overwrite) {
   TrainRecipe cfg = read_train_recipe(recipe);
   log::set_level(log::level_from_string(cfg.log.level));
   const RunConfig where = cfg.run;
   const LoggingConfig logging = cfg.logging;
-  build_run(run, std::move(cfg), recipe, comm);
-  resume_or_start(run, where, logging, comm, resume, overwrite);
+  run.async = cfg.disaggregated;
+  if (run.async.on) {
+    check_disaggregated(cfg, recipe, world);
+    run.roles = std::make_unique<Roles>(world, run.async.rollout_ranks);
+  }
+  Comm& comm = run.role_comm(world);
+  build_run(run, std::move(cfg), recipe, comm, world);
+  // A rollout rank takes its start (step, data cursor, weights) from learner 0.
+  if (run.learner()) resume_or_start(run, where, logging, comm, resume, overwrite);
 }
 
 // ---- phases ------------------------------------------------------------------------
 
-// rollout: G completions of each of this rank's prompts.  Prompt ids are
-// global stream positions, so a completion does not depend on the world size.
-void rollout_phase(Run& run, Comm& comm, long step, long round,
+// rollout: G completions of each of this rank's prompts, the step's global
+// places [first_place, + prompts.size()).  Prompt ids are global stream
+// positions, so a completion does not depend on the world size.
+void rollout_phase(Run& run, int64_t first_place, long step, long round,
                    const std::vector<data::Example>& prompts, StepBatch& out, StepLog& log) {
   const auto timer = log.time("rollout");
   std::vector<rollout::PromptInput> inputs;
@@ -529,9 +592,9 @@ void rollout_phase(Run& run, Comm& comm, long step, long round,
   for (long i = 0; i < P; ++i) {
     std::string text = run.tmpl.render(prompts[i].prompt);
     inputs.push_back(
-        rollout::make_prompt_input((round * run.train.prompts_per_step) + comm.rank() * P + i, text,
+        rollout::make_prompt_input((round * run.train.prompts_per_step) + first_place + i, text,
                                    *run.policy.tokenizer, run.prepend_bos));
-    out.group_pos.push_back(comm.rank() * P + i);
+    out.group_pos.push_back(first_place + i);
     out.prompts_rendered.push_back(text);
     out.examples.push_back(prompts[i]);
   }
@@ -673,7 +736,9 @@ StepBatch sample_phase(Run& run, Comm& comm, long step, StepLog& log) {
   long round = 0;
   for (; round < max_rounds && kept.global_groups < N; ++round) {
     StepBatch b;
-    rollout_phase(run, comm, step, round, run.source->next_batch(), b, log);
+    const std::vector<data::Example> prompts = run.source->next_batch();
+    rollout_phase(run, comm.rank() * static_cast<int64_t>(prompts.size()), step, round, prompts, b,
+                  log);
     reward_phase(run, b, log);
     const std::vector<bool> signal =
         groups_with_signal(b.rewards, b.group_size(), run.adv.zero_spread_tol);
@@ -889,9 +954,13 @@ void add_batch_metrics(Run& run, const StepBatch& b, const std::vector<bool>& si
   double zero_spread = 0;
   for (bool s : signal) zero_spread += !s;
   m.add_mean("advantage/zero_spread_frac", zero_spread, static_cast<double>(signal.size()));
+  // A disaggregated learner's share of a rollout rank's batch may come
+  // without that generate()'s statistics (another learner counts them):
+  // all zero, and no count towards the occupancy.
+  const bool has_stats = b.rollout.stats.num_samples > 0;
   m.add_sum("rollout/generated_tokens", static_cast<double>(b.rollout.stats.generated_tokens));
   m.add_sum("rollout/prefill_tokens", static_cast<double>(b.rollout.stats.prefill_tokens));
-  m.add_mean("rollout/occupancy", b.rollout.stats.occupancy(), 1);
+  m.add_mean("rollout/occupancy", b.rollout.stats.occupancy(), has_stats ? 1 : 0);
   if (run.grid)  // expert parallelism: forwards joined with no tokens (rollout/engine.h)
     m.add_sum("rollout/idle_forwards", static_cast<double>(b.rollout.stats.idle_forwards));
 }
@@ -1023,6 +1092,7 @@ void checkpoint_phase(Run& run, Comm& comm, long step) {
   c.data_cursor = run.source->cursor().to_string();
   c.ints["ref_reset_step"] = run.ref_reset_step;
   c.ints["dynamic_short_steps"] = run.short_steps;
+  if (run.roles) c.ints["stale_groups_dropped"] = run.stale_dropped;
   // Wall-clock time is not part of the results: summary.json's total over
   // segments (not compared by resume tests).
   c.doubles["wall_seconds"] = run.wall_seconds();
@@ -1034,13 +1104,283 @@ void checkpoint_phase(Run& run, Comm& comm, long step) {
   prune_checkpoints(root, comm.rank(), step, static_cast<int>(run.keep_last));
 }
 
+// ---- disaggregated rollout (trainer/disaggregated.h) --------------------------------
+
+constexpr int kGroupsTag = 16;
+
+// The start: learner 0 tells the rollout ranks the step the run starts at
+// (0, or the resumed one) and the data cursor there, and sends them its
+// weights, version `start`.  Every learner notes that version's fingerprint.
+void start_rollout_ranks(Run& run) {
+  Roles& roles = *run.roles;
+  const bool learner0 = roles.world().rank() == 0;
+  if (run.learner() && !learner0) {
+    run.version_fingerprint[run.start_step] = run.weights_out->fingerprint();
+    return;
+  }
+  Comm& wc = roles.weights_comm();
+  at::Tensor head = at::zeros({5}, at::kLong);
+  if (learner0) {
+    head[0] = run.start_step;
+    const auto c = run.source->cursor().to_ints();
+    for (int i = 0; i < 4; ++i) head[i + 1] = static_cast<int64_t>(c[i]);
+  }
+  wc.broadcast(head, 0);
+  run.weights_out->run(wc);
+  if (!learner0) {
+    run.start_step = head[0].item<int64_t>();
+    std::array<uint64_t, 4> c{};
+    for (int i = 0; i < 4; ++i) c[i] = static_cast<uint64_t>(head[i + 1].item<int64_t>());
+    run.source->restore(data::DataCursor::from_ints(c));
+  }
+  run.version_fingerprint[run.start_step] = run.weights_out->fingerprint();
+}
+
+// The weight version that generates step b's batch: exactly max(start, b - k).
+long generating_version(const Run& run, long b) {
+  return std::max(run.start_step, b - run.async.max_staleness);
+}
+
+// A rollout rank's whole run: for each step's batch, wait for the version
+// that must generate it, generate and score this rank's groups, and send
+// each learner its share.  Ends after the last step, or when learner 0 says
+// stop (its signal number comes back in stopped_by).
+TrainResult rollout_loop(Run& run) {
+  Roles& roles = *run.roles;
+  TrainResult result;
+  result.run_dir = run.run_path;
+  const int64_t N = run.train.prompts_per_step;
+  const long G = run.train.group_size;
+  const auto [lo, hi] = roles.rollout_places(roles.rollout_index(), N);
+  long have = run.start_step;
+  double fingerprint = run.version_fingerprint.at(have);
+  double idle = 0;                                // waiting for the weights of the next batch
+  std::deque<std::unique_ptr<CommWork>> pending;  // batches sent, not yet taken
+  for (long b = run.start_step; b < run.train.steps; ++b) {
+    set_collective_context("rollout of step " + std::to_string(b + 1));
+    const long need = generating_version(run, b);
+    if (need > have) {
+      const auto t = Clock::now();
+      at::Tensor word = at::zeros({1}, at::kLong);
+      roles.weights_comm().broadcast(word, 0);
+      const int64_t v = word.item<int64_t>();
+      if (v < 0) {  // the learners stopped: -v is the signal
+        result.stopped_by = static_cast<int>(-v);
+        break;
+      }
+      ZR_CHECK(v == need, "rollout rank ", roles.world().rank(), ": learner 0 sent weight version ",
+               v, " where step ", b + 1, "'s batch needs version ", need);
+      run.weights_out->run(roles.weights_comm());
+      have = v;
+      fingerprint = run.weights_out->fingerprint();
+      idle += seconds_since(t);
+    }
+    StepLog log;
+    StepBatch batch;
+    const auto t_gen = Clock::now();
+    rollout_phase(run, lo, b, 0, run.source->next_batch(), batch, log);
+    const double gen = seconds_since(t_gen);
+    const auto t_rew = Clock::now();
+    reward_phase(run, batch, log);
+    const double rew = seconds_since(t_rew);
+    bool first = true;
+    for (int l = 0; l < roles.learners(); ++l) {
+      const auto [a, z] = roles.learner_places(l, N);
+      const int64_t from = std::max(a, lo), to = std::min(z, hi);
+      if (from >= to) continue;
+      GroupsMessage m;
+      m.step = b;
+      m.version = have;
+      m.fingerprint = fingerprint;
+      m.first_place = from;
+      m.rollout.group_size = G;
+      for (int64_t j = (from - lo) * G; j < (to - lo) * G; ++j) {
+        m.rollout.samples.push_back(batch.rollout.samples[j]);
+        m.scores.push_back(batch.scores[j]);
+        m.rewards.push_back(batch.rewards[j]);
+      }
+      m.carries_stats = first;
+      if (first) {
+        m.rollout.stats = batch.rollout.stats;
+        m.generate_seconds = gen;
+        m.reward_seconds = rew;
+        m.wait_seconds = idle;
+        idle = 0;
+      }
+      first = false;
+      // Not waited for here: with k > 0 the learner takes this batch only
+      // after the next weight broadcast, which this rank must join first.
+      pending.push_back(
+          roles.world().send_bytes_async(m.to_bytes(), roles.learner_world_rank(l), kGroupsTag));
+    }
+    while (!pending.empty() && pending.front()->test()) {
+      pending.front()->wait();
+      pending.pop_front();
+    }
+    result.steps_done = b + 1;
+  }
+  for (auto& w : pending) w->wait();  // the learners take the last batches
+  result.wall_seconds = run.wall_seconds();
+  return result;
+}
+
+// This learner's messages of step `step`, one per rollout rank that made
+// some of its groups, in rank (= stream) order.
+std::vector<GroupsMessage> receive_groups(Run& run, long step) {
+  Roles& roles = *run.roles;
+  const int64_t N = run.train.prompts_per_step;
+  const auto [a, z] = roles.learner_places(roles.role_comm().rank(), N);
+  std::vector<GroupsMessage> out;
+  for (int r = 0; r < roles.rollout_ranks(); ++r) {
+    const auto [lo, hi] = roles.rollout_places(r, N);
+    if (std::max(a, lo) >= std::min(z, hi)) continue;
+    out.push_back(GroupsMessage::from_bytes(
+        roles.world().recv_bytes(roles.rollout_world_rank(r), kGroupsTag)));
+    const GroupsMessage& m = out.back();
+    ZR_CHECK(m.step == step && m.first_place == std::max(a, lo) &&
+                 static_cast<int64_t>(m.rollout.samples.size()) ==
+                     (std::min(z, hi) - std::max(a, lo)) * run.train.group_size,
+             "learner ", roles.role_comm().rank(), ": rollout rank ", roles.rollout_world_rank(r),
+             " sent step ", m.step + 1, " places from ", m.first_place, " (",
+             m.rollout.samples.size(), " samples) where step ", step + 1, " places [",
+             std::max(a, lo), ", ", std::min(z, hi), ") were due");
+  }
+  return out;
+}
+
+// sample, disaggregated: the learner's groups of this step from the rollout
+// ranks, in stream order; the version each was generated by is checked
+// against the fingerprint of the weights this learner sent as that version,
+// and groups older than rollout.max_staleness versions are dropped
+// (counted).  Metrics of what arrived are those sample_phase records.
+StepBatch receive_phase(Run& run, long step, StepLog& log) {
+  Roles& roles = *run.roles;
+  MetricReducer& m = log.metrics;
+  const long G = run.train.group_size;
+  const long k = run.async.max_staleness;
+  const int64_t first =
+      roles.learner_places(roles.role_comm().rank(), run.train.prompts_per_step).first;
+  const std::vector<data::Example> prompts = run.source->next_batch();  // places [first, ...)
+  const auto t_wait = Clock::now();
+  std::vector<GroupsMessage> msgs = receive_groups(run, step);
+  log.add_seconds("learner_idle", seconds_since(t_wait));
+  StepBatch kept;
+  kept.rollout.group_size = G;
+  double gen = 0, rew = 0, rollout_idle = 0, lag_sum = 0, groups = 0, dropped = 0, lag_max = 0;
+  for (GroupsMessage& msg : msgs) {
+    const auto fp = run.version_fingerprint.find(msg.version);
+    ZR_CHECK(fp != run.version_fingerprint.end() && fp->second == msg.fingerprint, "step ",
+             step + 1, ": groups from place ", msg.first_place, " claim weight version ",
+             msg.version, " but were generated by other weights (fingerprint ",
+             std::to_string(msg.fingerprint),
+             fp == run.version_fingerprint.end() ? std::string(", a version not sent")
+                                                 : ", sent " + std::to_string(fp->second),
+             "): the version accounting is broken");
+    const long lag = step - msg.version;
+    ZR_CHECK(lag >= 0, "step ", step + 1, ": groups of weight version ", msg.version,
+             " come from the future");
+    StepBatch part;
+    part.rollout.group_size = G;
+    part.rollout.samples = std::move(msg.rollout.samples);
+    if (msg.carries_stats) part.rollout.stats = msg.rollout.stats;
+    part.scores = std::move(msg.scores);
+    part.rewards = std::move(msg.rewards);
+    const int64_t n = static_cast<int64_t>(part.rollout.samples.size()) / G;
+    for (int64_t g = 0; g < n; ++g) {
+      const int64_t place = msg.first_place + g;
+      const data::Example& ex = prompts.at(place - first);
+      std::string text = run.tmpl.render(ex.prompt);
+      // The rollout rank drew the same stream: the same prompt, as tokens.
+      const auto in =
+          rollout::make_prompt_input(place, text, *run.policy.tokenizer, run.prepend_bos);
+      const rollout::RolloutSample& s0 = part.rollout.samples[g * G];
+      ZR_CHECK(s0.prompt_id == place && s0.prompt_tokens == in.tokens, "step ", step + 1,
+               ": the group at place ", place, " was generated from another prompt (id ",
+               s0.prompt_id, "): rollout and learner disagree on the prompt stream");
+      part.examples.push_back(ex);
+      part.prompts_rendered.push_back(std::move(text));
+      part.group_pos.push_back(place);
+    }
+    add_batch_metrics(run, part, groups_with_signal(part.rewards, G, run.adv.zero_spread_tol), m);
+    gen = std::max(gen, msg.generate_seconds);
+    rew = std::max(rew, msg.reward_seconds);
+    rollout_idle = std::max(rollout_idle, msg.wait_seconds);
+    groups += static_cast<double>(n);
+    if (lag > k) {
+      dropped += static_cast<double>(n);
+      continue;
+    }
+    lag_sum += static_cast<double>(lag * n);
+    lag_max = std::max(lag_max, static_cast<double>(lag));
+    for (int64_t g = 0; g < n; ++g) append_group(kept, part, g, part.group_pos[g]);
+  }
+  run.stale_dropped += static_cast<long>(dropped);
+  log.add_seconds("rollout", gen);
+  log.add_seconds("reward", rew);
+  log.add_seconds("rollout_idle", rollout_idle);
+  m.add_mean("async/version_lag", lag_sum, groups - dropped);
+  m.add_max("async/version_lag_max", lag_max);
+  m.add_sum("async/stale_groups_dropped", dropped);
+  m.add_sum("async/stale_groups_dropped_total", static_cast<double>(run.stale_dropped));
+  kept.global_groups =
+      std::lround(roles.role_comm().allreduce_scalar(static_cast<double>(kept.num_groups())));
+  if (dropped > 0)
+    ZR_LOG_WARN("step ", step + 1, ": ", dropped, " group(s) more than rollout.max_staleness = ", k,
+                " versions old dropped (async/stale_groups_dropped)");
+  return kept;
+}
+
+// The newest weight version any batch of the run is generated by.
+long last_version_needed(const Run& run) { return generating_version(run, run.train.steps - 1); }
+
+// After update `step`: version step + 1 goes to the rollout ranks if a
+// later batch is generated by it.  Every learner notes its fingerprint (its
+// weights equal learner 0's).
+void push_weights(Run& run, long step, StepLog& log) {
+  const long v = step + 1;
+  if (v > last_version_needed(run)) return;
+  // Kept for the whole run (a double per version), so that a group older
+  // than the window is recognised as stale, not as unknown.
+  run.version_fingerprint[v] = run.weights_out->fingerprint();
+  if (run.roles->world().rank() != 0) return;
+  Comm& wc = run.roles->weights_comm();
+  at::Tensor word = at::full({1}, static_cast<int64_t>(v), at::kLong);
+  const auto t = Clock::now();
+  wc.broadcast(word, 0);
+  run.weights_out->run(wc);
+  log.add_seconds("weight_sync", seconds_since(t));
+}
+
+// The learners stop after `step` (a signal): the batches the rollout ranks
+// still generate with the versions they hold are received and discarded,
+// then, if they would wait for another version, learner 0 tells them to
+// stop (the signal's number, negated).  A resume regenerates those batches.
+void stop_rollout_ranks(Run& run, long step, int signal) {
+  const long last_step = run.train.steps - 1;
+  // The newest version sent (push_weights), and the batches it generates.
+  const long sent = std::max(run.start_step, std::min(step + 1, last_version_needed(run)));
+  long last_batch = step;
+  while (last_batch < last_step && generating_version(run, last_batch + 1) <= sent) ++last_batch;
+  for (long b = step + 1; b <= last_batch; ++b) receive_groups(run, b);
+  if (last_batch < last_step && run.roles->world().rank() == 0) {
+    at::Tensor word = at::full({1}, -static_cast<int64_t>(signal), at::kLong);
+    run.roles->weights_comm().broadcast(word, 0);
+  }
+}
+
 }  // namespace
 
 // ---- the loop --------------------------------------------------------------------------
 
-TrainResult run_train(Recipe& recipe, Comm& comm, const std::string& resume, bool overwrite) {
+TrainResult run_train(Recipe& recipe, Comm& world, const std::string& resume, bool overwrite) {
   Run run;
-  setup(run, recipe, comm, resume, overwrite);
+  setup(run, recipe, world, resume, overwrite);
+  if (run.roles) {
+    start_rollout_ranks(run);
+    if (!run.learner()) return rollout_loop(run);
+  }
+  // The learners' communicator: gradient sync, metrics, checkpoints.
+  Comm& comm = run.role_comm(world);
   TrainResult result;
   result.run_dir = run.run_path;
   const bool eval_on = run.eval.every > 0 && !run.test_set.empty();
@@ -1068,12 +1408,14 @@ TrainResult run_train(Recipe& recipe, Comm& comm, const std::string& resume, boo
     set_collective_context("step " + std::to_string(step + 1));
     StepLog log;
     const double exchange0 = model::ep_exchange_seconds();
-    StepBatch b = sample_phase(run, comm, step, log);  // rollout + reward (+ dynamic rounds)
+    // rollout + reward (+ dynamic rounds), or the rollout ranks' groups
+    StepBatch b = run.roles ? receive_phase(run, step, log) : sample_phase(run, comm, step, log);
     reference_phase(run, step, b, log);
     shape_rewards(run, b, log.metrics);
     b.adv = compute_advantages(b.rewards, b.group_size(), run.adv);
     update_phase(run, comm, b, log);
     if (run.grid) log.add_seconds("ep_exchange", model::ep_exchange_seconds() - exchange0);
+    if (run.roles) push_weights(run, step, log);  // the rollout ranks go on at once
     auto metrics = log.write(run, comm, step, b);
     result.last_metrics = metrics;
     check_reward_failures(run, metrics, step);
@@ -1085,6 +1427,7 @@ TrainResult run_train(Recipe& recipe, Comm& comm, const std::string& resume, boo
     // stop: every rank learns whether any rank was signalled (one all-reduce)
     const int stop =
         static_cast<int>(comm.allreduce_scalar(static_cast<double>(stop_signal()), ReduceOp::kMax));
+    if (run.roles && stop != 0 && step + 1 < run.train.steps) stop_rollout_ranks(run, step, stop);
     if ((run.ckpt_every > 0 && (step + 1) % run.ckpt_every == 0) || step + 1 == run.train.steps ||
         stop != 0)
       checkpoint_phase(run, comm, step + 1);

@@ -1,6 +1,10 @@
-// The R1-Zero training loop: GRPO steps over a policy in colocated mode
-// (every rank rolls out its whole groups and learns; gradients are summed
-// across ranks through Comm).
+// The R1-Zero training loop: GRPO steps over a policy, colocated (every
+// rank rolls out its whole groups and learns; gradients are summed across
+// ranks through Comm) or, with rollout.mode: disaggregated, split into
+// rollout ranks that only generate and learner ranks that only learn
+// (trainer/disaggregated.h: the schedule, the staleness bound, the weight
+// broadcast; a rollout rank's run_train returns once it has generated its
+// last batch, with steps_done the batches generated).
 //
 // One step, as run_train() reads (phases are named functions in
 // grpo_trainer.cpp):

@@ -18,6 +18,8 @@ TrainRecipe read_train_recipe(Recipe& recipe) {
   c.prompt_template = data::TemplateConfig::from(recipe.section("template"));
   c.data = data::DatasetConfig::from(recipe.section("data"));
   c.rollout = rollout::RolloutConfig::from(recipe.section("rollout"));
+  c.disaggregated =
+      DisaggregatedConfig::from(recipe.section("rollout"), recipe.section("parallel"));
   c.rewards = rewards::build_reward_pipeline(recipe.section("rewards"));
   c.advantage = AdvantageConfig::from(recipe.section("advantage"));
   c.loss = LossConfig::from(recipe.section("loss"));

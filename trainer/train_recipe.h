@@ -7,7 +7,9 @@
 //   run:        RunConfig (trainer/run_dir.h)       outputs under <dir>/<name>/
 //   policy:     PolicyConfig (trainer/policy_file.h)
 //   template:   data::TemplateConfig                data: data::DatasetConfig
-//   rollout:    rollout::RolloutConfig (rollout/sampling.h)
+//   rollout:    rollout::RolloutConfig (rollout/sampling.h); its mode and
+//               max_staleness with parallel.rollout_ranks: DisaggregatedConfig
+//               (trainer/disaggregated.h)
 //   rewards:    rewards::build_reward_pipeline (rewards/pipeline.h; threads,
 //               max_error_rate, clip and one entry per reward)
 //   advantage:  AdvantageConfig                     loss: LossConfig
@@ -37,6 +39,7 @@
 #include "rollout/sampling.h"
 #include "trainer/advantages.h"
 #include "trainer/checkpoint.h"
+#include "trainer/disaggregated.h"
 #include "trainer/evaluate.h"
 #include "trainer/grpo_loss.h"
 #include "trainer/grpo_trainer.h"
@@ -54,6 +57,7 @@ struct TrainRecipe {
   data::TemplateConfig prompt_template;
   data::DatasetConfig data;
   rollout::RolloutConfig rollout;
+  DisaggregatedConfig disaggregated;  // rollout.mode, rollout.max_staleness, parallel.rollout_ranks
   rewards::RewardPipeline rewards;
   AdvantageConfig advantage;
   LossConfig loss;

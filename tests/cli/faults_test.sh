@@ -18,6 +18,9 @@
 #   blowup   optimizer.lr=1e20: every update is skipped and counted
 #            (optim/skipped_blowup), the run ends 0 and its checkpoint loads
 #            and generates; lr=1e38 is refused at start-up naming the key
+#   rollout_dies  rollout.mode disaggregated on 3 ranks: a rollout rank
+#            SIGSTOPped mid-run ends the job within comm.timeout_s + 10 s
+#            naming it; one SIGKILLed ends it within the same bound
 #   hang     a 2-rank run with comm.timeout_s=5 whose rank 1 is SIGSTOPped
 #            mid-run ends within 5 + 10 s, non-zero, naming the collective,
 #            the step and rank 1
@@ -306,6 +309,48 @@ hang)
   check "naming the collective, the step and rank 1" grep -Eq \
     "collective [a-z_ ]+ #[0-9]+ \(step [0-9]+\) timed out after 5 s on rank 0: rank\(s\) 1 did not arrive" \
     "$work/hang.log"
+  ;;
+rollout_dies)
+  # rollout.mode disaggregated on 3 ranks (learner 0, rollout ranks 1 and 2,
+  # one step off-policy): rollout rank 2 stopped, then killed, mid-run.
+  root_flag=(); [ "$(id -u)" -eq 0 ] && root_flag=(--allow-run-as-root)
+  for how in STOP KILL; do
+    log=rollout_$how.log
+    logs+=("$log")
+    rm -rf "$work/runs"
+    timeout 90 mpirun "${root_flag[@]}" --oversubscribe --bind-to none -np 3 \
+      "$z" train "$work/train.yaml" train.steps=1000 checkpoint.every=0 comm.timeout_s=5 \
+      rollout.mode=disaggregated parallel.rollout_ranks=2 rollout.max_staleness=1 \
+      >"$work/$log" 2>&1 &
+    job=$!
+    for _ in $(seq 600); do  # until learner 0 has logged a step (60 s at most)
+      [ -s "$work/runs/r/metrics.jsonl" ] && break
+      kill -0 "$job" 2>/dev/null || break
+      sleep 0.1
+    done
+    rank2=""
+    for p in $(pgrep -f "$z train $work/train.yaml"); do
+      tr '\0' '\n' <"/proc/$p/environ" 2>/dev/null | grep -qx OMPI_COMM_WORLD_RANK=2 && rank2=$p
+    done
+    check "SIG$how: the job was running steps when rollout rank 2 was hit" \
+      test -n "$rank2" -a -s "$work/runs/r/metrics.jsonl"
+    t0=$(date +%s)
+    [ -n "$rank2" ] && kill -"$how" "$rank2"
+    wait "$job"
+    rc=$?
+    dt=$(( $(date +%s) - t0 ))
+    for p in $(pgrep -f "$z train $work/train.yaml"); do kill -9 "$p"; done  # a planted defect's leftovers
+    check "SIG$how: the job ends non-zero by itself (exit $rc)" test "$rc" -ne 0 -a "$rc" -ne 124
+    check "SIG$how: within comm.timeout_s + 10 s (took $dt s)" test "$dt" -le 15
+    if [ "$how" = STOP ]; then
+      check "SIGSTOP: the message names rank 2" grep -Eq \
+        "(receive from|send to) rank 2 .*timed out after 5 s|timed out after 5 s on rank [0-9]: rank\(s\) ([0-9], )*2( |,).*did not arrive" \
+        "$work/$log"
+    else
+      check "SIGKILL: the launcher names rank 2" grep -Eq "rank 2 .*(exited on signal 9|Killed)|signal 9" \
+        "$work/$log"
+    fi
+  done
   ;;
 *)
   echo "unknown part '$part'"; exit 2 ;;
