@@ -160,7 +160,8 @@ struct Packed {
   rollout::PaddedRollout t;
   at::Tensor truncated_B;
   std::vector<int64_t> len_B;  // teacher-forced positions of each row (prompt + completion - 1)
-  at::Tensor routing_MBTK;     // train.routing_replay: the rollout's experts (routing_tensor)
+  at::Tensor routing_MBTK;     // MoE policy: the rollout's experts (routing_tensor)
+  bool replay = false;         // train.routing_replay: the learner's forwards use routing_MBTK
 
   // The longest of `rows`: a forward over them is cut to this many positions
   // (right padding beyond every row's end changes nothing before it).
@@ -175,7 +176,8 @@ Packed pack(const rollout::RolloutBatch& rb, at::Device device, const model::Cau
             bool routing_replay) {
   Packed p;
   p.t = rollout::pad_rollout(rb);
-  if (routing_replay)
+  p.replay = routing_replay;
+  if (!policy.moe_layers().empty())
     p.routing_MBTK = routing_tensor(rb, static_cast<int64_t>(policy.moe_layers().size()),
                                     policy.config().moe.top_k, p.t.tokens_BT.size(1))
                          .to(device);
@@ -414,7 +416,9 @@ void build_run(Run& run, TrainRecipe cfg, const Recipe& recipe, Comm& comm, Comm
   auto text = std::make_shared<rollout::TokenText>(
       rollout::TokenText::from_tokenizer(*run.policy.tokenizer));
   rollout::EngineOptions eo = rollout::engine_options(cfg.rollout);
-  eo.routing(run.train.routing_replay);
+  // Recorded for every MoE policy: replay uses it, and without replay the
+  // learner's own choice is compared with it (rollout/expert_mismatch).
+  eo.routing(!model.moe_layers().empty());
   if (run.policy.tokenizer->eos_id() >= 0) eo.eos(run.policy.tokenizer->eos_id());
   run.engine = std::make_unique<rollout::Engine>(eo, text);
 }
@@ -649,7 +653,7 @@ std::pair<at::Tensor, at::Tensor> teacher_forced(model::CausalLM& m, const Packe
   fo.activation_checkpointing = checkpoint;
   std::vector<at::Tensor> recorded;  // the rollout's experts of these rows
   if (p.routing_MBTK.defined()) recorded = replay_rows(p.routing_MBTK, rows, S);
-  fo.replay_routing = recorded;
+  if (p.replay) fo.replay_routing = recorded;
   fo.record_routing = mismatch && !recorded.empty();
   auto out =
       m.logprobs(select_span(p.t.tokens_BT, rows, S), select_span(p.t.targets_BT, rows, S), lo, fo);
@@ -845,7 +849,7 @@ void update_phase(Run& run, Comm& comm, const StepBatch& b, StepLog& log) {
   at::Tensor mask_BT, old_logp_BT, adv_B;
   const double T = run.sampling.logprob_temperature();
   RoutingMismatch mismatch;
-  mismatch.experts = run.train.routing_replay;
+  mismatch.experts = !model.moe_layers().empty();
   bool mismatch_measured = false;
   auto t = Clock::now();
   if (full) {
