@@ -64,16 +64,17 @@ KvCache::KvCache(const ModelConfig& cfg, int64_t num_slots, int64_t max_len,
            num_blocks);
   if (num_blocks == 0) num_blocks = num_slots * ceil_div(max_len, block_size);
   const auto& a = cfg.attn;
-  // at::empty: pages of the pool that no block has used are never touched
-  // (zero_fresh zeroes a block when it is first handed out).
+  // at::zeros, not at::empty: zero_fresh's high-water mark misses a block
+  // handed out below it for the first time, and attention over such a block
+  // read uninitialised memory (NaN logits in cli.python.hf_moe_recipe).
   for (int64_t l = 0; l < cfg.num_layers; ++l) {
     if (mla_) {
       a_.push_back(
-          at::empty({num_blocks, block_size, a.kv_lora_rank + a.qk_rope_head_dim}, options));
+          at::zeros({num_blocks, block_size, a.kv_lora_rank + a.qk_rope_head_dim}, options));
       b_.emplace_back();
     } else {
-      a_.push_back(at::empty({a.num_kv_heads, num_blocks, block_size, a.head_dim}, options));
-      b_.push_back(at::empty({a.num_kv_heads, num_blocks, block_size, a.head_dim}, options));
+      a_.push_back(at::zeros({a.num_kv_heads, num_blocks, block_size, a.head_dim}, options));
+      b_.push_back(at::zeros({a.num_kv_heads, num_blocks, block_size, a.head_dim}, options));
     }
   }
   bytes_per_block_ = block_bytes(cfg, block_size, options.dtype().toScalarType());
