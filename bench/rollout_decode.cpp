@@ -120,8 +120,8 @@ int main(int argc, char** argv) {
   std::printf(
       "model: %s\nengine: %s, block size %lld\nthreads: %d, group %lld, prompt_len %lld, new "
       "tokens %lld, best of %lld\n",
-      cfg.summary().c_str(), engine_name, static_cast<long long>(block_size),
-      at::get_num_threads(), static_cast<long long>(group), static_cast<long long>(prompt_len),
+      cfg.summary().c_str(), engine_name, static_cast<long long>(block_size), at::get_num_threads(),
+      static_cast<long long>(group), static_cast<long long>(prompt_len),
       static_cast<long long>(num_new), static_cast<long long>(repeat));
   std::printf("%6s %14s %14s %14s %14s %10s %10s %10s\n", "batch", "gen tok/s", "gen tok/cpu-s",
               "decode tok/s", "prefill tok/s", "occupancy", "cache MiB", "maxrss MiB");

@@ -140,14 +140,14 @@ class GradSync {
   ShardPlan plan_;
   std::vector<at::Tensor> flats_;   // stages 0, 1: one [numel] buffer per bucket (lazily)
   std::vector<at::Tensor> slices_;  // stage 2: one [shard] slice per bucket
-  std::vector<Comm*> comms_;  // per sync group
+  std::vector<Comm*> comms_;        // per sync group
   ReduceOp op_;
 
   // ---- overlap ----
   bool overlap_ = false;
   std::vector<std::unique_ptr<Comm>> sync_comms_;  // per group, a split: the non-blocking ones
-  std::vector<Hook*> hooks_;         // owned by the parameters' autograd metadata
-  std::vector<int64_t> bucket_of_;   // parameter -> bucket
+  std::vector<Hook*> hooks_;                       // owned by the parameters' autograd metadata
+  std::vector<int64_t> bucket_of_;                 // parameter -> bucket
   bool armed_ = false;
   std::vector<char> fired_;                       // per parameter, in the armed backward
   std::vector<int64_t> missing_;                  // per bucket: parameters yet to fire
