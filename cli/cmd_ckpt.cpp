@@ -119,6 +119,9 @@ void inspect_one(const std::string& file, bool all, bool full_recipe) {
   for (const auto& [k, v] : info.ints) std::cout << "meta " << k << " = " << v << "\n";
   for (const auto& [k, v] : info.doubles) std::printf("meta %s = %.17g\n", k.c_str(), v);
   for (const auto& [k, v] : info.strings) std::cout << "meta " << k << " = " << v << "\n";
+  for (const auto& [k, r] : info.shards)  // expert parallelism: this file's rows of a stack
+    std::cout << "row shard " << k << " = rows [" << r.first << ", " << r.first + r.rows << ") of "
+              << r.total << "\n";
   print_recipe_summary(info.recipe_yaml, full_recipe);
   for (const auto& [g, ts] : info.groups) {
     if (ts.empty()) continue;

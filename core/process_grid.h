@@ -37,8 +37,8 @@ struct ParallelConfig {
 
 class ProcessGrid {
  public:
-  // `expert`, the EP size, must divide world.size().  (No recipe key sets
-  // it yet: parallel.expert is planned, issue 14.)
+  // `expert`, the EP size (the recipe's parallel.expert), must divide
+  // world.size().
   ProcessGrid(Comm& world, int expert);
 
   int ep() const { return ep_; }

@@ -188,18 +188,4 @@ bool is_sharded_expert(const std::string& name) {
   return name.find(".mlp.experts.") != std::string::npos;
 }
 
-std::vector<std::pair<std::string, at::Tensor>> full_named_weights(const CausalLM& model) {
-  auto w = model.named_weights();
-  const ProcessGrid* grid = model.expert_grid();
-  if (!grid || grid->ep() == 1) return w;
-  for (auto& [name, t] : w) {
-    if (!is_sharded_expert(name)) continue;
-    at::Tensor all = grid->ep_comm().allgather(t.detach().contiguous());  // [ep, E/ep, ...]
-    std::vector<int64_t> shape = t.sizes().vec();
-    shape[0] *= grid->ep();
-    t = all.reshape(shape);
-  }
-  return w;
-}
-
 }  // namespace zerorl::model

@@ -86,10 +86,4 @@ void apply_expert_parallel(CausalLM& model, const ProcessGrid& grid);
 // group only; every other parameter is replicated on every rank.
 bool is_sharded_expert(const std::string& name);
 
-// The model's named_weights() with every sharded expert stack all-gathered
-// over the EP group into the full [E, ...] stack: the weights as a model
-// without the plan holds them (checkpoints, exports).  Collective over
-// model.expert_grid()->ep_comm(); without a grid, named_weights().
-std::vector<std::pair<std::string, at::Tensor>> full_named_weights(const CausalLM& model);
-
 }  // namespace zerorl::model

@@ -37,8 +37,10 @@ CheckpointConfig CheckpointConfig::from(const ConfigNode& n) {
 namespace {
 
 // Format 2 adds every attribute to the checksum (hash_attributes); format 1
-// files (tensors and header only) still load and verify.
-constexpr int64_t kFormat = 2;
+// files (tensors and header only) still load and verify.  Format 3 adds row
+// shards (the manifest's "shards"); a file without them is written as 2.
+constexpr int64_t kFormat = 3;
+constexpr int64_t kFormatNoShards = 2;
 constexpr int64_t kOldestFormat = 1;
 const char* const kGroups[] = {"model", "optimizer", "reference"};
 const char* const kManifest = "meta/manifest";
@@ -147,9 +149,11 @@ NamedTensors& group_of(Checkpoint& c, const std::string& g) {
   return const_cast<NamedTensors&>(group_of(static_cast<const Checkpoint&>(c), g));
 }
 
+int64_t format_of(const Checkpoint& c) { return c.shards.empty() ? kFormatNoShards : kFormat; }
+
 std::string make_manifest(const Checkpoint& c) {
   nlohmann::json j;
-  j["format"] = kFormat;
+  j["format"] = format_of(c);
   for (const char* g : kGroups) {
     nlohmann::json names = nlohmann::json::array();
     std::vector<std::string> seen;
@@ -172,6 +176,25 @@ std::string make_manifest(const Checkpoint& c) {
   nlohmann::json d = nlohmann::json::object();
   for (const auto& kv : c.doubles) d[kv.first] = double_bits(kv.second);
   j["doubles"] = d;
+  if (!c.shards.empty()) {
+    nlohmann::json sh = nlohmann::json::object();
+    for (const auto& [full, r] : c.shards) {
+      const size_t slash = full.find('/');
+      const std::string g = slash == std::string::npos ? "" : full.substr(0, slash);
+      const NamedTensors& ts = g == "model" || g == "reference" ? group_of(c, g) : NamedTensors{};
+      auto it = std::find_if(ts.begin(), ts.end(),
+                             [&](const auto& kv) { return kv.first == full.substr(slash + 1); });
+      ZR_CHECK(it != ts.end(), "checkpoint: row shard '", full,
+               "' names no tensor of the model or reference group");
+      const at::Tensor& t = it->second;
+      ZR_CHECK(t.dim() >= 1 && t.size(0) == r.rows && r.rows > 0 && r.first >= 0 &&
+                   r.first + r.rows <= r.total,
+               "checkpoint: row shard '", full, "' of ", (t.dim() ? t.size(0) : 0),
+               " rows recorded as rows [", r.first, ", ", r.first + r.rows, ") of ", r.total);
+      sh[full] = {r.first, r.rows, r.total};
+    }
+    j["shards"] = sh;
+  }
   return j.dump();
 }
 
@@ -192,6 +215,15 @@ std::map<std::string, std::vector<std::string>> parse_manifest(const std::string
     out.strings = j.at("strings").get<std::map<std::string, std::string>>();
     for (auto& [k, v] : j.at("doubles").items())
       out.doubles[k] = bits_double(v.get<std::string>(), k);
+    if (j.contains("shards"))
+      for (auto& [k, v] : j.at("shards").items()) {
+        const auto fr = v.get<std::vector<int64_t>>();
+        ZR_CHECK(
+            fr.size() == 3 && fr[0] >= 0 && fr[1] > 0 && fr[0] + fr[1] <= fr[2],
+            "the manifest's row shard '", k,
+            "' is not [first, rows, total] with 0 <= first < first + rows <= total: ", v.dump());
+        out.shards[k] = {fr[0], fr[1], fr[2]};
+      }
   } catch (const nlohmann::json::exception& e) {
     ZR_THROW("the manifest is unreadable (", e.what(), ")");
   }
@@ -249,6 +281,9 @@ Checkpoint read_file(const std::string& path, const ReadOptions& opt) {
       t = f->read_tensor(full);
     }
     h.tensor(full, t);
+    if (auto sh = c.shards.find(full); sh != c.shards.end())
+      ZR_CHECK(t.dim() >= 1 && t.size(0) == sh->second.rows, "row shard '", full, "' holds ",
+               t.dim() ? t.size(0) : 0, " rows, its manifest says ", sh->second.rows);
     if (!g.empty()) {
       std::string name = full.substr(g.size() + 1);
       if (opt.info) {
@@ -262,6 +297,12 @@ Checkpoint read_file(const std::string& path, const ReadOptions& opt) {
       if (opt.keep_tensors) group_of(c, g).emplace_back(name, t);
     }
   }
+  for (const auto& [full, r] : c.shards)
+    ZR_CHECK(std::find_if(order.begin(), order.end(),
+                          [&](const auto& o) { return o.first == full && !o.second.empty(); }) !=
+                 order.end(),
+             "the manifest's row shard '", full, "' names no tensor of the file");
+  ZR_CHECK(c.shards.empty() || format >= 3, "format ", format, " file with row shards");
   hash_header(h, c.step, c.world_size, c.rank);
   if (format >= 2 && opt.verify) hash_attributes(h, *f);
   std::string computed = hex64(h.digest());
@@ -291,6 +332,7 @@ Checkpoint read_file(const std::string& path, const ReadOptions& opt) {
     i.ints = c.ints;
     i.doubles = c.doubles;
     i.strings = c.strings;
+    i.shards = c.shards;
   }
   return c;
 }
@@ -386,7 +428,7 @@ std::string write_checkpoint_temp(const Checkpoint& c, const std::string& root) 
         h.tensor(it.full, t);
       }
       hash_header(h, c.step, c.world_size, c.rank);
-      f.write_attr("", "zerorl_checkpoint_format", kFormat);
+      f.write_attr("", "zerorl_checkpoint_format", format_of(c));
       f.write_attr("", "step", c.step);
       f.write_attr("", "world_size", static_cast<int64_t>(c.world_size));
       f.write_attr("", "rank", static_cast<int64_t>(c.rank));
@@ -528,21 +570,200 @@ std::vector<std::string> list_rank_files(const std::string& step_dir) {
 }
 
 namespace {
+
 // The file's weights hash: of its model/ tensors, or, for a rank that wrote
-// none (they are rank 0's to write), the hash it recorded of the weights it
-// held ("weights_hash").
+// none (they are rank 0's to write) or only some (row shards), the hash it
+// recorded of the weights it held ("weights_hash").
 std::string file_weights_hash(const std::string& path) {
   Checkpoint c = load_checkpoint(path);
-  if (c.weights.empty() && c.strings.count("weights_hash")) return c.strings.at("weights_hash");
+  if ((c.weights.empty() || !c.shards.empty()) && c.strings.count("weights_hash"))
+    return c.strings.at("weights_hash");
   return weights_hash(c);
 }
+
+// A file's manifest alone: no tensor is read and nothing verified (callers
+// read from steps verified before, or verify each file first).
+struct Manifest {
+  Checkpoint meta;                                        // no tensors
+  std::map<std::string, std::vector<std::string>> names;  // per group
+};
+Manifest read_manifest(const std::string& path) {
+  try {
+    H5File f(path, H5File::Mode::kRead);
+    Manifest m;
+    m.names = parse_manifest(f.read_bytes(kManifest), m.meta);
+    return m;
+  } catch (const Error& e) {
+    ZR_THROW("checkpoint '", path, "': ", e.what());
+  }
+}
+
+// "" when, over the rank files, the row shards of every tensor tile its rows
+// exactly once (the same total everywhere, no gap, no overlap) and no file
+// holds a sharded tensor whole; otherwise why.
+std::string check_row_shards(const std::vector<std::string>& files) {
+  struct Piece {
+    int64_t first, rows;
+    std::string file;
+  };
+  std::map<std::string, std::vector<Piece>> pieces;
+  std::map<std::string, int64_t> totals;
+  std::map<std::string, std::string> whole;  // "group/name" -> the first file holding it whole
+  for (const std::string& file : files) {
+    const Manifest m = read_manifest(file);
+    const std::string name = fs::path(file).filename().string();
+    for (const auto& [g, list] : m.names)
+      for (const std::string& n : list) {
+        const std::string full = g + "/" + n;
+        auto sh = m.meta.shards.find(full);
+        if (sh == m.meta.shards.end()) {
+          whole.emplace(full, name);
+          continue;
+        }
+        auto [t, fresh] = totals.emplace(full, sh->second.total);
+        if (!fresh && t->second != sh->second.total)
+          return name + " holds rows of " + full + " as a whole of " +
+                 std::to_string(sh->second.total) + " rows, another rank file of " +
+                 std::to_string(t->second);
+        pieces[full].push_back({sh->second.first, sh->second.rows, name});
+      }
+  }
+  for (auto& [full, ps] : pieces) {
+    if (whole.count(full)) return whole[full] + " holds " + full + " whole, other files rows of it";
+    std::sort(ps.begin(), ps.end(),
+              [](const Piece& a, const Piece& b) { return a.first < b.first; });
+    int64_t next = 0;
+    for (size_t i = 0; i < ps.size(); ++i) {
+      if (ps[i].first > next)
+        return full + ": rows [" + std::to_string(next) + ", " + std::to_string(ps[i].first) +
+               ") are in no rank file";
+      if (ps[i].first < next)
+        return full + ": rows [" + std::to_string(ps[i].first) + ", " +
+               std::to_string(std::min(next, ps[i].first + ps[i].rows)) + ") are in both " +
+               ps[i - 1].file + " and " + ps[i].file;
+      next = ps[i].first + ps[i].rows;
+    }
+    if (next != totals[full])
+      return full + ": rows [" + std::to_string(next) + ", " + std::to_string(totals[full]) +
+             ") are in no rank file";
+  }
+  return "";
+}
+
 }  // namespace
+
+bool checkpoint_has_row_shards(const std::string& path) {
+  std::error_code ec;
+  if (fs::is_directory(path, ec)) {
+    for (const std::string& f : list_rank_files(path))
+      if (checkpoint_has_row_shards(f)) return true;
+    return false;
+  }
+  {
+    H5File f(path, H5File::Mode::kRead);
+    if (!f.has_attr("", "zerorl_checkpoint_format") || !f.exists(kManifest)) return false;
+  }
+  return !read_manifest(path).meta.shards.empty();
+}
+
+NamedTensors load_checkpoint_group(const std::string& step_dir, const std::string& group,
+                                   const RowPick& pick) {
+  ZR_CHECK(group == "model" || group == "reference", "load_checkpoint_group: group '", group,
+           "' holds no weights");
+  const std::vector<std::string> files = list_rank_files(step_dir);
+  ZR_CHECK(!files.empty(), "'", step_dir, "' holds no rank_<r>.h5 checkpoint files");
+  const std::string why = check_row_shards(files);
+  ZR_CHECK(why.empty(), "checkpoint '", step_dir, "': ", why);
+  // Each tensor is whole in some file(s) or row-sharded over files (checked).
+  struct Want {
+    std::string name;
+    std::optional<std::pair<int64_t, int64_t>> rows;  // {first, count}; unset: the whole
+    at::Tensor out;
+    int64_t need = -1, filled = 0;  // rows; -1 until known.  A whole taken whole counts 1.
+    bool complete() const { return need >= 0 && filled == need; }
+  };
+  std::vector<Want> wants;
+  std::map<std::string, size_t> index;
+  std::vector<Manifest> manifests;
+  for (const std::string& f : files) {
+    manifests.push_back(read_manifest(f));
+    for (const std::string& n : manifests.back().names[group])
+      if (index.emplace(n, wants.size()).second) {
+        Want w;
+        w.name = n;
+        if (pick) w.rows = pick(n);
+        if (w.rows) w.need = w.rows->second;
+        wants.push_back(std::move(w));
+      }
+  }
+  // The rows of `w` wanted from a tensor that holds [first, first + rows) of total.
+  auto wanted = [](const Want& w, int64_t total) -> std::pair<int64_t, int64_t> {
+    return w.rows ? std::make_pair(w.rows->first, w.rows->first + w.rows->second)
+                  : std::make_pair(int64_t{0}, total);
+  };
+  for (size_t k = 0; k < files.size(); ++k) {
+    const Manifest& m = manifests[k];
+    bool needed = false;
+    for (const std::string& n : m.names.at(group)) {
+      const Want& w = wants[index.at(n)];
+      auto sh = m.meta.shards.find(group + "/" + n);
+      if (sh == m.meta.shards.end()) {
+        needed |= !w.complete();
+      } else {
+        const auto [lo, hi] = wanted(w, sh->second.total);
+        needed |= std::max(lo, sh->second.first) < std::min(hi, sh->second.first + sh->second.rows);
+      }
+    }
+    if (!needed) continue;  // only the files holding something wanted are read
+    const Checkpoint c = load_checkpoint(files[k]);
+    for (const auto& [n, t] : group_of(c, group)) {
+      Want& w = wants[index.at(n)];
+      auto sh = c.shards.find(group + "/" + n);
+      if (sh == c.shards.end() && !w.rows) {  // whole, wanted whole
+        if (!w.complete()) w.out = t, w.need = w.filled = 1;
+        continue;
+      }
+      if (w.complete()) continue;
+      const int64_t first = sh == c.shards.end() ? 0 : sh->second.first;
+      const int64_t total = sh == c.shards.end() ? (t.dim() ? t.size(0) : 0) : sh->second.total;
+      const auto [lo, hi] = wanted(w, total);
+      ZR_CHECK(t.dim() >= 1 && lo >= 0 && lo < hi && hi <= total, "checkpoint '", step_dir,
+               "': ", group, "/", n, " has ", total, " rows; rows [", lo, ", ", hi, ") wanted");
+      if (!w.out.defined()) {
+        std::vector<int64_t> shape = t.sizes().vec();
+        shape[0] = hi - lo;
+        w.out = at::empty(shape, t.options());
+        w.need = hi - lo;
+      }
+      ZR_CHECK(
+          w.out.sizes().slice(1) == t.sizes().slice(1) && w.out.scalar_type() == t.scalar_type(),
+          "checkpoint '", step_dir, "': the row shards of ", group, "/", n,
+          " disagree on shape or dtype (", files[k], ")");
+      const int64_t a = std::max(lo, first), b = std::min(hi, first + t.size(0));
+      if (a >= b) continue;
+      w.out.narrow(0, a - lo, b - a).copy_(t.narrow(0, a - first, b - a));
+      w.filled += b - a;
+    }
+  }
+  NamedTensors out;
+  for (Want& w : wants) {
+    ZR_CHECK(w.complete(), "checkpoint '", step_dir, "': ", group, "/", w.name,
+             ": the rank files hold ", w.filled, " of the ", w.need, " rows wanted");
+    out.emplace_back(w.name, w.out);
+  }
+  return out;
+}
 
 std::string checkpoint_weights_hash(const std::string& path) {
   std::error_code ec;
   if (!fs::is_directory(path, ec)) return file_weights_hash(path);
   std::vector<std::string> files = list_rank_files(path);
   ZR_CHECK(!files.empty(), "'", path, "' holds no rank_<r>.h5 checkpoint files");
+  if (checkpoint_has_row_shards(path)) {
+    Checkpoint whole;
+    whole.weights = load_checkpoint_group(path, "model");
+    return weights_hash(whole);
+  }
   std::vector<std::string> hashes;
   for (const auto& f : files) hashes.push_back(file_weights_hash(f));
   if (std::all_of(hashes.begin(), hashes.end(),
@@ -594,7 +815,7 @@ std::string verify_checkpoint_step(const std::string& step_dir) {
         return name + " is present but rank_0.h5 says " + std::to_string(world) +
                " ranks wrote this step";
     }
-    return "";
+    return check_row_shards(list_rank_files(step_dir));
   } catch (const std::exception& e) {
     return e.what();
   }

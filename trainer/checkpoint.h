@@ -14,6 +14,14 @@
 //   meta/recipe_yaml    the resolved recipe, bytes
 //   root attributes     zerorl_checkpoint_format, step, world_size, rank,
 //                       checksum_xxh3 (16 hex digits)
+// Row shards (format 3, expert parallelism): a file may hold only rows
+// [first, first + n) along dim 0 of a tensor whose whole has `total` rows
+// (each owner of an expert shard writes its experts of every expert stack).
+// The manifest lists them ("shards": {"model/<name>": [first, rows, total]}); every
+// other tensor in a file is whole.  A file with no row shards is written as
+// format 2, byte for byte what it was before shards existed; a build that
+// reads only formats 1 and 2 refuses a file with shards rather than
+// mistaking a shard for the whole.
 // The checksum is XXH3-64 over every dataset (sorted by full name: name,
 // dtype, shape, raw bytes, each length-prefixed), the step, world_size and
 // rank attributes, then (format 2) every attribute of every object but the
@@ -31,16 +39,22 @@
 // Resume: a checkpoint is a step directory; it is usable when the files of
 // every rank that wrote it (rank_0 .. rank_<world_size-1>) are present,
 // verify, agree on step and world size with each other and the directory's
-// name, and no other rank file is there (verify_checkpoint_step; also what
-// `zerorl ckpt verify STEP_DIR` reports).
+// name, no other rank file is there, and the row shards of each tensor tile
+// its rows exactly once over the files, with no file holding it whole too
+// (verify_checkpoint_step; also what `zerorl ckpt verify STEP_DIR` reports).
 // find_resume_checkpoint() takes the newest usable step, skipping bad ones
 // with ZR_LOG_WARN naming the file and why.  The world size that resumes may
 // differ from the one that wrote it: the trainer reads the replicated state
 // (weights, reference, data cursor, counters) from rank 0's file and the
-// optimizer slices of every rank file (optimizer.h), and reshards.
+// optimizer slices of every rank file (optimizer.h), and reshards.  Under
+// expert parallelism the weights are put together from the row shards
+// (load_checkpoint_group), so any EP size (or none) resumes any other.
 //
 // Sharded writing (the trainer's convention): rank 0 writes the weights and
-// the reference; every rank writes its optimizer slice, the metadata, and
+// the reference (under expert parallelism: the replicated ones, and its own
+// experts as row shards; every other owner of an expert shard -- DP rank 0
+// of its replicas -- writes its experts as row shards, nothing is gathered);
+// every rank writes its optimizer slice, the metadata, and
 // strings["weights_hash"], the weights_hash of the weights it held.
 //
 // Threads: none of this is thread-safe (HDF5 and the file system state);
@@ -90,6 +104,13 @@ struct Checkpoint {
   std::map<std::string, int64_t> ints;
   std::map<std::string, double> doubles;  // stored as bit patterns: exact, NaN too
   std::map<std::string, std::string> strings;
+
+  // Row shards (see the top), by "group/name" ("model/...", "reference/..."):
+  // the tensor holds rows [first, first + rows) of `total`; rows is its dim 0.
+  struct RowShard {
+    int64_t first = 0, rows = 0, total = 0;
+  };
+  std::map<std::string, RowShard> shards;
 };
 
 // ---- paths ----
@@ -132,12 +153,32 @@ std::string weights_hash(const Checkpoint& ckpt);
 // The same for a checkpoint file or a step directory (every rank file is
 // loaded and verified; throws if one is bad).  A rank file without weights
 // gives the hash it recorded of the weights that rank held
-// (strings["weights_hash"]).  When all ranks hold the same weights (data
-// parallel) the result equals any one rank's hash, so runs on different
-// world sizes compare; otherwise it hashes the per-rank hashes in rank order.
+// (strings["weights_hash"]), and so does a file holding row shards.  When all
+// ranks hold the same weights (data parallel) the result equals any one
+// rank's hash, so runs on different world sizes compare; a step directory
+// with row shards hashes its weights put together (load_checkpoint_group),
+// so an expert-parallel run compares with any other; otherwise it hashes the
+// per-rank hashes in rank order.
 std::string checkpoint_weights_hash(const std::string& path);
 // The rank_<r>.h5 files of a step directory, by rank (temp files excluded).
 std::vector<std::string> list_rank_files(const std::string& step_dir);
+
+// One group ("model" or "reference") of a step directory as one whole
+// checkpoint would hold it: each whole tensor from the lowest rank file that
+// has it, each row-sharded tensor put together from the files holding its
+// rows.  With `pick`, a tensor for which pick(name) gives {first, count} is
+// cut to those rows (whole or sharded in the files: a rank's experts under
+// another EP size); only the files holding something wanted are read, each
+// verified.  Names in the order of the rank files' manifests (rank 0 first).
+// Throws naming the step and tensor when rows are missing or a shape
+// disagrees.  CPU tensors.
+using RowPick = std::function<std::optional<std::pair<int64_t, int64_t>>(const std::string& name)>;
+NamedTensors load_checkpoint_group(const std::string& step_dir, const std::string& group,
+                                   const RowPick& pick = {});
+// True when `path` (a step directory: some rank file of it; or one file)
+// holds a row shard, as an expert-parallel checkpoint does: no single file
+// holds the whole model.  False for a file that is no training checkpoint.
+bool checkpoint_has_row_shards(const std::string& path);
 
 // Summary of a file without reading tensor data (for `zerorl ckpt inspect`).
 struct CheckpointInfo {
@@ -158,6 +199,7 @@ struct CheckpointInfo {
   std::map<std::string, int64_t> ints;
   std::map<std::string, double> doubles;
   std::map<std::string, std::string> strings;
+  std::map<std::string, Checkpoint::RowShard> shards;
 };
 CheckpointInfo inspect_checkpoint(const std::string& path);
 

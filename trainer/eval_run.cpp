@@ -55,10 +55,21 @@ bool is_checkpoint_file(const std::string& path) {
 }
 
 // The weights of a checkpoint rank file into the policy, as a resume loads them.
-void load_checkpoint_weights(model::CausalLM& model, const std::string& file) {
-  Checkpoint c = load_checkpoint(file);
+// From a step folder (put together from its rank files: an expert-parallel
+// checkpoint's experts are row shards of several), or from one file.
+void load_checkpoint_weights(model::CausalLM& model, const std::string& step_dir,
+                             const std::string& file) {
+  NamedTensors w;
+  if (!step_dir.empty()) {
+    w = load_checkpoint_group(step_dir, "model");
+  } else {
+    ZR_CHECK(!checkpoint_has_row_shards(file), file,
+             ": a rank file of an expert-parallel checkpoint holds only some of the experts; "
+             "give --ckpt its step folder");
+    w = load_checkpoint(file).weights;
+  }
   torch::NoGradGuard g;
-  std::map<std::string, at::Tensor> saved(c.weights.begin(), c.weights.end());
+  std::map<std::string, at::Tensor> saved(w.begin(), w.end());
   for (auto& [n, t] : model.named_weights()) {
     auto it = saved.find(n);
     ZR_CHECK(it != saved.end(), file, ": weight '", n,
@@ -123,7 +134,7 @@ EvalRunResult run_eval(Recipe& recipe, Comm& comm, const std::string& ckpt) {
   model.to(device);
   out.policy = policy_path;
   if (!ckpt_file.empty()) {
-    load_checkpoint_weights(model, ckpt_file);
+    load_checkpoint_weights(model, step_dir, ckpt_file);
     out.policy = step_dir.empty() ? ckpt_file : step_dir;
     out.step = inspect_checkpoint(ckpt_file).step;
   }

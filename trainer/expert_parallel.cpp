@@ -4,6 +4,7 @@
 #include "core/error.h"
 #include "model/model.h"
 #include "model/moe_ep.h"
+#include "trainer/rank_agreement.h"
 #include "trainer/train_recipe.h"
 
 namespace zerorl {
@@ -42,6 +43,48 @@ std::unique_ptr<ProcessGrid> build_expert_parallel(const TrainRecipe& cfg, const
 Comm* gradient_group(const ProcessGrid* grid, const std::string& param_name) {
   if (!grid || grid->ep() == 1 || !model::is_sharded_expert(param_name)) return nullptr;
   return &grid->dp_comm();
+}
+
+std::pair<int64_t, int64_t> expert_piece(const ProcessGrid* grid, const std::string& param_name) {
+  if (!grid || grid->ep() == 1 || !model::is_sharded_expert(param_name)) return {0, 1};
+  return {grid->ep_rank(), grid->ep()};
+}
+
+void add_owned_weights(const NamedTensors& held, const std::string& group, const ProcessGrid* grid,
+                       int world_rank, int64_t n_experts, Checkpoint& c) {
+  ZR_CHECK(group == "model" || group == "reference", "add_owned_weights: group '", group, "'");
+  NamedTensors& out = group == "model" ? c.weights : c.reference;
+  const bool ep = grid && grid->ep() > 1;
+  for (const auto& [name, t] : held) {
+    if (!ep || !model::is_sharded_expert(name)) {
+      if (world_rank == 0) out.emplace_back(name, t);
+      continue;
+    }
+    if (grid->dp_rank() != 0) continue;  // another replica of these experts writes them
+    const int64_t first = grid->first_expert(n_experts), rows = grid->experts_per_rank(n_experts);
+    ZR_CHECK(t.dim() >= 1 && t.size(0) == rows, "checkpoint: '", name, "' holds ",
+             t.dim() ? t.size(0) : 0, " experts, this rank owns ", rows);
+    out.emplace_back(name, t);
+    c.shards[group + "/" + name] = {first, rows, n_experts};
+  }
+}
+
+RowPick expert_rows(const ProcessGrid* grid, int64_t n_experts) {
+  if (!grid || grid->ep() == 1) return {};
+  const int64_t first = grid->first_expert(n_experts), rows = grid->experts_per_rank(n_experts);
+  return [first, rows](const std::string& name) -> std::optional<std::pair<int64_t, int64_t>> {
+    if (!model::is_sharded_expert(name)) return std::nullopt;
+    return std::make_pair(first, rows);
+  };
+}
+
+void broadcast_replicas(const NamedTensors& weights, const ProcessGrid* grid, Comm& world) {
+  NamedTensors replicated, experts;
+  for (const auto& w : weights)
+    (grid && grid->ep() > 1 && model::is_sharded_expert(w.first) ? experts : replicated)
+        .push_back(w);
+  broadcast_from_rank0(replicated, world);
+  if (!experts.empty()) broadcast_from_rank0(experts, grid->dp_comm());
 }
 
 }  // namespace zerorl

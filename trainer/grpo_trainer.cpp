@@ -436,9 +436,11 @@ void build_learner(Run& run, const TrainRecipe& cfg, Comm& comm) {
     for (auto& p : run.reference->parameters()) p.set_requires_grad(false);
   }
   std::vector<NamedParam> params;
-  for (auto& p : model.named_parameters(true))
-    params.push_back(
-        {p.key(), p.value(), p.value().dim() >= 2, gradient_group(run.grid.get(), p.key())});
+  for (auto& p : model.named_parameters(true)) {
+    const auto [part, parts] = expert_piece(run.grid.get(), p.key());
+    params.push_back({p.key(), p.value(), p.value().dim() >= 2,
+                      gradient_group(run.grid.get(), p.key()), part, parts});
+  }
   run.opt = std::make_unique<Optimizer>(params, run.optim, comm);
   {
     // The learner's per-rank state (trainer/shard_plan.h), exact bytes.
@@ -464,15 +466,6 @@ void resume_or_start(Run& run, const RunConfig& where, const LoggingConfig& logg
       rp = resolve_resume_path(resume, comm.rank(), comm.size());
     }
   }
-  if (rp.found()) {
-    const CheckpointInfo head = inspect_checkpoint(checkpoint_rank_file(rp.path, 0));
-    const int64_t ckpt_ep =
-        head.ints.count("parallel_expert") ? head.ints.at("parallel_expert") : 1;
-    ZR_CHECK(!run.grid && ckpt_ep == 1, "cannot resume from ", rp.path,
-             " with expert parallelism (", "written with parallel.expert = ", ckpt_ep,
-             ", resuming with ", run.grid ? run.grid->ep() : 1,
-             "): resharding expert checkpoints is planned (issue 14); start a new run");
-  }
   if (rp.found())
     check_resume_recipe(inspect_checkpoint(checkpoint_rank_file(rp.path, 0)).recipe_yaml,
                         run.recipe_yaml, rp.path);
@@ -489,33 +482,42 @@ void resume_or_start(Run& run, const RunConfig& where, const LoggingConfig& logg
                                        logging);
   comm.barrier();
   if (rp.found()) {
-    // rp.path is the step directory: the replicated state from rank 0's file.
+    // rp.path is the step directory: the replicated state from rank 0's file;
+    // the weights put together from the files that hold them (under expert
+    // parallelism, at either end, the experts are row shards of several).
     const std::string file0 = checkpoint_rank_file(rp.path, 0);
     Checkpoint c = load_checkpoint(file0);
-    if (c.world_size != comm.size())
-      ZR_LOG_INFO(rp.path, ": written by ", c.world_size, " ranks, resharded onto ", comm.size());
+    const int64_t ckpt_ep = c.ints.count("parallel_expert") ? c.ints.at("parallel_expert") : 1;
+    const int64_t ep = run.grid ? run.grid->ep() : 1;
+    if (c.world_size != comm.size() || ckpt_ep != ep)
+      ZR_LOG_INFO(rp.path, ": written by ", c.world_size, " ranks (parallel.expert ", ckpt_ep,
+                  "), resharded onto ", comm.size(), " (parallel.expert ", ep, ")");
+    const RowPick mine = expert_rows(run.grid.get(), model.config().moe.num_experts);
     {
       torch::NoGradGuard g;
-      auto w = model.named_weights();
-      std::map<std::string, at::Tensor> saved(c.weights.begin(), c.weights.end());
-      bool said = false;
-      for (auto& [n, t] : w) {
-        auto it = saved.find(n);
-        ZR_CHECK(it != saved.end(), rp.path, ": weight '", n, "' missing");
-        if (!said && it->second.scalar_type() != t.scalar_type()) {
-          ZR_LOG_INFO(rp.path, " holds ", dtype_name(it->second.scalar_type()), " weights ('", n,
-                      "'); converted to ", dtype_name(t.scalar_type()), " (policy.dtype)");
-          said = true;
+      auto copy_in = [&](const NamedTensors& dst, const NamedTensors& src, const char* what) {
+        std::map<std::string, at::Tensor> saved(src.begin(), src.end());
+        bool said = false;
+        for (auto& [n, t] : dst) {
+          auto it = saved.find(n);
+          ZR_CHECK(it != saved.end(), rp.path, ": ", what, " weight '", n, "' missing");
+          ZR_CHECK(it->second.sizes() == t.sizes(), rp.path, ": ", what, " weight '", n,
+                   "' has shape ", it->second.sizes(), " here ", t.sizes());
+          if (!said && it->second.scalar_type() != t.scalar_type()) {
+            ZR_LOG_INFO(rp.path, " holds ", dtype_name(it->second.scalar_type()), " weights ('", n,
+                        "'); converted to ", dtype_name(t.scalar_type()), " (policy.dtype)");
+            said = true;
+          }
+          t.copy_(it->second);
         }
-        t.copy_(it->second);
-      }
+      };
+      copy_in(model.named_weights(), load_checkpoint_group(rp.path, "model", mine), "policy");
       if (run.reference) {
-        if (c.reference.empty()) {
+        if (c.reference.empty())
           copy_weights(*run.reference, model);
-        } else {
-          std::map<std::string, at::Tensor> ref(c.reference.begin(), c.reference.end());
-          for (auto& [n, t] : run.reference->named_weights()) t.copy_(ref.at(n));
-        }
+        else
+          copy_in(run.reference->named_weights(), load_checkpoint_group(rp.path, "reference", mine),
+                  "reference");
       }
     }
     {
@@ -526,10 +528,10 @@ void resume_or_start(Run& run, const RunConfig& where, const LoggingConfig& logg
                                 : load_checkpoint(checkpoint_rank_file(rp.path, r)).optimizer);
       run.opt->load_state(slices);
     }
-    // Every rank read rank 0's file; make the replicas identical whatever
+    // Every rank read the same files; make the replicas identical whatever
     // each rank's file system served (DDP does the same after loading).
-    broadcast_from_rank0(model.named_weights(), comm);
-    if (run.reference) broadcast_from_rank0(run.reference->named_weights(), comm);
+    broadcast_replicas(model.named_weights(), run.grid.get(), comm);
+    if (run.reference) broadcast_replicas(run.reference->named_weights(), run.grid.get(), comm);
     run.source->restore(data::DataCursor::from_string(c.data_cursor));
     run.start_step = c.step;
     run.ref_reset_step = c.ints.count("ref_reset_step") ? c.ints["ref_reset_step"] : 0;
@@ -1074,25 +1076,34 @@ void checkpoint_phase(Run& run, Comm& comm, long step) {
   c.rank = comm.rank();
   c.recipe_yaml = run.recipe_yaml;
   c.model_config_json = run.policy.model->config().to_hf_json();
-  // Each rank writes what it owns: rank 0 the replicated weights and
-  // reference, every rank its optimizer slice (any world size reads them back).
-  // Under expert parallelism the weights are gathered whole first (a
-  // collective over the EP group), so the file reads like any other.
+  // Each rank writes what it owns (trainer/checkpoint.h, "Sharded writing"):
+  // rank 0 the replicated weights and reference, under expert parallelism
+  // each expert shard's first replica its experts (row shards); every rank
+  // its optimizer slice.  Any world size and EP size reads them back.
+  const int64_t n_experts = run.policy.model->config().moe.num_experts;
   if (run.grid) c.ints["parallel_expert"] = run.grid->ep();
   // This rank's trainable elements (under EP: the dense ones and its experts).
   int64_t numel = 0;
   for (const auto& p : run.policy.model->parameters()) numel += p.numel();
   c.ints["rank_param_numel"] = numel;
-  for (auto& [n, t] : model::full_named_weights(*run.policy.model)) c.weights.push_back({n, t});
-  // What this rank holds, so a test can see every rank has the same weights.
-  c.strings["weights_hash"] = weights_hash(c);
-  if (comm.rank() != 0) c.weights.clear();
-  c.optimizer = run.opt->state();
-  if (run.reference && run.ref_reset_step != step) {
-    auto ref = model::full_named_weights(*run.reference);  // every rank: a collective under EP
-    if (comm.rank() == 0)
-      for (auto& [n, t] : ref) c.reference.push_back({n, t});
+  {
+    // What this rank holds, so a test can see every rank has the same
+    // weights (under EP: the ranks holding the same experts; and every
+    // rank the same replicated ones).
+    Checkpoint held, replicated;
+    held.weights = run.policy.model->named_weights();
+    c.strings["weights_hash"] = weights_hash(held);
+    if (run.grid) {
+      for (const auto& w : held.weights)
+        if (!model::is_sharded_expert(w.first)) replicated.weights.push_back(w);
+      c.strings["replicated_weights_hash"] = weights_hash(replicated);
+    }
+    add_owned_weights(held.weights, "model", run.grid.get(), comm.rank(), n_experts, c);
   }
+  c.optimizer = run.opt->state();
+  if (run.reference && run.ref_reset_step != step)
+    add_owned_weights(run.reference->named_weights(), "reference", run.grid.get(), comm.rank(),
+                      n_experts, c);
   c.data_cursor = run.source->cursor().to_string();
   c.ints["ref_reset_step"] = run.ref_reset_step;
   c.ints["dynamic_short_steps"] = run.short_steps;

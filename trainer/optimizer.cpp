@@ -8,6 +8,7 @@
 #include <ATen/ops/stack.h>
 #include <ATen/ops/zeros_like.h>
 
+#include <algorithm>
 #include <chrono>
 #include <cmath>
 #include <limits>
@@ -255,7 +256,7 @@ int64_t layout_hash(const std::vector<NamedParam>& ps) {
       h *= 1099511628211ull;
     }
   };
-  for (const NamedParam& p : ps) mix(p.name + ":" + std::to_string(p.param.numel()));
+  for (const NamedParam& p : ps) mix(p.name + ":" + std::to_string(p.param.numel() * p.parts));
   return static_cast<int64_t>(h & ((1ull << 52) - 1));
 }
 
@@ -286,6 +287,11 @@ Optimizer::Optimizer(std::vector<NamedParam> params, const OptimizerConfig& cfg,
              "Optimizer: parameter '", p.name, "' is undefined or not floating");
     ZR_CHECK(names.insert(p.name).second, "Optimizer: parameter name '", p.name, "' appears twice");
     ZR_CHECK(p.param.is_contiguous(), "Optimizer: parameter '", p.name, "' is not contiguous");
+    ZR_CHECK(
+        p.parts >= 1 && p.part >= 0 && p.part < p.parts && (p.parts == 1 || p.param.dim() >= 1),
+        "Optimizer: parameter '", p.name, "' is piece ", p.part, " of ", p.parts);
+    whole_offset_.push_back(whole_numel_ + p.part * p.param.numel());
+    whole_numel_ += p.param.numel() * p.parts;
   }
   const int64_t bucket_bytes = static_cast<int64_t>(cfg.bucket_mb * 1024 * 1024);
   // Sync groups in order of first appearance; group 0 is `comm`.
@@ -477,6 +483,23 @@ int64_t Optimizer::moment_bytes() const {
   return n;
 }
 
+std::vector<std::pair<int64_t, int64_t>> Optimizer::to_whole(int64_t b, int64_t e) const {
+  std::vector<std::pair<int64_t, int64_t>> out;
+  const ShardPlan& pl = plan();
+  for (size_t i = 0; i < params_.size(); ++i) {
+    const int64_t lo = std::max(b, pl.param_offset[i]);
+    const int64_t hi = std::min(e, pl.param_offset[i] + pl.param_numel[i]);
+    if (lo >= hi) continue;
+    const int64_t wlo = whole_offset_[i] + (lo - pl.param_offset[i]);
+    const int64_t whi = wlo + (hi - lo);
+    if (!out.empty() && out.back().second == wlo)
+      out.back().second = whi;
+    else
+      out.emplace_back(wlo, whi);
+  }
+  return out;
+}
+
 std::vector<std::pair<std::string, at::Tensor>> Optimizer::state() const {
   const auto ranges = plan().slice_ranges(plan().rank);  // grouped: each group's own slice
   int64_t n = 0;
@@ -484,13 +507,19 @@ std::vector<std::pair<std::string, at::Tensor>> Optimizer::state() const {
   const at::ScalarType md = master_.empty() ? at::kFloat : master_[0].scalar_type();
   const auto opts = at::TensorOptions().dtype(md);
   at::Tensor master = at::empty({n}, opts), m = at::empty({n}, opts), v = at::empty({n}, opts);
-  at::Tensor r = at::empty({static_cast<int64_t>(ranges.size()), 2}, at::kLong);
+  // The ranges in whole coordinates (see the top), in the same element order.
+  std::vector<std::pair<int64_t, int64_t>> whole;
+  for (const auto& [b, e] : ranges)
+    for (const auto& w : to_whole(b, e)) whole.push_back(w);
+  at::Tensor r = at::empty({static_cast<int64_t>(whole.size()), 2}, at::kLong);
+  for (size_t i = 0; i < whole.size(); ++i) {
+    r[i][0] = whole[i].first;
+    r[i][1] = whole[i].second;
+  }
   std::vector<FlatSpan> dst_master, dst_m, dst_v;
   int64_t off = 0;
   for (size_t i = 0; i < ranges.size(); ++i) {
     const auto [b, e] = ranges[i];
-    r[i][0] = b;
-    r[i][1] = e;
     dst_master.push_back({b, master.narrow(0, off, e - b)});
     dst_m.push_back({b, m.narrow(0, off, e - b)});
     dst_v.push_back({b, v.narrow(0, off, e - b)});
@@ -543,8 +572,8 @@ void Optimizer::load_state(
     int64_t off = 0;
     for (int64_t i = 0; i < r.size(0); ++i) {
       const int64_t b = r[i][0].item<int64_t>(), e = r[i][1].item<int64_t>();
-      ZR_CHECK(b >= 0 && e > b && e <= plan().total_numel, "optimizer state (slice ", k,
-               "): range [", b, ", ", e, ") outside the ", plan().total_numel, " parameters");
+      ZR_CHECK(b >= 0 && e > b && e <= whole_numel_, "optimizer state (slice ", k, "): range [", b,
+               ", ", e, ") outside the ", whole_numel_, " parameters");
       for (const char* name : {"master", "exp_avg", "exp_avg_sq"})
         ZR_CHECK(find_state(st, name).numel() >= off + (e - b), "optimizer state (slice ", k,
                  "): '", name, "' is shorter than its ranges");
@@ -558,9 +587,11 @@ void Optimizer::load_state(
   const auto& owned = plan().owned;
   std::vector<FlatSpan> dst_master, dst_m, dst_v;
   for (size_t i = 0; i < owned.size(); ++i) {
-    dst_master.push_back({owned[i].global, master_[i]});
-    dst_m.push_back({owned[i].global, exp_avg_[i]});
-    dst_v.push_back({owned[i].global, exp_avg_sq_[i]});
+    // Whole coordinates: a segment lies inside one parameter.
+    const int64_t at = whole_offset_[owned[i].param] + owned[i].offset;
+    dst_master.push_back({at, master_[i]});
+    dst_m.push_back({at, exp_avg_[i]});
+    dst_v.push_back({at, exp_avg_sq_[i]});
   }
   const int64_t want = plan().owned_numel();
   const int64_t got_master = copy_overlaps(src_master, dst_master);

@@ -68,6 +68,10 @@
 // flat masters and moments over listed global ranges.  load_state() takes
 // the slices of every rank of a checkpoint written at any world size and
 // stage, copies what this rank owns now, and republishes the parameters.
+// The global ranges index the whole parameters (NamedParam::part/parts): a
+// rank holding piece k of n of a parameter (its experts, under expert
+// parallelism) addresses its elements where they lie in the whole, so a
+// checkpoint written at one EP size (or none) loads at any other.
 //
 // The constructor is a collective when overlap_grad_sync is on (GradSync
 // splits a communicator).  Not thread-safe.  Errors (bad config, state of the wrong layout on load)
@@ -143,6 +147,11 @@ struct NamedParam {
   // then lives on every rank of that group and on no other (shard_plan.h,
   // "Sync groups").
   Comm* sync = nullptr;
+  // `param` is piece `part` of `parts` equal pieces, cut along dim 0, of the
+  // whole parameter `name` (expert parallelism: this rank's experts of an
+  // expert stack).  Checkpoints (Optimizer::state, load_state) address the
+  // whole, so any split reads what any other wrote.  1 piece: the whole.
+  int64_t part = 0, parts = 1;
 };
 
 // sqrt(sum_p ||grad_p||^2) in double; undefined gradients count as zero.
@@ -267,6 +276,13 @@ class Optimizer {
   OptimizerConfig cfg_;
   std::vector<NamedParam> params_;
   std::vector<at::Tensor> tensors_;
+  // Checkpoint coordinates (see the top): where parameter i's first element
+  // lies among the whole parameters' elements, and their number.
+  std::vector<int64_t> whole_offset_;
+  int64_t whole_numel_ = 0;
+  // A plan()-flat range [b, e) as ranges of whole coordinates (merged where
+  // they touch: without pieces, the range itself).
+  std::vector<std::pair<int64_t, int64_t>> to_whole(int64_t b, int64_t e) const;
   std::unique_ptr<GradSync> sync_;
   // Per owned segment (plan().owned order).
   std::vector<at::Tensor> master_, exp_avg_, exp_avg_sq_;

@@ -4,6 +4,7 @@
 
 #include <filesystem>
 #include <fstream>
+#include <map>
 #include <nlohmann/json.hpp>
 #include <set>
 
@@ -19,6 +20,33 @@
 namespace zerorl {
 
 namespace fs = std::filesystem;
+
+namespace {
+
+// An expert-parallel checkpoint (trainer/checkpoint.h, "Row shards"): the
+// model from rank 0's config, its weights put together from the rank files
+// that hold them, in the files' dtype (as model::load_model_h5 keeps it).
+std::shared_ptr<model::CausalLM> load_sharded_model(const std::string& step_dir) {
+  const std::string file0 = checkpoint_rank_file(step_dir, 0);
+  std::shared_ptr<model::CausalLM> m;
+  {
+    H5File f(file0, H5File::Mode::kRead);
+    m = std::make_shared<model::CausalLM>(model::read_config(f), /*random_init=*/false);
+  }
+  const NamedTensors w = load_checkpoint_group(step_dir, "model");
+  std::map<std::string, at::Tensor> saved(w.begin(), w.end());
+  torch::NoGradGuard no_grad;
+  for (auto& [name, t] : m->named_weights()) {
+    auto it = saved.find(name);
+    ZR_CHECK(it != saved.end(), step_dir, ": tensor 'model/", name, "' is in no rank file");
+    ZR_CHECK(it->second.sizes() == t.sizes(), step_dir, ": tensor 'model/", name, "' has shape ",
+             it->second.sizes(), " but the model needs ", t.sizes());
+    t.set_data(it->second.to(t.device()));
+  }
+  return m;
+}
+
+}  // namespace
 
 void save_policy(const std::string& path, const model::CausalLM& model,
                  const data::Tokenizer& tokenizer) {
@@ -68,6 +96,7 @@ Policy load_model_for_command(const std::string& path, const std::string& flag,
     return p;
   }
   std::string file = path;
+  bool sharded = false;  // an expert-parallel checkpoint's step folder
   if (fs::is_directory(path, ec)) {
     ZR_CHECK(fs::exists(fs::path(path) / "rank_0.h5", ec), flag, " ", path,
              ": a folder that is neither a Hugging Face model (config.json) nor a checkpoint "
@@ -76,12 +105,17 @@ Policy load_model_for_command(const std::string& path, const std::string& flag,
     ZR_CHECK(why.empty(), flag, " ", path, ": the checkpoint fails verification (", why,
              "); refusing to read it");
     file = checkpoint_rank_file(path, 0);
+    sharded = checkpoint_has_row_shards(path);
   } else {
     const std::string why = verify_if_checkpoint(path);
     ZR_CHECK(why.empty(), flag, " ", path, ": the checkpoint fails verification (", why,
              "); refusing to read it");
+    ZR_CHECK(!checkpoint_has_row_shards(path), flag, " ", path,
+             ": this rank file of an expert-parallel checkpoint holds only some of the experts; "
+             "give its step folder (",
+             fs::path(path).parent_path().string(), ")");
   }
-  p.model = model::load_model_h5(file);
+  p.model = sharded ? load_sharded_model(path) : model::load_model_h5(file);
   if (!with_tokenizer) return p;
   H5File f(file, H5File::Mode::kRead);
   if (f.exists("tokenizer_json")) {  // a policy file

@@ -558,5 +558,103 @@ TEST(Checkpoint, AFullDiskSaysNoSpaceLeftOnDevice) {
   EXPECT_FALSE(fs::is_symlink(tmp)) << "the failed temp file must be removed";
 }
 
+// Expert parallelism's row shards (checkpoint.h, "Row shards"): three ranks
+// each write rows of one stack of 6 experts, rank 0 the replicated tensor.
+// `rows` gives each rank's [first, count); `whole_on` makes that rank write
+// the whole stack instead (no shard record).
+const char* const kStack = "model.layers.0.mlp.experts.gate_proj";
+at::Tensor stack_of_six() {
+  at::manual_seed(9);
+  return at::randn({6, 5, 2});
+}
+std::string save_sharded(const std::string& root, int64_t step,
+                         const std::vector<std::pair<int64_t, int64_t>>& rows, int whole_on = -1) {
+  const at::Tensor w = stack_of_six();
+  const int world = static_cast<int>(rows.size());
+  for (int r = 0; r < world; ++r) {
+    Checkpoint c = make_checkpoint(step, r, world);
+    c.weights.clear();
+    c.reference.clear();
+    if (r == 0) c.weights.push_back({"model.norm.weight", at::arange(4, at::kFloat)});
+    if (r == whole_on) {
+      c.weights.push_back({kStack, w});
+    } else {
+      const auto [first, n] = rows[static_cast<size_t>(r)];
+      c.weights.push_back({kStack, w.narrow(0, first, n)});
+      c.shards[std::string("model/") + kStack] = {first, n, 6};
+    }
+    saved(c, root);
+  }
+  return checkpoint_step_dir(root, step);
+}
+
+TEST(Checkpoint, RowShardsArePutTogetherFromTheFilesHoldingThem) {
+  TempDir d;
+  const std::string dir = save_sharded(d.path(), 4, {{0, 2}, {2, 2}, {4, 2}});
+  EXPECT_EQ(verify_checkpoint_step(dir), "");
+  // Format 3 only where shards are: a file without them reads as before.
+  EXPECT_EQ(H5File(checkpoint_rank_file(dir, 1), H5File::Mode::kRead)
+                .read_attr_int("", "zerorl_checkpoint_format"),
+            3);
+  const std::string plain = saved(make_checkpoint(1), d.path());
+  EXPECT_EQ(H5File(plain, H5File::Mode::kRead).read_attr_int("", "zerorl_checkpoint_format"), 2);
+  EXPECT_FALSE(checkpoint_has_row_shards(plain));
+  EXPECT_TRUE(checkpoint_has_row_shards(dir));
+  EXPECT_TRUE(checkpoint_has_row_shards(checkpoint_rank_file(dir, 2)));
+  const Checkpoint one = load_checkpoint(checkpoint_rank_file(dir, 1));
+  const auto& sh = one.shards.at(std::string("model/") + kStack);
+  EXPECT_EQ(sh.first, 2);
+  EXPECT_EQ(sh.rows, 2);
+  EXPECT_EQ(sh.total, 6);
+  EXPECT_EQ(inspect_checkpoint(checkpoint_rank_file(dir, 2)).shards.size(), 1u);
+
+  // The whole, bit for bit, in rank 0's order.
+  const NamedTensors all = load_checkpoint_group(dir, "model");
+  ASSERT_EQ(all.size(), 2u);
+  EXPECT_EQ(all[0].first, "model.norm.weight");
+  EXPECT_EQ(all[1].first, kStack);
+  EXPECT_TRUE(same_bits(all[1].second, stack_of_six()));
+  // Rows 1..3 (a rank's experts under another split): from ranks 0 and 1.
+  const NamedTensors some = load_checkpoint_group(dir, "model", [](const std::string& n) {
+    return n == kStack ? std::optional<std::pair<int64_t, int64_t>>({1, 3}) : std::nullopt;
+  });
+  EXPECT_TRUE(same_bits(some[1].second, stack_of_six().narrow(0, 1, 3)));
+  EXPECT_TRUE(same_bits(some[0].second, all[0].second));
+  // The step's weights hash is the whole's: it compares with a run that
+  // wrote the stack whole.
+  Checkpoint whole;
+  whole.weights = all;
+  EXPECT_EQ(checkpoint_weights_hash(dir), weights_hash(whole));
+  // Rows wanted beyond the stack are named.
+  try {
+    load_checkpoint_group(dir, "model", [](const std::string& n) {
+      return n == kStack ? std::optional<std::pair<int64_t, int64_t>>({4, 3}) : std::nullopt;
+    });
+    FAIL();
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("rows [4, 7) wanted"), std::string::npos) << e.what();
+  }
+  // A shard that claims rows its tensor does not have is refused at write.
+  Checkpoint bad = make_checkpoint(5);
+  bad.weights = {{kStack, stack_of_six().narrow(0, 0, 2)}};
+  bad.shards[std::string("model/") + kStack] = {0, 3, 6};
+  EXPECT_THROW(saved(bad, d.path()), Error);
+}
+
+TEST(Checkpoint, RowShardsThatDoNotTileTheStackFailVerification) {
+  TempDir d;
+  std::string why = verify_checkpoint_step(save_sharded(d.path(), 1, {{0, 2}, {2, 2}, {5, 1}}));
+  EXPECT_NE(why.find("rows [4, 5) are in no rank file"), std::string::npos) << why;
+  why = verify_checkpoint_step(save_sharded(d.path(), 2, {{0, 2}, {1, 2}, {4, 2}}));
+  EXPECT_NE(why.find("rows [1, 2) are in both rank_0.h5 and rank_1.h5"), std::string::npos) << why;
+  why = verify_checkpoint_step(save_sharded(d.path(), 3, {{0, 2}, {2, 2}, {4, 2}}, 1));
+  EXPECT_NE(why.find("rank_1.h5 holds model/" + std::string(kStack) + " whole"), std::string::npos)
+      << why;
+  why = verify_checkpoint_step(save_sharded(d.path(), 4, {{0, 2}, {2, 2}}));
+  EXPECT_NE(why.find("rows [4, 6) are in no rank file"), std::string::npos) << why;
+  // And what cannot be verified is not read.
+  EXPECT_THROW(load_checkpoint_group(checkpoint_step_dir(d.path(), 1), "model"), Error);
+}
+
 }  // namespace
 }  // namespace zerorl

@@ -11,7 +11,7 @@
 //   --scenario=dapo --runs=DIR     -np 1 then -np 2: DAPO dynamic sampling
 //   --scenario=zero --runs=DIR --name=N [--zero=Z] [--dtype=fp32|bf16]
 //                   [--steps=S] [--resume=PATH] [--compare=RUN --tol=T]
-//                   [--set=KEY=VALUE ...] [--ep=E]
+//                   [--set=KEY=VALUE ...] [--ep=E] [--slots=N]
 //                                  ZeRO stages and resharding resume (and,
 //                                  with --set, overlap on vs off: --tol=0
 //                                  then also requires the same weights hash;
@@ -61,11 +61,17 @@
 // world DP x EP).  Whole GRPO steps -- rollout in lockstep, rewards, the
 // update with expert gradients summed over the DP group only, the balancing
 // bias from the global load -- must reach the one-rank run's weights (the
-// checkpoint holds them gathered whole) within --tol.  It also checks that
+// whole weights put together from the checkpoint's row shards) within --tol.  It also checks that
 // the plan ran: each rank held only its experts' parameters (the
 // rank_param_numel of its files against np1's), and the rollout's lockstep
 // joined peers with zero tokens at some step (rollout/idle_forwards > 0),
-// so a rank with no work left kept the exchanges going.
+// so a rank with no work left kept the exchanges going; and that the
+// checkpoint was written by the owners: rank 0 the replicated weights, each
+// expert shard's first replica (ranks 0 .. E-1) its own experts as row
+// shards, nothing gathered.  With --resume from a checkpoint written at
+// another EP size, DP size or stage (or without EP), the run reshards it
+// (tests/trainer/CMakeLists.txt, trainer.mpi.ep_resume_*); --slots keeps
+// the source run's rollout.num_slots, which a resume may not change.
 #include <algorithm>
 #include <cmath>
 #include <filesystem>
@@ -141,18 +147,23 @@ std::vector<std::string> dense_recipe() {
           "optimizer.bucket_mb=0.00390625"};
 }
 
-std::map<std::string, at::Tensor> weights_of(const std::string& file) {
-  Checkpoint c = load_checkpoint(file);
-  return {c.weights.begin(), c.weights.end()};
+std::string step_dir(const std::string& run, long step) {
+  return checkpoint_step_dir(run + "/checkpoints", step);
 }
 
 std::string ckpt(const std::string& run, long step, int rank) {
-  return checkpoint_rank_file(checkpoint_step_dir(run + "/checkpoints", step), rank);
+  return checkpoint_rank_file(step_dir(run, step), rank);
 }
 
-// Largest |w_a - w_b| over all weights of two checkpoints.
-double max_weight_diff(const std::string& a, const std::string& b) {
-  auto w1 = weights_of(a), w2 = weights_of(b);
+// The whole weights of a checkpoint step (expert row shards put together).
+std::map<std::string, at::Tensor> weights_of(const std::string& run, long step) {
+  NamedTensors w = load_checkpoint_group(step_dir(run, step), "model");
+  return {w.begin(), w.end()};
+}
+
+// Largest |w_a - w_b| over all weights of two runs' checkpoints at `step`.
+double max_weight_diff(const std::string& run_a, const std::string& run_b, long step) {
+  auto w1 = weights_of(run_a, step), w2 = weights_of(run_b, step);
   CHECK_OR_FAIL(w1.size() == w2.size(), "weight counts differ: ", w1.size(), " vs ", w2.size());
   double max_diff = 0;
   for (auto& [n, t] : w1)
@@ -161,11 +172,23 @@ double max_weight_diff(const std::string& a, const std::string& b) {
   return max_diff;
 }
 
+// Every rank held the same weights bit for bit; under expert parallelism
+// (parallel.expert = E recorded) every rank the same replicated ones and the
+// ranks r, r + E, ... (the replicas of one expert shard) the same experts.
 void check_ranks_agree(const std::string& run, long step, int world) {
-  for (int r = 1; r < world; ++r)
-    CHECK_OR_FAIL(
-        checkpoint_weights_hash(ckpt(run, step, 0)) == checkpoint_weights_hash(ckpt(run, step, r)),
-        run, " step ", step, ": rank ", r, " holds different weights from rank 0");
+  const CheckpointInfo i0 = inspect_checkpoint(ckpt(run, step, 0));
+  const int ep =
+      i0.ints.count("parallel_expert") ? static_cast<int>(i0.ints.at("parallel_expert")) : 1;
+  for (int r = 1; r < world; ++r) {
+    CHECK_OR_FAIL(checkpoint_weights_hash(ckpt(run, step, r % ep)) ==
+                      checkpoint_weights_hash(ckpt(run, step, r)),
+                  run, " step ", step, ": rank ", r, " holds different weights from rank ", r % ep);
+    if (ep > 1)
+      CHECK_OR_FAIL(inspect_checkpoint(ckpt(run, step, r)).strings.at("replicated_weights_hash") ==
+                        i0.strings.at("replicated_weights_hash"),
+                    run, " step ", step, ": rank ", r,
+                    " holds different replicated weights from rank 0");
+  }
 }
 
 // ---- dapo ---------------------------------------------------------------------------
@@ -207,7 +230,7 @@ void compare_dapo_with_np1(const std::string& dir, const TrainResult& np2) {
   // weight differences of up to ~lr * 1e-3 per update.  1e-5 over 8 updates
   // at lr 1e-3 leaves room for that and still catches a batch that differs
   // by one group (which moves weights by ~lr = 1e-3).
-  const double d = max_weight_diff(ckpt(np1, kDapoSteps, 0), ckpt(np2.run_dir, kDapoSteps, 0));
+  const double d = max_weight_diff(np1, np2.run_dir, kDapoSteps);
   std::cout << "max |w(np=2) - w(np=1)| = " << d << "\n";
   CHECK_OR_FAIL(d <= 1e-5, "weights differ from the one-rank run by ", d);
 }
@@ -263,7 +286,7 @@ void compare_dense_with_np1(const std::string& dir, const TrainResult& res, int 
   check_ranks_agree(res.run_dir, kDenseSteps, world);
   // As for dapo: up to ~lr * 1e-3 per update from the summation order (16
   // updates; measured 1.6e-7 at np 2 and 4).
-  const double d = max_weight_diff(ckpt(np1, kDenseSteps, 0), ckpt(res.run_dir, kDenseSteps, 0));
+  const double d = max_weight_diff(np1, res.run_dir, kDenseSteps);
   std::cout << "max |w(np=" << world << ") - w(np=1)| = " << d << "\n";
   CHECK_OR_FAIL(d <= 1e-5, "weights differ from the one-rank run by ", d);
 }
@@ -446,6 +469,9 @@ constexpr double kZeroMaxGradNorm = 0.05;
 struct ZeroArgs {
   std::string name, dtype = "fp32", resume, compare;
   long zero = 0, steps = 6, ep = 1;
+  // rollout.num_slots: -1 = 3 under expert parallelism (see run_zero), else
+  // the recipe's; 0 = the recipe's; N = N (a resume must keep its source's).
+  long slots = -1;
   double tol = 1e-6;
   std::vector<std::string> sets;  // extra key=value overrides (--set=K=V)
 };
@@ -456,9 +482,14 @@ void check_expert_parallel(const std::string& dir, const std::string& run, const
   const std::string np1 = ckpt(dir + "/runs/np1", a.steps, 0);
   CHECK_OR_FAIL(fs::exists(np1), "no ", np1, " (run trainer.mpi.zero_np1 first)");
   const Checkpoint ref = load_checkpoint(np1);
-  int64_t expert_numel = 0;  // every routed-expert stack, whole
+  int64_t expert_numel = 0, n_stacks = 0;   // every routed-expert stack, whole
+  std::map<std::string, int64_t> ref_rows;  // experts per stack
   for (const auto& [n, t] : ref.weights)
-    if (n.find(".mlp.experts.") != std::string::npos) expert_numel += t.numel();
+    if (n.find(".mlp.experts.") != std::string::npos) {
+      expert_numel += t.numel();
+      ref_rows[n] = t.size(0);
+      ++n_stacks;
+    }
   const int64_t want = ref.ints.at("rank_param_numel") - expert_numel + expert_numel / a.ep;
   CHECK_OR_FAIL(expert_numel > 0, "the reference policy has no routed experts");
   for (int r = 0; r < world; ++r) {
@@ -468,6 +499,28 @@ void check_expert_parallel(const std::string& dir, const std::string& run, const
     CHECK_OR_FAIL(c.ints.at("rank_param_numel") == want, "rank ", r, " held ",
                   c.ints.at("rank_param_numel"), " parameters, expected ", want,
                   " (the dense ones and 1/", a.ep, " of the experts)");
+    // What the file holds: rank 0 the replicated weights; ranks 0 .. E-1
+    // (DP rank 0 of each expert shard) their own experts of every stack as
+    // row shards [r * n/E, (r+1) * n/E) of n, nothing gathered; the other
+    // replicas no weights.
+    int64_t expert_rows = 0, replicated = 0;
+    for (const auto& [n, t] : c.weights) {
+      if (n.find(".mlp.experts.") == std::string::npos) {
+        ++replicated;
+        continue;
+      }
+      const int64_t all = ref_rows.at(n), per = all / a.ep;
+      auto sh = c.shards.find("model/" + n);
+      CHECK_OR_FAIL(sh != c.shards.end() && sh->second.first == r * per && sh->second.rows == per &&
+                        sh->second.total == all && t.size(0) == per,
+                    "rank ", r, ": ", n, " is not written as experts [", r * per, ", ",
+                    (r + 1) * per, ") of ", all);
+      expert_rows += t.size(0);
+    }
+    CHECK_OR_FAIL(replicated == (r == 0 ? static_cast<int64_t>(ref.weights.size()) - n_stacks : 0),
+                  "rank ", r, " wrote ", replicated, " replicated weights");
+    CHECK_OR_FAIL(expert_rows == (r < a.ep ? n_stacks * ref_rows.begin()->second / a.ep : 0),
+                  "rank ", r, " wrote ", expert_rows, " expert rows");
   }
   double idle = 0;
   for (const auto& m : test::read_jsonl(run + "/metrics.jsonl"))
@@ -492,14 +545,13 @@ void run_zero(Comm& comm, const std::string& dir, const ZeroArgs& a) {
       "eval.every=0",
       "checkpoint.every=1",
       "checkpoint.keep_last=10"};
-  if (a.ep > 1) {
-    overrides.push_back("parallel.expert=" + std::to_string(a.ep));
-    // Three cache slots for 16 samples per rank: admissions and prefills
-    // fall at different forwards on different ranks, so the lockstep must
-    // join peers with zero tokens.  A completion does not depend on the
-    // slot count (rollout/engine.h), so np1's run stays the reference.
-    overrides.push_back("rollout.num_slots=3");
-  }
+  if (a.ep > 1) overrides.push_back("parallel.expert=" + std::to_string(a.ep));
+  // Under EP, three cache slots for 16 samples per rank: admissions and
+  // prefills fall at different forwards on different ranks, so the lockstep
+  // must join peers with zero tokens.  A completion does not depend on the
+  // slot count (rollout/engine.h), so np1's run stays the reference.
+  const long slots = a.slots < 0 ? (a.ep > 1 ? 3 : 0) : a.slots;
+  if (slots > 0) overrides.push_back("rollout.num_slots=" + std::to_string(slots));
   Recipe r = make_recipe(comm, dir, a.name, overrides);
   r.apply_overrides(a.sets);
   const TrainResult res = run_train(r, comm, a.resume);
@@ -515,13 +567,13 @@ void run_zero(Comm& comm, const std::string& dir, const ZeroArgs& a) {
   const std::string other = dir + "/runs/" + a.compare;
   CHECK_OR_FAIL(fs::exists(ckpt(other, a.steps, 0)), "no ", other,
                 " checkpoint (run the reference ctest first)");
-  const double max_diff = max_weight_diff(ckpt(other, a.steps, 0), ckpt(res.run_dir, a.steps, 0));
+  const double max_diff = max_weight_diff(other, res.run_dir, a.steps);
   std::cout << "max |w(" << a.name << ") - w(" << a.compare << ")| = " << max_diff << "\n";
   CHECK_OR_FAIL(max_diff <= a.tol, "weights differ from ", a.compare, " by ", max_diff, " > ",
                 a.tol);
   if (a.tol == 0)  // the same bits, not only the same values
-    CHECK_OR_FAIL(checkpoint_weights_hash(ckpt(other, a.steps, 0)) ==
-                      checkpoint_weights_hash(ckpt(res.run_dir, a.steps, 0)),
+    CHECK_OR_FAIL(checkpoint_weights_hash(step_dir(other, a.steps)) ==
+                      checkpoint_weights_hash(step_dir(res.run_dir, a.steps)),
                   "weights hash differs from ", a.compare);
   // Clipping was active somewhere, so the global norm entered the update.
   bool clipped = false;
@@ -558,6 +610,7 @@ int main(int argc, char** argv) {
     if (auto v = val("--rollout-ranks")) as.rollout_ranks = std::stoi(v);
     if (auto v = val("--k")) as.k = std::stol(v);
     if (auto v = val("--resume-from")) as.resume_from = std::stol(v);
+    if (auto v = val("--slots")) z.slots = std::stol(v);
   }
   try {
     ZR_CHECK(!dir.empty() && (scenario == "dense" || scenario == "resume" || scenario == "dapo" ||
