@@ -91,7 +91,8 @@ static void case_(Comm& world, int ep, int64_t E, int64_t K, Load load, int64_t 
   CHECK_OR_FAIL(max_diff(x_ep.grad(), x_ref.grad()) <= 1e-6, name, " input gradient differs by ",
                 max_diff(x_ep.grad(), x_ref.grad()));
   CHECK_OR_FAIL(at::equal(call_ep.counts_E, call_ref.counts_E), name, " expert counts");
-  // Dense parts: this rank's tokens only (their DP sync is item 4, planned).
+  // Dense parts: this rank's tokens only (the trainer sums them over the
+  // world afterwards: trainer/expert_parallel.h).
   auto ref = local->named_parameters(true);
   for (auto& kv : ep_block->named_parameters(true)) {
     at::Tensor want = ref[kv.key()].grad();
