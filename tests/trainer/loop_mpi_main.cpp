@@ -60,9 +60,9 @@
 // tiny policy's 4 routed experts spread over EP groups of E ranks (the
 // world DP x EP).  Whole GRPO steps -- rollout in lockstep, rewards, the
 // update with expert gradients summed over the DP group only, the balancing
-// bias from the global load -- must reach the one-rank run's weights (the
-// whole weights put together from the checkpoint's row shards) within --tol.  It also checks that
-// the plan ran: each rank held only its experts' parameters (the
+// bias from the global load -- must reach the one-rank run's weights (put
+// together from the checkpoint's row shards) within --tol.  It also checks
+// that the plan ran: each rank held only its experts' parameters (the
 // rank_param_numel of its files against np1's), and the rollout's lockstep
 // joined peers with zero tokens at some step (rollout/idle_forwards > 0),
 // so a rank with no work left kept the exchanges going; and that the
@@ -410,7 +410,7 @@ void resume_async(Comm& comm, const std::string& dir, const AsyncArgs& a, const 
                     checkpoint_weights_hash(ckpt(copy, kAsyncSteps, 0));
   std::cout << "resumed at step " << S << " with k = " << a.k << ": final weights "
             << (same ? "the same bits" : "differ") << " (max |diff| "
-            << max_weight_diff(ckpt(full, kAsyncSteps, 0), ckpt(copy, kAsyncSteps, 0)) << ")\n";
+            << max_weight_diff(full, copy, kAsyncSteps) << ")\n";
   if (a.k == 0)
     CHECK_OR_FAIL(same, "k = 0: resumed at step ", S, ", the final weights differ");
   else
@@ -457,7 +457,7 @@ void run_async(Comm& comm, const std::string& dir, const AsyncArgs& a) {
   const std::string other = dir + "/runs/" + a.compare;
   CHECK_OR_FAIL(fs::exists(ckpt(other, kAsyncSteps, 0)), "no ", other,
                 " checkpoint (run the reference ctest first)");
-  const double d = max_weight_diff(ckpt(other, kAsyncSteps, 0), ckpt(res.run_dir, kAsyncSteps, 0));
+  const double d = max_weight_diff(other, res.run_dir, kAsyncSteps);
   std::cout << "max |w(" << a.name << ") - w(" << a.compare << ")| = " << d << "\n";
   CHECK_OR_FAIL(d <= a.tol, "weights differ from ", a.compare, " by ", d, " > ", a.tol);
 }
