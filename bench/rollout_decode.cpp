@@ -4,7 +4,8 @@
 //
 //   build/bench_rollout_decode [--batch 1,16,64] [--group 1] [--prompt-len 16]
 //                              [--new 128] [--repeat 3] [--block-size 16]
-//                              [--no-share] [--export-hf DIR]
+//                              [--no-share] [--decode-attention paged|unshared|gather]
+//                              [--export-hf DIR]
 //
 // Prints, per batch size, the best of --repeat runs: end-to-end generated
 // tokens per wall second and per process-CPU second (prefill + decode, the
@@ -12,7 +13,11 @@
 // decode-only and prefill tokens/s, the most KV-cache memory the blocks in
 // use held (peak cache MiB) and the process's peak resident memory so far
 // (run one batch size per process to read it for that size alone).
-// --block-size and --no-share set the paged cache (EngineOptions); built
+// --block-size and --no-share set the paged cache (EngineOptions);
+// --decode-attention picks the CPU decode attention (model/paged_attention.h):
+// in place with a group's prompt blocks attended once (paged, the default),
+// in place per sequence (unshared), or the blocks gathered into a contiguous
+// copy first (gather: the engine of 679d3a9).  Built
 // with -DZR_OLD_ENGINE against the libraries of commit 1208403 (one
 // contiguous cache window per slot) the same source measures the engine of
 // before (docs/PERFORMANCE.md says how), and those two flags are refused.
@@ -37,6 +42,9 @@
 #include "model/hf.h"
 #include "model/model.h"
 #include "rollout/engine.h"
+#ifndef ZR_OLD_ENGINE
+#include "model/paged_attention.h"
+#endif
 
 using namespace zerorl;
 
@@ -67,7 +75,7 @@ int main(int argc, char** argv) {
   std::vector<int64_t> batches = {1, 16, 64};
   int64_t prompt_len = 16, num_new = 128, repeat = 3, group = 1, block_size = 16;
   bool share = true;
-  std::string export_dir;
+  std::string export_dir, decode_attention = "paged";
   for (int i = 1; i < argc; ++i) {
     const std::string a = argv[i];
     auto next = [&]() -> std::string {
@@ -91,6 +99,8 @@ int main(int argc, char** argv) {
       share = false;
     else if (a == "--repeat")
       repeat = std::stoll(next());
+    else if (a == "--decode-attention")
+      decode_attention = next();
     else if (a == "--export-hf")
       export_dir = next();
     else {
@@ -116,6 +126,17 @@ int main(int argc, char** argv) {
   const char* engine_name = "contiguous (1208403)";
 #else
   const char* engine_name = share ? "paged, prefix shared" : "paged, prefix copied";
+  if (decode_attention == "paged")
+    model::set_decode_attention(model::DecodeAttention::kPaged);
+  else if (decode_attention == "unshared")
+    model::set_decode_attention(model::DecodeAttention::kPagedNoSharing);
+  else if (decode_attention == "gather")
+    model::set_decode_attention(model::DecodeAttention::kGather);
+  else {
+    std::fprintf(stderr, "--decode-attention must be paged, unshared or gather\n");
+    return 2;
+  }
+  std::printf("decode attention: %s\n", decode_attention.c_str());
 #endif
   std::printf(
       "model: %s\nengine: %s, block size %lld\nthreads: %d, group %lld, prompt_len %lld, new "

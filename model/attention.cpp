@@ -5,6 +5,8 @@
 #include <cmath>
 #include <limits>
 
+#include "model/paged_attention.h"
+
 namespace zerorl::model {
 
 namespace {
@@ -159,6 +161,14 @@ at::Tensor GqaAttention::forward_cached(const at::Tensor& x, const CacheStep& st
       .index_put_({Slice(), st.write_N}, k.transpose(0, 1).to(k_pool.scalar_type()));
   v_pool.view({Hkv_, rows, Dh_})
       .index_put_({Slice(), st.write_N}, v.transpose(0, 1).to(v_pool.scalar_type()));
+  if (st.paged) {  // in place, per kv head: its g query heads against its plane
+    const at::Tensor q_NhgD = q.contiguous().view({N, Hkv_, g, Dh_});
+    at::Tensor o_NhgD = at::empty({N, Hkv_, g, Dh_}, q.options());
+    for (int64_t i = 0; i < Hkv_; ++i)
+      paged_decode_attention(q_NhgD.select(1, i), k_pool[i].view({rows, Dh_}),
+                             v_pool[i].view({rows, Dh_}), *st.paged, o_NhgD.select(1, i));
+    return o_proj_->forward(o_NhgD.view({N, H_ * Dh_}));
+  }
   // One matrix per (kv head, row): [Hkv*B, L, Dh]; heads i*g .. i*g+g-1 share kv head i (HF
   // repeat_kv), so their g*Q query rows form one GEMM against it.
   at::Tensor K = gather_blocks(k_pool, st, x.scalar_type());
@@ -245,7 +255,6 @@ at::Tensor MlaAttention::forward_cached(const at::Tensor& x, const CacheStep& st
   at::Tensor& pool = cache.a(layer);  // [NB,bs,R+Dr]: latent ++ rotary key
   pool.view({pool.size(0) * pool.size(1), R_ + Dr_})
       .index_copy_(0, st.write_N, at::cat({c, kr}, -1).to(pool.scalar_type()));
-  at::Tensor CK = gather_blocks(pool, st, x.scalar_type());  // [B,L,R+Dr]
 
   // Absorbed form: score = q_nope W_uk . c + q_rot . k_rope, one GEMM against
   // the stored [c, k_rope]; the output stays in latent space until W_uv.
@@ -253,6 +262,14 @@ at::Tensor MlaAttention::forward_cached(const at::Tensor& x, const CacheStep& st
   at::Tensor W_uk = W.narrow(1, 0, Dn_), W_uv = W.narrow(1, Dn_, Dv_);
   at::Tensor q_lat = at::bmm(q_nope.transpose(0, 1), W_uk).transpose(0, 1);  // [N,H,R]
   at::Tensor qq = at::cat({q_lat, q_rot}, -1).mul_(scale_);                  // [N,H,R+Dr]
+  if (st.paged) {  // in place: the latent rows are the keys, their first R columns the values
+    const at::Tensor rows_PC = pool.view({pool.size(0) * pool.size(1), R_ + Dr_});
+    at::Tensor o_lat = at::empty({N, H_, R_}, qq.options());
+    paged_decode_attention(qq, rows_PC, rows_PC.narrow(1, 0, R_), *st.paged, o_lat);
+    at::Tensor o = at::bmm(o_lat.transpose(0, 1), W_uv.transpose(1, 2));  // [H,N,Dv]
+    return o_proj_->forward(o.transpose(0, 1).reshape({N, H_ * Dv_}));
+  }
+  at::Tensor CK = gather_blocks(pool, st, x.scalar_type());  // [B,L,R+Dr]
   // Query rows of one slot are (q, h) pairs: [B, Q*H, R+Dr].
   at::Tensor q_B = pad_rows(qq, st).view({B, Q * H_, R_ + Dr_});
   at::Tensor p = masked_softmax_(at::bmm(q_B, CK.transpose(1, 2)), st.masked_BQL.view({B, Q, 1, L}),

@@ -21,6 +21,8 @@
 
 namespace zerorl::model {
 
+struct PagedDecodePlan;  // model/paged_attention.h
+
 // Everything one cache step needs that is the same for all layers.
 //
 // Attention runs over an "attention batch" of B rows, one per listed slot in
@@ -37,6 +39,10 @@ struct CacheStep {
                           // when that is the identity (N == B*Q, e.g. a decode step)
   at::Tensor masked_BQL;  // bool [B,Q,L]: query (b,q) must NOT attend cached position l
   int64_t num_rows = 0, q_len = 0, kv_len = 0;  // B, Q, L
+  // Decode steps on the CPU (model/paged_attention.h): attention reads the
+  // pool in place by this plan (blocks_BM / masked_BQL are then unused);
+  // null: gather the blocks (prefill, CUDA, bf16).
+  std::shared_ptr<const PagedDecodePlan> paged;
 };
 
 class Attention : public torch::nn::Module {

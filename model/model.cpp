@@ -8,6 +8,7 @@
 
 #include "core/error.h"
 #include "model/backbone.h"
+#include "model/paged_attention.h"
 
 namespace zerorl::model {
 
@@ -184,6 +185,17 @@ at::Tensor CausalLM::extend(KvCache& cache, const std::vector<int64_t>& slots,
   st.masked_BQL = at::arange(L, long_opts).view({1, 1, L}) > to_dev(qpos_BQ).view({S, Q, 1});
   const at::ScalarType dt = backbone_->embed_tokens->weight.scalar_type();
   std::tie(st.cos_N, st.sin_N) = backbone_->rope().tables(to_dev(pos_N), dt);
+  const DecodeAttention mode = decode_attention();
+  if (Q == 1 && mode != DecodeAttention::kGather && cache.a(0).scalar_type() == dt &&
+      paged_decode_available(dev, dt)) {
+    std::vector<const std::vector<int64_t>*> tables;
+    std::vector<int64_t> kv_len;
+    for (int64_t i = 0; i < S; ++i) {
+      tables.push_back(&cache.block_table(slots[i]));
+      kv_len.push_back(cache.length(slots[i]) + 1);
+    }
+    st.paged = PagedDecodePlan::make(tables, kv_len, bs, mode == DecodeAttention::kPaged);
+  }
 
   std::vector<MoeCall> calls(moe_layers_.size());
   for (auto& c : calls) c.want_routing = fo.record_routing;

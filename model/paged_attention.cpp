@@ -1,0 +1,290 @@
+#include "model/paged_attention.h"
+
+#include <ATen/ATen.h>
+#include <ATen/Parallel.h>
+
+#include <algorithm>
+#include <atomic>
+#include <cmath>
+#include <limits>
+#include <map>
+
+#include "core/error.h"
+
+// The Fortran BLAS GEMMs of the BLAS LibTorch's CPU library links (MKL in
+// the x86 wheels, LP64).  Weak: where the symbol is absent the pointers are
+// null, paged_decode_available() says false and attention keeps its gather
+// path.  Called directly rather than through at::mm because one decode step
+// makes thousands of small GEMMs (a few per row, layer and run of blocks);
+// the dispatcher's per-op cost would exceed the arithmetic.
+extern "C" {
+void sgemm_(const char* transa, const char* transb, const int* m, const int* n, const int* k,
+            const float* alpha, const float* a, const int* lda, const float* b, const int* ldb,
+            const float* beta, float* c, const int* ldc) __attribute__((weak));
+void dgemm_(const char* transa, const char* transb, const int* m, const int* n, const int* k,
+            const double* alpha, const double* a, const int* lda, const double* b, const int* ldb,
+            const double* beta, double* c, const int* ldc) __attribute__((weak));
+}
+
+namespace zerorl::model {
+
+namespace {
+
+std::atomic<DecodeAttention> g_mode{DecodeAttention::kPaged};
+
+// Column-major C[m,n] = alpha op(A) op(B) + beta C, as BLAS.
+void gemm(char ta, char tb, int64_t m, int64_t n, int64_t k, float alpha, const float* a,
+          int64_t lda, const float* b, int64_t ldb, float beta, float* c, int64_t ldc) {
+  const int mi = static_cast<int>(m), ni = static_cast<int>(n), ki = static_cast<int>(k);
+  const int la = static_cast<int>(lda), lb = static_cast<int>(ldb), lc = static_cast<int>(ldc);
+  sgemm_(&ta, &tb, &mi, &ni, &ki, &alpha, a, &la, b, &lb, &beta, c, &lc);
+}
+void gemm(char ta, char tb, int64_t m, int64_t n, int64_t k, double alpha, const double* a,
+          int64_t lda, const double* b, int64_t ldb, double beta, double* c, int64_t ldc) {
+  const int mi = static_cast<int>(m), ni = static_cast<int>(n), ki = static_cast<int>(k);
+  const int la = static_cast<int>(lda), lb = static_cast<int>(ldb), lc = static_cast<int>(ldc);
+  dgemm_(&ta, &tb, &mi, &ni, &ki, &alpha, a, &la, b, &lb, &beta, c, &lc);
+}
+
+// A plane of keys/values: pool row p's key at k + p * ks (C values), value
+// at v + p * vs (Cv values).
+template <typename T>
+struct Plane {
+  const T* k;
+  int64_t ks, C;
+  const T* v;
+  int64_t vs, Cv;
+};
+
+// Attention of m query rows q[i * C ..] against the positions of `runs`
+// (len_total of them): O[m, Cv] = sum_l exp(s_l - mx) v_l (unnormalised),
+// mx[m] the row maxima and l[m] the sums of exp(s_l - mx).  S is scratch.
+template <typename T>
+void attend(const T* q, int64_t m, const Plane<T>& pl,
+            const std::vector<PagedDecodePlan::Run>& runs, int64_t len_total, std::vector<T>& S,
+            T* O, T* mx, T* l) {
+  if (len_total == 0) {
+    std::fill(O, O + m * pl.Cv, T(0));
+    std::fill(mx, mx + m, -std::numeric_limits<T>::infinity());
+    std::fill(l, l + m, T(0));
+    return;
+  }
+  S.resize(static_cast<size_t>(m * len_total));
+  // Row-major S[m, len] = q[m, C] k_run[len, C]^T, i.e. column-major
+  // S^T[len, m] = k_run^T' (stored C x len) transposed times q^T (C x m).
+  int64_t c0 = 0;
+  for (const auto& r : runs) {
+    gemm('T', 'N', r.len, m, pl.C, T(1), pl.k + r.row0 * pl.ks, pl.ks, q, pl.C, T(0), S.data() + c0,
+         len_total);
+    c0 += r.len;
+  }
+  for (int64_t i = 0; i < m; ++i) {
+    T* s = S.data() + i * len_total;
+    T hi = *std::max_element(s, s + len_total);
+    T sum = 0;
+    for (int64_t j = 0; j < len_total; ++j) {
+      s[j] = std::exp(s[j] - hi);
+      sum += s[j];
+    }
+    mx[i] = hi;
+    l[i] = sum;
+  }
+  // Row-major O[m, Cv] += P[m, len] v_run[len, Cv]: column-major
+  // O^T[Cv, m] = v_run^T (stored Cv x len) P^T (stored len x m).
+  c0 = 0;
+  for (size_t ri = 0; ri < runs.size(); ++ri) {
+    const auto& r = runs[ri];
+    gemm('N', 'N', pl.Cv, m, r.len, T(1), pl.v + r.row0 * pl.vs, pl.vs, S.data() + c0, len_total,
+         ri == 0 ? T(0) : T(1), O, pl.Cv);
+    c0 += r.len;
+  }
+}
+
+template <typename T>
+void run_plan(const T* q, int64_t q_row_stride, int64_t Hq, const Plane<T>& pl,
+              const PagedDecodePlan& plan, T* out, int64_t out_row_stride) {
+  const int64_t C = pl.C, Cv = pl.Cv;
+  const int64_t num_groups = static_cast<int64_t>(plan.groups.size());
+  at::parallel_for(0, num_groups, 1, [&](int64_t g0, int64_t g1) {
+    std::vector<T> S, Qs, Os, ms, ls, Oo(static_cast<size_t>(Hq * Cv)), mo(Hq), lo(Hq);
+    for (int64_t gi = g0; gi < g1; ++gi) {
+      const PagedDecodePlan::Group& g = plan.groups[static_cast<size_t>(gi)];
+      const int64_t G = static_cast<int64_t>(g.rows.size()), m = G * Hq;
+      const bool cascade = g.shared_len > 0;
+      if (cascade) {
+        // The group's G * Hq query rows against the shared blocks at once.
+        Qs.resize(static_cast<size_t>(m * C));
+        for (int64_t r = 0; r < G; ++r)
+          std::copy(q + g.rows[r] * q_row_stride, q + g.rows[r] * q_row_stride + Hq * C,
+                    Qs.data() + r * Hq * C);
+        Os.resize(static_cast<size_t>(m * Cv));
+        ms.resize(static_cast<size_t>(m));
+        ls.resize(static_cast<size_t>(m));
+        attend(Qs.data(), m, pl, g.shared, g.shared_len, S, Os.data(), ms.data(), ls.data());
+      }
+      for (int64_t r = 0; r < G; ++r) {
+        const int64_t b = g.rows[static_cast<size_t>(r)];
+        const auto& own = g.own[static_cast<size_t>(r)];
+        int64_t own_len = 0;
+        for (const auto& run : own) own_len += run.len;
+        attend(q + b * q_row_stride, Hq, pl, own, own_len, S, Oo.data(), mo.data(), lo.data());
+        T* o = out + b * out_row_stride;
+        for (int64_t h = 0; h < Hq; ++h) {
+          const T* oo = Oo.data() + h * Cv;
+          T* dst = o + h * Cv;
+          if (!cascade) {
+            const T inv = T(1) / lo[h];
+            for (int64_t c = 0; c < Cv; ++c) dst[c] = oo[c] * inv;
+            continue;
+          }
+          // Log-sum-exp merge of the shared and the own part.
+          const int64_t i = r * Hq + h;
+          const T hi = std::max(ms[i], mo[h]);
+          const T as = std::exp(ms[i] - hi), ao = lo[h] > 0 ? std::exp(mo[h] - hi) : T(0);
+          const T inv = T(1) / (as * ls[i] + ao * lo[h]);
+          const T* os = Os.data() + i * Cv;
+          for (int64_t c = 0; c < Cv; ++c) dst[c] = (as * os[c] + ao * oo[c]) * inv;
+        }
+      }
+    }
+  });
+}
+
+// Runs of consecutive pool rows covering blocks [from, to) of `table`, up to
+// position kv_len.
+void add_runs(const std::vector<int64_t>& table, int64_t from, int64_t to, int64_t kv_len,
+              int64_t bs, std::vector<PagedDecodePlan::Run>* runs) {
+  for (int64_t j = from; j < to; ++j) {
+    const int64_t n = std::min(bs, kv_len - j * bs);
+    if (n <= 0) break;
+    const int64_t row0 = table[static_cast<size_t>(j)] * bs;
+    if (!runs->empty() && runs->back().row0 + runs->back().len == row0 &&
+        runs->back().len % bs == 0)
+      runs->back().len += n;
+    else
+      runs->push_back({row0, n});
+  }
+}
+
+}  // namespace
+
+void set_decode_attention(DecodeAttention mode) { g_mode.store(mode); }
+DecodeAttention decode_attention() { return g_mode.load(); }
+
+bool paged_decode_available(const at::Device& device, at::ScalarType dtype) {
+  if (!device.is_cpu()) return false;
+  if (dtype == at::kFloat) return sgemm_ != nullptr;
+  if (dtype == at::kDouble) return dgemm_ != nullptr;
+  return false;
+}
+
+std::shared_ptr<const PagedDecodePlan> PagedDecodePlan::make(
+    const std::vector<const std::vector<int64_t>*>& tables, const std::vector<int64_t>& kv_len,
+    int64_t bs, bool share) {
+  ZR_CHECK(tables.size() == kv_len.size(), "PagedDecodePlan: ", tables.size(), " tables but ",
+           kv_len.size(), " lengths");
+  ZR_CHECK(bs > 0, "PagedDecodePlan: block size must be > 0, got ", bs);
+  auto plan = std::make_shared<PagedDecodePlan>();
+  const int64_t B = static_cast<int64_t>(tables.size());
+  plan->num_rows = B;
+  for (int64_t b = 0; b < B; ++b) {
+    ZR_CHECK(kv_len[b] >= 1, "PagedDecodePlan: row ", b, " attends no positions");
+    ZR_CHECK(static_cast<int64_t>(tables[b]->size()) * bs >= kv_len[b], "PagedDecodePlan: row ", b,
+             " has ", tables[b]->size(), " blocks of ", bs, " for ", kv_len[b], " positions");
+  }
+  // Rows by their first block, in order of first appearance.
+  std::vector<std::vector<int64_t>> sets;
+  std::map<int64_t, size_t> by_first;
+  for (int64_t b = 0; b < B; ++b) {
+    const int64_t first = share ? tables[b]->front() : -1 - b;
+    auto it = by_first.find(first);
+    if (it == by_first.end()) {
+      by_first.emplace(first, sets.size());
+      sets.push_back({b});
+    } else {
+      sets[it->second].push_back(b);
+    }
+  }
+  for (const auto& rows : sets) {
+    // Blocks common to every row's table and full for every row.
+    int64_t common = 0;
+    if (rows.size() > 1) {
+      const std::vector<int64_t>& t0 = *tables[rows[0]];
+      common = static_cast<int64_t>(t0.size());
+      for (int64_t b : rows) {
+        const std::vector<int64_t>& t = *tables[b];
+        int64_t c = 0;
+        while (c < common && c < static_cast<int64_t>(t.size()) && t[c] == t0[c]) ++c;
+        common = std::min(c, kv_len[b] / bs);
+      }
+    }
+    if (common == 0) {
+      for (int64_t b : rows) {
+        Group g;
+        g.rows = {b};
+        g.own.resize(1);
+        add_runs(*tables[b], 0, static_cast<int64_t>(tables[b]->size()), kv_len[b], bs, &g.own[0]);
+        plan->groups.push_back(std::move(g));
+      }
+      continue;
+    }
+    Group g;
+    g.rows = rows;
+    g.shared_len = common * bs;
+    add_runs(*tables[rows[0]], 0, common, g.shared_len, bs, &g.shared);
+    for (int64_t b : rows) {
+      g.own.emplace_back();
+      add_runs(*tables[b], common, static_cast<int64_t>(tables[b]->size()), kv_len[b], bs,
+               &g.own.back());
+    }
+    plan->groups.push_back(std::move(g));
+  }
+  return plan;
+}
+
+void paged_decode_attention(const at::Tensor& q_BHC, const at::Tensor& k_PC,
+                            const at::Tensor& v_PCv, const PagedDecodePlan& plan,
+                            const at::Tensor& out_BHCv) {
+  const at::ScalarType dt = q_BHC.scalar_type();
+  ZR_CHECK(paged_decode_available(q_BHC.device(), dt),
+           "paged_decode_attention: needs CPU fp32/fp64 tensors and a BLAS, got ", dt, " on ",
+           q_BHC.device());
+  ZR_CHECK(k_PC.scalar_type() == dt && v_PCv.scalar_type() == dt && out_BHCv.scalar_type() == dt,
+           "paged_decode_attention: q, k, v and out must share one dtype");
+  ZR_CHECK(k_PC.device().is_cpu() && v_PCv.device().is_cpu() && out_BHCv.device().is_cpu(),
+           "paged_decode_attention: all tensors must be on the CPU");
+  ZR_CHECK(q_BHC.dim() == 3 && out_BHCv.dim() == 3 && k_PC.dim() == 2 && v_PCv.dim() == 2,
+           "paged_decode_attention: q/out must be [B,Hq,*] and k/v [P,*]");
+  const int64_t B = q_BHC.size(0), Hq = q_BHC.size(1), C = q_BHC.size(2), Cv = v_PCv.size(1);
+  ZR_CHECK(B == plan.num_rows, "paged_decode_attention: q has ", B, " rows, the plan ",
+           plan.num_rows);
+  ZR_CHECK(k_PC.size(1) == C && k_PC.size(0) == v_PCv.size(0), "paged_decode_attention: k ",
+           k_PC.sizes(), " does not fit q ", q_BHC.sizes(), " and v ", v_PCv.sizes());
+  ZR_CHECK(out_BHCv.size(0) == B && out_BHCv.size(1) == Hq && out_BHCv.size(2) == Cv,
+           "paged_decode_attention: out must be [", B, ", ", Hq, ", ", Cv, "], got ",
+           out_BHCv.sizes());
+  ZR_CHECK(q_BHC.stride(2) == 1 && q_BHC.stride(1) == C && out_BHCv.stride(2) == 1 &&
+               out_BHCv.stride(1) == Cv && k_PC.stride(1) == 1 && v_PCv.stride(1) == 1,
+           "paged_decode_attention: q/out must be contiguous per row, k/v per pool row");
+  auto check_runs = [&](const std::vector<PagedDecodePlan::Run>& runs) {
+    for (const auto& r : runs)
+      ZR_CHECK(r.row0 >= 0 && r.len >= 1 && r.row0 + r.len <= k_PC.size(0),
+               "paged_decode_attention: the plan reads pool rows beyond ", k_PC.size(0));
+  };
+  for (const auto& g : plan.groups) {
+    check_runs(g.shared);
+    for (const auto& own : g.own) check_runs(own);
+  }
+  auto run = [&](auto* tag) {
+    using T = std::remove_pointer_t<decltype(tag)>;
+    Plane<T> pl{k_PC.data_ptr<T>(), k_PC.stride(0), C, v_PCv.data_ptr<T>(), v_PCv.stride(0), Cv};
+    run_plan(q_BHC.data_ptr<T>(), q_BHC.stride(0), Hq, pl, plan, out_BHCv.data_ptr<T>(),
+             out_BHCv.stride(0));
+  };
+  if (dt == at::kFloat)
+    run(static_cast<float*>(nullptr));
+  else
+    run(static_cast<double*>(nullptr));
+}
+
+}  // namespace zerorl::model
