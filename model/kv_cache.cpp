@@ -64,17 +64,17 @@ KvCache::KvCache(const ModelConfig& cfg, int64_t num_slots, int64_t max_len,
            num_blocks);
   if (num_blocks == 0) num_blocks = num_slots * ceil_div(max_len, block_size);
   const auto& a = cfg.attn;
-  // at::zeros, not at::empty: zero_fresh's high-water mark misses a block
-  // handed out below it for the first time, and attention over such a block
-  // read uninitialised memory (NaN logits in cli.python.hf_moe_recipe).
+  // at::empty: pages of the pool that no block has used are never touched
+  // (zero_fresh zeroes a block when it is first handed out), so on the CPU
+  // the memory held follows the blocks in use.
   for (int64_t l = 0; l < cfg.num_layers; ++l) {
     if (mla_) {
       a_.push_back(
-          at::zeros({num_blocks, block_size, a.kv_lora_rank + a.qk_rope_head_dim}, options));
+          at::empty({num_blocks, block_size, a.kv_lora_rank + a.qk_rope_head_dim}, options));
       b_.emplace_back();
     } else {
-      a_.push_back(at::zeros({a.num_kv_heads, num_blocks, block_size, a.head_dim}, options));
-      b_.push_back(at::zeros({a.num_kv_heads, num_blocks, block_size, a.head_dim}, options));
+      a_.push_back(at::empty({a.num_kv_heads, num_blocks, block_size, a.head_dim}, options));
+      b_.push_back(at::empty({a.num_kv_heads, num_blocks, block_size, a.head_dim}, options));
     }
   }
   bytes_per_block_ = block_bytes(cfg, block_size, options.dtype().toScalarType());
@@ -274,8 +274,16 @@ void KvCache::reserve_append(const std::vector<int64_t>& slots, const std::vecto
       fresh.push_back(t.back());
     }
   }
+  // One zero_fresh over every block taken here, before the copies: blocks
+  // are taken lowest first, so the high-water mark holds only if it moves
+  // once per batch of takes.  (Zeroing the copies' targets first moved it
+  // past a fresh block taken before them, which then kept uninitialised
+  // memory: NaN logits in cli.python.hf_moe_recipe, fixed at 608255c by
+  // zeroing the whole pool up front.)
+  std::vector<int64_t> taken = to;
+  taken.insert(taken.end(), fresh.begin(), fresh.end());
+  zero_fresh(taken);
   copy_blocks(from, to);
-  zero_fresh(fresh);
 }
 
 void KvCache::advance(const std::vector<int64_t>& slots, const std::vector<int64_t>& n) {

@@ -6,6 +6,8 @@
 #include <gtest/gtest.h>
 #include <torch/cuda.h>
 
+#include <limits>
+
 #include "core/error.h"
 #include "model/model.h"
 #include "test_util.h"
@@ -228,6 +230,40 @@ void check_shared_prefix(const ModelConfig& cfg) {
 }
 TEST(KvCache, SharedPrefixIsCopiedOnWriteMla) { check_shared_prefix(testing::small_mla_config()); }
 TEST(KvCache, SharedPrefixIsCopiedOnWriteGqa) { check_shared_prefix(testing::small_gqa_config()); }
+
+// The pool starts uninitialised (at::empty, so untouched pages cost no
+// memory); a block is zeroed when first handed out, because attention over
+// a partly filled block multiplies its unwritten positions by 0 (0 x NaN is
+// NaN).  Simulated here by filling the pool with NaN: one decode step takes
+// a fresh block (slot 2 crosses a block edge) and, after it, a copy-on-write
+// target with a higher id (slot 1); every block in use must be finite.
+TEST(KvCache, BlocksHandedOutForTheFirstTimeAreZeroed) {
+  for (const ModelConfig& cfg : {testing::small_mla_config(), testing::small_gqa_config()}) {
+    CausalLM m(cfg);
+    KvCache cache = m.make_cache(3, 12, /*block_size=*/4);
+    const double nan = std::numeric_limits<double>::quiet_NaN();
+    for (int64_t l = 0; l < cache.num_layers(); ++l) {
+      cache.a(l).fill_(nan);
+      if (cache.b(l).defined()) cache.b(l).fill_(nan);
+    }
+    m.prefill(cache, {0}, {random_seq(6, cfg.vocab_size, 5)});  // blocks 0, 1 (half)
+    cache.share_slot(0, {1});
+    m.prefill(cache, {2}, {random_seq(8, cfg.vocab_size, 6)});  // blocks 2, 3
+    const at::Tensor lg = m.decode(cache, {2, 1}, at::tensor(std::vector<int64_t>{3, 4}));
+    EXPECT_TRUE(at::isfinite(lg).all().item<bool>());
+    ASSERT_EQ(cache.block_table(2).back(), 4);  // fresh, taken first
+    ASSERT_EQ(cache.block_table(1).back(), 5);  // copy of block 1, taken after
+    const at::Tensor used = at::arange(6, at::kLong);
+    for (int64_t l = 0; l < cache.num_layers(); ++l) {
+      const int64_t dim = cache.is_mla() ? 0 : 1;
+      EXPECT_TRUE(at::isfinite(cache.a(l).index_select(dim, used)).all().item<bool>())
+          << "layer " << l;
+      if (cache.b(l).defined())
+        EXPECT_TRUE(at::isfinite(cache.b(l).index_select(dim, used)).all().item<bool>())
+            << "layer " << l;
+    }
+  }
+}
 
 TEST(KvCache, AFullPoolThrowsAndLeavesTheCacheUnchanged) {
   ModelConfig cfg = testing::small_mla_config();
