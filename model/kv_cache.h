@@ -11,8 +11,8 @@
 //              compressed latent c (after kv_a_layernorm) followed by the
 //              shared rotary key k_rope (RoPE applied).  Keys/values are never
 //              expanded per head; the model absorbs kv_b_proj instead.
-// NB = num_blocks, bs = block_size.  Attention reads a slot's positions by
-// gathering its blocks (model/attention.cpp); writes go to
+// NB = num_blocks, bs = block_size.  Attention reads the blocks in place (CPU
+// decode: model/paged_attention.h) or gathers them (attention.cpp); writes go to
 // block_table[pos / bs] * bs + pos % bs of the pool viewed as [NB * bs, ...].
 //
 // Blocks are reference counted.  share_slot(src, dsts) gives each dst src's
