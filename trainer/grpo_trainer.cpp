@@ -253,6 +253,10 @@ class StepLog {
   };
   Timer time(std::string phase) { return Timer(*this, std::move(phase)); }
   void add_seconds(const std::string& phase, double seconds) { seconds_[phase] += seconds; }
+  double seconds(const std::string& phase) const {
+    const auto it = seconds_.find(phase);
+    return it == seconds_.end() ? 0.0 : it->second;
+  }
 
   // Collective: reduces the metrics over ranks and derives reward/std; rank
   // 0 appends them and the timing to metrics.jsonl (and the batch's first
@@ -1422,15 +1426,26 @@ TrainResult run_train(Recipe& recipe, Comm& world, const std::string& resume, bo
   for (long step = run.start_step; step < run.train.steps; ++step) {
     set_collective_context("step " + std::to_string(step + 1));
     StepLog log;
+    const auto t_step = Clock::now();
     const double exchange0 = model::ep_exchange_seconds();
     // rollout + reward (+ dynamic rounds), or the rollout ranks' groups
     StepBatch b = run.roles ? receive_phase(run, step, log) : sample_phase(run, comm, step, log);
+    if (!run.roles && comm.size() > 1) {
+      // Colocated: what the long tail costs across ranks, the mean rank's
+      // wait for the slowest one's rollout + reward (they meet at the
+      // first collective of the learner).  Timing only, not a result.
+      const double mine = log.seconds("rollout") + log.seconds("reward");
+      const double slowest = comm.allreduce_scalar(mine, ReduceOp::kMax);
+      const double mean = comm.allreduce_scalar(mine) / comm.size();
+      log.add_seconds("rollout_straggler_idle", slowest - mean);
+    }
     reference_phase(run, step, b, log);
     shape_rewards(run, b, log.metrics);
     b.adv = compute_advantages(b.rewards, b.group_size(), run.adv);
     update_phase(run, comm, b, log);
     if (run.grid) log.add_seconds("ep_exchange", model::ep_exchange_seconds() - exchange0);
     if (run.roles) push_weights(run, step, log);  // the rollout ranks go on at once
+    log.add_seconds("step", seconds_since(t_step));
     auto metrics = log.write(run, comm, step, b);
     result.last_metrics = metrics;
     check_reward_failures(run, metrics, step);
