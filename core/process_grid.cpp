@@ -7,6 +7,11 @@ namespace zerorl {
 
 ParallelConfig ParallelConfig::from(const ConfigNode& n) {
   ParallelConfig c;
+  // rollout_ranks first: the order --list-keys (docs/RECIPES.md) lists them.
+  c.rollout_ranks = n.get<int>("rollout_ranks", c.rollout_ranks);
+  c.where_rollout_ranks = n.where("rollout_ranks");
+  ZR_CHECK(c.rollout_ranks >= 0, c.where_rollout_ranks,
+           ": parallel.rollout_ranks must be >= 0, got ", c.rollout_ranks);
   c.expert = n.get<int>("expert", c.expert);
   c.where_expert = n.where("expert");
   ZR_CHECK(c.expert >= 1, c.where_expert, ": parallel.expert must be >= 1 (ranks per expert-",

@@ -23,15 +23,22 @@ namespace zerorl {
 
 class ConfigNode;
 
-// Recipe section `parallel` (issue 14):
-//   parallel: {expert: E}   ranks per EP group, default 1 (every routed
-//                           expert on every rank: plain data parallelism)
-// E >= 1 is checked here; that E divides the world size and the policy's
-// n_routed_experts is checked where those are known (the trainer's build,
-// with `where_expert` naming the key's line).
+// Recipe section `parallel`, its only reader:
+//   parallel:
+//     expert: E          ranks per EP group (issue 14), default 1 (every
+//                        routed expert on every rank: plain data parallelism)
+//     rollout_ranks: R   ranks that only generate (issue 16, with
+//                        rollout.mode disaggregated: trainer/disaggregated.h),
+//                        default 0
+// E >= 1 and R >= 0 are checked here; the rest where it is known (E divides
+// the world size and the policy's n_routed_experts: the trainer's build; R
+// agrees with rollout.mode: DisaggregatedConfig), with where_* naming the
+// key's line.
 struct ParallelConfig {
   int expert = 1;
-  std::string where_expert;  // "file:line:col" of parallel.expert (or its section)
+  int rollout_ranks = 0;
+  std::string where_expert;         // "file:line:col" of parallel.expert (or its section)
+  std::string where_rollout_ranks;  // the same for parallel.rollout_ranks
   static ParallelConfig from(const ConfigNode& n);
 };
 

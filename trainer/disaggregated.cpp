@@ -9,11 +9,12 @@
 #include "core/checks.h"
 #include "core/comm.h"
 #include "core/config.h"
+#include "core/process_grid.h"
 
 namespace zerorl {
 
 DisaggregatedConfig DisaggregatedConfig::from(const ConfigNode& rollout,
-                                              const ConfigNode& parallel) {
+                                              const ParallelConfig& parallel) {
   DisaggregatedConfig c;
   c.on = rollout.choice("mode", {"colocated", "disaggregated"}, "colocated") == "disaggregated";
   c.where_mode = rollout.where("mode");
@@ -21,10 +22,8 @@ DisaggregatedConfig DisaggregatedConfig::from(const ConfigNode& rollout,
   ZR_CHECK(c.max_staleness >= 0, rollout.where("max_staleness"),
            ": rollout.max_staleness must be >= 0 (weight versions a batch may lag), got ",
            c.max_staleness);
-  c.rollout_ranks = parallel.get<int>("rollout_ranks", c.rollout_ranks);
-  c.where_ranks = parallel.where("rollout_ranks");
-  ZR_CHECK(c.rollout_ranks >= 0, c.where_ranks, ": parallel.rollout_ranks must be >= 0, got ",
-           c.rollout_ranks);
+  c.rollout_ranks = parallel.rollout_ranks;  // read (and checked >= 0) by ParallelConfig
+  c.where_ranks = parallel.where_rollout_ranks;
   ZR_CHECK(!c.on || c.rollout_ranks >= 1, c.where_ranks,
            ": rollout.mode disaggregated needs parallel.rollout_ranks >= 1 (ranks that only "
            "generate)");

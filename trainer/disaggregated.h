@@ -52,14 +52,17 @@ namespace zerorl {
 
 class Comm;
 class ConfigNode;
+struct ParallelConfig;
 
-// Recipe keys rollout.mode, rollout.max_staleness and parallel.rollout_ranks.
+// Recipe keys rollout.mode and rollout.max_staleness, with
+// parallel.rollout_ranks as ParallelConfig (core/process_grid.h), the
+// `parallel` section's reader, read it; checks that they agree.
 struct DisaggregatedConfig {
   bool on = false;                      // rollout.mode: colocated (false) | disaggregated
   int rollout_ranks = 0;                // parallel.rollout_ranks (disaggregated: >= 1)
   long max_staleness = 0;               // rollout.max_staleness (k >= 0)
   std::string where_mode, where_ranks;  // "file:line:col" of the keys, for errors
-  static DisaggregatedConfig from(const ConfigNode& rollout, const ConfigNode& parallel);
+  static DisaggregatedConfig from(const ConfigNode& rollout, const ParallelConfig& parallel);
 };
 
 // The world split into the two roles (a collective over world).

@@ -18,8 +18,8 @@ TrainRecipe read_train_recipe(Recipe& recipe) {
   c.prompt_template = data::TemplateConfig::from(recipe.section("template"));
   c.data = data::DatasetConfig::from(recipe.section("data"));
   c.rollout = rollout::RolloutConfig::from(recipe.section("rollout"));
-  c.disaggregated =
-      DisaggregatedConfig::from(recipe.section("rollout"), recipe.section("parallel"));
+  c.parallel = ParallelConfig::from(recipe.section("parallel"));
+  c.disaggregated = DisaggregatedConfig::from(recipe.section("rollout"), c.parallel);
   c.rewards = rewards::build_reward_pipeline(recipe.section("rewards"));
   c.advantage = AdvantageConfig::from(recipe.section("advantage"));
   c.loss = LossConfig::from(recipe.section("loss"));
@@ -34,7 +34,6 @@ TrainRecipe read_train_recipe(Recipe& recipe) {
   c.checkpoint = CheckpointConfig::from(recipe.section("checkpoint"));
   c.log = LogConfig::from(recipe.section("log"));
   c.logging = LoggingConfig::from(recipe.section("logging"));
-  c.parallel = ParallelConfig::from(recipe.section("parallel"));
   recipe.check_all_read();
 
   // Minibatches are cut by each group's place in the global batch, so only

@@ -8,8 +8,8 @@
 //   policy:     PolicyConfig (trainer/policy_file.h)
 //   template:   data::TemplateConfig                data: data::DatasetConfig
 //   rollout:    rollout::RolloutConfig (rollout/sampling.h); its mode and
-//               max_staleness with parallel.rollout_ranks: DisaggregatedConfig
-//               (trainer/disaggregated.h)
+//               max_staleness: DisaggregatedConfig (trainer/disaggregated.h),
+//               which takes parallel.rollout_ranks from ParallelConfig
 //   rewards:    rewards::build_reward_pipeline (rewards/pipeline.h; threads,
 //               max_error_rate, clip and one entry per reward)
 //   advantage:  AdvantageConfig                     loss: LossConfig
@@ -17,7 +17,8 @@
 //   optimizer:  OptimizerConfig                     eval: EvalConfig
 //   checkpoint: CheckpointConfig (trainer/checkpoint.h)
 //   log:        LogConfig                           logging: LoggingConfig
-//   parallel:   ParallelConfig (core/process_grid.h)  expert parallelism
+//   parallel:   ParallelConfig (core/process_grid.h), the section's only
+//               reader: expert parallelism and rollout ranks
 //   comm:       CommConfig (core/comm_config.h), read once by the command
 //
 // Contract: read_train_recipe() reads every key (defaults are written into
@@ -57,7 +58,8 @@ struct TrainRecipe {
   data::TemplateConfig prompt_template;
   data::DatasetConfig data;
   rollout::RolloutConfig rollout;
-  DisaggregatedConfig disaggregated;  // rollout.mode, rollout.max_staleness, parallel.rollout_ranks
+  DisaggregatedConfig
+      disaggregated;  // rollout.mode, rollout.max_staleness (+ parallel.rollout_ranks)
   rewards::RewardPipeline rewards;
   AdvantageConfig advantage;
   LossConfig loss;
