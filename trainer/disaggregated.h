@@ -23,6 +23,23 @@
 //     group more than k versions old is dropped, counted in
 //     async/stale_groups_dropped, and the step trains on the rest (with the
 //     fixed schedule none is; the check guards the accounting);
+//   * partial rollouts (issue 16 item 5): there are none.  A rollout rank
+//     joins a weight broadcast only between batches, so every completion is
+//     finished under the weights it started with, all its tokens (and their
+//     behaviour log-probs, kept per token for loss.behaviour_is) from one
+//     version, and its lag at training time, min(s - start, k), is fixed
+//     when it starts: a completion cannot become too stale in flight, so
+//     neither a restart nor finishing under the new weights is needed.
+//     Finishing under the new weights (AReaL's interruptible generation,
+//     verl's fully-async partial rollout) would make the trained bits depend
+//     on when an update lands; restarting would throw work away for nothing.
+//     The cost: a long tail delays its batch, and a learner that has
+//     finished the previous step waits for it (time/learner_idle), as in
+//     verl's one-step-off-policy and prime-rl's strict async level.  The
+//     rollout rank fingerprints its weights again after generating and
+//     fails if they changed meanwhile; the message carries that second
+//     fingerprint.  A stop discards the batches generated but not trained
+//     on; the resume regenerates them (below);
 //   * after update s the learners send version s + 1 when a later batch
 //     needs it (s + 1 + k < steps): learner 0 broadcasts it over a
 //     sub-communicator of itself and the rollout ranks, in buckets of

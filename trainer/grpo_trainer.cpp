@@ -1199,6 +1199,19 @@ TrainResult rollout_loop(Run& run) {
     const auto t_gen = Clock::now();
     rollout_phase(run, lo, b, 0, run.source->next_batch(), batch, log);
     const double gen = seconds_since(t_gen);
+    // No partial rollouts (trainer/disaggregated.h): every token of the
+    // batch comes from version `have`.  The weights are fingerprinted again
+    // after generation, so an update that landed while the batch was being
+    // generated (a mix of versions in one completion) is an error, not a
+    // group silently labelled with the version it started under.
+    const double after = run.weights_out->fingerprint();
+    ZR_CHECK(after == fingerprint, "rollout rank ", roles.world().rank(),
+             ": the weights changed "
+             "while step ",
+             b + 1, "'s batch was generated from version ", have, " (fingerprint ",
+             std::to_string(fingerprint), " before, ", std::to_string(after), " after): its ",
+             "completions would mix weight versions; a rollout rank takes a new version only ",
+             "between batches (partial rollouts: trainer/disaggregated.h)");
     const auto t_rew = Clock::now();
     reward_phase(run, batch, log);
     const double rew = seconds_since(t_rew);
@@ -1210,7 +1223,7 @@ TrainResult rollout_loop(Run& run) {
       GroupsMessage m;
       m.step = b;
       m.version = have;
-      m.fingerprint = fingerprint;
+      m.fingerprint = after;
       m.first_place = from;
       m.rollout.group_size = G;
       for (int64_t j = (from - lo) * G; j < (to - lo) * G; ++j) {
