@@ -64,6 +64,12 @@ std::unique_ptr<CommWork> Comm::reduce_scatter_async(const at::Tensor& flat) {
   return std::make_unique<DoneWork>(reduce_scatter(flat));
 }
 
+std::unique_ptr<CommWork> Comm::alltoallv_async(const at::Tensor& t,
+                                                const std::vector<int64_t>& send_counts,
+                                                std::vector<int64_t>* recv_counts) {
+  return std::make_unique<DoneWork>(alltoallv(t, send_counts, recv_counts));
+}
+
 void Comm::send_bytes(const at::Tensor&, int, int) {
   ZR_THROW("point-to-point send needs comm.backend mpi (the ", backend(),
            " Comm has none): rollout.mode disaggregated runs over MPI");
@@ -323,13 +329,31 @@ class MpiComm final : public Comm {
     wait(req, "barrier");
   }
 
-  at::Tensor alltoallv(const at::Tensor& t_in, const std::vector<int64_t>& send_counts,
-                       std::vector<int64_t>* recv_counts_out) override {
+  at::Tensor alltoallv(const at::Tensor& t, const std::vector<int64_t>& send_counts,
+                       std::vector<int64_t>* recv_counts) override {
+    return alltoallv_async(t, send_counts, recv_counts)->wait();
+  }
+
+  std::unique_ptr<CommWork> alltoallv_async(const at::Tensor& t_in,
+                                            const std::vector<int64_t>& send_counts,
+                                            std::vector<int64_t>* recv_counts_out) override {
     at::Tensor t = t_in.contiguous();
     check_cpu(t, "alltoallv");
     std::vector<int64_t> recv_counts = exchange_counts(t, send_counts, "alltoallv");
     const int64_t row = row_numel(t);
-    std::vector<int> sc(size_), sd(size_), rc(size_), rd(size_);
+    std::vector<int64_t> shape = t.sizes().vec();
+    shape[0] = std::accumulate(recv_counts.begin(), recv_counts.end(), int64_t{0});
+    at::Tensor out = at::empty(shape, t.options());
+    auto w = std::make_unique<Work>(*this, "alltoallv", std::vector<at::Tensor>{t, out});
+    // Send counts, send displacements, receive counts, receive
+    // displacements: MPI reads them until the transfer completes, so the
+    // Work holds them.
+    std::vector<int>& a = w->ints;
+    a.assign(4 * static_cast<size_t>(size_), 0);
+    int* sc = a.data();
+    int* sd = sc + size_;
+    int* rc = sd + size_;
+    int* rd = rc + size_;
     int64_t soff = 0, roff = 0;
     for (int r = 0; r < size_; ++r) {
       sc[r] = checked_int(send_counts[r] * row);
@@ -339,16 +363,11 @@ class MpiComm final : public Comm {
       soff += send_counts[r] * row;
       roff += recv_counts[r] * row;
     }
-    std::vector<int64_t> shape = t.sizes().vec();
-    shape[0] = std::accumulate(recv_counts.begin(), recv_counts.end(), int64_t{0});
-    at::Tensor out = at::empty(shape, t.options());
     const MPI_Datatype ty = mpi_move_type(t.scalar_type());
-    MPI_Request req;
-    MPI_CHECK(MPI_Ialltoallv(t.data_ptr(), sc.data(), sd.data(), ty, out.data_ptr(), rc.data(),
-                             rd.data(), ty, comm_, &req));
-    wait(req, "alltoallv");
+    MPI_CHECK(MPI_Ialltoallv(t.data_ptr(), sc, sd, ty, out.data_ptr(), rc, rd, ty, comm_, &w->req));
+    w->finish = [out]() { return out; };
     if (recv_counts_out) *recv_counts_out = std::move(recv_counts);
-    return out;
+    return w;
   }
 
   void send_bytes(const at::Tensor& bytes, int dst, int tag) override {
@@ -438,7 +457,8 @@ class MpiComm final : public Comm {
   static constexpr int kAskTag = 7001, kAnswerTag = 7002;
   static constexpr long kSpins = 2000;  // MPI_Test calls before the first sleep
 
-  // A posted non-blocking collective (allreduce_async, reduce_scatter_async).
+  // A posted non-blocking collective (allreduce_async, reduce_scatter_async,
+  // alltoallv_async) or send (send_bytes_async).
   struct Work final : public CommWork {
     Work(MpiComm& c, const char* w, std::vector<at::Tensor> b)
         : comm(c), what(w), seq(++c.seq_), buffers(std::move(b)) {}
@@ -449,6 +469,8 @@ class MpiComm final : public Comm {
       if (req != MPI_REQUEST_NULL) {
         static auto* kept = new std::vector<at::Tensor>();  // never freed, on purpose
         for (at::Tensor& b : buffers) kept->push_back(std::move(b));
+        static auto* kept_ints = new std::vector<std::vector<int>>();  // likewise
+        kept_ints->push_back(std::move(ints));
       }
     }
     bool test() override {
@@ -472,6 +494,7 @@ class MpiComm final : public Comm {
     const char* what;
     int64_t seq;
     std::vector<at::Tensor> buffers;
+    std::vector<int> ints;  // alltoallv's counts and displacements
     MPI_Request req = MPI_REQUEST_NULL;
     int peer = -1;  // point-to-point: the other rank (its watchdog names it)
     std::function<at::Tensor()> finish;

@@ -88,6 +88,20 @@ class Comm {
   // [sum(recv_counts), *t.shape[1:]].  A count may be zero.
   virtual at::Tensor alltoallv(const at::Tensor& t, const std::vector<int64_t>& send_counts,
                                std::vector<int64_t>* recv_counts = nullptr) = 0;
+  // alltoallv without waiting for the rows: the counts are exchanged as
+  // alltoallv does (blocking) and *recv_counts is filled before it returns;
+  // the rows then move while the caller computes something else (the EP
+  // layer's shared expert) until wait(), which returns what alltoallv
+  // would.  Several may be in flight; wait for every one before the next
+  // blocking collective on this Comm (on nccl the rows move on the Comm's
+  // own stream, and only the waits order it with the current one).  mpi
+  // posts MPI_Ialltoallv (its blocking alltoallv is this call waited on at
+  // once); nccl groups ncclSend/ncclRecv on its own stream; the base
+  // implementation (single, and CPU rows on nccl) runs alltoallv and
+  // returns it done.
+  virtual std::unique_ptr<CommWork> alltoallv_async(const at::Tensor& t,
+                                                    const std::vector<int64_t>& send_counts,
+                                                    std::vector<int64_t>* recv_counts = nullptr);
   // The sub-communicator of the ranks that pass the same colour (>= 0),
   // ranked by (key, rank in this Comm).  Every rank of this Comm must call
   // it (a collective); the result uses this Comm's backend.

@@ -21,9 +21,14 @@
 // work (the data being produced), then the collective runs beside later
 // compute; wait() makes the current stream wait for it.  The buffers are
 // recorded on that stream with the caching allocator, so freeing them early
-// is safe.  Issue every collective of one communicator either blocking or
-// async, not both: NCCL needs one order per communicator, and two streams
-// do not give one (GradSync splits a communicator of its own for this).
+// is safe.  NCCL needs one order per communicator, and two streams do not
+// give one: issue every collective of one communicator either blocking or
+// async (GradSync splits a communicator of its own for this), or wait for
+// every async one before the next blocking one (the EP layer's
+// alltoallv_async: the waits then order the streams).  alltoallv_async
+// exchanges its counts on that stream too and synchronises it to read them.
+// It compiles (ZERORL_CUDA=ON builds, CUDA headers) but has run on no GPU yet
+// (issue 14).
 #include <ATen/ATen.h>
 #include <c10/cuda/CUDACachingAllocator.h>
 #include <c10/cuda/CUDAStream.h>
@@ -373,46 +378,22 @@ class NcclComm final : public Comm {
     if (!t_in.is_cuda())
       return alltoallv(t_in.to(at::Device(at::kCUDA, device_)), send_counts, recv_counts_out).cpu();
     at::Tensor t = t_in.contiguous();
-    check(t, "alltoallv");
-    ZR_CHECK(static_cast<int>(send_counts.size()) == size_, "alltoallv: ", send_counts.size(),
-             " send counts for ", size_, " ranks");
-    ZR_CHECK(t.dim() >= 1, "alltoallv: a tensor of at least one dimension is needed");
-    int64_t total = 0;
-    for (int64_t c : send_counts) {
-      ZR_CHECK(c >= 0, "alltoallv: negative send count ", c);
-      total += c;
-    }
-    ZR_CHECK(total == t.size(0), "alltoallv: send counts sum to ", total,
-             " rows but the tensor has ", t.size(0));
-    // Counts first: one int64 per destination, through the GPU, back to the host.
-    at::Tensor sc = at::tensor(send_counts, at::kLong).to(at::Device(at::kCUDA, device_));
-    at::Tensor rc = alltoall(sc).cpu();
-    std::vector<int64_t> recv_counts(rc.data_ptr<int64_t>(), rc.data_ptr<int64_t>() + size_);
-    int64_t row = 1;
-    for (int64_t d = 1; d < t.dim(); ++d) row *= t.size(d);
-    std::vector<int64_t> shape = t.sizes().vec();
-    shape[0] = 0;
-    for (int64_t c : recv_counts) shape[0] += c;
-    at::Tensor out = at::empty(shape, t.options());
-    const size_t elem = t.element_size();
-    auto ty = nccl_type(t.scalar_type());
-    int64_t soff = 0, roff = 0;
-    NCCL_CHECK(ncclGroupStart());
-    for (int r = 0; r < size_; ++r) {
-      const size_t sn = send_counts[r] * row, rn = recv_counts[r] * row;
-      if (sn > 0)
-        NCCL_CHECK(
-            ncclSend(static_cast<char*>(t.data_ptr()) + soff * elem, sn, ty, r, comm_, stream()));
-      if (rn > 0)
-        NCCL_CHECK(
-            ncclRecv(static_cast<char*>(out.data_ptr()) + roff * elem, rn, ty, r, comm_, stream()));
-      soff += sn;
-      roff += rn;
-    }
-    NCCL_CHECK(ncclGroupEnd());
+    at::Tensor sc = send_counts_on_gpu(t, send_counts);
+    at::Tensor out = post_alltoallv(t, sc, send_counts, recv_counts_out, stream());
     watch("alltoallv");
-    if (recv_counts_out) *recv_counts_out = std::move(recv_counts);
     return out;
+  }
+  // The same steps on the Comm's own stream (counts, then rows), after the
+  // current stream's pending work; wait() orders the current stream after it.
+  std::unique_ptr<CommWork> alltoallv_async(const at::Tensor& t_in,
+                                            const std::vector<int64_t>& send_counts,
+                                            std::vector<int64_t>* recv_counts_out) override {
+    if (!t_in.is_cuda()) return Comm::alltoallv_async(t_in, send_counts, recv_counts_out);
+    at::Tensor t = t_in.contiguous();
+    at::Tensor sc = send_counts_on_gpu(t, send_counts);  // on the current stream, before side_begin
+    const cudaStream_t s = side_begin();
+    at::Tensor out = post_alltoallv(t, sc, send_counts, recv_counts_out, s);
+    return side_end("alltoallv", {t, out}, [out] { return out; });
   }
 
   std::unique_ptr<Comm> split(int color, int key) override {
@@ -457,6 +438,62 @@ class NcclComm final : public Comm {
     CUDA_CHECK(cudaEventCreateWithFlags(&done, cudaEventDisableTiming));
     CUDA_CHECK(cudaEventRecord(done, side_->stream()));
     return std::make_unique<NcclWork>(done, device_, std::move(finish));
+  }
+  // alltoallv's checks, and its send counts copied to the GPU.
+  at::Tensor send_counts_on_gpu(const at::Tensor& t, const std::vector<int64_t>& send_counts) {
+    check(t, "alltoallv");
+    ZR_CHECK(static_cast<int>(send_counts.size()) == size_, "alltoallv: ", send_counts.size(),
+             " send counts for ", size_, " ranks");
+    ZR_CHECK(t.dim() >= 1, "alltoallv: a tensor of at least one dimension is needed");
+    int64_t total = 0;
+    for (int64_t c : send_counts) {
+      ZR_CHECK(c >= 0, "alltoallv: negative send count ", c);
+      total += c;
+    }
+    ZR_CHECK(total == t.size(0), "alltoallv: send counts sum to ", total,
+             " rows but the tensor has ", t.size(0));
+    return at::tensor(send_counts, at::kLong).to(at::Device(at::kCUDA, device_));
+  }
+  // Enqueues alltoallv on stream `s`: the counts (one int64 per
+  // destination, back to the host: `s` is synchronised), then the rows as
+  // grouped ncclSend/ncclRecv.  Returns the receive buffer.
+  at::Tensor post_alltoallv(const at::Tensor& t, const at::Tensor& sc,
+                            const std::vector<int64_t>& send_counts,
+                            std::vector<int64_t>* recv_counts_out, cudaStream_t s) {
+    at::Tensor rc = at::empty_like(sc);
+    NCCL_CHECK(ncclGroupStart());
+    for (int r = 0; r < size_; ++r) {
+      NCCL_CHECK(ncclSend(sc.data_ptr<int64_t>() + r, 1, ncclInt64, r, comm_, s));
+      NCCL_CHECK(ncclRecv(rc.data_ptr<int64_t>() + r, 1, ncclInt64, r, comm_, s));
+    }
+    NCCL_CHECK(ncclGroupEnd());
+    if (watchdog_) watchdog_->enqueued("alltoallv counts", s);
+    CUDA_CHECK(cudaStreamSynchronize(s));
+    at::Tensor rc_host = rc.cpu();
+    std::vector<int64_t> recv_counts(rc_host.data_ptr<int64_t>(),
+                                     rc_host.data_ptr<int64_t>() + size_);
+    int64_t row = 1;
+    for (int64_t d = 1; d < t.dim(); ++d) row *= t.size(d);
+    std::vector<int64_t> shape = t.sizes().vec();
+    shape[0] = 0;
+    for (int64_t c : recv_counts) shape[0] += c;
+    at::Tensor out = at::empty(shape, t.options());
+    const size_t elem = t.element_size();
+    auto ty = nccl_type(t.scalar_type());
+    int64_t soff = 0, roff = 0;
+    NCCL_CHECK(ncclGroupStart());
+    for (int r = 0; r < size_; ++r) {
+      const size_t sn = send_counts[r] * row, rn = recv_counts[r] * row;
+      if (sn > 0)
+        NCCL_CHECK(ncclSend(static_cast<char*>(t.data_ptr()) + soff * elem, sn, ty, r, comm_, s));
+      if (rn > 0)
+        NCCL_CHECK(ncclRecv(static_cast<char*>(out.data_ptr()) + roff * elem, rn, ty, r, comm_, s));
+      soff += sn;
+      roff += rn;
+    }
+    NCCL_CHECK(ncclGroupEnd());
+    if (recv_counts_out) *recv_counts_out = std::move(recv_counts);
+    return out;
   }
   void check(const at::Tensor& t, const char* what) const {
     ZR_CHECK(t.is_cuda(), "NCCL Comm ", what, " needs a CUDA tensor, got ", t.device().str());

@@ -14,6 +14,7 @@ ParallelConfig ParallelConfig::from(const ConfigNode& n) {
            ": parallel.rollout_ranks must be >= 0, got ", c.rollout_ranks);
   c.expert = n.get<int>("expert", c.expert);
   c.where_expert = n.where("expert");
+  c.overlap_shared_expert = n.get<bool>("overlap_shared_expert", c.overlap_shared_expert);
   ZR_CHECK(c.expert >= 1, c.where_expert, ": parallel.expert must be >= 1 (ranks per expert-",
            "parallel group), got ", c.expert);
   return c;

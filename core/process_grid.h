@@ -27,6 +27,9 @@ class ConfigNode;
 //   parallel:
 //     expert: E          ranks per EP group (issue 14), default 1 (every
 //                        routed expert on every rank: plain data parallelism)
+//     overlap_shared_expert: B  the EP layer runs the shared expert while the
+//                        token rows are in flight (default true; the same
+//                        bits either way)
 //     rollout_ranks: R   ranks that only generate (issue 16, with
 //                        rollout.mode disaggregated: trainer/disaggregated.h),
 //                        default 0
@@ -36,6 +39,7 @@ class ConfigNode;
 // key's line.
 struct ParallelConfig {
   int expert = 1;
+  bool overlap_shared_expert = true;
   int rollout_ranks = 0;
   std::string where_expert;         // "file:line:col" of parallel.expert (or its section)
   std::string where_rollout_ranks;  // the same for parallel.rollout_ranks

@@ -24,6 +24,30 @@ at::Tensor timed_alltoallv(Comm& comm, const at::Tensor& rows, const std::vector
   return out;
 }
 
+// The token rows' exchange posted before the shared expert runs; ExchangeFn
+// waits for it (see EpMoeBlock::forward).
+struct PostedExchange {
+  std::unique_ptr<CommWork> work;
+  std::vector<int64_t> recv;
+};
+
+PostedExchange post_exchange(Comm& comm, const at::Tensor& rows, const std::vector<int64_t>& send) {
+  const auto t0 = std::chrono::steady_clock::now();
+  PostedExchange p;
+  p.work = comm.alltoallv_async(rows.detach(), send, &p.recv);
+  g_exchange_seconds +=
+      std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  return p;
+}
+
+at::Tensor timed_wait(CommWork& work) {
+  const auto t0 = std::chrono::steady_clock::now();
+  at::Tensor out = work.wait();
+  g_exchange_seconds +=
+      std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  return out;
+}
+
 using torch::autograd::AutogradContext;
 using torch::autograd::variable_list;
 
@@ -33,11 +57,20 @@ struct CommRef : torch::CustomClassHolder {
   Comm* comm;
 };
 
+// `posted`: the exchange of `rows` was already posted (post_exchange), and
+// forward only waits for it; null: forward runs it.
 struct ExchangeFn : public torch::autograd::Function<ExchangeFn> {
   static at::Tensor forward(AutogradContext* ctx, const at::Tensor& rows, Comm* comm,
-                            std::vector<int64_t> send_counts, std::vector<int64_t>* recv_counts) {
+                            std::vector<int64_t> send_counts, std::vector<int64_t>* recv_counts,
+                            PostedExchange* posted) {
     std::vector<int64_t> recv;
-    at::Tensor out = timed_alltoallv(*comm, rows, send_counts, &recv);
+    at::Tensor out;
+    if (posted) {
+      out = timed_wait(*posted->work);
+      recv = posted->recv;
+    } else {
+      out = timed_alltoallv(*comm, rows, send_counts, &recv);
+    }
     ctx->saved_data["comm"] = c10::IValue::make_capsule(c10::make_intrusive<CommRef>(comm));
     ctx->saved_data["send"] = send_counts;
     ctx->saved_data["recv"] = recv;
@@ -67,7 +100,7 @@ struct ExchangeFn : public torch::autograd::Function<ExchangeFn> {
     ZR_CHECK(back == send,
              "EP exchange backward: the gradient rows that came back do not match "
              "the rows sent forward");
-    return {g, at::Tensor(), at::Tensor(), at::Tensor()};
+    return {g, at::Tensor(), at::Tensor(), at::Tensor(), at::Tensor()};
   }
 };
 
@@ -76,7 +109,8 @@ struct ExchangeFn : public torch::autograd::Function<ExchangeFn> {
 at::Tensor alltoallv_autograd(Comm& comm, const at::Tensor& rows,
                               const std::vector<int64_t>& send_counts,
                               std::vector<int64_t>* recv_counts) {
-  return ExchangeFn::apply(rows, &comm, send_counts, recv_counts);
+  return ExchangeFn::apply(rows, &comm, send_counts, recv_counts,
+                           static_cast<PostedExchange*>(nullptr));
 }
 
 EpMoeBlock::EpMoeBlock(const ModelConfig& cfg, const ProcessGrid& grid)
@@ -115,11 +149,27 @@ at::Tensor EpMoeBlock::forward(const at::Tensor& x, MoeCall& call) {
   std::vector<int64_t> send(counts.data_ptr<int64_t>(), counts.data_ptr<int64_t>() + ep_);
   at::Tensor x_send = x.index_select(0, at::floor_divide(order_P, K));
 
-  // Tokens (differentiable) and their local expert ids travel the same way.
+  // The shared expert: replicated, on this rank's own tokens.
+  auto shared_out = [&]() -> at::Tensor {
+    if (!shared) return at::Tensor();
+    at::Tensor s = shared->forward(x);
+    if (shared_gate) s = at::sigmoid(shared_gate->forward(x)) * s;
+    return s;
+  };
+  // Tokens (differentiable) and their local expert ids travel the same way:
+  // the ids first, then the rows, in flight while the shared expert runs.
   std::vector<int64_t> recv;
-  at::Tensor x_recv = alltoallv_autograd(*ep_comm_, x_send, send, &recv);
   at::Tensor local_R1 =
-      timed_alltoallv(*ep_comm_, (expert_P - dest_P * el_).unsqueeze(1), send, nullptr);
+      timed_alltoallv(*ep_comm_, (expert_P - dest_P * el_).unsqueeze(1), send, &recv);
+  at::Tensor s_ND, x_recv;
+  if (overlap_shared_ && shared) {
+    PostedExchange posted = post_exchange(*ep_comm_, x_send, send);
+    s_ND = shared_out();
+    x_recv = ExchangeFn::apply(x_send, ep_comm_, send, static_cast<std::vector<int64_t>*>(nullptr),
+                               &posted);
+  } else {
+    x_recv = alltoallv_autograd(*ep_comm_, x_send, send, nullptr);
+  }
   auto cast = [&](const at::Tensor& t) {
     return t.scalar_type() == x.scalar_type() ? t : t.to(x.scalar_type());
   };
@@ -136,9 +186,8 @@ at::Tensor EpMoeBlock::forward(const at::Tensor& x, MoeCall& call) {
   at::Tensor y = (y_P.view({N, K, D}).to(acc) * r.topk_weight_TK.to(acc).unsqueeze(-1)).sum(1);
   y = y.to(x.scalar_type());
   if (shared) {
-    at::Tensor s = shared->forward(x);
-    if (shared_gate) s = at::sigmoid(shared_gate->forward(x)) * s;
-    y = y + s;
+    if (!s_ND.defined()) s_ND = shared_out();
+    y = y + s_ND;
   }
   if (call.want_counts) {
     at::Tensor sel = r.topk_idx_TK.detach();
@@ -173,14 +222,17 @@ std::shared_ptr<EpMoeBlock> shard_moe_block(const MoeLayer& local, const ModelCo
 
 double ep_exchange_seconds() { return g_exchange_seconds; }
 
-void apply_expert_parallel(CausalLM& model, const ProcessGrid& grid) {
+void apply_expert_parallel(CausalLM& model, const ProcessGrid& grid, bool overlap_shared_expert) {
   ZR_CHECK(!model.expert_grid(), "apply_expert_parallel: the model is already sharded");
   const ModelConfig& cfg = model.config();
   if (!model.moe_layers().empty())
     grid.experts_per_rank(cfg.moe.num_experts);  // divides, or throws
   if (grid.ep() > 1)
-    for (size_t m = 0; m < model.moe_layers().size(); ++m)
-      model.replace_moe_layer(m, shard_moe_block(model.moe_layer(m), cfg, grid));
+    for (size_t m = 0; m < model.moe_layers().size(); ++m) {
+      auto block = shard_moe_block(model.moe_layer(m), cfg, grid);
+      block->set_overlap_shared_expert(overlap_shared_expert);
+      model.replace_moe_layer(m, block);
+    }
   model.set_expert_grid(&grid);
 }
 

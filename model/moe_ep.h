@@ -5,10 +5,16 @@
 //   route (same router, every rank, its own tokens)
 //   -> permute the N*K (token, slot) pairs by expert, hence by owner rank
 //   -> alltoallv (row counts exchanged first: no capacity factor, no drops)
+//      of the expert ids, then of the token rows, posted (alltoallv_async)
+//      so that the shared expert (replicated, on this rank's own tokens)
+//      runs while the rows are in flight, then waited on
 //   -> the local experts' grouped GEMM (kernels::moe_experts, unit weights)
 //   -> alltoallv back -> un-permute -> weighted combine on the token's rank
-//   (+ the shared expert, replicated, computed locally)
-// Backward runs the reverse exchanges (ExchangeFn below), so a rank's expert
+//   (+ the shared expert's output)
+// Backward runs the reverse exchanges (ExchangeFn below), blocking, in the
+// autograd engine's order: the shared expert's backward is not overlapped
+// (a node's backward must return its gradient, so an exchange posted there
+// could only be waited on in the same node).  So a rank's expert
 // gradients sum over every token of the EP group that chose them, and its
 // router, shared-expert and input gradients cover its own tokens -- exactly
 // the local layer on the union of the group's tokens.
@@ -52,11 +58,17 @@ class EpMoeBlock : public MoeLayer {
   at::Tensor forward(const at::Tensor& x_ND, MoeCall& call) override;
   int64_t first_expert() const { return e0_; }
   int64_t local_experts() const { return el_; }
+  // Whether forward runs the shared expert while the token rows are in
+  // flight (default) or after the exchange; the same bits either way
+  // (parallel.overlap_shared_expert).
+  void set_overlap_shared_expert(bool on) { overlap_shared_ = on; }
+  bool overlap_shared_expert() const { return overlap_shared_; }
 
  private:
   Comm* ep_comm_;
   int64_t e0_ = 0, el_ = 0;
   int ep_ = 1;
+  bool overlap_shared_ = true;
 };
 
 // The plan applied to one layer: a new EpMoeBlock whose dense parts (router,
@@ -78,8 +90,10 @@ double ep_exchange_seconds();
 // EP group).  Local (no communication); every rank of the grid must apply
 // it to identical weights.  grid.ep() == 1 leaves the layers as they are
 // but still records the grid.  Throws if n_routed_experts do not divide
-// over grid.ep() or the plan was applied before.
-void apply_expert_parallel(CausalLM& model, const ProcessGrid& grid);
+// over grid.ep() or the plan was applied before.  `overlap_shared_expert`:
+// EpMoeBlock::set_overlap_shared_expert of every layer.
+void apply_expert_parallel(CausalLM& model, const ProcessGrid& grid,
+                           bool overlap_shared_expert = true);
 
 // True for the parameters the plan shards (routed-expert stacks:
 // "....mlp.experts.{gate,up,down}_proj"): their gradients meet over the DP

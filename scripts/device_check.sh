@@ -51,8 +51,8 @@
 #      completions against the golden file) and the NCCL Comm on one rank
 #      (core.gpu.nccl_comm: every collective, blocking and non-blocking on a
 #      split communicator's own stream, and the expert-parallel paths: split,
-#      split of a split, a DP x EP grid's groups and alltoallv on CUDA
-#      tensors), built after step 4.
+#      split of a split, a DP x EP grid's groups, alltoallv and
+#      alltoallv_async on CUDA tensors), built after step 4.
 # Output also goes to $OUT (when set) so the logs come back.  Knobs (for a dry
 # run of steps 1-2 on a CPU machine): ZR_PYTHON (python with torch; default
 # python3), ZR_SKIP_FULL=1 (skip steps 0 and 4).
@@ -355,7 +355,7 @@ fi
 # ---- 5. the full suite's GPU tests ------------------------------------------------------
 # KvCache.RaggedDecodeOnCudaMatchesFullForward (model tests),
 # PagedEngine.SameCompletionsAndLogprobsOnCuda (rollout tests) and the NCCL Comm
-# on one rank (core.gpu.nccl_comm, with split and alltoallv): all skip on a
+# on one rank (core.gpu.nccl_comm, with split, alltoallv and alltoallv_async): all skip on a
 # CPU machine, so only here
 # do they run; a skip here (no device seen) is a failure.
 if [ -n "$full_pid" ] && [ -x "$fb/zerorl" ]; then

@@ -36,7 +36,7 @@ std::unique_ptr<ProcessGrid> build_expert_parallel(const TrainRecipe& cfg, const
            ") must be a multiple of train.minibatches (", cfg.train.minibatches,
            "), so that every rank runs the same learner forwards");
   auto grid = std::make_unique<ProcessGrid>(world, E);
-  model::apply_expert_parallel(policy, *grid);
+  model::apply_expert_parallel(policy, *grid, cfg.parallel.overlap_shared_expert);
   return grid;
 }
 

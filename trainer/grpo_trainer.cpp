@@ -435,7 +435,8 @@ void build_learner(Run& run, const TrainRecipe& cfg, Comm& comm) {
     run.reference = std::make_shared<model::CausalLM>(model.config(), /*random_init=*/false);
     cast_parameters(*run.reference, cfg.policy.dtype, "");
     run.reference->to(run.device);
-    if (run.grid) model::apply_expert_parallel(*run.reference, *run.grid);
+    if (run.grid)
+      model::apply_expert_parallel(*run.reference, *run.grid, cfg.parallel.overlap_shared_expert);
     copy_weights(*run.reference, model);
     for (auto& p : run.reference->parameters()) p.set_requires_grad(false);
   }

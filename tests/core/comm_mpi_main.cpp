@@ -6,14 +6,16 @@
 //                    allreduce must end the job within the timeout (3 s
 //                    here) plus the grace, naming the collective, the step
 //                    and rank 1 (tests/core/expect_timeout.cmake)
-//   split_alltoallv  sub-communicators and the variable all-to-all (np 2, 4)
+//   split_alltoallv  sub-communicators and the variable all-to-all, blocking
+//                    and alltoallv_async (np 2, 4)
 //   nccl             the NCCL Comm at any world size (-np 1 on one GPU in
 //                    scripts/device_check.sh): allreduce (sum, mean, max,
 //                    min), broadcast, allgather and alltoall on CUDA tensors
 //                    of each dtype, and a CPU tensor staged through the GPU;
 //                    then the expert-parallel paths: split (ncclCommSplit)
 //                    and alltoallv on CUDA tensors over the world, a split,
-//                    a split of a split and a DP x EP grid's groups (at
+//                    a split of a split and a DP x EP grid's groups, and
+//                    alltoallv_async over the world and the EP groups (at
 //                    world size 1 every exchange is a rank sending rows to
 //                    itself, which still runs the counts exchange and the
 //                    grouped ncclSend/ncclRecv); exits 77 (ctest's skip)
@@ -168,6 +170,66 @@ static void check_alltoallv(Comm& comm, const std::string& where,
   CHECK_OR_FAIL(threw, where, " alltoallv with wrong counts must throw");
 }
 
+// alltoallv_async: two exchanges in flight at once, waited on in the
+// reverse order while this rank computes (as the EP layer runs its shared
+// expert): the first moves check_alltoallv's rows, the second wide ones
+// (the same origin tags repeated, 24 KiB per fp32 row: past MPI's eager
+// limit, so they cannot all have arrived before the wait).  The receive
+// counts come back at posting; each wait returns its own exchange's rows.
+// Then a rank with no rows posts too.
+static at::Tensor wide_block(int src, int dst) {
+  constexpr int64_t kRepeat = 2048;
+  return rows_block(src, dst).repeat({1, kRepeat}) + at::arange(3 * kRepeat, at::kDouble) / 4096;
+}
+
+static void check_alltoallv_async(Comm& comm, const std::string& where,
+                                  at::Device dev = at::Device(at::kCPU)) {
+  const int r = comm.rank(), n = comm.size();
+  for (auto dt : {at::kFloat, at::kBFloat16}) {
+    const std::string name = where + " " + at::toString(dt) + " alltoallv_async";
+    std::vector<at::Tensor> send, want, send_wide, want_wide;
+    std::vector<int64_t> counts, want_counts;
+    for (int d = 0; d < n; ++d) {
+      send.push_back(rows_block(r, d));
+      send_wide.push_back(wide_block(r, d));
+      counts.push_back(rows_from_to(r, d));
+      want.push_back(rows_block(d, r));
+      want_wide.push_back(wide_block(d, r));
+      want_counts.push_back(rows_from_to(d, r));
+    }
+    std::vector<int64_t> got_counts, got_counts_wide;
+    auto first = comm.alltoallv_async(at::cat(send).to(dt).to(dev), counts, &got_counts);
+    auto second = comm.alltoallv_async(at::cat(send_wide).to(dt).to(dev), counts, &got_counts_wide);
+    CHECK_OR_FAIL(got_counts == want_counts && got_counts_wide == want_counts, name,
+                  " recv counts at posting");
+    at::Tensor busy = at::ones({96, 96}, at::TensorOptions().device(dev));
+    for (int i = 0; i < 8; ++i) busy = at::matmul(busy, busy) / 96;  // work while in flight
+    CHECK_OR_FAIL(busy.sum().item<double>() == 96.0 * 96.0, name, " local work ", busy.sum());
+    at::Tensor got_wide = second->wait();
+    at::Tensor got = first->wait();
+    CHECK_OR_FAIL(got.device() == dev && got_wide.device() == dev, name, " result devices ",
+                  got.device(), ", ", got_wide.device());
+    got = got.cpu();
+    got_wide = got_wide.cpu();
+    at::Tensor w = at::cat(want).to(dt), ww = at::cat(want_wide).to(dt);
+    CHECK_OR_FAIL(got.sizes() == w.sizes() && at::equal(got, w), name,
+                  " first exchange's rows: got ", got, " want ", w);
+    CHECK_OR_FAIL(got_wide.sizes() == ww.sizes() && at::equal(got_wide, ww), name,
+                  " second (wide) exchange's rows differ: got shape ", got_wide.sizes(), " want ",
+                  ww.sizes());
+  }
+  // A rank with no rows joins: the last sends nothing, the others one row to rank 0.
+  std::vector<int64_t> zero(n, 0), one(n, 0), got_counts;
+  one[0] = 1;
+  at::Tensor x = (r == n - 1 ? at::zeros({0, 3}) : at::full({1, 3}, 1.0 + r)).to(dev);
+  at::Tensor got = comm.alltoallv_async(x, r == n - 1 ? zero : one, &got_counts)->wait().cpu();
+  CHECK_OR_FAIL(got.size(0) == (r == 0 ? n - 1 : 0), where,
+                " alltoallv_async with an idle rank: ", got.sizes());
+  if (r == 0 && got.size(0) == n - 1)
+    CHECK_OR_FAIL(at::equal(got.select(1, 0), at::arange(1.0, 1.0 * n)), where,
+                  " alltoallv_async idle-rank rows ", got);
+}
+
 static void split_alltoallv(Comm& world) {
   int r = world.rank(), n = world.size();
   CHECK_OR_FAIL(n == 2 || n == 4, "size ", n);
@@ -320,7 +382,11 @@ static void ep_paths(Comm& world, at::Device gpu) {
   const int r = world.rank(), n = world.size();
   const std::string b = world.backend();
   check_alltoallv(world, b + " world", gpu);
-  if (gpu.is_cuda()) check_alltoallv(world, b + " world, CPU rows staged", at::Device(at::kCPU));
+  check_alltoallv_async(world, b + " world", gpu);
+  if (gpu.is_cuda()) {
+    check_alltoallv(world, b + " world, CPU rows staged", at::Device(at::kCPU));
+    check_alltoallv_async(world, b + " world, CPU rows staged", at::Device(at::kCPU));
+  }
   // Keys reversing the order: the sub rank follows the key (MPI and NCCL agree).
   auto rev = world.split(0, -r);
   CHECK_OR_FAIL(rev->backend() == b && rev->size() == n && rev->rank() == n - 1 - r,
@@ -347,6 +413,7 @@ static void ep_paths(Comm& world, at::Device gpu) {
                   " EP group ", e);
     CHECK_OR_FAIL(at::equal(d, at::arange(r % ep, n, ep, at::kLong)), name, " DP group ", d);
     check_alltoallv(grid.ep_comm(), name + " EP group", gpu);
+    check_alltoallv_async(grid.ep_comm(), name + " EP group", gpu);
     check_alltoallv(grid.dp_comm(), name + " DP group", gpu);
   }
   world.barrier();

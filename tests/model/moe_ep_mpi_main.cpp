@@ -4,7 +4,8 @@
 // (np 2: EP 2; np 4: EP 2 x DP 2 and EP 4).  Every rank routes tokens of its
 // own (a different count per rank); the reference is the local layer run by
 // each rank on its tokens, its expert gradients summed over the EP group
-// (the experts see the union of the group's tokens).
+// (the experts see the union of the group's tokens).  The EP layer runs with
+// and without the shared expert overlapped with the exchange: the same bits.
 #include <ATen/ATen.h>
 #include <torch/torch.h>
 
@@ -79,12 +80,32 @@ static void case_(Comm& world, int ep, int64_t E, int64_t K, Load load, int64_t 
   at::Tensor y_ref = local->forward(x_ref, call_ref);
   (y_ref * g).sum().backward();
 
-  auto ep_block = shard_moe_block(*local, cfg, grid);
-  at::Tensor x_ep = x.clone().requires_grad_(true);
-  MoeCall call_ep;
-  call_ep.want_counts = true;
-  at::Tensor y_ep = ep_block->forward(x_ep, call_ep);
-  (y_ep * g).sum().backward();
+  // The EP layer, once with the shared expert run while the rows are in
+  // flight (the default) and once after the exchange: the same bits.
+  auto run_ep = [&](bool overlap, at::Tensor& x_ep, MoeCall& call_ep) {
+    auto block = shard_moe_block(*local, cfg, grid);
+    block->set_overlap_shared_expert(overlap);
+    x_ep = x.clone().requires_grad_(true);
+    call_ep.want_counts = true;
+    at::Tensor y = block->forward(x_ep, call_ep);
+    (y * g).sum().backward();
+    return std::make_pair(block, y);
+  };
+  at::Tensor x_ep, x_serial;
+  MoeCall call_ep, call_serial;
+  auto [ep_block, y_ep] = run_ep(true, x_ep, call_ep);
+  auto [serial_block, y_serial] = run_ep(false, x_serial, call_serial);
+  CHECK_OR_FAIL(at::equal(y_ep, y_serial) && at::equal(x_ep.grad(), x_serial.grad()), name,
+                " the overlapped shared expert changes the output or the input gradient");
+  {
+    auto serial = serial_block->named_parameters(true);
+    auto same = [](const at::Tensor& a, const at::Tensor& b) {
+      return a.defined() == b.defined() && (!a.defined() || at::equal(a, b));
+    };
+    for (auto& kv : ep_block->named_parameters(true))
+      CHECK_OR_FAIL(same(kv.value().grad(), serial[kv.key()].grad()), name,
+                    " the overlapped shared expert changes the gradient of ", kv.key());
+  }
 
   CHECK_OR_FAIL(y_ep.sizes() == y_ref.sizes(), name, " output shape");
   CHECK_OR_FAIL(max_diff(y_ep, y_ref) <= 1e-6, name, " forward differs by ", max_diff(y_ep, y_ref));
