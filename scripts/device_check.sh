@@ -20,6 +20,10 @@
 #                                     # Debian -dev packages), with .device
 #                                     # carried along.  Under 9 minutes
 #                                     # (step 4b adds about one).
+#   scripts/device_check.sh reflect   # ON THE GPU MACHINE, .device carried:
+#                                     # step 0 (zerorl only), then step 6
+#                                     # alone.  About 10 minutes: run it in
+#                                     # its own call (timeout_s 600).
 #
 # `run` does, and prints a table at the end:
 #   0. unpacks .device/deps.tar.xz into /tmp/zr-deps and copies it into /
@@ -53,9 +57,19 @@
 #      split communicator's own stream, and the expert-parallel paths: split,
 #      split of a split, a DP x EP grid's groups, alltoallv and
 #      alltoallv_async on CUDA tensors), built after step 4.
+#   6. (mode reflect only) issue 19's GPU recipe: pretrain
+#      recipes/base-reflect-gpu.yaml (bf16 on the GPU, 330 s at most), then
+#      GRPO with recipes/r1zero-reflect-gpu.yaml from it (330 s at most), each
+#      row with its wall time; the curves (held-out pass@1, length,
+#      reflection rate and accuracy with/without reflection, the length's
+#      slope per 50 steps) printed by scripts/reflect_curves.py; the run's
+#      metrics.jsonl and eval.jsonl come back in $OUT.
 # Output also goes to $OUT (when set) so the logs come back.  Knobs (for a dry
 # run of steps 1-2 on a CPU machine): ZR_PYTHON (python with torch; default
-# python3), ZR_SKIP_FULL=1 (skip steps 0 and 4).
+# python3), ZR_SKIP_FULL=1 (skip steps 0 and 4); for step 6, ZR_BUILD_DIR (a
+# build folder holding zerorl: no step 0) and ZR_REFLECT_PRETRAIN_OVERRIDES /
+# ZR_REFLECT_TRAIN_OVERRIDES (recipe overrides, e.g. a CPU dry run's
+# pretrain.device=cpu pretrain.steps=4 ... and policy.device=cpu train.steps=2).
 set -uo pipefail
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$here"
@@ -108,7 +122,11 @@ if [ "$mode" = snapshot ]; then
   echo "$dev/src: $(git rev-parse --short HEAD), $(du -sh "$dev/src" | cut -f1)"
   exit 0
 fi
-[ "$mode" = run ] || { echo "usage: $0 prepare|snapshot|run" >&2; exit 2; }
+[ "$mode" = run ] || [ "$mode" = reflect ] || { echo "usage: $0 prepare|snapshot|run|reflect" >&2; exit 2; }
+# reflect: step 0 (zerorl only) and step 6; every other step is skipped.
+only_reflect=
+full_targets=(zerorl bench_learner_mfu bench_ep_layer)
+if [ "$mode" = reflect ]; then only_reflect=1; full_targets=(zerorl); fi
 
 # Detailed logs go to $out and come back as one archive (the device tool
 # returns at most 8 files); the console log comes back as device_check.log.
@@ -150,12 +168,13 @@ else
   (
     cmake -S . -B "$fb" -G Ninja -DCMAKE_BUILD_TYPE=Release -DZERORL_PYTHON="$py" \
       >"$out/full_configure.log" 2>&1 &&
-    timeout 240 nice -n 10 ninja -C "$fb" -k 0 -j "$jobs" zerorl bench_learner_mfu bench_ep_layer \
+    timeout 240 nice -n 10 ninja -C "$fb" -k 0 -j "$jobs" "${full_targets[@]}" \
       >"$out/full_build.log" 2>&1
   ) &
   full_pid=$!
 fi
 
+if [ -z "$only_reflect" ]; then  # steps 1-5
 # ---- 1. kernels-only build ------------------------------------------------------
 kb=/tmp/zr-kernels-build
 mkdir -p "$kb/src"
@@ -374,6 +393,52 @@ if [ -n "$full_pid" ] && [ -x "$fb/zerorl" ]; then
   else
     tail -20 "$out/gpu_tests_build.log"
     row "KvCache + paged engine cuda, NCCL Comm" FAIL "build failed, see gpu_tests_build.log"
+  fi
+fi
+
+fi  # steps 1-5
+
+# ---- 6. issue 19's GPU recipe: pretrain, then GRPO (mode reflect) -------------------
+if [ -n "$only_reflect" ]; then
+  # ZR_BUILD_DIR: a build folder that already holds zerorl (a warm machine's
+  # /tmp/zr-full-build from an earlier call, or a CPU dry run's build/).
+  if [ -n "${ZR_BUILD_DIR:-}" ] && [ -x "$ZR_BUILD_DIR/zerorl" ]; then
+    fb=$ZR_BUILD_DIR
+    row "full build (zerorl)" ok "given: $fb"
+  elif [ -z "$full_pid" ] || ! wait "$full_pid"; then
+    tail -25 "$out/full_configure.log" "$out/full_build.log" 2>/dev/null
+    row "full build (zerorl)" FAIL "see full_configure.log / full_build.log"
+  else
+    row "full build (zerorl)" ok "done at $(elapsed)"
+  fi
+  if [ -x "$fb/zerorl" ]; then
+    rd=/tmp/zr-reflect
+    rm -rf "$rd"
+    t0=$(date +%s)
+    if timeout 330 "$fb/zerorl" pretrain recipes/base-reflect-gpu.yaml run.dir="$rd" \
+          ${ZR_REFLECT_PRETRAIN_OVERRIDES:-} >"$out/reflect_pretrain.log" 2>&1; then
+      tail -3 "$out/reflect_pretrain.log"
+      cp "$rd/base-reflect-gpu/metrics.jsonl" "$ret/reflect_pretrain_metrics.jsonl"
+      row "reflect: pretrain (gpu, bf16)" ok "$(( $(date +%s) - t0 ))s; $(grep -Eo 'nll [0-9.]+' "$out/reflect_pretrain.log" | tail -1)"
+      t0=$(date +%s)
+      timeout 330 "$fb/zerorl" train recipes/r1zero-reflect-gpu.yaml run.dir="$rd" \
+        policy.init="$rd/base-reflect-gpu/base.h5" ${ZR_REFLECT_TRAIN_OVERRIDES:-} \
+        >"$out/reflect_train.log" 2>&1
+      rc=$?
+      # A run cut by the timeout still has its curves so far.
+      cp "$rd/r1zero-reflect-gpu/metrics.jsonl" "$ret/reflect_metrics.jsonl" 2>/dev/null
+      cp "$rd/r1zero-reflect-gpu/eval.jsonl" "$ret/reflect_eval.jsonl" 2>/dev/null
+      "$py" scripts/reflect_curves.py "$rd/r1zero-reflect-gpu" 2>&1 | tee "$out/reflect_curves.log"
+      if [ $rc -eq 0 ]; then
+        row "reflect: GRPO (gpu)" ok "$(( $(date +%s) - t0 ))s; $(tail -1 "$out/reflect_curves.log" | grep -Eo 'pass@1 [0-9.]+ -> [0-9.]+')"
+      else
+        tail -20 "$out/reflect_train.log"
+        row "reflect: GRPO (gpu)" FAIL "rc $rc after $(( $(date +%s) - t0 ))s (124: over 330 s); see reflect_train.log"
+      fi
+    else
+      tail -20 "$out/reflect_pretrain.log"
+      row "reflect: pretrain (gpu, bf16)" FAIL "after $(( $(date +%s) - t0 ))s (over 330 s?); see reflect_pretrain.log"
+    fi
   fi
 fi
 

@@ -80,6 +80,8 @@ PretrainRecipe read_pretrain_recipe(Recipe& recipe) {
   c.seq_len = pt.get<long>("seq_len");
   c.log_every = pt.get<long>("log_every", c.log_every);
   c.output = pt.get<std::string>("output", c.output);
+  c.on_cuda = pt.choice("device", {"cpu", "cuda"}, "cpu") == "cuda";
+  c.dtype = pt.choice("dtype", {"fp32", "bf16"}, "fp32") == "bf16" ? at::kBFloat16 : at::kFloat;
   c.optimizer = OptimizerConfig::from(pt.section("optimizer"));
   ZR_CHECK(c.steps > 0 && c.seq_len > 1, pt.where(),
            ": pretrain.steps and seq_len must be > 0 / > 1");
@@ -108,6 +110,10 @@ PretrainResult run_pretrain(Recipe& recipe, Comm& comm) {
            ": pretrain.batch_size ", batch, " must be a positive multiple of the ", comm.size(),
            " ranks");
 
+  ZR_CHECK(!cfg.on_cuda || at::hasCUDA(), recipe.section("pretrain").where("device"),
+           ": pretrain.device is cuda but this process sees no CUDA device");
+  const at::Device device = cfg.on_cuda ? at::Device(at::kCUDA) : at::Device(at::kCPU);
+
   std::unique_ptr<RunDir> dir;
   std::string run_path = run_dir_path(run_root, run_name);
   if (comm.rank() == 0)
@@ -119,7 +125,12 @@ PretrainResult run_pretrain(Recipe& recipe, Comm& comm) {
   // ---- model, optimizer, data ----
   at::manual_seed(static_cast<uint64_t>(model_cfg.seed));
   auto model = std::make_shared<model::CausalLM>(model_cfg);
-  ZR_LOG_INFO("pretraining ", model_cfg.summary(), "; ", model->param_report().to_string());
+  // Initialised in fp32 on the CPU whatever the device and dtype, so a
+  // seed gives the same starting weights everywhere.
+  cast_parameters(*model, cfg.dtype, "");
+  model->to(device);
+  ZR_LOG_INFO("pretraining ", model_cfg.summary(), "; ", model->param_report().to_string(), "; ",
+              dtype_name(cfg.dtype), " on ", device.str());
   std::vector<NamedParam> params;
   for (auto& p : model->named_parameters(true)) {
     bool decay = p.value().dim() >= 2;  // no decay on norms and biases
@@ -137,8 +148,8 @@ PretrainResult run_pretrain(Recipe& recipe, Comm& comm) {
     auto t0 = std::chrono::steady_clock::now();
     // Every rank packs the same global batch and takes its rows.
     at::Tensor rows = packer.next(batch).narrow(0, comm.rank() * rows_per_rank, rows_per_rank);
-    at::Tensor tokens = rows.narrow(1, 0, seq_len).contiguous();
-    at::Tensor targets = rows.narrow(1, 1, seq_len).contiguous();
+    at::Tensor tokens = rows.narrow(1, 0, seq_len).contiguous().to(device);
+    at::Tensor targets = rows.narrow(1, 1, seq_len).contiguous().to(device);
     model::ForwardOptions fo;
     fo.record_expert_load = model_cfg.moe.balance_bias_gamma > 0;
     auto out = model->logprobs(tokens, targets, {}, fo);

@@ -10,7 +10,10 @@
 //   corpus:   data::CorpusConfig (data/corpus.h; corpus.seed its order)
 //   pretrain: steps, batch_size (global sequences per step), seq_len,
 //             log_every, output (policy file path, relative to the run dir
-//             unless absolute), optimizer: OptimizerConfig (trainer/optimizer.h)
+//             unless absolute), device (cpu | cuda), dtype (fp32 | bf16: bf16
+//             parameters with the Optimizer's fp32 masters and moments, as
+//             policy.dtype; the policy file then holds bf16 weights),
+//             optimizer: OptimizerConfig (trainer/optimizer.h)
 //   comm:     CommConfig (core/comm_config.h), read once by the command
 //
 // Data: documents 0, 1, 2, ... of the corpus, each followed by <eos>, packed
@@ -53,6 +56,8 @@ struct PretrainRecipe {
   long seq_len = 0;
   long log_every = 50;
   std::string output = "base.h5";
+  bool on_cuda = false;  // pretrain.device (checked against the process by run_pretrain)
+  at::ScalarType dtype = at::kFloat;  // pretrain.dtype
   OptimizerConfig optimizer;
 };
 

@@ -6,6 +6,7 @@
 // evaluations with values that are rates, and every output file parses.
 // No direction is asserted: over four steps none is reliably true
 // (docs/REPRODUCTION.md, "Reproduction II", has the longer runs).
+#include <ATen/Context.h>
 #include <gtest/gtest.h>
 #include <unistd.h>
 
@@ -18,7 +19,10 @@
 
 #include "core/comm.h"
 #include "core/config.h"
+#include "model/model.h"
 #include "trainer/grpo_trainer.h"
+#include "trainer/policy_file.h"
+#include "trainer/pretrain.h"
 #include "trainer/run_dir.h"
 
 namespace zerorl {
@@ -88,6 +92,89 @@ TEST(ReflectRecipe, FourStepsFromTheShippedBaseLogReflectionAndParse) {
   const auto samples = read_jsonl(res.run_dir + "/samples.jsonl");
   EXPECT_FALSE(samples.empty());
   if (!HasFailure()) remove_tree(runs);
+}
+
+// The GPU recipe's CPU-scaled-down twin (issue 19, item 5): the shipped
+// recipes/base-reflect-gpu.yaml and recipes/r1zero-reflect-gpu.yaml as they
+// are (model shape, corpus, bf16, rewards, GRPO settings), with the device
+// set to cpu and steps, batches and lengths cut so that both run in well
+// under a minute on one core.  Asserts what holds on any such run: the base
+// is pretrained in the recipe's dtype and shape and loads as a policy, RL
+// runs from it, and every output parses with the metrics the GPU run reports
+// (docs/REPRODUCTION.md, "A GPU recipe").  No direction: the curves are for
+// the GPU run (scripts/device_check.sh reflect).
+TEST(ReflectRecipe, GpuRecipesScaledDownRunOnTheCpu) {
+  const std::string src = ZR_SOURCE_DIR;
+  const std::string runs = (std::filesystem::temp_directory_path() /
+                            ("zerorl_reflect_gpu_" + std::to_string(::getpid())))
+                               .string();
+  auto comm = make_comm("single");
+  Recipe base = Recipe::from_file(src + "/recipes/base-reflect-gpu.yaml");
+  base.apply_overrides({"run.dir=" + runs, "pretrain.device=cpu", "pretrain.steps=6",
+                        "pretrain.batch_size=4", "pretrain.seq_len=96",
+                        "pretrain.optimizer.total_steps=6", "pretrain.optimizer.warmup_steps=2",
+                        "pretrain.log_every=3"});
+  const PretrainResult pre = run_pretrain(base, *comm);
+  ASSERT_EQ(pre.steps, 6);
+  EXPECT_TRUE(std::isfinite(pre.final_loss));
+  const auto pre_metrics = read_jsonl(runs + "/base-reflect-gpu/metrics.jsonl");
+  ASSERT_EQ(pre_metrics.size(), 2u);
+  for (const auto& m : pre_metrics) EXPECT_TRUE(m.contains("pretrain/nll")) << m.dump();
+  {
+    // The recipe's shape and dtype reached the file.
+    Policy p = load_policy(pre.policy_path);
+    EXPECT_EQ(p.model->config().hidden_size, 256);
+    EXPECT_EQ(p.model->config().num_layers, 6);
+    for (const auto& [name, t] : p.model->named_weights()) {
+      if (t.dim() >= 2) {
+        EXPECT_EQ(t.scalar_type(), at::kBFloat16) << name;
+      }
+    }
+  }
+
+  Recipe rl = Recipe::from_file(src + "/recipes/r1zero-reflect-gpu.yaml");
+  rl.apply_overrides({"policy.init=" + pre.policy_path, "policy.device=cpu", "run.dir=" + runs,
+                      "train.steps=2", "train.prompts_per_step=4", "train.group_size=4",
+                      "train.sample_every=1", "rollout.num_slots=16",
+                      "rollout.sampling.max_new_tokens=48", "eval.every=2", "eval.num_problems=4",
+                      "eval.k=2", "optimizer.total_steps=2", "optimizer.warmup_steps=1"});
+  const TrainResult res = run_train(rl, *comm);
+  ASSERT_EQ(res.steps_done, 2);
+  for (const auto* ev : {&res.first_eval, &res.last_eval}) {
+    ASSERT_TRUE(ev->count("pass_at_1"));
+    for (const char* name : kEvalNames) ASSERT_TRUE(ev->count(name)) << name;
+  }
+  const auto metrics = read_jsonl(res.run_dir + "/metrics.jsonl");
+  int steps = 0;
+  for (const auto& m : metrics) {
+    if (!m.contains("reflection/rate")) continue;
+    ++steps;
+    EXPECT_TRUE(m.contains("response/length_mean")) << m.dump();
+  }
+  EXPECT_EQ(steps, 2);
+  EXPECT_EQ(read_jsonl(res.run_dir + "/eval.jsonl").size(), 2u);
+  EXPECT_FALSE(read_jsonl(res.run_dir + "/samples.jsonl").empty());
+  if (!HasFailure()) remove_tree(runs);
+}
+
+// Without a GPU, pretrain.device cuda is refused naming the key, before any
+// run folder is made.
+TEST(ReflectRecipe, PretrainOnCudaWithoutADeviceNamesTheKey) {
+  if (at::hasCUDA()) GTEST_SKIP() << "a CUDA device is present";
+  const std::string src = ZR_SOURCE_DIR;
+  const std::string runs = (std::filesystem::temp_directory_path() /
+                            ("zerorl_reflect_nocuda_" + std::to_string(::getpid())))
+                               .string();
+  Recipe base = Recipe::from_file(src + "/recipes/base-reflect-gpu.yaml");
+  base.apply_overrides({"run.dir=" + runs});
+  auto comm = make_comm("single");
+  try {
+    run_pretrain(base, *comm);
+    FAIL() << "pretrain.device cuda ran without a device";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("pretrain.device"), std::string::npos) << e.what();
+  }
+  EXPECT_FALSE(std::filesystem::exists(runs));
 }
 
 }  // namespace
