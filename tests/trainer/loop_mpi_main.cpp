@@ -17,7 +17,8 @@
 //                                  then also requires the same weights hash;
 //                                  with --ep, expert parallelism)
 //   --scenario=async --runs=DIR --name=N [--rollout-ranks=R] [--k=K]
-//                    [--compare=RUN --tol=T] [--resume-from=S] [--set=KEY=VALUE ...]
+//                    [--compare=RUN --tol=T] [--differ=RUN] [--resume-from=S]
+//                    [--set=KEY=VALUE ...]
 //                                  disaggregated rollout (trainer/disaggregated.h):
 //                                  R = 0 is the colocated reference
 //
@@ -335,11 +336,19 @@ void resume_dense(Comm& comm, const std::string& dir) {
 //   * with loss.behaviour_is = truncate and a cap of 1.001 (set by the
 //     ctest), the behaviour ratio shows the lag: at step 1 (lag 0, only the
 //     numerics between rollout and learner, ~1e-5) no token is truncated; at
-//     every lagged step some are, and the ratio's max exceeds the cap.
+//     every lagged step some are, and the ratio's max exceeds the cap
+//     (k = 0: no step is lagged, none is truncated);
+//   * with train.routing_replay = true (the MoE tiny policy's routing records
+//     streamed with the groups): at k = 0 the --compare above against the
+//     colocated run with replay; at k > 0 every lagged step's learner router
+//     disagrees with the streamed records (rollout/expert_mismatch > 0, so
+//     replay has something to change), and with --differ the final weights
+//     move by more than 1e-5 from RUN, the same run without replay: the
+//     learner's forwards took the streamed experts, not its own.
 constexpr long kAsyncSteps = 5;
 
 struct AsyncArgs {
-  std::string name, compare;
+  std::string name, compare, differ;
   int rollout_ranks = 0;
   long k = 0;
   long resume_from = 0;  // > 0: then resume a copy from this step (resume_async)
@@ -464,12 +473,34 @@ void run_async(Comm& comm, const std::string& dir, const AsyncArgs& a) {
     const double rmax = r["loss/behaviour_ratio_max"].get<double>();
     std::cout << "step " << s + 1 << ": behaviour ratio max " << rmax << ", mean "
               << r["loss/behaviour_ratio_mean"] << ", truncated " << trunc << "\n";
-    if (s == 0)
-      CHECK_OR_FAIL(trunc == 0 && rmax < 1.0001, "step 1 (lag 0): ratio max ", rmax, ", truncated ",
-                    trunc, " (only numerics should separate the policies)");
+    if (s == 0 || a.k == 0)
+      CHECK_OR_FAIL(trunc == 0 && rmax < 1.0001, "step ", s + 1, " (lag 0): ratio max ", rmax,
+                    ", truncated ", trunc, " (only numerics should separate the policies)");
     else
       CHECK_OR_FAIL(trunc > 0 && rmax > 1.001, "step ", s + 1, " (lag ", a.k, "): ratio max ", rmax,
                     ", truncated ", trunc, ": the stale behaviour policy does not show");
+  }
+  const bool replay =
+      std::find(a.sets.begin(), a.sets.end(), "train.routing_replay=true") != a.sets.end();
+  for (size_t s = 0; replay && s < rows.size(); ++s) {
+    const auto& r = rows[s];
+    CHECK_OR_FAIL(r["rollout/expert_mismatch"].is_number(), "step ", s + 1,
+                  ": no rollout/expert_mismatch (no routing records reached the learner)");
+    const double em = r["rollout/expert_mismatch"].get<double>();
+    std::cout << "step " << s + 1 << ": expert mismatch " << em << "\n";
+    if (s > 0 && a.k > 0)
+      CHECK_OR_FAIL(em > 0, "step ", s + 1, " (lag ", a.k,
+                    "): the learner's router agrees with every streamed record, so replay "
+                    "changes nothing to test");
+  }
+  if (!a.differ.empty()) {
+    const std::string other = dir + "/runs/" + a.differ;
+    CHECK_OR_FAIL(fs::exists(ckpt(other, kAsyncSteps, 0)), "no ", other,
+                  " checkpoint (run the reference ctest first)");
+    const double d = max_weight_diff(other, res.run_dir, kAsyncSteps);
+    std::cout << "max |w(" << a.name << ") - w(" << a.differ << ")| = " << d << "\n";
+    CHECK_OR_FAIL(d > 1e-5, "weights within ", d, " of ", a.differ,
+                  ": the replayed forwards did not use the streamed routing records");
   }
   if (a.compare.empty()) return;
   const std::string other = dir + "/runs/" + a.compare;
@@ -627,6 +658,7 @@ int main(int argc, char** argv) {
     if (auto v = val("--ep")) z.ep = std::stol(v);
     if (auto v = val("--rollout-ranks")) as.rollout_ranks = std::stoi(v);
     if (auto v = val("--k")) as.k = std::stol(v);
+    if (auto v = val("--differ")) as.differ = v;
     if (auto v = val("--resume-from")) as.resume_from = std::stol(v);
     if (auto v = val("--slots")) z.slots = std::stol(v);
   }
