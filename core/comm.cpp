@@ -394,15 +394,13 @@ class MpiComm final : public Comm {
     MPI_Message msg;
     MPI_Status st;
     const double t0 = MPI_Wtime();
-    for (long spins = 0;; ++spins) {
-      int found = 0;
-      MPI_CHECK(MPI_Improbe(src, tag, comm_, &found, &msg, &st));
-      if (found) break;
-      if (spins < kSpins) continue;
-      answer_asks();
-      peer_timeout_check(t0, "receive from", src);
-      ::usleep(spins > 10 * kSpins ? 1000 : 50);
-    }
+    spin_until(
+        [&] {
+          int found = 0;
+          MPI_CHECK(MPI_Improbe(src, tag, comm_, &found, &msg, &st));
+          return found != 0;
+        },
+        [&] { peer_timeout_check(t0, "receive from", src); });
     int n = 0;
     MPI_CHECK(MPI_Get_count(&st, MPI_BYTE, &n));
     at::Tensor out = at::empty({n}, at::kByte);
@@ -473,12 +471,7 @@ class MpiComm final : public Comm {
         kept_ints->push_back(std::move(ints));
       }
     }
-    bool test() override {
-      if (req == MPI_REQUEST_NULL) return true;
-      int done = 0;
-      MPI_CHECK(MPI_Test(&req, &done, MPI_STATUS_IGNORE));
-      return done != 0;
-    }
+    bool test() override { return req == MPI_REQUEST_NULL || tested(req); }
     at::Tensor wait() override {
       ZR_CHECK(finish, "CommWork::wait called twice");
       if (peer >= 0) {
@@ -517,15 +510,7 @@ class MpiComm final : public Comm {
       return;
     }
     const double t0 = MPI_Wtime();
-    for (long spins = 0;; ++spins) {
-      int done = 0;
-      MPI_CHECK(MPI_Test(&req, &done, MPI_STATUS_IGNORE));
-      if (done) return;
-      if (spins < kSpins) continue;
-      answer_asks();
-      peer_timeout_check(t0, what, peer);
-      ::usleep(spins > 10 * kSpins ? 1000 : 50);
-    }
+    spin_until([&] { return tested(req); }, [&] { peer_timeout_check(t0, what, peer); });
   }
 
   void peer_timeout_check(double t0, const char* what, int peer) const {
@@ -547,16 +532,30 @@ class MpiComm final : public Comm {
       return;
     }
     const double t0 = MPI_Wtime();
+    spin_until([&] { return tested(req); },
+               [&] {
+                 if (MPI_Wtime() - t0 > timeout) diagnose(what, timeout, seq);
+               });
+  }
+
+  static bool tested(MPI_Request& req) {
+    int done = 0;
+    MPI_CHECK(MPI_Test(&req, &done, MPI_STATUS_IGNORE));
+    return done != 0;
+  }
+
+  // The one waiting loop of the watchdog: tests `done` kSpins times without
+  // pausing (transfers are usually quick), then between tests answers the
+  // other ranks' asks, runs `check` (which throws past the timeout) and gives
+  // the core up.  A rank asks only after waiting a whole timeout, so the side
+  // channel and the clock are looked at only once the spinning is over.
+  template <class Done, class Check>
+  void spin_until(Done done, Check check) {
     for (long spins = 0;; ++spins) {
-      int done = 0;
-      MPI_CHECK(MPI_Test(&req, &done, MPI_STATUS_IGNORE));
-      if (done) return;
-      // Spin first (collectives are usually quick), then give the core up.
-      // A rank asks only after waiting a whole timeout, so the side channel
-      // and the clock are looked at only once the spinning is over.
+      if (done()) return;
       if (spins < kSpins) continue;
       answer_asks();
-      if (MPI_Wtime() - t0 > timeout) diagnose(what, timeout, seq);
+      check();
       ::usleep(spins > 10 * kSpins ? 1000 : 50);
     }
   }
