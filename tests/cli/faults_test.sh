@@ -42,6 +42,18 @@ flip() {  # flip FILE OFFSET: overwrite 4 bytes in place
 tree_sum() { (cd "$1" && find . -type f -print0 | sort -z | xargs -0 sha256sum); }
 logs=()
 show_logs() { for f in "${logs[@]}"; do echo "== $f"; tail -n 20 "$work/$f"; done; }
+# first_step_pid JOB RANK: waits (60 s at most) until rank 0 has logged a step
+# or JOB has ended, then prints the pid of the zerorl process of MPI rank RANK.
+first_step_pid() {
+  for _ in $(seq 600); do
+    [ -s "$work/runs/r/metrics.jsonl" ] && break
+    kill -0 "$1" 2>/dev/null || break
+    sleep 0.1
+  done
+  for p in $(pgrep -f "$z train $work/train.yaml"); do
+    tr '\0' '\n' <"/proc/$p/environ" 2>/dev/null | grep -qx "OMPI_COMM_WORLD_RANK=$2" && echo "$p"
+  done
+}
 
 train() {  # train LOG ARGS...: runs zerorl train, returns its exit status
   local log=$1; shift
@@ -287,16 +299,7 @@ hang)
     "$z" train "$work/train.yaml" train.steps=1000 checkpoint.every=0 comm.timeout_s=5 \
     >"$work/hang.log" 2>&1 &
   job=$!
-  for _ in $(seq 600); do  # until rank 0 has logged a step (60 s at most)
-    [ -s "$work/runs/r/metrics.jsonl" ] && break
-    kill -0 "$job" 2>/dev/null || break
-    sleep 0.1
-  done
-  # Rank 1: the zerorl process whose environment says so.
-  rank1=""
-  for p in $(pgrep -f "$z train $work/train.yaml"); do
-    tr '\0' '\n' <"/proc/$p/environ" 2>/dev/null | grep -qx OMPI_COMM_WORLD_RANK=1 && rank1=$p
-  done
+  rank1=$(first_step_pid "$job" 1)
   check "the job was running steps when rank 1 was stopped" test -n "$rank1" -a -s "$work/runs/r/metrics.jsonl"
   t0=$(date +%s)
   [ -n "$rank1" ] && kill -STOP "$rank1"
@@ -323,15 +326,7 @@ rollout_dies)
       rollout.mode=disaggregated parallel.rollout_ranks=2 rollout.max_staleness=1 \
       >"$work/$log" 2>&1 &
     job=$!
-    for _ in $(seq 600); do  # until learner 0 has logged a step (60 s at most)
-      [ -s "$work/runs/r/metrics.jsonl" ] && break
-      kill -0 "$job" 2>/dev/null || break
-      sleep 0.1
-    done
-    rank2=""
-    for p in $(pgrep -f "$z train $work/train.yaml"); do
-      tr '\0' '\n' <"/proc/$p/environ" 2>/dev/null | grep -qx OMPI_COMM_WORLD_RANK=2 && rank2=$p
-    done
+    rank2=$(first_step_pid "$job" 2)
     check "SIG$how: the job was running steps when rollout rank 2 was hit" \
       test -n "$rank2" -a -s "$work/runs/r/metrics.jsonl"
     t0=$(date +%s)
