@@ -5,7 +5,7 @@
 //   build/bench_rollout_decode [--batch 1,16,64] [--group 1] [--prompt-len 16]
 //                              [--new 128] [--repeat 3] [--block-size 16]
 //                              [--no-share] [--decode-attention paged|unshared|gather]
-//                              [--export-hf DIR]
+//                              [--dtype fp32|bf16] [--export-hf DIR]
 //
 // Prints, per batch size, the best of --repeat runs: end-to-end generated
 // tokens per wall second and per process-CPU second (prefill + decode, the
@@ -17,13 +17,16 @@
 // --decode-attention picks the CPU decode attention (model/paged_attention.h):
 // in place with a group's prompt blocks attended once (paged, the default),
 // in place per sequence (unshared), or the blocks gathered into a contiguous
-// copy first (gather: the engine of 679d3a9).  Built
+// copy first (gather: the engine of 679d3a9).  --dtype bf16 casts the
+// parameters to bf16 as policy.dtype does (the rollout then runs in bf16 with
+// a bf16 cache; the balancing bias stays fp32).  Built
 // with -DZR_OLD_ENGINE against the libraries of commit 1208403 (one
 // contiguous cache window per slot) the same source measures the engine of
 // before (docs/PERFORMANCE.md says how), and those two flags are refused.
 // --export-hf writes the same weights as a Hugging Face folder for the
 // Python side.  Threads: ATen's intra-op pool (OMP_NUM_THREADS).
 #include <ATen/Parallel.h>
+#include <ATen/core/grad_mode.h>
 #include <torch/nn/module.h>
 
 #include <sys/resource.h>
@@ -75,7 +78,7 @@ int main(int argc, char** argv) {
   std::vector<int64_t> batches = {1, 16, 64};
   int64_t prompt_len = 16, num_new = 128, repeat = 3, group = 1, block_size = 16;
   bool share = true;
-  std::string export_dir, decode_attention = "paged";
+  std::string export_dir, decode_attention = "paged", dtype = "fp32";
   for (int i = 1; i < argc; ++i) {
     const std::string a = argv[i];
     auto next = [&]() -> std::string {
@@ -101,6 +104,8 @@ int main(int argc, char** argv) {
       repeat = std::stoll(next());
     else if (a == "--decode-attention")
       decode_attention = next();
+    else if (a == "--dtype")
+      dtype = next();
     else if (a == "--export-hf")
       export_dir = next();
     else {
@@ -117,6 +122,13 @@ int main(int argc, char** argv) {
   if (!export_dir.empty()) {
     model::save_hf(*policy, export_dir);
     std::printf("exported HF checkpoint to %s\n", export_dir.c_str());
+  }
+  if (dtype == "bf16") {
+    at::NoGradGuard no_grad;
+    for (auto& p : policy->parameters(true)) p.set_data(p.to(at::kBFloat16));
+  } else if (dtype != "fp32") {
+    std::fprintf(stderr, "--dtype must be fp32 or bf16\n");
+    return 2;
   }
 #ifdef ZR_OLD_ENGINE
   if (block_size != 16 || !share) {
@@ -139,10 +151,10 @@ int main(int argc, char** argv) {
   std::printf("decode attention: %s\n", decode_attention.c_str());
 #endif
   std::printf(
-      "model: %s\nengine: %s, block size %lld\nthreads: %d, group %lld, prompt_len %lld, new "
+      "model: %s (%s)\nengine: %s, block size %lld\nthreads: %d, group %lld, prompt_len %lld, new "
       "tokens %lld, best of %lld\n",
-      cfg.summary().c_str(), engine_name, static_cast<long long>(block_size), at::get_num_threads(),
-      static_cast<long long>(group), static_cast<long long>(prompt_len),
+      cfg.summary().c_str(), dtype.c_str(), engine_name, static_cast<long long>(block_size),
+      at::get_num_threads(), static_cast<long long>(group), static_cast<long long>(prompt_len),
       static_cast<long long>(num_new), static_cast<long long>(repeat));
   std::printf("%6s %14s %14s %14s %14s %10s %10s %10s\n", "batch", "gen tok/s", "gen tok/cpu-s",
               "decode tok/s", "prefill tok/s", "occupancy", "cache MiB", "maxrss MiB");

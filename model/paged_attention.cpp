@@ -46,29 +46,62 @@ void gemm(char ta, char tb, int64_t m, int64_t n, int64_t k, double alpha, const
   dgemm_(&ta, &tb, &mi, &ni, &ki, &alpha, a, &la, b, &lb, &beta, c, &lc);
 }
 
-// A plane of keys/values: pool row p's key at k + p * ks (C values), value
-// at v + p * vs (Cv values).
-template <typename T>
+// A plane of keys/values stored as P (the pool's dtype): pool row p's key at
+// k + p * ks (C values), value at v + p * vs (Cv values).
+template <typename P>
 struct Plane {
-  const T* k;
+  const P* k;
   int64_t ks, C;
-  const T* v;
+  const P* v;
   int64_t vs, Cv;
 };
 
+// Scratch of one thread.  Upcast holds a bf16 plane's runs converted to the
+// compute dtype (keys [len, C], values [len, Cv]) for one attend() call.
+template <typename T>
+struct Scratch {
+  std::vector<T> S, K, V;
+};
+
+// The runs of a bf16 plane as one contiguous fp32 plane of len_total rows in
+// scratch (values aliasing the keys stay aliased): one GEMM then covers every
+// run.  The arithmetic is the fp32 kernel's on the bf16 values read exactly.
+Plane<float> upcast(const Plane<c10::BFloat16>& pl, const std::vector<PagedDecodePlan::Run>& runs,
+                    int64_t len_total, Scratch<float>& sc, std::vector<PagedDecodePlan::Run>* one) {
+  const bool alias = pl.v == pl.k && pl.vs == pl.ks && pl.Cv <= pl.C;
+  sc.K.resize(static_cast<size_t>(len_total * pl.C));
+  if (!alias) sc.V.resize(static_cast<size_t>(len_total * pl.Cv));
+  int64_t r0 = 0;
+  for (const auto& r : runs) {
+    for (int64_t i = 0; i < r.len; ++i) {
+      const c10::BFloat16* src = pl.k + (r.row0 + i) * pl.ks;
+      float* dst = sc.K.data() + (r0 + i) * pl.C;
+      for (int64_t c = 0; c < pl.C; ++c) dst[c] = static_cast<float>(src[c]);
+      if (alias) continue;
+      const c10::BFloat16* vsrc = pl.v + (r.row0 + i) * pl.vs;
+      float* vdst = sc.V.data() + (r0 + i) * pl.Cv;
+      for (int64_t c = 0; c < pl.Cv; ++c) vdst[c] = static_cast<float>(vsrc[c]);
+    }
+    r0 += r.len;
+  }
+  *one = {{0, len_total}};
+  return {sc.K.data(), pl.C, pl.C, alias ? sc.K.data() : sc.V.data(), alias ? pl.C : pl.Cv, pl.Cv};
+}
+
 // Attention of m query rows q[i * C ..] against the positions of `runs`
 // (len_total of them): O[m, Cv] = sum_l exp(s_l - mx) v_l (unnormalised),
-// mx[m] the row maxima and l[m] the sums of exp(s_l - mx).  S is scratch.
+// mx[m] the row maxima and l[m] the sums of exp(s_l - mx).
 template <typename T>
 void attend(const T* q, int64_t m, const Plane<T>& pl,
-            const std::vector<PagedDecodePlan::Run>& runs, int64_t len_total, std::vector<T>& S,
-            T* O, T* mx, T* l) {
+            const std::vector<PagedDecodePlan::Run>& runs, int64_t len_total, Scratch<T>& sc, T* O,
+            T* mx, T* l) {
   if (len_total == 0) {
     std::fill(O, O + m * pl.Cv, T(0));
     std::fill(mx, mx + m, -std::numeric_limits<T>::infinity());
     std::fill(l, l + m, T(0));
     return;
   }
+  std::vector<T>& S = sc.S;
   S.resize(static_cast<size_t>(m * len_total));
   // Row-major S[m, len] = q[m, C] k_run[len, C]^T, i.e. column-major
   // S^T[len, m] = k_run^T' (stored C x len) transposed times q^T (C x m).
@@ -100,13 +133,23 @@ void attend(const T* q, int64_t m, const Plane<T>& pl,
   }
 }
 
-template <typename T>
-void run_plan(const T* q, int64_t q_row_stride, int64_t Hq, const Plane<T>& pl,
+// A bf16 plane: its runs upcast into fp32 scratch, then the fp32 kernel.
+void attend(const float* q, int64_t m, const Plane<c10::BFloat16>& pl,
+            const std::vector<PagedDecodePlan::Run>& runs, int64_t len_total, Scratch<float>& sc,
+            float* O, float* mx, float* l) {
+  std::vector<PagedDecodePlan::Run> one;
+  const Plane<float> f = len_total > 0 ? upcast(pl, runs, len_total, sc, &one) : Plane<float>{};
+  attend(q, m, f, one, len_total, sc, O, mx, l);
+}
+
+template <typename T, typename P>
+void run_plan(const T* q, int64_t q_row_stride, int64_t Hq, const Plane<P>& pl,
               const PagedDecodePlan& plan, T* out, int64_t out_row_stride) {
   const int64_t C = pl.C, Cv = pl.Cv;
   const int64_t num_groups = static_cast<int64_t>(plan.groups.size());
   at::parallel_for(0, num_groups, 1, [&](int64_t g0, int64_t g1) {
-    std::vector<T> S, Qs, Os, ms, ls, Oo(static_cast<size_t>(Hq * Cv)), mo(Hq), lo(Hq);
+    Scratch<T> sc;
+    std::vector<T> Qs, Os, ms, ls, Oo(static_cast<size_t>(Hq * Cv)), mo(Hq), lo(Hq);
     for (int64_t gi = g0; gi < g1; ++gi) {
       const PagedDecodePlan::Group& g = plan.groups[static_cast<size_t>(gi)];
       const int64_t G = static_cast<int64_t>(g.rows.size()), m = G * Hq;
@@ -120,14 +163,14 @@ void run_plan(const T* q, int64_t q_row_stride, int64_t Hq, const Plane<T>& pl,
         Os.resize(static_cast<size_t>(m * Cv));
         ms.resize(static_cast<size_t>(m));
         ls.resize(static_cast<size_t>(m));
-        attend(Qs.data(), m, pl, g.shared, g.shared_len, S, Os.data(), ms.data(), ls.data());
+        attend(Qs.data(), m, pl, g.shared, g.shared_len, sc, Os.data(), ms.data(), ls.data());
       }
       for (int64_t r = 0; r < G; ++r) {
         const int64_t b = g.rows[static_cast<size_t>(r)];
         const auto& own = g.own[static_cast<size_t>(r)];
         int64_t own_len = 0;
         for (const auto& run : own) own_len += run.len;
-        attend(q + b * q_row_stride, Hq, pl, own, own_len, S, Oo.data(), mo.data(), lo.data());
+        attend(q + b * q_row_stride, Hq, pl, own, own_len, sc, Oo.data(), mo.data(), lo.data());
         T* o = out + b * out_row_stride;
         for (int64_t h = 0; h < Hq; ++h) {
           const T* oo = Oo.data() + h * Cv;
@@ -173,7 +216,7 @@ DecodeAttention decode_attention() { return g_mode.load(); }
 
 bool paged_decode_available(const at::Device& device, at::ScalarType dtype) {
   if (!device.is_cpu()) return false;
-  if (dtype == at::kFloat) return sgemm_ != nullptr;
+  if (dtype == at::kFloat || dtype == at::kBFloat16) return sgemm_ != nullptr;
   if (dtype == at::kDouble) return dgemm_ != nullptr;
   return false;
 }
@@ -247,7 +290,7 @@ void paged_decode_attention(const at::Tensor& q_BHC, const at::Tensor& k_PC,
                             const at::Tensor& out_BHCv) {
   const at::ScalarType dt = q_BHC.scalar_type();
   ZR_CHECK(paged_decode_available(q_BHC.device(), dt),
-           "paged_decode_attention: needs CPU fp32/fp64 tensors and a BLAS, got ", dt, " on ",
+           "paged_decode_attention: needs CPU fp32/bf16/fp64 tensors and a BLAS, got ", dt, " on ",
            q_BHC.device());
   ZR_CHECK(k_PC.scalar_type() == dt && v_PCv.scalar_type() == dt && out_BHCv.scalar_type() == dt,
            "paged_decode_attention: q, k, v and out must share one dtype");
@@ -281,10 +324,21 @@ void paged_decode_attention(const at::Tensor& q_BHC, const at::Tensor& k_PC,
     run_plan(q_BHC.data_ptr<T>(), q_BHC.stride(0), Hq, pl, plan, out_BHCv.data_ptr<T>(),
              out_BHCv.stride(0));
   };
-  if (dt == at::kFloat)
+  if (dt == at::kFloat) {
     run(static_cast<float*>(nullptr));
-  else
+  } else if (dt == at::kDouble) {
     run(static_cast<double*>(nullptr));
+  } else {
+    // bf16: queries and outputs are small ([B, Hq, C]) and go through fp32
+    // copies; the pool is upcast run by run inside the kernel, never whole.
+    using BF = c10::BFloat16;
+    const at::Tensor q32 = q_BHC.to(at::kFloat).contiguous();
+    at::Tensor out32 = at::empty({B, Hq, Cv}, q32.options());
+    Plane<BF> pl{k_PC.data_ptr<BF>(), k_PC.stride(0), C, v_PCv.data_ptr<BF>(), v_PCv.stride(0), Cv};
+    run_plan(q32.data_ptr<float>(), q32.stride(0), Hq, pl, plan, out32.data_ptr<float>(),
+             out32.stride(0));
+    out_BHCv.copy_(out32);
+  }
 }
 
 }  // namespace zerorl::model

@@ -22,19 +22,28 @@
 //       out = (a_s O_s + a_o O_o) / (a_s l_s + a_o l_o)
 //     where O is the unnormalised sum of exp(score - m) v and l its weight.
 // Scores, the softmax and the merge are in the compute dtype (fp32, or fp64
-// for fp64 models).  The results equal the gather path's up to summation
-// order (tests/model/paged_attention_test.cpp: 1e-5 in fp32 against an fp64
-// reference, including ragged lengths, partly filled last blocks, groups of
-// 1-16 and runs broken by out-of-order blocks).
+// for fp64 models; fp32 for bf16 models).  A bf16 pool is read in place too:
+// each attend() upcasts the rows of its runs into fp32 scratch (exactly; a
+// group's shared blocks once for the group) and runs the same fp32 GEMMs on
+// it, the bf16 queries and outputs going through fp32 copies.  So bf16
+// decode attention is fp32 arithmetic on bf16 values with one rounding of
+// the output, closer to the learner's fused CPU attention than the gather
+// path's bf16 GEMMs (scores rounded to bf16 before the softmax).  In fp32
+// the results equal the gather path's up to summation order
+// (tests/model/paged_attention_test.cpp: 1e-5 in fp32 against an fp64
+// reference, and for bf16 pools 1e-5 beyond the output's rounding, including
+// ragged lengths, partly filled last blocks, groups of 1-16 and runs broken
+// by out-of-order blocks).
 //
 // Layout of one key plane: the pool viewed as [NB * bs, ...] rows; keys are
 // k_rows[p, 0:C], values v_rows[p, 0:Cv] (v may alias k: MLA's values are
 // the first kv_lora_rank columns of the latent rows).  GQA calls the kernel
 // once per kv head with that head's plane and query heads.
 //
-// Availability: CPU tensors of fp32 or fp64 with the BLAS sgemm_/dgemm_ that
-// LibTorch's CPU library exports (MKL in the x86 wheels); available() says
-// so.  Elsewhere (CUDA, bf16, no BLAS symbol) attention keeps the gather path.
+// Availability: CPU tensors of fp32, bf16 or fp64 with the BLAS
+// sgemm_/dgemm_ that LibTorch's CPU library exports (MKL in the x86 wheels);
+// available() says so.  Elsewhere (CUDA, fp16, no BLAS symbol) attention
+// keeps the gather path.
 // Threads: groups are spread over ATen's intra-op pool; each row's result is
 // computed the same way whatever the thread count.
 #pragma once
@@ -50,7 +59,7 @@ namespace zerorl::model {
 // Which decode attention CausalLM::decode uses on the CPU.  kPaged (the
 // default) where available(); kPagedNoSharing attends every row's whole
 // table on its own (no cascade); kGather copies the blocks into a contiguous
-// tensor first (the path before; also what CUDA and bf16 use).  Process-wide;
+// tensor first (the path before; also what CUDA uses).  Process-wide;
 // for tests and benchmarks (bench/rollout_decode.cpp --decode-attention).
 enum class DecodeAttention { kPaged, kPagedNoSharing, kGather };
 void set_decode_attention(DecodeAttention mode);

@@ -14,6 +14,7 @@
 #include <torch/torch.h>
 
 #include <algorithm>
+#include <cmath>
 #include <filesystem>
 #include <nlohmann/json.hpp>
 
@@ -220,6 +221,26 @@ TEST(RoutingReplay, LoopLogsTheMismatchEveryStep) {
             << "\n";
   EXPECT_GT(kl_off, 1e-6);
   EXPECT_LT(kl_on, kl_off / 100);
+}
+
+// bf16 rollout (issue #15 item 3): the loop logs the rollout-learner
+// mismatch every step, and a bf16 policy's behaviour log-probs are not exact
+// (fp32's are, <= 1e-5 above) but close to the learner's: mean
+// |learner - behaviour| <= u / 4 (u = 2^-8, bf16's unit roundoff).  Measured
+// 0.05 u on this policy (small weights, smooth distributions; the sharper
+// policies of tests/rollout/engine_bf16_test.cpp reach a few u); a bf16 KV
+// cache read one row short per run of blocks gives 0.4 u.
+TEST(RoutingReplay, Bf16LoopLogsTheMismatchWithinTheBf16Bound) {
+  const auto bf = loop_run(false, "bf16", 2);
+  ASSERT_EQ(bf.size(), 2u);
+  for (const auto& row : bf) {
+    ASSERT_TRUE(row.contains("rollout/logp_mismatch_abs")) << row.dump();
+    const double d = row["rollout/logp_mismatch_abs"].get<double>();
+    std::cout << "bf16 step " << row["step"] << ": rollout/logp_mismatch_abs " << d
+              << ", rollout/expert_mismatch " << row["rollout/expert_mismatch"] << "\n";
+    EXPECT_GT(d, 1e-5);
+    EXPECT_LE(d, std::ldexp(1.0, -8) / 4);
+  }
 }
 
 // bf16: replay reaches the learner and removes the mismatch of a flipped
