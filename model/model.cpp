@@ -122,7 +122,7 @@ KvCache CausalLM::make_cache(int64_t num_slots, int64_t max_len, int64_t block_s
 
 at::Tensor CausalLM::extend(KvCache& cache, const std::vector<int64_t>& slots,
                             const std::vector<std::vector<int64_t>>& tokens,
-                            const ForwardOptions& fo) {
+                            const ForwardOptions& fo, const at::Tensor& tokens_dev_N) {
   // Inference mode, not just no-grad: it also skips the autograd and
   // view/version-tracking dispatch of every op, most of a small decode
   // step's cost.  The outputs are inference tensors (readable anywhere, not
@@ -138,10 +138,11 @@ at::Tensor CausalLM::extend(KvCache& cache, const std::vector<int64_t>& slots,
   const int64_t S = static_cast<int64_t>(slots.size());
   std::vector<int64_t> n(slots.size());
   for (int64_t i = 0; i < S; ++i) n[i] = static_cast<int64_t>(tokens[i].size());
-  for (int64_t i = 0; i < S; ++i)
-    for (int64_t id : tokens[i])
-      ZR_CHECK(id >= 0 && id < cfg_.vocab_size, "CausalLM: token id ", id, " for slot ", slots[i],
-               " is outside [0, ", cfg_.vocab_size, ")");
+  if (!tokens_dev_N.defined())
+    for (int64_t i = 0; i < S; ++i)
+      for (int64_t id : tokens[i])
+        ZR_CHECK(id >= 0 && id < cfg_.vocab_size, "CausalLM: token id ", id, " for slot ", slots[i],
+                 " is outside [0, ", cfg_.vocab_size, ")");
   cache.check_append(slots, n);
   cache.reserve_append(slots, n);
 
@@ -199,7 +200,8 @@ at::Tensor CausalLM::extend(KvCache& cache, const std::vector<int64_t>& slots,
 
   std::vector<MoeCall> calls(moe_layers_.size());
   for (auto& c : calls) c.want_routing = fo.record_routing;
-  const at::Tensor h_N = backbone_->forward_cached(to_dev(tok_N), st, cache, calls);
+  const at::Tensor h_N = backbone_->forward_cached(
+      tokens_dev_N.defined() ? tokens_dev_N : to_dev(tok_N), st, cache, calls);
   cache.advance(slots, n);
   if (fo.record_routing) {
     last_routing_.clear();
@@ -225,6 +227,11 @@ at::Tensor CausalLM::decode(KvCache& cache, const std::vector<int64_t>& slots,
                             const at::Tensor& tokens_S, const ForwardOptions& fo) {
   ZR_CHECK(tokens_S.dim() == 1 && tokens_S.size(0) == static_cast<int64_t>(slots.size()),
            "CausalLM::decode: tokens_S must be [", slots.size(), "], got ", tokens_S.sizes());
+  const at::Device dev = backbone_->embed_tokens->weight.device();
+  if (!dev.is_cpu() && tokens_S.device() == dev) {
+    const std::vector<std::vector<int64_t>> counts(slots.size(), std::vector<int64_t>{0});
+    return extend(cache, slots, counts, fo, tokens_S.to(at::kLong));
+  }
   at::Tensor t = tokens_S.to(at::kCPU).to(at::kLong).contiguous();
   std::vector<std::vector<int64_t>> lists(slots.size());
   const int64_t* p = t.data_ptr<int64_t>();

@@ -135,7 +135,9 @@ class CausalLM : public torch::nn::Module {
                      const ForwardOptions& fo = {});
   // One new token per listed slot, each at its own position length(slot);
   // returns next-token logits [S, V] (fp32), row i for slots[i].
-  // tokens_S: int64 [S], on any device.
+  // tokens_S: int64 [S], on any device.  On the model's device (not the CPU)
+  // it is used in place, never read back to the host, so its ids are not
+  // checked (the rollout engine's sampled tokens stay on the device).
   at::Tensor decode(KvCache& cache, const std::vector<int64_t>& slots, const at::Tensor& tokens_S,
                     const ForwardOptions& fo = {});
 
@@ -180,8 +182,11 @@ class CausalLM : public torch::nn::Module {
  private:
   at::Tensor run_backbone(const at::Tensor& tokens_BT, const ForwardOptions& fo,
                           at::Tensor* aux_loss);
+  // tokens_dev_N (optional): the new tokens already on the device, one per
+  // slot (decode); `tokens` then only gives the counts.
   at::Tensor extend(KvCache& cache, const std::vector<int64_t>& slots,
-                    const std::vector<std::vector<int64_t>>& tokens, const ForwardOptions& fo);
+                    const std::vector<std::vector<int64_t>>& tokens, const ForwardOptions& fo,
+                    const at::Tensor& tokens_dev_N = {});
 
   ModelConfig cfg_;
   std::shared_ptr<Backbone> backbone_;

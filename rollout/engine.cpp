@@ -1,8 +1,6 @@
 #include "rollout/engine.h"
 
-#include <ATen/Parallel.h>
-#include <ATen/core/Tensor.h>
-#include <ATen/ops/empty.h>
+#include <ATen/ATen.h>
 
 #include <algorithm>
 #include <chrono>
@@ -16,6 +14,7 @@
 #include "core/rng.h"
 #include "model/kv_cache.h"
 #include "model/model.h"
+#include "rollout/batch_sampler.h"
 
 namespace zerorl::rollout {
 
@@ -71,12 +70,17 @@ double seconds_since(Clock::time_point t0) {
   return std::chrono::duration<double>(Clock::now() - t0).count();
 }
 
-// Per-sample generation state beside its RolloutSample.
+// Per-sample generation state beside its RolloutSample.  The sample's
+// tokens live on the device (Run::tok_SM_) while it decodes; its
+// RolloutSample holds the first completion_length() of its `len` tokens (all
+// of them once it finished or was preempted).
 struct SeqState {
   Rng rng;
-  std::string bytes;  // completion text so far (raw bytes)
+  std::string bytes;  // completion text of its first text_len tokens (raw bytes)
   int64_t slot = -1;
   int64_t admitted_at = -1;  // admission counter when it last got a slot (newest preempted first)
+  int64_t len = 0;           // completion tokens drawn
+  int64_t text_len = 0;      // completion tokens whose bytes are in `bytes`
   bool done = false;
 };
 
@@ -160,6 +164,7 @@ class Run {
     }
     cache_ = std::make_unique<model::KvCache>(
         policy_.make_cache(num_slots_, max_len_, opt_.block_size, num_blocks_));
+    init_device_state();
     for (int64_t s = num_slots_ - 1; s >= 0; --s) free_.push_back(s);
     for (;;) {
       admit();
@@ -367,7 +372,7 @@ class Run {
       }
     }
 
-    std::vector<std::pair<int64_t, std::vector<float>>> resumed;  // (sample, next-token logits)
+    std::vector<std::pair<int64_t, at::Tensor>> resumed;  // (sample, next-token logits [V])
     if (!prefills.empty()) resumed = prefill(prefills);
     for (const Copy& c : copies) {
       if (opt_.share_prefix)
@@ -376,22 +381,30 @@ class Run {
         cache_->copy_slot(c.src, c.dsts);
     }
 
-    // First tokens come from the prompt's prefill logits.  The template slot
-    // of a held prompt stays idle until its group is fully admitted.
+    // First tokens come from the prompt's prefill logits, and a resumed
+    // sample's next one from its recomputed logits: one batched draw.  The
+    // template slot of a held prompt stays idle until its group is fully
+    // admitted.
+    std::vector<int64_t> sis, slots;
+    std::vector<at::Tensor> rows;
     for (const auto& [si, slot] : started) {
       const int64_t p = si / G_;
       if (record_routing_)
         batch_.samples[static_cast<size_t>(si)].routing = template_routing_[static_cast<size_t>(p)];
-      start(si, slot, template_logits_[static_cast<size_t>(p)].data());
+      sis.push_back(si);
+      slots.push_back(slot);
+      rows.push_back(template_logits_[static_cast<size_t>(p)]);
     }
-    // A resumed sample draws its next token from the recomputed logits.
-    for (size_t i = 0; i < resumed.size(); ++i)
-      start(resumed[i].first, seqs_[static_cast<size_t>(resumed[i].first)].slot,
-            resumed[i].second.data());
+    for (const auto& [si, row] : resumed) {
+      sis.push_back(si);
+      slots.push_back(seqs_[static_cast<size_t>(si)].slot);
+      rows.push_back(row);
+    }
+    if (!sis.empty()) start(sis, slots, at::stack(rows));
     for (const auto& [si, slot] : started) {
       const int64_t p = si / G_;
       if (admitted_[static_cast<size_t>(p)] == G_) {
-        template_logits_[static_cast<size_t>(p)] = {};
+        template_logits_[static_cast<size_t>(p)] = at::Tensor();
         if (record_routing_) template_routing_[static_cast<size_t>(p)] = {};
       }
     }
@@ -400,17 +413,23 @@ class Run {
     if ((!started.empty() || !resumed.empty()) && !free_.empty() && work_waits()) admit();
   }
 
-  // Sample si takes `slot` and its next token from `logits_V`.
-  void start(int64_t si, int64_t slot, const float* logits_V) {
-    SeqState& st = seqs_[static_cast<size_t>(si)];
-    st.slot = slot;
-    st.admitted_at = admissions_++;
-    const SampledToken tok = draw(logits_V, si, st);
-    ++batch_.stats.generated_tokens;
-    if (accept(si, tok))
-      finish_slot(slot);
-    else
-      running_.push_back(si);
+  // Samples sis[i] take slots[i] and their next token from row i of
+  // logits_AV (in this order: admission order and freed slots as one by one).
+  void start(const std::vector<int64_t>& sis, const std::vector<int64_t>& slots,
+             const at::Tensor& logits_AV) {
+    for (size_t i = 0; i < sis.size(); ++i) {
+      SeqState& st = seqs_[static_cast<size_t>(sis[i])];
+      st.slot = slots[i];
+      st.admitted_at = admissions_++;
+    }
+    const std::vector<char> done = sample_rows(logits_AV, sis);
+    batch_.stats.generated_tokens += static_cast<int64_t>(sis.size());
+    for (size_t i = 0; i < sis.size(); ++i) {
+      if (done[i])
+        finish_slot(slots[i]);
+      else
+        running_.push_back(sis[i]);
+    }
   }
 
   void finish_slot(int64_t slot) {
@@ -421,8 +440,7 @@ class Run {
   // Runs the round's prefills as one batched call; keeps each prompt's
   // last-token logits (and routing) for its samples and returns each resumed
   // sample's next-token logits.
-  std::vector<std::pair<int64_t, std::vector<float>>> prefill(
-      const std::vector<PrefillItem>& items) {
+  std::vector<std::pair<int64_t, at::Tensor>> prefill(const std::vector<PrefillItem>& items) {
     std::vector<std::vector<int64_t>> tokens;
     std::vector<int64_t> slots;
     tokens.reserve(items.size());
@@ -444,15 +462,14 @@ class Run {
     }
     before_forward();
     const at::Tensor logits_NV =
-        host_logits(policy_.prefill(*cache_, slots, tokens, forward_options()), items.size());
-    const float* base = logits_NV.data_ptr<float>();
-    std::vector<std::pair<int64_t, std::vector<float>>> resumed;
+        checked_logits(policy_.prefill(*cache_, slots, tokens, forward_options()), items.size());
+    std::vector<std::pair<int64_t, at::Tensor>> resumed;
     for (size_t i = 0; i < items.size(); ++i) {
-      std::vector<float> row(base + i * V_, base + (i + 1) * V_);
+      const at::Tensor row = logits_NV[static_cast<int64_t>(i)];
       if (items[i].sample < 0)
-        template_logits_[static_cast<size_t>(items[i].prompt)] = std::move(row);
+        template_logits_[static_cast<size_t>(items[i].prompt)] = row;
       else
-        resumed.emplace_back(items[i].sample, std::move(row));
+        resumed.emplace_back(items[i].sample, row);
     }
     if (record_routing_) {
       // Rows of the routing record are the prefilled tokens in call order.  A
@@ -501,17 +518,13 @@ class Run {
     return r;
   }
 
-  // Known limit: every decode step copies its [rows, V] fp32 logits to the
-  // host (a device sync) and samples there one row at a time in fp64
-  // (rollout/sampling.h says why).  At a real vocabulary (~150k ids) that is
-  // ~0.6 MB per running sample per token, paid on every step; device-side
-  // sampling and stop checks (issue #15, item 4) will remove it.
-  at::Tensor host_logits(const at::Tensor& logits, size_t rows) const {
+  // The model's fp32 logits, left on its device (sampled there).
+  at::Tensor checked_logits(const at::Tensor& logits, size_t rows) const {
     ZR_CHECK(
         logits.dim() == 2 && logits.size(0) == static_cast<int64_t>(rows) && logits.size(1) == V_,
         "rollout: model returned logits of shape ", logits.sizes(), ", expected [", rows, ", ", V_,
         "]");
-    return logits.to(at::kCPU, at::kFloat).contiguous();
+    return logits.to(at::kFloat);
   }
 
   // Nothing is running and the template cannot be copied (num_slots < G,
@@ -523,7 +536,7 @@ class Run {
     held_ = -1;
     if (record_routing_)
       batch_.samples[static_cast<size_t>(si)].routing = template_routing_[static_cast<size_t>(p)];
-    start(si, held_slot_, template_logits_[static_cast<size_t>(p)].data());
+    start({si}, {held_slot_}, template_logits_[static_cast<size_t>(p)].unsqueeze(0));
     if (admitted_[static_cast<size_t>(p)] < G_) reprefill_.push_front(p);
   }
 
@@ -546,6 +559,7 @@ class Run {
             });
         const int64_t si = *newest;
         running_.erase(newest);
+        sync_tokens({si});  // its completion so far is prefilled again on resume
         finish_slot(seqs_[static_cast<size_t>(si)].slot);
         seqs_[static_cast<size_t>(si)].slot = -1;
         preempted_.push_front(si);
@@ -573,15 +587,13 @@ class Run {
     });
     const int64_t A = static_cast<int64_t>(running_.size());
     std::vector<int64_t> slots(static_cast<size_t>(A));
-    at::Tensor tokens_A = at::empty({A}, at::TensorOptions().dtype(at::kLong));
-    int64_t* tok = tokens_A.data_ptr<int64_t>();
-    for (int64_t i = 0; i < A; ++i) {
-      const int64_t si = running_[static_cast<size_t>(i)];
-      slots[static_cast<size_t>(i)] = seqs_[static_cast<size_t>(si)].slot;
-      tok[i] = batch_.samples[static_cast<size_t>(si)].completion_tokens.back();
-    }
+    for (int64_t i = 0; i < A; ++i)
+      slots[static_cast<size_t>(i)] =
+          seqs_[static_cast<size_t>(running_[static_cast<size_t>(i)])].slot;
+    // Each slot's last token, never leaving the device.
+    const at::Tensor tokens_A = last_tok_S_.index_select(0, on_device(slots));
     before_forward();
-    const at::Tensor logits_AV = host_logits(
+    const at::Tensor logits_AV = checked_logits(
         policy_.decode(*cache_, slots, tokens_A, forward_options()), static_cast<size_t>(A));
     if (record_routing_) {
       const HostRouting r = host_routing();
@@ -589,26 +601,12 @@ class Run {
         batch_.samples[static_cast<size_t>(running_[static_cast<size_t>(i)])].routing.push_back(
             r.row(i));
     }
-    const float* base = logits_AV.data_ptr<float>();
-
-    // Rows are independent (own stream, own logits), so the thread split
-    // cannot change any result.
-    std::vector<SampledToken> drawn(static_cast<size_t>(A));
-    const int64_t grain = std::max<int64_t>(1, (int64_t{1} << 16) / std::max<int64_t>(V_, 1));
-    at::parallel_for(0, A, grain, [&](int64_t begin, int64_t end) {
-      SamplerScratch scratch;
-      for (int64_t i = begin; i < end; ++i) {
-        const int64_t si = running_[static_cast<size_t>(i)];
-        drawn[static_cast<size_t>(i)] =
-            draw(base + i * V_, si, seqs_[static_cast<size_t>(si)], &scratch);
-      }
-    });
-
+    const std::vector<char> done = sample_rows(logits_AV, running_);
     std::vector<int64_t> still;
     still.reserve(running_.size());
     for (int64_t i = 0; i < A; ++i) {
       const int64_t si = running_[static_cast<size_t>(i)];
-      if (accept(si, drawn[static_cast<size_t>(i)]))
+      if (done[static_cast<size_t>(i)])
         finish_slot(seqs_[static_cast<size_t>(si)].slot);
       else
         still.push_back(si);
@@ -620,44 +618,145 @@ class Run {
     batch_.stats.decode_seconds += seconds_since(t0);
   }
 
-  SampledToken draw(const float* row, int64_t si, SeqState& st, SamplerScratch* scratch = nullptr) {
-    SamplerScratch local;
-    try {
-      return sample_token(row, V_, params_, st.rng, scratch ? *scratch : local);
-    } catch (const Error& e) {
-      const RolloutSample& s = batch_.samples[static_cast<size_t>(si)];
-      ZR_THROW("rollout: prompt ", s.prompt_id, " sample ", s.sample_index, " at completion token ",
-               s.completion_tokens.size(), ": ", e.what());
+  // ---- sampling and finishing, on the device ----
+  // The device keeps every slot's completion tokens and behaviour log-probs
+  // (tok_SM_, logp_SM_: [num_slots, max_new_tokens]) and its last token
+  // (last_tok_S_, the next decode step's input); the stop ids and the
+  // stop-string candidates (tokens holding a stop string's last byte) are
+  // tensors there too.
+  void init_device_state() {
+    dev_ = policy_.output_weight().device();
+    const auto lopt = at::TensorOptions().dtype(at::kLong).device(dev_);
+    tok_SM_ = at::zeros({num_slots_, params_.max_new_tokens}, lopt);
+    logp_SM_ = at::zeros({num_slots_, params_.max_new_tokens}, lopt.dtype(at::kDouble));
+    last_tok_S_ = at::zeros({num_slots_}, lopt);
+    std::vector<int64_t> ids(stop_ids_.begin(), stop_ids_.end());
+    std::sort(ids.begin(), ids.end());
+    stop_ids_K_ = on_device(ids);
+    if (text_ && !stops_.empty())
+      candidate_V_ = stop_candidates(*text_, params_.stop_strings, V_).to(dev_);
+  }
+  at::Tensor on_device(const std::vector<int64_t>& v) const {
+    return at::tensor(v, at::kLong).to(dev_);
+  }
+
+  // Draws row i's token for sample sis[i] (which holds a slot) from
+  // logits_AV on the device, each from the sample's own stream (its
+  // uniforms are made here: one per token unless greedy), and checks for
+  // finishing there.  The host reads back one flag byte per row (the step's
+  // only sync) and the tokens of the rows that need it: finished (stop id,
+  // max_new_tokens), or holding a stop string's last byte (their text is
+  // checked here).  Returns per row whether the sample finished.
+  std::vector<char> sample_rows(const at::Tensor& logits_AV, const std::vector<int64_t>& sis) {
+    const size_t A = sis.size();
+    std::vector<int64_t> slots(A), pos(A);
+    std::vector<double> u;
+    for (size_t i = 0; i < A; ++i) {
+      SeqState& st = seqs_[static_cast<size_t>(sis[i])];
+      slots[i] = st.slot;
+      pos[i] = st.len;
+      if (!params_.greedy()) u.push_back(st.rng.uniform());
+    }
+    const at::Tensor u_A = params_.greedy()
+                               ? at::Tensor()
+                               : at::tensor(u, at::kDouble).to(dev_, /*non_blocking=*/true);
+    const BatchDraw d = sample_batch(logits_AV, u_A, params_);
+    const at::Tensor slots_A = on_device(slots), pos_A = on_device(pos);
+    tok_SM_.index_put_({slots_A, pos_A}, d.token_A);
+    logp_SM_.index_put_({slots_A, pos_A}, d.logp_A);
+    last_tok_S_.index_put_({slots_A}, d.token_A);
+    const at::Tensor flags_A = stop_flags(d, stop_ids_K_, candidate_V_).to(at::kCPU);
+    const uint8_t* f = flags_A.data_ptr<uint8_t>();
+    for (size_t i = 0; i < A; ++i)
+      if (f[i] & kBadLogits) report_bad_logits(logits_AV[static_cast<int64_t>(i)], sis[i]);
+    std::vector<int64_t> look;
+    for (size_t i = 0; i < A; ++i) {
+      SeqState& st = seqs_[static_cast<size_t>(sis[i])];
+      ++st.len;
+      if (f[i] != 0 || st.len >= params_.max_new_tokens) look.push_back(sis[i]);
+    }
+    std::vector<char> done(A, 0);
+    if (look.empty()) return done;
+    sync_tokens(look);
+    for (size_t i = 0; i < A; ++i)
+      if (f[i] != 0 || seqs_[static_cast<size_t>(sis[i])].len >= params_.max_new_tokens)
+        done[i] = finished(sis[i], f[i]) ? 1 : 0;
+    return done;
+  }
+
+  // Copies the samples' tokens and log-probs not yet on the host from their
+  // slots' rows (one transfer for all of them).
+  void sync_tokens(const std::vector<int64_t>& sis) {
+    std::vector<int64_t> slots;
+    for (int64_t si : sis) slots.push_back(seqs_[static_cast<size_t>(si)].slot);
+    const at::Tensor idx = on_device(slots);
+    const at::Tensor tok = tok_SM_.index_select(0, idx).to(at::kCPU);
+    const at::Tensor logp = logp_SM_.index_select(0, idx).to(at::kCPU);
+    for (size_t i = 0; i < sis.size(); ++i) {
+      RolloutSample& s = batch_.samples[static_cast<size_t>(sis[i])];
+      const SeqState& st = seqs_[static_cast<size_t>(sis[i])];
+      const int64_t* tp = tok.data_ptr<int64_t>() + static_cast<int64_t>(i) * tok.size(1);
+      const double* lp = logp.data_ptr<double>() + static_cast<int64_t>(i) * logp.size(1);
+      for (int64_t t = s.completion_length(); t < st.len; ++t) {
+        s.completion_tokens.push_back(tp[t]);
+        s.logp.push_back(lp[t]);
+      }
     }
   }
 
-  // Record a sampled token; true when the sample is finished.
-  bool accept(int64_t si, const SampledToken& tok) {
+  // The finishing rules (engine.h, "Finishing") for a sample whose tokens
+  // are on the host, given its last token's flags; true when it finished.
+  bool finished(int64_t si, uint8_t flags) {
     RolloutSample& s = batch_.samples[static_cast<size_t>(si)];
     SeqState& st = seqs_[static_cast<size_t>(si)];
-    s.completion_tokens.push_back(tok.id);
-    s.logp.push_back(tok.logp);
-    bool done = false;
-    if (stop_ids_.count(tok.id)) {
-      s.finish = FinishReason::kEndOfText;
-      done = true;
-    } else if (text_) {
+    const bool stop_token = (flags & kStopToken) != 0;
+    if (text_) {
+      // Bytes of the tokens since the last look (a stop id adds none).  Only
+      // the last token can end a stop string: earlier ones held no stop
+      // string's last byte, or were looked at in their own step.
       const size_t old = st.bytes.size();
-      // Ids past the tokenizer's table (a padded model vocabulary) add no text.
-      if (tok.id < text_->vocab_size()) st.bytes += text_->bytes(tok.id);
-      const size_t end = stops_.empty() ? StopMatcher::npos : stops_.find_new(st.bytes, old);
-      if (end != StopMatcher::npos) {
-        st.bytes.resize(end);
-        s.finish = FinishReason::kStopString;
-        done = true;
+      const int64_t upto = stop_token ? st.len - 1 : st.len;
+      for (int64_t t = st.text_len; t < upto; ++t) {
+        const int64_t id = s.completion_tokens[static_cast<size_t>(t)];
+        // Ids past the tokenizer's table (a padded model vocabulary) add no text.
+        if (id < text_->vocab_size()) st.bytes += text_->bytes(id);
+      }
+      st.text_len = upto;
+      if (!stop_token && (flags & kStopCandidate) != 0) {
+        const size_t end = stops_.find_new(st.bytes, old);
+        if (end != StopMatcher::npos) {
+          st.bytes.resize(end);
+          s.finish = FinishReason::kStopString;
+          return st.done = true;
+        }
       }
     }
-    if (!done && s.completion_length() >= params_.max_new_tokens) {
-      s.finish = FinishReason::kLength;
-      done = true;
+    if (stop_token) {
+      s.finish = FinishReason::kEndOfText;
+      return st.done = true;
     }
-    st.done = done;
-    return done;
+    if (st.len >= params_.max_new_tokens) {
+      s.finish = FinishReason::kLength;
+      return st.done = true;
+    }
+    return false;
+  }
+
+  // NaN logits or no finite maximum: the host sampler on the row gives the
+  // error, named by prompt, sample and token.
+  [[noreturn]] void report_bad_logits(const at::Tensor& logits_V, int64_t si) {
+    const RolloutSample& s = batch_.samples[static_cast<size_t>(si)];
+    const at::Tensor row = logits_V.to(at::kCPU, at::kFloat).contiguous();
+    Rng rng = seqs_[static_cast<size_t>(si)].rng;
+    SamplerScratch scratch;
+    std::string what = "sampler: the device flagged the logits as bad";
+    try {
+      sample_token(row.data_ptr<float>(), V_, params_, rng, scratch);
+    } catch (const Error& e) {
+      what = e.what();
+    }
+    ZR_THROW("rollout: prompt ", s.prompt_id, " sample ", s.sample_index, " at completion token ",
+             seqs_[static_cast<size_t>(si)].len, ": ", what);
   }
 
   const TokenText* text_;
@@ -671,14 +770,19 @@ class Run {
   StopMatcher stops_;
   std::unordered_set<int64_t> stop_ids_;
   int64_t V_ = 0, max_len_ = 0, num_slots_ = 0, num_blocks_ = 0;
+  at::Device dev_ = at::kCPU;
+  at::Tensor tok_SM_, logp_SM_;  // per slot: completion tokens, behaviour log-probs
+  at::Tensor last_tok_S_;        // per slot: the last token (the next decode input)
+  at::Tensor stop_ids_K_;        // stop token ids (int64, sorted)
+  at::Tensor candidate_V_;       // bool [V]: holds a stop string's last byte (undefined: none)
 
   RolloutBatch batch_;
   std::vector<SeqState> seqs_;
   std::unique_ptr<model::KvCache> cache_;
-  std::vector<int64_t> free_;                        // free slots (popped from the back)
-  std::vector<int64_t> running_;                     // sample indices being decoded
-  std::vector<int64_t> admitted_;                    // per prompt: samples given a slot so far
-  std::vector<std::vector<float>> template_logits_;  // per prompt: last prompt token's logits [V]
+  std::vector<int64_t> free_;                // free slots (popped from the back)
+  std::vector<int64_t> running_;             // sample indices being decoded
+  std::vector<int64_t> admitted_;            // per prompt: samples given a slot so far
+  std::vector<at::Tensor> template_logits_;  // per prompt: last prompt token's logits [V] (device)
   std::vector<std::vector<std::vector<int32_t>>>
       template_routing_;  // per prompt (record_routing): the prompt tokens' routing rows
   int64_t next_prompt_ = 0;

@@ -38,9 +38,15 @@
 //     position; prompts of different lengths mix freely).  A sample that
 //     finishes frees its slot and blocks, which the next waiting sample takes
 //     before the next step, so the batch stays full while work remains.
-//   * Sampling happens on the host in fp64 over the fp32 logits
-//     (rollout/sampling.h), each sample from its own stream
-//     Rng(params.seed, params.step, prompt.id, sample_index, RngPurpose::kSample).
+//   * Sampling and the stop checks run batched, as tensor ops on the
+//     policy's device (rollout/batch_sampler.h: the host sampler's
+//     arithmetic in fp64 over the fp32 logits), each sample drawing from its
+//     own stream Rng(params.seed, params.step, prompt.id, sample_index,
+//     RngPurpose::kSample): the host makes each row's uniform, the device
+//     does the rest.  The tokens and log-probs stay on the device; per step
+//     the host reads back one flag byte per running sample (stop id,
+//     possible stop string, bad logits) and the tokens of the samples that
+//     finish, may have completed a stop string, or are preempted.
 //     A completion is therefore a function of (weights, prompt, params, ids)
 //     only: not of num_slots, the pool size, preemptions, the other prompts,
 //     their order, or how many ranks share the work.  (The model's logits for
@@ -64,16 +70,20 @@
 //      -> kEndOfText (the token is kept as the last completion token);
 //   2. the completion text now contains a stop string -> kStopString (the
 //      stop string is kept in `text`; bytes of the last token after the stop
-//      string are cut from `text`, the token itself is kept);
+//      string are cut from `text`, the token itself is kept).  Only a token
+//      holding a stop string's last byte can complete one: the device flags
+//      those, and the host appends the sample's new text and matches it then
+//      (StopMatcher), so stop strings spanning tokens still work;
 //   3. the completion has params.max_new_tokens tokens -> kLength.
 //
-// Threads: generate() runs on the calling thread (the host sampler may use
-// ATen's intra-op thread pool, with results independent of its size).  Each
+// Threads: generate() runs on the calling thread (ATen ops may use the
+// intra-op thread pool, with results independent of its size).  Each
 // call allocates its KvCache pool on the policy's device and frees it on
 // return; an Engine holds no tensors between calls, so one Engine may serve
 // several policies.  The policy must not be used by another thread during
-// generate().  Only logits rows (and, with record_routing, the [N, K] expert
-// ids of each MoE layer) come back to the host.
+// generate().  Only the flag bytes and the tokens named above (and, with
+// record_routing, the [N, K] expert ids of each MoE layer) come back to the
+// host; logits never do (but a row with bad logits, to name the error).
 //
 // Expert parallelism (a policy sharded by model/moe_ep.h, expert_grid()
 // set): every forward is an exchange over the EP group, so generate() is a
@@ -158,7 +168,7 @@ struct RolloutStats {
   int64_t peak_cache_blocks = 0;  // most blocks in use at once
   int64_t cache_block_bytes = 0;  // device bytes per block (all layers)
   double prefill_seconds = 0.0;   // prefill calls + cache copies + first-token sampling
-  double decode_seconds = 0.0;    // decode calls + host sampling + stop checks
+  double decode_seconds = 0.0;    // decode calls + sampling + stop checks
   double total_seconds = 0.0;     // the whole generate() call
 
   double prefill_tokens_per_s() const {

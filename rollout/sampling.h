@@ -1,5 +1,8 @@
 // Token sampling on the host: SamplingParams and the sampler that turns one
-// row of fp32 logits into a token and its behaviour log-probability.
+// row of fp32 logits into a token and its behaviour log-probability.  The
+// engine draws whole batches on the device with rollout/batch_sampler.h,
+// which does this file's arithmetic as tensor ops and is tested against it;
+// this scalar sampler is that reference (and names a bad row's error).
 //
 // Legend: V vocabulary.
 //

@@ -52,7 +52,9 @@
 #      two layers' agreement (60 s at most);
 #   5. the full suite's GPU tests: KvCache.RaggedDecodeOnCudaMatchesFullForward,
 #      PagedEngine.SameCompletionsAndLogprobsOnCuda (the paged rollout engine's
-#      completions against the golden file) and the NCCL Comm on one rank
+#      completions against the golden file, sampled on the device),
+#      BatchSampler.EqualsTheHostSamplerOnCuda (the batched tensor sampler's
+#      tokens and log-probs against the host sampler) and the NCCL Comm on one rank
 #      (core.gpu.nccl_comm: every collective, blocking and non-blocking on a
 #      split communicator's own stream, and the expert-parallel paths: split,
 #      split of a split, a DP x EP grid's groups, alltoallv and
@@ -373,7 +375,8 @@ fi
 
 # ---- 5. the full suite's GPU tests ------------------------------------------------------
 # KvCache.RaggedDecodeOnCudaMatchesFullForward (model tests),
-# PagedEngine.SameCompletionsAndLogprobsOnCuda (rollout tests) and the NCCL Comm
+# PagedEngine.SameCompletionsAndLogprobsOnCuda, BatchSampler.EqualsTheHostSamplerOnCuda
+# (rollout tests) and the NCCL Comm
 # on one rank (core.gpu.nccl_comm, with split, alltoallv and alltoallv_async): all skip on a
 # CPU machine, so only here
 # do they run; a skip here (no device seen) is a failure.
@@ -381,18 +384,18 @@ if [ -n "$full_pid" ] && [ -x "$fb/zerorl" ]; then
   if timeout 240 nice -n 10 ninja -C "$fb" -j "$jobs" zr_model_tests zr_rollout_tests zr_core_mpi \
         >"$out/gpu_tests_build.log" 2>&1; then
     ctest --test-dir "$fb" --no-tests=error --output-on-failure --timeout 120 \
-      -R '^(KvCache\.RaggedDecodeOnCudaMatchesFullForward|PagedEngine\.SameCompletionsAndLogprobsOnCuda|core\.gpu\.nccl_comm)$' \
+      -R '^(KvCache\.RaggedDecodeOnCudaMatchesFullForward|PagedEngine\.SameCompletionsAndLogprobsOnCuda|BatchSampler\.EqualsTheHostSamplerOnCuda|core\.gpu\.nccl_comm)$' \
       >"$out/ctest_full_gpu.log" 2>&1
     rc=$?
     if [ $rc -eq 0 ] && ! grep -q "Skipped\|SKIPPED" "$out/ctest_full_gpu.log"; then
-      row "KvCache + paged engine cuda, NCCL Comm" ok "$(grep -Eo '[0-9]+% tests passed.*' "$out/ctest_full_gpu.log" | head -1)"
+      row "KvCache + paged engine + sampler cuda, NCCL Comm" ok "$(grep -Eo '[0-9]+% tests passed.*' "$out/ctest_full_gpu.log" | head -1)"
     else
       tail -30 "$out/ctest_full_gpu.log"
-      row "KvCache + paged engine cuda, NCCL Comm" FAIL "see ctest_full_gpu.log (a skip counts as a failure here)"
+      row "KvCache + paged engine + sampler cuda, NCCL Comm" FAIL "see ctest_full_gpu.log (a skip counts as a failure here)"
     fi
   else
     tail -20 "$out/gpu_tests_build.log"
-    row "KvCache + paged engine cuda, NCCL Comm" FAIL "build failed, see gpu_tests_build.log"
+    row "KvCache + paged engine + sampler cuda, NCCL Comm" FAIL "build failed, see gpu_tests_build.log"
   fi
 fi
 
