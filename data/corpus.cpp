@@ -187,13 +187,13 @@ Document CorpusGenerator::document(uint64_t index) const {
     d.text = bare_doc(ex, rng);
   } else if ((u -= cfg_.worked) < 0) {
     d.kind = DocKind::kWorked;
-    // Drawn only when reflection is on, so that corpora without it keep their bits.
-    d.reflects = cfg_.reflect_fraction > 0 && rng.uniform() < cfg_.reflect_fraction;
-    d.text =
-        worked_doc(ex, d.reflects ? task_->reflective_solution(ex, rng.next_u64()) : worked, rng);
+    // Untagged worked documents never reflect: a check belongs inside <think>,
+    // where RL samples it, followed by "</think> <answer>" (docs/DATA.md).
+    d.text = worked_doc(ex, worked, rng);
   } else if ((u -= cfg_.tagged) < 0) {
     bool w = rng.uniform() < cfg_.tagged_worked_fraction;
     d.kind = w ? DocKind::kTaggedWorked : DocKind::kTaggedBare;
+    // Drawn only when reflection is on, so that corpora without it keep their bits.
     d.reflects = w && cfg_.reflect_fraction > 0 && rng.uniform() < cfg_.reflect_fraction;
     d.text = template_.render(ex.prompt) + tagged_completion(ex, w, rng.next_u64(), d.reflects);
   } else if ((u -= cfg_.steps) < 0) {

@@ -12,9 +12,10 @@
 //                  way (sum: a pair of its running sums added in columns)
 // `mix` sets the shares of bare / worked / tagged / noise, and
 // tagged_worked_fraction the share of tagged documents that think in worked
-// steps.  reflect_fraction is the share of worked solutions (in worked and
-// tagged_worked documents) that hold a planted slip caught and corrected by a
+// steps.  reflect_fraction is the share of tagged_worked documents whose
+// worked steps (inside <think>) hold a planted slip caught and corrected by a
 // self-check (Task::reflective_solution); those documents have reflects set.
+// Untagged worked documents never reflect.
 // Keeping the tagged worked share low makes the base prefer a bare guess after
 // "<think>" (weak at temperature 0.6 and greedy), while the untagged worked
 // documents teach the skill: RL only has to make the model choose it.

@@ -36,6 +36,7 @@ DatasetConfig DatasetConfig::from(const ConfigNode& n) {
   c.shuffle = n.get<bool>("shuffle", c.shuffle);
   c.seed = n.get<uint64_t>("seed", c.seed);
   c.epochs = n.get<uint64_t>("epochs", c.epochs);
+  c.curriculum = CurriculumConfig::from(n);
   return c;
 }
 

@@ -16,6 +16,7 @@
 #include <string>
 #include <vector>
 
+#include "data/curriculum.h"
 #include "data/example.h"
 #include "data/task.h"
 
@@ -39,6 +40,9 @@ struct DatasetConfig {
   bool shuffle = true;
   uint64_t seed = 0;
   uint64_t epochs = 0;  // 0 = unlimited
+  // An adaptive curriculum over the problems' levels (data/curriculum.h);
+  // off unless a `curriculum:` sub-section is present.
+  CurriculumConfig curriculum;
 
   // Reads a `data:` section; a `task:` sub-section when source is task.  With
   // source: jsonl a missing file is reported here, before any compute.

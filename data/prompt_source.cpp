@@ -97,6 +97,35 @@ std::vector<Example> PromptSource::next_batch() {
   return out;
 }
 
+std::vector<Example> PromptSource::next_batch(const std::function<bool(const Example&)>& keep) {
+  ZR_CHECK(!exhausted(), "the dataset is exhausted after ", max_epochs_, " epoch(s)");
+  const size_t n = examples_.size();
+  const size_t per_rank = per_step_ / static_cast<size_t>(world_);
+  const size_t first = per_rank * static_cast<size_t>(rank_);
+  std::vector<Example> out;
+  out.reserve(per_rank);
+  size_t taken = 0, passed = 0;  // admitted this step; positions since the last admitted
+  while (taken < per_step_) {
+    ZR_CHECK(max_epochs_ == 0 || epoch_ < max_epochs_, "the dataset is exhausted after ",
+             max_epochs_, " epoch(s) (", taken, " of ", per_step_,
+             " prompts of this step admitted)");
+    ZR_CHECK(passed <= n, "no training example is admitted in a whole epoch");
+    const Example& ex = examples_[permutation(epoch_)[offset_]];
+    if (keep(ex)) {
+      if (taken >= first && taken < first + per_rank) out.push_back(ex);
+      ++taken;
+      passed = 0;
+    } else {
+      ++passed;
+    }
+    if (++offset_ == n) {
+      offset_ = 0;
+      ++epoch_;
+    }
+  }
+  return out;
+}
+
 DataCursor PromptSource::cursor() const { return {epoch_, offset_, examples_.size(), seed_}; }
 
 void PromptSource::restore(const DataCursor& c) {

@@ -21,6 +21,7 @@
 
 #include <array>
 #include <cstdint>
+#include <functional>
 #include <string>
 #include <vector>
 
@@ -52,6 +53,13 @@ class PromptSource {
   // This rank's prompts for the next step (prompts_per_step / world_size of
   // them).  Throws once exhausted().
   std::vector<Example> next_batch();
+  // The same over only the examples `keep` admits (a curriculum's level,
+  // data/curriculum.h): the step takes the stream's next prompts_per_step
+  // admitted examples, walking past the others (they count as consumed
+  // positions), and rank r gets the r-th slice of them, so the step's
+  // prompts still depend only on (examples, seed, shuffle, keep).  Throws
+  // when the stream ends (epochs) or a whole epoch admits none.
+  std::vector<Example> next_batch(const std::function<bool(const Example&)>& keep);
   bool exhausted() const;
 
   DataCursor cursor() const;

@@ -71,8 +71,6 @@ std::vector<std::pair<uint64_t, uint64_t>> running_pairs(const std::vector<uint6
 }  // namespace
 
 std::string SumTask::reflective_solution(const Example& ex, uint64_t variant) const {
-  static const char* const kChecks[] = {
-      "Wait, let me recheck:", "Wait, let me check again:", "Wait, let me verify:"};
   const std::vector<uint64_t> t = terms(ex);
   const auto pairs = running_pairs(t);
   Rng rng(variant);
@@ -92,7 +90,9 @@ std::string SumTask::reflective_solution(const Example& ex, uint64_t variant) co
     for (size_t j = rng.below(digits); j > 0; --j) p *= 10;
     const bool down = rng.below(2) == 0;
     const uint64_t slip = down && s >= p ? s - p : s + p;
-    out += str_cat(x, "+", y, "=", slip, ". ", kChecks[rng.below(std::size(kChecks))], " ",
+    // The check restates the pair it redoes (a copy of the step just written)
+    // and adds it in columns, as a step document does: local and reliable.
+    out += str_cat(x, "+", y, "=", slip, ". Wait, let me recheck ", x, " + ", y, ": ",
                    worked_column_addition(x, y), " ");
   }
   return out + str_cat("So ", all, "=", pairs.back().first + pairs.back().second, ".");

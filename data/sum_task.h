@@ -29,11 +29,12 @@ class SumTask final : public Task {
   std::string worked_solution(const Example& ex) const override;
 
   // One pair of the running sums slips by a power of ten in one digit (a
-  // dropped or doubled carry: 68+17=75 or 95), then "Wait, let me
-  // recheck:" (or one of two other checks), the pair added in columns, and
-  // the pair restated right: "47+85=132. 132+36=178. Wait, let me recheck:
-  // 2+6=8, write 8. 3+3=6, write 6. 1+0=1, write 1. So 132+36=168.
-  // So 47+85+36=168."  The chain goes on from the right value.
+  // dropped or doubled carry: 68+17=75 or 95), then at once "Wait, let me
+  // recheck x + y:" naming the pair just written, the pair added in columns
+  // (as a step document adds it), and the pair restated right:
+  // "47+85=132. 132+36=178. Wait, let me recheck 132 + 36: 2+6=8, write 8.
+  // 3+3=6, write 6. 1+0=1, write 1. So 132+36=168. So 47+85+36=168."  The
+  // chain goes on from the right value.
   std::string reflective_solution(const Example& ex, uint64_t variant) const override;
   // A pair of the running sums as "What is x + y?", added in columns.  The
   // pair is one whose two-term problem is in the train split (tried from

@@ -23,6 +23,7 @@
 #include "core/recipe_diff.h"
 #include "core/recipe_path.h"
 #include "core/progress.h"
+#include "data/curriculum.h"
 #include "data/dataset.h"
 #include "data/prompt_source.h"
 #include "data/template.h"
@@ -121,6 +122,8 @@ struct Run {
   std::unique_ptr<Optimizer> opt;
   data::PromptTemplate tmpl = data::PromptTemplate::tiny();
   std::unique_ptr<data::PromptSource> source;
+  // data.curriculum: the level the prompts are drawn at (null when off).
+  std::unique_ptr<data::Curriculum> curriculum;
   std::vector<data::Example> test_set;
   std::unique_ptr<rewards::RewardPipeline> rewards;
   std::unique_ptr<rollout::Engine> engine;
@@ -393,6 +396,21 @@ void build_run(Run& run, TrainRecipe cfg, const Recipe& recipe, Comm& comm, Comm
   run.test_set = data::load_examples(cfg.data, data::Split::kTest);
   run.source = std::make_unique<data::PromptSource>(
       train_set, cfg.data, local_prompts * comm.size(), comm.rank(), comm.size());
+  if (cfg.data.curriculum.on) {
+    const ConfigNode data_node = recipe.section("data");
+    const std::string where = data_node.where("curriculum") + ": data.curriculum";
+    ZR_CHECK(!cfg.advantage.dynamic_sampling, where,
+             " with advantage.dynamic_sampling is not supported (a round's groups would be "
+             "drawn at one level and judged with others dropped); turn one of them off");
+    ZR_CHECK(!run.async.on, where,
+             " with rollout.mode disaggregated is not supported (the rollout ranks draw ahead "
+             "of the learners' accuracy); turn one of them off");
+    const auto& names = run.rewards->names();
+    ZR_CHECK(std::find(names.begin(), names.end(), run.eval.correct_reward) != names.end(), where,
+             " judges accuracy by eval.correct_reward '", run.eval.correct_reward,
+             "', which is not a reward of this recipe");
+    run.curriculum = std::make_unique<data::Curriculum>(cfg.data.curriculum, train_set, where);
+  }
 
   check_memory_and_context(run, recipe, comm);
   const std::string& init = cfg.policy.init;
@@ -541,6 +559,7 @@ void resume_or_start(Run& run, const RunConfig& where, const LoggingConfig& logg
     run.start_step = c.step;
     run.ref_reset_step = c.ints.count("ref_reset_step") ? c.ints["ref_reset_step"] : 0;
     run.short_steps = c.ints.count("dynamic_short_steps") ? c.ints["dynamic_short_steps"] : 0;
+    if (run.curriculum) run.curriculum->restore(c.ints);
     run.stale_dropped = c.ints.count("stale_groups_dropped") ? c.ints["stale_groups_dropped"] : 0;
     run.wall_before = c.doubles.count("wall_seconds") ? c.doubles["wall_seconds"] : 0.0;
     if (run.dir) run.dir->truncate_after(c.step);
@@ -747,7 +766,11 @@ StepBatch sample_phase(Run& run, Comm& comm, long step, StepLog& log) {
   long round = 0;
   for (; round < max_rounds && kept.global_groups < N; ++round) {
     StepBatch b;
-    const std::vector<data::Example> prompts = run.source->next_batch();
+    const std::vector<data::Example> prompts =
+        run.curriculum ? run.source->next_batch(
+                             [&](const data::Example& ex) { return run.curriculum->admits(ex); })
+                       : run.source->next_batch();
+    if (run.curriculum) m.add_max("curriculum/level", static_cast<double>(run.curriculum->level()));
     rollout_phase(run, comm.rank() * static_cast<int64_t>(prompts.size()), step, round, prompts, b,
                   log);
     reward_phase(run, b, log);
@@ -976,6 +999,23 @@ void add_batch_metrics(Run& run, const StepBatch& b, const std::vector<bool>& si
     m.add_sum("rollout/idle_forwards", static_cast<double>(b.rollout.stats.idle_forwards));
 }
 
+// The curriculum's step (data/curriculum.h): this step's correct and total
+// completions, summed over all ranks as integers (the same on every rank at
+// any world size), may move the prompts to the next level.
+void curriculum_phase(Run& run, Comm& comm, long step, const StepBatch& b) {
+  if (!run.curriculum) return;
+  const auto& names = run.rewards->names();
+  const size_t at = static_cast<size_t>(
+      std::find(names.begin(), names.end(), run.eval.correct_reward) - names.begin());
+  double correct = 0;
+  for (const auto& s : b.scores) correct += s.values[at] >= 0.5 ? 1 : 0;
+  const double total = comm.allreduce_scalar(static_cast<double>(b.scores.size()));
+  correct = comm.allreduce_scalar(correct);
+  const long was = run.curriculum->level();
+  if (run.curriculum->observe(std::llround(correct), std::llround(total)) && comm.rank() == 0)
+    ZR_LOG_INFO("step ", step + 1, ": curriculum level ", was, " -> ", run.curriculum->level());
+}
+
 // Rewards that cannot work stop the run: a reward that failed on more than
 // rewards.max_error_rate of the step's samples (over all ranks; every rank
 // sees the same reduced rate, so all throw) ends it with its last error.
@@ -1112,6 +1152,7 @@ void checkpoint_phase(Run& run, Comm& comm, long step) {
   c.data_cursor = run.source->cursor().to_string();
   c.ints["ref_reset_step"] = run.ref_reset_step;
   c.ints["dynamic_short_steps"] = run.short_steps;
+  if (run.curriculum) run.curriculum->save(c.ints);
   if (run.roles) c.ints["stale_groups_dropped"] = run.stale_dropped;
   // Wall-clock time is not part of the results: summary.json's total over
   // segments (not compared by resume tests).
@@ -1461,6 +1502,7 @@ TrainResult run_train(Recipe& recipe, Comm& world, const std::string& resume, bo
     if (run.roles) push_weights(run, step, log);  // the rollout ranks go on at once
     log.add_seconds("step", seconds_since(t_step));
     auto metrics = log.write(run, comm, step, b);
+    curriculum_phase(run, comm, step, b);
     result.last_metrics = metrics;
     check_reward_failures(run, metrics, step);
     warn_if_format_never_met(run, metrics, step);

@@ -47,7 +47,7 @@ rewards: {math: {type: math}}
 )",
     R"(run: {name: ref}
 policy: {init: policy.h5}
-data: {source: task, task: {name: sum}}
+data: {source: task, task: {name: sum}, curriculum: {}}
 rewards: {math: {type: math}}
 )",
 };

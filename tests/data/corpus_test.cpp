@@ -160,7 +160,7 @@ CorpusConfig reflect_corpus(uint64_t seed) {
   c.noise = 0.05;
   c.steps = 0.2;
   c.tagged_worked_fraction = 0.5;
-  c.reflect_fraction = 0.05;
+  c.reflect_fraction = 0.2;
   return c;
 }
 
@@ -225,22 +225,34 @@ void expect_right_columns(const std::string& check, uint64_t sum) {
   EXPECT_EQ(std::stoull(written), sum) << check;
 }
 
+// Planted slips sit only in tagged worked documents (inside <think>), at the
+// configured share of them; and the shipped recipe's corpus keeps reflective
+// documents to at most 5% of all documents (issue 19, item 2).
 TEST(ReflectiveCorpus, PlantedSlipShareIsTheConfiguredFewPercent) {
   CorpusGenerator gen(reflect_corpus(1));
   const int n = 20000;
-  int worked = 0, reflects = 0, steps = 0;
+  int tagged_worked = 0, reflects = 0, steps = 0;
   for (auto& d : gen.documents(0, n)) {
-    const bool w = d.kind == DocKind::kWorked || d.kind == DocKind::kTaggedWorked;
-    worked += w;
+    const bool w = d.kind == DocKind::kTaggedWorked;
+    tagged_worked += w;
     steps += d.kind == DocKind::kStep;
     if (!w) {
       EXPECT_FALSE(d.reflects) << doc_kind_name(d.kind) << ": " << d.text;
     }
     reflects += d.reflects;
   }
-  const double share = reflects / double(worked), p = 0.05;
-  EXPECT_NEAR(share, p, 4 * std::sqrt(p * (1 - p) / worked)) << reflects << " of " << worked;
+  const double share = reflects / double(tagged_worked), p = 0.2;
+  EXPECT_NEAR(share, p, 4 * std::sqrt(p * (1 - p) / tagged_worked))
+      << reflects << " of " << tagged_worked;
   EXPECT_NEAR(steps / double(n), 0.2, 4 * std::sqrt(0.2 * 0.8 / n));
+  {
+    auto shipped = Recipe::from_file(std::string(ZR_SOURCE_DIR) + "/recipes/base-reflect.yaml");
+    CorpusGenerator base(CorpusConfig::from(shipped.section("corpus")));
+    int r = 0;
+    for (auto& d : base.documents(0, n)) r += d.reflects;
+    EXPECT_GT(r, 0);
+    EXPECT_LE(r / double(n), 0.05) << r << " reflective of " << n << " documents";
+  }
   // Off by default: no corpus reflects unless asked, and the other tasks refuse it.
   for (auto& d : CorpusGenerator(addition_corpus(1)).documents(0, 2000)) EXPECT_FALSE(d.reflects);
   auto bad = addition_corpus(1);
@@ -256,7 +268,7 @@ TEST(ReflectiveCorpus, PlantedSlipShareIsTheConfiguredFewPercent) {
 // gold.  Other worked documents hold the right chain with no wrong step.
 TEST(ReflectiveCorpus, EveryPlantedSlipIsCaughtAndCorrected) {
   CorpusGenerator gen(reflect_corpus(2));
-  static const std::regex opening(R"(^ Wait, let me (recheck|check again|verify): )");
+  static const std::regex opening(R"(^ Wait, let me recheck (\d+) \+ (\d+): )");
   int reflective = 0, plain = 0, steps = 0;
   std::set<int> slip_steps;
   for (auto& d : gen.documents(0, 20000)) {
@@ -295,10 +307,13 @@ TEST(ReflectiveCorpus, EveryPlantedSlipIsCaughtAndCorrected) {
     uint64_t p = 1;
     while (p < off) p *= 10;
     EXPECT_EQ(p, off) << "the slip is off by a power of ten: " << d.text;
-    // The check opens right after the slipped step.
+    // The check opens right after the slipped step, naming that step's pair.
     const size_t after = slip.pos + slip.len + 1;  // past "x+y=v."
     const std::string rest = d.text.substr(after);
-    EXPECT_TRUE(std::regex_search(rest, opening)) << d.text;
+    std::smatch named;
+    ASSERT_TRUE(std::regex_search(rest, named, opening)) << d.text;
+    EXPECT_EQ(std::stoull(named[1]), slip.x) << d.text;
+    EXPECT_EQ(std::stoull(named[2]), slip.y) << d.text;
     // ...and ends restating the pair right.
     const std::string restated = "So " + std::to_string(slip.x) + "+" + std::to_string(slip.y) +
                                  "=" + std::to_string(right) + ". ";
@@ -310,12 +325,15 @@ TEST(ReflectiveCorpus, EveryPlantedSlipIsCaughtAndCorrected) {
                               std::to_string(slip.y) + "=" + std::to_string(right) + ". " +
                               d.text.substr(r + restated.size());
     EXPECT_NE(fixed.find(chain), std::string::npos) << d.text << "\nwants " << chain;
-    if (d.kind == DocKind::kTaggedWorked) {
-      EXPECT_NE(d.text.find("<answer>" + d.answer + "</answer>"), std::string::npos) << d.text;
-    }
+    // Only inside <think>, which closes and gives the gold answer.
+    EXPECT_EQ(d.kind, DocKind::kTaggedWorked) << d.text;
+    const std::string ending = " </think> <answer>" + d.answer + "</answer>";
+    EXPECT_EQ(d.text.substr(d.text.size() - std::min(d.text.size(), ending.size())), ending)
+        << d.text;
+    EXPECT_LT(d.text.find("<think>"), slip.pos) << d.text;
     slip_steps.insert(static_cast<int>(wrong[0]));
   }
-  EXPECT_GT(reflective, 300);
+  EXPECT_GT(reflective, 250);
   EXPECT_GT(plain, 5000);
   EXPECT_GT(steps, 3000);
   EXPECT_GT(slip_steps.size(), 2u) << "slips should fall on different steps of the chain";

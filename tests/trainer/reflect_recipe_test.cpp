@@ -10,7 +10,9 @@
 #include <gtest/gtest.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cmath>
+#include <map>
 #include <filesystem>
 #include <fstream>
 #include <nlohmann/json.hpp>
@@ -91,6 +93,82 @@ TEST(ReflectRecipe, FourStepsFromTheShippedBaseLogReflectionAndParse) {
   for (const auto& e : evals) EXPECT_TRUE(e.contains("reflection_rate")) << e.dump();
   const auto samples = read_jsonl(res.run_dir + "/samples.jsonl");
   EXPECT_FALSE(samples.empty());
+  if (!HasFailure()) remove_tree(runs);
+}
+
+// The recipe's curriculum (data.curriculum, issue 19 item 1) in a real run
+// from the shipped base: every step's prompts are at the logged level (the
+// sampled prompts have that many terms), the level moves to the next one
+// exactly when the step's accuracy reached the threshold (window 1 here, a
+// low threshold so that it moves within four steps), and a run stopped at
+// step 2 and resumed from its checkpoint continues with the same levels and
+// the same metrics, bit for bit.
+TEST(ReflectRecipe, CurriculumClimbsByItsRuleAndResumesExactly) {
+  const std::string src = ZR_SOURCE_DIR;
+  const std::string runs = (std::filesystem::temp_directory_path() /
+                            ("zerorl_reflect_curriculum_" + std::to_string(::getpid())))
+                               .string();
+  const double threshold = 0.1;
+  auto recipe = [&](const std::string& name, int steps) {
+    Recipe r = Recipe::from_file(src + "/recipes/r1zero-reflect.yaml");
+    r.apply_overrides({"policy.init=" + src + "/recipes/base-reflect.h5", "run.dir=" + runs,
+                       "run.name=" + name, "train.steps=" + std::to_string(steps),
+                       "optimizer.total_steps=4", "optimizer.warmup_steps=1",
+                       "train.prompts_per_step=8", "data.curriculum.window=1",
+                       "data.curriculum.threshold=" + std::to_string(threshold),
+                       "rollout.sampling.max_new_tokens=160", "eval.every=0", "checkpoint.every=2",
+                       "train.sample_every=1"});
+    return r;
+  };
+  auto comm = make_comm("single");
+  Recipe straight = recipe("straight", 4);
+  ASSERT_EQ(run_train(straight, *comm).steps_done, 4);
+  Recipe first = recipe("resumed", 2);
+  ASSERT_EQ(run_train(first, *comm).steps_done, 2);
+  Recipe rest = recipe("resumed", 4);
+  ASSERT_EQ(run_train(rest, *comm, "auto").steps_done, 4);
+
+  const auto a = read_jsonl(runs + "/straight/metrics.jsonl");
+  const auto b = read_jsonl(runs + "/resumed/metrics.jsonl");
+  std::vector<double> level, accuracy;
+  for (const auto& m : a) {
+    if (!m.contains("curriculum/level")) continue;
+    level.push_back(m["curriculum/level"].get<double>());
+    accuracy.push_back(m["reward/accuracy"].get<double>());
+  }
+  ASSERT_EQ(level.size(), 4u);
+  EXPECT_EQ(level[0], 2) << "the recipe starts at 2 terms";
+  int rises = 0;
+  for (size_t s = 0; s + 1 < level.size(); ++s) {
+    const bool rose = level[s + 1] == level[s] + 1;
+    EXPECT_TRUE(rose || level[s + 1] == level[s]) << "step " << s + 2;
+    EXPECT_EQ(rose, accuracy[s] >= threshold) << "step " << s + 1 << ": accuracy " << accuracy[s]
+                                              << ", level " << level[s] << " -> " << level[s + 1];
+    rises += rose;
+  }
+  EXPECT_GT(rises, 0) << "no step reached accuracy " << threshold << ": the rule went untested";
+  // The sampled prompts are at their step's level.
+  for (const auto& smp : read_jsonl(runs + "/straight/samples.jsonl")) {
+    const std::string prompt = smp["prompt"].get<std::string>();
+    const long step = smp["step"].get<long>();
+    const size_t plus = static_cast<size_t>(std::count(prompt.begin(), prompt.end(), '+'));
+    EXPECT_EQ(static_cast<double>(plus + 1), level.at(static_cast<size_t>(step - 1))) << prompt;
+  }
+  // The resumed run's steps 3 and 4 are the straight run's.
+  auto step_rows = [](const std::vector<nlohmann::json>& rows) {
+    std::map<long, nlohmann::json> out;
+    for (const auto& m : rows)
+      if (m.contains("curriculum/level")) out[m["step"].get<long>()] = m;
+    return out;
+  };
+  const auto sa = step_rows(a), sb = step_rows(b);
+  ASSERT_EQ(sb.size(), 4u);
+  for (long s : {3L, 4L})
+    for (const char* k : {"curriculum/level", "reward/mean", "response/length_mean",
+                          "reflection/rate", "loss/kl", "loss/entropy"}) {
+      if (!sa.at(s).contains(k)) continue;
+      EXPECT_EQ(sa.at(s)[k], sb.at(s)[k]) << k << " at step " << s;
+    }
   if (!HasFailure()) remove_tree(runs);
 }
 
