@@ -172,6 +172,29 @@ TEST(ReflectRecipe, CurriculumClimbsByItsRuleAndResumesExactly) {
   if (!HasFailure()) remove_tree(runs);
 }
 
+// The curriculum is refused, naming its key, with dynamic sampling (whose
+// dropped groups would skew the accuracy it moves on), before any run
+// folder is made.  (Disaggregated rollout is refused the same way; that
+// needs an MPI world.)
+TEST(ReflectRecipe, CurriculumRefusedWithDynamicSampling) {
+  const std::string src = ZR_SOURCE_DIR;
+  const std::string runs = (std::filesystem::temp_directory_path() /
+                            ("zerorl_reflect_refuse_" + std::to_string(::getpid())))
+                               .string();
+  Recipe r = Recipe::from_file(src + "/recipes/r1zero-reflect.yaml");
+  r.apply_overrides({"policy.init=" + src + "/recipes/base-reflect.h5", "run.dir=" + runs,
+                     "advantage.dynamic_sampling=true"});
+  auto comm = make_comm("single");
+  try {
+    run_train(r, *comm);
+    FAIL() << "data.curriculum accepted with advantage.dynamic_sampling";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("data.curriculum"), std::string::npos) << e.what();
+    EXPECT_NE(std::string(e.what()).find("dynamic_sampling"), std::string::npos) << e.what();
+  }
+  EXPECT_FALSE(std::filesystem::exists(runs + "/r1zero-reflect"));
+}
+
 // The GPU recipe's CPU-scaled-down twin (issue 19, item 5): the shipped
 // recipes/base-reflect-gpu.yaml and recipes/r1zero-reflect-gpu.yaml as they
 // are (model shape, corpus, bf16, rewards, GRPO settings), with the device
