@@ -123,9 +123,10 @@ TEST(Reflection, EvalFiguresSplitAccuracyByReflection) {
 
 // The reflective corpus (data/corpus.h, issue 19 item 2) writes its checks
 // in the surface form this detector recognises: every document whose worked
-// solution holds a planted slip is reflective (a marker) and revises (the
-// slipped pair restated right), in the think block for tagged documents;
-// no other document of the corpus shows either.
+// solution holds a planted slip (a tagged worked one: checks sit inside
+// <think>) is reflective (a marker) and revises (the slipped pair restated
+// right), as a completion after the template too; no other document of the
+// corpus shows either.
 TEST(Reflection, DetectsEveryCheckOfTheReflectiveCorpusAndNothingElse) {
   data::CorpusConfig c;
   c.task.name = "sum";
@@ -138,7 +139,7 @@ TEST(Reflection, DetectsEveryCheckOfTheReflectiveCorpusAndNothingElse) {
   c.noise = 0;
   c.steps = 0.25;
   c.tagged_worked_fraction = 0.5;
-  c.reflect_fraction = 0.05;
+  c.reflect_fraction = 0.3;
   data::CorpusGenerator gen(c);
   int reflective = 0, tagged_reflective = 0;
   for (const auto& d : gen.documents(0, 10000)) {
@@ -155,7 +156,7 @@ TEST(Reflection, DetectsEveryCheckOfTheReflectiveCorpusAndNothingElse) {
     }
   }
   EXPECT_GT(reflective, 150);
-  EXPECT_GT(tagged_reflective, 30);
+  EXPECT_EQ(tagged_reflective, reflective);
 }
 
 }  // namespace
