@@ -3,7 +3,8 @@
 response length, reflection rate and accuracy with/without reflection per
 evaluation, the training batches' length and reflection rate in windows, and
 the least-squares slope of the batch mean response length per 50 steps
-(over the first half of the run and over all of it).
+(over the first half of the run, over all of it, and in each 50-step
+window), and the curriculum level (data.curriculum) where the run has one.
 
     scripts/reflect_curves.py RUN_DIR            # e.g. runs/r1zero-reflect
 
@@ -53,20 +54,41 @@ def main(run):
     last = steps[-1]["step"]
     width = 10 if last <= 100 else 25
     print(f"\ntraining batches, means over {width}-step windows")
-    print("| steps | length | accuracy | reflection rate | revision rate |")
-    print("|---|---:|---:|---:|---:|")
+    leveled = any("curriculum/level" in m for m in steps)
+    print("| steps |" + (" level |" if leveled else "") +
+          " length | accuracy | reflection rate | revision rate | acc. with | acc. without |")
+    print("|---|" + ("---|" if leveled else "") + "---:|---:|---:|---:|---:|---:|")
     for lo in range(1, last + 1, width):
         w = [m for m in steps if lo <= m["step"] < lo + width]
         if not w:
             continue
         mean = lambda k: sum(m.get(k) or 0.0 for m in w) / len(w)
-        print(f"| {lo}-{w[-1]['step']} | {mean('response/length_mean'):.1f} | "
+        # Accuracy with / without reflection pooled over the window's
+        # completions (weights: the reflective share of each step).
+        rw = [(m.get("reflection/rate") or 0.0, m.get("reflection/accuracy_with"),
+               m.get("reflection/accuracy_without")) for m in w]
+        with_w = sum(r for r, a, _ in rw if a is not None)
+        without_w = sum(1 - r for r, _, b in rw if b is not None)
+        acc_with = sum(r * a for r, a, _ in rw if a is not None) / with_w if with_w else None
+        acc_without = (sum((1 - r) * b for r, _, b in rw if b is not None) / without_w
+                       if without_w else None)
+        levels = sorted({int(m["curriculum/level"]) for m in w if "curriculum/level" in m})
+        level = ("-".join(str(v) for v in (levels[0], levels[-1])) if len(levels) > 1
+                 else str(levels[0]) if levels else "-")
+        print(f"| {lo}-{w[-1]['step']} |" + (f" {level} |" if leveled else "") +
+              f" {mean('response/length_mean'):.1f} | "
               f"{mean('reward/accuracy'):.3f} | {mean('reflection/rate'):.3f} | "
-              f"{mean('reflection/revision_rate'):.3f} |")
+              f"{mean('reflection/revision_rate'):.3f} | {fmt(acc_with)} | {fmt(acc_without)} |")
     pts = [(m["step"], m["response/length_mean"]) for m in steps]
     half = [p for p in pts if p[0] <= last / 2]
     print(f"\nbatch mean response length: slope {fmt(slope_per_50(half), '+.2f')} tokens per 50 steps "
           f"over steps 1-{half[-1][0] if half else 0}, {fmt(slope_per_50(pts), '+.2f')} over all {last}")
+    windows = []
+    for lo in range(1, last + 1, 50):
+        w = [p for p in pts if lo <= p[0] < lo + 50]
+        if len(w) >= 2:
+            windows.append(f"steps {lo}-{w[-1][0]}: {fmt(slope_per_50(w), '+.2f')}")
+    print("slope per 50 steps in each 50-step window: " + "; ".join(windows))
     if evals:
         a, b = evals[0], evals[-1]
         print(f"held-out step {a['step']} -> {b['step']}: pass@1 {fmt(a.get('pass_at_1'))} -> "
