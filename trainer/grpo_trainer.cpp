@@ -963,56 +963,6 @@ void update_phase(Run& run, Comm& comm, const StepBatch& b, StepLog& log) {
   log.add_seconds("optimizer", apply);
 }
 
-// Completion lengths as a histogram summed over ranks, so that the step's
-// length quantiles are exact over the whole batch: one bin per token up to
-// 1023, wider bins (kLengthBins in all) beyond.  Every rank adds every bin, so
-// the ranks report the same metric names; StepLog::write turns the bins into
-// response/length_p50 and response/length_p90 and drops them.
-constexpr int64_t kLengthBins = 1024;
-const char kLengthHist[] = "response/length_hist/";
-
-int64_t length_bin_width(const Run& run) {
-  return std::max<int64_t>(1, (run.sampling.max_new_tokens + kLengthBins) / kLengthBins);
-}
-
-std::string length_bin_key(int64_t bin) {
-  std::string n = std::to_string(bin);
-  return kLengthHist + std::string(4 - std::min<size_t>(4, n.size()), '0') + n;
-}
-
-void add_length_histogram(const Run& run, const StepBatch& b, MetricReducer& m) {
-  const int64_t w = length_bin_width(run);
-  for (int64_t bin = 0; bin * w <= run.sampling.max_new_tokens; ++bin)
-    m.add_sum(length_bin_key(bin), 0.0);
-  for (const auto& smp : b.rollout.samples)
-    m.add_sum(length_bin_key(static_cast<int64_t>(smp.completion_length()) / w), 1.0);
-}
-
-// Nearest-rank quantiles of the summed histogram (a bin's lower edge: exact
-// when the bins are one token wide); the bins leave the metrics.
-void length_quantiles(const Run& run, std::map<std::string, double>& reduced) {
-  std::vector<std::pair<int64_t, double>> bins;  // (bin, count), in bin order (map order)
-  double n = 0;
-  for (auto it = reduced.lower_bound(kLengthHist);
-       it != reduced.end() && it->first.rfind(kLengthHist, 0) == 0;) {
-    bins.emplace_back(std::stoll(it->first.substr(sizeof(kLengthHist) - 1)), it->second);
-    n += it->second;
-    it = reduced.erase(it);
-  }
-  if (n <= 0) return;
-  const int64_t w = length_bin_width(run);
-  for (const auto& [name, q] :
-       {std::pair<const char*, double>{"response/length_p50", 0.5}, {"response/length_p90", 0.9}}) {
-    const double rank = std::ceil(q * n);  // the rank-th shortest completion
-    double seen = 0;
-    for (const auto& [bin, count] : bins)
-      if ((seen += count) >= rank) {
-        reduced[name] = static_cast<double>(bin * w);
-        break;
-      }
-  }
-}
-
 // Metrics of one drawn rollout round (all of its groups, kept or not).
 void add_batch_metrics(Run& run, const StepBatch& b, const std::vector<bool>& signal,
                        MetricReducer& m) {
@@ -1035,7 +985,10 @@ void add_batch_metrics(Run& run, const StepBatch& b, const std::vector<bool>& si
         m, detect_reflection(smp.text),
         correct_at == names.end() ? -1 : s.values[correct_at - names.begin()] >= 0.5);
   }
-  add_length_histogram(run, b, m);
+  std::vector<int64_t> lengths;
+  for (const auto& smp : b.rollout.samples)
+    lengths.push_back(static_cast<int64_t>(smp.completion_length()));
+  add_length_histogram(m, lengths, run.sampling.max_new_tokens);
   double zero_spread = 0;
   for (bool s : signal) zero_spread += !s;
   m.add_mean("advantage/zero_spread_frac", zero_spread, static_cast<double>(signal.size()));
@@ -1131,7 +1084,7 @@ std::map<std::string, double> StepLog::write(const Run& run, Comm& comm, long st
   const double mean = reduced["reward/mean"];
   reduced["reward/std"] = std::sqrt(std::max(0.0, reduced["reward/sq"] - mean * mean));
   reduced.erase("reward/sq");
-  length_quantiles(run, reduced);
+  length_quantiles(reduced, run.sampling.max_new_tokens);
   std::map<std::string, double> timing = seconds_;
   timing["learner"] = timing["reference"] + timing["update"];
   timing["learner_cpu"] = cpu_["reference"] + cpu_["update"];

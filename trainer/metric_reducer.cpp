@@ -4,6 +4,8 @@
 #include <ATen/ops/full.h>
 
 #include <algorithm>
+#include <cmath>
+#include <string>
 #include <cstdint>
 #include <limits>
 #include <vector>
@@ -118,6 +120,52 @@ std::map<std::string, double> MetricReducer::reduce(Comm& comm) const {
   for (const auto& [k, v] : maxs_) out[k] = px[j++];
   for (const auto& [k, v] : mins_) out[k] = -px[j++];
   return out;
+}
+
+namespace {
+
+constexpr int64_t kLengthBins = 1024;
+const char kLengthHist[] = "response/length_hist/";
+
+int64_t length_bin_width(int64_t max_len) {
+  return std::max<int64_t>(1, (max_len + kLengthBins) / kLengthBins);
+}
+
+std::string length_bin_key(int64_t bin) {
+  std::string n = std::to_string(bin);
+  return kLengthHist + std::string(4 - std::min<size_t>(4, n.size()), '0') + n;
+}
+
+}  // namespace
+
+void add_length_histogram(MetricReducer& m, const std::vector<int64_t>& lengths, int64_t max_len) {
+  const int64_t w = length_bin_width(max_len);
+  for (int64_t bin = 0; bin * w <= max_len; ++bin) m.add_sum(length_bin_key(bin), 0.0);
+  for (int64_t len : lengths)  // clamped: the names stay those of [0, max_len]
+    m.add_sum(length_bin_key(std::clamp<int64_t>(len, 0, max_len) / w), 1.0);
+}
+
+void length_quantiles(std::map<std::string, double>& reduced, int64_t max_len) {
+  std::vector<std::pair<int64_t, double>> bins;  // (bin, count) in bin order (the map's)
+  double n = 0;
+  for (auto it = reduced.lower_bound(kLengthHist);
+       it != reduced.end() && it->first.rfind(kLengthHist, 0) == 0;) {
+    bins.emplace_back(std::stoll(it->first.substr(sizeof(kLengthHist) - 1)), it->second);
+    n += it->second;
+    it = reduced.erase(it);
+  }
+  if (n <= 0) return;
+  const int64_t w = length_bin_width(max_len);
+  for (const auto& [name, q] :
+       {std::pair<const char*, double>{"response/length_p50", 0.5}, {"response/length_p90", 0.9}}) {
+    const double rank = std::ceil(q * n);  // the rank-th shortest completion
+    double seen = 0;
+    for (const auto& [bin, count] : bins)
+      if ((seen += count) >= rank) {
+        reduced[name] = static_cast<double>(bin * w);
+        break;
+      }
+  }
 }
 
 }  // namespace zerorl

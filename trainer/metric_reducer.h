@@ -5,7 +5,9 @@
 // like core/comm.h; not thread-safe.
 #pragma once
 
+#include <cstdint>
 #include <map>
+#include <vector>
 #include <string>
 #include <utility>
 
@@ -30,5 +32,16 @@ class MetricReducer {
   std::map<std::string, std::pair<double, double>> means_;
   std::map<std::string, double> sums_, maxs_, mins_;
 };
+
+// Completion lengths as a histogram of sums, so that a step's length
+// quantiles are exact over the whole batch however it is spread over ranks:
+// bins response/length_hist/NNNN of one token up to 1023 tokens, wider
+// (ceil((max_len + 1) / 1024) tokens) beyond.  Every call adds every bin of
+// [0, max_len], so all ranks report the same names.  length_quantiles turns
+// the reduced bins into response/length_p50 and response/length_p90
+// (nearest rank: the ceil(q n)-th shortest; a bin's lower edge) and removes
+// them.
+void add_length_histogram(MetricReducer& m, const std::vector<int64_t>& lengths, int64_t max_len);
+void length_quantiles(std::map<std::string, double>& reduced, int64_t max_len);
 
 }  // namespace zerorl

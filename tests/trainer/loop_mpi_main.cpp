@@ -276,6 +276,14 @@ void compare_dense_with_np1(const std::string& dir, const TrainResult& res, int 
         std::abs(a[s]["loss/loss"].get<double>() - b[s]["loss/loss"].get<double>()) <= 1e-5,
         "step ", s + 1, " loss/loss: np1 ", a[s]["loss/loss"], ", np", world, " ",
         b[s]["loss/loss"]);
+    // The colocated ranks' wait for the slowest rollout is logged (the idle
+    // time docs/PERFORMANCE.md reads), and the length quantiles over the
+    // whole batch do not depend on how it is spread over the ranks.
+    CHECK_OR_FAIL(b[s]["time"].contains("rollout_straggler_idle"), "step ", s + 1, ": np", world,
+                  " without time/rollout_straggler_idle");
+    for (const char* k : {"response/length_p50", "response/length_p90"})
+      CHECK_OR_FAIL(a[s][k] == b[s][k], "step ", s + 1, " ", k, ": np1 ", a[s][k], ", np", world,
+                    " ", b[s][k]);
     steps_with_signal += a[s]["optim/grad_norm"].get<double>() > 1e-3;
     std::cout << "step " << s + 1 << ": reward " << b[s]["reward/mean"] << ", grad_norm np1 "
               << a[s]["optim/grad_norm"] << " np" << world << " " << b[s]["optim/grad_norm"]
@@ -373,6 +381,71 @@ void check_async_rows(const std::vector<nlohmann::json>& rows, const AsyncArgs& 
   }
 }
 
+// The timings each role's idle time is read from (docs/PERFORMANCE.md) are
+// in every step's row: a disaggregated learner's wait for its groups
+// (time/learner_idle), the rollout ranks' wait for weights
+// (time/rollout_idle), and the weight broadcast (time/weight_sync) exactly on
+// the steps after which a version is sent (version s + 1 when a later batch
+// needs it: s + 1 <= steps - 1 - k); colocated on several ranks, the mean
+// rank's wait for the slowest rollout (time/rollout_straggler_idle).  And the
+// batch's length quantiles: p50 <= p90 <= max.
+void check_async_timings(const std::vector<nlohmann::json>& rows, const AsyncArgs& a, int world) {
+  for (size_t s = 0; s < rows.size(); ++s) {
+    const auto& t = rows[s]["time"];
+    const auto has = [&](const char* k) { return t.contains(k) && t[k].is_number(); };
+    const auto num = [&](const char* k) { return has(k) ? t[k].get<double>() : -1.0; };
+    if (a.rollout_ranks > 0) {
+      CHECK_OR_FAIL(num("learner_idle") >= 0 && num("rollout_idle") >= 0, "step ", s + 1,
+                    ": time/learner_idle ", num("learner_idle"), ", time/rollout_idle ",
+                    num("rollout_idle"), " (not logged)");
+      const bool sent = static_cast<long>(s) + 1 <= kAsyncSteps - 1 - a.k;
+      CHECK_OR_FAIL(has("weight_sync") == sent && (!sent || num("weight_sync") > 0), "step ", s + 1,
+                    ": time/weight_sync ", has("weight_sync") ? "logged" : "absent",
+                    " where version ", s + 2, (sent ? " is" : " is not"), " sent (k = ", a.k, ")");
+    } else if (world > 1) {
+      CHECK_OR_FAIL(num("rollout_straggler_idle") >= 0, "step ", s + 1, ": colocated on ", world,
+                    " ranks without time/rollout_straggler_idle");
+    }
+    const auto& r = rows[s];
+    const double p50 = r["response/length_p50"].get<double>();
+    const double p90 = r["response/length_p90"].get<double>();
+    CHECK_OR_FAIL(p50 <= p90 && p90 <= r["response/length_max"].get<double>(), "step ", s + 1,
+                  ": length p50 ", p50, ", p90 ", p90, ", max ", r["response/length_max"]);
+  }
+}
+
+// The length quantiles are nearest-rank over the whole batch: against the
+// completions of a run that logged all of them (samples.jsonl, one rank),
+// and, with --compare at k = 0 (the same completions, spread over other
+// ranks), equal to the reference's.
+void check_length_quantiles(const std::string& run_dir, const std::vector<nlohmann::json>& rows,
+                            const AsyncArgs& a, const std::string& dir) {
+  const auto samples = test::read_jsonl(run_dir + "/samples.jsonl");
+  if (!samples.empty()) {
+    std::map<long, std::vector<double>> by_step;
+    for (const auto& x : samples) by_step[x["step"].get<long>()].push_back(x["tokens"]);
+    CHECK_OR_FAIL(by_step.size() == rows.size(), by_step.size(), " steps in samples.jsonl");
+    for (auto& [step, v] : by_step) {
+      std::sort(v.begin(), v.end());
+      const auto at = [&](double q) {
+        return v[static_cast<size_t>(std::ceil(q * static_cast<double>(v.size()))) - 1];
+      };
+      const auto& r = rows.at(step - 1);
+      std::cout << "step " << step << ": " << v.size() << " completions, length p50 " << at(0.5)
+                << ", p90 " << at(0.9) << ", max " << v.back() << "\n";
+      CHECK_OR_FAIL(r["response/length_p50"] == at(0.5) && r["response/length_p90"] == at(0.9),
+                    "step ", step, ": logged length p50 ", r["response/length_p50"], ", p90 ",
+                    r["response/length_p90"], "; the completions give ", at(0.5), ", ", at(0.9));
+    }
+  }
+  if (a.compare.empty() || a.k != 0) return;
+  const auto ref = test::read_jsonl(dir + "/runs/" + a.compare + "/metrics.jsonl");
+  for (size_t s = 0; s < rows.size() && s < ref.size(); ++s)
+    for (const char* k : {"response/length_p50", "response/length_p90"})
+      CHECK_OR_FAIL(rows[s][k] == ref[s][k], "step ", s + 1, " ", k, ": ", rows[s][k], " vs ",
+                    a.compare, "'s ", ref[s][k], " (the same completions)");
+}
+
 std::vector<std::string> async_overrides(const AsyncArgs& a) {
   std::vector<std::string> o = dense_recipe();
   o.push_back("train.steps=" + std::to_string(kAsyncSteps));
@@ -465,6 +538,8 @@ void run_async(Comm& comm, const std::string& dir, const AsyncArgs& a) {
   const auto rows = test::read_jsonl(res.run_dir + "/metrics.jsonl");
   CHECK_OR_FAIL(rows.size() == static_cast<size_t>(kAsyncSteps), rows.size(), " metrics rows");
   check_async_rows(rows, a, 0);
+  check_async_timings(rows, a, comm.size());
+  check_length_quantiles(res.run_dir, rows, a, dir);
   const bool bis =
       std::find(a.sets.begin(), a.sets.end(), "loss.behaviour_is=truncate") != a.sets.end();
   for (size_t s = 0; bis && s < rows.size(); ++s) {
