@@ -5,6 +5,7 @@
 #include <cmath>
 #include <limits>
 
+#include "kernels/batch_invariant.h"
 #include "model/paged_attention.h"
 
 namespace zerorl::model {
@@ -260,24 +261,31 @@ at::Tensor MlaAttention::forward_cached(const at::Tensor& x, const CacheStep& st
   // the stored [c, k_rope]; the output stays in latent space until W_uv.
   at::Tensor W = kv_b_proj_->weight.to(x.scalar_type()).view({H_, Dn_ + Dv_, R_});
   at::Tensor W_uk = W.narrow(1, 0, Dn_), W_uv = W.narrow(1, Dn_, Dv_);
-  at::Tensor q_lat = at::bmm(q_nope.transpose(0, 1), W_uk).transpose(0, 1);  // [N,H,R]
-  at::Tensor qq = at::cat({q_lat, q_rot}, -1).mul_(scale_);                  // [N,H,R+Dr]
+  // Per-head GEMMs over the N rows, row-invariant (kernels/batch_invariant.h).
+  const auto absorb_k = [&](const at::Tensor& t) {
+    return at::bmm(t.transpose(0, 1), W_uk).transpose(0, 1);
+  };
+  const auto absorb_v = [&](const at::Tensor& t) {  // [N,H,R] -> [N,H,Dv]
+    return at::bmm(t.transpose(0, 1), W_uv.transpose(1, 2)).transpose(0, 1);
+  };
+  at::Tensor q_lat = kernels::with_min_rows(q_nope, absorb_k);  // [N,H,R]
+  at::Tensor qq = at::cat({q_lat, q_rot}, -1).mul_(scale_);     // [N,H,R+Dr]
   if (st.paged) {  // in place: the latent rows are the keys, their first R columns the values
     const at::Tensor rows_PC = pool.view({pool.size(0) * pool.size(1), R_ + Dr_});
     at::Tensor o_lat = at::empty({N, H_, R_}, qq.options());
     paged_decode_attention(qq, rows_PC, rows_PC.narrow(1, 0, R_), *st.paged, o_lat);
-    at::Tensor o = at::bmm(o_lat.transpose(0, 1), W_uv.transpose(1, 2));  // [H,N,Dv]
-    return o_proj_->forward(o.transpose(0, 1).reshape({N, H_ * Dv_}));
+    at::Tensor o = kernels::with_min_rows(o_lat, absorb_v);  // [N,H,Dv]
+    return o_proj_->forward(o.reshape({N, H_ * Dv_}));
   }
   at::Tensor CK = gather_blocks(pool, st, x.scalar_type());  // [B,L,R+Dr]
   // Query rows of one slot are (q, h) pairs: [B, Q*H, R+Dr].
   at::Tensor q_B = pad_rows(qq, st).view({B, Q * H_, R_ + Dr_});
   at::Tensor p = masked_softmax_(at::bmm(q_B, CK.transpose(1, 2)), st.masked_BQL.view({B, Q, 1, L}),
                                  {B, Q, H_, L});
-  at::Tensor o_lat = at::bmm(p, CK.narrow(-1, 0, R_));                  // [B,Q*H,R]
-  o_lat = unpad_rows(o_lat.view({B * Q, H_, R_}), st);                  // [N,H,R]
-  at::Tensor o = at::bmm(o_lat.transpose(0, 1), W_uv.transpose(1, 2));  // [H,N,Dv]
-  return o_proj_->forward(o.transpose(0, 1).reshape({N, H_ * Dv_}));
+  at::Tensor o_lat = at::bmm(p, CK.narrow(-1, 0, R_));     // [B,Q*H,R]
+  o_lat = unpad_rows(o_lat.view({B * Q, H_, R_}), st);     // [N,H,R]
+  at::Tensor o = kernels::with_min_rows(o_lat, absorb_v);  // [N,H,Dv]
+  return o_proj_->forward(o.reshape({N, H_ * Dv_}));
 }
 
 }  // namespace zerorl::model

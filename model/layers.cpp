@@ -8,6 +8,7 @@
 #include <string>
 
 #include "core/rng.h"
+#include "kernels/batch_invariant.h"
 #include "kernels/rmsnorm/rmsnorm.h"
 
 namespace zerorl::model {
@@ -20,8 +21,11 @@ Linear::Linear(int64_t in, int64_t out, bool with_bias) {
 at::Tensor Linear::forward(const at::Tensor& x) const {
   const at::Tensor& w =
       weight.scalar_type() == x.scalar_type() ? weight : weight.to(x.scalar_type());
-  if (!bias.defined()) return at::linear(x, w);
-  return at::linear(x, w, bias.scalar_type() == x.scalar_type() ? bias : bias.to(x.scalar_type()));
+  // Row-invariant (kernels/batch_invariant.h): a decode step's rows get the bits
+  // they would get in any other batch.
+  if (!bias.defined()) return kernels::row_invariant_linear(x, w);
+  return kernels::row_invariant_linear(
+      x, w, bias.scalar_type() == x.scalar_type() ? bias : bias.to(x.scalar_type()));
 }
 
 RMSNorm::RMSNorm(int64_t dim, double eps_) : eps(eps_) {
@@ -43,7 +47,7 @@ Mlp::Mlp(int64_t dim, int64_t hidden, bool bias) {
 }
 
 at::Tensor Mlp::forward(const at::Tensor& x) const {
-  return down_proj->forward(at::silu(gate_proj->forward(x)) * up_proj->forward(x));
+  return down_proj->forward(kernels::invariant_silu(gate_proj->forward(x)) * up_proj->forward(x));
 }
 
 // ---- RoPE --------------------------------------------------------------------

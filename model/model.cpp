@@ -8,6 +8,7 @@
 
 #include "core/error.h"
 #include "model/backbone.h"
+#include "kernels/batch_invariant.h"
 #include "model/paged_attention.h"
 
 namespace zerorl::model {
@@ -108,7 +109,8 @@ LogprobOutput CausalLM::logprobs(const at::Tensor& tokens_BT, const at::Tensor& 
 at::Tensor CausalLM::logits(const at::Tensor& tokens_BT, const ForwardOptions& fo) {
   at::Tensor h = run_backbone(tokens_BT, fo, nullptr);
   at::Tensor W = output_weight();
-  return at::linear(h, W.scalar_type() == h.scalar_type() ? W : W.to(h.scalar_type()));
+  return kernels::row_invariant_linear(
+      h, W.scalar_type() == h.scalar_type() ? W : W.to(h.scalar_type()));
 }
 
 // ---- KV cache ------------------------------------------------------------------
@@ -211,8 +213,8 @@ at::Tensor CausalLM::extend(KvCache& cache, const std::vector<int64_t>& slots,
   const at::Tensor h_S = one_each ? h_N : h_N.index_select(0, to_dev(last_S));
   const at::ScalarType acc = dt == at::kDouble ? at::kDouble : at::kFloat;
   const at::Tensor W = output_weight();
-  return at::linear(h_S.scalar_type() == acc ? h_S : h_S.to(acc),
-                    W.scalar_type() == acc ? W : W.to(acc));
+  return kernels::row_invariant_linear(h_S.scalar_type() == acc ? h_S : h_S.to(acc),
+                                       W.scalar_type() == acc ? W : W.to(acc));
 }
 
 at::Tensor CausalLM::prefill(KvCache& cache, const std::vector<int64_t>& slots,

@@ -3,6 +3,7 @@
 #include <ATen/ATen.h>
 
 #include "core/error.h"
+#include "kernels/batch_invariant.h"
 #include "kernels/moe/moe.h"
 
 namespace zerorl::model {
@@ -48,7 +49,7 @@ kernels::RouterOutput route_tokens(const Router& gate, const MoeConfig& c, const
                                    MoeCall& call) {
   // Router logits in fp32 as HF does (fp64 for fp64 models, for gradient checks).
   at::ScalarType acc = x.scalar_type() == at::kDouble ? at::kDouble : at::kFloat;
-  at::Tensor logits_NE = at::linear(x.to(acc), gate.weight.to(acc));
+  at::Tensor logits_NE = kernels::row_invariant_linear(x.to(acc), gate.weight.to(acc));
   const kernels::RouterOptions ro = router_options(c);
   kernels::RouterOutput r = kernels::moe_route(logits_NE, gate.bias, ro);
   if (call.want_routing) call.topk_idx_NK = r.topk_idx_TK.detach();
@@ -81,7 +82,7 @@ at::Tensor MoeBlock::forward(const at::Tensor& x, MoeCall& call) {
   at::Tensor y = m.y_TD;
   if (shared) {
     at::Tensor s = shared->forward(x);
-    if (shared_gate) s = at::sigmoid(shared_gate->forward(x)) * s;
+    if (shared_gate) s = kernels::invariant_sigmoid(shared_gate->forward(x)) * s;
     y = y + s;
   }
 

@@ -6,6 +6,7 @@
 #include <chrono>
 
 #include "core/error.h"
+#include "kernels/batch_invariant.h"
 #include "kernels/moe/moe.h"
 
 namespace zerorl::model {
@@ -153,7 +154,7 @@ at::Tensor EpMoeBlock::forward(const at::Tensor& x, MoeCall& call) {
   auto shared_out = [&]() -> at::Tensor {
     if (!shared) return at::Tensor();
     at::Tensor s = shared->forward(x);
-    if (shared_gate) s = at::sigmoid(shared_gate->forward(x)) * s;
+    if (shared_gate) s = kernels::invariant_sigmoid(shared_gate->forward(x)) * s;
     return s;
   };
   // Tokens (differentiable) and their local expert ids travel the same way:

@@ -193,19 +193,18 @@ void run_plan(const T* q, int64_t q_row_stride, int64_t Hq, const Plane<P>& pl,
   });
 }
 
-// Runs of consecutive pool rows covering blocks [from, to) of `table`, up to
-// position kv_len.
+// The runs covering blocks [from, to) of `table`, up to position kv_len: one
+// per block, never merged with a block that happens to follow it in the pool.
+// Merging would make a sequence's GEMM shapes and summation order depend on
+// where its blocks lie, i.e. on what else the batch allocated: the cause of
+// issue 16's two-rollout-rank k = 0 run ending 2.4e-6 from the colocated one
+// (Engine.CompletionsAndLogprobsDoNotDependOnTheBatch).
 void add_runs(const std::vector<int64_t>& table, int64_t from, int64_t to, int64_t kv_len,
               int64_t bs, std::vector<PagedDecodePlan::Run>* runs) {
   for (int64_t j = from; j < to; ++j) {
     const int64_t n = std::min(bs, kv_len - j * bs);
     if (n <= 0) break;
-    const int64_t row0 = table[static_cast<size_t>(j)] * bs;
-    if (!runs->empty() && runs->back().row0 + runs->back().len == row0 &&
-        runs->back().len % bs == 0)
-      runs->back().len += n;
-    else
-      runs->push_back({row0, n});
+    runs->push_back({table[static_cast<size_t>(j)] * bs, n});
   }
 }
 

@@ -7,9 +7,9 @@
 // which live in the pool blocks of the row's block table.  Instead of
 // gathering those blocks into a contiguous [B, L, C] copy per layer and
 // step (model/attention.cpp's general path), the kernel runs BLAS GEMMs on
-// the pool itself, one per run of consecutive block ids (blocks handed out
-// lowest-first are mostly consecutive, so a prefilled prompt is usually one
-// run):
+// the pool itself, one per block (never merged across blocks that happen to
+// be consecutive in the pool: a sequence's results must not depend on where
+// its blocks lie, which depends on the rest of the batch):
 //   * Rows whose tables start with the same blocks (the G samples of a group
 //     pointing at their prompt's blocks, KvCache::share_slot) form a group.
 //     Their G*Hq query rows are scored against the common full blocks in one
@@ -69,7 +69,7 @@ bool paged_decode_available(const at::Device& device, at::ScalarType dtype);
 
 // The per-step plan (same for every layer and kv head): which rows form
 // groups, which blocks they share, and every row's own blocks, as runs of
-// consecutive pool rows.
+// pool rows (one per block).
 struct PagedDecodePlan {
   struct Run {
     int64_t row0 = 0;  // first pool row (block * bs + offset)

@@ -5,6 +5,7 @@
 
 #include <ATen/ATen.h>
 
+#include "kernels/batch_invariant.h"
 #include "kernels/moe/moe_impl.h"
 
 namespace zerorl::kernels::detail {
@@ -27,7 +28,7 @@ RouterOutput moe_route_ref(const at::Tensor& router_logits_TE, const at::Tensor&
   const int64_t T = router_logits_TE.size(0), E = router_logits_TE.size(1);
   const at::Tensor logits_TE = router_logits_TE.to(at::kFloat);
   RouterOutput r;
-  r.scores_TE = opt.sigmoid ? at::sigmoid(logits_TE) : at::softmax(logits_TE, 1);
+  r.scores_TE = opt.sigmoid ? invariant_sigmoid(logits_TE) : at::softmax(logits_TE, 1);
   at::Tensor choice_TE = r.scores_TE.detach();
   if (bias_E.defined()) choice_TE = choice_TE + bias_E.to(at::kFloat).unsqueeze(0);
   if (opt.n_group > 1) {
@@ -69,10 +70,13 @@ MoeResult moe_experts_ref(const at::Tensor& x_TD, const at::Tensor& topk_idx_TK,
   int64_t row = 0;
   for (int64_t e = 0; e < E; ++e) {
     if (count[e] == 0) continue;
-    const at::Tensor xe = x_PD.narrow(0, row, count[e]);
-    const at::Tensor gate = at::mm(xe, w_gate_EFD[e].t());
-    const at::Tensor up = at::mm(xe, w_up_EFD[e].t());
-    out_parts.push_back(at::mm(at::silu(gate) * up, w_down_EDF[e].t()));
+    // Rows padded to kMinGemmRows (kernels/batch_invariant.h): a token's expert
+    // output does not depend on how many others chose that expert.
+    out_parts.push_back(with_min_rows(x_PD.narrow(0, row, count[e]), [&](const at::Tensor& xe) {
+      const at::Tensor gate = at::mm(xe, w_gate_EFD[e].t());
+      const at::Tensor up = at::mm(xe, w_up_EFD[e].t());
+      return at::mm(invariant_silu(gate) * up, w_down_EDF[e].t());
+    }));
     row += count[e];
   }
   MoeResult r;

@@ -6,7 +6,8 @@
 //   * ragged lengths, a partly filled last block, lengths on block edges
 //   * groups of 1..16 rows sharing leading blocks (cascade + log-sum-exp
 //     merge), with and without sharing in the plan
-//   * blocks out of order in the pool (runs broken) and consecutive (merged)
+//   * blocks out of order in the pool and consecutive (one GEMM per block
+//     either way)
 //   * values aliasing the keys' first columns (MLA) and separate (GQA)
 // plus the plan's grouping itself, and CausalLM decode through the kernel
 // against the gather path.
@@ -162,17 +163,22 @@ TEST(PagedAttention, PlanGroupsRowsByTheirSharedFullBlocks) {
   const auto& g = plan->groups[0];
   EXPECT_EQ(g.rows, (std::vector<int64_t>{0, 2, 3}));
   EXPECT_EQ(g.shared_len, 8);
-  ASSERT_EQ(g.shared.size(), 1u);  // blocks 7, 8: one run of pool rows 28..35
+  // One run per block, consecutive in the pool or not (batch invariance:
+  // the GEMMs' shapes must not depend on where the blocks happen to lie).
+  ASSERT_EQ(g.shared.size(), 2u);  // blocks 7, 8: pool rows 28..31, 32..35
   EXPECT_EQ(g.shared[0].row0, 28);
-  EXPECT_EQ(g.shared[0].len, 8);
+  EXPECT_EQ(g.shared[0].len, 4);
+  EXPECT_EQ(g.shared[1].row0, 32);
+  EXPECT_EQ(g.shared[1].len, 4);
   ASSERT_EQ(g.own[0].size(), 1u);  // row 0: position 8 in block 20
   EXPECT_EQ(g.own[0][0].row0, 80);
   EXPECT_EQ(g.own[0][0].len, 1);
   ASSERT_EQ(g.own[2].size(), 2u);  // row 3: block 9 (4) then block 22 (2)
   EXPECT_EQ(g.own[2][1].len, 2);
   EXPECT_EQ(plan->groups[1].rows, (std::vector<int64_t>{1}));
-  EXPECT_EQ(plan->groups[1].own[0].size(), 1u);  // blocks 1, 2 consecutive: one run
-  EXPECT_EQ(plan->groups[1].own[0][0].len, 6);
+  ASSERT_EQ(plan->groups[1].own[0].size(), 2u);  // blocks 1, 2: consecutive, still two runs
+  EXPECT_EQ(plan->groups[1].own[0][0].len, 4);
+  EXPECT_EQ(plan->groups[1].own[0][1].len, 2);
   EXPECT_EQ(plan->groups[2].shared_len, 0);
   const auto unshared = PagedDecodePlan::make(tables, {9, 6, 13, 14, 3}, 4, false);
   EXPECT_EQ(unshared->groups.size(), 5u);

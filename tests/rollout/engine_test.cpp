@@ -261,6 +261,48 @@ std::map<std::pair<int64_t, int64_t>, const RolloutSample*> by_key(const Rollout
   return out;
 }
 
+// Issue 16 (two rollout ranks each decode half of a batch) and issue 15
+// item 7: a completion and its behaviour log-probs are the same bits whatever
+// else is in the batch.  Each prompt's group alone (G = 3 rows, so every GEMM
+// of the decode has fewer than 4 rows: MKL's sgemm computes such rows
+// differently), the two halves, and the whole batch must agree bit for bit.
+TEST_P(EngineArch, CompletionsAndLogprobsDoNotDependOnTheBatch) {
+  auto m = make_policy(cfg());
+  const auto prompts = make_prompts(6, 64, 12);
+  SamplingParams sp = params(1.0, 40, 99);
+  sp.stop_token_ids = {3, 9};  // ragged lengths: the running rows shrink to 1
+  const int64_t G = 3;
+  Engine engine(EngineOptions().slots(32).eos(-1));
+  const RolloutBatch whole = engine.generate(*m, prompts, G, sp);
+  std::vector<RolloutBatch> parts;
+  for (size_t i = 0; i < prompts.size(); ++i)  // one group at a time
+    parts.push_back(engine.generate(*m, {prompts[i]}, G, sp));
+  const auto half = [&](size_t a, size_t z) {
+    return engine.generate(*m, std::vector<PromptInput>(prompts.begin() + a, prompts.begin() + z),
+                           G, sp);
+  };
+  parts.push_back(half(0, 3));
+  parts.push_back(half(3, 6));
+  const auto ref = by_key(whole);
+  int64_t tokens = 0, lengths_differ = 0;
+  for (size_t p = 0; p < parts.size(); ++p)
+    for (const auto& [key, s] : by_key(parts[p])) {
+      const RolloutSample* w = ref.at(key);
+      ASSERT_EQ(s->completion_tokens, w->completion_tokens)
+          << "part " << p << " prompt " << key.first << " sample " << key.second;
+      ASSERT_EQ(s->logp.size(), w->logp.size());
+      for (size_t t = 0; t < s->logp.size(); ++t)
+        ASSERT_EQ(s->logp[t], w->logp[t])
+            << "part " << p << " prompt " << key.first << " sample " << key.second << " token " << t
+            << ": " << s->logp[t] - w->logp[t] << " apart";
+      tokens += static_cast<int64_t>(s->logp.size());
+    }
+  for (size_t i = 1; i < whole.samples.size(); ++i)
+    lengths_differ += whole.samples[i].logp.size() != whole.samples[0].logp.size();
+  EXPECT_GT(lengths_differ, 0) << "all completions equally long: the rows never shrink";
+  EXPECT_EQ(tokens, 2 * static_cast<int64_t>(whole.stats.generated_tokens));
+}
+
 TEST(Engine, SameSeedSameCompletionsWhateverTheSlotsAndPromptOrder) {
   auto m = make_policy(tiny_mla_config());
   const auto prompts = make_prompts(6, 64);
