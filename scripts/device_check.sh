@@ -50,6 +50,11 @@
 #      NCCL Comm, bf16, one Moonlight MoE layer's shapes: the exchange path's
 #      overhead (EP / local time, the share inside the all-to-alls) and the
 #      two layers' agreement (60 s at most);
+#   4d. the disaggregated rollout with the policy on the GPU (issue 16): 1
+#      learner + 1 rollout rank under mpirun, comm.backend mpi (weights staged
+#      through pinned host memory), k = 0 against step 4's colocated run
+#      (same rewards and lengths, grad norm within 1e-5) and k = 1 (lag 0, 1,
+#      1; a weight broadcast after steps 1 and 2); 300 s at most;
 #   5. the full suite's GPU tests: KvCache.RaggedDecodeOnCudaMatchesFullForward,
 #      PagedEngine.SameCompletionsAndLogprobsOnCuda (the paged rollout engine's
 #      completions against the golden file, sampled on the device),
@@ -58,7 +63,9 @@
 #      (core.gpu.nccl_comm: every collective, blocking and non-blocking on a
 #      split communicator's own stream, and the expert-parallel paths: split,
 #      split of a split, a DP x EP grid's groups, alltoallv and
-#      alltoallv_async on CUDA tensors), built after step 4.
+#      alltoallv_async on CUDA tensors) and the disaggregated weight broadcast
+#      of CUDA fp32 + bf16 weights over MPI on two ranks
+#      (trainer.gpu.weight_broadcast_cuda_np2), built after step 4.
 #   6. (mode reflect only) issue 19's GPU recipe: pretrain
 #      recipes/base-reflect-gpu.yaml (bf16 on the GPU, 330 s at most), then
 #      GRPO with recipes/r1zero-reflect-gpu.yaml from it (330 s at most), each
@@ -373,6 +380,53 @@ elif [ -n "$full_pid" ]; then
   row "EP layer ws1 vs local" FAIL "bench_ep_layer not built (see full_build.log)"
 fi
 
+# ---- 4d. disaggregated rollout with the policy on the GPU (issue 16) --------------------
+# 1 learner + 1 rollout rank under mpirun on the one GPU, comm.backend mpi (the
+# weights staged through pinned host buffers), the 3 steps of step 4: k = 0
+# must sample what step 4's colocated run sampled (same rewards, lengths,
+# tokens) and agree on the update; k = 1 must show the lag of 1 from step 2
+# and broadcast its weights (time/weight_sync) after steps 1 and 2.
+if [ -n "$full_pid" ] && [ -n "$mpi_run" ] && [ -s "$out/grpo_metrics.jsonl" ]; then
+  ok=1
+  for k in 0 1; do
+    rm -rf /tmp/zr-async-k$k
+    timeout 150 $mpi_run --oversubscribe --allow-run-as-root -np 2 "$fb/zerorl" train \
+      recipes/r1zero-tiny.yaml train.steps=3 policy.device=cuda comm.backend=mpi \
+      rollout.mode=disaggregated parallel.rollout_ranks=1 rollout.max_staleness=$k \
+      run.dir=/tmp/zr-async-k$k eval.num_problems=16 checkpoint.every=0 ${ZR_GRPO_OVERRIDES:-} \
+      >"$out/async_cuda_k$k.log" 2>&1 &&
+      cp /tmp/zr-async-k$k/*/metrics.jsonl "$out/async_cuda_k$k.jsonl" || ok=0
+  done
+  if [ $ok = 1 ] && "$py" - "$out/grpo_metrics.jsonl" "$out/async_cuda_k0.jsonl" "$out/async_cuda_k1.jsonl" \
+        <<'PY' >"$out/async_cuda_compare.log" 2>&1
+import json, sys
+c, k0, k1 = ([json.loads(l) for l in open(f)] for f in sys.argv[1:4])
+assert len(c) == len(k0) == len(k1) == 3, (len(c), len(k0), len(k1))
+exact = ["reward/mean", "reward/std", "response/length_mean", "rollout/generated_tokens",
+         "loss/num_tokens"]
+worst = 0.0
+for a, b in zip(c, k0):
+    for k in exact:
+        assert a[k] == b[k], f"k=0 step {a['step']} {k}: colocated {a[k]} disaggregated {b[k]}"
+    rel = abs(a["optim/grad_norm"] - b["optim/grad_norm"]) / max(abs(a["optim/grad_norm"]), 1e-12)
+    worst = max(worst, rel)
+    assert rel < 1e-5, f"k=0 step {a['step']} grad_norm {a['optim/grad_norm']} vs {b['optim/grad_norm']}"
+for s, r in enumerate(k1):
+    assert r["async/version_lag_max"] == min(s, 1), f"k=1 step {s + 1}: lag {r['async/version_lag_max']}"
+    assert ("weight_sync" in r["time"]) == (s < 2), f"k=1 step {s + 1}: time {sorted(r['time'])}"
+print(f"k=0 = colocated (rewards, lengths exact; grad norm within {worst:.1e}); "
+      f"k=1 lag 0,1,1; weight sync {k1[0]['time']['weight_sync']:.3f} s")
+PY
+  then
+    row "disaggregated cuda (1L+1R)" ok "$(tail -1 "$out/async_cuda_compare.log" | cut -c1-90)"
+  else
+    tail -20 "$out/async_cuda_k0.log" "$out/async_cuda_k1.log" "$out/async_cuda_compare.log" 2>/dev/null
+    row "disaggregated cuda (1L+1R)" FAIL "see async_cuda_k*.log, async_cuda_compare.log"
+  fi
+elif [ -n "$full_pid" ]; then
+  row "disaggregated cuda (1L+1R)" FAIL "no launcher (mpirun) or no step-4 metrics to compare with"
+fi
+
 # ---- 5. the full suite's GPU tests ------------------------------------------------------
 # KvCache.RaggedDecodeOnCudaMatchesFullForward (model tests),
 # PagedEngine.SameCompletionsAndLogprobsOnCuda, BatchSampler.EqualsTheHostSamplerOnCuda
@@ -382,13 +436,14 @@ fi
 # do they run; a skip here (no device seen) is a failure.
 if [ -n "$full_pid" ] && [ -x "$fb/zerorl" ]; then
   if timeout 240 nice -n 10 ninja -C "$fb" -j "$jobs" zr_model_tests zr_rollout_tests zr_core_mpi \
+        zr_trainer_weight_broadcast_mpi \
         >"$out/gpu_tests_build.log" 2>&1; then
     ctest --test-dir "$fb" --no-tests=error --output-on-failure --timeout 120 \
-      -R '^(KvCache\.RaggedDecodeOnCudaMatchesFullForward|PagedEngine\.SameCompletionsAndLogprobsOnCuda|BatchSampler\.EqualsTheHostSamplerOnCuda|core\.gpu\.nccl_comm)$' \
+      -R '^(KvCache\.RaggedDecodeOnCudaMatchesFullForward|PagedEngine\.SameCompletionsAndLogprobsOnCuda|BatchSampler\.EqualsTheHostSamplerOnCuda|core\.gpu\.nccl_comm|trainer\.gpu\.weight_broadcast_cuda_np2)$' \
       >"$out/ctest_full_gpu.log" 2>&1
     rc=$?
     if [ $rc -eq 0 ] && ! grep -q "Skipped\|SKIPPED" "$out/ctest_full_gpu.log"; then
-      row "KvCache + paged engine + sampler cuda, NCCL Comm" ok "$(grep -Eo '[0-9]+% tests passed.*' "$out/ctest_full_gpu.log" | head -1)"
+      row "KvCache + paged engine + sampler cuda, NCCL Comm, weight bcast" ok "$(grep -Eo '[0-9]+% tests passed.*' "$out/ctest_full_gpu.log" | head -1)"
     else
       tail -30 "$out/ctest_full_gpu.log"
       row "KvCache + paged engine + sampler cuda, NCCL Comm" FAIL "see ctest_full_gpu.log (a skip counts as a failure here)"

@@ -43,6 +43,10 @@ Roles::Roles(Comm& world, int rollout_ranks) : world_(&world), rollouts_(rollout
            world.size(), " ranks");
   learner_ = world.rank() < learners_;
   role_ = world.split(learner_ ? 0 : 1, world.rank());
+  // A role of one rank needs no communication: its collectives are the
+  // identity on any device (a lone learner's CUDA gradients, metrics, and
+  // checkpoints never meet the CPU-only MPI Comm).
+  if (role_->size() == 1) role_ = make_comm("single");
   // Learner 0 and the rollout ranks share colour 0 (learner 0 first).
   const bool in_weights = world.rank() == 0 || !learner_;
   weights_ = world.split(in_weights ? 0 : 1, world.rank());
@@ -72,11 +76,12 @@ WeightBroadcast::WeightBroadcast(std::vector<std::pair<std::string, at::Tensor>>
   int64_t bytes = 0;
   for (size_t i = 0; i < weights_.size(); ++i) {
     const at::Tensor& t = weights_[i].second;
-    ZR_CHECK(t.is_contiguous() && t.device().is_cpu(), "weight broadcast: '", weights_[i].first,
-             "' must be a contiguous CPU tensor");
-    const bool fresh =
-        buckets_.empty() || bytes >= cap ||
-        weights_[buckets_.back().members.front()].second.scalar_type() != t.scalar_type();
+    ZR_CHECK(t.is_contiguous(), "weight broadcast: '", weights_[i].first,
+             "' must be a contiguous tensor");
+    const at::Tensor* head =
+        buckets_.empty() ? nullptr : &weights_[buckets_.back().members.front()].second;
+    const bool fresh = !head || bytes >= cap || head->scalar_type() != t.scalar_type() ||
+                       head->device() != t.device();
     if (fresh) {
       buckets_.push_back({});
       bytes = 0;
@@ -96,11 +101,18 @@ double WeightBroadcast::run(Comm& c) {
   const auto t0 = std::chrono::steady_clock::now();
   at::NoGradGuard g;
   const bool root = c.rank() == 0;
+  // The bucket lives where the Comm moves data: on the weights' device for
+  // nccl, else in host memory (pinned when the weights are on a GPU, so the
+  // copies in and out are DMA).  One path for every device.
+  const bool native = c.backend() == "nccl" || c.backend() == "single";
   for (auto& b : buckets_) {
     if (!b.flat.defined()) {  // once, at the first broadcast (learners other than 0 never do)
       int64_t n = 0;
       for (size_t i : b.members) n += weights_[i].second.numel();
-      b.flat = at::empty({n}, weights_[b.members.front()].second.options());
+      const at::TensorOptions w = weights_[b.members.front()].second.options();
+      b.flat = native || w.device().is_cpu()
+                   ? at::empty({n}, w)
+                   : at::empty({n}, w.device(at::kCPU).pinned_memory(true));
     }
     int64_t off = 0;
     if (root)

@@ -44,8 +44,14 @@
 //     needs it (s + 1 + k < steps): learner 0 broadcasts it over a
 //     sub-communicator of itself and the rollout ranks, in buckets of
 //     optimizer.bucket_mb, each received into a buffer allocated once and
-//     copied into the rollout policy's own tensors (no reallocation), in the
-//     policy's dtype (bf16 stays bf16).
+//     copied into the rollout policy's own tensors (no reallocation: a CUDA
+//     graph captured on them stays valid), in the policy's dtype (bf16 stays
+//     bf16).  A policy on a GPU (policy.device cuda) is staged through
+//     pinned host buffers over MPI (comm.backend mpi), with one learner: a
+//     role of one rank uses the "single" Comm, so the learner's CUDA
+//     collectives never reach MPI.  Several learners on GPUs (their gradient
+//     sync over NCCL) and the NCCL weight broadcast (comm.backend nccl, a
+//     GPU per rank) are planned (issue 16).
 //
 // Wire: a GroupsMessage (below) per (step, rollout rank, learner) over
 // world point-to-point (Comm::send_bytes / recv_bytes, MPI), CBOR-encoded.
@@ -113,7 +119,11 @@ class Roles {
 };
 
 // The weights the learners send: named tensors in a fixed order, moved in
-// buckets of about bucket_bytes each (a bucket holds tensors of one dtype).
+// buckets of about bucket_bytes each (a bucket holds tensors of one dtype and
+// device).  The tensors may live on any device: a bucket's buffer is on the
+// device the Comm moves (the weights' own for nccl; host memory for mpi,
+// pinned when the weights are on a GPU), so copying in and out of it is the
+// only device-specific step, and the CPU tests run that same path.
 class WeightBroadcast {
  public:
   WeightBroadcast(std::vector<std::pair<std::string, at::Tensor>> weights, double bucket_mb);

@@ -575,9 +575,15 @@ void check_disaggregated(const TrainRecipe& cfg, const Recipe& recipe, Comm& wor
            ": rollout.mode disaggregated runs over MPI point-to-point; this run's comm.backend "
            "is ",
            world.backend(), " (set comm.backend: mpi and start under mpirun)");
-  ZR_CHECK(!cfg.policy.on_cuda, d.where_mode,
-           ": rollout.mode disaggregated moves weights over MPI on the CPU; policy.device cuda "
-           "with it (NCCL weight broadcast) is planned (issue 16)");
+  // A policy on a GPU: the weights are staged through pinned host buffers
+  // over MPI (trainer/disaggregated.h), and the one learner's role is the
+  // "single" Comm; several learners would sync CUDA gradients over NCCL.
+  ZR_CHECK(!cfg.policy.on_cuda || world.size() - d.rollout_ranks == 1, d.where_ranks,
+           ": rollout.mode disaggregated with policy.device cuda runs over MPI with one learner "
+           "(parallel.rollout_ranks = world size - 1 = ",
+           world.size() - 1,
+           "); several learners on GPUs (their gradient sync and the weight "
+           "broadcast over NCCL) are planned (issue 16)");
   ZR_CHECK(!cfg.advantage.dynamic_sampling, recipe.section("advantage").where("dynamic_sampling"),
            ": advantage.dynamic_sampling with rollout.mode disaggregated is planned (issue 16); "
            "turn one of them off");
