@@ -414,6 +414,70 @@ size_t ex_size(const GiNaC::ex& e, size_t cap) {
   return n;
 }
 
+// What expand() would build from an expression: an upper bound on the terms
+// of the result, on the bits of its largest coefficient, and on the largest
+// terms x bits of any part expanded on the way.  expand() and normal()
+// cannot be interrupted, and a small tree can ask for minutes of either: a
+// product of powers of sums ((x+1)^64 (y+1)^64 (z+1)^64 has 65^3 terms, found
+// by the CI fuzzer as a 10 s timeout) or a power of a sum with a large
+// constant ((x + N)^64 with N of 54k bits: coefficients of 3.4M bits, 10 s).
+struct ExpandSize {
+  double terms = 1, bits = 1, work = 0;
+};
+
+ExpandSize expand_size(const GiNaC::ex& e) {
+  using namespace GiNaC;
+  ExpandSize s;
+  if (is_a<numeric>(e)) {
+    const numeric& n = ex_to<numeric>(e);
+    s.bits = n.is_rational() ? (double)(abs(n.numer()).int_length() + n.denom().int_length()) : 64;
+  } else if (is_a<add>(e) || is_a<mul>(e)) {
+    bool sum = is_a<add>(e);
+    s.terms = sum ? 0 : 1;
+    s.bits = 0;
+    for (size_t i = 0; i < e.nops(); ++i) {
+      ExpandSize k = expand_size(e.op(i));
+      s.work = std::max(s.work, k.work);
+      if (sum) {
+        s.terms += k.terms;
+        s.bits = std::max(s.bits, k.bits);
+      } else {
+        s.terms *= k.terms;
+        s.bits += k.bits + std::log2(k.terms);
+      }
+    }
+    if (sum) s.bits += std::log2((double)e.nops());
+  } else if (is_a<power>(e)) {
+    ExpandSize b = expand_size(e.op(0)), x = expand_size(e.op(1));
+    s.work = std::max(b.work, x.work);
+    s.bits = b.bits;
+    const ex& ee = e.op(1);
+    if (is_a<numeric>(ee) && ex_to<numeric>(ee).is_integer()) {
+      // (t terms)^n has C(n + t - 1, t - 1) terms (negative n: the
+      // denominator's expansion, counted the same).
+      double n = std::fabs(ex_to<numeric>(ee).to_double()), t = b.terms;
+      s.terms = t <= 1 ? 1 : std::exp(std::lgamma(n + t) - std::lgamma(n + 1) - std::lgamma(t));
+      s.bits = n * (b.bits + std::log2(t));
+    }
+  } else {
+    for (size_t i = 0; i < e.nops(); ++i) {
+      ExpandSize k = expand_size(e.op(i));
+      s.work = std::max(s.work, k.work);
+      s.bits = std::max(s.bits, k.bits);
+    }
+  }
+  s.work = std::max(s.work, s.terms * std::max(s.bits, 64.0));
+  return s;
+}
+
+// Whether expand()/normal() of e stays within a few milliseconds.  Calibrated
+// on the fuzzer's finds: (x+1)^64 (y+1)^64 is ~5e5, (x + 3^999)^64 ~7e6
+// (0.2 s with the whole grade), the 10 s cases above 1e7 by orders.
+bool cheap_to_expand(const GiNaC::ex& e) {
+  constexpr double kMaxExpandWork = 4e6;
+  return expand_size(e).work <= kMaxExpandWork;
+}
+
 void collect_symbols(const GiNaC::ex& e, std::set<std::string>& out) {
   if (GiNaC::is_a<GiNaC::symbol>(e)) {
     out.insert(GiNaC::ex_to<GiNaC::symbol>(e).get_name());
@@ -429,9 +493,10 @@ Comparison ginac_scalar(const GiNaC::ex& a, const GiNaC::ex& b, bool decimal,
   // expand() and normal() cannot be interrupted: only small trees get them;
   // larger ones go straight to numeric evaluation.
   size_t size = ex_size(d, 400);
+  bool cheap = size <= 400 && cheap_to_expand(d);
   try {
-    if (size <= 400 && d.expand().is_zero()) return {true, "symbolic"};
-    if (size <= 120 && normal(d).is_zero()) return {true, "symbolic"};
+    if (cheap && d.expand().is_zero()) return {true, "symbolic"};
+    if (cheap && size <= 120 && normal(d).is_zero()) return {true, "symbolic"};
   } catch (const std::exception&) {
   }
   std::set<std::string> sa, sb;
@@ -542,7 +607,7 @@ Comparison proportional(const NodeP& d1, const NodeP& d2, bool positive, const C
     GiNaC::ex e1 = to_ex(d1, ctx), e2 = to_ex(d2, ctx);
     if (e2.is_zero() || e1.is_zero()) return {e1.is_zero() && e2.is_zero(), "trivial relation"};
     GiNaC::ex q = e1 / e2;
-    GiNaC::ex r = ex_size(q, 120) <= 120 ? GiNaC::normal(q) : q;
+    GiNaC::ex r = ex_size(q, 120) <= 120 && cheap_to_expand(q) ? GiNaC::normal(q) : q;
     if (GiNaC::is_a<GiNaC::numeric>(r)) {
       const auto& k = GiNaC::ex_to<GiNaC::numeric>(r);
       if (!k.is_real() || k.is_zero()) return {false, "not proportional"};

@@ -226,6 +226,39 @@ TEST(MathBounds, TowersAtATestPointAreNotEvaluatedInBigFloats) {
   EXPECT_TRUE(zr::grade("e^{e^{3}}", "\\boxed{\\exp(e^{3})}", o).correct);
 }
 
+// Found by the fuzzer in CI (a 10 s timeout inside GMP): expand() and
+// normal() cannot be interrupted, and a small tree can ask either for
+// minutes, by its number of terms (a product of powers of sums) or by the
+// size of its coefficients (a power of a sum with a 54k-bit constant).  Such
+// differences skip the symbolic check and are compared at the test points.
+TEST(MathBounds, ExpansionsTooBigToExpandAreComparedAtTestPoints) {
+  zr::GradeOptions o;
+  o.timeout_ms = 500;
+  const std::vector<std::pair<std::string, std::string>> hostile = {
+      {"(x+1)^{64}(y+1)^{64}(z+1)^{64}", "\\boxed{(x+2)^{64}(y+1)^{64}(z+1)^{64}}"},
+      {"(x+1)^{40}(y+1)^{40}(z+1)^{40}", "\\boxed{(x+1)^{40}(y+1)^{40}(z+2)^{40}}"},
+      {"(x+(9^{999})^{17})^{64}", "\\boxed{(x+(9^{998})^{17})^{64}}"},
+  };
+  for (const auto& [gold, answer] : hostile) {
+    auto t0 = std::chrono::steady_clock::now();
+    auto v = zr::grade(gold, answer, o);
+    double ms = ms_since(t0);
+    EXPECT_LT(ms, 1000.0) << answer << " against " << gold << " took " << ms << " ms";
+    EXPECT_FALSE(v.correct) << answer << ": " << v.reason;
+  }
+  // Equal ones still are equal: symbolically when the expansion is small,
+  // at the test points when it is not.
+  EXPECT_EQ(
+      zr::grade("(x+1)^{64}(y+1)^{64}(z+1)^{64}", "\\boxed{(z+1)^{64}(y+1)^{64}(x+1)^{64}}", o)
+          .correct,
+      true);
+  auto big = zr::grade("(x+1)^{40}(y+1)^{40}(z+1)^{40}", "\\boxed{((x+1)(y+1)(z+1))^{40}}", o);
+  EXPECT_TRUE(big.correct) << big.reason;
+  auto small = zr::grade("(x+1)^{3}(y-1)", "\\boxed{(x^3+3x^2+3x+1)(y-1)}", o);
+  EXPECT_TRUE(small.correct) << small.reason;
+  EXPECT_NE(small.reason.find("symbolic"), std::string::npos) << small.reason;
+}
+
 TEST(MathBounds, RandomBytesNeverCrashOrHang) {
   std::mt19937_64 rng(1234);
   const std::string alphabet = "0123456789+-*/^_{}()[]\\$,.=<>|!abcxyz \n<answer></answer>";
