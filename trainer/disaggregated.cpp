@@ -10,6 +10,7 @@
 #include "core/comm.h"
 #include "core/config.h"
 #include "core/process_grid.h"
+#include "model/moe_ep.h"
 
 namespace zerorl {
 
@@ -37,19 +38,26 @@ DisaggregatedConfig DisaggregatedConfig::from(const ConfigNode& rollout,
 
 // ---- roles ---------------------------------------------------------------------------
 
-Roles::Roles(Comm& world, int rollout_ranks) : world_(&world), rollouts_(rollout_ranks) {
+Roles::Roles(Comm& world, int rollout_ranks, int expert)
+    : world_(&world), rollouts_(rollout_ranks), expert_(expert) {
   learners_ = world.size() - rollouts_;
   ZR_CHECK(learners_ >= 1, "parallel.rollout_ranks = ", rollouts_, " leaves no learner among ",
            world.size(), " ranks");
+  ZR_CHECK(expert_ >= 1 && learners_ % expert_ == 0 && rollouts_ % expert_ == 0,
+           "parallel.expert = ", expert_, " must divide both roles: ", learners_, " learners and ",
+           rollouts_, " rollout ranks");
   learner_ = world.rank() < learners_;
   role_ = world.split(learner_ ? 0 : 1, world.rank());
   // A role of one rank needs no communication: its collectives are the
   // identity on any device (a lone learner's CUDA gradients, metrics, and
   // checkpoints never meet the CPU-only MPI Comm).
   if (role_->size() == 1) role_ = make_comm("single");
-  // Learner 0 and the rollout ranks share colour 0 (learner 0 first).
-  const bool in_weights = world.rank() == 0 || !learner_;
-  weights_ = world.split(in_weights ? 0 : 1, world.rank());
+  // Colour j < E: learner j and the rollout ranks at EP rank j (the learner
+  // first, by world rank); colour E: the learners of DP rank > 0.
+  const int r = world.rank();
+  weights_root_ = learner_ && r < expert_;
+  const int colour = learner_ ? (r < expert_ ? r : expert_) : (r - learners_) % expert_;
+  weights_ = world.split(colour, r);
 }
 
 std::pair<int64_t, int64_t> Roles::learner_places(int l, int64_t n) const {
@@ -70,8 +78,8 @@ int Roles::rollout_index() const {
 // ---- weight broadcast ------------------------------------------------------------------
 
 WeightBroadcast::WeightBroadcast(std::vector<std::pair<std::string, at::Tensor>> weights,
-                                 double bucket_mb)
-    : weights_(std::move(weights)) {
+                                 double bucket_mb, const ProcessGrid* grid)
+    : weights_(std::move(weights)), grid_(grid && grid->ep() > 1 ? grid : nullptr) {
   const int64_t cap = std::max<int64_t>(1, static_cast<int64_t>(bucket_mb * (1 << 20)));
   int64_t bytes = 0;
   for (size_t i = 0; i < weights_.size(); ++i) {
@@ -135,9 +143,21 @@ double WeightBroadcast::run(Comm& c) {
 
 double WeightBroadcast::fingerprint() const {
   at::NoGradGuard g;
-  double fp = 0;
-  for (size_t i = 0; i < weights_.size(); ++i)
-    fp += static_cast<double>(i + 1) * weights_[i].second.to(at::kDouble).sum().item<double>();
+  double fp = 0, shard = 0;
+  for (size_t i = 0; i < weights_.size(); ++i) {
+    const double v =
+        static_cast<double>(i + 1) * weights_[i].second.to(at::kDouble).sum().item<double>();
+    (grid_ && model::is_sharded_expert(weights_[i].first) ? shard : fp) += v;
+  }
+  if (!grid_) return fp;
+  // Each EP rank's shard sum in its own slot: the all-reduce adds zeros to
+  // it, exactly, and the slots are summed in EP-rank order, weighted by the
+  // rank (shards swapped between EP ranks change the sum).
+  at::Tensor slots = at::zeros({grid_->ep()}, at::kDouble);
+  slots[grid_->ep_rank()] = shard;
+  grid_->ep_comm().allreduce(slots);
+  for (int64_t e = 0; e < grid_->ep(); ++e)
+    fp += static_cast<double>(e + 1) * slots[e].item<double>();
   return fp;
 }
 

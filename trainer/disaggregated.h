@@ -75,6 +75,7 @@ namespace zerorl {
 
 class Comm;
 class ConfigNode;
+class ProcessGrid;
 struct ParallelConfig;
 
 // Recipe keys rollout.mode and rollout.max_staleness, with
@@ -88,10 +89,14 @@ struct DisaggregatedConfig {
   static DisaggregatedConfig from(const ConfigNode& rollout, const ParallelConfig& parallel);
 };
 
-// The world split into the two roles (a collective over world).
+// The world split into the two roles (a collective over world).  With
+// expert parallelism (parallel.expert = E > 1) each role is its own DP x EP
+// grid (the learners' over their role, the rollout ranks' over theirs): role
+// rank i sits at EP rank i % E, so learner j < E (DP rank 0) holds the same
+// expert shard as every rollout rank r with r % E = j.
 class Roles {
  public:
-  Roles(Comm& world, int rollout_ranks);
+  Roles(Comm& world, int rollout_ranks, int expert = 1);
   bool learner() const { return learner_; }
   int learners() const { return learners_; }
   int rollout_ranks() const { return rollouts_; }
@@ -99,9 +104,15 @@ class Roles {
   // This rank's role: the learners' (gradient sync, metrics, checkpoints)
   // or the rollout ranks'.
   Comm& role_comm() const { return *role_; }
-  // Learner 0 (rank 0) and the rollout ranks (1..R); other learners hold a
-  // communicator of their own they never use.
+  // The weights' way to the rollout ranks: learner 0 (rank 0) and the
+  // rollout ranks.  Under EP, one per EP rank j: learner j (its root, rank
+  // 0) and the rollout ranks at EP rank j, so each expert shard goes from
+  // the learner that holds it to the rollout ranks that hold it, nothing
+  // gathered.  Learners of DP rank > 0 hold a communicator they never use.
   Comm& weights_comm() const { return *weights_; }
+  // Whether this rank sends the weights (rank 0 of its weights_comm):
+  // learner 0, or under EP the learners of DP rank 0.
+  bool weights_root() const { return weights_root_; }
 
   // The global places [first, last) of a step's N groups that learner l
   // trains on, and that rollout rank r generates.
@@ -113,8 +124,8 @@ class Roles {
 
  private:
   Comm* world_;
-  bool learner_ = true;
-  int learners_ = 1, rollouts_ = 0;
+  bool learner_ = true, weights_root_ = false;
+  int learners_ = 1, rollouts_ = 0, expert_ = 1;
   std::unique_ptr<Comm> role_, weights_;
 };
 
@@ -126,12 +137,19 @@ class Roles {
 // only device-specific step, and the CPU tests run that same path.
 class WeightBroadcast {
  public:
-  WeightBroadcast(std::vector<std::pair<std::string, at::Tensor>> weights, double bucket_mb);
+  // `grid`: the role's EP grid when the policy is expert-parallel (null
+  // otherwise); it must outlive this object.
+  WeightBroadcast(std::vector<std::pair<std::string, at::Tensor>> weights, double bucket_mb,
+                  const ProcessGrid* grid = nullptr);
   // Collective over `c`: rank 0 sends its tensors; every other rank
   // receives into its own tensors in place.  Returns the seconds it took.
   double run(Comm& c);
-  // A checksum of the tensors' values (fp64 sums, fixed order): what the
-  // learner sent and what a rollout rank generated with must agree.
+  // A checksum of the whole model's values (fp64 sums, fixed order): what
+  // the learner sent and what a rollout rank generated with must agree.
+  // Under EP it covers every expert shard: a collective over the grid's EP
+  // group (each rank's shard sum in its own slot, weighted by its EP rank,
+  // so the total has the same bits on every rank of either role and a shard
+  // at the wrong EP rank changes it).
   double fingerprint() const;
   size_t buckets() const { return buckets_.size(); }
   int64_t bytes() const;
@@ -143,6 +161,7 @@ class WeightBroadcast {
   };
   std::vector<std::pair<std::string, at::Tensor>> weights_;
   std::vector<Bucket> buckets_;
+  const ProcessGrid* grid_ = nullptr;  // set when ep > 1
 };
 
 // One rollout rank's groups of one step for one learner.

@@ -10,7 +10,8 @@
 namespace zerorl {
 
 std::unique_ptr<ProcessGrid> build_expert_parallel(const TrainRecipe& cfg, const Recipe& recipe,
-                                                   model::CausalLM& policy, Comm& world) {
+                                                   model::CausalLM& policy, Comm& world,
+                                                   bool learner) {
   const int E = cfg.parallel.expert;
   if (E == 1) return nullptr;
   const std::string& at = cfg.parallel.where_expert;
@@ -30,7 +31,8 @@ std::unique_ptr<ProcessGrid> build_expert_parallel(const TrainRecipe& cfg, const
            "different numbers of learner forwards, and every forward is an exchange over the EP "
            "group");
   const long per_rank = cfg.train.prompts_per_step / world.size();
-  ZR_CHECK(cfg.train.prompts_per_step % world.size() == 0 && per_rank % cfg.train.minibatches == 0,
+  ZR_CHECK(!learner || (cfg.train.prompts_per_step % world.size() == 0 &&
+                        per_rank % cfg.train.minibatches == 0),
            recipe.section("train").where("minibatches"), ": with parallel.expert = ", E,
            " each rank's prompts (train.prompts_per_step / ", world.size(), " ranks = ", per_rank,
            ") must be a multiple of train.minibatches (", cfg.train.minibatches,

@@ -49,10 +49,13 @@ class CausalLM;
 }
 
 // Null when parallel.expert is 1 (nothing changes).  Otherwise builds the
-// grid (a collective over `world`) and applies the plan to `policy`; the
-// grid must outlive the policy.  Throws naming the key on what is refused.
+// grid (a collective over `world`: the world, or a disaggregated run's role)
+// and applies the plan to `policy`; the grid must outlive the policy.
+// Throws naming the key on what is refused; `learner` false (a rollout rank)
+// skips the checks of the learner's forwards.
 std::unique_ptr<ProcessGrid> build_expert_parallel(const TrainRecipe& cfg, const Recipe& recipe,
-                                                   model::CausalLM& policy, Comm& world);
+                                                   model::CausalLM& policy, Comm& world,
+                                                   bool learner = true);
 
 // The Comm a parameter's gradient is summed over: the grid's DP group for a
 // sharded expert stack, null (the world) for everything else or no grid.

@@ -431,9 +431,10 @@ void build_run(Run& run, TrainRecipe cfg, const Recipe& recipe, Comm& comm, Comm
   model.to(run.device);
   check_ranks_share_weights(model.named_weights(), "policy.init " + init, world);
   ZR_LOG_INFO("policy ", model.config().summary(), "; ", model.param_report().to_string());
-  run.grid = build_expert_parallel(cfg, recipe, model, comm);
+  run.grid = build_expert_parallel(cfg, recipe, model, comm, run.learner());
   if (run.roles)
-    run.weights_out = std::make_unique<WeightBroadcast>(model.named_weights(), run.optim.bucket_mb);
+    run.weights_out = std::make_unique<WeightBroadcast>(model.named_weights(), run.optim.bucket_mb,
+                                                        run.grid.get());
   if (run.learner()) build_learner(run, cfg, comm);
   auto text = std::make_shared<rollout::TokenText>(
       rollout::TokenText::from_tokenizer(*run.policy.tokenizer));
@@ -587,10 +588,16 @@ void check_disaggregated(const TrainRecipe& cfg, const Recipe& recipe, Comm& wor
   ZR_CHECK(!cfg.advantage.dynamic_sampling, recipe.section("advantage").where("dynamic_sampling"),
            ": advantage.dynamic_sampling with rollout.mode disaggregated is planned (issue 16); "
            "turn one of them off");
-  ZR_CHECK(cfg.parallel.expert == 1, cfg.parallel.where_expert,
-           ": parallel.expert > 1 with rollout.mode disaggregated is planned (issue 16); the "
-           "rollout ranks would need their own expert-parallel groups");
   const int L = world.size() - d.rollout_ranks;
+  // Expert parallelism: each role is its own DP x EP grid (trainer/disaggregated.h).
+  const int E = cfg.parallel.expert;
+  ZR_CHECK(E == 1 || (L % E == 0 && d.rollout_ranks % E == 0), cfg.parallel.where_expert,
+           ": parallel.expert = ", E,
+           " with rollout.mode disaggregated must divide both roles: ", L, " learners and ",
+           d.rollout_ranks, " rollout ranks (parallel.rollout_ranks)");
+  ZR_CHECK(E == 1 || !cfg.policy.on_cuda, cfg.parallel.where_expert,
+           ": parallel.expert > 1 with rollout.mode disaggregated and policy.device cuda is "
+           "planned (issue 16): the rollout ranks' expert exchange would need NCCL");
   ZR_CHECK(L >= 1, d.where_ranks, ": parallel.rollout_ranks = ", d.rollout_ranks,
            " leaves no learner among the ", world.size(), " ranks");
   ZR_CHECK(cfg.train.prompts_per_step % L == 0 && cfg.train.prompts_per_step % d.rollout_ranks == 0,
@@ -607,7 +614,7 @@ void setup(Run& run, Recipe& recipe, Comm& world, const std::string& resume, boo
   run.async = cfg.disaggregated;
   if (run.async.on) {
     check_disaggregated(cfg, recipe, world);
-    run.roles = std::make_unique<Roles>(world, run.async.rollout_ranks);
+    run.roles = std::make_unique<Roles>(world, run.async.rollout_ranks, cfg.parallel.expert);
   }
   Comm& comm = run.role_comm(world);
   build_run(run, std::move(cfg), recipe, comm, world);
@@ -1180,26 +1187,28 @@ void checkpoint_phase(Run& run, Comm& comm, long step) {
 
 constexpr int kGroupsTag = 16;
 
-// The start: learner 0 tells the rollout ranks the step the run starts at
-// (0, or the resumed one) and the data cursor there, and sends them its
-// weights, version `start`.  Every learner notes that version's fingerprint.
+// The start: learner 0 (under EP each learner of DP rank 0, to the rollout
+// ranks of its EP rank) tells the rollout ranks the step the run starts at
+// (0, or the resumed one) and the data cursor there (the same on every
+// learner), and sends them its weights, version `start`.  Every learner
+// notes that version's fingerprint.
 void start_rollout_ranks(Run& run) {
   Roles& roles = *run.roles;
-  const bool learner0 = roles.world().rank() == 0;
-  if (run.learner() && !learner0) {
+  const bool root = roles.weights_root();
+  if (run.learner() && !root) {
     run.version_fingerprint[run.start_step] = run.weights_out->fingerprint();
     return;
   }
   Comm& wc = roles.weights_comm();
   at::Tensor head = at::zeros({5}, at::kLong);
-  if (learner0) {
+  if (root) {
     head[0] = run.start_step;
     const auto c = run.source->cursor().to_ints();
     for (int i = 0; i < 4; ++i) head[i + 1] = static_cast<int64_t>(c[i]);
   }
   wc.broadcast(head, 0);
   run.weights_out->run(wc);
-  if (!learner0) {
+  if (!root) {
     run.start_step = head[0].item<int64_t>();
     std::array<uint64_t, 4> c{};
     for (int i = 0; i < 4; ++i) c[i] = static_cast<uint64_t>(head[i + 1].item<int64_t>());
@@ -1427,7 +1436,7 @@ void push_weights(Run& run, long step, StepLog& log) {
   // Kept for the whole run (a double per version), so that a group older
   // than the window is recognised as stale, not as unknown.
   run.version_fingerprint[v] = run.weights_out->fingerprint();
-  if (run.roles->world().rank() != 0) return;
+  if (!run.roles->weights_root()) return;
   Comm& wc = run.roles->weights_comm();
   at::Tensor word = at::full({1}, static_cast<int64_t>(v), at::kLong);
   const auto t = Clock::now();
@@ -1447,7 +1456,7 @@ void stop_rollout_ranks(Run& run, long step, int signal) {
   long last_batch = step;
   while (last_batch < last_step && generating_version(run, last_batch + 1) <= sent) ++last_batch;
   for (long b = step + 1; b <= last_batch; ++b) receive_groups(run, b);
-  if (last_batch < last_step && run.roles->world().rank() == 0) {
+  if (last_batch < last_step && run.roles->weights_root()) {
     at::Tensor word = at::full({1}, -static_cast<int64_t>(signal), at::kLong);
     run.roles->weights_comm().broadcast(word, 0);
   }
