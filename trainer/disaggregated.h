@@ -46,7 +46,9 @@
 //     optimizer.bucket_mb, each received into a buffer allocated once and
 //     copied into the rollout policy's own tensors (no reallocation: a CUDA
 //     graph captured on them stays valid), in the policy's dtype (bf16 stays
-//     bf16).  A policy on a GPU (policy.device cuda) is staged through
+//     bf16).  Under expert parallelism (Roles, below) learner j < E sends
+//     to the rollout ranks at EP rank j, each expert shard from the learner
+//     that holds it.  A policy on a GPU (policy.device cuda) is staged through
 //     pinned host buffers over MPI (comm.backend mpi), with one learner: a
 //     role of one rank uses the "single" Comm, so the learner's CUDA
 //     collectives never reach MPI.  Several learners on GPUs (their gradient
