@@ -147,6 +147,22 @@ t_start=$(date +%s)
 declare -a rows
 row() { rows+=("$(printf '%-30s %-6s %s' "$1" "$2" "$3")"); }
 elapsed() { echo "$(( $(date +%s) - t_start ))s"; }
+# Waits for the background full build (step 0) the first time it is asked,
+# adds its row, and answers whether it succeeded (later calls answer the same).
+full_status=
+full_build_ok() {
+  if [ -z "$full_status" ]; then
+    if [ -n "$full_pid" ] && wait "$full_pid"; then
+      full_status=ok
+      row "full build (zerorl)" ok "done at $(elapsed)"
+    else
+      full_status=FAIL
+      tail -25 "$out/full_configure.log" "$out/full_build.log" 2>/dev/null
+      row "full build (zerorl)" FAIL "see full_configure.log / full_build.log"
+    fi
+  fi
+  [ "$full_status" = ok ]
+}
 
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader || true
 py=${ZR_PYTHON:-$(command -v python3)}
@@ -295,8 +311,7 @@ if [ -z "$full_pid" ]; then
   row "GRPO steps (tiny, cuda)" SKIP "no full build (see above)"
 else
   echo "waiting for the full build ($(elapsed) so far)"
-  if wait "$full_pid"; then
-    row "full build (zerorl)" ok "done at $(elapsed)"
+  if full_build_ok; then
     rm -rf /tmp/zr-grpo
     if timeout 120 "$fb/zerorl" train recipes/r1zero-tiny.yaml train.steps=3 policy.device=cuda \
           run.dir=/tmp/zr-grpo eval.num_problems=16 checkpoint.every=0 ${ZR_GRPO_OVERRIDES:-} \
@@ -337,9 +352,6 @@ PY
       tail -30 "$out/grpo_step.log"
       row "GRPO steps (tiny, cuda)" FAIL "see grpo_step.log"
     fi
-  else
-    tail -25 "$out/full_configure.log" "$out/full_build.log" 2>/dev/null
-    row "full build (zerorl)" FAIL "see full_configure.log / full_build.log"
   fi
 fi
 
@@ -463,11 +475,8 @@ if [ -n "$only_reflect" ]; then
   if [ -n "${ZR_BUILD_DIR:-}" ] && [ -x "$ZR_BUILD_DIR/zerorl" ]; then
     fb=$ZR_BUILD_DIR
     row "full build (zerorl)" ok "given: $fb"
-  elif [ -z "$full_pid" ] || ! wait "$full_pid"; then
-    tail -25 "$out/full_configure.log" "$out/full_build.log" 2>/dev/null
-    row "full build (zerorl)" FAIL "see full_configure.log / full_build.log"
   else
-    row "full build (zerorl)" ok "done at $(elapsed)"
+    full_build_ok || true
   fi
   if [ -x "$fb/zerorl" ]; then
     rd=/tmp/zr-reflect
