@@ -20,9 +20,10 @@
 //   * A GEMM with one output column (a gate's [N, 1]) gives a row bits that
 //     depend on its place among the rows: row_invariant_linear computes it
 //     as a row-wise product and sum.
-// Attention is per sequence (rollout/engine.cpp prefills one sequence per
-// forward; model/paged_attention.cpp runs one GEMM per block), so its shapes
-// do not depend on the batch.  On other devices these helpers call f
+// Attention is per sequence (a batched prefill runs attention once per
+// sequence at its own shapes, model/attention.h CacheStep::per_row;
+// model/paged_attention.cpp runs one GEMM per block), so its shapes do not
+// depend on the batch.  On other devices these helpers call f
 // unchanged (CUDA batch invariance is planned with the CUDA rollout, issue
 // 15).  Tested bit for bit by Engine.CompletionsAndLogprobsDoNotDependOnTheBatch.
 #pragma once

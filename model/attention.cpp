@@ -94,6 +94,23 @@ at::Tensor gather_blocks(const at::Tensor& pool, const CacheStep& st, at::Scalar
   return t.scalar_type() == dtype ? t : t.to(dtype);
 }
 
+// attend(q rows, step) over the attention batch, or once per slot of a
+// per-row step (CacheStep::per_row), each slot's query rows in a fresh
+// buffer (so its GEMMs see the operands a forward of its own would: same
+// shapes, 64-byte aligned) and the outputs stacked in call order.
+template <class F>
+at::Tensor per_slot(const at::Tensor& q_N, const CacheStep& st, F&& attend) {
+  if (st.per_row.empty()) return attend(q_N, st);
+  std::vector<at::Tensor> outs;
+  outs.reserve(st.per_row.size());
+  int64_t row = 0;
+  for (const CacheStep& r : st.per_row) {
+    outs.push_back(attend(q_N.narrow(0, row, r.q_len).clone(), r));
+    row += r.q_len;
+  }
+  return at::cat(outs, 0);
+}
+
 }  // namespace
 
 // ---- GQA / MHA ----------------------------------------------------------------
@@ -147,7 +164,7 @@ at::Tensor GqaAttention::forward_full(const at::Tensor& x, const at::Tensor& cos
 
 at::Tensor GqaAttention::forward_cached(const at::Tensor& x, const CacheStep& st, KvCache& cache,
                                         int64_t layer) {
-  const int64_t N = x.size(0), B = st.num_rows, Q = st.q_len, L = st.kv_len, g = H_ / Hkv_;
+  const int64_t N = x.size(0), g = H_ / Hkv_;
   at::Tensor q = project(*q_proj_, q_norm_.get(), x, H_);  // [N,H,Dh]
   at::Tensor k = project(*k_proj_, k_norm_.get(), x, Hkv_);
   at::Tensor v = v_proj_->forward(x).view({N, Hkv_, Dh_});
@@ -172,17 +189,23 @@ at::Tensor GqaAttention::forward_cached(const at::Tensor& x, const CacheStep& st
   }
   // One matrix per (kv head, row): [Hkv*B, L, Dh]; heads i*g .. i*g+g-1 share kv head i (HF
   // repeat_kv), so their g*Q query rows form one GEMM against it.
-  at::Tensor K = gather_blocks(k_pool, st, x.scalar_type());
-  at::Tensor V = gather_blocks(v_pool, st, x.scalar_type());
-  at::Tensor q_B = pad_rows(q, st)
-                       .view({B, Q, Hkv_, g, Dh_})
-                       .permute({2, 0, 1, 3, 4})
-                       .reshape({Hkv_ * B, Q * g, Dh_});
-  at::Tensor p = masked_softmax_(at::bmm(q_B, K.transpose(1, 2)),
-                                 st.masked_BQL.view({1, B, Q, 1, L}), {Hkv_, B, Q, g, L});
-  at::Tensor o =
-      at::bmm(p, V).view({Hkv_, B, Q, g, Dh_}).permute({1, 2, 0, 3, 4}).reshape({B * Q, H_ * Dh_});
-  return o_proj_->forward(unpad_rows(o, st));
+  const auto attend = [&](const at::Tensor& q_n, const CacheStep& s) {
+    const int64_t B = s.num_rows, Q = s.q_len, L = s.kv_len;
+    at::Tensor K = gather_blocks(k_pool, s, x.scalar_type());
+    at::Tensor V = gather_blocks(v_pool, s, x.scalar_type());
+    at::Tensor q_B = pad_rows(q_n, s)
+                         .view({B, Q, Hkv_, g, Dh_})
+                         .permute({2, 0, 1, 3, 4})
+                         .reshape({Hkv_ * B, Q * g, Dh_});
+    at::Tensor p = masked_softmax_(at::bmm(q_B, K.transpose(1, 2)),
+                                   s.masked_BQL.view({1, B, Q, 1, L}), {Hkv_, B, Q, g, L});
+    at::Tensor o = at::bmm(p, V)
+                       .view({Hkv_, B, Q, g, Dh_})
+                       .permute({1, 2, 0, 3, 4})
+                       .reshape({B * Q, H_ * Dh_});
+    return unpad_rows(o, s);
+  };
+  return o_proj_->forward(per_slot(q, st, attend));
 }
 
 // ---- MLA ------------------------------------------------------------------------
@@ -242,7 +265,7 @@ at::Tensor MlaAttention::forward_full(const at::Tensor& x, const at::Tensor& cos
 
 at::Tensor MlaAttention::forward_cached(const at::Tensor& x, const CacheStep& st, KvCache& cache,
                                         int64_t layer) {
-  const int64_t N = x.size(0), B = st.num_rows, Q = st.q_len, L = st.kv_len;
+  const int64_t N = x.size(0);
   at::Tensor q = query(x);  // [N,H,Dn+Dr]
   at::Tensor q_nope = q.narrow(-1, 0, Dn_);
   at::Tensor ckv = kv_a_proj_->forward(x);  // [N,R+Dr]
@@ -277,13 +300,17 @@ at::Tensor MlaAttention::forward_cached(const at::Tensor& x, const CacheStep& st
     at::Tensor o = kernels::with_min_rows(o_lat, absorb_v);  // [N,H,Dv]
     return o_proj_->forward(o.reshape({N, H_ * Dv_}));
   }
-  at::Tensor CK = gather_blocks(pool, st, x.scalar_type());  // [B,L,R+Dr]
-  // Query rows of one slot are (q, h) pairs: [B, Q*H, R+Dr].
-  at::Tensor q_B = pad_rows(qq, st).view({B, Q * H_, R_ + Dr_});
-  at::Tensor p = masked_softmax_(at::bmm(q_B, CK.transpose(1, 2)), st.masked_BQL.view({B, Q, 1, L}),
-                                 {B, Q, H_, L});
-  at::Tensor o_lat = at::bmm(p, CK.narrow(-1, 0, R_));     // [B,Q*H,R]
-  o_lat = unpad_rows(o_lat.view({B * Q, H_, R_}), st);     // [N,H,R]
+  const auto attend = [&](const at::Tensor& qq_n, const CacheStep& s) {
+    const int64_t B = s.num_rows, Q = s.q_len, L = s.kv_len;
+    at::Tensor CK = gather_blocks(pool, s, x.scalar_type());  // [B,L,R+Dr]
+    // Query rows of one slot are (q, h) pairs: [B, Q*H, R+Dr].
+    at::Tensor q_B = pad_rows(qq_n, s).view({B, Q * H_, R_ + Dr_});
+    at::Tensor p = masked_softmax_(at::bmm(q_B, CK.transpose(1, 2)),
+                                   s.masked_BQL.view({B, Q, 1, L}), {B, Q, H_, L});
+    at::Tensor o_lat = at::bmm(p, CK.narrow(-1, 0, R_));  // [B,Q*H,R]
+    return unpad_rows(o_lat.view({B * Q, H_, R_}), s);    // [n,H,R]
+  };
+  at::Tensor o_lat = per_slot(qq, st, attend);             // [N,H,R]
   at::Tensor o = kernels::with_min_rows(o_lat, absorb_v);  // [N,H,Dv]
   return o_proj_->forward(o.reshape({N, H_ * Dv_}));
 }

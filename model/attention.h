@@ -14,6 +14,7 @@
 #include <torch/nn/module.h>
 
 #include <memory>
+#include <vector>
 
 #include "model/config.h"
 #include "model/kv_cache.h"
@@ -43,6 +44,14 @@ struct CacheStep {
   // pool in place by this plan (blocks_BM / masked_BQL are then unused);
   // null: gather the blocks (prefill, CUDA, bf16).
   std::shared_ptr<const PagedDecodePlan> paged;
+  // Several slots with several new tokens (a batched prefill): one step per
+  // slot, in call order, each as a call for that slot alone would build it
+  // (B = 1, Q = its new tokens, L = its length; the new tokens' rows are
+  // consecutive in x_ND).  The token-wise layers still run over all N rows;
+  // attention runs per slot, so a sequence's scores and softmax have its own
+  // shapes and bits whatever else was prefilled with it (batch invariance,
+  // kernels/batch_invariant.h).  Empty: the attention batch above.
+  std::vector<CacheStep> per_row;
 };
 
 class Attention : public torch::nn::Module {

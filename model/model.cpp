@@ -188,6 +188,26 @@ at::Tensor CausalLM::extend(KvCache& cache, const std::vector<int64_t>& slots,
   st.masked_BQL = at::arange(L, long_opts).view({1, 1, L}) > to_dev(qpos_BQ).view({S, Q, 1});
   const at::ScalarType dt = backbone_->embed_tokens->weight.scalar_type();
   std::tie(st.cos_N, st.sin_N) = backbone_->rope().tables(to_dev(pos_N), dt);
+  if (S > 1 && Q > 1) {
+    // A batched prefill: attention per slot at its own shapes (CacheStep::per_row),
+    // each step as a call for that slot alone builds it above.
+    st.per_row.reserve(static_cast<size_t>(S));
+    for (int64_t i = 0; i < S; ++i) {
+      const int64_t len = cache.length(slots[i]), Li = len + n[i], Mi = (Li + bs - 1) / bs;
+      const std::vector<int64_t>& table = cache.block_table(slots[i]);
+      std::vector<int64_t> blocks(static_cast<size_t>(Mi), 0), qpos(static_cast<size_t>(n[i]));
+      std::copy(table.begin(), table.begin() + std::min<int64_t>(Mi, table.size()), blocks.begin());
+      for (int64_t t = 0; t < n[i]; ++t) qpos[static_cast<size_t>(t)] = len + t;
+      CacheStep r;
+      r.num_rows = 1;
+      r.q_len = n[i];
+      r.kv_len = Li;
+      r.blocks_per_row = Mi;
+      r.blocks_BM = to_dev(blocks);
+      r.masked_BQL = at::arange(Li, long_opts).view({1, 1, Li}) > to_dev(qpos).view({1, n[i], 1});
+      st.per_row.push_back(std::move(r));
+    }
+  }
   const DecodeAttention mode = decode_attention();
   if (Q == 1 && mode != DecodeAttention::kGather && cache.a(0).scalar_type() == dt &&
       paged_decode_available(dev, dt)) {

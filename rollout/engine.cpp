@@ -437,7 +437,7 @@ class Run {
     free_.push_back(slot);
   }
 
-  // Runs the round's prefills, one forward each; keeps each prompt's
+  // Runs the round's prefills as one batched call; keeps each prompt's
   // last-token logits (and routing) for its samples and returns each resumed
   // sample's next-token logits.
   std::vector<std::pair<int64_t, at::Tensor>> prefill(const std::vector<PrefillItem>& items) {
@@ -460,29 +460,38 @@ class Run {
         seqs_[static_cast<size_t>(it.sample)].slot = it.slot;
       }
     }
-    // One forward per sequence: its shapes (rows, attention length) are its
-    // own, so its logits, routing and first token do not depend on what else
-    // was prefilled in the round (batch invariance, kernels/batch_invariant.h).
+    // One forward for the round.  Each sequence's attention runs at its own
+    // shapes (CacheStep::per_row) and the token-wise layers are
+    // row-invariant, so its logits, routing and first token are the bits a
+    // forward of its own gives, whatever else was prefilled in the round
+    // (batch invariance, kernels/batch_invariant.h).
+    before_forward();
+    const at::Tensor logits_NV =
+        checked_logits(policy_.prefill(*cache_, slots, tokens, forward_options()), items.size());
     std::vector<std::pair<int64_t, at::Tensor>> resumed;
     for (size_t i = 0; i < items.size(); ++i) {
-      before_forward();
-      const at::Tensor row = checked_logits(
-          policy_.prefill(*cache_, {slots[i]}, {tokens[i]}, forward_options()), 1)[0];
+      const at::Tensor row = logits_NV[static_cast<int64_t>(i)];
       if (items[i].sample < 0)
         template_logits_[static_cast<size_t>(items[i].prompt)] = row;
       else
         resumed.emplace_back(items[i].sample, row);
-      if (!record_routing_) continue;
-      // Rows of the routing record are the prefilled tokens.  A resumed
-      // sample already holds the rows of all but its last token.
+    }
+    if (record_routing_) {
+      // Rows of the routing record are the prefilled tokens in call order.  A
+      // resumed sample already holds the rows of all but its last token.
       const HostRouting r = host_routing();
-      const int64_t n = static_cast<int64_t>(tokens[i].size());
-      if (items[i].sample < 0) {
-        auto& dst = template_routing_[static_cast<size_t>(items[i].prompt)];
-        dst.clear();
-        for (int64_t t = 0; t < n; ++t) dst.push_back(r.row(t));
-      } else {
-        batch_.samples[static_cast<size_t>(items[i].sample)].routing.push_back(r.row(n - 1));
+      int64_t row = 0;
+      for (size_t i = 0; i < items.size(); ++i) {
+        const int64_t n = static_cast<int64_t>(tokens[i].size());
+        if (items[i].sample < 0) {
+          auto& dst = template_routing_[static_cast<size_t>(items[i].prompt)];
+          dst.clear();
+          for (int64_t t = 0; t < n; ++t) dst.push_back(r.row(row + t));
+        } else {
+          batch_.samples[static_cast<size_t>(items[i].sample)].routing.push_back(
+              r.row(row + n - 1));
+        }
+        row += n;
       }
     }
     return resumed;
