@@ -18,15 +18,16 @@ static const char* kUsage =
     "                           [task options]\n"
     "       zerorl data corpus [--task TASK] [--n N] [--seed S] [--out FILE]\n"
     "                          [--template tiny|r1zero] [--tagged-worked-fraction F]\n"
-    "                          [--reflect-fraction F] [--steps S]\n"
+    "                          [--reflect-fraction F] [--steps S] [--step-check-fraction F]\n"
     "                          [task options]\n"
     "\n"
     "generate writes N distinct problems of a split of TASK (addition, multiplication,\n"
     "sum, countdown) as JSONL {id, prompt, answer, task, meta}; train and test never share a\n"
     "problem, whatever the seeds.  corpus writes N pretraining documents {text, kind}\n"
-    "(see docs/DATA.md; \"reflects\": true marks a planted slip caught by a self-check,\n"
-    "--reflect-fraction of worked solutions, task sum; --steps is the step documents' share\n"
-    "beside the default mix).  Output goes to --out, or stdout.\n"
+    "(see docs/DATA.md; \"reflects\": true marks a self-check, \"slip\": true one that\n"
+    "corrects a planted slip: --reflect-fraction of tagged worked solutions, task sum; --steps\n"
+    "is the step documents' share beside the default mix, --step-check-fraction the share of\n"
+    "them that recheck their pair).  Output goes to --out, or stdout.\n"
     "\n"
     "task options (the difficulty knobs):\n"
     "  --min-digits D --max-digits D          addition, multiplication, sum (default 1..3)\n"
@@ -61,6 +62,7 @@ static int run_data(Args& args) {
   auto tw_opt = args.optional_value("--tagged-worked-fraction");
   const double reflect = args.double_value("--reflect-fraction", 0.0);
   const double steps = args.double_value("--steps", 0.0);
+  const double step_checks = args.double_value("--step-check-fraction", 0.0);
   std::string split = split_opt.value_or("train");
   std::string task_flag = task_opt.value_or("addition");
   std::string tmpl = tmpl_opt.value_or("tiny");
@@ -82,10 +84,10 @@ static int run_data(Args& args) {
     if (pos.size() != 2) throw UsageError("generate takes exactly one TASK");
     task_name = pos[1];
     if (split != "train" && split != "test") throw UsageError("--split must be train or test");
-    if (task_opt || tmpl_opt || tw_opt || reflect != 0 || steps != 0)
+    if (task_opt || tmpl_opt || tw_opt || reflect != 0 || steps != 0 || step_checks != 0)
       throw UsageError(
-          "--task, --template, --tagged-worked-fraction, --reflect-fraction and --steps belong to "
-          "'corpus'");
+          "--task, --template, --tagged-worked-fraction, --reflect-fraction, --steps and "
+          "--step-check-fraction belong to 'corpus'");
   } else if (action == "corpus") {
     if (pos.size() != 1) throw UsageError("corpus takes no positional arguments (use --task)");
     task_name = task_flag;
@@ -124,6 +126,7 @@ static int run_data(Args& args) {
     c.tagged_worked_fraction = tagged_worked;
     c.reflect_fraction = reflect;
     c.steps = steps;
+    c.step_check_fraction = step_checks;
     try {
       c.validate();
     } catch (const Error& e) {
@@ -134,6 +137,7 @@ static int run_data(Args& args) {
       auto d = gen.document(static_cast<uint64_t>(i));
       nlohmann::json j = {{"text", d.text}, {"kind", data::doc_kind_name(d.kind)}};
       if (d.reflects) j["reflects"] = true;
+      if (d.slip) j["slip"] = true;
       out << j.dump() << '\n';
     }
   }

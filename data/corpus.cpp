@@ -39,6 +39,7 @@ CorpusConfig CorpusConfig::from(const ConfigNode& n) {
   c.steps = mix.get<double>("steps", c.steps);
   c.tagged_worked_fraction = n.get<double>("tagged_worked_fraction", c.tagged_worked_fraction);
   c.reflect_fraction = n.get<double>("reflect_fraction", c.reflect_fraction);
+  c.step_check_fraction = n.get<double>("step_check_fraction", c.step_check_fraction);
   try {
     c.validate();
   } catch (const Error& e) {
@@ -56,8 +57,11 @@ void CorpusConfig::validate() const {
            "tagged_worked_fraction must be in [0, 1], got ", tagged_worked_fraction);
   ZR_CHECK(reflect_fraction >= 0 && reflect_fraction <= 1,
            "reflect_fraction must be in [0, 1], got ", reflect_fraction);
-  ZR_CHECK((reflect_fraction == 0 && steps == 0) || task.name == "sum",
-           "reflect_fraction and mix.steps need task sum (the only task with reflective "
+  ZR_CHECK(step_check_fraction >= 0 && step_check_fraction <= 1,
+           "step_check_fraction must be in [0, 1], got ", step_check_fraction);
+  ZR_CHECK((reflect_fraction == 0 && steps == 0 && step_check_fraction == 0) || task.name == "sum",
+           "reflect_fraction, step_check_fraction and mix.steps need task sum (the only task with "
+           "reflective "
            "solutions and step problems), got task ",
            task.name);
 }
@@ -195,13 +199,21 @@ Document CorpusGenerator::document(uint64_t index) const {
     d.kind = w ? DocKind::kTaggedWorked : DocKind::kTaggedBare;
     // Drawn only when reflection is on, so that corpora without it keep their bits.
     d.reflects = w && cfg_.reflect_fraction > 0 && rng.uniform() < cfg_.reflect_fraction;
+    d.slip = d.reflects;
     d.text = template_.render(ex.prompt) + tagged_completion(ex, w, rng.next_u64(), d.reflects);
   } else if ((u -= cfg_.steps) < 0) {
     d.kind = DocKind::kStep;
     const Task::Step step = task_->step_problem(ex, rng.next_u64());
     Example pair = ex;
     pair.prompt = step.prompt;
-    d.text = worked_doc(pair, step.worked, rng);
+    // Drawn only when step checks are on, so that other corpora keep their bits.
+    if (cfg_.step_check_fraction > 0 && rng.uniform() < cfg_.step_check_fraction) {
+      d.reflects = true;
+      d.slip = rng.below(2) == 0;
+      d.text = worked_doc(pair, d.slip ? step.caught : step.confirmed, rng);
+    } else {
+      d.text = worked_doc(pair, step.worked, rng);
+    }
     d.prompt = step.prompt;
     d.answer = step.answer;
   } else {

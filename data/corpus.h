@@ -15,7 +15,13 @@
 // steps.  reflect_fraction is the share of tagged_worked documents whose
 // worked steps (inside <think>) hold a planted slip caught and corrected by a
 // self-check (Task::reflective_solution); those documents have reflects set.
-// Untagged worked documents never reflect.
+// Untagged worked documents never reflect.  step_check_fraction is the share
+// of step documents that state their pair in one go and then recheck it in
+// columns, the check copying the pair just written (Task::Step::caught and
+// ::confirmed): half catch and correct a planted slip, half confirm a right
+// value, so the check is learned as a computation on the context, not as a
+// string, and not as "the value changes"; those documents have reflects set
+// (and slip where the check corrects one).
 // Keeping the tagged worked share low makes the base prefer a bare guess after
 // "<think>" (weak at temperature 0.6 and greedy), while the untagged worked
 // documents teach the skill: RL only has to make the model choose it.
@@ -48,9 +54,11 @@ struct CorpusConfig {
   double bare = 0.30, worked = 0.40, tagged = 0.25, noise = 0.05;  // normalised shares
   double steps = 0;  // normalised with the others; tasks with step problems only
   double tagged_worked_fraction = 0.25;
-  double reflect_fraction = 0;  // tasks with reflective solutions only
+  double reflect_fraction = 0;     // tasks with reflective solutions only
+  double step_check_fraction = 0;  // share of step documents that recheck their pair
   // Reads a `corpus:` section: task, template, seed, mix {bare, worked,
-  // tagged, noise, steps}, tagged_worked_fraction, reflect_fraction.
+  // tagged, noise, steps}, tagged_worked_fraction, reflect_fraction,
+  // step_check_fraction.
   static CorpusConfig from(const ConfigNode& n);
   void validate() const;
 };
@@ -60,7 +68,8 @@ struct Document {
   DocKind kind;
   std::string prompt;     // the problem it is about (a train-split prompt)
   std::string answer;     // the gold answer of its problem ("" for noise)
-  bool reflects = false;  // its worked solution holds a slip caught by a self-check
+  bool reflects = false;  // it holds a self-check ("Wait, let me recheck x+y: ...")
+  bool slip = false;      // ...that catches and corrects a planted slip
 };
 
 class CorpusGenerator {

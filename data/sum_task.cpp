@@ -68,6 +68,24 @@ std::vector<std::pair<uint64_t, uint64_t>> running_pairs(const std::vector<uint6
   return pairs;
 }
 
+// x + y with one digit of the sum off by one (a carry dropped or doubled).
+uint64_t slipped_sum(uint64_t x, uint64_t y, Rng& rng) {
+  const uint64_t s = x + y;
+  const size_t digits = std::to_string(s).size();
+  uint64_t p = 1;
+  for (size_t j = rng.below(digits); j > 0; --j) p *= 10;
+  const bool down = rng.below(2) == 0;
+  return down && s >= p ? s - p : s + p;
+}
+
+// "x+y=v. Wait, let me recheck x+y: <columns> So x+y=s.": the check names the
+// pair exactly as it was just written (a copy of the preceding text, not a
+// string to memorise) and adds it in columns, as a step document does.
+std::string checked_pair(uint64_t x, uint64_t y, uint64_t v) {
+  return str_cat(x, "+", y, "=", v, ". Wait, let me recheck ", x, "+", y, ": ",
+                 worked_column_addition(x, y));
+}
+
 }  // namespace
 
 std::string SumTask::reflective_solution(const Example& ex, uint64_t variant) const {
@@ -84,16 +102,9 @@ std::string SumTask::reflective_solution(const Example& ex, uint64_t variant) co
       out += str_cat(x, "+", y, "=", s, ". ");
       continue;
     }
-    // The slip: one digit of the sum off by one (a carry dropped or doubled).
-    const size_t digits = std::to_string(s).size();
-    uint64_t p = 1;
-    for (size_t j = rng.below(digits); j > 0; --j) p *= 10;
-    const bool down = rng.below(2) == 0;
-    const uint64_t slip = down && s >= p ? s - p : s + p;
-    // The check restates the pair it redoes (a copy of the step just written)
+    // The slip, caught at once by a check that copies the pair just written
     // and adds it in columns, as a step document does: local and reliable.
-    out += str_cat(x, "+", y, "=", slip, ". Wait, let me recheck ", x, " + ", y, ": ",
-                   worked_column_addition(x, y), " ");
+    out += checked_pair(x, y, slipped_sum(x, y, rng)) + " ";
   }
   return out + str_cat("So ", all, "=", pairs.back().first + pairs.back().second, ".");
 }
@@ -105,11 +116,15 @@ Task::Step SumTask::step_problem(const Example& ex, uint64_t variant) const {
     Example two;
     two.meta = {{"terms", {x, y}}};
     if (split_of(two) == Split::kTest) continue;
+    Rng rng(variant);
     return {str_cat("What is ", x, " + ", y, "?"), std::to_string(x + y),
-            worked_column_addition(x, y)};
+            worked_column_addition(x, y), checked_pair(x, y, slipped_sum(x, y, rng)),
+            checked_pair(x, y, x + y)};
   }
   const auto [x, y] = pairs[0];
-  return {str_cat(x, " + ", y, ":"), std::to_string(x + y), worked_column_addition(x, y)};
+  Rng rng(variant);
+  return {str_cat(x, " + ", y, ":"), std::to_string(x + y), worked_column_addition(x, y),
+          checked_pair(x, y, slipped_sum(x, y, rng)), checked_pair(x, y, x + y)};
 }
 
 }  // namespace zerorl::data

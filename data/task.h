@@ -92,6 +92,11 @@ class Task {
     std::string prompt;  // "What is 132 + 36?"
     std::string answer;
     std::string worked;  // the long way, ending "So <expr>=<answer>."
+    // The step stated in one go, then rechecked the long way: "x+y=v. Wait,
+    // let me recheck x+y: <worked>", the check copying the pair just written.
+    // In `caught` v holds a planted slip (one digit off by one) that the
+    // check corrects; in `confirmed` v is right and the check restates it.
+    std::string caught, confirmed;
   };
   virtual Step step_problem(const Example& ex, uint64_t variant) const;
 

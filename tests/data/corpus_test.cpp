@@ -161,6 +161,7 @@ CorpusConfig reflect_corpus(uint64_t seed) {
   c.steps = 0.2;
   c.tagged_worked_fraction = 0.5;
   c.reflect_fraction = 0.2;
+  c.step_check_fraction = 0.3;
   return c;
 }
 
@@ -225,32 +226,50 @@ void expect_right_columns(const std::string& check, uint64_t sum) {
   EXPECT_EQ(std::stoull(written), sum) << check;
 }
 
-// Planted slips sit only in tagged worked documents (inside <think>), at the
-// configured share of them; and the shipped recipe's corpus keeps reflective
-// documents to at most 5% of all documents (issue 19, item 2).
+// Checks sit only in tagged worked documents (inside <think>, each catching
+// a planted slip) and in step documents (rechecking their pair, half of them
+// catching a planted slip), at the configured shares; and the shipped
+// recipe's corpus keeps documents with a check to at most 5% of all
+// documents (issue 19, item 2).
 TEST(ReflectiveCorpus, PlantedSlipShareIsTheConfiguredFewPercent) {
   CorpusGenerator gen(reflect_corpus(1));
   const int n = 20000;
-  int tagged_worked = 0, reflects = 0, steps = 0;
+  int tagged_worked = 0, reflects = 0, steps = 0, step_checks = 0, step_slips = 0;
   for (auto& d : gen.documents(0, n)) {
     const bool w = d.kind == DocKind::kTaggedWorked;
     tagged_worked += w;
-    steps += d.kind == DocKind::kStep;
+    if (d.kind == DocKind::kStep) {
+      ++steps;
+      step_checks += d.reflects;
+      step_slips += d.slip;
+      EXPECT_TRUE(d.reflects || !d.slip) << d.text;
+      continue;
+    }
     if (!w) {
       EXPECT_FALSE(d.reflects) << doc_kind_name(d.kind) << ": " << d.text;
     }
+    EXPECT_EQ(d.slip, d.reflects) << d.text;  // a tagged check always catches a slip
     reflects += d.reflects;
   }
   const double share = reflects / double(tagged_worked), p = 0.2;
   EXPECT_NEAR(share, p, 4 * std::sqrt(p * (1 - p) / tagged_worked))
       << reflects << " of " << tagged_worked;
   EXPECT_NEAR(steps / double(n), 0.2, 4 * std::sqrt(0.2 * 0.8 / n));
+  EXPECT_NEAR(step_checks / double(steps), 0.3, 4 * std::sqrt(0.3 * 0.7 / steps))
+      << step_checks << " of " << steps;
+  EXPECT_NEAR(step_slips / double(step_checks), 0.5, 4 * std::sqrt(0.25 / step_checks))
+      << step_slips << " of " << step_checks;
   {
     auto shipped = Recipe::from_file(std::string(ZR_SOURCE_DIR) + "/recipes/base-reflect.yaml");
     CorpusGenerator base(CorpusConfig::from(shipped.section("corpus")));
-    int r = 0;
-    for (auto& d : base.documents(0, n)) r += d.reflects;
-    EXPECT_GT(r, 0);
+    int r = 0, tagged = 0, step = 0;
+    for (auto& d : base.documents(0, n)) {
+      r += d.reflects;
+      tagged += d.reflects && d.kind == DocKind::kTaggedWorked;
+      step += d.reflects && d.kind == DocKind::kStep;
+    }
+    EXPECT_GT(tagged, 0);
+    EXPECT_GT(step, 0);
     EXPECT_LE(r / double(n), 0.05) << r << " reflective of " << n << " documents";
   }
   // Off by default: no corpus reflects unless asked, and the other tasks refuse it.
@@ -258,18 +277,27 @@ TEST(ReflectiveCorpus, PlantedSlipShareIsTheConfiguredFewPercent) {
   auto bad = addition_corpus(1);
   bad.reflect_fraction = 0.05;
   EXPECT_THROW(CorpusGenerator{bad}, Error);
+  bad = addition_corpus(1);
+  bad.step_check_fraction = 0.05;
+  EXPECT_THROW(CorpusGenerator{bad}, Error);
+  auto too_many = reflect_corpus(1);
+  too_many.step_check_fraction = 1.5;
+  EXPECT_THROW(CorpusGenerator{too_many}, Error);
 }
 
 // Every reflective document, parsed back here: exactly one pair of the
 // running sums is wrong, by a power of ten; a check follows it at once
-// ("Wait, let me recheck:"...), adds the pair in right columns and restates
-// it with the right value; with the check cut out and the slip put right,
-// the text holds the right chain, which goes on from the right value to the
-// gold.  Other worked documents hold the right chain with no wrong step.
+// ("Wait, let me recheck x+y:", the pair as just written), adds the pair in
+// right columns and restates it with the right value; with the check cut
+// out and the slip put right, the text holds the right chain, which goes on
+// from the right value to the gold.  Other worked documents hold the right
+// chain with no wrong step.  Step documents that check copy their pair, add
+// it in right columns, and follow a slip (off by a power of ten) exactly
+// when marked, a right value otherwise.
 TEST(ReflectiveCorpus, EveryPlantedSlipIsCaughtAndCorrected) {
   CorpusGenerator gen(reflect_corpus(2));
-  static const std::regex opening(R"(^ Wait, let me recheck (\d+) \+ (\d+): )");
-  int reflective = 0, plain = 0, steps = 0;
+  static const std::regex opening(R"(^ Wait, let me recheck (\d+)\+(\d+): )");
+  int reflective = 0, plain = 0, steps = 0, step_slips = 0, step_confirms = 0;
   std::set<int> slip_steps;
   for (auto& d : gen.documents(0, 20000)) {
     if (d.kind == DocKind::kStep) {
@@ -277,11 +305,41 @@ TEST(ReflectiveCorpus, EveryPlantedSlipIsCaughtAndCorrected) {
       static const std::regex so(R"(So (\d+)\+(\d+)=(\d+)\.$)");
       std::smatch m;
       ASSERT_TRUE(std::regex_search(d.text, m, so)) << d.text;
-      uint64_t s = std::stoull(m[1]) + std::stoull(m[2]);
+      const uint64_t x = std::stoull(m[1]), y = std::stoull(m[2]), s = x + y;
       EXPECT_EQ(std::stoull(m[3]), s) << d.text;
       EXPECT_EQ(d.answer, std::to_string(s));
-      expect_right_columns(d.text, s);
+      // "What is x + y?", or "x + y:" where every pair of the chain is a test problem.
+      const std::string pair = std::to_string(x) + " + " + std::to_string(y);
+      EXPECT_TRUE(d.prompt == "What is " + pair + "?" || d.prompt == pair + ":") << d.prompt;
       ++steps;
+      if (!d.reflects) {
+        EXPECT_EQ(d.text.find("Wait"), std::string::npos) << d.text;
+        expect_right_columns(d.text, s);
+        continue;
+      }
+      // A step check: the pair stated in one go ("x+y=v."), then a check
+      // that copies that pair as written and adds it in right columns; v is
+      // a slip off by a power of ten exactly when the document says so.
+      static const std::regex checked(
+          R"((\d+)\+(\d+)=(\d+)\. Wait, let me recheck (\d+)\+(\d+): )");
+      std::smatch c;
+      ASSERT_TRUE(std::regex_search(d.text, c, checked)) << d.text;
+      EXPECT_EQ(std::stoull(c[1]), x) << d.text;
+      EXPECT_EQ(std::stoull(c[2]), y) << d.text;
+      EXPECT_EQ(c[4].str(), c[1].str()) << "the check copies the pair just written: " << d.text;
+      EXPECT_EQ(c[5].str(), c[2].str()) << "the check copies the pair just written: " << d.text;
+      const uint64_t v = std::stoull(c[3]);
+      if (d.slip) {
+        const uint64_t off = v > s ? v - s : s - v;
+        uint64_t p = 1;
+        while (p < off) p *= 10;
+        EXPECT_TRUE(off > 0 && p == off) << "the slip is off by a power of ten: " << d.text;
+        ++step_slips;
+      } else {
+        EXPECT_EQ(v, s) << "a confirming check follows a right value: " << d.text;
+        ++step_confirms;
+      }
+      expect_right_columns(d.text.substr(static_cast<size_t>(c.position(0) + c.length(0))), s);
       continue;
     }
     if (d.kind != DocKind::kWorked && d.kind != DocKind::kTaggedWorked) continue;
@@ -336,6 +394,8 @@ TEST(ReflectiveCorpus, EveryPlantedSlipIsCaughtAndCorrected) {
   EXPECT_GT(reflective, 250);
   EXPECT_GT(plain, 5000);
   EXPECT_GT(steps, 3000);
+  EXPECT_GT(step_slips, 300);
+  EXPECT_GT(step_confirms, 300);
   EXPECT_GT(slip_steps.size(), 2u) << "slips should fall on different steps of the chain";
 }
 

@@ -122,11 +122,11 @@ TEST(Reflection, EvalFiguresSplitAccuracyByReflection) {
 }
 
 // The reflective corpus (data/corpus.h, issue 19 item 2) writes its checks
-// in the surface form this detector recognises: every document whose worked
-// solution holds a planted slip (a tagged worked one: checks sit inside
-// <think>) is reflective (a marker) and revises (the slipped pair restated
-// right), as a completion after the template too; no other document of the
-// corpus shows either.
+// in the surface form this detector recognises: every document with a check
+// (a tagged worked one, inside <think>, or a step document rechecking its
+// pair) is reflective (a marker); exactly those whose check corrects a
+// planted slip revise (the slipped pair restated right), tagged ones as a
+// completion after the template too; no other document shows either.
 TEST(Reflection, DetectsEveryCheckOfTheReflectiveCorpusAndNothingElse) {
   data::CorpusConfig c;
   c.task.name = "sum";
@@ -140,13 +140,16 @@ TEST(Reflection, DetectsEveryCheckOfTheReflectiveCorpusAndNothingElse) {
   c.steps = 0.25;
   c.tagged_worked_fraction = 0.5;
   c.reflect_fraction = 0.3;
+  c.step_check_fraction = 0.2;
   data::CorpusGenerator gen(c);
-  int reflective = 0, tagged_reflective = 0;
+  int reflective = 0, tagged_reflective = 0, step_checks = 0;
   for (const auto& d : gen.documents(0, 10000)) {
     const Reflection r = detect_reflection(d.text);
     EXPECT_EQ(r.reflects(), d.reflects) << d.text;
-    EXPECT_EQ(r.revisions > 0, d.reflects) << d.text;
+    // A check that confirms a right value is reflective but revises nothing.
+    EXPECT_EQ(r.revisions > 0, d.slip) << d.text;
     reflective += d.reflects;
+    step_checks += d.reflects && d.kind == data::DocKind::kStep;
     if (d.kind == data::DocKind::kTaggedWorked && d.reflects) {
       ++tagged_reflective;
       // What follows the template is a completion as the policy would write it.
@@ -156,7 +159,8 @@ TEST(Reflection, DetectsEveryCheckOfTheReflectiveCorpusAndNothingElse) {
     }
   }
   EXPECT_GT(reflective, 150);
-  EXPECT_EQ(tagged_reflective, reflective);
+  EXPECT_GT(step_checks, 150);
+  EXPECT_EQ(tagged_reflective + step_checks, reflective);
 }
 
 }  // namespace
