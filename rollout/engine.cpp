@@ -37,14 +37,16 @@ std::string RolloutStats::to_string() const {
       "samples %lld, prefill %lld tok in %.3fs (%.0f tok/s, %lld prefills), decode %lld "
       "tok in %.3fs "
       "(%.0f tok/s, %lld steps, occupancy %.2f of %lld slots), KV cache peak %lld of "
-      "%lld blocks (%.1f MiB), %lld preemptions (%lld tokens recomputed), total %.3fs",
+      "%lld blocks (%.1f MiB), %lld preemptions (%lld tokens recomputed), %lld stop checks "
+      "(%lld tokens discarded), total %.3fs",
       static_cast<long long>(num_samples), static_cast<long long>(prefill_tokens), prefill_seconds,
       prefill_tokens_per_s(), static_cast<long long>(num_prefills),
       static_cast<long long>(decode_tokens), decode_seconds, decode_tokens_per_s(),
       static_cast<long long>(decode_steps), occupancy(), static_cast<long long>(num_slots),
       static_cast<long long>(peak_cache_blocks), static_cast<long long>(cache_blocks),
       static_cast<double>(peak_cache_bytes()) / (1 << 20), static_cast<long long>(num_preemptions),
-      static_cast<long long>(recompute_tokens), total_seconds);
+      static_cast<long long>(recompute_tokens), static_cast<long long>(stop_checks),
+      static_cast<long long>(discarded_tokens), total_seconds);
   return buf;
 }
 
@@ -54,6 +56,7 @@ EngineOptions engine_options(const RolloutConfig& rollout) {
   eo.kv_cache_bytes =
       static_cast<int64_t>(rollout.kv_cache_gb * static_cast<double>(int64_t{1} << 30));
   eo.kv_cache_memory_fraction = rollout.kv_cache_memory_fraction;
+  eo.stop_check_every = rollout.stop_check_every;
   return eo;
 }
 
@@ -61,6 +64,9 @@ Engine::Engine(EngineOptions options, std::shared_ptr<const TokenText> text)
     : options_(std::move(options)), text_(std::move(text)) {
   ZR_CHECK(options_.num_slots >= 1, "rollout engine: num_slots must be >= 1, got ",
            options_.num_slots);
+  ZR_CHECK(options_.stop_check_every >= 0,
+           "rollout engine: stop_check_every must be >= 0 (0: auto), got ",
+           options_.stop_check_every);
 }
 
 namespace {
@@ -80,6 +86,7 @@ struct SeqState {
   int64_t slot = -1;
   int64_t admitted_at = -1;  // admission counter when it last got a slot (newest preempted first)
   int64_t len = 0;           // completion tokens drawn
+  int64_t seen = 0;          // completion tokens whose finishing flags the host has read
   int64_t text_len = 0;      // completion tokens whose bytes are in `bytes`
   bool done = false;
 };
@@ -422,8 +429,10 @@ class Run {
       st.slot = slots[i];
       st.admitted_at = admissions_++;
     }
-    const std::vector<char> done = sample_rows(logits_AV, sis);
+    sample_rows(logits_AV, sis);
     batch_.stats.generated_tokens += static_cast<int64_t>(sis.size());
+    // A first token is checked at once (admission syncs with the host anyway).
+    const std::vector<char> done = check(sis);
     for (size_t i = 0; i < sis.size(); ++i) {
       if (done[i])
         finish_slot(slots[i]);
@@ -556,6 +565,10 @@ class Run {
       for (int64_t si : running_) slots.push_back(seqs_[static_cast<size_t>(si)].slot);
       const int64_t need = cache_->blocks_to_append(slots, std::vector<int64_t>(slots.size(), 1));
       if (need <= cache_->num_free_blocks()) return;
+      if (unchecked_steps_ > 0) {  // finished samples not yet seen free their blocks first
+        check_running();
+        continue;
+      }
       if (running_.size() > 1) {
         const auto newest =
             std::max_element(running_.begin(), running_.end(), [this](int64_t a, int64_t b) {
@@ -606,40 +619,58 @@ class Run {
         batch_.samples[static_cast<size_t>(running_[static_cast<size_t>(i)])].routing.push_back(
             r.row(i));
     }
-    const std::vector<char> done = sample_rows(logits_AV, running_);
+    sample_rows(logits_AV, running_);
+    batch_.stats.decode_tokens += A;
+    batch_.stats.generated_tokens += A;
+    ++batch_.stats.decode_steps;
+    ++unchecked_steps_;
+    // The host reads the flags every check_every_ steps, and at once when a
+    // sample reaches max_new_tokens (it must not decode past its row).
+    bool due = unchecked_steps_ >= check_every_;
+    for (size_t i = 0; i < running_.size() && !due; ++i)
+      due = seqs_[static_cast<size_t>(running_[i])].len >= params_.max_new_tokens;
+    if (due) check_running();
+    batch_.stats.decode_seconds += seconds_since(t0);
+  }
+
+  // Reads the flags of every running sample and retires those that finished.
+  void check_running() {
+    const std::vector<char> done = check(running_);
     std::vector<int64_t> still;
     still.reserve(running_.size());
-    for (int64_t i = 0; i < A; ++i) {
-      const int64_t si = running_[static_cast<size_t>(i)];
-      if (done[static_cast<size_t>(i)])
+    for (size_t i = 0; i < running_.size(); ++i) {
+      const int64_t si = running_[i];
+      if (done[i])
         finish_slot(seqs_[static_cast<size_t>(si)].slot);
       else
         still.push_back(si);
     }
     running_.swap(still);
-    batch_.stats.decode_tokens += A;
-    batch_.stats.generated_tokens += A;
-    ++batch_.stats.decode_steps;
-    batch_.stats.decode_seconds += seconds_since(t0);
+    unchecked_steps_ = 0;
   }
 
   // ---- sampling and finishing, on the device ----
-  // The device keeps every slot's completion tokens and behaviour log-probs
-  // (tok_SM_, logp_SM_: [num_slots, max_new_tokens]) and its last token
-  // (last_tok_S_, the next decode step's input); the stop ids and the
-  // stop-string candidates (tokens holding a stop string's last byte) are
-  // tensors there too.
+  // The device keeps every slot's completion tokens, behaviour log-probs and
+  // finishing flags (tok_SM_, logp_SM_, flag_SM_: [num_slots,
+  // max_new_tokens]), the OR of its flags since the host last read them
+  // (any_S_) and its last token (last_tok_S_, the next decode step's input);
+  // the stop ids and the stop-string candidates (tokens holding a stop
+  // string's last byte) are tensors there too.
   void init_device_state() {
     dev_ = policy_.output_weight().device();
     const auto lopt = at::TensorOptions().dtype(at::kLong).device(dev_);
     tok_SM_ = at::zeros({num_slots_, params_.max_new_tokens}, lopt);
     logp_SM_ = at::zeros({num_slots_, params_.max_new_tokens}, lopt.dtype(at::kDouble));
+    flag_SM_ = at::zeros({num_slots_, params_.max_new_tokens}, lopt.dtype(at::kByte));
+    any_S_ = at::zeros({num_slots_}, lopt.dtype(at::kByte));
     last_tok_S_ = at::zeros({num_slots_}, lopt);
     std::vector<int64_t> ids(stop_ids_.begin(), stop_ids_.end());
     std::sort(ids.begin(), ids.end());
     stop_ids_K_ = on_device(ids);
     if (text_ && !stops_.empty())
       candidate_V_ = stop_candidates(*text_, params_.stop_strings, V_).to(dev_);
+    check_every_ = opt_.stop_check_every > 0 ? opt_.stop_check_every
+                                             : (dev_.is_cpu() ? 1 : kStopCheckEveryOnDevices);
   }
   at::Tensor on_device(const std::vector<int64_t>& v) const {
     return at::tensor(v, at::kLong).to(dev_);
@@ -647,19 +678,16 @@ class Run {
 
   // Draws row i's token for sample sis[i] (which holds a slot) from
   // logits_AV on the device, each from the sample's own stream (its
-  // uniforms are made here: one per token unless greedy), and checks for
-  // finishing there.  The host reads back one flag byte per row (the step's
-  // only sync) and the tokens of the rows that need it: finished (stop id,
-  // max_new_tokens), or holding a stop string's last byte (their text is
-  // checked here).  Returns per row whether the sample finished.
-  std::vector<char> sample_rows(const at::Tensor& logits_AV, const std::vector<int64_t>& sis) {
+  // uniforms are made here: one per token unless greedy), and records its
+  // finishing flags there; nothing comes back to the host.
+  void sample_rows(const at::Tensor& logits_AV, const std::vector<int64_t>& sis) {
     const size_t A = sis.size();
     std::vector<int64_t> slots(A), pos(A);
     std::vector<double> u;
     for (size_t i = 0; i < A; ++i) {
       SeqState& st = seqs_[static_cast<size_t>(sis[i])];
       slots[i] = st.slot;
-      pos[i] = st.len;
+      pos[i] = st.len++;
       if (!params_.greedy()) u.push_back(st.rng.uniform());
     }
     const at::Tensor u_A = params_.greedy()
@@ -670,28 +698,88 @@ class Run {
     tok_SM_.index_put_({slots_A, pos_A}, d.token_A);
     logp_SM_.index_put_({slots_A, pos_A}, d.logp_A);
     last_tok_S_.index_put_({slots_A}, d.token_A);
-    const at::Tensor flags_A = stop_flags(d, stop_ids_K_, candidate_V_).to(at::kCPU);
-    const uint8_t* f = flags_A.data_ptr<uint8_t>();
-    for (size_t i = 0; i < A; ++i)
-      if (f[i] & kBadLogits) report_bad_logits(logits_AV[static_cast<int64_t>(i)], sis[i]);
+    const at::Tensor flags_A = stop_flags(d, stop_ids_K_, candidate_V_);
+    flag_SM_.index_put_({slots_A, pos_A}, flags_A);
+    any_S_.index_put_({slots_A}, any_S_.index_select(0, slots_A).bitwise_or_(flags_A));
+  }
+
+  // The host's look at samples sis (each holding a slot): one flag byte per
+  // sample (the OR since its last look; the sync), then the tokens, log-probs
+  // and flags of those that need it (a flag raised: stop id, possible stop
+  // string, bad logits; or max_new_tokens reached), whose positions since
+  // the last look are walked in order with the finishing rules (engine.h).
+  // A sample that finished at position t before its last drawn token keeps
+  // tokens 0..t; the rest, decoded because the host had not looked yet, are
+  // discarded, so the result is the one of a look after every token.
+  // Returns per sample whether it finished.
+  std::vector<char> check(const std::vector<int64_t>& sis) {
+    const size_t A = sis.size();
+    std::vector<char> done(A, 0);
+    if (A == 0) return done;
+    ++batch_.stats.stop_checks;
+    std::vector<int64_t> slots(A);
+    for (size_t i = 0; i < A; ++i) slots[i] = seqs_[static_cast<size_t>(sis[i])].slot;
+    const at::Tensor slots_A = on_device(slots);
+    const at::Tensor any_A = any_S_.index_select(0, slots_A).to(at::kCPU);
+    any_S_.index_fill_(0, slots_A, 0);
+    const uint8_t* any = any_A.data_ptr<uint8_t>();
     std::vector<int64_t> look;
+    std::vector<size_t> look_row;
     for (size_t i = 0; i < A; ++i) {
       SeqState& st = seqs_[static_cast<size_t>(sis[i])];
-      ++st.len;
-      if (f[i] != 0 || st.len >= params_.max_new_tokens) look.push_back(sis[i]);
+      if (any[i] != 0 || st.len >= params_.max_new_tokens) {
+        look.push_back(sis[i]);
+        look_row.push_back(i);
+      } else {
+        st.seen = st.len;  // nothing flagged: no token can finish it
+      }
     }
-    std::vector<char> done(A, 0);
     if (look.empty()) return done;
-    sync_tokens(look);
-    for (size_t i = 0; i < A; ++i)
-      if (f[i] != 0 || seqs_[static_cast<size_t>(sis[i])].len >= params_.max_new_tokens)
-        done[i] = finished(sis[i], f[i]) ? 1 : 0;
+    const at::Tensor flags = sync_tokens(look);
+    for (size_t j = 0; j < look.size(); ++j)
+      done[look_row[j]] =
+          walk(look[j], flags.data_ptr<uint8_t>() + static_cast<int64_t>(j) * flags.size(1)) ? 1
+                                                                                             : 0;
     return done;
   }
 
+  // Walks sample si's positions seen..len-1 (flags f[t]) as a look after
+  // each token would; true when it finished (its tokens then cut after the
+  // finishing one).
+  bool walk(int64_t si, const uint8_t* f) {
+    SeqState& st = seqs_[static_cast<size_t>(si)];
+    const int64_t drawn = st.len;
+    for (int64_t t = st.seen; t < drawn; ++t) {
+      if (f[t] & kBadLogits) report_bad_logits(si, t);
+      if (f[t] == 0 && t + 1 < params_.max_new_tokens) continue;
+      if (finished(si, t + 1, f[t])) {
+        discard_after(si, t + 1);
+        return true;
+      }
+    }
+    st.seen = drawn;
+    return false;
+  }
+
+  // Sample si finished with its first n tokens: the ones drawn after them
+  // (and their routing rows) are dropped.
+  void discard_after(int64_t si, int64_t n) {
+    RolloutSample& s = batch_.samples[static_cast<size_t>(si)];
+    SeqState& st = seqs_[static_cast<size_t>(si)];
+    const int64_t extra = st.len - n;
+    if (extra == 0) return;
+    s.completion_tokens.resize(static_cast<size_t>(n));
+    s.logp.resize(static_cast<size_t>(n));
+    if (record_routing_) s.routing.resize(static_cast<size_t>(s.prompt_length() + n - 1));
+    st.len = n;
+    batch_.stats.generated_tokens -= extra;
+    batch_.stats.discarded_tokens += extra;
+  }
+
   // Copies the samples' tokens and log-probs not yet on the host from their
-  // slots' rows (one transfer for all of them).
-  void sync_tokens(const std::vector<int64_t>& sis) {
+  // slots' rows (one transfer for all of them) and returns their flag rows
+  // (uint8 [n, max_new_tokens], CPU).
+  at::Tensor sync_tokens(const std::vector<int64_t>& sis) {
     std::vector<int64_t> slots;
     for (int64_t si : sis) slots.push_back(seqs_[static_cast<size_t>(si)].slot);
     const at::Tensor idx = on_device(slots);
@@ -707,20 +795,22 @@ class Run {
         s.logp.push_back(lp[t]);
       }
     }
+    return flag_SM_.index_select(0, idx).to(at::kCPU);
   }
 
-  // The finishing rules (engine.h, "Finishing") for a sample whose tokens
-  // are on the host, given its last token's flags; true when it finished.
-  bool finished(int64_t si, uint8_t flags) {
+  // The finishing rules (engine.h, "Finishing") for a sample whose first
+  // `end` tokens are on the host, given token end-1's flags; true when it
+  // finished there.
+  bool finished(int64_t si, int64_t end, uint8_t flags) {
     RolloutSample& s = batch_.samples[static_cast<size_t>(si)];
     SeqState& st = seqs_[static_cast<size_t>(si)];
     const bool stop_token = (flags & kStopToken) != 0;
     if (text_) {
       // Bytes of the tokens since the last look (a stop id adds none).  Only
       // the last token can end a stop string: earlier ones held no stop
-      // string's last byte, or were looked at in their own step.
+      // string's last byte, or were looked at in their own turn.
       const size_t old = st.bytes.size();
-      const int64_t upto = stop_token ? st.len - 1 : st.len;
+      const int64_t upto = stop_token ? end - 1 : end;
       for (int64_t t = st.text_len; t < upto; ++t) {
         const int64_t id = s.completion_tokens[static_cast<size_t>(t)];
         // Ids past the tokenizer's table (a padded model vocabulary) add no text.
@@ -728,9 +818,9 @@ class Run {
       }
       st.text_len = upto;
       if (!stop_token && (flags & kStopCandidate) != 0) {
-        const size_t end = stops_.find_new(st.bytes, old);
-        if (end != StopMatcher::npos) {
-          st.bytes.resize(end);
+        const size_t cut = stops_.find_new(st.bytes, old);
+        if (cut != StopMatcher::npos) {
+          st.bytes.resize(cut);
           s.finish = FinishReason::kStopString;
           return st.done = true;
         }
@@ -740,28 +830,21 @@ class Run {
       s.finish = FinishReason::kEndOfText;
       return st.done = true;
     }
-    if (st.len >= params_.max_new_tokens) {
+    if (end >= params_.max_new_tokens) {
       s.finish = FinishReason::kLength;
       return st.done = true;
     }
     return false;
   }
 
-  // NaN logits or no finite maximum: the host sampler on the row gives the
-  // error, named by prompt, sample and token.
-  [[noreturn]] void report_bad_logits(const at::Tensor& logits_V, int64_t si) {
+  // NaN logits or no finite maximum at completion token t (flagged on the
+  // device; the logits themselves are gone by the time the host looks).
+  [[noreturn]] void report_bad_logits(int64_t si, int64_t t) {
     const RolloutSample& s = batch_.samples[static_cast<size_t>(si)];
-    const at::Tensor row = logits_V.to(at::kCPU, at::kFloat).contiguous();
-    Rng rng = seqs_[static_cast<size_t>(si)].rng;
-    SamplerScratch scratch;
-    std::string what = "sampler: the device flagged the logits as bad";
-    try {
-      sample_token(row.data_ptr<float>(), V_, params_, rng, scratch);
-    } catch (const Error& e) {
-      what = e.what();
-    }
     ZR_THROW("rollout: prompt ", s.prompt_id, " sample ", s.sample_index, " at completion token ",
-             seqs_[static_cast<size_t>(si)].len, ": ", what);
+             t,
+             ": the policy's logits are NaN or have no finite maximum (sampler: the device "
+             "flagged the row)");
   }
 
   const TokenText* text_;
@@ -777,7 +860,11 @@ class Run {
   int64_t V_ = 0, max_len_ = 0, num_slots_ = 0, num_blocks_ = 0;
   at::Device dev_ = at::kCPU;
   at::Tensor tok_SM_, logp_SM_;  // per slot: completion tokens, behaviour log-probs
+  at::Tensor flag_SM_;           // per slot: each token's StopFlag bits
+  at::Tensor any_S_;             // per slot: OR of its flags since the host last looked
   at::Tensor last_tok_S_;        // per slot: the last token (the next decode input)
+  int64_t check_every_ = 1;      // decode steps between the host's looks
+  int64_t unchecked_steps_ = 0;  // decode steps since the last look at every running sample
   at::Tensor stop_ids_K_;        // stop token ids (int64, sorted)
   at::Tensor candidate_V_;       // bool [V]: holds a stop string's last byte (undefined: none)
 

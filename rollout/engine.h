@@ -43,10 +43,23 @@
 //     arithmetic in fp64 over the fp32 logits), each sample drawing from its
 //     own stream Rng(params.seed, params.step, prompt.id, sample_index,
 //     RngPurpose::kSample): the host makes each row's uniform, the device
-//     does the rest.  The tokens and log-probs stay on the device; per step
-//     the host reads back one flag byte per running sample (stop id,
-//     possible stop string, bad logits) and the tokens of the samples that
-//     finish, may have completed a stop string, or are preempted.
+//     does the rest.  The tokens, log-probs and finishing flags (stop id,
+//     possible stop string, bad logits) stay on the device.  The host looks
+//     every EngineOptions::stop_check_every decode steps (and at once when a
+//     sample reaches max_new_tokens, before a preemption, and for first
+//     tokens at admission): one flag byte per running sample (the OR of its
+//     flags since the last look), then the tokens and flags of the samples
+//     that raised one, reach max_new_tokens, or are preempted.  Their
+//     positions since the last look are walked in order with the finishing
+//     rules below; a sample that finished before its last drawn token keeps
+//     the tokens up to the finishing one and the rest are discarded
+//     (RolloutStats::discarded_tokens).  Meanwhile a finished sample holds
+//     its slot and takes blocks, so the waiting work starts later.  The
+//     tokens, finish reasons, texts and routing are those of a look after
+//     every step; the log-probs agree within 1e-5, not bit for bit: a
+//     group's shared prompt is attended by one GEMM with a row per member
+//     in the step (model/paged_attention.h), and a finished member still
+//     decoding changes that row count (MKL gives 1-3 rows other bits).
 //     A completion is therefore a function of (weights, prompt, params, ids)
 //     only: not of num_slots, the pool size, preemptions, the other prompts,
 //     their order, or how many ranks share the work.  (The model's logits for
@@ -152,11 +165,15 @@ struct RolloutSample {
 struct RolloutStats {
   int64_t num_samples = 0;
   int64_t num_slots = 0;
-  int64_t num_prefills = 0;    // prompt prefills (== number of prompts unless num_slots < G)
-  int64_t prefill_tokens = 0;  // prompt tokens run through prefill
-  int64_t decode_tokens = 0;   // tokens run through decode steps
-  int64_t generated_tokens =
-      0;  // completion tokens (= decode_tokens + first tokens from prefill logits)
+  int64_t num_prefills = 0;      // prompt prefills (== number of prompts unless num_slots < G)
+  int64_t prefill_tokens = 0;    // prompt tokens run through prefill
+  int64_t decode_tokens = 0;     // tokens run through decode steps
+  int64_t generated_tokens = 0;  // completion tokens kept (= decode_tokens + first tokens from
+                                 // prefill logits - discarded_tokens)
+  // Tokens decoded after their sample had finished, before the host looked
+  // (stop_check_every > 1), and dropped.
+  int64_t discarded_tokens = 0;
+  int64_t stop_checks = 0;  // host looks at the finishing flags (syncs with the device)
   int64_t decode_steps = 0;
   // Expert parallelism: forwards this rank joined with no tokens of its own
   // while a peer of its EP group still had work (see "Expert parallelism").
@@ -215,6 +232,12 @@ struct EngineOptions {
   // The G samples of a prompt point at its prefilled blocks (true) or get
   // private copies of them (false: G times the prompt's cache memory).
   bool share_prefix = true;
+  // Decode steps between the host's looks at the finishing flags (see "How
+  // it runs"); 0: auto, 1 on the CPU (a look costs no device sync there,
+  // and each step between looks can cost a finished sample's slot a token)
+  // and kStopCheckEveryOnDevices elsewhere.  Any value gives the same
+  // completions.
+  int64_t stop_check_every = 0;
 
   EngineOptions& slots(int64_t n) {
     num_slots = n;
@@ -240,7 +263,16 @@ struct EngineOptions {
     share_prefix = on;
     return *this;
   }
+  EngineOptions& check_every(int64_t steps) {
+    stop_check_every = steps;
+    return *this;
+  }
 };
+
+// stop_check_every's auto value on a GPU: at most 7 tokens decoded past a
+// finish per sample (< 1% of a 1k-token completion) for 1/8 of the syncs
+// (not measured yet: no GPU lent; issue 15).
+constexpr int64_t kStopCheckEveryOnDevices = 8;
 
 // The options a recipe's `rollout` section sets: slots and the cache pool.
 EngineOptions engine_options(const RolloutConfig& rollout);

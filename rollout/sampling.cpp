@@ -65,6 +65,9 @@ RolloutConfig RolloutConfig::from(const ConfigNode& n) {
   c.kv_block_size = n.get<int64_t>("kv_block_size", c.kv_block_size);
   ZR_CHECK(c.kv_block_size >= 1, n.where("kv_block_size"), ": ", n.path("kv_block_size"),
            " must be >= 1, got ", c.kv_block_size);
+  c.stop_check_every = n.get<int64_t>("stop_check_every", c.stop_check_every);
+  ZR_CHECK(c.stop_check_every >= 0, n.where("stop_check_every"), ": ", n.path("stop_check_every"),
+           " must be >= 0 (0: auto), got ", c.stop_check_every);
   c.sampling = SamplingParams::from(n.section("sampling"));
   return c;
 }

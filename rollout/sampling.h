@@ -94,7 +94,10 @@ struct RolloutConfig {
   double kv_cache_gb = 0.0;
   double kv_cache_memory_fraction = 0.9;  // (0, 1]
   int64_t kv_block_size = 16;             // token positions per cache block
-  SamplingParams sampling;                // rollout.sampling
+  // Decode steps between the host's looks at the finishing flags
+  // (rollout::EngineOptions::stop_check_every); 0: auto (1 on the CPU, 8 on a GPU).
+  int64_t stop_check_every = 0;
+  SamplingParams sampling;  // rollout.sampling
 
   static RolloutConfig from(const ConfigNode& node);
 };

@@ -488,5 +488,69 @@ TEST(Engine, BadInputIsAClearError) {
   EXPECT_THROW(engine.generate(*m, make_prompts(1, 64), 0, params(1.0, 4)), Error);
 }
 
+// Issue 15 item 4: the host reads the finishing flags every N decode steps.
+// Samples that finished in between decode on until the host looks; their
+// extra tokens are discarded, so N = 2 and 7 give the completions, finish
+// reasons, texts and routing of a look after every step (N = 1) exactly and
+// its log-probs within 1e-5 (a finished member still decoding changes the row
+// count of its group's shared-prompt GEMM, engine.h): stop ids, stop strings spanning tokens
+// (3-letter tokens, 4-letter stops), max_new_tokens, slots turning over (8 slots for 24 samples).
+// With a pool of one sequence + 2 blocks, samples are preempted and recomputed: the same again.
+TEST(Engine, LookingAtTheStopFlagsEveryFewStepsGivesTheSameCompletions) {
+  auto text = letters_text();
+  for (const bool mla : {true, false}) {
+    SCOPED_TRACE(mla ? "MLA" : "GQA");
+    const model::ModelConfig cfg = mla ? tiny_mla_config() : tiny_gqa_config();
+    auto m = make_policy(cfg);
+    SamplingParams sp = params(1.5, 40, 9);
+    sp.stop_strings = {"abca", "dddd"};
+    sp.stop_token_ids = {5};
+    const auto prompts = make_prompts(6, 64, 12);
+    for (const int64_t pool_blocks : {int64_t{0}, int64_t{2}}) {
+      SCOPED_TRACE(pool_blocks ? "pool of one sequence + 2 blocks" : "default pool");
+      EngineOptions eo = EngineOptions().slots(8).eos(-1).routing(true).blocks(4);
+      if (pool_blocks) {
+        const int64_t per_seq = (12 + 10 + 40 - 1 + 3) / 4;
+        eo.cache_bytes((per_seq + pool_blocks) * model::KvCache::block_bytes(cfg, 4, at::kFloat));
+      }
+      std::vector<RolloutBatch> runs;
+      for (const int64_t every : {1, 2, 7})
+        runs.push_back(
+            Engine(EngineOptions(eo).check_every(every), text).generate(*m, prompts, 4, sp));
+      const RolloutBatch& ref = runs[0];
+      int stopped = 0, eos = 0, length = 0;
+      for (const RolloutSample& s : ref.samples) {
+        stopped += s.finish == FinishReason::kStopString;
+        eos += s.finish == FinishReason::kEndOfText;
+        length += s.finish == FinishReason::kLength;
+      }
+      EXPECT_GE(stopped, 2) << "the test must exercise stop strings";
+      EXPECT_GE(eos, 2) << "and stop ids";
+      EXPECT_GE(length, 1) << "and the length limit";
+      if (pool_blocks) EXPECT_GT(ref.stats.num_preemptions, 0) << "the pool must run out";
+      for (size_t r = 1; r < runs.size(); ++r) {
+        const RolloutBatch& b = runs[r];
+        ASSERT_EQ(b.samples.size(), ref.samples.size());
+        for (size_t i = 0; i < b.samples.size(); ++i) {
+          const RolloutSample &s = b.samples[i], &w = ref.samples[i];
+          SCOPED_TRACE("run " + std::to_string(r) + " prompt " + std::to_string(s.prompt_id) +
+                       " sample " + std::to_string(s.sample_index));
+          ASSERT_EQ(s.completion_tokens, w.completion_tokens);
+          EXPECT_EQ(s.finish, w.finish);
+          EXPECT_EQ(s.text, w.text);
+          EXPECT_EQ(s.routing, w.routing);
+          ASSERT_EQ(s.logp.size(), w.logp.size());
+          for (size_t t = 0; t < s.logp.size(); ++t)
+            ASSERT_NEAR(s.logp[t], w.logp[t], 1e-5) << "token " << t;
+        }
+        EXPECT_EQ(b.stats.generated_tokens, ref.stats.generated_tokens);
+        EXPECT_LT(b.stats.stop_checks, ref.stats.stop_checks);
+        EXPECT_GT(b.stats.discarded_tokens, 0) << "some samples finished between looks";
+      }
+      EXPECT_EQ(ref.stats.discarded_tokens, 0);
+    }
+  }
+}
+
 }  // namespace
 }  // namespace zerorl::rollout
