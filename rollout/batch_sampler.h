@@ -34,8 +34,8 @@
 // when the token is in stop_ids_K, bit kStopCandidate when the token's text
 // contains the last byte of a stop string (only those can complete one; the
 // host then checks the text, rollout/engine.h), bit kBadLogits when the row
-// has NaN logits or no finite maximum (the host then reports it with
-// sample_token()'s message).
+// has NaN logits or no finite maximum (the host then reports it, at its next
+// look, with the sample and token index; the logits row is gone by then).
 //
 // Threads/streams: ATen ops on the current stream; no host sync inside.
 #pragma once

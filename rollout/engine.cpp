@@ -185,6 +185,9 @@ class Run {
         break;  // nothing running, nothing waiting
       }
       make_room();
+      // Looking at the flags to make room may have found every running
+      // sample finished: admit again (or end) rather than decode nothing.
+      if (running_.empty()) continue;
       decode_step();
     }
     join_peers_until_done();

@@ -235,8 +235,10 @@ struct EngineOptions {
   // Decode steps between the host's looks at the finishing flags (see "How
   // it runs"); 0: auto, 1 on the CPU (a look costs no device sync there,
   // and each step between looks can cost a finished sample's slot a token)
-  // and kStopCheckEveryOnDevices elsewhere.  Any value gives the same
-  // completions.
+  // and kStopCheckEveryOnDevices elsewhere.  Other values give the same
+  // completions up to last-bit differences of the logits (a finished group
+  // member still decoding changes the row count of its group's shared-prompt
+  // GEMM), which can flip a draw or an expert choice at a near tie.
   int64_t stop_check_every = 0;
 
   EngineOptions& slots(int64_t n) {

@@ -514,7 +514,7 @@ TEST(Engine, LookingAtTheStopFlagsEveryFewStepsGivesTheSameCompletions) {
         eo.cache_bytes((per_seq + pool_blocks) * model::KvCache::block_bytes(cfg, 4, at::kFloat));
       }
       std::vector<RolloutBatch> runs;
-      for (const int64_t every : {1, 2, 7})
+      for (const int64_t every : {1, 2, 7, 39})
         runs.push_back(
             Engine(EngineOptions(eo).check_every(every), text).generate(*m, prompts, 4, sp));
       const RolloutBatch& ref = runs[0];
