@@ -486,17 +486,17 @@ void collect_symbols(const GiNaC::ex& e, std::set<std::string>& out) {
   for (size_t i = 0; i < e.nops(); ++i) collect_symbols(e.op(i), out);
 }
 
-// Whether normal() of e is safe to run: small to expand, and in at most
-// three variables.  normal() cancels common factors with multivariate GCDs
-// that recurse once per variable, and a fuzzed relation in a dozen
-// single-letter variables kept it busy past every deadline (found by a
-// random-seed fuzz, 13 nested pgcd frames).  Without it the test points
+// Whether normal() of e is safe to run, given that it is cheap to expand:
+// at most three variables.  normal() cancels common factors with
+// multivariate GCDs that recurse once per variable, and a fuzzed relation in
+// a dozen single-letter variables kept it busy past every deadline (found by
+// a random-seed fuzz, 13 nested pgcd frames).  Without it the test points
 // decide, as for any expression too big for the symbolic check.
-bool cheap_to_normalize(const GiNaC::ex& e) {
+bool few_enough_symbols_to_normalize(const GiNaC::ex& e) {
   constexpr size_t kMaxNormalSymbols = 3;
   std::set<std::string> syms;
   collect_symbols(e, syms);
-  return syms.size() <= kMaxNormalSymbols && cheap_to_expand(e);
+  return syms.size() <= kMaxNormalSymbols;
 }
 
 Comparison ginac_scalar(const GiNaC::ex& a, const GiNaC::ex& b, bool decimal,
@@ -509,7 +509,7 @@ Comparison ginac_scalar(const GiNaC::ex& a, const GiNaC::ex& b, bool decimal,
   bool cheap = size <= 400 && cheap_to_expand(d);
   try {
     if (cheap && d.expand().is_zero()) return {true, "symbolic"};
-    if (cheap && size <= 120 && cheap_to_normalize(d) && normal(d).is_zero())
+    if (cheap && size <= 120 && few_enough_symbols_to_normalize(d) && normal(d).is_zero())
       return {true, "symbolic"};
   } catch (const std::exception&) {
   }
@@ -621,7 +621,9 @@ Comparison proportional(const NodeP& d1, const NodeP& d2, bool positive, const C
     GiNaC::ex e1 = to_ex(d1, ctx), e2 = to_ex(d2, ctx);
     if (e2.is_zero() || e1.is_zero()) return {e1.is_zero() && e2.is_zero(), "trivial relation"};
     GiNaC::ex q = e1 / e2;
-    GiNaC::ex r = ex_size(q, 120) <= 120 && cheap_to_normalize(q) ? GiNaC::normal(q) : q;
+    GiNaC::ex r = ex_size(q, 120) <= 120 && cheap_to_expand(q) && few_enough_symbols_to_normalize(q)
+                      ? GiNaC::normal(q)
+                      : q;
     if (GiNaC::is_a<GiNaC::numeric>(r)) {
       const auto& k = GiNaC::ex_to<GiNaC::numeric>(r);
       if (!k.is_real() || k.is_zero()) return {false, "not proportional"};
