@@ -18,14 +18,17 @@ static const char* kUsage =
     "                           [task options]\n"
     "       zerorl data corpus [--task TASK] [--n N] [--seed S] [--out FILE]\n"
     "                          [--template tiny|r1zero] [--tagged-worked-fraction F]\n"
-    "                          [--reflect-fraction F] [--steps S] [--step-check-fraction F]\n"
+    "                          [--reflect-fraction F] [--reflect-confirm-fraction F]\n"
+    "                          [--worked-check-fraction F] [--steps S] [--step-check-fraction F]\n"
     "                          [task options]\n"
     "\n"
     "generate writes N distinct problems of a split of TASK (addition, multiplication,\n"
     "sum, countdown) as JSONL {id, prompt, answer, task, meta}; train and test never share a\n"
     "problem, whatever the seeds.  corpus writes N pretraining documents {text, kind}\n"
     "(see docs/DATA.md; \"reflects\": true marks a self-check, \"slip\": true one that\n"
-    "corrects a planted slip: --reflect-fraction of tagged worked solutions, task sum; --steps\n"
+    "corrects a planted slip: --reflect-fraction of tagged worked solutions, task sum,\n"
+    "--reflect-confirm-fraction of those confirming a right value instead;\n"
+    "--worked-check-fraction of untagged worked solutions, half of them confirming; --steps\n"
     "is the step documents' share beside the default mix, --step-check-fraction the share of\n"
     "them that recheck their pair).  Output goes to --out, or stdout.\n"
     "\n"
@@ -63,6 +66,8 @@ static int run_data(Args& args) {
   const double reflect = args.double_value("--reflect-fraction", 0.0);
   const double steps = args.double_value("--steps", 0.0);
   const double step_checks = args.double_value("--step-check-fraction", 0.0);
+  const double worked_checks = args.double_value("--worked-check-fraction", 0.0);
+  const double confirms = args.double_value("--reflect-confirm-fraction", 0.0);
   std::string split = split_opt.value_or("train");
   std::string task_flag = task_opt.value_or("addition");
   std::string tmpl = tmpl_opt.value_or("tiny");
@@ -84,9 +89,11 @@ static int run_data(Args& args) {
     if (pos.size() != 2) throw UsageError("generate takes exactly one TASK");
     task_name = pos[1];
     if (split != "train" && split != "test") throw UsageError("--split must be train or test");
-    if (task_opt || tmpl_opt || tw_opt || reflect != 0 || steps != 0 || step_checks != 0)
+    if (task_opt || tmpl_opt || tw_opt || reflect != 0 || steps != 0 || step_checks != 0 ||
+        worked_checks != 0 || confirms != 0)
       throw UsageError(
-          "--task, --template, --tagged-worked-fraction, --reflect-fraction, --steps and "
+          "--task, --template, --tagged-worked-fraction, --reflect-fraction, "
+          "--reflect-confirm-fraction, --worked-check-fraction, --steps and "
           "--step-check-fraction belong to 'corpus'");
   } else if (action == "corpus") {
     if (pos.size() != 1) throw UsageError("corpus takes no positional arguments (use --task)");
@@ -127,6 +134,8 @@ static int run_data(Args& args) {
     c.reflect_fraction = reflect;
     c.steps = steps;
     c.step_check_fraction = step_checks;
+    c.worked_check_fraction = worked_checks;
+    c.reflect_confirm_fraction = confirms;
     try {
       c.validate();
     } catch (const Error& e) {

@@ -40,6 +40,9 @@ CorpusConfig CorpusConfig::from(const ConfigNode& n) {
   c.tagged_worked_fraction = n.get<double>("tagged_worked_fraction", c.tagged_worked_fraction);
   c.reflect_fraction = n.get<double>("reflect_fraction", c.reflect_fraction);
   c.step_check_fraction = n.get<double>("step_check_fraction", c.step_check_fraction);
+  c.reflect_confirm_fraction =
+      n.get<double>("reflect_confirm_fraction", c.reflect_confirm_fraction);
+  c.worked_check_fraction = n.get<double>("worked_check_fraction", c.worked_check_fraction);
   try {
     c.validate();
   } catch (const Error& e) {
@@ -59,10 +62,15 @@ void CorpusConfig::validate() const {
            "reflect_fraction must be in [0, 1], got ", reflect_fraction);
   ZR_CHECK(step_check_fraction >= 0 && step_check_fraction <= 1,
            "step_check_fraction must be in [0, 1], got ", step_check_fraction);
-  ZR_CHECK((reflect_fraction == 0 && steps == 0 && step_check_fraction == 0) || task.name == "sum",
-           "reflect_fraction, step_check_fraction and mix.steps need task sum (the only task with "
-           "reflective "
-           "solutions and step problems), got task ",
+  ZR_CHECK(reflect_confirm_fraction >= 0 && reflect_confirm_fraction <= 1,
+           "reflect_confirm_fraction must be in [0, 1], got ", reflect_confirm_fraction);
+  ZR_CHECK(worked_check_fraction >= 0 && worked_check_fraction <= 1,
+           "worked_check_fraction must be in [0, 1], got ", worked_check_fraction);
+  ZR_CHECK((reflect_fraction == 0 && worked_check_fraction == 0 && steps == 0 &&
+            step_check_fraction == 0) ||
+               task.name == "sum",
+           "reflect_fraction, worked_check_fraction, step_check_fraction and mix.steps need task "
+           "sum (the only task with reflective solutions and step problems), got task ",
            task.name);
 }
 
@@ -153,10 +161,12 @@ std::string noise_doc(const Example& ex, const std::string& worked, Rng& rng) {
 }  // namespace
 
 std::string CorpusGenerator::tagged_completion(const Example& ex, bool worked, uint64_t variant,
-                                               bool reflects) const {
+                                               Check check) const {
   std::string think;
   if (worked) {
-    think = reflects ? task_->reflective_solution(ex, variant) : task_->worked_solution(ex);
+    think = check == Check::kNone
+                ? task_->worked_solution(ex)
+                : task_->reflective_solution(ex, variant, check == Check::kCatchesSlip);
   } else {
     // Short remarks without '=' (so uses_worked_steps() tells them apart).
     static const char* const remarks[] = {"I know this one.",  "Easy.",      "The answer is %A.",
@@ -191,16 +201,28 @@ Document CorpusGenerator::document(uint64_t index) const {
     d.text = bare_doc(ex, rng);
   } else if ((u -= cfg_.worked) < 0) {
     d.kind = DocKind::kWorked;
-    // Untagged worked documents never reflect: a check belongs inside <think>,
-    // where RL samples it, followed by "</think> <answer>" (docs/DATA.md).
+    // Drawn only when worked checks are on, so that other corpora keep their
+    // bits.  A check here goes on with the chain to the answer, as inside
+    // <think>: the continuation after a check is what run 8's base lacked
+    // (docs/REPRODUCTION.md).
+    if (cfg_.worked_check_fraction > 0 && rng.uniform() < cfg_.worked_check_fraction) {
+      d.reflects = true;
+      d.slip = rng.below(2) == 0;
+      worked = task_->reflective_solution(ex, rng.next_u64(), d.slip);
+    }
     d.text = worked_doc(ex, worked, rng);
   } else if ((u -= cfg_.tagged) < 0) {
     bool w = rng.uniform() < cfg_.tagged_worked_fraction;
     d.kind = w ? DocKind::kTaggedWorked : DocKind::kTaggedBare;
     // Drawn only when reflection is on, so that corpora without it keep their bits.
     d.reflects = w && cfg_.reflect_fraction > 0 && rng.uniform() < cfg_.reflect_fraction;
-    d.slip = d.reflects;
-    d.text = template_.render(ex.prompt) + tagged_completion(ex, w, rng.next_u64(), d.reflects);
+    // Drawn only when confirming checks are on (other corpora keep their bits).
+    d.slip = d.reflects &&
+             !(cfg_.reflect_confirm_fraction > 0 && rng.uniform() < cfg_.reflect_confirm_fraction);
+    const Check check = !d.reflects ? Check::kNone
+                        : d.slip    ? Check::kCatchesSlip
+                                    : Check::kConfirms;
+    d.text = template_.render(ex.prompt) + tagged_completion(ex, w, rng.next_u64(), check);
   } else if ((u -= cfg_.steps) < 0) {
     d.kind = DocKind::kStep;
     const Task::Step step = task_->step_problem(ex, rng.next_u64());

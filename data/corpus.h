@@ -13,9 +13,13 @@
 // `mix` sets the shares of bare / worked / tagged / noise, and
 // tagged_worked_fraction the share of tagged documents that think in worked
 // steps.  reflect_fraction is the share of tagged_worked documents whose
-// worked steps (inside <think>) hold a planted slip caught and corrected by a
-// self-check (Task::reflective_solution); those documents have reflects set.
-// Untagged worked documents never reflect.  step_check_fraction is the share
+// worked steps (inside <think>) recheck one pair at once
+// (Task::reflective_solution): a planted slip caught and corrected, or, for
+// reflect_confirm_fraction of them, a right value confirmed.
+// worked_check_fraction is the share of untagged worked documents whose chain
+// rechecks one pair the same way (half catching a planted slip, half
+// confirming) and then goes on to the answer.  Documents with a check have
+// reflects set (and slip where the check corrects one).  step_check_fraction is the share
 // of step documents that state their pair in one go and then recheck it in
 // columns, the check copying the pair just written (Task::Step::caught and
 // ::confirmed): half catch and correct a planted slip, half confirm a right
@@ -54,11 +58,13 @@ struct CorpusConfig {
   double bare = 0.30, worked = 0.40, tagged = 0.25, noise = 0.05;  // normalised shares
   double steps = 0;  // normalised with the others; tasks with step problems only
   double tagged_worked_fraction = 0.25;
-  double reflect_fraction = 0;     // tasks with reflective solutions only
-  double step_check_fraction = 0;  // share of step documents that recheck their pair
+  double reflect_fraction = 0;          // tasks with reflective solutions only
+  double step_check_fraction = 0;       // share of step documents that recheck their pair
+  double reflect_confirm_fraction = 0;  // share of reflect_fraction's checks that confirm
+  double worked_check_fraction = 0;     // share of untagged worked documents that check a pair
   // Reads a `corpus:` section: task, template, seed, mix {bare, worked,
   // tagged, noise, steps}, tagged_worked_fraction, reflect_fraction,
-  // step_check_fraction.
+  // reflect_confirm_fraction, worked_check_fraction, step_check_fraction.
   static CorpusConfig from(const ConfigNode& n);
   void validate() const;
 };
@@ -82,9 +88,10 @@ class CorpusGenerator {
 
   // The completion of a tagged document (what follows the template):
   // " <think-content> </think> <answer>A</answer>" for the tiny template.
-  // With `reflects`, the worked steps are Task::reflective_solution's.
+  // With a check, the worked steps are Task::reflective_solution's.
+  enum class Check { kNone, kCatchesSlip, kConfirms };
   std::string tagged_completion(const Example& ex, bool worked, uint64_t variant,
-                                bool reflects = false) const;
+                                Check check = Check::kNone) const;
 
  private:
   CorpusConfig cfg_;

@@ -88,7 +88,7 @@ std::string checked_pair(uint64_t x, uint64_t y, uint64_t v) {
 
 }  // namespace
 
-std::string SumTask::reflective_solution(const Example& ex, uint64_t variant) const {
+std::string SumTask::reflective_solution(const Example& ex, uint64_t variant, bool slip) const {
   const std::vector<uint64_t> t = terms(ex);
   const auto pairs = running_pairs(t);
   Rng rng(variant);
@@ -102,9 +102,10 @@ std::string SumTask::reflective_solution(const Example& ex, uint64_t variant) co
       out += str_cat(x, "+", y, "=", s, ". ");
       continue;
     }
-    // The slip, caught at once by a check that copies the pair just written
-    // and adds it in columns, as a step document does: local and reliable.
-    out += checked_pair(x, y, slipped_sum(x, y, rng)) + " ";
+    // The pair (slipped or right), rechecked at once by a check that copies
+    // it as just written and adds it in columns, as a step document does:
+    // local and reliable.
+    out += checked_pair(x, y, slip ? slipped_sum(x, y, rng) : s) + " ";
   }
   return out + str_cat("So ", all, "=", pairs.back().first + pairs.back().second, ".");
 }

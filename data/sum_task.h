@@ -35,7 +35,7 @@ class SumTask final : public Task {
   // "47+85=132. 132+36=178. Wait, let me recheck 132 + 36: 2+6=8, write 8.
   // 3+3=6, write 6. 1+0=1, write 1. So 132+36=168. So 47+85+36=168."  The
   // chain goes on from the right value.
-  std::string reflective_solution(const Example& ex, uint64_t variant) const override;
+  std::string reflective_solution(const Example& ex, uint64_t variant, bool slip) const override;
   // A pair of the running sums as "What is x + y?", added in columns.  The
   // pair is one whose two-term problem is in the train split (tried from
   // the variant-th pair on); a problem whose pairs are all held out gives

@@ -106,7 +106,7 @@ std::vector<Example> Task::generate_split(Split split, size_t n) const {
   return out;
 }
 
-std::string Task::reflective_solution(const Example&, uint64_t) const {
+std::string Task::reflective_solution(const Example&, uint64_t, bool) const {
   ZR_THROW("task ", cfg_.name,
            " has no reflective worked solutions (corpus.reflect_fraction needs task sum)");
 }

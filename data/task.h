@@ -79,13 +79,14 @@ class Task {
   // What the reflective corpus needs (issue 19, item 2); tasks without it
   // throw naming the task.
   //
-  // A worked solution in which one step holds a planted slip that a
-  // self-check catches and corrects, in the surface form that
-  // trainer/reflection.h detects: a marker ("Wait, let me recheck:"), the
-  // slipped step redone the long way, and the step restated with its right
-  // value; the solution then goes on from the right value to the gold.
+  // A worked solution in which one step is rechecked at once, in the
+  // surface form that trainer/reflection.h detects: a marker ("Wait, let me
+  // recheck x+y:"), the step redone the long way, and the step restated with
+  // its right value; the solution then goes on from the right value to the
+  // gold.  With `slip` the step first states a planted slip that the check
+  // corrects; without, it states the right value and the check confirms it.
   // Deterministic in `variant`.
-  virtual std::string reflective_solution(const Example& ex, uint64_t variant) const;
+  virtual std::string reflective_solution(const Example& ex, uint64_t variant, bool slip) const;
   // One step of a problem posed as a problem of its own and worked the long
   // way (the skill a self-check uses).  Deterministic in `variant`.
   struct Step {

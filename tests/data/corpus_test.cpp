@@ -161,6 +161,8 @@ CorpusConfig reflect_corpus(uint64_t seed) {
   c.steps = 0.2;
   c.tagged_worked_fraction = 0.5;
   c.reflect_fraction = 0.2;
+  c.reflect_confirm_fraction = 0.4;
+  c.worked_check_fraction = 0.06;
   c.step_check_fraction = 0.3;
   return c;
 }
@@ -226,34 +228,44 @@ void expect_right_columns(const std::string& check, uint64_t sum) {
   EXPECT_EQ(std::stoull(written), sum) << check;
 }
 
-// Checks sit only in tagged worked documents (inside <think>, each catching
-// a planted slip) and in step documents (rechecking their pair, half of them
-// catching a planted slip), at the configured shares; and the shipped
-// recipe's corpus keeps documents with a check to at most 5% of all
-// documents (issue 19, item 2).
+// Checks sit only in tagged worked documents (inside <think>, catching a
+// planted slip or, for reflect_confirm_fraction of them, confirming a right
+// value), in untagged worked documents (half of them catching a slip) and in
+// step documents (rechecking their pair, half of them catching a planted
+// slip), at the configured shares; and the shipped recipe's corpus keeps
+// documents with a check to at most 5% of all documents (issue 19, item 2).
 TEST(ReflectiveCorpus, PlantedSlipShareIsTheConfiguredFewPercent) {
   CorpusGenerator gen(reflect_corpus(1));
   const int n = 20000;
-  int tagged_worked = 0, reflects = 0, steps = 0, step_checks = 0, step_slips = 0;
+  int tagged_worked = 0, reflects = 0, tagged_slips = 0, steps = 0, step_checks = 0, step_slips = 0,
+      worked = 0, worked_checks = 0, worked_slips = 0;
+  // Within 4 sigma of a binomial share p of n draws.
+  auto expect_share = [](int k, int n, double p, const char* what) {
+    EXPECT_NEAR(k / double(n), p, 4 * std::sqrt(p * (1 - p) / n))
+        << what << ": " << k << " of " << n;
+  };
   for (auto& d : gen.documents(0, n)) {
-    const bool w = d.kind == DocKind::kTaggedWorked;
-    tagged_worked += w;
+    EXPECT_TRUE(d.reflects || !d.slip) << d.text;
     if (d.kind == DocKind::kStep) {
       ++steps;
       step_checks += d.reflects;
       step_slips += d.slip;
-      EXPECT_TRUE(d.reflects || !d.slip) << d.text;
-      continue;
-    }
-    if (!w) {
+    } else if (d.kind == DocKind::kWorked) {
+      ++worked;
+      worked_checks += d.reflects;
+      worked_slips += d.slip;
+    } else if (d.kind == DocKind::kTaggedWorked) {
+      ++tagged_worked;
+      reflects += d.reflects;
+      tagged_slips += d.slip;
+    } else {
       EXPECT_FALSE(d.reflects) << doc_kind_name(d.kind) << ": " << d.text;
     }
-    EXPECT_EQ(d.slip, d.reflects) << d.text;  // a tagged check always catches a slip
-    reflects += d.reflects;
   }
-  const double share = reflects / double(tagged_worked), p = 0.2;
-  EXPECT_NEAR(share, p, 4 * std::sqrt(p * (1 - p) / tagged_worked))
-      << reflects << " of " << tagged_worked;
+  expect_share(reflects, tagged_worked, 0.2, "tagged worked checks");
+  expect_share(tagged_slips, reflects, 0.6, "tagged checks catching a slip");
+  expect_share(worked_checks, worked, 0.06, "worked checks");
+  expect_share(worked_slips, worked_checks, 0.5, "worked checks catching a slip");
   EXPECT_NEAR(steps / double(n), 0.2, 4 * std::sqrt(0.2 * 0.8 / n));
   EXPECT_NEAR(step_checks / double(steps), 0.3, 4 * std::sqrt(0.3 * 0.7 / steps))
       << step_checks << " of " << steps;
@@ -280,25 +292,37 @@ TEST(ReflectiveCorpus, PlantedSlipShareIsTheConfiguredFewPercent) {
   bad = addition_corpus(1);
   bad.step_check_fraction = 0.05;
   EXPECT_THROW(CorpusGenerator{bad}, Error);
+  bad = addition_corpus(1);
+  bad.worked_check_fraction = 0.05;
+  EXPECT_THROW(CorpusGenerator{bad}, Error);
   auto too_many = reflect_corpus(1);
   too_many.step_check_fraction = 1.5;
   EXPECT_THROW(CorpusGenerator{too_many}, Error);
+  too_many = reflect_corpus(1);
+  too_many.worked_check_fraction = -0.1;
+  EXPECT_THROW(CorpusGenerator{too_many}, Error);
+  too_many = reflect_corpus(1);
+  too_many.reflect_confirm_fraction = 2;
+  EXPECT_THROW(CorpusGenerator{too_many}, Error);
 }
 
-// Every reflective document, parsed back here: exactly one pair of the
-// running sums is wrong, by a power of ten; a check follows it at once
-// ("Wait, let me recheck x+y:", the pair as just written), adds the pair in
-// right columns and restates it with the right value; with the check cut
-// out and the slip put right, the text holds the right chain, which goes on
-// from the right value to the gold.  Other worked documents hold the right
-// chain with no wrong step.  Step documents that check copy their pair, add
-// it in right columns, and follow a slip (off by a power of ten) exactly
-// when marked, a right value otherwise.
+// Every reflective worked document, parsed back here: a check catching a
+// slip follows the one wrong pair of the running sums (wrong by a power of
+// ten), a confirming check a right pair with no wrong one; either way the
+// check opens at once ("Wait, let me recheck x+y:", the pair as just
+// written), adds the pair in right columns and restates it with the right
+// value; with the check cut out and any slip put right, the text holds the
+// right chain, which goes on from the right value to the gold: inside
+// <think> for tagged documents, to the document's end for untagged ones.
+// Other worked documents hold the right chain with no wrong step.  Step documents that check copy
+// their pair, add it in right columns, and follow a slip (off by a power of ten) exactly when
+// marked, a right value otherwise.
 TEST(ReflectiveCorpus, EveryPlantedSlipIsCaughtAndCorrected) {
   CorpusGenerator gen(reflect_corpus(2));
   static const std::regex opening(R"(^ Wait, let me recheck (\d+)\+(\d+): )");
   int reflective = 0, plain = 0, steps = 0, step_slips = 0, step_confirms = 0;
-  std::set<int> slip_steps;
+  std::map<std::pair<DocKind, bool>, int> checks;  // (kind, catches a slip) -> documents
+  std::set<int> slip_steps, confirm_steps;
   for (auto& d : gen.documents(0, 20000)) {
     if (d.kind == DocKind::kStep) {
       // One pair posed on its own, added in right columns.
@@ -358,14 +382,29 @@ TEST(ReflectiveCorpus, EveryPlantedSlipIsCaughtAndCorrected) {
       continue;
     }
     ++reflective;
-    ASSERT_EQ(wrong.size(), 1u) << d.text;
-    const Statement& slip = statements[wrong[0]];
+    ++checks[{d.kind, d.slip}];
+    // The checked statement: the one wrong pair, or the one right before the check.
+    size_t k = 0;
+    if (d.slip) {
+      ASSERT_EQ(wrong.size(), 1u) << d.text;
+      k = wrong[0];
+      const uint64_t right = statements[k].x + statements[k].y, v = statements[k].v;
+      const uint64_t off = v > right ? v - right : right - v;
+      uint64_t p = 1;
+      while (p < off) p *= 10;
+      EXPECT_EQ(p, off) << "the slip is off by a power of ten: " << d.text;
+      slip_steps.insert(static_cast<int>(k));
+    } else {
+      EXPECT_TRUE(wrong.empty()) << "a confirming check follows a right chain: " << d.text;
+      const size_t at = d.text.find(" Wait, let me recheck ");
+      ASSERT_NE(at, std::string::npos) << d.text;
+      while (k < statements.size() && statements[k].pos + statements[k].len + 1 != at) ++k;
+      ASSERT_LT(k, statements.size()) << "the check follows a pair at once: " << d.text;
+      confirm_steps.insert(static_cast<int>(k));
+    }
+    const Statement& slip = statements[k];
     const uint64_t right = slip.x + slip.y;
-    const uint64_t off = slip.v > right ? slip.v - right : right - slip.v;
-    uint64_t p = 1;
-    while (p < off) p *= 10;
-    EXPECT_EQ(p, off) << "the slip is off by a power of ten: " << d.text;
-    // The check opens right after the slipped step, naming that step's pair.
+    // The check opens right after the checked step, naming that step's pair.
     const size_t after = slip.pos + slip.len + 1;  // past "x+y=v."
     const std::string rest = d.text.substr(after);
     std::smatch named;
@@ -383,13 +422,18 @@ TEST(ReflectiveCorpus, EveryPlantedSlipIsCaughtAndCorrected) {
                               std::to_string(slip.y) + "=" + std::to_string(right) + ". " +
                               d.text.substr(r + restated.size());
     EXPECT_NE(fixed.find(chain), std::string::npos) << d.text << "\nwants " << chain;
-    // Only inside <think>, which closes and gives the gold answer.
+    if (d.kind == DocKind::kWorked) {
+      // The chain goes on after the check and ends the document.
+      ASSERT_GE(fixed.size(), chain.size());
+      EXPECT_EQ(fixed.substr(fixed.size() - chain.size()), chain) << d.text;
+      continue;
+    }
+    // Inside <think>, which closes and gives the gold answer.
     EXPECT_EQ(d.kind, DocKind::kTaggedWorked) << d.text;
     const std::string ending = " </think> <answer>" + d.answer + "</answer>";
     EXPECT_EQ(d.text.substr(d.text.size() - std::min(d.text.size(), ending.size())), ending)
         << d.text;
     EXPECT_LT(d.text.find("<think>"), slip.pos) << d.text;
-    slip_steps.insert(static_cast<int>(wrong[0]));
   }
   EXPECT_GT(reflective, 250);
   EXPECT_GT(plain, 5000);
@@ -397,6 +441,11 @@ TEST(ReflectiveCorpus, EveryPlantedSlipIsCaughtAndCorrected) {
   EXPECT_GT(step_slips, 300);
   EXPECT_GT(step_confirms, 300);
   EXPECT_GT(slip_steps.size(), 2u) << "slips should fall on different steps of the chain";
+  EXPECT_GT(confirm_steps.size(), 2u) << "checks should fall on different steps of the chain";
+  for (DocKind kind : {DocKind::kWorked, DocKind::kTaggedWorked})
+    for (bool slip : {false, true})
+      EXPECT_GT((checks[{kind, slip}]), 100)
+          << doc_kind_name(kind) << (slip ? " slips" : " confirms");
 }
 
 }  // namespace

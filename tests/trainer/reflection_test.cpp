@@ -123,10 +123,11 @@ TEST(Reflection, EvalFiguresSplitAccuracyByReflection) {
 
 // The reflective corpus (data/corpus.h, issue 19 item 2) writes its checks
 // in the surface form this detector recognises: every document with a check
-// (a tagged worked one, inside <think>, or a step document rechecking its
-// pair) is reflective (a marker); exactly those whose check corrects a
-// planted slip revise (the slipped pair restated right), tagged ones as a
-// completion after the template too; no other document shows either.
+// (a tagged worked one, inside <think>, an untagged worked one, or a step
+// document rechecking its pair) is reflective (a marker); exactly those whose
+// check corrects a planted slip revise (the slipped pair restated right),
+// tagged ones as a completion after the template too; no other document
+// shows either.
 TEST(Reflection, DetectsEveryCheckOfTheReflectiveCorpusAndNothingElse) {
   data::CorpusConfig c;
   c.task.name = "sum";
@@ -140,9 +141,11 @@ TEST(Reflection, DetectsEveryCheckOfTheReflectiveCorpusAndNothingElse) {
   c.steps = 0.25;
   c.tagged_worked_fraction = 0.5;
   c.reflect_fraction = 0.3;
+  c.reflect_confirm_fraction = 0.5;
+  c.worked_check_fraction = 0.05;
   c.step_check_fraction = 0.2;
   data::CorpusGenerator gen(c);
-  int reflective = 0, tagged_reflective = 0, step_checks = 0;
+  int reflective = 0, tagged_reflective = 0, step_checks = 0, worked_checks = 0;
   for (const auto& d : gen.documents(0, 10000)) {
     const Reflection r = detect_reflection(d.text);
     EXPECT_EQ(r.reflects(), d.reflects) << d.text;
@@ -150,17 +153,19 @@ TEST(Reflection, DetectsEveryCheckOfTheReflectiveCorpusAndNothingElse) {
     EXPECT_EQ(r.revisions > 0, d.slip) << d.text;
     reflective += d.reflects;
     step_checks += d.reflects && d.kind == data::DocKind::kStep;
+    worked_checks += d.reflects && d.kind == data::DocKind::kWorked;
     if (d.kind == data::DocKind::kTaggedWorked && d.reflects) {
       ++tagged_reflective;
       // What follows the template is a completion as the policy would write it.
       const std::string completion = d.text.substr(d.text.find("<think>") + 7);
       EXPECT_TRUE(detect_reflection(completion).reflects()) << completion;
-      EXPECT_EQ(detect_reflection(completion).revisions, 1) << completion;
+      EXPECT_EQ(detect_reflection(completion).revisions, d.slip ? 1 : 0) << completion;
     }
   }
   EXPECT_GT(reflective, 150);
   EXPECT_GT(step_checks, 150);
-  EXPECT_EQ(tagged_reflective + step_checks, reflective);
+  EXPECT_GT(worked_checks, 150);
+  EXPECT_EQ(tagged_reflective + step_checks + worked_checks, reflective);
 }
 
 }  // namespace
