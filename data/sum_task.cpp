@@ -78,12 +78,17 @@ uint64_t slipped_sum(uint64_t x, uint64_t y, Rng& rng) {
   return down && s >= p ? s - p : s + p;
 }
 
-// "x+y=v. Wait, let me recheck x+y: <columns> So x+y=s.": the check names the
+// "x+y=v. Wait, let me recheck x+y: <columns> x+y=s.": the check names the
 // pair exactly as it was just written (a copy of the preceding text, not a
-// string to memorise) and adds it in columns, as a step document does.
+// string to memorise), adds it in columns, as a step document does, and ends
+// by stating the pair again as a chain step ("x+y=s.", not the columns' "So
+// x+y=s."), so that what follows a check reads as what follows any step of
+// the chain: runs 8 and 10 (docs/REPRODUCTION.md) lost their place after a
+// check ending in "So", the word that opens a chain's last line.
 std::string checked_pair(uint64_t x, uint64_t y, uint64_t v) {
-  return str_cat(x, "+", y, "=", v, ". Wait, let me recheck ", x, "+", y, ": ",
-                 worked_column_addition(x, y));
+  std::string columns = worked_column_addition(x, y);
+  columns.erase(columns.rfind("So "), 3);
+  return str_cat(x, "+", y, "=", v, ". Wait, let me recheck ", x, "+", y, ": ", columns);
 }
 
 }  // namespace
