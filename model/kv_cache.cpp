@@ -51,7 +51,8 @@ int64_t KvCache::free_device_bytes(const at::Device& device) {
 }
 
 KvCache::KvCache(const ModelConfig& cfg, int64_t num_slots, int64_t max_len,
-                 const at::TensorOptions& options, int64_t block_size, int64_t num_blocks)
+                 const at::TensorOptions& options, int64_t block_size, int64_t num_blocks,
+                 bool scratch_block)
     : max_len_(max_len),
       block_size_(block_size),
       mla_(cfg.attn.kind == AttentionConfig::Kind::kMla) {
@@ -64,17 +65,18 @@ KvCache::KvCache(const ModelConfig& cfg, int64_t num_slots, int64_t max_len,
            num_blocks);
   if (num_blocks == 0) num_blocks = num_slots * ceil_div(max_len, block_size);
   const auto& a = cfg.attn;
+  const int64_t pool_blocks = num_blocks + (scratch_block ? 1 : 0);
   // at::empty: pages of the pool that no block has used are never touched
   // (zero_fresh zeroes a block when it is first handed out), so on the CPU
   // the memory held follows the blocks in use.
   for (int64_t l = 0; l < cfg.num_layers; ++l) {
     if (mla_) {
       a_.push_back(
-          at::empty({num_blocks, block_size, a.kv_lora_rank + a.qk_rope_head_dim}, options));
+          at::empty({pool_blocks, block_size, a.kv_lora_rank + a.qk_rope_head_dim}, options));
       b_.emplace_back();
     } else {
-      a_.push_back(at::empty({a.num_kv_heads, num_blocks, block_size, a.head_dim}, options));
-      b_.push_back(at::empty({a.num_kv_heads, num_blocks, block_size, a.head_dim}, options));
+      a_.push_back(at::empty({a.num_kv_heads, pool_blocks, block_size, a.head_dim}, options));
+      b_.push_back(at::empty({a.num_kv_heads, pool_blocks, block_size, a.head_dim}, options));
     }
   }
   bytes_per_block_ = block_bytes(cfg, block_size, options.dtype().toScalarType());
@@ -82,6 +84,17 @@ KvCache::KvCache(const ModelConfig& cfg, int64_t num_slots, int64_t max_len,
   lengths_.assign(static_cast<size_t>(num_slots), 0);
   refs_.assign(static_cast<size_t>(num_blocks), 0);
   for (int64_t b = 0; b < num_blocks; ++b) free_.insert(free_.end(), b);
+  if (scratch_block) {
+    scratch_block_ = num_blocks;
+    for (size_t l = 0; l < a_.size(); ++l) {
+      if (mla_) {
+        a_[l][scratch_block_].zero_();
+      } else {
+        a_[l].select(1, scratch_block_).zero_();
+        b_[l].select(1, scratch_block_).zero_();
+      }
+    }
+  }
 }
 
 void KvCache::check_slot(int64_t slot) const {
@@ -135,6 +148,12 @@ void KvCache::reset(int64_t slot) {
 
 void KvCache::reset_all() {
   for (int64_t s = 0; s < num_slots(); ++s) release(s);
+}
+
+void KvCache::clear() {
+  reset_all();
+  never_used_ = 0;
+  peak_used_ = 0;
 }
 
 void KvCache::zero_fresh(const std::vector<int64_t>& blocks) {

@@ -64,9 +64,12 @@ class KvCache {
   // num_slots sequences of at most max_len (<= cfg.max_position) positions
   // each, over a pool of num_blocks blocks of block_size positions;
   // num_blocks 0: num_slots * ceil(max_len / block_size), which never runs out.
+  // scratch_block: the pools get one more block (zeroed, never handed out,
+  // not counted in num_blocks()) for the writes of a static decode step's
+  // padding rows and its padded block tables (model/static_decode.h).
   KvCache(const ModelConfig& cfg, int64_t num_slots, int64_t max_len,
           const at::TensorOptions& options, int64_t block_size = kDefaultBlockSize,
-          int64_t num_blocks = 0);
+          int64_t num_blocks = 0, bool scratch_block = false);
 
   int64_t num_slots() const { return static_cast<int64_t>(tables_.size()); }
   int64_t max_len() const { return max_len_; }
@@ -76,6 +79,8 @@ class KvCache {
   int64_t num_blocks() const { return static_cast<int64_t>(refs_.size()); }
   int64_t num_free_blocks() const { return static_cast<int64_t>(free_.size()); }
   int64_t num_used_blocks() const { return num_blocks() - num_free_blocks(); }
+  // The scratch block's index (== num_blocks()), or -1 without one.
+  int64_t scratch_block() const { return scratch_block_; }
   // Most blocks in use at once since construction or reset_peak().
   int64_t peak_used_blocks() const { return peak_used_; }
   void reset_peak() { peak_used_ = num_used_blocks(); }
@@ -98,6 +103,10 @@ class KvCache {
   // Forget a slot's contents: its blocks' counts drop, length -> 0.
   void reset(int64_t slot);
   void reset_all();
+  // reset_all(), and every block counts as never used again (zeroed when
+  // next handed out), the peak restarts: the pool as new, at the same
+  // addresses (a cache kept across rollouts for captured decode graphs).
+  void clear();
   // Each dst (!= src) forgets its contents and gets src's first length(src)
   // positions, all layers, and its length: by reference (share_slot, no
   // memory) or as private copies (copy_slot, ceil(length / bs) free blocks
@@ -134,6 +143,7 @@ class KvCache {
   std::vector<int64_t> refs_;
   std::set<int64_t> free_;
   int64_t never_used_ = 0;  // blocks >= this have never been handed out
+  int64_t scratch_block_ = -1;
   int64_t peak_used_ = 0;
 };
 

@@ -116,10 +116,10 @@ at::Tensor CausalLM::logits(const at::Tensor& tokens_BT, const ForwardOptions& f
 // ---- KV cache ------------------------------------------------------------------
 
 KvCache CausalLM::make_cache(int64_t num_slots, int64_t max_len, int64_t block_size,
-                             int64_t num_blocks) const {
+                             int64_t num_blocks, bool scratch_block) const {
   at::Tensor w = backbone_->embed_tokens->weight;
-  return KvCache(cfg_, num_slots, max_len, w.options().requires_grad(false), block_size,
-                 num_blocks);
+  return KvCache(cfg_, num_slots, max_len, w.options().requires_grad(false), block_size, num_blocks,
+                 scratch_block);
 }
 
 at::Tensor CausalLM::extend(KvCache& cache, const std::vector<int64_t>& slots,
@@ -259,6 +259,45 @@ at::Tensor CausalLM::decode(KvCache& cache, const std::vector<int64_t>& slots,
   const int64_t* p = t.data_ptr<int64_t>();
   for (size_t i = 0; i < slots.size(); ++i) lists[i] = {p[i]};
   return extend(cache, slots, lists, fo);
+}
+
+std::pair<at::Tensor, at::Tensor> CausalLM::rope_tables(int64_t n) const {
+  c10::InferenceMode inference;
+  const at::Tensor& w = backbone_->embed_tokens->weight;
+  return backbone_->rope().tables(at::arange(n, w.options().dtype(at::kLong)), w.scalar_type());
+}
+
+at::Tensor CausalLM::decode_static(KvCache& cache, const StaticDecodeInputs& in,
+                                   const ForwardOptions& fo) {
+  c10::InferenceMode inference;
+  ZR_CHECK(cache.num_layers() == cfg_.num_layers &&
+               cache.is_mla() == (cfg_.attn.kind == AttentionConfig::Kind::kMla),
+           "CausalLM: the KV cache was made for a different model");
+  const int64_t R = in.tokens_R.size(0), M = in.max_blocks, L = M * cache.block_size();
+  ZR_CHECK(R >= 1 && M >= 1 && in.pos_R.size(0) == R && in.write_R.size(0) == R &&
+               in.blocks_RM.size(0) == R * M && in.cos_PH.size(0) >= L,
+           "CausalLM::decode_static: inputs of mismatched sizes (", R, " rows, ", M, " blocks)");
+  CacheStep st;
+  st.num_rows = R;
+  st.q_len = 1;
+  st.kv_len = L;
+  st.blocks_per_row = M;
+  st.write_N = in.write_R;
+  st.blocks_BM = in.blocks_RM;
+  st.masked_BQL = at::arange(L, in.pos_R.options()).view({1, 1, L}) > in.pos_R.view({R, 1, 1});
+  st.cos_N = in.cos_PH.index_select(0, in.pos_R);
+  st.sin_N = in.sin_PH.index_select(0, in.pos_R);
+  std::vector<MoeCall> calls(moe_layers_.size());
+  for (auto& c : calls) c.want_routing = fo.record_routing;
+  const at::Tensor h_R = backbone_->forward_cached(in.tokens_R, st, cache, calls);
+  if (fo.record_routing) {
+    last_routing_.clear();
+    for (auto& c : calls) last_routing_.push_back(c.topk_idx_NK);
+  }
+  const at::ScalarType acc = h_R.scalar_type() == at::kDouble ? at::kDouble : at::kFloat;
+  const at::Tensor W = output_weight();
+  return kernels::row_invariant_linear(h_R.scalar_type() == acc ? h_R : h_R.to(acc),
+                                       W.scalar_type() == acc ? W : W.to(acc));
 }
 
 // ---- expert load -----------------------------------------------------------------

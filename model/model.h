@@ -73,6 +73,19 @@ struct ForwardOptions {
   bool activation_checkpointing = false;
 };
 
+// One decode step at fixed shapes (model/static_decode.h fills these): R
+// rows, each row's block table padded to M blocks; every tensor int64 on the
+// model's device.  Rows past the real ones are padding: any valid token,
+// position 0, written to and reading only the cache's scratch block.
+struct StaticDecodeInputs {
+  at::Tensor tokens_R;        // [R] each row's new token
+  at::Tensor pos_R;           // [R] its position (the slot's length before the step)
+  at::Tensor write_R;         // [R] the pool row (block * bs + offset) its K/V go to
+  at::Tensor blocks_RM;       // [R*M] block tables, padded with the scratch block
+  int64_t max_blocks = 0;     // M: positions attended are 0..M*bs-1, masked after pos_R
+  at::Tensor cos_PH, sin_PH;  // CausalLM::rope_tables(M * bs), indexed by pos_R
+};
+
 struct LogprobOutput {
   at::Tensor logp_BT;     // fp32 (fp64 for fp64 models): log p(targets_BT[b,t] | tokens_BT[b, <=t])
   at::Tensor entropy_BT;  // defined only with LogprobOptions::with_entropy
@@ -125,7 +138,8 @@ class CausalLM : public torch::nn::Module {
   // A paged cache on the model's device and dtype (model/kv_cache.h);
   // num_blocks 0: enough blocks for every slot at max_len.
   KvCache make_cache(int64_t num_slots, int64_t max_len,
-                     int64_t block_size = KvCache::kDefaultBlockSize, int64_t num_blocks = 0) const;
+                     int64_t block_size = KvCache::kDefaultBlockSize, int64_t num_blocks = 0,
+                     bool scratch_block = false) const;
   // Append each token list to its slot (at the slot's current length; usually
   // 0 after reset) and return the logits of each list's last token [N, V]
   // (fp32).  Lists may have different lengths (>= 1 each).
@@ -140,6 +154,19 @@ class CausalLM : public torch::nn::Module {
   // checked (the rollout engine's sampled tokens stay on the device).
   at::Tensor decode(KvCache& cache, const std::vector<int64_t>& slots, const at::Tensor& tokens_S,
                     const ForwardOptions& fo = {});
+
+  // ---- (c) one decode step at fixed shapes (model/static_decode.h) ----
+  // Next-token logits [R, V] (fp32) of the rows of `in`, writing their K/V
+  // into `cache` at in.write_R; the cache's slots and lengths are the
+  // caller's (it does not advance them).  Shapes depend on R and M only, and
+  // nothing is read back to the host or allocated by a size known only on the
+  // device, so a CUDA graph can capture it.  Attention gathers the M blocks
+  // of every row (model/attention.cpp's path), masked after pos_R.
+  at::Tensor decode_static(KvCache& cache, const StaticDecodeInputs& in,
+                           const ForwardOptions& fo = {});
+  // Rotary cos/sin of positions 0..n-1 on the model's device ([n, R/2] each,
+  // the parameters' dtype): decode_static indexes them by position.
+  std::pair<at::Tensor, at::Tensor> rope_tables(int64_t n) const;
 
   // ---- expert load and the aux-loss-free balancing bias ----
   // MoE layer indices (into 0..num_layers-1), in order; rows of expert_load_LE.

@@ -14,6 +14,7 @@
 #include "core/rng.h"
 #include "model/kv_cache.h"
 #include "model/model.h"
+#include "model/static_decode.h"
 #include "rollout/batch_sampler.h"
 
 namespace zerorl::rollout {
@@ -57,6 +58,7 @@ EngineOptions engine_options(const RolloutConfig& rollout) {
       static_cast<int64_t>(rollout.kv_cache_gb * static_cast<double>(int64_t{1} << 30));
   eo.kv_cache_memory_fraction = rollout.kv_cache_memory_fraction;
   eo.stop_check_every = rollout.stop_check_every;
+  eo.cuda_graphs = rollout.cuda_graphs;
   return eo;
 }
 
@@ -96,7 +98,8 @@ struct SeqState {
 class Run {
  public:
   Run(const EngineOptions& opt, const TokenText* text, model::CausalLM& policy,
-      const std::vector<PromptInput>& prompts, int64_t G, const SamplingParams& params)
+      const std::vector<PromptInput>& prompts, int64_t G, const SamplingParams& params,
+      model::StaticDecoder* decoder)
       : text_(text),
         opt_(opt),
         record_routing_(opt.record_routing),
@@ -104,7 +107,8 @@ class Run {
         prompts_(prompts),
         G_(G),
         params_(params),
-        stops_(params.stop_strings) {
+        stops_(params.stop_strings),
+        decoder_(decoder) {
     if (const ProcessGrid* grid = policy.expert_grid(); grid && grid->ep() > 1)
       lockstep_ = &grid->ep_comm();
     const auto& cfg = policy.config();
@@ -137,6 +141,16 @@ class Run {
              " tokens) + max_new_tokens (", params.max_new_tokens,
              ") - 1 exceeds the model's max_position ", cfg.max_position);
     max_len_ = need;
+    // A decoder keeps its cache between calls while the geometry stays:
+    // its length is rounded up to a power of two of blocks, so a rollout
+    // whose longest prompt changes a little reuses it (and its graphs).
+    cache_len_ = need;
+    if (decoder_) {
+      const int64_t bs = std::max<int64_t>(opt.block_size, 1);
+      int64_t blocks = 1;
+      while (blocks * bs < need) blocks *= 2;
+      cache_len_ = std::min(blocks * bs, cfg.max_position);
+    }
 
     num_slots_ = std::min<int64_t>(opt.num_slots, P * G);
     size_pool(cfg);
@@ -169,8 +183,14 @@ class Run {
       join_peers_until_done();
       return std::move(batch_);
     }
-    cache_ = std::make_unique<model::KvCache>(
-        policy_.make_cache(num_slots_, max_len_, opt_.block_size, num_blocks_));
+    if (decoder_) {
+      cache_ = &decoder_->cache(policy_, num_slots_, cache_len_, opt_.block_size, num_blocks_);
+      stats0_ = decoder_->stats();
+    } else {
+      own_cache_ = std::make_unique<model::KvCache>(
+          policy_.make_cache(num_slots_, max_len_, opt_.block_size, num_blocks_));
+      cache_ = own_cache_.get();
+    }
     init_device_state();
     for (int64_t s = num_slots_ - 1; s >= 0; --s) free_.push_back(s);
     for (;;) {
@@ -192,6 +212,13 @@ class Run {
     }
     join_peers_until_done();
     batch_.stats.peak_cache_blocks = cache_->peak_used_blocks();
+    if (decoder_) {
+      const model::StaticDecoder::Stats& d = decoder_->stats();
+      batch_.stats.static_steps = d.steps - stats0_.steps;
+      batch_.stats.graph_replays = d.replays - stats0_.replays;
+      batch_.stats.graph_captures = d.captures - stats0_.captures;
+      batch_.stats.padded_rows = d.padded_rows - stats0_.padded_rows;
+    }
     for (size_t i = 0; i < seqs_.size(); ++i) {
       ZR_CHECK(seqs_[i].done, "rollout: internal error, sample ", i, " did not finish");
       if (text_) batch_.samples[i].text = utf8_sanitize(seqs_[i].bytes);
@@ -210,6 +237,9 @@ class Run {
     const at::ScalarType dt = policy_.output_weight().scalar_type();
     const int64_t block_bytes = model::KvCache::block_bytes(cfg, bs, dt);
     const int64_t per_seq = (max_len_ + bs - 1) / bs;
+    // The pool's cap: what num_slots sequences of the cache's length could
+    // use (a decoder's length is rounded up, above).
+    const int64_t cap_per_seq = (cache_len_ + bs - 1) / bs;
     int64_t budget = 0;
     std::string source;
     if (opt_.kv_cache_bytes > 0) {
@@ -219,12 +249,16 @@ class Run {
       ZR_CHECK(opt_.kv_cache_memory_fraction > 0 && opt_.kv_cache_memory_fraction <= 1,
                "rollout: kv_cache_memory_fraction must be in (0, 1], got ",
                opt_.kv_cache_memory_fraction);
-      budget = static_cast<int64_t>(
-          opt_.kv_cache_memory_fraction *
-          static_cast<double>(model::KvCache::free_device_bytes(policy_.output_weight().device())));
+      // A decoder's pool from the last call is about to be reused or
+      // replaced: its memory counts as free.
+      const at::Device dev = policy_.output_weight().device();
+      budget =
+          static_cast<int64_t>(opt_.kv_cache_memory_fraction *
+                               static_cast<double>(model::KvCache::free_device_bytes(dev) +
+                                                   (decoder_ ? decoder_->held_bytes(dev) : 0)));
       source = "rollout.kv_cache_memory_fraction of the free device memory";
     }
-    num_blocks_ = std::min(num_slots_ * per_seq, budget / block_bytes);
+    num_blocks_ = std::min(num_slots_ * cap_per_seq, budget / block_bytes);
     ZR_CHECK(num_blocks_ >= per_seq, "rollout: the KV cache pool (", source, ": ", budget,
              " bytes, ", budget / block_bytes, " blocks of ", bs, " positions at ", block_bytes,
              " bytes each) cannot hold one sequence of the longest prompt + max_new_tokens - 1 = ",
@@ -491,7 +525,7 @@ class Run {
     if (record_routing_) {
       // Rows of the routing record are the prefilled tokens in call order.  A
       // resumed sample already holds the rows of all but its last token.
-      const HostRouting r = host_routing();
+      const HostRouting r = host_routing(policy_.last_routing());
       int64_t row = 0;
       for (size_t i = 0; i < items.size(); ++i) {
         const int64_t n = static_cast<int64_t>(tokens[i].size());
@@ -528,9 +562,9 @@ class Run {
       return out;
     }
   };
-  HostRouting host_routing() const {
+  static HostRouting host_routing(const std::vector<at::Tensor>& routing) {
     HostRouting r;
-    for (const at::Tensor& t : policy_.last_routing())
+    for (const at::Tensor& t : routing)
       r.layers.push_back(t.to(at::kCPU).to(at::kLong).contiguous());
     return r;
   }
@@ -614,10 +648,15 @@ class Run {
     // Each slot's last token, never leaving the device.
     const at::Tensor tokens_A = last_tok_S_.index_select(0, on_device(slots));
     before_forward();
-    const at::Tensor logits_AV = checked_logits(
-        policy_.decode(*cache_, slots, tokens_A, forward_options()), static_cast<size_t>(A));
+    // A fixed-shape step (padded to its bucket, maybe a graph's replay)
+    // where a decoder runs and the batch fits its largest bucket.
+    at::Tensor out;
+    if (decoder_) out = decoder_->decode(policy_, *cache_, slots, tokens_A, forward_options());
+    const bool fixed = out.defined();
+    if (!fixed) out = policy_.decode(*cache_, slots, tokens_A, forward_options());
+    const at::Tensor logits_AV = checked_logits(out, static_cast<size_t>(A));
     if (record_routing_) {
-      const HostRouting r = host_routing();
+      const HostRouting r = host_routing(fixed ? decoder_->last_routing() : policy_.last_routing());
       for (int64_t i = 0; i < A; ++i)
         batch_.samples[static_cast<size_t>(running_[static_cast<size_t>(i)])].routing.push_back(
             r.row(i));
@@ -860,7 +899,9 @@ class Run {
   const SamplingParams& params_;
   StopMatcher stops_;
   std::unordered_set<int64_t> stop_ids_;
-  int64_t V_ = 0, max_len_ = 0, num_slots_ = 0, num_blocks_ = 0;
+  model::StaticDecoder* decoder_;  // fixed-shape steps (and graphs), or null
+  model::StaticDecoder::Stats stats0_;
+  int64_t V_ = 0, max_len_ = 0, cache_len_ = 0, num_slots_ = 0, num_blocks_ = 0;
   at::Device dev_ = at::kCPU;
   at::Tensor tok_SM_, logp_SM_;  // per slot: completion tokens, behaviour log-probs
   at::Tensor flag_SM_;           // per slot: each token's StopFlag bits
@@ -873,7 +914,8 @@ class Run {
 
   RolloutBatch batch_;
   std::vector<SeqState> seqs_;
-  std::unique_ptr<model::KvCache> cache_;
+  model::KvCache* cache_ = nullptr;  // own_cache_'s, or the decoder's (kept between calls)
+  std::unique_ptr<model::KvCache> own_cache_;
   std::vector<int64_t> free_;                // free slots (popped from the back)
   std::vector<int64_t> running_;             // sample indices being decoded
   std::vector<int64_t> admitted_;            // per prompt: samples given a slot so far
@@ -897,7 +939,30 @@ RolloutBatch Engine::generate(model::CausalLM& policy, const std::vector<PromptI
   ZR_CHECK(text_ || params.stop_strings.empty(),
            "rollout: stop strings need a TokenText (construct the Engine with the tokenizer's text "
            "table)");
-  Run run(options_, text_.get(), policy, prompts, group_size, params);
+  // A static decoder: CUDA graphs where the policy qualifies, or the eager
+  // fixed-shape step where asked for (EngineOptions::static_decode).
+  model::StaticDecoder* decoder = nullptr;
+  const bool on_cuda = policy.output_weight().is_cuda();
+  std::optional<model::StaticDecoder::Mode> mode;
+  if (on_cuda && options_.cuda_graphs && model::decode_graphs_apply(policy))
+    mode = model::StaticDecoder::Mode::kGraphs;
+  else if (options_.static_decode && !policy.expert_grid())
+    mode = model::StaticDecoder::Mode::kEager;
+  if (mode) {
+    if (!decoder_ || decoder_->mode() != *mode)
+      decoder_ = std::make_shared<model::StaticDecoder>(*mode);
+    decoder = decoder_.get();
+  }
+  // Without keep_decode_cache the decoder's pool and graphs go when the
+  // call ends, however it ends.
+  struct Release {
+    model::StaticDecoder* d;
+    bool keep;
+    ~Release() {
+      if (d && !keep) d->release();
+    }
+  } release{decoder, options_.keep_decode_cache};
+  Run run(options_, text_.get(), policy, prompts, group_size, params, decoder);
   return run.run();
 }
 

@@ -89,10 +89,15 @@
 //      (StopMatcher), so stop strings spanning tokens still work;
 //   3. the completion has params.max_new_tokens tokens -> kLength.
 //
+// Fixed-shape decode steps and CUDA graphs: see EngineOptions::cuda_graphs
+// and model/static_decode.h.  With them the Engine keeps the decoder between
+// calls, and with keep_decode_cache its KV cache pool and graphs too
+// (dropped when the geometry or the policy's weight storage changes).
+//
 // Threads: generate() runs on the calling thread (ATen ops may use the
 // intra-op thread pool, with results independent of its size).  Each
 // call allocates its KvCache pool on the policy's device and frees it on
-// return; an Engine holds no tensors between calls, so one Engine may serve
+// return (unless a static decoder keeps it, above); one Engine may serve
 // several policies.  The policy must not be used by another thread during
 // generate().  Only the flag bytes and the tokens named above (and, with
 // record_routing, the [N, K] expert ids of each MoE layer) come back to the
@@ -126,7 +131,8 @@
 
 namespace zerorl::model {
 class CausalLM;
-}
+class StaticDecoder;
+}  // namespace zerorl::model
 
 namespace zerorl::rollout {
 
@@ -184,9 +190,16 @@ struct RolloutStats {
   int64_t cache_blocks = 0;       // blocks in the pool
   int64_t peak_cache_blocks = 0;  // most blocks in use at once
   int64_t cache_block_bytes = 0;  // device bytes per block (all layers)
-  double prefill_seconds = 0.0;   // prefill calls + cache copies + first-token sampling
-  double decode_seconds = 0.0;    // decode calls + sampling + stop checks
-  double total_seconds = 0.0;     // the whole generate() call
+  // Decode steps run at a fixed bucket size (EngineOptions::static_decode or
+  // CUDA graphs), those of them replayed from a CUDA graph, graphs captured
+  // in this call, and padding rows run.
+  int64_t static_steps = 0;
+  int64_t graph_replays = 0;
+  int64_t graph_captures = 0;
+  int64_t padded_rows = 0;
+  double prefill_seconds = 0.0;  // prefill calls + cache copies + first-token sampling
+  double decode_seconds = 0.0;   // decode calls + sampling + stop checks
+  double total_seconds = 0.0;    // the whole generate() call
 
   double prefill_tokens_per_s() const {
     return prefill_seconds > 0 ? prefill_tokens / prefill_seconds : 0.0;
@@ -240,6 +253,25 @@ struct EngineOptions {
   // member still decoding changes the row count of its group's shared-prompt
   // GEMM), which can flip a draw or an expert choice at a near tie.
   int64_t stop_check_every = 0;
+  // CUDA graphs (model/static_decode.h): on a CUDA device, decode steps run
+  // at fixed batch sizes (buckets up to model::kMaxDecodeBucket rows, the
+  // rest padding) and are replayed from graphs captured once per bucket
+  // (and, with keep_decode_cache, kept with the pool across calls: once per
+  // weight version).
+  // Where the policy does not qualify (model::decode_graphs_apply: fp32 or
+  // fp16 MoE experts, expert parallelism) and above the largest bucket,
+  // steps run eagerly.  On by default, as in vLLM; ignored on the CPU.
+  bool cuda_graphs = true;
+  // Run the same fixed-shape step eagerly instead of CausalLM::decode, on
+  // any device (the CPU's opt-in: it gathers the blocks where the CPU's
+  // dynamic step reads them in place, so log-probs differ in the last bits;
+  // tests; on a GPU, the graphs' comparison).  Not under expert parallelism.
+  bool static_decode = false;
+  // Keep the static decoder's KV cache pool (and graphs) between calls, so
+  // graphs are captured once per weight version; off: released at the end
+  // of each call (the memory goes back, e.g. to a colocated learner) and
+  // captured again in the next.  The trainer keeps it on rollout-only ranks.
+  bool keep_decode_cache = false;
 
   EngineOptions& slots(int64_t n) {
     num_slots = n;
@@ -269,6 +301,18 @@ struct EngineOptions {
     stop_check_every = steps;
     return *this;
   }
+  EngineOptions& graphs(bool on) {
+    cuda_graphs = on;
+    return *this;
+  }
+  EngineOptions& static_step(bool on) {
+    static_decode = on;
+    return *this;
+  }
+  EngineOptions& keep_cache(bool on) {
+    keep_decode_cache = on;
+    return *this;
+  }
 };
 
 // stop_check_every's auto value on a GPU: at most 7 tokens decoded past a
@@ -294,6 +338,7 @@ class Engine {
  private:
   EngineOptions options_;
   std::shared_ptr<const TokenText> text_;
+  std::shared_ptr<model::StaticDecoder> decoder_;  // made at the first call that uses one
 };
 
 }  // namespace zerorl::rollout

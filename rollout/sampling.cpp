@@ -68,6 +68,7 @@ RolloutConfig RolloutConfig::from(const ConfigNode& n) {
   c.stop_check_every = n.get<int64_t>("stop_check_every", c.stop_check_every);
   ZR_CHECK(c.stop_check_every >= 0, n.where("stop_check_every"), ": ", n.path("stop_check_every"),
            " must be >= 0 (0: auto), got ", c.stop_check_every);
+  c.cuda_graphs = n.get<bool>("cuda_graphs", c.cuda_graphs);
   c.sampling = SamplingParams::from(n.section("sampling"));
   return c;
 }

@@ -97,6 +97,9 @@ struct RolloutConfig {
   // Decode steps between the host's looks at the finishing flags
   // (rollout::EngineOptions::stop_check_every); 0: auto (1 on the CPU, 8 on a GPU).
   int64_t stop_check_every = 0;
+  // Decode steps replayed from CUDA graphs at fixed batch sizes on a GPU
+  // (rollout::EngineOptions::cuda_graphs); ignored on the CPU.
+  bool cuda_graphs = true;
   SamplingParams sampling;  // rollout.sampling
 
   static RolloutConfig from(const ConfigNode& node);

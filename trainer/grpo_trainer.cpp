@@ -443,6 +443,9 @@ void build_run(Run& run, TrainRecipe cfg, const Recipe& recipe, Comm& comm, Comm
   // learner's own choice is compared with it (rollout/expert_mismatch).
   eo.routing(!model.moe_layers().empty());
   if (run.policy.tokenizer->eos_id() >= 0) eo.eos(run.policy.tokenizer->eos_id());
+  // A rank that only generates keeps its decode graphs and KV cache pool
+  // between steps (weights arrive in place); a learner needs the memory.
+  eo.keep_cache(!run.learner());
   run.engine = std::make_unique<rollout::Engine>(eo, text);
 }
 

@@ -115,4 +115,14 @@ MoeResult moe_experts(const at::Tensor& x_TD, const at::Tensor& topk_idx_TK,
                                  w_down_EDF);
 }
 
+bool moe_experts_sync_free(const at::Tensor& x_TD, const at::Tensor& w_gate_EFD) {
+#ifdef ZERORL_WITH_CUDA
+  return x_TD.is_cuda() && detail::moe_grouped_gemm_applies(x_TD, w_gate_EFD);
+#else
+  (void)x_TD;
+  (void)w_gate_EFD;
+  return false;
+#endif
+}
+
 }  // namespace zerorl::kernels

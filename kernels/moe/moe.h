@@ -71,4 +71,10 @@ MoeResult moe_experts(const at::Tensor& x_TD, const at::Tensor& topk_idx_TK,
                       const at::Tensor& topk_weight_TK, const at::Tensor& w_gate_EFD,
                       const at::Tensor& w_up_EFD, const at::Tensor& w_down_EDF);
 
+// Whether moe_experts on x_TD with these expert weights runs without a
+// host sync (CUDA's grouped-GEMM path: bf16 on sm90+, 16-byte aligned rows;
+// its per-expert loop reads the counts back), so a CUDA graph may capture
+// it.  False on the CPU (the reference reads the counts on the host).
+bool moe_experts_sync_free(const at::Tensor& x_TD, const at::Tensor& w_gate_EFD);
+
 }  // namespace zerorl::kernels

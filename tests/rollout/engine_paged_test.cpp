@@ -81,10 +81,13 @@ struct PagedSetup {
 
 // Runs every golden scenario under each setup on `device` and compares
 // tokens (exact), finish reasons and log-probs (1e-5) with the golden file.
-void check_golden(const std::vector<PagedSetup>& setups, at::Device device) {
+// static_step: decode with the fixed-shape step (EngineOptions::static_decode,
+// model/static_decode.h), one Engine per setup kept across the scenarios.
+void check_golden(const std::vector<PagedSetup>& setups, at::Device device,
+                  bool static_step = false) {
   const auto golden = read_golden();
   ASSERT_EQ(golden.size(), golden::scenarios().size());
-  int64_t preempted = 0, waited = 0;
+  int64_t preempted = 0, waited = 0, static_steps = 0, padded = 0, steps = 0;
   double worst = 0;
   for (const golden::Scenario& sc : golden::scenarios()) {
     const model::ModelConfig cfg = golden::config_of(sc);
@@ -95,12 +98,15 @@ void check_golden(const std::vector<PagedSetup>& setups, at::Device device) {
     for (const PagedSetup& su : setups) {
       SCOPED_TRACE(sc.name + ", " + su.name);
       EngineOptions eo = EngineOptions().slots(sc.num_slots).eos(-1).blocks(su.block_size);
-      eo.sharing(su.share);
+      eo.sharing(su.share).static_step(static_step);
       if (su.extra_blocks >= 0)
         eo.cache_bytes(pool_bytes(cfg, su.block_size,
                                   blocks_per_sequence(sc, su.block_size) + su.extra_blocks));
       const RolloutBatch b = Engine(eo).generate(*m, prompts, sc.group_size, sc.params);
       preempted += b.stats.num_preemptions;
+      static_steps += b.stats.static_steps;
+      padded += b.stats.padded_rows;
+      steps += b.stats.decode_steps;
       if (su.extra_blocks >= 0) waited += b.stats.peak_cache_blocks == b.stats.cache_blocks;
       ASSERT_EQ(b.samples.size(), want.size());
       for (const RolloutSample& s : b.samples) {
@@ -120,8 +126,13 @@ void check_golden(const std::vector<PagedSetup>& setups, at::Device device) {
   // The small pools did run full, and sequences were preempted and resumed.
   EXPECT_GT(waited, 10);
   EXPECT_GT(preempted, 20);
+  if (static_step) {  // every step ran at a bucket, and some of them padded
+    EXPECT_EQ(static_steps, steps);
+    EXPECT_GT(padded, 0);
+  }
   ::testing::Test::RecordProperty("max_abs_logp_diff", std::to_string(worst));
-  std::cout << "preemptions " << preempted << ", max |logp - golden| " << worst << "\n";
+  std::cout << "preemptions " << preempted << ", max |logp - golden| " << worst << ", static steps "
+            << static_steps << " (" << padded << " padding rows)\n";
 }
 
 const std::vector<PagedSetup> kSetups = {
@@ -156,6 +167,15 @@ TEST(PagedEngine, SameCompletionsAndLogprobsWithEveryDecodeAttention) {
 TEST(PagedEngine, SameCompletionsAndLogprobsOnCuda) {
   if (!torch::cuda::is_available()) GTEST_SKIP() << "needs a CUDA device";
   check_golden({kSetups[0], kSetups[2], kSetups[4]}, at::kCUDA);
+}
+
+// The fixed-shape decode step (model/static_decode.h: rows padded to a
+// bucket, block tables padded with the scratch block and masked, attention
+// over the gathered blocks) gives the golden completions too -- ragged
+// prompts, groups of 1-16, sharing on and off, pools down to one sequence
+// (waiting, preemption and recomputation).
+TEST(PagedEngine, SameCompletionsAndLogprobsWithTheStaticDecodeStep) {
+  check_golden(kSetups, at::kCPU, /*static_step=*/true);
 }
 
 // P prompts of `len` tokens, G samples each, all slots at once, greedy.
