@@ -5,7 +5,8 @@
 //   build/bench_rollout_decode [--batch 1,16,64] [--group 1] [--prompt-len 16]
 //                              [--new 128] [--repeat 3] [--block-size 16]
 //                              [--no-share] [--decode-attention paged|unshared|gather]
-//                              [--dtype fp32|bf16] [--export-hf DIR]
+//                              [--dtype fp32|bf16] [--static-decode]
+//                              [--export-hf DIR]
 //
 // Prints, per batch size, the best of --repeat runs: end-to-end generated
 // tokens per wall second and per process-CPU second (prefill + decode, the
@@ -19,7 +20,10 @@
 // in place per sequence (unshared), or the blocks gathered into a contiguous
 // copy first (gather: the engine of 679d3a9).  --dtype bf16 casts the
 // parameters to bf16 as policy.dtype does (the rollout then runs in bf16 with
-// a bf16 cache; the balancing bias stays fp32).  Built
+// a bf16 cache; the balancing bias stays fp32).  --static-decode runs
+// every decode step at a fixed bucket size (EngineOptions::static_decode,
+// model/static_decode.h: rows padded, the blocks gathered; the step CUDA
+// graphs capture, here eagerly on the CPU).  Built
 // with -DZR_OLD_ENGINE against the libraries of commit 1208403 (one
 // contiguous cache window per slot) the same source measures the engine of
 // before (docs/PERFORMANCE.md says how), and those two flags are refused.
@@ -77,7 +81,7 @@ static std::vector<int64_t> parse_list(const std::string& s) {
 int main(int argc, char** argv) {
   std::vector<int64_t> batches = {1, 16, 64};
   int64_t prompt_len = 16, num_new = 128, repeat = 3, group = 1, block_size = 16;
-  bool share = true;
+  bool share = true, static_decode = false;
   std::string export_dir, decode_attention = "paged", dtype = "fp32";
   for (int i = 1; i < argc; ++i) {
     const std::string a = argv[i];
@@ -106,6 +110,8 @@ int main(int argc, char** argv) {
       decode_attention = next();
     else if (a == "--dtype")
       dtype = next();
+    else if (a == "--static-decode")
+      static_decode = true;
     else if (a == "--export-hf")
       export_dir = next();
     else {
@@ -148,7 +154,8 @@ int main(int argc, char** argv) {
     std::fprintf(stderr, "--decode-attention must be paged, unshared or gather\n");
     return 2;
   }
-  std::printf("decode attention: %s\n", decode_attention.c_str());
+  std::printf("decode attention: %s%s\n", decode_attention.c_str(),
+              static_decode ? "; fixed-shape decode steps (gathered blocks)" : "");
 #endif
   std::printf(
       "model: %s (%s)\nengine: %s, block size %lld\nthreads: %d, group %lld, prompt_len %lld, new "
@@ -173,7 +180,7 @@ int main(int argc, char** argv) {
     }
     rollout::EngineOptions eo = rollout::EngineOptions().slots(B * group).eos(-1);
 #ifndef ZR_OLD_ENGINE
-    eo.blocks(block_size).sharing(share);
+    eo.blocks(block_size).sharing(share).static_step(static_decode).keep_cache(true);
 #endif
     rollout::Engine engine(eo);
     {  // warm-up
