@@ -179,13 +179,12 @@ at::Tensor GqaAttention::forward_cached(const at::Tensor& x, const CacheStep& st
       .index_put_({Slice(), st.write_N}, k.transpose(0, 1).to(k_pool.scalar_type()));
   v_pool.view({Hkv_, rows, Dh_})
       .index_put_({Slice(), st.write_N}, v.transpose(0, 1).to(v_pool.scalar_type()));
-  if (st.paged) {  // in place, per kv head: its g query heads against its plane
-    const at::Tensor q_NhgD = q.contiguous().view({N, Hkv_, g, Dh_});
-    at::Tensor o_NhgD = at::empty({N, Hkv_, g, Dh_}, q.options());
-    for (int64_t i = 0; i < Hkv_; ++i)
-      paged_decode_attention(q_NhgD.select(1, i), k_pool[i].view({rows, Dh_}),
-                             v_pool[i].view({rows, Dh_}), *st.paged, o_NhgD.select(1, i));
-    return o_proj_->forward(o_NhgD.view({N, H_ * Dh_}));
+  if (st.paged) {  // in place: query heads h*g .. h*g+g-1 against kv head h's plane
+    const at::Tensor q_NHD = q.contiguous().view({N, H_, Dh_});
+    at::Tensor o_NHD = at::empty({N, H_, Dh_}, q.options());
+    paged_decode_attention_heads(q_NHD, k_pool.view({Hkv_, rows, Dh_}),
+                                 v_pool.view({Hkv_, rows, Dh_}), *st.paged, o_NHD);
+    return o_proj_->forward(o_NHD.view({N, H_ * Dh_}));
   }
   // One matrix per (kv head, row): [Hkv*B, L, Dh]; heads i*g .. i*g+g-1 share kv head i (HF
   // repeat_kv), so their g*Q query rows form one GEMM against it.
@@ -296,7 +295,8 @@ at::Tensor MlaAttention::forward_cached(const at::Tensor& x, const CacheStep& st
   if (st.paged) {  // in place: the latent rows are the keys, their first R columns the values
     const at::Tensor rows_PC = pool.view({pool.size(0) * pool.size(1), R_ + Dr_});
     at::Tensor o_lat = at::empty({N, H_, R_}, qq.options());
-    paged_decode_attention(qq, rows_PC, rows_PC.narrow(1, 0, R_), *st.paged, o_lat);
+    paged_decode_attention_heads(qq, rows_PC.unsqueeze(0), rows_PC.narrow(1, 0, R_).unsqueeze(0),
+                                 *st.paged, o_lat);
     at::Tensor o = kernels::with_min_rows(o_lat, absorb_v);  // [N,H,Dv]
     return o_proj_->forward(o.reshape({N, H_ * Dv_}));
   }

@@ -40,9 +40,10 @@ struct CacheStep {
                           // when that is the identity (N == B*Q, e.g. a decode step)
   at::Tensor masked_BQL;  // bool [B,Q,L]: query (b,q) must NOT attend cached position l
   int64_t num_rows = 0, q_len = 0, kv_len = 0;  // B, Q, L
-  // Decode steps on the CPU (model/paged_attention.h): attention reads the
-  // pool in place by this plan (blocks_BM / masked_BQL are then unused);
-  // null: gather the blocks (prefill, CUDA, bf16).
+  // Decode steps on the CPU, or on CUDA under DecodeAttention::kPagedCuda
+  // (model/paged_attention.h): attention reads the pool in place by this
+  // plan (blocks_BM / masked_BQL are then unused); null: gather the blocks
+  // (prefill, CUDA by default).
   std::shared_ptr<const PagedDecodePlan> paged;
   // Several slots with several new tokens (a batched prefill): one step per
   // slot, in call order, each as a call for that slot alone would build it

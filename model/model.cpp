@@ -209,15 +209,19 @@ at::Tensor CausalLM::extend(KvCache& cache, const std::vector<int64_t>& slots,
     }
   }
   const DecodeAttention mode = decode_attention();
+  // CUDA takes the in-place kernel only when asked (kPagedCuda): it has not
+  // run on a GPU yet, so the gather path stays CUDA's default.
   if (Q == 1 && mode != DecodeAttention::kGather && cache.a(0).scalar_type() == dt &&
-      paged_decode_available(dev, dt)) {
+      (dev.is_cpu() || mode == DecodeAttention::kPagedCuda) && paged_decode_available(dev, dt)) {
     std::vector<const std::vector<int64_t>*> tables;
     std::vector<int64_t> kv_len;
     for (int64_t i = 0; i < S; ++i) {
       tables.push_back(&cache.block_table(slots[i]));
       kv_len.push_back(cache.length(slots[i]) + 1);
     }
-    st.paged = PagedDecodePlan::make(tables, kv_len, bs, mode == DecodeAttention::kPaged);
+    auto plan = PagedDecodePlan::make(tables, kv_len, bs, mode != DecodeAttention::kPagedNoSharing);
+    if (dev.is_cuda()) plan->upload_runs(dev);
+    st.paged = std::move(plan);
   }
 
   std::vector<MoeCall> calls(moe_layers_.size());

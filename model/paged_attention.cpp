@@ -10,6 +10,7 @@
 #include <map>
 
 #include "core/error.h"
+#include "kernels/paged_attention/paged_attention.h"
 
 // The Fortran BLAS GEMMs of the BLAS LibTorch's CPU library links (MKL in
 // the x86 wheels, LP64).  Weak: where the symbol is absent the pointers are
@@ -214,13 +215,16 @@ void set_decode_attention(DecodeAttention mode) { g_mode.store(mode); }
 DecodeAttention decode_attention() { return g_mode.load(); }
 
 bool paged_decode_available(const at::Device& device, at::ScalarType dtype) {
+#ifdef ZERORL_WITH_CUDA
+  if (device.is_cuda()) return dtype == at::kFloat || dtype == at::kBFloat16;
+#endif
   if (!device.is_cpu()) return false;
   if (dtype == at::kFloat || dtype == at::kBFloat16) return sgemm_ != nullptr;
   if (dtype == at::kDouble) return dgemm_ != nullptr;
   return false;
 }
 
-std::shared_ptr<const PagedDecodePlan> PagedDecodePlan::make(
+std::shared_ptr<PagedDecodePlan> PagedDecodePlan::make(
     const std::vector<const std::vector<int64_t>*>& tables, const std::vector<int64_t>& kv_len,
     int64_t bs, bool share) {
   ZR_CHECK(tables.size() == kv_len.size(), "PagedDecodePlan: ", tables.size(), " tables but ",
@@ -284,6 +288,42 @@ std::shared_ptr<const PagedDecodePlan> PagedDecodePlan::make(
   return plan;
 }
 
+void PagedDecodePlan::flatten(std::vector<int64_t>* ptr, std::vector<int64_t>* row0,
+                              std::vector<int64_t>* len) const {
+  std::vector<const std::vector<Run>*> shared(static_cast<size_t>(num_rows)),
+      own(static_cast<size_t>(num_rows));
+  for (const Group& g : groups)
+    for (size_t r = 0; r < g.rows.size(); ++r) {
+      shared[static_cast<size_t>(g.rows[r])] = &g.shared;
+      own[static_cast<size_t>(g.rows[r])] = &g.own[r];
+    }
+  ptr->assign(1, 0);
+  row0->clear();
+  len->clear();
+  for (int64_t b = 0; b < num_rows; ++b) {
+    ZR_CHECK(own[static_cast<size_t>(b)] != nullptr, "PagedDecodePlan: row ", b, " is in no group");
+    for (const auto* runs : {shared[static_cast<size_t>(b)], own[static_cast<size_t>(b)]})
+      for (const Run& r : *runs) {
+        row0->push_back(r.row0);
+        len->push_back(r.len);
+      }
+    ptr->push_back(static_cast<int64_t>(row0->size()));
+  }
+}
+
+void PagedDecodePlan::upload_runs(const at::Device& device) {
+  std::vector<int64_t> ptr, row0, len;
+  flatten(&ptr, &row0, &len);
+  const int64_t R = static_cast<int64_t>(row0.size());
+  std::vector<int64_t> all = ptr;
+  all.insert(all.end(), row0.begin(), row0.end());
+  all.insert(all.end(), len.begin(), len.end());
+  const at::Tensor t = at::tensor(all, at::kLong).to(device);  // one copy to the device
+  run_ptr = t.narrow(0, 0, num_rows + 1);
+  run_row0 = t.narrow(0, num_rows + 1, R);
+  run_len = t.narrow(0, num_rows + 1 + R, R);
+}
+
 void paged_decode_attention(const at::Tensor& q_BHC, const at::Tensor& k_PC,
                             const at::Tensor& v_PCv, const PagedDecodePlan& plan,
                             const at::Tensor& out_BHCv) {
@@ -338,6 +378,40 @@ void paged_decode_attention(const at::Tensor& q_BHC, const at::Tensor& k_PC,
              out32.stride(0));
     out_BHCv.copy_(out32);
   }
+}
+
+void paged_decode_attention_heads(const at::Tensor& q_BHC, const at::Tensor& k_HPC,
+                                  const at::Tensor& v_HPCv, const PagedDecodePlan& plan,
+                                  const at::Tensor& out_BHCv) {
+  ZR_CHECK(q_BHC.dim() == 3 && k_HPC.dim() == 3 && v_HPCv.dim() == 3 && out_BHCv.dim() == 3,
+           "paged_decode_attention_heads: q/out must be [B,Hq,*] and k/v [Hkv,P,*]");
+  const int64_t B = q_BHC.size(0), Hq = q_BHC.size(1), Hkv = k_HPC.size(0);
+  ZR_CHECK(Hkv >= 1 && Hq % Hkv == 0, "paged_decode_attention_heads: ", Hq,
+           " query heads are not a multiple of ", Hkv, " kv heads");
+  // The runs must lie in the pool (the kernel cannot check them on the device).
+  const int64_t P = k_HPC.size(1);
+  auto check_runs = [&](const std::vector<PagedDecodePlan::Run>& runs) {
+    for (const auto& r : runs)
+      ZR_CHECK(r.row0 >= 0 && r.len >= 1 && r.row0 + r.len <= P,
+               "paged_decode_attention_heads: the plan reads pool rows beyond ", P);
+  };
+  for (const auto& g : plan.groups) {
+    check_runs(g.shared);
+    for (const auto& own : g.own) check_runs(own);
+  }
+  if (q_BHC.is_cuda()) {
+    ZR_CHECK(plan.run_ptr.defined() && plan.run_ptr.device() == q_BHC.device(),
+             "paged_decode_attention_heads: the plan's runs are not on ", q_BHC.device(),
+             " (call upload_runs)");
+    kernels::paged_decode_attention_cuda(q_BHC, k_HPC, v_HPCv, plan.run_ptr, plan.run_row0,
+                                         plan.run_len, out_BHCv);
+    return;
+  }
+  const int64_t g = Hq / Hkv;
+  const at::Tensor q4 = q_BHC.view({B, Hkv, g, q_BHC.size(2)});
+  const at::Tensor o4 = out_BHCv.view({B, Hkv, g, out_BHCv.size(2)});
+  for (int64_t i = 0; i < Hkv; ++i)
+    paged_decode_attention(q4.select(1, i), k_HPC[i], v_HPCv[i], plan, o4.select(1, i));
 }
 
 }  // namespace zerorl::model

@@ -42,8 +42,11 @@
 //
 // Availability: CPU tensors of fp32, bf16 or fp64 with the BLAS
 // sgemm_/dgemm_ that LibTorch's CPU library exports (MKL in the x86 wheels);
-// available() says so.  Elsewhere (CUDA, fp16, no BLAS symbol) attention
-// keeps the gather path.
+// available() says so.  CUDA fp32/bf16 tensors run the CUDA kernel of
+// kernels/paged_attention/paged_attention.h (no cascade: every row walks its
+// whole table), only under DecodeAttention::kPagedCuda: it is built and
+// compiles but has never run on a GPU, so CUDA's default stays the gather
+// path.  Elsewhere (fp16, no BLAS symbol) attention keeps the gather path.
 // Threads: groups are spread over ATen's intra-op pool; each row's result is
 // computed the same way whatever the thread count.
 #pragma once
@@ -59,12 +62,15 @@ namespace zerorl::model {
 // Which decode attention CausalLM::decode uses on the CPU.  kPaged (the
 // default) where available(); kPagedNoSharing attends every row's whole
 // table on its own (no cascade); kGather copies the blocks into a contiguous
-// tensor first (the path before; also what CUDA uses).  Process-wide;
-// for tests and benchmarks (bench/rollout_decode.cpp --decode-attention).
-enum class DecodeAttention { kPaged, kPagedNoSharing, kGather };
+// tensor first (the path before; also what CUDA uses by default).
+// kPagedCuda: as kPaged on the CPU; on CUDA the in-place CUDA kernel
+// (opt-in: never run on a GPU yet).  Process-wide; for tests and benchmarks
+// (bench/rollout_decode.cpp --decode-attention).
+enum class DecodeAttention { kPaged, kPagedNoSharing, kGather, kPagedCuda };
 void set_decode_attention(DecodeAttention mode);
 DecodeAttention decode_attention();
-// Whether the in-place kernel can run on tensors of `dtype` on `device`.
+// Whether an in-place kernel can run on tensors of `dtype` on `device` (on
+// CUDA: fp32/bf16 in a CUDA build; used only under kPagedCuda).
 bool paged_decode_available(const at::Device& device, at::ScalarType dtype);
 
 // The per-step plan (same for every layer and kv head): which rows form
@@ -83,11 +89,21 @@ struct PagedDecodePlan {
   };
   std::vector<Group> groups;
   int64_t num_rows = 0;
+  // For the CUDA kernel (upload_runs): every row's runs in position order
+  // (its group's shared runs, then its own), flattened.  Empty until then.
+  at::Tensor run_ptr, run_row0, run_len;  // [B + 1], [R], [R] int64 on the device
+
+  // Row b's runs are row0/len[ptr[b] .. ptr[b+1]-1]: the shared runs of its
+  // group then its own, so they cover positions 0..kv_len[b]-1 in order.
+  void flatten(std::vector<int64_t>* ptr, std::vector<int64_t>* row0,
+               std::vector<int64_t>* len) const;
+  // flatten() copied to `device` into run_ptr/run_row0/run_len.
+  void upload_runs(const at::Device& device);
 
   // tables[b]: row b's block table (at least ceil(kv_len[b] / bs) blocks);
   // kv_len[b] >= 1 positions to attend.  share: form groups from common
   // leading full blocks (else every row is its own group).
-  static std::shared_ptr<const PagedDecodePlan> make(
+  static std::shared_ptr<PagedDecodePlan> make(
       const std::vector<const std::vector<int64_t>*>& tables, const std::vector<int64_t>& kv_len,
       int64_t block_size, bool share);
 };
@@ -100,9 +116,17 @@ struct PagedDecodePlan {
 //   both with unit stride in the last dim
 //   out_BHCv: [B, Hq, Cv], written (same layout rules as q)
 // All of one dtype.  Throws zerorl::Error on mismatched shapes, strides or
-// dtypes, or when !paged_decode_available.
+// dtypes, or when !paged_decode_available.  CPU only.
 void paged_decode_attention(const at::Tensor& q_BHC, const at::Tensor& k_PC,
                             const at::Tensor& v_PCv, const PagedDecodePlan& plan,
                             const at::Tensor& out_BHCv);
+
+// Every kv head at once: q_BHC [B, Hq, C] and out_BHCv [B, Hq, Cv]
+// contiguous, k_HPC [Hkv, P, C], v_HPCv [Hkv, P, Cv]; query head h reads kv
+// head h / (Hq / Hkv).  CPU: paged_decode_attention per kv head.  CUDA:
+// the CUDA kernel (needs plan.upload_runs(device) first).
+void paged_decode_attention_heads(const at::Tensor& q_BHC, const at::Tensor& k_HPC,
+                                  const at::Tensor& v_HPCv, const PagedDecodePlan& plan,
+                                  const at::Tensor& out_BHCv);
 
 }  // namespace zerorl::model

@@ -56,6 +56,8 @@
 #      (same rewards and lengths, grad norm within 1e-5) and k = 1 (lag 0, 1,
 #      1; a weight broadcast after steps 1 and 2); 300 s at most;
 #   5. the full suite's GPU tests: KvCache.RaggedDecodeOnCudaMatchesFullForward,
+#      PagedAttention.*OnCuda (the CUDA paged decode kernel against an fp64
+#      reference and CausalLM decode through it against the gather path),
 #      PagedEngine.SameCompletionsAndLogprobsOnCuda (the paged rollout engine's
 #      completions against the golden file, sampled on the device),
 #      BatchSampler.EqualsTheHostSamplerOnCuda (the batched tensor sampler's
@@ -443,7 +445,8 @@ elif [ -n "$full_pid" ]; then
 fi
 
 # ---- 5. the full suite's GPU tests ------------------------------------------------------
-# KvCache.RaggedDecodeOnCudaMatchesFullForward (model tests),
+# KvCache.RaggedDecodeOnCudaMatchesFullForward and the CUDA paged decode kernel's
+# PagedAttention.*OnCuda (issue 15 item 5; never run before) (model tests),
 # PagedEngine.SameCompletionsAndLogprobsOnCuda, BatchSampler.EqualsTheHostSamplerOnCuda,
 # the three StaticDecode.Graphs*OnCuda (decode steps replayed from CUDA graphs against
 # the eager step, issue 15 item 6; never run before) (rollout tests) and the NCCL Comm
@@ -455,11 +458,11 @@ if [ -n "$full_pid" ] && [ -x "$fb/zerorl" ]; then
         zr_trainer_weight_broadcast_mpi \
         >"$out/gpu_tests_build.log" 2>&1; then
     ctest --test-dir "$fb" --no-tests=error --output-on-failure --timeout 120 \
-      -R '^(KvCache\.RaggedDecodeOnCudaMatchesFullForward|PagedEngine\.SameCompletionsAndLogprobsOnCuda|BatchSampler\.EqualsTheHostSamplerOnCuda|StaticDecode\.Graphs[A-Za-z0-9]*OnCuda|core\.gpu\.nccl_comm|trainer\.gpu\.weight_broadcast_cuda_np2)$' \
+      -R '^(KvCache\.RaggedDecodeOnCudaMatchesFullForward|PagedAttention\.[A-Za-z0-9]*OnCuda|PagedEngine\.SameCompletionsAndLogprobsOnCuda|BatchSampler\.EqualsTheHostSamplerOnCuda|StaticDecode\.Graphs[A-Za-z0-9]*OnCuda|core\.gpu\.nccl_comm|trainer\.gpu\.weight_broadcast_cuda_np2)$' \
       >"$out/ctest_full_gpu.log" 2>&1
     rc=$?
     if [ $rc -eq 0 ] && ! grep -q "Skipped\|SKIPPED" "$out/ctest_full_gpu.log"; then
-      row "KvCache + paged engine + sampler cuda, NCCL Comm, weight bcast" ok "$(grep -Eo '[0-9]+% tests passed.*' "$out/ctest_full_gpu.log" | head -1)"
+      row "KvCache + paged kernel + engine + sampler cuda, NCCL Comm, weight bcast" ok "$(grep -Eo '[0-9]+% tests passed.*' "$out/ctest_full_gpu.log" | head -1)"
     else
       tail -30 "$out/ctest_full_gpu.log"
       row "KvCache + paged engine + sampler cuda, NCCL Comm" FAIL "see ctest_full_gpu.log (a skip counts as a failure here)"

@@ -11,14 +11,24 @@
 //   * values aliasing the keys' first columns (MLA) and separate (GQA)
 // plus the plan's grouping itself, and CausalLM decode through the kernel
 // against the gather path.
+//
+// The CUDA kernel (kernels/paged_attention/paged_attention.h): its flattened
+// run lists and argument checks on the CPU; on a GPU (tests named *OnCuda,
+// label gpu, skipped naming the missing device) the same scenarios against
+// the same fp64 reference -- 1e-5 in fp32, bf16 1e-5 beyond the output's
+// rounding -- with 2 kv heads (GQA mapping), and CausalLM decode with
+// kPagedCuda against the gather path (MLA and GQA).  Never run on a GPU yet.
 #include <ATen/ATen.h>
 #include <gtest/gtest.h>
 
 #include <cmath>
+#include <functional>
+#include <string>
 #include <numeric>
 #include <random>
 
 #include "core/error.h"
+#include "kernels/paged_attention/paged_attention.h"
 #include "model/model.h"
 #include "model/paged_attention.h"
 #include "test_util.h"
@@ -196,18 +206,213 @@ TEST(PagedAttention, BadArgumentsThrow) {
                Error);
 }
 
+// Row b's flattened runs (the CUDA kernel's input) cover exactly its table's
+// positions 0..kv_len-1, in order, with and without groups.
+TEST(PagedAttention, FlattenedRunsCoverEachRowsPositionsInOrder) {
+  Case c;
+  c.group_sizes = {1, 3, 16, 2, 8, 5};
+  c.prompt_len = {5, 8, 13, 0, 17, 3};
+  const auto s = make_setup(c, 4);
+  std::vector<const std::vector<int64_t>*> tables;
+  for (const auto& t : s.tables) tables.push_back(&t);
+  for (bool share : {true, false}) {
+    const auto plan = PagedDecodePlan::make(tables, s.kv_len, c.bs, share);
+    std::vector<int64_t> ptr, row0, len;
+    plan->flatten(&ptr, &row0, &len);
+    ASSERT_EQ(ptr.size(), s.tables.size() + 1);
+    EXPECT_EQ(ptr[0], 0);
+    EXPECT_EQ(row0.size(), len.size());
+    EXPECT_EQ(static_cast<size_t>(ptr.back()), row0.size());
+    for (size_t b = 0; b < s.tables.size(); ++b) {
+      std::vector<int64_t> want, got;
+      for (int64_t p = 0; p < s.kv_len[b]; ++p)
+        want.push_back(s.tables[b][p / c.bs] * c.bs + p % c.bs);
+      for (int64_t r = ptr[b]; r < ptr[b + 1]; ++r)
+        for (int64_t i = 0; i < len[r]; ++i) got.push_back(row0[r] + i);
+      EXPECT_EQ(got, want) << "row " << b << (share ? " shared" : " unshared");
+    }
+  }
+}
+
+// Each broken argument throws an Error naming what is wrong.
+void expect_error(const std::function<void()>& f, const std::string& what) {
+  try {
+    f();
+    ADD_FAILURE() << "no error; expected one mentioning '" << what << "'";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find(what), std::string::npos) << e.what();
+  }
+}
+
+TEST(PagedAttention, CudaKernelArgumentChecksNameTheProblem) {
+  const at::Tensor q = at::zeros({2, 4, 6}), k = at::zeros({2, 8, 6}), v = at::zeros({2, 8, 5});
+  const at::Tensor out = at::empty({2, 4, 5});
+  const at::Tensor ptr = at::tensor(std::vector<int64_t>{0, 1, 2}, at::kLong);
+  const at::Tensor r0 = at::tensor(std::vector<int64_t>{0, 4}, at::kLong);
+  const at::Tensor rl = at::tensor(std::vector<int64_t>{3, 2}, at::kLong);
+  namespace zk = zerorl::kernels;
+  zk::check_paged_decode_args(q, k, v, ptr, r0, rl, out);  // valid
+  expect_error([&] { zk::check_paged_decode_args(q, k.narrow(2, 0, 5), v, ptr, r0, rl, out); },
+               "k has 5 channels, q 6");
+  expect_error(
+      [&] {
+        zk::check_paged_decode_args(at::zeros({2, 3, 6}), k, v, ptr, r0, rl, at::empty({2, 3, 5}));
+      },
+      "3 query heads are not a multiple of 2 kv heads");
+  expect_error([&] { zk::check_paged_decode_args(q, k, v.narrow(1, 0, 7), ptr, r0, rl, out); },
+               "does not match k");
+  expect_error(
+      [&] {
+        zk::check_paged_decode_args(q, k, v, ptr, r0, rl, at::empty({2, 4, 6}));
+      },
+      "out must be [2, 4, 5]");
+  expect_error([&] { zk::check_paged_decode_args(q.to(at::kDouble), k, v, ptr, r0, rl, out); },
+               "q must be fp32 or bf16");
+  expect_error([&] { zk::check_paged_decode_args(q, k.to(at::kBFloat16), v, ptr, r0, rl, out); },
+               "must share one dtype");
+  expect_error([&] { zk::check_paged_decode_args(q, k, v, ptr.narrow(0, 0, 2), r0, rl, out); },
+               "run_ptr must have B + 1 = 3 entries");
+  expect_error([&] { zk::check_paged_decode_args(q, k, v, ptr, r0, rl.narrow(0, 0, 1), out); },
+               "run_row0 has 2 runs, run_len 1");
+  expect_error([&] { zk::check_paged_decode_args(q, k, v, ptr, r0.to(at::kInt), rl, out); },
+               "must be contiguous 1-d int64");
+  expect_error(
+      [&] {
+        zk::check_paged_decode_args(q, k, v.transpose(1, 2).contiguous().transpose(1, 2), ptr, r0,
+                                    rl, out);
+      },
+      "unit stride");
+  expect_error(
+      [&] {
+        zk::check_paged_decode_args(q, at::zeros({2, 8, 13000}), v, ptr, r0, rl, out);
+      },
+      "k has 13000 channels");
+  expect_error(
+      [&] {
+        zk::check_paged_decode_args(at::zeros({2, 4, 13000}), at::zeros({2, 8, 13000}), v, ptr, r0,
+                                    rl, out);
+      },
+      "exceeds the kernel's 12288 query channels");
+  expect_error(
+      [&] {
+        zk::check_paged_decode_args(q, k, at::zeros({2, 8, 1025}), ptr, r0, rl,
+                                    at::empty({2, 4, 1025}));
+      },
+      "exceeds the kernel's 1024 output channels");
+  expect_error([&] { zk::paged_decode_attention_cuda(q, k, v, ptr, r0, rl, out); },
+               "needs CUDA tensors");
+  // The model's entry point refuses a CUDA call whose plan was not uploaded,
+  // and a plan reading beyond the pool, before any device work.
+  const std::vector<int64_t> t = {1};
+  const auto plan = PagedDecodePlan::make({&t}, {3}, 4, true);
+  expect_error(
+      [&] {
+        paged_decode_attention_heads(q.narrow(0, 0, 1), k.narrow(1, 0, 6), v.narrow(1, 0, 6), *plan,
+                                     out.narrow(0, 0, 1));
+      },
+      "reads pool rows beyond 6");
+}
+
+// The CUDA kernel on one scenario: `Hkv` kv heads (pools from seeds
+// seed + i), query heads h*g.. reading kv head h; the worst error over
+// heads as max_error measures it.
+double max_error_cuda(const Case& c, int64_t Hkv, at::ScalarType dt, bool share, uint64_t seed) {
+  std::vector<Setup> s;
+  for (int64_t i = 0; i < Hkv; ++i) s.push_back(make_setup(c, seed));  // same tables
+  std::vector<at::Tensor> ks, vs;
+  for (int64_t i = 0; i < Hkv; ++i) {
+    at::Generator gen = at::detail::createCPUGenerator(seed * 31 + i);
+    s[i].pool_k = at::randn(s[i].pool_k.sizes(), gen, at::kDouble);
+    s[i].pool_v = c.alias_v ? s[i].pool_k.narrow(1, 0, c.Cv)
+                            : at::randn(s[i].pool_v.sizes(), gen, at::kDouble);
+  }
+  const at::Device gpu(at::kCUDA, 0);
+  std::vector<const std::vector<int64_t>*> tables;
+  for (const auto& t : s[0].tables) tables.push_back(&t);
+  const auto plan = PagedDecodePlan::make(tables, s[0].kv_len, c.bs, share);
+  plan->upload_runs(gpu);
+  const int64_t B = static_cast<int64_t>(s[0].tables.size()), Hq = c.Hq * Hkv;
+  at::Generator gen = at::detail::createCPUGenerator(seed + 7);
+  const at::Tensor q = at::randn({B, Hq, c.C}, gen, at::kDouble).to(dt);
+  std::vector<at::Tensor> pk;
+  for (auto& x : s) pk.push_back(x.pool_k.to(dt));
+  const at::Tensor k_HPC = at::stack(pk).to(gpu);
+  const at::Tensor v_HPCv = c.alias_v ? k_HPC.narrow(2, 0, c.Cv) : [&] {
+    std::vector<at::Tensor> pv;
+    for (auto& x : s) pv.push_back(x.pool_v.to(dt));
+    return at::stack(pv).to(gpu);
+  }();
+  at::Tensor out = at::empty({B, Hq, c.Cv}, q.options().device(gpu));
+  paged_decode_attention_heads(q.to(gpu), k_HPC, v_HPCv, *plan, out);
+  const at::Tensor got = out.cpu().to(at::kDouble);
+  EXPECT_TRUE(at::isfinite(got).all().item<bool>());
+  double worst = 0;
+  for (int64_t i = 0; i < Hkv; ++i) {
+    Setup r = s[i];  // the values the kernel reads, exactly
+    r.pool_k = k_HPC[i].cpu().to(at::kDouble);
+    r.pool_v = v_HPCv[i].cpu().to(at::kDouble);
+    const at::Tensor want = reference(q.narrow(1, i * c.Hq, c.Hq).to(at::kDouble), r, c.bs);
+    const at::Tensor o = got.narrow(1, i * c.Hq, c.Hq);
+    const double rounding = dt == at::kBFloat16 ? std::ldexp(1.0, -8) : 0.0;
+    worst = std::max(worst, ((o - want).abs() - want.abs() * rounding).max().item<double>());
+  }
+  return worst;
+}
+
+TEST(PagedAttention, CudaKernelMatchesTheGatheredSoftmaxOnCuda) {
+  if (!paged_decode_available(at::Device(at::kCUDA, 0), at::kFloat) || !at::hasCUDA())
+    GTEST_SKIP() << "needs a CUDA device (and a CUDA build)";
+  Case c;
+  c.group_sizes = {1, 3, 16, 2, 8, 5};
+  c.prompt_len = {5, 8, 13, 0, 17, 3};
+  Case m;  // MLA-like: values alias the keys, consecutive blocks too
+  m.alias_v = true;
+  m.Hq = 4;
+  m.C = 12;
+  m.Cv = 8;
+  m.bs = 3;
+  m.group_sizes = {4, 1, 7};
+  m.prompt_len = {9, 4, 10};
+  Case wide;  // channels beyond one thread's share and > 32 positions per run
+  wide.bs = 40;
+  wide.C = 200;
+  wide.Cv = 300;
+  wide.max_own = 90;
+  wide.group_sizes = {2, 3};
+  wide.prompt_len = {85, 41};
+  for (uint64_t seed : {1, 2})
+    for (bool share : {true, false}) {
+      SCOPED_TRACE("seed " + std::to_string(seed) + (share ? " shared" : " unshared"));
+      for (int64_t Hkv : {1, 2}) {
+        EXPECT_LT(max_error_cuda(c, Hkv, at::kFloat, share, seed), 1e-5);
+        EXPECT_LT(max_error_cuda(c, Hkv, at::kBFloat16, share, seed), 1e-5);
+      }
+      for (bool shuffle : {false, true}) {
+        m.shuffle_blocks = shuffle;
+        EXPECT_LT(max_error_cuda(m, 1, at::kFloat, share, seed + 10), 1e-5);
+        EXPECT_LT(max_error_cuda(m, 1, at::kBFloat16, share, seed + 10), 1e-5);
+      }
+      EXPECT_LT(max_error_cuda(wide, 2, at::kFloat, share, seed + 20), 1e-5);
+      EXPECT_LT(max_error_cuda(wide, 2, at::kBFloat16, share, seed + 20), 1e-5);
+    }
+}
+
 // CausalLM::decode through the kernel equals the gather path: G samples of
 // one prompt sharing its blocks, decoded for a few steps, MLA and GQA.
-void check_model(const ModelConfig& cfg) {
-  if (!paged_decode_available(at::kCPU, at::kFloat))
-    GTEST_SKIP() << "needs the BLAS sgemm_ of LibTorch's CPU library";
+// `paged` is kPaged on the CPU, kPagedCuda on a CUDA device.
+void check_model(const ModelConfig& cfg, at::Device device = at::kCPU,
+                 DecodeAttention paged = DecodeAttention::kPaged) {
+  if (!paged_decode_available(device, at::kFloat))
+    GTEST_SKIP() << (device.is_cpu() ? "needs the BLAS sgemm_ of LibTorch's CPU library"
+                                     : "needs a CUDA build");
   CausalLM m(cfg);
+  m.to(device);
   const int64_t G = 5, bs = 4;
   std::vector<int64_t> prompt;
   for (int64_t t = 0; t < 10; ++t) prompt.push_back((3 * t + 1) % cfg.vocab_size);
   std::vector<at::Tensor> logits[2];
   for (int mode = 0; mode < 2; ++mode) {
-    set_decode_attention(mode == 0 ? DecodeAttention::kGather : DecodeAttention::kPaged);
+    set_decode_attention(mode == 0 ? DecodeAttention::kGather : paged);
     KvCache cache = m.make_cache(G, 32, bs);
     m.prefill(cache, {0}, {prompt});
     std::vector<int64_t> dsts;
@@ -217,7 +422,7 @@ void check_model(const ModelConfig& cfg) {
     for (int64_t step = 0; step < 7; ++step) {
       std::vector<int64_t> tok;
       for (int64_t g = 0; g < G; ++g) tok.push_back((step * 7 + g * 5 + 2) % cfg.vocab_size);
-      logits[mode].push_back(m.decode(cache, slots, at::tensor(tok, at::kLong)));
+      logits[mode].push_back(m.decode(cache, slots, at::tensor(tok, at::kLong)).cpu());
     }
   }
   set_decode_attention(DecodeAttention::kPaged);
@@ -230,6 +435,11 @@ TEST(PagedAttention, ModelDecodeEqualsTheGatherPathMla) {
 }
 TEST(PagedAttention, ModelDecodeEqualsTheGatherPathGqa) {
   check_model(testing::small_gqa_config());
+}
+TEST(PagedAttention, ModelDecodeWithTheCudaKernelEqualsTheGatherPathOnCuda) {
+  if (!at::hasCUDA()) GTEST_SKIP() << "needs a CUDA device";
+  check_model(testing::small_mla_config(), at::Device(at::kCUDA, 0), DecodeAttention::kPagedCuda);
+  check_model(testing::small_gqa_config(), at::Device(at::kCUDA, 0), DecodeAttention::kPagedCuda);
 }
 
 }  // namespace
