@@ -32,7 +32,7 @@ void check_paged_decode_args(const at::Tensor& q, const at::Tensor& k, const at:
            Hq, ", ", Cv, "], got ", out.sizes());
   ZR_CHECK(B <= 65535, f, B, " rows exceed the grid limit of 65535");
   ZR_CHECK(Cv <= 1024, f, "Cv = ", Cv, " exceeds the kernel's 1024 output channels");
-  ZR_CHECK(C <= 12288, f, "C = ", C, " exceeds the kernel's 12288 query channels");
+  ZR_CHECK(C <= 8192, f, "C = ", C, " exceeds the kernel's 8192 query channels");
   ZR_CHECK(q.stride(2) == 1 && k.stride(2) == 1 && v.stride(2) == 1 && out.stride(2) == 1, f,
            "q, k, v and out need unit stride in their last dimension");
   for (const at::Tensor* t : {&run_ptr, &run_row0, &run_len})

@@ -12,7 +12,8 @@
 //
 // Limits (checked by the host, paged_attention.h): Cv <= kThreads *
 // kMaxAccPerThread (1024) output channels, C * 4 bytes of query in shared
-// memory (C <= 12288).  Simple rather than fast: no split over the sequence
+// memory (C <= 8192: 32 KiB, under the 48 KiB of static + dynamic shared
+// memory a launch gets without opting in).  Simple rather than fast: no split over the sequence
 // (FlashDecoding), no vectorised loads, one block per (row, head).
 #include <cstdint>
 

@@ -20,7 +20,7 @@
 // Query head h reads kv head h / (Hq / Hkv) (GQA, as HF's repeat_kv).
 // q, k, v and out share one dtype, fp32 or bf16 (fp32 arithmetic inside,
 // one rounding of the output); every vector has unit stride, rows and heads
-// any stride.  Limits: B <= 65535, Cv <= 1024, C <= 12288.  The run values
+// any stride.  Limits: B <= 65535, Cv <= 1024, C <= 8192.  The run values
 // (row0 + len <= P) are the caller's to check: they are on the device.
 #pragma once
 

@@ -292,7 +292,7 @@ TEST(PagedAttention, CudaKernelArgumentChecksNameTheProblem) {
         zk::check_paged_decode_args(at::zeros({2, 4, 13000}), at::zeros({2, 8, 13000}), v, ptr, r0,
                                     rl, out);
       },
-      "exceeds the kernel's 12288 query channels");
+      "exceeds the kernel's 8192 query channels");
   expect_error(
       [&] {
         zk::check_paged_decode_args(q, k, at::zeros({2, 8, 1025}), ptr, r0, rl,
