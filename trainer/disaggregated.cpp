@@ -235,9 +235,13 @@ rollout::RolloutStats stats_from(const json& j) {
 at::Tensor GroupsMessage::to_bytes() const {
   json j;
   j["step"] = step;
+  j["round"] = round;
+  j["last_round"] = last_round;
+  j["kept"] = kept;
   j["version"] = version;
   j["fingerprint"] = fingerprint;
-  j["first_place"] = first_place;
+  j["places"] = places;
+  j["batch_places"] = batch_places;
   j["group_size"] = rollout.group_size;
   j["samples"] = json::array();
   for (const auto& s : rollout.samples) j["samples"].push_back(sample_json(s));
@@ -258,9 +262,13 @@ GroupsMessage GroupsMessage::from_bytes(const at::Tensor& bytes) {
   const json j = json::from_cbor(p, p + bytes.numel());
   GroupsMessage m;
   m.step = j.at("step").get<int64_t>();
+  m.round = j.at("round").get<int64_t>();
+  m.last_round = j.at("last_round").get<bool>();
+  m.kept = j.at("kept").get<int64_t>();
   m.version = j.at("version").get<int64_t>();
   m.fingerprint = j.at("fingerprint").get<double>();
-  m.first_place = j.at("first_place").get<int64_t>();
+  m.places = j.at("places").get<std::vector<int64_t>>();
+  m.batch_places = j.at("batch_places").get<std::vector<int64_t>>();
   m.rollout.group_size = j.at("group_size").get<int64_t>();
   for (const auto& s : j.at("samples")) m.rollout.samples.push_back(sample_from(s));
   for (const auto& s : j.at("scores")) m.scores.push_back(score_from(s));
@@ -270,10 +278,12 @@ GroupsMessage GroupsMessage::from_bytes(const at::Tensor& bytes) {
   m.generate_seconds = j.at("seconds").at(0).get<double>();
   m.reward_seconds = j.at("seconds").at(1).get<double>();
   m.wait_seconds = j.at("seconds").at(2).get<double>();
-  ZR_CHECK(
-      m.scores.size() == m.rollout.samples.size() && m.rewards.size() == m.rollout.samples.size(),
-      "groups message of step ", m.step, ": ", m.rollout.samples.size(), " samples, ",
-      m.scores.size(), " scores, ", m.rewards.size(), " rewards");
+  const size_t n = m.rollout.samples.size(), groups = m.places.size();
+  ZR_CHECK(m.scores.size() == n && m.rewards.size() == n && m.batch_places.size() == groups &&
+               static_cast<int64_t>(groups) * m.rollout.group_size == static_cast<int64_t>(n),
+           "groups message of step ", m.step + 1, ": ", n, " samples, ", m.scores.size(),
+           " scores, ", m.rewards.size(), " rewards, ", groups, " places, ", m.batch_places.size(),
+           " batch places");
   return m;
 }
 

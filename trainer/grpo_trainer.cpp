@@ -394,8 +394,12 @@ void build_run(Run& run, TrainRecipe cfg, const Recipe& recipe, Comm& comm, Comm
   // Data first: a missing file fails before any compute.
   auto train_set = data::load_examples(cfg.data, data::Split::kTrain);
   run.test_set = data::load_examples(cfg.data, data::Split::kTest);
-  run.source = std::make_unique<data::PromptSource>(
-      train_set, cfg.data, local_prompts * comm.size(), comm.rank(), comm.size());
+  // A disaggregated learner draws each round's whole batch: the groups it
+  // receives may come from any place of it (dynamic sampling).
+  const bool whole = run.roles && run.learner();
+  run.source =
+      std::make_unique<data::PromptSource>(train_set, cfg.data, local_prompts * comm.size(),
+                                           whole ? 0 : comm.rank(), whole ? 1 : comm.size());
   if (cfg.data.curriculum.on) {
     const ConfigNode data_node = recipe.section("data");
     const std::string where = data_node.where("curriculum") + ": data.curriculum";
@@ -588,9 +592,6 @@ void check_disaggregated(const TrainRecipe& cfg, const Recipe& recipe, Comm& wor
            world.size() - 1,
            "); several learners on GPUs (their gradient sync and the weight "
            "broadcast over NCCL) are planned (issue 16)");
-  ZR_CHECK(!cfg.advantage.dynamic_sampling, recipe.section("advantage").where("dynamic_sampling"),
-           ": advantage.dynamic_sampling with rollout.mode disaggregated is planned (issue 16); "
-           "turn one of them off");
   const int L = world.size() - d.rollout_ranks;
   // Expert parallelism: each role is its own DP x EP grid (trainer/disaggregated.h).
   const int E = cfg.parallel.expert;
@@ -760,6 +761,65 @@ void append_group(StepBatch& dst, StepBatch& src, size_t g, int64_t pos) {
   }
 }
 
+// Dynamic sampling's choice in one round, made alike by every rank that drew
+// a part of it (the colocated ranks, or the rollout ranks: `comm`): each of
+// this rank's groups with a signal takes the step's next place in the
+// trained batch in stream order -- after the groups kept in earlier rounds
+// and, in this round, by lower ranks (one allgather of the counts) -- until
+// N are kept.  Returns each group's batch place, or -1 (no signal, or past
+// N), and advances `kept`, the step's kept groups over all ranks (<= N).
+// Without dynamic sampling every group is trained at its place in the round.
+std::vector<int64_t> batch_places(const Run& run, Comm& comm, const StepBatch& b,
+                                  const std::vector<bool>& signal, long& kept) {
+  const long N = run.train.prompts_per_step;
+  if (!run.adv.dynamic_sampling) {
+    kept = N;
+    return b.group_pos;
+  }
+  long mine = 0;
+  for (bool s : signal) mine += s;
+  const at::Tensor counts = comm.allgather(at::full({1}, static_cast<double>(mine), at::kDouble));
+  long pos = kept, total = 0;
+  for (int r = 0; r < comm.size(); ++r) {
+    const long c = std::lround(counts[r].item<double>());
+    if (r < comm.rank()) pos += c;
+    total += c;
+  }
+  std::vector<int64_t> out(signal.size(), -1);
+  for (size_t g = 0; g < signal.size() && pos < N; ++g)
+    if (signal[g]) out[g] = pos++;
+  kept = std::min(N, kept + total);
+  return out;
+}
+
+long max_sampling_rounds(const Run& run) {
+  return run.adv.dynamic_sampling ? run.adv.max_sampling_rounds : 1;
+}
+
+// Dynamic sampling's metrics of a step, from this rank's share: the rounds
+// drawn, the groups drawn and with a signal among them, the kept batch (the
+// rank's share and, in global_groups, the whole); a step short of N kept
+// groups is counted and warned about.
+void add_dynamic_metrics(Run& run, Comm& comm, long step, long rounds, double drawn,
+                         double with_signal, const StepBatch& kept, MetricReducer& m) {
+  const long N = run.train.prompts_per_step;
+  m.add_max("dynamic/rounds", static_cast<double>(rounds));
+  m.add_sum("dynamic/groups_drawn", drawn);
+  m.add_sum("dynamic/groups_with_signal", with_signal);
+  m.add_sum("dynamic/groups_kept", static_cast<double>(kept.num_groups()));
+  // The learner's balance: ranks keep unequal shares of the batch.
+  m.add_min("dynamic/rank_groups_min", static_cast<double>(kept.num_groups()));
+  m.add_max("dynamic/rank_groups_max", static_cast<double>(kept.num_groups()));
+  if (kept.global_groups < N) {
+    ++run.short_steps;
+    if (comm.rank() == 0)
+      ZR_LOG_WARN("step ", step + 1, ": dynamic sampling kept ", kept.global_groups, " of ", N,
+                  " groups in ", rounds, " rounds (advantage.max_sampling_rounds); training on ",
+                  kept.global_groups == 0 ? "none: update skipped" : "those");
+  }
+  m.add_max("dynamic/short_steps_total", static_cast<double>(run.short_steps));
+}
+
 // rollout + reward, with DAPO's dynamic sampling when advantage.dynamic_sampling
 // is on: groups whose rewards do not differ (groups_with_signal) are dropped
 // and further rounds of prompts are drawn until prompts_per_step groups with
@@ -768,19 +828,18 @@ void append_group(StepBatch& dst, StepBatch& src, size_t g, int64_t pos) {
 // the global prompt stream, and the first prompts_per_step are trained on, so
 // which groups are kept does not depend on the world size (a rank may keep
 // more or fewer than its share; the loss is normalised over all ranks).
-// Every rank learns every rank's count each round (one allgather), so all
+// Every rank learns every rank's count each round (batch_places), so all
 // ranks take the same number of rounds and advance their prompt sources
 // alike.  Metrics of what was drawn (rewards, lengths, zero-spread fraction)
 // cover every round; the update sees only the kept groups.
 StepBatch sample_phase(Run& run, Comm& comm, long step, StepLog& log) {
   MetricReducer& m = log.metrics;
   const long N = run.train.prompts_per_step;
-  const bool dynamic = run.adv.dynamic_sampling;
-  const long max_rounds = dynamic ? run.adv.max_sampling_rounds : 1;
   StepBatch kept;
   kept.rollout.group_size = run.train.group_size;
   long round = 0;
-  for (; round < max_rounds && kept.global_groups < N; ++round) {
+  double with_signal = 0;
+  for (; round < max_sampling_rounds(run) && kept.global_groups < N; ++round) {
     StepBatch b;
     const std::vector<data::Example> prompts =
         run.curriculum ? run.source->next_batch(
@@ -793,41 +852,20 @@ StepBatch sample_phase(Run& run, Comm& comm, long step, StepLog& log) {
     const std::vector<bool> signal =
         groups_with_signal(b.rewards, b.group_size(), run.adv.zero_spread_tol);
     add_batch_metrics(run, b, signal, m);
-    if (!dynamic) {
+    if (!run.adv.dynamic_sampling) {
       kept = std::move(b);
       kept.global_groups = N;
       break;
     }
-    long mine = 0;
-    for (bool s : signal) mine += s;
-    const at::Tensor counts = comm.allgather(at::full({1}, static_cast<double>(mine), at::kDouble));
-    long before = kept.global_groups, total = 0;
-    for (int r = 0; r < comm.size(); ++r) {
-      const long c = std::lround(counts[r].item<double>());
-      if (r < comm.rank()) before += c;
-      total += c;
+    const std::vector<int64_t> at = batch_places(run, comm, b, signal, kept.global_groups);
+    for (size_t g = 0; g < at.size(); ++g) {
+      with_signal += signal[g];
+      if (at[g] >= 0) append_group(kept, b, g, at[g]);
     }
-    int64_t pos = before;
-    for (size_t g = 0; g < signal.size() && pos < N; ++g)
-      if (signal[g]) append_group(kept, b, g, pos++);
-    m.add_sum("dynamic/groups_with_signal", static_cast<double>(mine));
-    kept.global_groups = std::min(N, kept.global_groups + total);
   }
-  if (!dynamic) return kept;
-  m.add_max("dynamic/rounds", static_cast<double>(round));
-  m.add_sum("dynamic/groups_drawn", static_cast<double>(round * (N / comm.size())));
-  m.add_sum("dynamic/groups_kept", static_cast<double>(kept.num_groups()));
-  // The learner's balance: ranks keep unequal shares of the batch.
-  m.add_min("dynamic/rank_groups_min", static_cast<double>(kept.num_groups()));
-  m.add_max("dynamic/rank_groups_max", static_cast<double>(kept.num_groups()));
-  if (kept.global_groups < N) {
-    ++run.short_steps;
-    if (comm.rank() == 0)
-      ZR_LOG_WARN("step ", step + 1, ": dynamic sampling kept ", kept.global_groups, " of ", N,
-                  " groups in ", round, " rounds (advantage.max_sampling_rounds); training on ",
-                  kept.global_groups == 0 ? "none: update skipped" : "those");
-  }
-  m.add_max("dynamic/short_steps_total", static_cast<double>(run.short_steps));
+  if (run.adv.dynamic_sampling)
+    add_dynamic_metrics(run, comm, step, round, static_cast<double>(round * (N / comm.size())),
+                        with_signal, kept, m);
   return kept;
 }
 
@@ -1225,16 +1263,53 @@ long generating_version(const Run& run, long b) {
   return std::max(run.start_step, b - run.async.max_staleness);
 }
 
+// One round's groups of a rollout rank (`batch`, its groups at batch places
+// `at`, -1 where not kept) sent to the learners: learner l gets the groups
+// at the round's places [l N/L, (l+1) N/L) (what it counts as drawn) and
+// those at the same batch places (what it trains on), in stream order, in a
+// message that may hold none.  Learner 0's carries the round's rollout
+// statistics and seconds.
+void send_round(Run& run, const StepBatch& batch, const std::vector<int64_t>& at,
+                GroupsMessage head, std::deque<std::unique_ptr<CommWork>>& pending) {
+  Roles& roles = *run.roles;
+  const int64_t N = run.train.prompts_per_step;
+  const long G = run.train.group_size;
+  const rollout::RolloutStats stats = head.rollout.stats;
+  for (int l = 0; l < roles.learners(); ++l) {
+    const auto [a, z] = roles.learner_places(l, N);
+    GroupsMessage m = head;
+    m.rollout.stats = rollout::RolloutStats();
+    m.carries_stats = l == 0;
+    if (m.carries_stats) m.rollout.stats = stats;
+    for (size_t g = 0; g < at.size(); ++g) {
+      const int64_t place = batch.group_pos[g];
+      if ((place < a || place >= z) && (at[g] < a || at[g] >= z)) continue;
+      m.places.push_back(place);
+      m.batch_places.push_back(at[g]);
+      for (size_t j = g * G; j < (g + 1) * G; ++j) {
+        m.rollout.samples.push_back(batch.rollout.samples[j]);
+        m.scores.push_back(batch.scores[j]);
+        m.rewards.push_back(batch.rewards[j]);
+      }
+    }
+    // Not waited for here: with k > 0 the learner takes this batch only
+    // after the next weight broadcast, which this rank must join first.
+    pending.push_back(
+        roles.world().send_bytes_async(m.to_bytes(), roles.learner_world_rank(l), kGroupsTag));
+  }
+}
+
 // A rollout rank's whole run: for each step's batch, wait for the version
-// that must generate it, generate and score this rank's groups, and send
-// each learner its share.  Ends after the last step, or when learner 0 says
-// stop (its signal number comes back in stopped_by).
+// that must generate it, then for each round (one without dynamic
+// sampling) generate and score this rank's groups, choose the kept ones
+// with the other rollout ranks (batch_places), and send each learner its
+// share.  Ends after the last step, or when learner 0 says stop (its signal
+// number comes back in stopped_by).
 TrainResult rollout_loop(Run& run) {
   Roles& roles = *run.roles;
   TrainResult result;
   result.run_dir = run.run_path;
   const int64_t N = run.train.prompts_per_step;
-  const long G = run.train.group_size;
   const auto [lo, hi] = roles.rollout_places(roles.rollout_index(), N);
   long have = run.start_step;
   double fingerprint = run.version_fingerprint.at(have);
@@ -1259,60 +1334,50 @@ TrainResult rollout_loop(Run& run) {
       fingerprint = run.weights_out->fingerprint();
       idle += seconds_since(t);
     }
-    StepLog log;
-    StepBatch batch;
-    const auto t_gen = Clock::now();
-    rollout_phase(run, lo, b, 0, run.source->next_batch(), batch, log);
-    const double gen = seconds_since(t_gen);
-    // No partial rollouts (trainer/disaggregated.h): every token of the
-    // batch comes from version `have`.  The weights are fingerprinted again
-    // after generation, so an update that landed while the batch was being
-    // generated (a mix of versions in one completion) is an error, not a
-    // group silently labelled with the version it started under.
-    const double after = run.weights_out->fingerprint();
-    ZR_CHECK(after == fingerprint, "rollout rank ", roles.world().rank(),
-             ": the weights changed "
-             "while step ",
-             b + 1, "'s batch was generated from version ", have, " (fingerprint ",
-             std::to_string(fingerprint), " before, ", std::to_string(after), " after): its ",
-             "completions would mix weight versions; a rollout rank takes a new version only ",
-             "between batches (partial rollouts: trainer/disaggregated.h)");
-    const auto t_rew = Clock::now();
-    reward_phase(run, batch, log);
-    const double rew = seconds_since(t_rew);
-    bool first = true;
-    for (int l = 0; l < roles.learners(); ++l) {
-      const auto [a, z] = roles.learner_places(l, N);
-      const int64_t from = std::max(a, lo), to = std::min(z, hi);
-      if (from >= to) continue;
-      GroupsMessage m;
-      m.step = b;
-      m.version = have;
-      m.fingerprint = after;
-      m.first_place = from;
-      m.rollout.group_size = G;
-      for (int64_t j = (from - lo) * G; j < (to - lo) * G; ++j) {
-        m.rollout.samples.push_back(batch.rollout.samples[j]);
-        m.scores.push_back(batch.scores[j]);
-        m.rewards.push_back(batch.rewards[j]);
+    long kept = 0;  // the step's groups kept so far, over all rollout ranks
+    for (long round = 0; round < max_sampling_rounds(run) && kept < N; ++round) {
+      StepLog log;
+      StepBatch batch;
+      const auto t_gen = Clock::now();
+      rollout_phase(run, lo, b, round, run.source->next_batch(), batch, log);
+      const double gen = seconds_since(t_gen);
+      // No partial rollouts (trainer/disaggregated.h): every token of the
+      // batch comes from version `have`.  The weights are fingerprinted again
+      // after generation, so an update that landed while the batch was being
+      // generated (a mix of versions in one completion) is an error, not a
+      // group silently labelled with the version it started under.
+      const double after = run.weights_out->fingerprint();
+      ZR_CHECK(after == fingerprint, "rollout rank ", roles.world().rank(),
+               ": the weights changed "
+               "while step ",
+               b + 1, "'s batch was generated from version ", have, " (fingerprint ",
+               std::to_string(fingerprint), " before, ", std::to_string(after), " after): its ",
+               "completions would mix weight versions; a rollout rank takes a new version only ",
+               "between batches (partial rollouts: trainer/disaggregated.h)");
+      const auto t_rew = Clock::now();
+      reward_phase(run, batch, log);
+      const double rew = seconds_since(t_rew);
+      const std::vector<int64_t> at = batch_places(
+          run, roles.role_comm(), batch,
+          groups_with_signal(batch.rewards, batch.group_size(), run.adv.zero_spread_tol), kept);
+      GroupsMessage head;
+      head.step = b;
+      head.round = round;
+      head.last_round = kept >= N || round + 1 >= max_sampling_rounds(run);
+      head.kept = kept;
+      head.version = have;
+      head.fingerprint = after;
+      head.rollout.group_size = run.train.group_size;
+      head.rollout.stats = batch.rollout.stats;
+      head.generate_seconds = gen;
+      head.reward_seconds = rew;
+      head.wait_seconds = idle;
+      idle = 0;
+      send_round(run, batch, at, head, pending);
+      while (!pending.empty() && pending.front()->test()) {
+        pending.front()->wait();
+        pending.pop_front();
       }
-      m.carries_stats = first;
-      if (first) {
-        m.rollout.stats = batch.rollout.stats;
-        m.generate_seconds = gen;
-        m.reward_seconds = rew;
-        m.wait_seconds = idle;
-        idle = 0;
-      }
-      first = false;
-      // Not waited for here: with k > 0 the learner takes this batch only
-      // after the next weight broadcast, which this rank must join first.
-      pending.push_back(
-          roles.world().send_bytes_async(m.to_bytes(), roles.learner_world_rank(l), kGroupsTag));
-    }
-    while (!pending.empty() && pending.front()->test()) {
-      pending.front()->wait();
-      pending.pop_front();
     }
     result.steps_done = b + 1;
   }
@@ -1321,109 +1386,198 @@ TrainResult rollout_loop(Run& run) {
   return result;
 }
 
-// This learner's messages of step `step`, one per rollout rank that made
-// some of its groups, in rank (= stream) order.
-std::vector<GroupsMessage> receive_groups(Run& run, long step) {
+// This learner's messages of round `round` of step `step`, one per rollout
+// rank, in rank (= stream) order; they agree on whether the round is the
+// step's last and on the groups kept.
+std::vector<GroupsMessage> receive_round(Run& run, long step, long round) {
   Roles& roles = *run.roles;
   const int64_t N = run.train.prompts_per_step;
-  const auto [a, z] = roles.learner_places(roles.role_comm().rank(), N);
+  const int l = roles.role_comm().rank();
+  const auto [a, z] = roles.learner_places(l, N);
   std::vector<GroupsMessage> out;
   for (int r = 0; r < roles.rollout_ranks(); ++r) {
     const auto [lo, hi] = roles.rollout_places(r, N);
-    if (std::max(a, lo) >= std::min(z, hi)) continue;
     out.push_back(GroupsMessage::from_bytes(
         roles.world().recv_bytes(roles.rollout_world_rank(r), kGroupsTag)));
     const GroupsMessage& m = out.back();
-    ZR_CHECK(m.step == step && m.first_place == std::max(a, lo) &&
-                 static_cast<int64_t>(m.rollout.samples.size()) ==
-                     (std::min(z, hi) - std::max(a, lo)) * run.train.group_size,
-             "learner ", roles.role_comm().rank(), ": rollout rank ", roles.rollout_world_rank(r),
-             " sent step ", m.step + 1, " places from ", m.first_place, " (",
-             m.rollout.samples.size(), " samples) where step ", step + 1, " places [",
-             std::max(a, lo), ", ", std::min(z, hi), ") were due");
+    ZR_CHECK(m.step == step && m.round == round && m.last_round == out.front().last_round &&
+                 m.kept == out.front().kept,
+             "learner ", l, ": rollout rank ", roles.rollout_world_rank(r), " sent step ",
+             m.step + 1, " round ", m.round, " (last: ", m.last_round, ", kept ", m.kept,
+             ") where step ", step + 1, " round ", round, " was due (rollout rank ",
+             roles.rollout_world_rank(0), ": last ", out.front().last_round, ", kept ",
+             out.front().kept, ")");
+    for (size_t g = 0; g < m.places.size(); ++g) {
+      const int64_t p = m.places[g], q = m.batch_places[g];
+      ZR_CHECK(p >= lo && p < hi && (g == 0 || p > m.places[g - 1]) &&
+                   ((p >= a && p < z) || (q >= a && q < z)),
+               "learner ", l, ": rollout rank ", roles.rollout_world_rank(r), " sent step ",
+               step + 1, " round ", round, "'s group at place ", p, " (batch place ", q,
+               "), which is neither among this learner's places [", a, ", ", z,
+               ") nor trained here, or out of order");
+    }
+  }
+  return out;
+}
+
+// Receives and discards every round of step `step` (a stop: the batches the
+// rollout ranks generated but the learners will not train on).
+void discard_step(Run& run, long step) {
+  for (long round = 0;; ++round)
+    if (receive_round(run, step, round).front().last_round) return;
+}
+
+// A message's groups as a batch (group_pos: their places in the round),
+// each checked against the round's prompts (`prompts`, this learner's draw
+// of the stream).
+StepBatch groups_of(Run& run, long step, GroupsMessage& msg,
+                    const std::vector<data::Example>& prompts) {
+  const long G = run.train.group_size;
+  const int64_t N = run.train.prompts_per_step;
+  StepBatch part;
+  part.rollout.group_size = G;
+  part.rollout.samples = std::move(msg.rollout.samples);
+  if (msg.carries_stats) part.rollout.stats = msg.rollout.stats;
+  part.scores = std::move(msg.scores);
+  part.rewards = std::move(msg.rewards);
+  for (size_t g = 0; g < msg.places.size(); ++g) {
+    const int64_t place = msg.places[g], id = msg.round * N + place;
+    const data::Example& ex = prompts.at(place);
+    std::string text = run.tmpl.render(ex.prompt);
+    // The rollout rank drew the same stream: the same prompt, as tokens.
+    const auto in = rollout::make_prompt_input(id, text, *run.policy.tokenizer, run.prepend_bos);
+    const rollout::RolloutSample& s0 = part.rollout.samples[g * G];
+    ZR_CHECK(s0.prompt_id == id && s0.prompt_tokens == in.tokens, "step ", step + 1, " round ",
+             msg.round, ": the group at place ", place, " was generated from another prompt (id ",
+             s0.prompt_id, "): rollout and learner disagree on the prompt stream");
+    part.examples.push_back(ex);
+    part.prompts_rendered.push_back(std::move(text));
+    part.group_pos.push_back(place);
+  }
+  return part;
+}
+
+// The groups `which` of a batch, copied (without its rollout statistics).
+StepBatch select_groups(const StepBatch& b, const std::vector<size_t>& which) {
+  const long G = b.group_size();
+  StepBatch out;
+  out.rollout.group_size = G;
+  for (size_t g : which) {
+    out.prompts_rendered.push_back(b.prompts_rendered[g]);
+    out.examples.push_back(b.examples[g]);
+    out.group_pos.push_back(b.group_pos[g]);
+    for (size_t j = g * G; j < (g + 1) * G; ++j) {
+      out.rollout.samples.push_back(b.rollout.samples[j]);
+      out.scores.push_back(b.scores[j]);
+      out.rewards.push_back(b.rewards[j]);
+    }
   }
   return out;
 }
 
 // sample, disaggregated: the learner's groups of this step from the rollout
-// ranks, in stream order; the version each was generated by is checked
-// against the fingerprint of the weights this learner sent as that version,
-// and groups older than rollout.max_staleness versions are dropped
-// (counted).  Metrics of what arrived are those sample_phase records.
-StepBatch receive_phase(Run& run, long step, StepLog& log) {
+// ranks, round by round (one without dynamic sampling), each round's in
+// stream order.  The version each was generated by is checked against the
+// fingerprint of the weights this learner sent as that version, and groups
+// older than rollout.max_staleness versions are dropped (counted).  Metrics
+// of what was drawn are those sample_phase records: this learner counts the
+// round's places [l N/L, (l+1) N/L), kept or not; it trains on the batch
+// places [l N/L, (l+1) N/L), which must arrive in order.
+StepBatch receive_phase(Run& run, Comm& comm, long step, StepLog& log) {
   Roles& roles = *run.roles;
   MetricReducer& m = log.metrics;
   const long G = run.train.group_size;
   const long k = run.async.max_staleness;
-  const int64_t first =
-      roles.learner_places(roles.role_comm().rank(), run.train.prompts_per_step).first;
-  const std::vector<data::Example> prompts = run.source->next_batch();  // places [first, ...)
-  const auto t_wait = Clock::now();
-  std::vector<GroupsMessage> msgs = receive_groups(run, step);
-  log.add_seconds("learner_idle", seconds_since(t_wait));
+  const bool dynamic = run.adv.dynamic_sampling;
+  const auto [a, z] = roles.learner_places(comm.rank(), run.train.prompts_per_step);
   StepBatch kept;
   kept.rollout.group_size = G;
-  double gen = 0, rew = 0, rollout_idle = 0, lag_sum = 0, groups = 0, dropped = 0, lag_max = 0;
-  for (GroupsMessage& msg : msgs) {
-    const auto fp = run.version_fingerprint.find(msg.version);
-    ZR_CHECK(fp != run.version_fingerprint.end() && fp->second == msg.fingerprint, "step ",
-             step + 1, ": groups from place ", msg.first_place, " claim weight version ",
-             msg.version, " but were generated by other weights (fingerprint ",
-             std::to_string(msg.fingerprint),
-             fp == run.version_fingerprint.end() ? std::string(", a version not sent")
-                                                 : ", sent " + std::to_string(fp->second),
-             "): the version accounting is broken");
-    const long lag = step - msg.version;
-    ZR_CHECK(lag >= 0, "step ", step + 1, ": groups of weight version ", msg.version,
-             " come from the future");
-    StepBatch part;
-    part.rollout.group_size = G;
-    part.rollout.samples = std::move(msg.rollout.samples);
-    if (msg.carries_stats) part.rollout.stats = msg.rollout.stats;
-    part.scores = std::move(msg.scores);
-    part.rewards = std::move(msg.rewards);
-    const int64_t n = static_cast<int64_t>(part.rollout.samples.size()) / G;
-    for (int64_t g = 0; g < n; ++g) {
-      const int64_t place = msg.first_place + g;
-      const data::Example& ex = prompts.at(place - first);
-      std::string text = run.tmpl.render(ex.prompt);
-      // The rollout rank drew the same stream: the same prompt, as tokens.
-      const auto in =
-          rollout::make_prompt_input(place, text, *run.policy.tokenizer, run.prepend_bos);
-      const rollout::RolloutSample& s0 = part.rollout.samples[g * G];
-      ZR_CHECK(s0.prompt_id == place && s0.prompt_tokens == in.tokens, "step ", step + 1,
-               ": the group at place ", place, " was generated from another prompt (id ",
-               s0.prompt_id, "): rollout and learner disagree on the prompt stream");
-      part.examples.push_back(ex);
-      part.prompts_rendered.push_back(std::move(text));
-      part.group_pos.push_back(place);
+  const size_t R = static_cast<size_t>(roles.rollout_ranks());
+  // Per rollout rank, summed over the rounds (the slowest rank is logged).
+  std::vector<double> gen(R), rew(R), rollout_idle(R);
+  double lag_sum = 0, trained = 0, dropped = 0, lag_max = 0, drawn = 0, with_signal = 0;
+  int64_t next = a;  // the next batch place this learner trains
+  int64_t kept_all = 0;
+  long round = 0;
+  for (bool last = false; !last; ++round) {
+    const auto t_wait = Clock::now();
+    std::vector<GroupsMessage> msgs = receive_round(run, step, round);
+    log.add_seconds("learner_idle", seconds_since(t_wait));
+    last = msgs.front().last_round;
+    kept_all = msgs.front().kept;
+    const std::vector<data::Example> prompts = run.source->next_batch();  // the round's N
+    int64_t counted = 0;
+    for (size_t r = 0; r < R; ++r) {
+      GroupsMessage& msg = msgs[r];
+      const auto fp = run.version_fingerprint.find(msg.version);
+      ZR_CHECK(fp != run.version_fingerprint.end() && fp->second == msg.fingerprint, "step ",
+               step + 1, ": groups from rollout rank ", roles.rollout_world_rank(r),
+               " claim weight version ", msg.version,
+               " but were generated by other weights (fingerprint ",
+               std::to_string(msg.fingerprint),
+               fp == run.version_fingerprint.end() ? std::string(", a version not sent")
+                                                   : ", sent " + std::to_string(fp->second),
+               "): the version accounting is broken");
+      const long lag = step - msg.version;
+      ZR_CHECK(lag >= 0, "step ", step + 1, ": groups of weight version ", msg.version,
+               " come from the future");
+      StepBatch part = groups_of(run, step, msg, prompts);
+      const std::vector<bool> signal = groups_with_signal(part.rewards, G, run.adv.zero_spread_tol);
+      std::vector<size_t> mine;  // this learner's places of the round: counted as drawn
+      for (size_t g = 0; g < part.num_groups(); ++g)
+        if (part.group_pos[g] >= a && part.group_pos[g] < z) mine.push_back(g);
+      if (!mine.empty() || msg.carries_stats) {
+        StepBatch seen = select_groups(part, mine);
+        seen.rollout.stats = part.rollout.stats;
+        std::vector<bool> seen_signal;
+        for (size_t g : mine) seen_signal.push_back(signal[g]);
+        add_batch_metrics(run, seen, seen_signal, m);
+        for (bool s : seen_signal) with_signal += s;
+      }
+      counted += static_cast<int64_t>(mine.size());
+      gen[r] += msg.generate_seconds;
+      rew[r] += msg.reward_seconds;
+      rollout_idle[r] += msg.wait_seconds;
+      for (size_t g = 0; g < part.num_groups(); ++g) {
+        const int64_t q = msg.batch_places[g];
+        if (q < a || q >= z) continue;
+        ZR_CHECK(q == next && (!dynamic || signal[g]), "step ", step + 1, " round ", round,
+                 ": learner ", comm.rank(), " got the group at place ", part.group_pos[g],
+                 " to train at batch place ", q, " where ", next, " was due",
+                 dynamic && !signal[g] ? ", and its rewards do not differ" : "",
+                 " (dynamic sampling's choice is broken)");
+        ++next;
+        if (lag > k) {
+          ++dropped;
+          continue;
+        }
+        lag_sum += static_cast<double>(lag);
+        lag_max = std::max(lag_max, static_cast<double>(lag));
+        ++trained;
+        append_group(kept, part, g, q);
+      }
     }
-    add_batch_metrics(run, part, groups_with_signal(part.rewards, G, run.adv.zero_spread_tol), m);
-    gen = std::max(gen, msg.generate_seconds);
-    rew = std::max(rew, msg.reward_seconds);
-    rollout_idle = std::max(rollout_idle, msg.wait_seconds);
-    groups += static_cast<double>(n);
-    if (lag > k) {
-      dropped += static_cast<double>(n);
-      continue;
-    }
-    lag_sum += static_cast<double>(lag * n);
-    lag_max = std::max(lag_max, static_cast<double>(lag));
-    for (int64_t g = 0; g < n; ++g) append_group(kept, part, g, part.group_pos[g]);
+    ZR_CHECK(counted == z - a, "step ", step + 1, " round ", round, ": learner ", comm.rank(),
+             " got ", counted, " of its ", z - a, " places [", a, ", ", z,
+             ") from the rollout ranks");
+    drawn += static_cast<double>(counted);
   }
+  ZR_CHECK(next == std::max(a, std::min(z, kept_all)), "step ", step + 1, ": learner ", comm.rank(),
+           " trained batch places [", a, ", ", next, ") of ", kept_all, " kept; its share is [", a,
+           ", ", std::min(z, kept_all), ")");
   run.stale_dropped += static_cast<long>(dropped);
-  log.add_seconds("rollout", gen);
-  log.add_seconds("reward", rew);
-  log.add_seconds("rollout_idle", rollout_idle);
-  m.add_mean("async/version_lag", lag_sum, groups - dropped);
+  log.add_seconds("rollout", *std::max_element(gen.begin(), gen.end()));
+  log.add_seconds("reward", *std::max_element(rew.begin(), rew.end()));
+  log.add_seconds("rollout_idle", *std::max_element(rollout_idle.begin(), rollout_idle.end()));
+  m.add_mean("async/version_lag", lag_sum, trained);
   m.add_max("async/version_lag_max", lag_max);
   m.add_sum("async/stale_groups_dropped", dropped);
   m.add_sum("async/stale_groups_dropped_total", static_cast<double>(run.stale_dropped));
-  kept.global_groups =
-      std::lround(roles.role_comm().allreduce_scalar(static_cast<double>(kept.num_groups())));
+  kept.global_groups = std::lround(comm.allreduce_scalar(static_cast<double>(kept.num_groups())));
   if (dropped > 0)
     ZR_LOG_WARN("step ", step + 1, ": ", dropped, " group(s) more than rollout.max_staleness = ", k,
                 " versions old dropped (async/stale_groups_dropped)");
+  if (dynamic) add_dynamic_metrics(run, comm, step, round, drawn, with_signal, kept, m);
   return kept;
 }
 
@@ -1458,7 +1612,7 @@ void stop_rollout_ranks(Run& run, long step, int signal) {
   const long sent = std::max(run.start_step, std::min(step + 1, last_version_needed(run)));
   long last_batch = step;
   while (last_batch < last_step && generating_version(run, last_batch + 1) <= sent) ++last_batch;
-  for (long b = step + 1; b <= last_batch; ++b) receive_groups(run, b);
+  for (long b = step + 1; b <= last_batch; ++b) discard_step(run, b);
   if (last_batch < last_step && run.roles->weights_root()) {
     at::Tensor word = at::full({1}, -static_cast<int64_t>(signal), at::kLong);
     run.roles->weights_comm().broadcast(word, 0);
@@ -1507,7 +1661,8 @@ TrainResult run_train(Recipe& recipe, Comm& world, const std::string& resume, bo
     const auto t_step = Clock::now();
     const double exchange0 = model::ep_exchange_seconds();
     // rollout + reward (+ dynamic rounds), or the rollout ranks' groups
-    StepBatch b = run.roles ? receive_phase(run, step, log) : sample_phase(run, comm, step, log);
+    StepBatch b =
+        run.roles ? receive_phase(run, comm, step, log) : sample_phase(run, comm, step, log);
     if (!run.roles && comm.size() > 1) {
       // Colocated: what the long tail costs across ranks, the mean rank's
       // wait for the slowest one's rollout + reward (they meet at the

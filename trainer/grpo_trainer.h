@@ -24,7 +24,10 @@
 // they do not depend on the world size; one rank may hold more of them
 // than another.  Each round's counts are all-gathered, so every rank takes
 // the same rounds and its prompt source advances alike (the checkpoint's
-// data cursor covers every round drawn).
+// data cursor covers every round drawn).  In disaggregated mode the rollout
+// ranks draw the rounds and choose the kept groups by the same rule, and
+// each learner trains its share of the kept batch (trainer/disaggregated.h):
+// the same groups, trained alike.
 //
 // Metrics (metrics.jsonl, reduced over ranks): reward/*, response/*,
 // advantage/zero_spread_frac and rollout/* describe every completion drawn

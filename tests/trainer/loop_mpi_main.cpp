@@ -352,7 +352,9 @@ void resume_dense(Comm& comm, const std::string& dir) {
 //     disagrees with the streamed records (rollout/expert_mismatch > 0, so
 //     replay has something to change), and with --differ the final weights
 //     move by more than 1e-5 from RUN, the same run without replay: the
-//     learner's forwards took the streamed experts, not its own.
+//     learner's forwards took the streamed experts, not its own;
+//   * with advantage.dynamic_sampling = true, the filter's counts
+//     (check_dynamic_rows), at k = 0 equal to the colocated run's.
 constexpr long kAsyncSteps = 5;
 
 struct AsyncArgs {
@@ -446,6 +448,63 @@ void check_length_quantiles(const std::string& run_dir, const std::vector<nlohma
                     a.compare, "'s ", ref[s][k], " (the same completions)");
 }
 
+bool has_set(const AsyncArgs& a, const std::string& kv) {
+  return std::find(a.sets.begin(), a.sets.end(), kv) != a.sets.end();
+}
+
+// With dynamic sampling (--set=advantage.dynamic_sampling=true): every step
+// logs the filter's counts and they hold together -- each round's N prompts
+// counted as drawn exactly once over the learners (groups_drawn = rounds N),
+// the trained batch the first N groups with a reward spread (groups_kept =
+// min(N, groups_with_signal)), short steps counted -- and over the run some
+// step drew a second round and some group was filtered out (the recipe
+// exercises the filter).  With --compare at k = 0 every count equals the
+// colocated run's, step by step, and so does reward/mean (within 1e-12: the
+// same completions, summed in another order).
+void check_dynamic_rows(const std::vector<nlohmann::json>& rows, const AsyncArgs& a,
+                        const std::string& dir) {
+  if (!has_set(a, "advantage.dynamic_sampling=true")) return;
+  const char* counts[] = {"dynamic/rounds", "dynamic/groups_drawn", "dynamic/groups_with_signal",
+                          "dynamic/groups_kept", "dynamic/short_steps_total"};
+  std::vector<nlohmann::json> ref;
+  if (!a.compare.empty() && a.k == 0)
+    ref = test::read_jsonl(dir + "/runs/" + a.compare + "/metrics.jsonl");
+  bool refilled = false, filtered = false;
+  double shorts = 0;
+  for (size_t s = 0; s < rows.size(); ++s) {
+    const auto& r = rows[s];
+    for (const char* k : counts)
+      CHECK_OR_FAIL(r.contains(k) && r[k].is_number(), "step ", s + 1, ": no ", k, " logged");
+    if (g_failures > 0) return;
+    const double rounds = r["dynamic/rounds"], drawn = r["dynamic/groups_drawn"];
+    const double signal = r["dynamic/groups_with_signal"], kept = r["dynamic/groups_kept"];
+    const double N = kDensePrompts;
+    shorts += kept < N;
+    std::cout << "step " << s + 1 << ": rounds " << rounds << ", drawn " << drawn
+              << ", with a reward spread " << signal << ", kept " << kept << " (per learner "
+              << r["dynamic/rank_groups_min"] << ".." << r["dynamic/rank_groups_max"] << ")\n";
+    CHECK_OR_FAIL(drawn == rounds * N && kept == std::min(N, signal) &&
+                      r["dynamic/short_steps_total"].get<double>() == shorts,
+                  "step ", s + 1, ": rounds ", rounds, ", drawn ", drawn, ", with signal ", signal,
+                  ", kept ", kept, ", short steps ", r["dynamic/short_steps_total"],
+                  " do not hold together (N = ", N, ")");
+    refilled |= rounds > 1;
+    filtered |= signal < drawn;
+    if (s < ref.size()) {
+      for (const char* k : counts)
+        CHECK_OR_FAIL(r[k] == ref[s][k], "step ", s + 1, " ", k, ": ", r[k], " vs ", a.compare,
+                      "'s ", ref[s][k]);
+      const double dr =
+          std::abs(r["reward/mean"].get<double>() - ref[s]["reward/mean"].get<double>());
+      CHECK_OR_FAIL(dr <= 1e-12, "step ", s + 1, " reward/mean differs from ", a.compare, "'s by ",
+                    dr);
+    }
+  }
+  CHECK_OR_FAIL(refilled && filtered, "no step ",
+                refilled ? "filtered a group" : "drew a second round",
+                ": the recipe no longer exercises dynamic sampling");
+}
+
 std::vector<std::string> async_overrides(const AsyncArgs& a) {
   std::vector<std::string> o = dense_recipe();
   o.push_back("train.steps=" + std::to_string(kAsyncSteps));
@@ -494,6 +553,7 @@ void resume_async(Comm& comm, const std::string& dir, const AsyncArgs& a, const 
   const auto rows = test::read_jsonl(copy + "/metrics.jsonl");
   CHECK_OR_FAIL(rows.size() == static_cast<size_t>(kAsyncSteps), rows.size(), " metrics rows");
   check_async_rows(rows, a, S);
+  check_dynamic_rows(rows, a, dir);
   const auto la = test::lines_without_time(full + "/metrics.jsonl");
   const auto lb = test::lines_without_time(copy + "/metrics.jsonl");
   for (long s = 0; s < S && s < static_cast<long>(std::min(la.size(), lb.size())); ++s)
@@ -540,6 +600,7 @@ void run_async(Comm& comm, const std::string& dir, const AsyncArgs& a) {
   check_async_rows(rows, a, 0);
   check_async_timings(rows, a, comm.size());
   check_length_quantiles(res.run_dir, rows, a, dir);
+  check_dynamic_rows(rows, a, dir);
   const bool bis =
       std::find(a.sets.begin(), a.sets.end(), "loss.behaviour_is=truncate") != a.sets.end();
   for (size_t s = 0; bis && s < rows.size(); ++s) {
