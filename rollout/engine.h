@@ -260,8 +260,10 @@ struct EngineOptions {
   // weight version).
   // Where the policy does not qualify (model::decode_graphs_apply: fp32 or
   // fp16 MoE experts, expert parallelism) and above the largest bucket,
-  // steps run eagerly.  On by default, as in vLLM; ignored on the CPU.
-  bool cuda_graphs = true;
+  // steps run eagerly.  Ignored on the CPU.  Off by default (vLLM's is on)
+  // until the graphs have run on a GPU: their tests wait in
+  // scripts/device_check.sh step 5.
+  bool cuda_graphs = false;
   // Run the same fixed-shape step eagerly instead of CausalLM::decode, on
   // any device (the CPU's opt-in: it gathers the blocks where the CPU's
   // dynamic step reads them in place, so log-probs differ in the last bits;

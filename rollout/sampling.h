@@ -98,8 +98,9 @@ struct RolloutConfig {
   // (rollout::EngineOptions::stop_check_every); 0: auto (1 on the CPU, 8 on a GPU).
   int64_t stop_check_every = 0;
   // Decode steps replayed from CUDA graphs at fixed batch sizes on a GPU
-  // (rollout::EngineOptions::cuda_graphs); ignored on the CPU.
-  bool cuda_graphs = true;
+  // (rollout::EngineOptions::cuda_graphs); ignored on the CPU.  Off until
+  // the graphs have run on a GPU (scripts/device_check.sh step 5).
+  bool cuda_graphs = false;
   SamplingParams sampling;  // rollout.sampling
 
   static RolloutConfig from(const ConfigNode& node);

@@ -495,8 +495,8 @@ if [ -n "$only_reflect" ]; then
       cp "$rd/base-reflect-gpu/metrics.jsonl" "$ret/reflect_pretrain_metrics.jsonl"
       row "reflect: pretrain (gpu, bf16)" ok "$(( $(date +%s) - t0 ))s; $(grep -Eo 'nll [0-9.]+' "$out/reflect_pretrain.log" | tail -1)"
       t0=$(date +%s)
-      # CUDA graphs (rollout.cuda_graphs, on by default) have not run on a GPU
-      # yet and this mode skips their tests (step 5): off here unless
+      # CUDA graphs (rollout.cuda_graphs, off by default) have not run on a
+      # GPU yet and this mode skips their tests (step 5): off here unless
       # ZR_REFLECT_GRAPHS=true, set once step 5 has passed on a device.
       timeout 330 "$fb/zerorl" train recipes/r1zero-reflect-gpu.yaml run.dir="$rd" \
         policy.init="$rd/base-reflect-gpu/base.h5" rollout.cuda_graphs="${ZR_REFLECT_GRAPHS:-false}" \

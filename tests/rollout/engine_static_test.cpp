@@ -155,7 +155,7 @@ model::ModelConfig dense(model::ModelConfig c) {
   return c;
 }
 
-// Graphs on (the default) against graphs off, for dense fp32 policies (the
+// Graphs on against graphs off (the default), for dense fp32 policies (the
 // MoE experts' fp32 loop reads counts on the host, so those would not
 // qualify): graphs off is the dynamic step, so tokens equal and log-probs
 // within 1e-5 (TF32 off, libtorch's default).
@@ -168,7 +168,7 @@ TEST(StaticDecode, GraphsGiveTheEagerCompletionsOnCuda) {
     ASSERT_TRUE(model::decode_graphs_apply(*m, &why)) << why;
     const auto prompts = ragged_prompts(13, cfg.vocab_size);
     for (const SamplingParams& sp : {greedy(24), sampled(24)}) {
-      EngineOptions eo = EngineOptions().slots(8).eos(-1).blocks(4).routing(false);
+      EngineOptions eo = EngineOptions().slots(8).eos(-1).blocks(4).routing(false).graphs(true);
       eo.cache_bytes(16 * model::KvCache::block_bytes(cfg, 4, at::kFloat));
       const RolloutBatch off = Engine(EngineOptions(eo).graphs(false)).generate(*m, prompts, 3, sp);
       const RolloutBatch on = Engine(eo).generate(*m, prompts, 3, sp);
@@ -197,7 +197,7 @@ TEST(StaticDecode, GraphsOfABf16MoePolicyOnCuda) {
     GTEST_SKIP() << "the CUDA device does not run this policy's decode as a graph: " << why;
   const auto prompts = ragged_prompts(13, cfg.vocab_size);
   for (const SamplingParams& sp : {greedy(24), sampled(24)}) {
-    EngineOptions eo = EngineOptions().slots(8).eos(-1).blocks(4).routing(true);
+    EngineOptions eo = EngineOptions().slots(8).eos(-1).blocks(4).routing(true).graphs(true);
     const RolloutBatch eager =
         Engine(EngineOptions(eo).graphs(false).static_step(true)).generate(*m, prompts, 3, sp);
     const RolloutBatch on = Engine(eo).generate(*m, prompts, 3, sp);
@@ -217,7 +217,7 @@ TEST(StaticDecode, GraphsAreCapturedOncePerWeightVersionOnCuda) {
   auto m = test::make_policy(cfg);
   m->to(at::kCUDA);
   const auto prompts = ragged_prompts(6, cfg.vocab_size);
-  const EngineOptions eo = EngineOptions().slots(8).eos(-1).keep_cache(true);
+  const EngineOptions eo = EngineOptions().slots(8).eos(-1).keep_cache(true).graphs(true);
   Engine on(eo), off(EngineOptions(eo).graphs(false));
   const RolloutBatch first = on.generate(*m, prompts, 2, sampled(16));
   EXPECT_GT(first.stats.graph_captures, 0);
