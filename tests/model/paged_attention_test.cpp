@@ -144,7 +144,9 @@ TEST(PagedAttention, MatchesTheGatheredSoftmaxForGroupsOfOneToSixteen) {
     }
 }
 
-TEST(PagedAttention, MatchesWithValuesAliasingKeysAndConsecutiveBlocks) {
+// MLA-like: the values are the keys' first Cv columns (the latent rows), in
+// blocks of 3 positions.
+Case mla_like_case() {
   Case c;
   c.alias_v = true;
   c.Hq = 4;
@@ -153,6 +155,11 @@ TEST(PagedAttention, MatchesWithValuesAliasingKeysAndConsecutiveBlocks) {
   c.bs = 3;
   c.group_sizes = {4, 1, 7};
   c.prompt_len = {9, 4, 10};
+  return c;
+}
+
+TEST(PagedAttention, MatchesWithValuesAliasingKeysAndConsecutiveBlocks) {
+  Case c = mla_like_case();
   for (bool shuffle : {false, true}) {
     c.shuffle_blocks = shuffle;
     EXPECT_LT(max_error(c, at::kFloat, true, 11), 1e-5);
@@ -365,15 +372,8 @@ TEST(PagedAttention, CudaKernelMatchesTheGatheredSoftmaxOnCuda) {
   Case c;
   c.group_sizes = {1, 3, 16, 2, 8, 5};
   c.prompt_len = {5, 8, 13, 0, 17, 3};
-  Case m;  // MLA-like: values alias the keys, consecutive blocks too
-  m.alias_v = true;
-  m.Hq = 4;
-  m.C = 12;
-  m.Cv = 8;
-  m.bs = 3;
-  m.group_sizes = {4, 1, 7};
-  m.prompt_len = {9, 4, 10};
-  Case wide;  // channels beyond one thread's share and > 32 positions per run
+  Case m = mla_like_case();  // values alias the keys, consecutive blocks too
+  Case wide;                 // channels beyond one thread's share and > 32 positions per run
   wide.bs = 40;
   wide.C = 200;
   wide.Cv = 300;
