@@ -35,6 +35,7 @@ static const char* kUsage =
     "task options (the difficulty knobs):\n"
     "  --min-digits D --max-digits D          addition, multiplication, sum (default 1..3)\n"
     "  --min-terms N --max-terms N            sum: numbers added, the level (default 2..4)\n"
+    "  --chain running|remaining              sum: the worked chain's form (default running)\n"
     "  --num-count K --max-number M           countdown (default 4 numbers up to 50)\n"
     "  --min-target T --max-target T          countdown (default 10..200)\n"
     "  --test-fraction F                      share of problems held out (default 0.1)\n";
@@ -47,6 +48,7 @@ static data::TaskConfig task_options(Args& args) {
   c.max_digits = static_cast<int>(args.int_value("--max-digits", c.max_digits));
   c.min_terms = static_cast<int>(args.int_value("--min-terms", c.min_terms));
   c.max_terms = static_cast<int>(args.int_value("--max-terms", c.max_terms));
+  c.chain = args.value("--chain", c.chain);
   c.num_count = static_cast<int>(args.int_value("--num-count", c.num_count));
   c.max_number = static_cast<int>(args.int_value("--max-number", c.max_number));
   c.min_target = static_cast<int>(args.int_value("--min-target", c.min_target));

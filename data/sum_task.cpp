@@ -48,11 +48,22 @@ std::string SumTask::worked_solution(const Example& ex) const {
   std::string out, all = std::to_string(t[0]);
   uint64_t acc = t[0];
   for (size_t i = 1; i < t.size(); ++i) {
-    out += str_cat(acc, "+", t[i], "=", acc + t[i], ". ");
+    out += chain_step(acc, t[i], acc + t[i], left_after(t, i)) + " ";
     acc += t[i];
     all += str_cat("+", t[i]);
   }
   return out + str_cat("So ", all, "=", acc, ".");
+}
+
+std::string SumTask::left_after(const std::vector<uint64_t>& t, size_t i) const {
+  std::string rest;
+  if (cfg_.chain != "remaining") return rest;
+  for (size_t j = i + 1; j < t.size(); ++j) rest += str_cat(rest.empty() ? "" : "+", t[j]);
+  return rest;
+}
+
+std::string SumTask::chain_step(uint64_t x, uint64_t y, uint64_t v, const std::string& left) {
+  return str_cat(x, "+", y, "=", v, left.empty() ? "" : ", left ", left, ".");
 }
 
 namespace {
@@ -84,11 +95,16 @@ uint64_t slipped_sum(uint64_t x, uint64_t y, Rng& rng) {
 // by stating the pair again as a chain step ("x+y=s.", not the columns' "So
 // x+y=s."), so that what follows a check reads as what follows any step of
 // the chain: runs 8 and 10 (docs/REPRODUCTION.md) lost their place after a
-// check ending in "So", the word that opens a chain's last line.
-std::string checked_pair(uint64_t x, uint64_t y, uint64_t v) {
+// check ending in "So", the word that opens a chain's last line.  With the
+// "remaining" chain both statements also name the terms left ("x+y=v, left
+// t."), so the term after the check is in the line just written.
+std::string checked_pair(uint64_t x, uint64_t y, uint64_t v, const std::string& left = "") {
   std::string columns = worked_column_addition(x, y);
   columns.erase(columns.rfind("So "), 3);
-  return str_cat(x, "+", y, "=", v, ". Wait, let me recheck ", x, "+", y, ": ", columns);
+  columns.replace(columns.rfind(str_cat(x, "+", y, "=")), std::string::npos,
+                  SumTask::chain_step(x, y, x + y, left));
+  return str_cat(SumTask::chain_step(x, y, v, left), " Wait, let me recheck ", x, "+", y, ": ",
+                 columns);
 }
 
 }  // namespace
@@ -107,14 +123,15 @@ std::string SumTask::reflective_solution(const Example& ex, uint64_t variant, bo
     const auto [x, y] = pairs[i];
     const uint64_t s = x + y;
     all += str_cat("+", y);
+    const std::string left = left_after(t, i + 1);
     if (i != k) {
-      out += str_cat(x, "+", y, "=", s, ". ");
+      out += chain_step(x, y, s, left) + " ";
       continue;
     }
     // The pair (slipped or right), rechecked at once by a check that copies
     // it as just written and adds it in columns, as a step document does:
     // local and reliable.
-    out += checked_pair(x, y, slip ? slipped_sum(x, y, rng) : s) + " ";
+    out += checked_pair(x, y, slip ? slipped_sum(x, y, rng) : s, left) + " ";
   }
   return out + str_cat("So ", all, "=", pairs.back().first + pairs.back().second, ".");
 }

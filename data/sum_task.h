@@ -12,6 +12,10 @@
 // long way (checked_pair: column by column, data/arithmetic_task.h) is
 // rarely wrong, so checking a step and redoing it raises the chance of
 // being right.  More terms mean more steps: length has room to grow.
+// With `chain: remaining` each step but the last also names the terms still
+// to add ("47+85=132, left 36. 132+36=168."): the next term is then in the
+// line just written rather than found by position in the question, which a
+// check's own lines disturbed (docs/REPRODUCTION.md, runs 11-13).
 #pragma once
 
 #include <cstdint>
@@ -44,9 +48,13 @@ class SumTask final : public Task {
 
   // The terms of a problem (its meta "terms").
   static std::vector<uint64_t> terms(const Example& ex);
+  // One step of the chain: "x+y=v." or, with terms left, "x+y=v, left a+b.".
+  static std::string chain_step(uint64_t x, uint64_t y, uint64_t v, const std::string& left);
 
  protected:
   Example draw(uint64_t rng_seed) const override;
+  // The terms after the i-th, as "a+b" ("" with the running chain or none left).
+  std::string left_after(const std::vector<uint64_t>& t, size_t i) const;
   std::string key(const Example& ex) const override;
 };
 

@@ -39,6 +39,12 @@ struct TaskConfig {
   // level; data/sum_task.h).
   int min_terms = 2;
   int max_terms = 4;
+  // sum: the worked chain's form.  "running": "47+85=132. 132+36=168." (each
+  // step finds its next term in the question); "remaining": every step but
+  // the last also names the terms still to add, "47+85=132, left 36+25.
+  // 132+36=168, left 25.", so that the next term is always in the line just
+  // written, after a check as after a step (data/sum_task.h).
+  std::string chain = "running";
   // countdown: how many numbers (the difficulty knob), their range, target range.
   int num_count = 4;
   int max_number = 50;

@@ -9,7 +9,11 @@ and counts, at greedy, how often the base's next words are the chain's next
 step " v+t=" (t the next term of the question).  A base that has learned
 to go on after a check scores about as well on both.
 
+With --chain remaining every step names the terms left ("a+b=s, left c+d."),
+as the sum task's `chain: remaining` writes it, the check's restatement too.
+
   scripts/reflect_continuation.py runs/base-reflect12/base.h5 [--zerorl build/zerorl] [--so]
+      [--chain running|remaining]
 """
 import argparse
 import json
@@ -42,7 +46,13 @@ def main():
     ap.add_argument("--seed", type=int, default=11)
     ap.add_argument("--so", action="store_true",
                     help="end the check 'So x+y=v.' as corpora before 2169255 did")
+    ap.add_argument("--chain", choices=["running", "remaining"], default="running")
     a = ap.parse_args()
+
+    def step(x, y, v, t, i):
+        """Pair i (adding t[i]) as the chain writes it."""
+        left = "+".join(map(str, t[i + 1:])) if a.chain == "remaining" else ""
+        return f"{x}+{y}={v}" + (f", left {left}" if left else "") + "."
     rng = random.Random(a.seed)
     cases = []
     for _ in range(a.n):
@@ -51,11 +61,11 @@ def main():
         k = rng.randint(1, n - 2)  # pairs 1..k written; pair k+1 comes next
         acc, chain = t[0], ""
         for i in range(1, k + 1):
-            chain += f"{acc}+{t[i]}={acc + t[i]}. "
-            x, y = acc, t[i]
+            chain += step(acc, t[i], acc + t[i], t, i) + " "
+            x, y, last = acc, t[i], i
             acc += t[i]
         head = "User: What is " + " + ".join(map(str, t)) + "?\nAssistant: <think> "
-        checked = head + chain + f"Wait, let me recheck {x}+{y}: " + columns(x, y) + ("So " if a.so else "") + f"{x}+{y}={x + y}."
+        checked = head + chain + f"Wait, let me recheck {x}+{y}: " + columns(x, y) + ("So " if a.so else "") + step(x, y, x + y, t, last)
         cases.append((head + chain.strip(), checked, f" {acc}+{t[k + 1]}="))
     env = dict(os.environ, OMP_NUM_THREADS="1")
     for form, idx in (("plain", 0), ("checked", 1)):

@@ -177,13 +177,27 @@ std::vector<uint64_t> terms_of(const std::string& prompt) {
   return t;
 }
 
+// The terms after the i-th as "a+b", when the chain names them ("" otherwise).
+std::string left_of(const std::vector<uint64_t>& t, size_t i, bool remaining) {
+  std::string left;
+  for (size_t j = i + 1; remaining && j < t.size(); ++j)
+    left += (left.empty() ? "" : "+") + std::to_string(t[j]);
+  return left;
+}
+
+// One step, built here: "x+y=v." or "x+y=v, left a+b.".
+std::string step_of(uint64_t x, uint64_t y, uint64_t v, const std::string& left) {
+  return std::to_string(x) + "+" + std::to_string(y) + "=" + std::to_string(v) +
+         (left.empty() ? "" : ", left " + left) + ".";
+}
+
 // The right chain of running sums, built here: "a+b=s. s+c=u. So a+b+c=u."
-std::string chain_of(const std::vector<uint64_t>& t) {
+// (remaining: "a+b=s, left c. s+c=u. So a+b+c=u.").
+std::string chain_of(const std::vector<uint64_t>& t, bool remaining = false) {
   std::string out, all = std::to_string(t[0]);
   uint64_t acc = t[0];
   for (size_t i = 1; i < t.size(); ++i) {
-    out +=
-        std::to_string(acc) + "+" + std::to_string(t[i]) + "=" + std::to_string(acc + t[i]) + ". ";
+    out += step_of(acc, t[i], acc + t[i], left_of(t, i, remaining)) + " ";
     acc += t[i];
     all += "+" + std::to_string(t[i]);
   }
@@ -318,8 +332,16 @@ TEST(ReflectiveCorpus, PlantedSlipShareIsTheConfiguredFewPercent) {
 // Other worked documents hold the right chain with no wrong step.  Step documents that check copy
 // their pair, add it in right columns, and follow a slip (off by a power of ten) exactly when
 // marked, a right value otherwise.
-TEST(ReflectiveCorpus, EveryPlantedSlipIsCaughtAndCorrected) {
-  CorpusGenerator gen(reflect_corpus(2));
+// With `chain: remaining` (the terms left named at each step) the same holds
+// of the chain in that form, and the check's restatement names the terms
+// left again.
+class ReflectiveChain : public ::testing::TestWithParam<const char*> {};
+
+TEST_P(ReflectiveChain, EveryPlantedSlipIsCaughtAndCorrected) {
+  CorpusConfig cfg = reflect_corpus(2);
+  cfg.task.chain = GetParam();
+  const bool remaining = cfg.task.chain == "remaining";
+  CorpusGenerator gen(cfg);
   static const std::regex opening(R"(^ Wait, let me recheck (\d+)\+(\d+): )");
   int reflective = 0, plain = 0, steps = 0, step_slips = 0, step_confirms = 0;
   std::map<std::pair<DocKind, bool>, int> checks;  // (kind, catches a slip) -> documents
@@ -371,7 +393,7 @@ TEST(ReflectiveCorpus, EveryPlantedSlipIsCaughtAndCorrected) {
     if (d.kind != DocKind::kWorked && d.kind != DocKind::kTaggedWorked) continue;
     const std::vector<uint64_t> t = terms_of(d.prompt);
     ASSERT_GE(t.size(), 2u) << d.prompt;
-    const std::string chain = chain_of(t);
+    const std::string chain = chain_of(t, remaining);
     EXPECT_EQ(d.answer, chain.substr(chain.rfind('=') + 1, chain.size() - chain.rfind('=') - 2));
     const auto statements = pair_statements(d.text);
     std::vector<size_t> wrong;
@@ -400,7 +422,7 @@ TEST(ReflectiveCorpus, EveryPlantedSlipIsCaughtAndCorrected) {
       EXPECT_TRUE(wrong.empty()) << "a confirming check follows a right chain: " << d.text;
       const size_t at = d.text.find(" Wait, let me recheck ");
       ASSERT_NE(at, std::string::npos) << d.text;
-      while (k < statements.size() && statements[k].pos + statements[k].len + 1 != at) ++k;
+      while (k < statements.size() && d.text.find('.', statements[k].pos) + 1 != at) ++k;
       ASSERT_LT(k, statements.size()) << "the check follows a pair at once: " << d.text;
       confirm_steps.insert(static_cast<int>(k));
     }
@@ -408,24 +430,27 @@ TEST(ReflectiveCorpus, EveryPlantedSlipIsCaughtAndCorrected) {
     EXPECT_TRUE(t.size() == 2 || k + 2 < t.size()) << "a check mid-chain: " << d.text;
     const Statement& slip = statements[k];
     const uint64_t right = slip.x + slip.y;
+    // The checked step, as the chain writes it ("x+y=v." or "x+y=v, left a+b.").
+    const std::string left = left_of(t, k + 1, remaining);
+    ASSERT_EQ(d.text.substr(slip.pos, d.text.find('.', slip.pos) + 1 - slip.pos),
+              step_of(slip.x, slip.y, slip.v, left))
+        << d.text;
     // The check opens right after the checked step, naming that step's pair.
-    const size_t after = slip.pos + slip.len + 1;  // past "x+y=v."
+    const size_t after = d.text.find('.', slip.pos) + 1;  // past the step
     const std::string rest = d.text.substr(after);
     std::smatch named;
     ASSERT_TRUE(std::regex_search(rest, named, opening)) << d.text;
     EXPECT_EQ(std::stoull(named[1]), slip.x) << d.text;
     EXPECT_EQ(std::stoull(named[2]), slip.y) << d.text;
     // ...and ends restating the pair right.
-    // (as a chain step, "x+y=s.", without the columns' "So")
-    const std::string restated = ". " + std::to_string(slip.x) + "+" + std::to_string(slip.y) +
-                                 "=" + std::to_string(right) + ". ";
+    // (as a chain step, "x+y=s." or "x+y=s, left a+b.", without the columns' "So")
+    const std::string restated = ". " + step_of(slip.x, slip.y, right, left) + " ";
     const size_t r = d.text.find(restated, after);
     ASSERT_NE(r, std::string::npos) << d.text;
     expect_right_columns(d.text.substr(after, r + restated.size() - after), right);
     // Cut the check out and put the slip right: the right chain remains.
-    const std::string fixed = d.text.substr(0, slip.pos) + std::to_string(slip.x) + "+" +
-                              std::to_string(slip.y) + "=" + std::to_string(right) + ". " +
-                              d.text.substr(r + restated.size());
+    const std::string fixed = d.text.substr(0, slip.pos) + step_of(slip.x, slip.y, right, left) +
+                              " " + d.text.substr(r + restated.size());
     EXPECT_NE(fixed.find(chain), std::string::npos) << d.text << "\nwants " << chain;
     if (d.kind == DocKind::kWorked) {
       // The chain goes on after the check and ends the document.
@@ -452,6 +477,8 @@ TEST(ReflectiveCorpus, EveryPlantedSlipIsCaughtAndCorrected) {
       EXPECT_GT((checks[{kind, slip}]), 100)
           << doc_kind_name(kind) << (slip ? " slips" : " confirms");
 }
+
+INSTANTIATE_TEST_SUITE_P(Chains, ReflectiveChain, ::testing::Values("running", "remaining"));
 
 }  // namespace
 }  // namespace zerorl::data

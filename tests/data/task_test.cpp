@@ -140,6 +140,49 @@ TEST(Sum, WorkedSolutionIsTheChainOfRunningSums) {
   EXPECT_EQ(task.worked_solution(ex), "58+64=122. So 58+64=122.");
 }
 
+// The "remaining" chain names the terms still to add at every step but the
+// last, in the worked solution and around a check, whose restatement names
+// them again so that the next term is in the line just written.
+TEST(Sum, RemainingChainNamesTheTermsLeftAtEveryStepAndAfterACheck) {
+  TaskConfig c = config("sum", 1);
+  c.chain = "remaining";
+  SumTask task(c);
+  Example ex;
+  ex.task = "sum";
+  ex.meta = {{"terms", {47, 85, 36, 25}}, {"level", 4}};
+  ex.answer = "193";
+  EXPECT_EQ(task.worked_solution(ex),
+            "47+85=132, left 36+25. 132+36=168, left 25. 168+25=193. So 47+85+36+25=193.");
+  bool saw_first = false, saw_second = false;
+  for (uint64_t variant = 0; variant < 40; ++variant) {
+    const std::string r = task.reflective_solution(ex, variant, /*slip=*/false);
+    // A check falls on the first or second pair, never the last; confirming.
+    if (r.find("Wait, let me recheck 47+85: 7+5=12, write 2 carry 1. 4+8+1=13, write 3 carry 1. "
+               "write 1. 47+85=132, left 36+25. 132+36=168, left 25.") != std::string::npos)
+      saw_first = true;
+    if (r.find("132+36=168, left 25. Wait, let me recheck 132+36: ") != std::string::npos) {
+      EXPECT_NE(r.find("132+36=168, left 25. 168+25=193. So"), std::string::npos) << r;
+      saw_second = true;
+    }
+    EXPECT_EQ(r.find("168+25=193. Wait"), std::string::npos) << r;
+    const std::string s = task.reflective_solution(ex, variant, /*slip=*/true);
+    // The slipped value is stated with the terms left, and restated right with them.
+    const size_t w = s.find(" Wait, let me recheck ");
+    ASSERT_NE(w, std::string::npos) << s;
+    const std::string slipped = s.substr(0, w);
+    const auto ends_with = [&](const std::string& tail) {
+      return slipped.size() >= tail.size() &&
+             slipped.compare(slipped.size() - tail.size(), tail.size(), tail) == 0;
+    };
+    EXPECT_TRUE(ends_with(", left 36+25.") || ends_with(", left 25.")) << s;
+    EXPECT_NE(s.find("168+25=193. So 47+85+36+25=193."), std::string::npos) << s;
+  }
+  EXPECT_TRUE(saw_first && saw_second);
+  // The running chain (the default) is unchanged.
+  SumTask running(config("sum", 1));
+  EXPECT_EQ(running.worked_solution(ex), "47+85=132. 132+36=168. 168+25=193. So 47+85+36+25=193.");
+}
+
 // The level (number of terms) is uniform over min_terms..max_terms, the
 // prompt names every term, the gold is their sum (recomputed here from the
 // prompt text), and a worked solution has one step per pair plus the "So".
@@ -220,6 +263,11 @@ TEST(TaskConfig, BuiltFromARecipeSectionAndValidated) {
   auto s = TaskConfig::from(sum.section("task"));
   EXPECT_EQ(s.min_terms, 3);
   EXPECT_EQ(s.max_terms, 6);
+  EXPECT_EQ(s.chain, "running");
+  auto rem = Recipe::from_string("task:\n  name: sum\n  chain: remaining\n", "r.yaml");
+  EXPECT_EQ(TaskConfig::from(rem.section("task")).chain, "remaining");
+  auto badchain = Recipe::from_string("task:\n  name: sum\n  chain: left\n", "d.yaml");
+  EXPECT_THROW(TaskConfig::from(badchain.section("task")), Error);
   auto one = Recipe::from_string("task:\n  name: sum\n  min_terms: 1\n", "o.yaml");
   EXPECT_THROW(TaskConfig::from(one.section("task")), Error);
   auto typo = Recipe::from_string("task:\n  name: additon\n", "c.yaml");
