@@ -13,7 +13,7 @@ With --chain remaining every step names the terms left ("a+b=s, left c+d."),
 as the sum task's `chain: remaining` writes it, the check's restatement too.
 
   scripts/reflect_continuation.py runs/base-reflect12/base.h5 [--zerorl build/zerorl] [--so]
-      [--chain running|remaining]
+      [--chain running|remaining] [--digits D]
 """
 import argparse
 import json
@@ -47,6 +47,7 @@ def main():
     ap.add_argument("--so", action="store_true",
                     help="end the check 'So x+y=v.' as corpora before 2169255 did")
     ap.add_argument("--chain", choices=["running", "remaining"], default="running")
+    ap.add_argument("--digits", type=int, default=2, help="digits per term (2: 10-99)")
     a = ap.parse_args()
 
     def step(x, y, v, t, i):
@@ -57,7 +58,7 @@ def main():
     cases = []
     for _ in range(a.n):
         n = rng.choice([3, 4, 5])
-        t = [rng.randint(10, 99) for _ in range(n)]
+        t = [rng.randint(10 ** (a.digits - 1), 10 ** a.digits - 1) for _ in range(n)]
         k = rng.randint(1, n - 2)  # pairs 1..k written; pair k+1 comes next
         acc, chain = t[0], ""
         for i in range(1, k + 1):
@@ -69,7 +70,7 @@ def main():
         cases.append((head + chain.strip(), checked, f" {acc}+{t[k + 1]}="))
     env = dict(os.environ, OMP_NUM_THREADS="1")
     for form, idx in (("plain", 0), ("checked", 1)):
-        cmd = [a.zerorl, "generate", "--model", a.model, "--greedy", "--max-new-tokens", "12",
+        cmd = [a.zerorl, "generate", "--model", a.model, "--greedy", "--max-new-tokens", "16",
                "--json", "--slots", str(a.n)]
         for c in cases:
             cmd += ["--prompt", c[idx]]

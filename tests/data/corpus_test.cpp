@@ -289,14 +289,14 @@ TEST(ReflectiveCorpus, PlantedSlipShareIsTheConfiguredFewPercent) {
   {
     auto shipped = Recipe::from_file(std::string(ZR_SOURCE_DIR) + "/recipes/base-reflect.yaml");
     CorpusGenerator base(CorpusConfig::from(shipped.section("corpus")));
-    int r = 0, tagged = 0, step = 0;
+    int r = 0, tagged = 0, worked = 0;
     for (auto& d : base.documents(0, n)) {
       r += d.reflects;
       tagged += d.reflects && d.kind == DocKind::kTaggedWorked;
-      step += d.reflects && d.kind == DocKind::kStep;
+      worked += d.reflects && d.kind == DocKind::kWorked;
     }
     EXPECT_GT(tagged, 0);
-    EXPECT_GT(step, 0);
+    EXPECT_GT(worked, 0);
     EXPECT_LE(r / double(n), 0.05) << r << " reflective of " << n << " documents";
   }
   // Off by default: no corpus reflects unless asked, and the other tasks refuse it.
