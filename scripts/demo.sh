@@ -6,7 +6,7 @@
 #   ./scripts/demo.sh                         # tiny: multi-digit addition
 #   ./scripts/demo.sh train.steps=10          # overrides go to the train recipe
 #   ./scripts/demo.sh reflect                 # Reproduction II (issue 19): sums of
-#   ./scripts/demo.sh reflect train.steps=20  # 2-5 numbers, a base that can reflect
+#   ./scripts/demo.sh reflect train.steps=20  # 2-4 three-digit numbers, a base that can reflect
 #
 # Demo NAME runs recipes/r1zero-NAME.yaml from recipes/base-NAME.h5 (the
 # shipped base); when that file is missing, recipes/base-NAME.yaml pretrains
