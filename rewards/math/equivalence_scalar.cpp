@@ -419,8 +419,9 @@ size_t ex_size(const GiNaC::ex& e, size_t cap) {
 // terms x bits of any part expanded on the way.  expand() and normal()
 // cannot be interrupted, and a small tree can ask for minutes of either: a
 // product of powers of sums ((x+1)^64 (y+1)^64 (z+1)^64 has 65^3 terms, found
-// by the CI fuzzer as a 10 s timeout) or a power of a sum with a large
-// constant ((x + N)^64 with N of 54k bits: coefficients of 3.4M bits, 10 s).
+// by the CI fuzzer as a 10 s timeout), a power of a sum with a large
+// constant ((x + N)^64 with N of 54k bits: coefficients of 3.4M bits, 10 s)
+// or a power whose exponent expands to large coefficients.
 struct ExpandSize {
   double terms = 1, bits = 1, work = 0;
 };
@@ -458,6 +459,13 @@ ExpandSize expand_size(const GiNaC::ex& e) {
       double n = std::fabs(ex_to<numeric>(ee).to_double()), t = b.terms;
       s.terms = t <= 1 ? 1 : std::exp(std::lgamma(n + t) - std::lgamma(n + 1) - std::lgamma(t));
       s.bits = n * (b.bits + std::log2(t));
+    } else {
+      // Any other exponent: expand() splits a^(u+v) into a^u a^v and a
+      // numeric base meets the exponent's integer coefficients, a^(c m)
+      // holding a^c, so the bits can grow as the base's times 2^(the
+      // exponent's coefficient bits).  (x+1)^{64^{64(y+1)^64(z+1)^64}}, a
+      // fuzzer find, ran out of memory in expand() after 36 s.
+      s.bits = b.bits * std::exp2(std::min(x.bits, 1000.0));
     }
   } else {
     for (size_t i = 0; i < e.nops(); ++i) {
