@@ -62,8 +62,8 @@ void TaskConfig::validate() const {
            max_digits);
   ZR_CHECK(min_terms >= 2 && max_terms >= min_terms && max_terms <= 9,
            "terms must satisfy 2 <= min_terms <= max_terms <= 9, got ", min_terms, "..", max_terms);
-  ZR_CHECK(chain == "running" || chain == "remaining",
-           "chain must be running or remaining, got '", chain, "'");
+  ZR_CHECK(chain == "running" || chain == "remaining", "chain must be running or remaining, got '",
+           chain, "'");
   ZR_CHECK(num_count >= 2 && num_count <= 6, "num_count must be in [2, 6], got ", num_count);
   ZR_CHECK(max_number >= 2 && max_number <= 1000, "max_number must be in [2, 1000], got ",
            max_number);

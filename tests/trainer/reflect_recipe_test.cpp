@@ -112,14 +112,13 @@ TEST(ReflectRecipe, CurriculumClimbsByItsRuleAndResumesExactly) {
   const double threshold = 0.1;
   auto recipe = [&](const std::string& name, int steps) {
     Recipe r = Recipe::from_file(src + "/recipes/r1zero-reflect.yaml");
-    r.apply_overrides({"policy.init=" + src + "/recipes/base-reflect.h5", "run.dir=" + runs,
-                       "run.name=" + name, "train.steps=" + std::to_string(steps),
-                       "optimizer.total_steps=4", "optimizer.warmup_steps=1",
-                       "train.prompts_per_step=8", "data.curriculum.start=2",
-                       "data.curriculum.window=1",
-                       "data.curriculum.threshold=" + std::to_string(threshold),
-                       "rollout.sampling.max_new_tokens=160", "eval.every=0", "checkpoint.every=2",
-                       "train.sample_every=1"});
+    r.apply_overrides(
+        {"policy.init=" + src + "/recipes/base-reflect.h5", "run.dir=" + runs, "run.name=" + name,
+         "train.steps=" + std::to_string(steps), "optimizer.total_steps=4",
+         "optimizer.warmup_steps=1", "train.prompts_per_step=8", "data.curriculum.start=2",
+         "data.curriculum.window=1", "data.curriculum.threshold=" + std::to_string(threshold),
+         "rollout.sampling.max_new_tokens=160", "eval.every=0", "checkpoint.every=2",
+         "train.sample_every=1"});
     return r;
   };
   auto comm = make_comm("single");
@@ -264,7 +263,9 @@ TEST(ReflectRecipe, GpuRecipesScaledDownRunOnTheCpu) {
 // Without a GPU, pretrain.device cuda is refused naming the key, before any
 // run folder is made.
 TEST(ReflectRecipe, PretrainOnCudaWithoutADeviceNamesTheKey) {
-  if (at::hasCUDA()) GTEST_SKIP() << "a CUDA device is present";
+  if (at::hasCUDA())
+    GTEST_SKIP()
+        << "needs a machine without a CUDA device (it checks the refusal when none is present)";
   const std::string src = ZR_SOURCE_DIR;
   const std::string runs = (std::filesystem::temp_directory_path() /
                             ("zerorl_reflect_nocuda_" + std::to_string(::getpid())))
